@@ -1,0 +1,48 @@
+// Prometheus figures. Children are bound once per label set, so counting a decision is a map
+// lookup and an add, not a label hash.
+import { status as grpcStatus } from '@grpc/grpc-js';
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import type { Decision } from '../decide/decider.js';
+
+export class Metrics {
+  readonly registry = new Registry();
+  private readonly decisions = new Counter({
+    name: 'sluice_decisions_total',
+    help: 'Acquire decisions by resource, outcome and who decided',
+    labelNames: ['resource', 'outcome', 'decided_by'] as const,
+    registers: [this.registry],
+  });
+  private readonly rejections = new Counter({
+    name: 'sluice_rejected_requests_total',
+    help: 'Requests answered with a gRPC error, by status code',
+    labelNames: ['code'] as const,
+    registers: [this.registry],
+  });
+  private readonly bound = new Map<string, Counter.Internal>();
+
+  constructor(gauges: { permits: () => number }) {
+    collectDefaultMetrics({ register: this.registry, prefix: 'sluice_' });
+    new Gauge({
+      name: 'sluice_open_permits',
+      help: 'Grants that can still be released or settled',
+      registers: [this.registry],
+      collect() {
+        this.set(gauges.permits());
+      },
+    });
+  }
+
+  decided(resource: string, d: Decision): void {
+    const key = resource + (d.granted ? '\u0000g\u0000' : '\u0000d\u0000') + d.decidedBy;
+    let child = this.bound.get(key);
+    if (!child) {
+      child = this.decisions.labels(resource, d.granted ? 'granted' : 'denied', d.decidedBy);
+      this.bound.set(key, child);
+    }
+    child.inc();
+  }
+
+  rejected(code: grpcStatus): void {
+    this.rejections.labels(grpcStatus[code] ?? String(code)).inc();
+  }
+}

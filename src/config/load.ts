@@ -1,0 +1,88 @@
+// Reads a policy file, applies environment overrides, validates, and compiles it. Every problem
+// is reported with its place in the file, all at once, so one run of `sluice check` shows them all.
+import { readFileSync } from 'node:fs';
+import { LineCounter, parseDocument, isNode } from 'yaml';
+import type { z } from 'zod';
+import { policySchema } from './schema.js';
+import { compilePolicy, type Policy } from './policy.js';
+
+export class PolicyError extends Error {
+  constructor(
+    readonly file: string,
+    readonly problems: string[],
+  ) {
+    super(`${file}: invalid policy\n${problems.map((p) => `  ${p}`).join('\n')}`);
+    this.name = 'PolicyError';
+  }
+}
+
+/** Environment variables that override the file, as a newcomer would set them in a pod spec. */
+export interface Overrides {
+  SLUICE_LISTEN?: string | undefined;
+  SLUICE_ADMIN?: string | undefined;
+  SLUICE_REDIS_URL?: string | undefined;
+}
+
+export function loadPolicyFile(file: string, env: Overrides = {}): Policy {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new PolicyError(file, [`cannot read: ${(err as Error).message}`]);
+  }
+  return parsePolicy(text, file, env);
+}
+
+export function parsePolicy(text: string, file: string, env: Overrides = {}): Policy {
+  const lines = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
+  if (doc.errors.length > 0) {
+    throw new PolicyError(
+      file,
+      doc.errors.map((e) => {
+        const at = lines.linePos(e.pos[0]);
+        return `line ${at.line}, column ${at.col}: ${e.message.split('\n')[0]}`;
+      }),
+    );
+  }
+  const raw = applyOverrides(doc.toJS() ?? {}, env);
+  const result = policySchema.safeParse(raw);
+  if (!result.success) {
+    throw new PolicyError(file, result.error.issues.map((issue) => describeIssue(issue, doc, lines)));
+  }
+  return compilePolicy(result.data);
+}
+
+function applyOverrides(raw: unknown, env: Overrides): unknown {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return raw;
+  const policy = raw as Record<string, any>;
+  if (env.SLUICE_LISTEN || env.SLUICE_ADMIN) {
+    policy.server = { ...(policy.server ?? {}) };
+    if (env.SLUICE_LISTEN) policy.server.listen = env.SLUICE_LISTEN;
+    if (env.SLUICE_ADMIN) policy.server.admin = env.SLUICE_ADMIN;
+  }
+  if (env.SLUICE_REDIS_URL) {
+    policy.store = { ...(policy.store ?? {}) };
+    policy.store.redis = { ...(policy.store.redis ?? {}), url: env.SLUICE_REDIS_URL };
+  }
+  return policy;
+}
+
+/** `resources[0].limits[1].rate (line 12): expected N/period such as 60/1m or 5/s` */
+function describeIssue(issue: z.core.$ZodIssue, doc: ReturnType<typeof parseDocument>, lines: LineCounter): string {
+  const path = issue.path.map(String);
+  let where = formatPath(issue.path);
+  let message = issue.message;
+  if (issue.code === 'unrecognized_keys') {
+    message = `unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `"${k}"`).join(', ')}`;
+  }
+  const node = doc.getIn(path, true);
+  if (isNode(node) && node.range) where += ` (line ${lines.linePos(node.range[0]).line})`;
+  return `${where || '(top level)'}: ${message}`;
+}
+
+export function formatPath(path: readonly PropertyKey[]): string {
+  let out = '';
+  for (const part of path) out += typeof part === 'number' ? `[${part}]` : out === '' ? String(part) : `.${String(part)}`;
+  return out;
+}

@@ -1,0 +1,89 @@
+// The validated policy, in the units the rest of sluice works in (milliseconds, whole units).
+import type { LimitFile, PolicyFile, ResourceFile } from './schema.js';
+
+export type Algorithm = 'token_bucket' | 'fixed_window' | 'sliding_window' | 'concurrency';
+export type FailurePolicy = 'open' | 'closed' | 'local';
+
+interface LimitBase {
+  name: string;
+  /** Counts one per request instead of the request's cost. */
+  countsRequests: boolean;
+}
+
+/** GCRA: one unit is emitted every intervalMs; up to `capacity` (the burst) can be taken at once. */
+export interface TokenBucketLimit extends LimitBase {
+  algorithm: 'token_bucket';
+  capacity: number;
+  intervalMs: number;
+}
+
+/** `capacity` units per epoch-aligned window of periodMs. */
+export interface WindowLimit extends LimitBase {
+  algorithm: 'fixed_window' | 'sliding_window';
+  capacity: number;
+  periodMs: number;
+}
+
+/** At most `capacity` units held at once; a permit not released is reclaimed after ttlMs. */
+export interface ConcurrencyLimit extends LimitBase {
+  algorithm: 'concurrency';
+  capacity: number;
+  ttlMs: number;
+}
+
+export type Limit = TokenBucketLimit | WindowLimit | ConcurrencyLimit;
+
+export interface Resource {
+  name: string;
+  /** Descriptor keys whose values scope every limit, in this order. */
+  keys: readonly string[];
+  onStoreFailure: FailurePolicy;
+  limits: readonly Limit[];
+  /** How long a permit can be released or settled; 0 when grants carry no permit. */
+  permitTtlMs: number;
+}
+
+export interface Policy {
+  server: { listen: string; admin: string | null; shutdownGraceMs: number };
+  store: { redis: { url: string; prefix: string } | null; timeoutMs: number; maxKeys: number };
+  resources: ReadonlyMap<string, Resource>;
+}
+
+export function compilePolicy(file: PolicyFile): Policy {
+  return {
+    server: {
+      listen: file.server.listen,
+      admin: file.server.admin === 'off' ? null : file.server.admin,
+      shutdownGraceMs: file.server.shutdown_grace,
+    },
+    store: { redis: file.store.redis ?? null, timeoutMs: file.store.timeout, maxKeys: file.store.max_keys },
+    resources: new Map(file.resources.map((res) => [res.name, compileResource(res)])),
+  };
+}
+
+function compileResource(res: ResourceFile): Resource {
+  const limits = res.limits.map(compileLimit);
+  let permitTtlMs = res.settle_within ?? 0;
+  for (const limit of limits) if (limit.algorithm === 'concurrency') permitTtlMs = Math.max(permitTtlMs, limit.ttlMs);
+  return { name: res.name, keys: res.keys, onStoreFailure: res.on_store_failure, limits, permitTtlMs };
+}
+
+function compileLimit(limit: LimitFile): Limit {
+  const base = { name: limit.name, countsRequests: limit.counts === 'requests' };
+  switch (limit.algorithm) {
+    case 'token_bucket': {
+      const burst = limit.burst ?? limit.rate.count;
+      return { ...base, algorithm: 'token_bucket', capacity: burst, intervalMs: limit.rate.periodMs / limit.rate.count };
+    }
+    case 'fixed_window':
+    case 'sliding_window':
+      return { ...base, algorithm: limit.algorithm, capacity: limit.rate.count, periodMs: limit.rate.periodMs };
+    case 'concurrency':
+      return { ...base, algorithm: 'concurrency', capacity: limit.max, ttlMs: limit.ttl };
+  }
+}
+
+/** The units a request takes from this limit. */
+export function costFor(limit: Limit, cost: number): number {
+  return limit.countsRequests ? 1 : cost;
+}

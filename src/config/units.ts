@@ -1,0 +1,25 @@
+// Durations and rates as the policy file spells them: `20ms`, `30s`, `1m`, `60/1m`, `5/s`.
+
+const UNIT_MS = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
+const DURATION = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)$/;
+const RATE = /^(\d+)\s*\/\s*(\d*(?:\.\d+)?)(ms|s|m|h|d)$/;
+
+/** Milliseconds for `20ms`, `1.5s`, `1d`; undefined when the text is not a duration. */
+export function parseDuration(text: string): number | undefined {
+  const match = DURATION.exec(text.trim());
+  if (!match) return undefined;
+  return Number(match[1]) * UNIT_MS[match[2] as keyof typeof UNIT_MS];
+}
+
+export interface Rate {
+  count: number;
+  periodMs: number;
+}
+
+/** `60/1m` -> 60 per 60000 ms; `5/s` -> 5 per 1000 ms; undefined when not a rate. */
+export function parseRate(text: string): Rate | undefined {
+  const match = RATE.exec(text.trim());
+  if (!match) return undefined;
+  const multiple = match[2] === '' ? 1 : Number(match[2]);
+  return { count: Number(match[1]), periodMs: multiple * UNIT_MS[match[3] as keyof typeof UNIT_MS] };
+}

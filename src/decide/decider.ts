@@ -1,0 +1,99 @@
+// The pipeline below the wire: a validated request -> the store -> a decision. Shared by every
+// transport (sluice.v1 unary and stream; Envoy RLS later).
+import { costFor, type Resource } from '../config/policy.js';
+import type { Store } from '../store/store.js';
+import { PermitTable } from './permits.js';
+
+export type DecidedBy = 'LEASE' | 'STORE' | 'FAIL_OPEN' | 'FAIL_CLOSED' | 'LOCAL_FALLBACK';
+
+export interface AcquireInput {
+  resource: Resource;
+  /** From scopeOf(resource, values). */
+  scope: string;
+  /** Units, at least 1. */
+  cost: number;
+}
+
+export interface Decision {
+  granted: boolean;
+  /** Empty unless the grant can be released or settled. */
+  permitId: string;
+  /** Infinity when the cost can never be granted; 0 on grants. */
+  retryAfterMs: number;
+  remaining: number;
+  limit: number;
+  resetAfterMs: number;
+  limitName: string;
+  decidedBy: DecidedBy;
+  /** Empty on grants. */
+  reason: string;
+}
+
+export interface DeciderOptions {
+  maxPermits: number;
+  now?: () => number;
+}
+
+export class Decider {
+  readonly permits: PermitTable;
+  private readonly now: () => number;
+
+  constructor(
+    private readonly store: Store,
+    options: DeciderOptions,
+  ) {
+    this.now = options.now ?? Date.now;
+    this.permits = new PermitTable(options.maxPermits, this.now);
+  }
+
+  async acquire({ resource, scope, cost }: AcquireInput): Promise<Decision> {
+    const issuesPermit = resource.permitTtlMs > 0;
+    const permitId = issuesPermit ? this.permits.nextId() : '';
+    const verdict = await this.store.acquire(resource, scope, cost, permitId);
+    const limit = resource.limits[verdict.decider]!;
+    if (verdict.granted && issuesPermit) {
+      this.permits.add(permitId, { resource, scope, cost, grantedAt: verdict.now, expiresAt: this.now() + resource.permitTtlMs });
+    }
+    return {
+      granted: verdict.granted,
+      permitId: verdict.granted ? permitId : '',
+      retryAfterMs: verdict.retryAfterMs,
+      remaining: verdict.remaining,
+      limit: limit.capacity,
+      resetAfterMs: verdict.resetAfterMs,
+      limitName: limit.name,
+      decidedBy: 'STORE',
+      reason: verdict.granted ? '' : denialReason(limit.name, limit.capacity, verdict.remaining, verdict.retryAfterMs, costFor(limit, cost)),
+    };
+  }
+
+  /**
+   * Frees the permit's concurrency slots and, given actualCost, refunds or charges the difference
+   * from what was acquired. False, changing nothing, when the permit is unknown, expired or
+   * already released.
+   */
+  async release(permitId: string, actualCost: number | undefined): Promise<boolean> {
+    const record = this.permits.take(permitId);
+    if (!record) return false;
+    const delta = actualCost === undefined ? 0 : actualCost - record.cost;
+    try {
+      await this.store.release(record.resource, record.scope, { permitId, cost: record.cost, grantedAt: record.grantedAt }, delta);
+    } catch (err) {
+      // The store did not take it: keep the permit so that a retried Release can still succeed.
+      this.permits.add(permitId, record);
+      throw err;
+    }
+    return true;
+  }
+
+  async close(): Promise<void> {
+    await this.store.close();
+  }
+}
+
+function denialReason(name: string, capacity: number, remaining: number, retryAfterMs: number, cost: number): string {
+  if (retryAfterMs === Number.POSITIVE_INFINITY) {
+    return `cost ${cost} exceeds the capacity ${capacity} of limit "${name}": it can never be granted`;
+  }
+  return `limit "${name}" has ${remaining} of ${capacity} left`;
+}

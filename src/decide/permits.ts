@@ -1,0 +1,61 @@
+// Grants that can still be released or settled, kept in this process. A service releases
+// through its own sidecar, so the table is local; concurrency slots themselves live in the store
+// with a ttl, so a permit lost with this process is still reclaimed there.
+import { randomBytes } from 'node:crypto';
+import type { Resource } from '../config/policy.js';
+
+export interface PermitRecord {
+  resource: Resource;
+  scope: string;
+  cost: number;
+  /** Store time of the grant. */
+  grantedAt: number;
+  /** Local time after which the permit can no longer be released. */
+  expiresAt: number;
+}
+
+/** `<12 hex of this process>.<base36 sequence>`: unique across sidecars without coordination. */
+export const PERMIT_ID = /^[0-9a-f]{12}\.[0-9a-z]{1,11}$/;
+
+export class PermitTable {
+  private readonly records = new Map<string, PermitRecord>();
+  private readonly prefix = randomBytes(6).toString('hex') + '.';
+  private sequence = 0;
+  /** Permits dropped to stay under the cap before they expired. */
+  evicted = 0;
+
+  constructor(
+    private readonly maxPermits: number,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  get size(): number {
+    return this.records.size;
+  }
+
+  /** A fresh id, to name the concurrency slot before the store has granted it. */
+  nextId(): string {
+    return this.prefix + (this.sequence++).toString(36);
+  }
+
+  add(id: string, record: PermitRecord): void {
+    this.records.set(id, record);
+    if (this.records.size > this.maxPermits) {
+      // Oldest first: Map keeps insertion order, and every permit's life is bounded anyway.
+      this.records.delete(this.records.keys().next().value!);
+      this.evicted++;
+    }
+  }
+
+  /** Removes and returns a live permit; undefined when unknown, expired or already taken. */
+  take(id: string): PermitRecord | undefined {
+    const record = this.records.get(id);
+    if (!record) return undefined;
+    this.records.delete(id);
+    return record.expiresAt > this.now() ? record : undefined;
+  }
+
+  sweep(now = this.now()): void {
+    for (const [id, record] of this.records) if (record.expiresAt <= now) this.records.delete(id);
+  }
+}

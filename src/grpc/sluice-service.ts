@@ -1,0 +1,117 @@
+// sluice.v1.RateLimiter: wire messages in, decisions out. No decision logic lives here.
+import { status, type ServerDuplexStream, type ServerUnaryCall, type sendUnaryData, type UntypedServiceImplementation } from '@grpc/grpc-js';
+import type { Resource } from '../config/policy.js';
+import type { Decider, Decision } from '../decide/decider.js';
+import type { Metrics } from '../admin/metrics.js';
+import { RequestError } from './request-error.js';
+import { parseAcquire, parseRelease, type WireAcquireRequest, type WireDuration, type WireReleaseRequest } from './validate.js';
+
+/** Requests of one AcquireStream decided at once; past this the stream stops reading. */
+export const STREAM_WINDOW = 256;
+
+export interface ServiceContext {
+  decider: Decider;
+  /** Read per request, so a policy reload takes effect without restarting. */
+  resources: () => ReadonlyMap<string, Resource>;
+  metrics: Metrics;
+  /** Throttled: a dead store fails every request, and the log must not grow at that rate. */
+  warn: (obj: object, msg: string) => void;
+}
+
+export function sluiceService(ctx: ServiceContext): UntypedServiceImplementation {
+  const decide = async (req: WireAcquireRequest): Promise<Decision> => {
+    const input = parseAcquire(req, ctx.resources());
+    const decision = await ctx.decider.acquire(input);
+    ctx.metrics.decided(input.resource.name, decision);
+    return decision;
+  };
+
+  return {
+    Acquire(call: ServerUnaryCall<WireAcquireRequest, unknown>, callback: sendUnaryData<unknown>) {
+      decide(call.request).then(
+        (decision) => callback(null, toResponse(decision, call.request.request_id)),
+        (err) => callback(toStatus(err, ctx)),
+      );
+    },
+
+    Release(call: ServerUnaryCall<WireReleaseRequest, unknown>, callback: sendUnaryData<unknown>) {
+      let parsed;
+      try {
+        parsed = parseRelease(call.request);
+      } catch (err) {
+        callback(toStatus(err, ctx));
+        return;
+      }
+      ctx.decider.release(parsed.permitId, parsed.actualCost).then(
+        (released) => callback(null, { released }),
+        (err) => callback(toStatus(err, ctx)),
+      );
+    },
+
+    AcquireStream(call: ServerDuplexStream<WireAcquireRequest, unknown>) {
+      let pending = 0;
+      let ended = false;
+      let failure: { code: status; details: string } | undefined;
+      const finish = () => {
+        if (pending > 0 || call.cancelled || call.writableEnded) return;
+        if (failure) call.emit('error', failure);
+        else if (ended) call.end();
+      };
+      call.on('data', (req: WireAcquireRequest) => {
+        if (failure) return;
+        if (++pending >= STREAM_WINDOW) call.pause();
+        decide(req).then(
+          (decision) => {
+            if (!call.cancelled && !call.writableEnded && !failure) call.write(toResponse(decision, req.request_id));
+          },
+          (err) => {
+            // One bad request ends the stream with its status, once the others are answered.
+            const s = toStatus(err, ctx);
+            failure ??= { code: s.code, details: req.request_id ? `request ${req.request_id}: ${s.details}` : s.details };
+            call.pause();
+          },
+        ).finally(() => {
+          if (pending-- === STREAM_WINDOW && !failure) call.resume();
+          finish();
+        });
+      });
+      call.on('end', () => {
+        ended = true;
+        finish();
+      });
+      // A cancelled or broken stream: decisions under way complete and are dropped, nothing leaks.
+      call.on('error', () => undefined);
+    },
+  };
+}
+
+function toStatus(err: unknown, ctx: ServiceContext): { code: status; details: string } {
+  if (err instanceof RequestError) {
+    ctx.metrics.rejected(err.code);
+    return { code: err.code, details: err.message };
+  }
+  ctx.metrics.rejected(status.UNAVAILABLE);
+  ctx.warn({ err }, 'store call failed');
+  return { code: status.UNAVAILABLE, details: `store unavailable: ${(err as Error)?.message ?? String(err)}` };
+}
+
+function toResponse(d: Decision, requestId: string) {
+  return {
+    granted: d.granted,
+    permit_id: d.permitId,
+    retry_after: d.granted || d.retryAfterMs === Number.POSITIVE_INFINITY ? null : duration(d.retryAfterMs),
+    remaining: d.remaining,
+    limit: d.limit,
+    reset_after: duration(d.resetAfterMs),
+    limit_name: d.limitName,
+    decided_by: d.decidedBy,
+    waited: null,
+    request_id: requestId,
+    reason: d.reason,
+  };
+}
+
+function duration(ms: number): WireDuration {
+  const whole = Math.ceil(ms);
+  return { seconds: Math.floor(whole / 1000), nanos: (whole % 1000) * 1_000_000 };
+}

@@ -1,0 +1,89 @@
+// Wire messages -> the internal request shape. Everything a caller can get wrong is caught here,
+// before any store is touched, with a message naming the field.
+import { status } from '@grpc/grpc-js';
+import type { Resource } from '../config/policy.js';
+import type { AcquireInput } from '../decide/decider.js';
+import { PERMIT_ID } from '../decide/permits.js';
+import { scopeOf } from '../decide/scope.js';
+import { invalid, RequestError } from './request-error.js';
+
+export const MAX_STRING_BYTES = 256;
+export const MAX_DESCRIPTORS = 16;
+
+/** google.protobuf.Duration as proto-loader gives it (longs as Number). */
+export interface WireDuration {
+  seconds: number;
+  nanos: number;
+}
+
+export interface WireAcquireRequest {
+  resource: string;
+  descriptors: Record<string, string>;
+  cost: number;
+  max_wait: WireDuration | null;
+  priority: number;
+  lane: string;
+  request_id: string;
+}
+
+export interface WireReleaseRequest {
+  permit_id: string;
+  actual_cost?: number;
+}
+
+export function parseAcquire(req: WireAcquireRequest, resources: ReadonlyMap<string, Resource>): AcquireInput {
+  checkLength('resource', req.resource);
+  if (req.resource === '') throw invalid('resource: must not be empty');
+  checkLength('request_id', req.request_id);
+  checkLength('lane', req.lane);
+  const cost = parseCost('cost', req.cost) || 1;
+  checkDuration('max_wait', req.max_wait);
+
+  let count = 0;
+  for (const key in req.descriptors) {
+    if (++count > MAX_DESCRIPTORS) throw invalid(`descriptors: more than ${MAX_DESCRIPTORS} entries`);
+    checkLength('descriptors key', key);
+    checkLength(`descriptors["${key}"]`, req.descriptors[key]!);
+  }
+
+  const resource = resources.get(req.resource);
+  if (!resource) throw new RequestError(status.NOT_FOUND, `resource: "${req.resource}" is not in the policy`);
+  const values: string[] = [];
+  for (const key of resource.keys) {
+    const value = req.descriptors[key];
+    if (value === undefined || value === '') {
+      throw invalid(`descriptors: resource "${resource.name}" needs a non-empty "${key}"`);
+    }
+    values.push(value);
+  }
+  return { resource, scope: scopeOf(resource, values), cost };
+}
+
+export function parseRelease(req: WireReleaseRequest): { permitId: string; actualCost: number | undefined } {
+  if (req.permit_id === '') throw invalid('permit_id: must not be empty');
+  if (req.permit_id.length > MAX_STRING_BYTES || !PERMIT_ID.test(req.permit_id)) {
+    throw invalid('permit_id: not a permit sluice issued');
+  }
+  const actualCost = req.actual_cost === undefined ? undefined : parseCost('actual_cost', req.actual_cost);
+  return { permitId: req.permit_id, actualCost };
+}
+
+function parseCost(field: string, cost: number): number {
+  // uint64 arrives as a JS number; past 2^53 it is no longer exact, so refuse it.
+  if (!Number.isSafeInteger(cost) || cost < 0) throw invalid(`${field}: must be at most ${Number.MAX_SAFE_INTEGER}`);
+  return cost;
+}
+
+function checkLength(field: string, value: string): void {
+  // A UTF-16 unit is at most 3 UTF-8 bytes, so short strings need no byte count.
+  if (value.length * 3 > MAX_STRING_BYTES && Buffer.byteLength(value, 'utf8') > MAX_STRING_BYTES) {
+    throw invalid(`${field}: longer than ${MAX_STRING_BYTES} bytes`);
+  }
+}
+
+function checkDuration(field: string, d: WireDuration | null): void {
+  if (d === null) return;
+  if (d.seconds < 0 || d.nanos < 0 || d.nanos > 999_999_999 || !Number.isSafeInteger(d.seconds)) {
+    throw invalid(`${field}: must be a non-negative duration`);
+  }
+}

@@ -1,0 +1,49 @@
+// A counter per epoch-aligned window (Envoy's windows: a 1m window starts on the minute).
+import { NEVER, type Verdict } from './verdict.js';
+
+export interface WindowParams {
+  periodMs: number;
+  /** Units per window. */
+  capacity: number;
+}
+
+export interface FixedWindowState {
+  /** Index of the window the count belongs to: floor(time / period). */
+  window: number;
+  count: number;
+}
+
+export interface FixedWindowVerdict extends Verdict {
+  next: FixedWindowState;
+}
+
+export function windowIndex(now: number, periodMs: number): number {
+  return Math.floor(now / periodMs);
+}
+
+export function takeFixedWindow(state: FixedWindowState, now: number, cost: number, p: WindowParams): FixedWindowVerdict {
+  const window = windowIndex(now, p.periodMs);
+  const count = state.window === window ? state.count : 0;
+  const untilNext = (window + 1) * p.periodMs - now;
+  if (cost > p.capacity) {
+    return { allowed: false, remaining: p.capacity - count, retryAfterMs: NEVER, resetAfterMs: count > 0 ? untilNext : 0, next: state };
+  }
+  if (count + cost > p.capacity) {
+    return { allowed: false, remaining: p.capacity - count, retryAfterMs: untilNext, resetAfterMs: untilNext, next: state };
+  }
+  return { allowed: true, remaining: p.capacity - count - cost, retryAfterMs: 0, resetAfterMs: untilNext, next: { window, count: count + cost } };
+}
+
+/**
+ * A refund returns units to the window that was charged, if it is still the current one (a
+ * closed window's budget cannot be spent again). An extra charge lands in the current window.
+ */
+export function settleFixedWindow(state: FixedWindowState, now: number, grantedAt: number, delta: number, p: WindowParams): FixedWindowState {
+  const window = windowIndex(now, p.periodMs);
+  const count = state.window === window ? state.count : 0;
+  if (delta < 0) {
+    if (windowIndex(grantedAt, p.periodMs) !== window) return state;
+    return { window, count: Math.max(0, count + delta) };
+  }
+  return { window, count: count + delta };
+}

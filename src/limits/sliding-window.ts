@@ -1,0 +1,80 @@
+// The weighted sliding window: two epoch-aligned counters, the current window's and the one
+// before it. The previous count is weighted by how much of it the sliding window still covers,
+// so the estimate moves smoothly instead of resetting at the window edge. Constant memory per
+// key, unlike a sliding log.
+import { EPSILON, NEVER, type Verdict } from './verdict.js';
+import { windowIndex, type WindowParams } from './fixed-window.js';
+
+export interface SlidingWindowState {
+  window: number;
+  current: number;
+  previous: number;
+}
+
+export interface SlidingWindowVerdict extends Verdict {
+  next: SlidingWindowState;
+}
+
+/** The state as seen at `now`: counters shifted if one or more windows have closed since. */
+export function rollSlidingWindow(state: SlidingWindowState, now: number, periodMs: number): SlidingWindowState {
+  const window = windowIndex(now, periodMs);
+  if (state.window === window) return state;
+  if (state.window === window - 1) return { window, current: 0, previous: state.current };
+  return { window, current: 0, previous: 0 };
+}
+
+export function takeSlidingWindow(state: SlidingWindowState, now: number, cost: number, p: WindowParams): SlidingWindowVerdict {
+  const rolled = rollSlidingWindow(state, now, p.periodMs);
+  const elapsed = now - rolled.window * p.periodMs;
+  const estimate = (rolled.previous * (p.periodMs - elapsed)) / p.periodMs + rolled.current;
+  if (cost > p.capacity) {
+    return { allowed: false, remaining: left(p.capacity - estimate), retryAfterMs: NEVER, resetAfterMs: resetAfter(rolled, elapsed, p), next: state };
+  }
+  if (estimate + cost > p.capacity + EPSILON) {
+    return {
+      allowed: false,
+      remaining: left(p.capacity - estimate),
+      retryAfterMs: retryAfter(rolled, elapsed, cost, p),
+      resetAfterMs: resetAfter(rolled, elapsed, p),
+      next: state,
+    };
+  }
+  const next = { window: rolled.window, current: rolled.current + cost, previous: rolled.previous };
+  return { allowed: true, remaining: left(p.capacity - estimate - cost), retryAfterMs: 0, resetAfterMs: resetAfter(next, elapsed, p), next };
+}
+
+/**
+ * A refund comes off the window that was charged while either counter still holds it; an extra
+ * charge lands in the current window.
+ */
+export function settleSlidingWindow(state: SlidingWindowState, now: number, grantedAt: number, delta: number, p: WindowParams): SlidingWindowState {
+  const rolled = rollSlidingWindow(state, now, p.periodMs);
+  if (delta >= 0) return { ...rolled, current: rolled.current + delta };
+  const charged = windowIndex(grantedAt, p.periodMs);
+  if (charged === rolled.window) return { ...rolled, current: Math.max(0, rolled.current + delta) };
+  if (charged === rolled.window - 1) return { ...rolled, previous: Math.max(0, rolled.previous + delta) };
+  return rolled;
+}
+
+/**
+ * The earliest moment the estimate leaves room for `cost`. While the current count fits, that is
+ * when enough of the previous window has slid out; otherwise it is in the next window, once
+ * enough of today's current count has slid out in turn.
+ */
+function retryAfter(s: SlidingWindowState, elapsed: number, cost: number, p: WindowParams): number {
+  const room = p.capacity - cost;
+  const sinceNow = s.current <= room
+    ? p.periodMs - elapsed - (p.periodMs * (room - s.current)) / s.previous
+    : p.periodMs - elapsed + p.periodMs - (p.periodMs * room) / s.current;
+  return Math.max(sinceNow, EPSILON);
+}
+
+function resetAfter(s: SlidingWindowState, elapsed: number, p: WindowParams): number {
+  if (s.current > 0) return 2 * p.periodMs - elapsed;
+  if (s.previous > 0) return p.periodMs - elapsed;
+  return 0;
+}
+
+function left(units: number): number {
+  return Math.max(0, Math.floor(units + EPSILON));
+}

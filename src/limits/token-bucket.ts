@@ -1,0 +1,43 @@
+// GCRA, the token bucket kept as one number: the theoretical arrival time (TAT) at which the
+// bucket would be full again. A request of `cost` units moves the TAT by cost x interval and is
+// allowed when the new TAT is at most `capacity` (burst) intervals ahead of now.
+import { EPSILON, NEVER, type Verdict } from './verdict.js';
+
+export interface TokenBucketParams {
+  /** Milliseconds per unit: period / rate. */
+  intervalMs: number;
+  /** The burst: units that can be taken at once from a full bucket. */
+  capacity: number;
+}
+
+export interface TokenBucketVerdict extends Verdict {
+  /** The TAT to store if this request is committed. */
+  nextTat: number;
+}
+
+/** `tat` is the stored TAT, or 0 for a key never seen (a full bucket). */
+export function takeTokens(tat: number, now: number, cost: number, p: TokenBucketParams): TokenBucketVerdict {
+  const base = Math.max(tat, now);
+  const window = p.capacity * p.intervalMs;
+  if (cost > p.capacity) {
+    return { allowed: false, remaining: units(now + window - base, p), retryAfterMs: NEVER, resetAfterMs: base - now, nextTat: tat };
+  }
+  const nextTat = base + cost * p.intervalMs;
+  const allowAt = nextTat - window;
+  if (allowAt > now + EPSILON) {
+    return { allowed: false, remaining: units(now + window - base, p), retryAfterMs: allowAt - now, resetAfterMs: base - now, nextTat: tat };
+  }
+  return { allowed: true, remaining: units(now + window - nextTat, p), retryAfterMs: 0, resetAfterMs: nextTat - now, nextTat };
+}
+
+/**
+ * Settles a granted request's real cost: a negative delta refunds (never past a full bucket), a
+ * positive one charges the extra (the work is done, so it may push the bucket into debt).
+ */
+export function settleTokens(tat: number, now: number, delta: number, p: TokenBucketParams): number {
+  return Math.max(Math.max(tat, now) + delta * p.intervalMs, now);
+}
+
+function units(ms: number, p: TokenBucketParams): number {
+  return Math.max(0, Math.floor(ms / p.intervalMs + EPSILON));
+}

@@ -1,0 +1,17 @@
+/**
+ * What one limit says about one request. Times are milliseconds from `now`; a retryAfterMs of
+ * Infinity means the request can never be granted (its cost exceeds the limit's capacity).
+ */
+export interface Verdict {
+  allowed: boolean;
+  /** Units left after this request (if allowed) or now (if not). */
+  remaining: number;
+  retryAfterMs: number;
+  /** Until the limit is back to full capacity if nothing more is taken. */
+  resetAfterMs: number;
+}
+
+/** Slack for floating-point time arithmetic: far below a millisecond, far above rounding error. */
+export const EPSILON = 1e-6;
+
+export const NEVER = Number.POSITIVE_INFINITY;

@@ -1,0 +1,62 @@
+// The built sidecar as a real process (`node dist/src/cli/main.js serve`), on free ports.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { packageRoot } from '../../src/paths.js';
+
+export const CLI = join(packageRoot, 'dist', 'src', 'cli', 'main.js');
+
+export interface SidecarProcess {
+  address: string;
+  admin: string | null;
+  child: ChildProcess;
+  /** Every log line so far, parsed. */
+  logs: Record<string, unknown>[];
+  /** Sends the signal (SIGTERM by default) and resolves with the exit code. */
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+export function writePolicy(yaml: string): string {
+  const file = join(mkdtempSync(join(tmpdir(), 'sluice-policy-')), 'policy.yaml');
+  writeFileSync(file, yaml);
+  return file;
+}
+
+export async function startSidecar(policyYaml: string, env: Record<string, string> = {}): Promise<SidecarProcess> {
+  const child = spawn(process.execPath, [CLI, 'serve', '--config', writePolicy(policyYaml)], {
+    env: { ...process.env, SLUICE_LISTEN: '127.0.0.1:0', SLUICE_ADMIN: '127.0.0.1:0', SLUICE_LOG_LEVEL: 'info', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const logs: Record<string, unknown>[] = [];
+  let stderr = '';
+  child.stderr!.on('data', (chunk) => (stderr += chunk));
+  const lines = createInterface({ input: child.stdout! });
+  const listening = await new Promise<Record<string, unknown>>((resolve, reject) => {
+    child.once('exit', (code) => reject(new Error(`sidecar exited (${code}) before listening:\n${stderr}`)));
+    lines.on('line', (line) => {
+      try {
+        const entry = JSON.parse(line) as Record<string, unknown>;
+        logs.push(entry);
+        if (entry.msg === 'listening') resolve(entry);
+      } catch {
+        logs.push({ raw: line });
+      }
+    });
+  });
+  child.removeAllListeners('exit');
+  const exited = once(child, 'exit');
+  return {
+    address: listening.address as string,
+    admin: (listening.admin as string | null) ?? null,
+    child,
+    logs,
+    async stop(signal = 'SIGTERM') {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      const [code] = await exited;
+      return code as number | null;
+    },
+  };
+}
