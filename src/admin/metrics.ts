@@ -19,9 +19,31 @@ export class Metrics {
     registers: [this.registry],
   });
   private readonly bound = new Map<string, Counter.Internal>();
+  /** Acquires waiting on the store right now. */
+  inFlight = 0;
+  /** AcquireStream calls whose client has neither finished nor cancelled them. */
+  openStreams = 0;
 
   constructor(gauges: { permits: () => number }) {
     collectDefaultMetrics({ register: this.registry, prefix: 'sluice_' });
+    const inFlight = () => this.inFlight;
+    new Gauge({
+      name: 'sluice_decisions_in_flight',
+      help: 'Acquires waiting on the store',
+      registers: [this.registry],
+      collect() {
+        this.set(inFlight());
+      },
+    });
+    const openStreams = () => this.openStreams;
+    new Gauge({
+      name: 'sluice_open_streams',
+      help: 'AcquireStream calls open',
+      registers: [this.registry],
+      collect() {
+        this.set(openStreams());
+      },
+    });
     new Gauge({
       name: 'sluice_open_permits',
       help: 'Grants that can still be released or settled',

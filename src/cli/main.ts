@@ -93,15 +93,19 @@ async function serve(file: string | undefined, pretty: boolean): Promise<number>
     'listening',
   );
   const stopped = new Promise<void>((resolve) => {
+    let stopping = false;
     const stop = (signal: string) => {
+      // A repeated signal must not cut the drain short; the grace period bounds it.
+      if (stopping) return;
+      stopping = true;
       log.info({ signal }, 'shutting down');
       sidecar.stop().then(resolve, (err) => {
         log.error({ err }, 'shutdown failed');
         resolve();
       });
     };
-    process.once('SIGTERM', () => stop('SIGTERM'));
-    process.once('SIGINT', () => stop('SIGINT'));
+    process.on('SIGTERM', () => stop('SIGTERM'));
+    process.on('SIGINT', () => stop('SIGINT'));
   });
   await stopped;
   log.info('stopped');

@@ -70,15 +70,16 @@ function applyOverrides(raw: unknown, env: Overrides): unknown {
 
 /** `resources[0].limits[1].rate (line 12): expected N/period such as 60/1m or 5/s` */
 function describeIssue(issue: z.core.$ZodIssue, doc: ReturnType<typeof parseDocument>, lines: LineCounter): string {
-  const path = issue.path.map(String);
-  let where = formatPath(issue.path);
+  let where = formatPath(issue.path) || '(top level)';
   let message = issue.message;
   if (issue.code === 'unrecognized_keys') {
     message = `unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `"${k}"`).join(', ')}`;
+  } else if (issue.code === 'invalid_type' && message.endsWith('received undefined')) {
+    message = `required (${issue.expected})`;
   }
-  const node = doc.getIn(path, true);
+  const node = issue.path.length > 0 ? doc.getIn(issue.path.map(String), true) : undefined;
   if (isNode(node) && node.range) where += ` (line ${lines.linePos(node.range[0]).line})`;
-  return `${where || '(top level)'}: ${message}`;
+  return `${where}: ${message}`;
 }
 
 export function formatPath(path: readonly PropertyKey[]): string {

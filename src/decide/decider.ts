@@ -27,6 +27,8 @@ export interface Decision {
   decidedBy: DecidedBy;
   /** Empty on grants. */
   reason: string;
+  /** The store's time of the decision. */
+  decidedAt: number;
 }
 
 export interface DeciderOptions {
@@ -64,6 +66,7 @@ export class Decider {
       limitName: limit.name,
       decidedBy: 'STORE',
       reason: verdict.granted ? '' : denialReason(limit.name, limit.capacity, verdict.remaining, verdict.retryAfterMs, costFor(limit, cost)),
+      decidedAt: verdict.now,
     };
   }
 
@@ -84,6 +87,19 @@ export class Decider {
       throw err;
     }
     return true;
+  }
+
+  /**
+   * Takes back a grant its caller will never see (its stream was cancelled first): frees its
+   * concurrency slots and refunds its cost. Limits that count requests keep their one.
+   */
+  async revoke({ resource, scope, cost }: AcquireInput, decision: Decision): Promise<void> {
+    if (!decision.granted) return;
+    if (decision.permitId) {
+      await this.release(decision.permitId, 0);
+    } else {
+      await this.store.release(resource, scope, { permitId: '', cost, grantedAt: decision.decidedAt }, -cost);
+    }
   }
 
   async close(): Promise<void> {

@@ -1,7 +1,7 @@
 // sluice.v1.RateLimiter: wire messages in, decisions out. No decision logic lives here.
 import { status, type ServerDuplexStream, type ServerUnaryCall, type sendUnaryData, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import type { Resource } from '../config/policy.js';
-import type { Decider, Decision } from '../decide/decider.js';
+import type { AcquireInput, Decider, Decision } from '../decide/decider.js';
 import type { Metrics } from '../admin/metrics.js';
 import { RequestError } from './request-error.js';
 import { parseAcquire, parseRelease, type WireAcquireRequest, type WireDuration, type WireReleaseRequest } from './validate.js';
@@ -19,16 +19,27 @@ export interface ServiceContext {
 }
 
 export function sluiceService(ctx: ServiceContext): UntypedServiceImplementation {
-  const decide = async (req: WireAcquireRequest): Promise<Decision> => {
-    const input = parseAcquire(req, ctx.resources());
-    const decision = await ctx.decider.acquire(input);
-    ctx.metrics.decided(input.resource.name, decision);
-    return decision;
+  const decide = async (input: AcquireInput): Promise<Decision> => {
+    ctx.metrics.inFlight++;
+    try {
+      const decision = await ctx.decider.acquire(input);
+      ctx.metrics.decided(input.resource.name, decision);
+      return decision;
+    } finally {
+      ctx.metrics.inFlight--;
+    }
   };
 
   return {
     Acquire(call: ServerUnaryCall<WireAcquireRequest, unknown>, callback: sendUnaryData<unknown>) {
-      decide(call.request).then(
+      let input: AcquireInput;
+      try {
+        input = parseAcquire(call.request, ctx.resources());
+      } catch (err) {
+        callback(toStatus(err, ctx));
+        return;
+      }
+      decide(input).then(
         (decision) => callback(null, toResponse(decision, call.request.request_id)),
         (err) => callback(toStatus(err, ctx)),
       );
@@ -52,34 +63,57 @@ export function sluiceService(ctx: ServiceContext): UntypedServiceImplementation
       let pending = 0;
       let ended = false;
       let failure: { code: status; details: string } | undefined;
+      const open = () => !call.cancelled && !call.writableEnded;
       const finish = () => {
         if (pending > 0 || call.cancelled || call.writableEnded) return;
         if (failure) call.emit('error', failure);
         else if (ended) call.end();
       };
+      // One bad request ends the stream with its status, once the others are answered.
+      const fail = (err: unknown, requestId: string) => {
+        const s = toStatus(err, ctx);
+        failure ??= { code: s.code, details: requestId ? `request ${requestId}: ${s.details}` : s.details };
+        call.pause();
+      };
       call.on('data', (req: WireAcquireRequest) => {
         if (failure) return;
-        if (++pending >= STREAM_WINDOW) call.pause();
-        decide(req).then(
-          (decision) => {
-            if (!call.cancelled && !call.writableEnded && !failure) call.write(toResponse(decision, req.request_id));
-          },
-          (err) => {
-            // One bad request ends the stream with its status, once the others are answered.
-            const s = toStatus(err, ctx);
-            failure ??= { code: s.code, details: req.request_id ? `request ${req.request_id}: ${s.details}` : s.details };
-            call.pause();
-          },
-        ).finally(() => {
-          if (pending-- === STREAM_WINDOW && !failure) call.resume();
+        let input: AcquireInput;
+        try {
+          input = parseAcquire(req, ctx.resources());
+        } catch (err) {
+          fail(err, req.request_id);
           finish();
-        });
+          return;
+        }
+        if (++pending >= STREAM_WINDOW) call.pause();
+        decide(input)
+          .then(
+            (decision) => {
+              if (open()) call.write(toResponse(decision, req.request_id));
+              // Nobody will see this grant: give it back rather than strand it.
+              else return ctx.decider.revoke(input, decision);
+            },
+            (err) => fail(err, req.request_id),
+          )
+          .catch((err) => ctx.warn({ err }, 'could not revoke a grant of a cancelled stream'))
+          .finally(() => {
+            if (pending-- === STREAM_WINDOW && failure === undefined) call.resume();
+            finish();
+          });
       });
+      ctx.metrics.openStreams++;
+      let closed = false;
+      const close = () => {
+        if (!closed) ctx.metrics.openStreams--;
+        closed = true;
+      };
+      call.on('cancelled', close);
+      call.on('finish', close);
       call.on('end', () => {
         ended = true;
         finish();
       });
-      // A cancelled or broken stream: decisions under way complete and are dropped, nothing leaks.
+      // A cancelled or broken stream: decisions under way complete and are revoked above.
       call.on('error', () => undefined);
     },
   };
