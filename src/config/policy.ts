@@ -41,6 +41,15 @@ export interface Resource {
   limits: readonly Limit[];
   /** How long a permit can be released or settled; 0 when grants carry no permit. */
   permitTtlMs: number;
+  lease: LeaseSettings;
+}
+
+export interface LeaseSettings {
+  enabled: boolean;
+  /** Largest block one sidecar takes, as a fraction of a limit's capacity. */
+  maxFraction: number;
+  /** How long leased budget may be served before what is left goes back. */
+  ttlMs: number;
 }
 
 export interface Policy {
@@ -65,7 +74,14 @@ function compileResource(res: ResourceFile): Resource {
   const limits = res.limits.map(compileLimit);
   let permitTtlMs = res.settle_within ?? 0;
   for (const limit of limits) if (limit.algorithm === 'concurrency') permitTtlMs = Math.max(permitTtlMs, limit.ttlMs);
-  return { name: res.name, keys: res.keys, onStoreFailure: res.on_store_failure, limits, permitTtlMs };
+  return {
+    name: res.name,
+    keys: res.keys,
+    onStoreFailure: res.on_store_failure,
+    limits,
+    permitTtlMs,
+    lease: { enabled: res.lease.enabled, maxFraction: res.lease.max_fraction, ttlMs: res.lease.ttl },
+  };
 }
 
 function compileLimit(limit: LimitFile): Limit {

@@ -48,11 +48,36 @@ const limit = z.discriminatedUnion('algorithm', [tokenBucket, fixedWindow, slidi
   error: `expected algorithm to be one of ${ALGORITHMS.join(', ')}`,
 });
 
+// Local token leases (Redis store only): take blocks of budget ahead and serve from them.
+const LEASE_DEFAULTS = { enabled: true, max_fraction: 0.1, ttl: 1_000 };
+const lease = z
+  .strictObject({
+    enabled: z.boolean({ error: 'expected true or false' }).default(LEASE_DEFAULTS.enabled),
+    max_fraction: z
+      .number({ error: 'expected a number between 0 and 1' })
+      .gt(0, { error: 'expected more than 0' })
+      .max(1, { error: 'expected at most 1' })
+      .default(LEASE_DEFAULTS.max_fraction),
+    ttl: duration.default(LEASE_DEFAULTS.ttl),
+  })
+  .default(LEASE_DEFAULTS);
+
 const resource = z.strictObject({
   name,
-  keys: z.array(z.string().min(1, { error: 'expected a non-empty key' }).max(256)).max(16).default([]),
+  keys: z
+    .array(
+      z
+        .string()
+        .min(1, { error: 'expected a non-empty key' })
+        .max(256)
+        // A protobuf map arrives as a plain object, where this key can never be sent.
+        .refine((key) => key !== '__proto__', { error: 'a descriptor key cannot be __proto__' }),
+    )
+    .max(16)
+    .default([]),
   on_store_failure: z.enum(['open', 'closed', 'local'], { error: 'expected open, closed or local' }).default('open'),
   settle_within: duration.optional(),
+  lease,
   limits: z.array(limit).min(1, { error: 'expected at least one limit' }),
 });
 

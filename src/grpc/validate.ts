@@ -50,8 +50,9 @@ export function parseAcquire(req: WireAcquireRequest, resources: ReadonlyMap<str
   if (!resource) throw new RequestError(status.NOT_FOUND, `resource: "${req.resource}" is not in the policy`);
   const values: string[] = [];
   for (const key of resource.keys) {
-    const value = req.descriptors[key];
-    if (value === undefined || value === '') {
+    // Own properties only: the decoded map is a plain object, so `constructor` is always "there".
+    const value = Object.hasOwn(req.descriptors, key) ? req.descriptors[key] : undefined;
+    if (typeof value !== 'string' || value === '') {
       throw invalid(`descriptors: resource "${resource.name}" needs a non-empty "${key}"`);
     }
     values.push(value);

@@ -1,0 +1,159 @@
+// Polyglot use: a Python service (Debian's python3-grpcio, stubs generated from the repo's proto
+// by Debian's protoc + grpc_python_plugin) drives the built sidecar over real gRPC.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { execFile, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { packageRoot } from '../../src/paths.js';
+import { startSidecar, type SidecarProcess } from '../support/sidecar.js';
+
+const PYTHON = '/usr/bin/python3'; // Debian's, with python3-grpcio; not a pyenv python on PATH
+const PROTOC = '/usr/bin/protoc';
+const GRPC_PYTHON_PLUGIN = '/usr/bin/grpc_python_plugin';
+const SCRIPT = join(packageRoot, 'test', 'e2e', 'python', 'client.py');
+const INSTALL_HINT = 'apt-get install -y python3-grpcio python3-protobuf protobuf-compiler protobuf-compiler-grpc';
+
+const POLICY = `
+resources:
+  - name: py
+    keys: [tenant]
+    limits:
+      - { name: inflight, algorithm: concurrency, max: 1, ttl: 30s }
+      - { name: rps, algorithm: token_bucket, rate: 100/1s, burst: 100 }
+`;
+
+interface Step {
+  step: string;
+  [field: string]: any;
+}
+
+let sidecar: SidecarProcess;
+let stubs: string;
+let steps: Map<string, Step>;
+
+/** Where google/protobuf/duration.proto lives (Debian: libprotobuf-dev or protobuf-compiler). */
+function wellKnownTypesInclude(): string {
+  const found = ['/usr/include', '/usr/local/include', '/usr/share/protobuf/include'].find((dir) =>
+    existsSync(join(dir, 'google', 'protobuf', 'duration.proto')),
+  );
+  if (!found) throw new Error(`google/protobuf/duration.proto not found; ${INSTALL_HINT}`);
+  return found;
+}
+
+function generateStubs(): string {
+  for (const tool of [PYTHON, PROTOC, GRPC_PYTHON_PLUGIN]) {
+    if (!existsSync(tool)) throw new Error(`${tool} is missing; ${INSTALL_HINT}`);
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'sluice-pystubs-'));
+  const protoc = spawnSync(
+    PROTOC,
+    [
+      '-I',
+      'proto',
+      '-I',
+      wellKnownTypesInclude(),
+      `--python_out=${dir}`,
+      `--grpc_python_out=${dir}`,
+      `--plugin=protoc-gen-grpc_python=${GRPC_PYTHON_PLUGIN}`,
+      'proto/sluice/v1/sluice.proto',
+    ],
+    { cwd: packageRoot, encoding: 'utf8' },
+  );
+  if (protoc.status !== 0) throw new Error(`protoc failed (${protoc.status}): ${protoc.stderr}`);
+  return dir;
+}
+
+/** The environment without anything that would send Python elsewhere (pyenv, proxies). */
+function pythonEnv(): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env, PYTHONDONTWRITEBYTECODE: '1', PYTHONNOUSERSITE: '1' };
+  for (const name of ['PYTHONPATH', 'PYTHONHOME', 'http_proxy', 'https_proxy', 'HTTP_PROXY', 'HTTPS_PROXY', 'grpc_proxy', 'GRPC_PROXY']) delete env[name];
+  return env;
+}
+
+beforeAll(async () => {
+  stubs = generateStubs();
+  sidecar = await startSidecar(POLICY);
+  let stdout: string;
+  try {
+    ({ stdout } = await promisify(execFile)(PYTHON, [SCRIPT, sidecar.address, stubs], { env: pythonEnv(), timeout: 30_000 }));
+  } catch (err) {
+    const e = err as { stdout?: string; stderr?: string; message: string };
+    throw new Error(`client.py failed: ${e.message}\nstdout:\n${e.stdout}\nstderr:\n${e.stderr}`);
+  }
+  const lines = stdout.split('\n').filter((line) => line.trim() !== '').map((line) => JSON.parse(line) as Step);
+  steps = new Map(lines.map((line) => [line.step, line]));
+});
+
+afterAll(async () => {
+  await sidecar?.stop();
+  if (stubs) rmSync(stubs, { recursive: true, force: true });
+});
+
+const step = (name: string): Step => {
+  const found = steps.get(name);
+  if (!found) throw new Error(`client.py printed no "${name}" step; printed: ${[...steps.keys()].join(', ')}`);
+  return found;
+};
+
+describe('a Python grpcio client with stubs generated from proto/', () => {
+  it('ran against Debian python3-grpcio', () => {
+    expect(step('versions').grpc).toMatch(/^\d+\.\d+/);
+  });
+
+  it('Acquire is granted with a permit_id for the concurrency slot', () => {
+    expect(step('acquire1')).toMatchObject({
+      granted: true,
+      remaining: 0,
+      limit: 1,
+      limit_name: 'inflight',
+      decided_by: 'STORE',
+      request_id: 'py-1',
+      reason: '',
+      retry_after_ms: null,
+    });
+    expect(step('acquire1').permit_id).toMatch(/^[0-9a-f]{12}\.[0-9a-z]+$/);
+  });
+
+  it('a second Acquire while the slot is held is denied with retry_after and a reason', () => {
+    const denied = step('acquire2');
+    expect(denied).toMatchObject({ granted: false, permit_id: '', limit_name: 'inflight', request_id: 'py-2', remaining: 0, limit: 1 });
+    // Without a Release, the slot frees when the held permit's 30 s ttl runs out.
+    expect(denied.retry_after_ms).toBeGreaterThan(0);
+    expect(denied.retry_after_ms).toBeLessThanOrEqual(30_000);
+    expect(denied.reason).toContain('inflight');
+  });
+
+  it('Release frees the slot once; releasing again is released=false', () => {
+    expect(step('release1')).toEqual({ step: 'release1', released: true });
+    expect(step('release_again')).toEqual({ step: 'release_again', released: false });
+  });
+
+  it('after the Release, Acquire is granted again, and Release with actual_cost settles it', () => {
+    expect(step('acquire3')).toMatchObject({ granted: true, limit_name: 'inflight', request_id: 'py-3' });
+    expect(step('acquire3').permit_id).not.toBe(step('acquire1').permit_id);
+    expect(step('release3_settled')).toEqual({ step: 'release3_settled', released: true });
+  });
+
+  it('bad requests come back as gRPC statuses naming the field', () => {
+    expect(step('unknown_resource')).toMatchObject({ code: 'NOT_FOUND' });
+    expect(step('unknown_resource').details).toContain('nope');
+    expect(step('missing_key')).toMatchObject({ code: 'INVALID_ARGUMENT' });
+    expect(step('missing_key').details).toContain('tenant');
+    expect(step('huge_cost')).toMatchObject({ code: 'INVALID_ARGUMENT' });
+    expect(step('huge_cost').details).toContain('cost');
+    expect(step('garbage_permit')).toMatchObject({ code: 'INVALID_ARGUMENT' });
+    expect(step('garbage_permit').details).toContain('permit_id');
+  });
+
+  it('AcquireStream answers every request, matched by request_id', () => {
+    const answers = step('stream').answers as Step[];
+    expect(answers.map((a) => a.request_id).sort()).toEqual(['s-0', 's-1', 's-2']);
+    for (const answer of answers) expect(answer).toMatchObject({ granted: true, limit_name: 'inflight', remaining: 0 });
+  });
+
+  it('the sidecar is still serving afterwards', () => {
+    expect(sidecar.child.exitCode).toBeNull();
+  });
+});
