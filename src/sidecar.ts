@@ -10,6 +10,10 @@ import { MemoryStore } from './store/memory/memory-store.js';
 import { RedisStore } from './store/redis/redis-store.js';
 import type { Store } from './store/store.js';
 import { throttledWarn } from './log.js';
+import { Leases } from './lease/leases.js';
+
+/** How often expired and idle leases are given back. */
+const LEASE_TICK_MS = 50;
 
 /** Open permits this process remembers; the oldest go first past it. */
 export const MAX_PERMITS = 100_000;
@@ -26,11 +30,19 @@ export function createStore(policy: Policy): Store {
   return redis ? new RedisStore({ url: redis.url, prefix: redis.prefix }) : new MemoryStore({ maxKeys: policy.store.maxKeys });
 }
 
+/** Keys with lease state at once; the least recently used goes first. */
+export const MAX_LEASED_KEYS = 100_000;
+
 export async function startSidecar(policy: Policy, log: Logger): Promise<Sidecar> {
   const store = createStore(policy);
-  const decider = new Decider(store, { maxPermits: MAX_PERMITS });
+  // Leases pay off only when the store is across a network; the memory store is already local.
+  const leases = policy.store.redis
+    ? new Leases(store, { maxKeys: MAX_LEASED_KEYS, onRefundError: (err) => log.warn({ err }, 'could not give leased budget back') })
+    : null;
+  const decider = new Decider(store, { maxPermits: MAX_PERMITS, leases });
   const sweeper = setInterval(() => decider.permits.sweep(), 10_000).unref();
-  const metrics = new Metrics({ permits: () => decider.permits.size });
+  const leaseTicker = leases ? setInterval(() => void leases.tick(), LEASE_TICK_MS).unref() : undefined;
+  const metrics = new Metrics({ permits: () => decider.permits.size, leases: () => leases?.figures ?? null });
   let serving = false;
 
   let admin: HttpServer | null = null;
@@ -56,6 +68,7 @@ export async function startSidecar(policy: Policy, log: Logger): Promise<Sidecar
         serving = false;
         await drainGrpcServer(running, policy.server.shutdownGraceMs);
         clearInterval(sweeper);
+        clearInterval(leaseTicker);
         admin?.close();
         await decider.close();
       },
@@ -64,6 +77,7 @@ export async function startSidecar(policy: Policy, log: Logger): Promise<Sidecar
     grpc?.server.forceShutdown();
     admin?.close();
     clearInterval(sweeper);
+    clearInterval(leaseTicker);
     await decider.close();
     throw err;
   }

@@ -3,6 +3,7 @@
 import { status as grpcStatus } from '@grpc/grpc-js';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Decision } from '../decide/decider.js';
+import type { LeaseFigures } from '../lease/leases.js';
 
 export class Metrics {
   readonly registry = new Registry();
@@ -24,7 +25,7 @@ export class Metrics {
   /** AcquireStream calls whose client has neither finished nor cancelled them. */
   openStreams = 0;
 
-  constructor(gauges: { permits: () => number }) {
+  constructor(gauges: { permits: () => number; leases: () => LeaseFigures | null }) {
     collectDefaultMetrics({ register: this.registry, prefix: 'sluice_' });
     const inFlight = () => this.inFlight;
     new Gauge({
@@ -44,6 +45,14 @@ export class Metrics {
         this.set(openStreams());
       },
     });
+    const lease = (pick: (f: LeaseFigures) => number) => () => {
+      const figures = gauges.leases();
+      return figures ? pick(figures) : 0;
+    };
+    gaugeOf(this.registry, 'sluice_lease_units_held', 'Units held in local leases: the most budget leasing can strand', lease((f) => f.held));
+    counterOf(this.registry, 'sluice_lease_units_returned_total', 'Leased units given back to the store', lease((f) => f.returned));
+    counterOf(this.registry, 'sluice_lease_takes_total', 'Store calls that took a block for a lease', lease((f) => f.takes));
+    counterOf(this.registry, 'sluice_lease_decisions_total', 'Decisions answered from a lease', lease((f) => f.served));
     new Gauge({
       name: 'sluice_open_permits',
       help: 'Grants that can still be released or settled',
@@ -67,4 +76,22 @@ export class Metrics {
   rejected(code: grpcStatus): void {
     this.rejections.labels(grpcStatus[code] ?? String(code)).inc();
   }
+}
+
+/** A gauge read from elsewhere at scrape time. */
+function gaugeOf(registry: Registry, name: string, help: string, read: () => number): void {
+  new Gauge({ name, help, registers: [registry], collect() { this.set(read()); } });
+}
+
+/** A counter kept elsewhere as a running total, read at scrape time. */
+function counterOf(registry: Registry, name: string, help: string, read: () => number): void {
+  new Counter({
+    name,
+    help,
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(read());
+    },
+  });
 }

@@ -42,6 +42,8 @@ export interface Resource {
   /** How long a permit can be released or settled; 0 when grants carry no permit. */
   permitTtlMs: number;
   lease: LeaseSettings;
+  /** Leases are on and every limit can be leased (concurrency slots never are). */
+  leasable: boolean;
 }
 
 export interface LeaseSettings {
@@ -81,6 +83,7 @@ function compileResource(res: ResourceFile): Resource {
     limits,
     permitTtlMs,
     lease: { enabled: res.lease.enabled, maxFraction: res.lease.max_fraction, ttlMs: res.lease.ttl },
+    leasable: res.lease.enabled && limits.every((limit) => limit.algorithm !== 'concurrency'),
   };
 }
 

@@ -2,6 +2,7 @@
 // transport (sluice.v1 unary and stream; Envoy RLS later).
 import { costFor, type Resource } from '../config/policy.js';
 import type { Store } from '../store/store.js';
+import type { Leases } from '../lease/leases.js';
 import { PermitTable } from './permits.js';
 
 export type DecidedBy = 'LEASE' | 'STORE' | 'FAIL_OPEN' | 'FAIL_CLOSED' | 'LOCAL_FALLBACK';
@@ -34,10 +35,13 @@ export interface Decision {
 export interface DeciderOptions {
   maxPermits: number;
   now?: () => number;
+  /** Serve hot keys of leasable resources from local leases (worth it only on a remote store). */
+  leases?: Leases | null;
 }
 
 export class Decider {
   readonly permits: PermitTable;
+  readonly leases: Leases | null;
   private readonly now: () => number;
 
   constructor(
@@ -46,9 +50,21 @@ export class Decider {
   ) {
     this.now = options.now ?? Date.now;
     this.permits = new PermitTable(options.maxPermits, this.now);
+    this.leases = options.leases ?? null;
   }
 
-  async acquire({ resource, scope, cost }: AcquireInput): Promise<Decision> {
+  async acquire(input: AcquireInput): Promise<Decision> {
+    const { resource, scope, cost } = input;
+    if (this.leases && resource.leasable) {
+      const leased = await this.leases.acquire(input);
+      if (leased) {
+        if (leased.granted && resource.permitTtlMs > 0) {
+          leased.permitId = this.permits.nextId();
+          this.permits.add(leased.permitId, { resource, scope, cost, grantedAt: leased.decidedAt, expiresAt: this.now() + resource.permitTtlMs });
+        }
+        return leased;
+      }
+    }
     const issuesPermit = resource.permitTtlMs > 0;
     const permitId = issuesPermit ? this.permits.nextId() : '';
     const verdict = await this.store.acquire(resource, scope, cost, permitId);
@@ -91,18 +107,22 @@ export class Decider {
 
   /**
    * Takes back a grant its caller will never see (its stream was cancelled first): frees its
-   * concurrency slots and refunds its cost. Limits that count requests keep their one.
+   * concurrency slots and refunds its cost. (With a permit, limits that count requests keep
+   * their one, as on any Release.)
    */
   async revoke({ resource, scope, cost }: AcquireInput, decision: Decision): Promise<void> {
     if (!decision.granted) return;
     if (decision.permitId) {
       await this.release(decision.permitId, 0);
     } else {
-      await this.store.release(resource, scope, { permitId: '', cost, grantedAt: decision.decidedAt }, -cost);
+      const units = resource.limits.map((limit) => costFor(limit, cost));
+      await this.store.refund(resource, scope, this.permits.nextId(), units, decision.decidedAt);
     }
   }
 
+  /** Gives leased budget back, then closes the store. */
   async close(): Promise<void> {
+    await this.leases?.close();
     await this.store.close();
   }
 }

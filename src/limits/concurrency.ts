@@ -29,16 +29,16 @@ export function reclaimExpired(state: ConcurrencyState, now: number): void {
   if (expired > 0) state.permits.splice(0, expired);
 }
 
-/** Call after reclaimExpired. */
+/** Call after reclaimExpired. Slots are never leased: a grant takes exactly its cost. */
 export function checkConcurrency(state: ConcurrencyState, now: number, cost: number, p: ConcurrencyParams): Verdict {
   const lastExpiry = state.permits.length > 0 ? state.permits[state.permits.length - 1]!.expiresAt : now;
   if (cost > p.capacity) {
-    return { allowed: false, remaining: p.capacity - state.held, retryAfterMs: NEVER, resetAfterMs: lastExpiry - now };
+    return { allowed: false, taken: 0, remaining: p.capacity - state.held, retryAfterMs: NEVER, resetAfterMs: lastExpiry - now };
   }
   if (state.held + cost > p.capacity) {
-    return { allowed: false, remaining: p.capacity - state.held, retryAfterMs: untilFreed(state, now, cost, p), resetAfterMs: lastExpiry - now };
+    return { allowed: false, taken: 0, remaining: p.capacity - state.held, retryAfterMs: untilFreed(state, now, cost, p), resetAfterMs: lastExpiry - now };
   }
-  return { allowed: true, remaining: p.capacity - state.held - cost, retryAfterMs: 0, resetAfterMs: p.ttlMs };
+  return { allowed: true, taken: cost, remaining: p.capacity - state.held - cost, retryAfterMs: 0, resetAfterMs: p.ttlMs };
 }
 
 export function holdPermit(state: ConcurrencyState, now: number, id: string, cost: number, p: ConcurrencyParams): void {

@@ -21,17 +21,19 @@ export function windowIndex(now: number, periodMs: number): number {
   return Math.floor(now / periodMs);
 }
 
-export function takeFixedWindow(state: FixedWindowState, now: number, cost: number, p: WindowParams): FixedWindowVerdict {
+export function takeFixedWindow(state: FixedWindowState, now: number, cost: number, p: WindowParams, want = cost): FixedWindowVerdict {
   const window = windowIndex(now, p.periodMs);
   const count = state.window === window ? state.count : 0;
+  const available = Math.max(0, p.capacity - count);
   const untilNext = (window + 1) * p.periodMs - now;
   if (cost > p.capacity) {
-    return { allowed: false, remaining: p.capacity - count, retryAfterMs: NEVER, resetAfterMs: count > 0 ? untilNext : 0, next: state };
+    return { allowed: false, taken: 0, remaining: available, retryAfterMs: NEVER, resetAfterMs: count > 0 ? untilNext : 0, next: state };
   }
-  if (count + cost > p.capacity) {
-    return { allowed: false, remaining: p.capacity - count, retryAfterMs: untilNext, resetAfterMs: untilNext, next: state };
+  if (cost > available) {
+    return { allowed: false, taken: 0, remaining: available, retryAfterMs: untilNext, resetAfterMs: untilNext, next: state };
   }
-  return { allowed: true, remaining: p.capacity - count - cost, retryAfterMs: 0, resetAfterMs: untilNext, next: { window, count: count + cost } };
+  const taken = Math.max(cost, Math.min(want, available));
+  return { allowed: true, taken, remaining: available - taken, retryAfterMs: 0, resetAfterMs: untilNext, next: { window, count: count + taken } };
 }
 
 /**

@@ -23,24 +23,27 @@ export function rollSlidingWindow(state: SlidingWindowState, now: number, period
   return { window, current: 0, previous: 0 };
 }
 
-export function takeSlidingWindow(state: SlidingWindowState, now: number, cost: number, p: WindowParams): SlidingWindowVerdict {
+export function takeSlidingWindow(state: SlidingWindowState, now: number, cost: number, p: WindowParams, want = cost): SlidingWindowVerdict {
   const rolled = rollSlidingWindow(state, now, p.periodMs);
   const elapsed = now - rolled.window * p.periodMs;
   const estimate = (rolled.previous * (p.periodMs - elapsed)) / p.periodMs + rolled.current;
+  const available = left(p.capacity - estimate);
   if (cost > p.capacity) {
-    return { allowed: false, remaining: left(p.capacity - estimate), retryAfterMs: NEVER, resetAfterMs: resetAfter(rolled, elapsed, p), next: state };
+    return { allowed: false, taken: 0, remaining: available, retryAfterMs: NEVER, resetAfterMs: resetAfter(rolled, elapsed, p), next: state };
   }
   if (estimate + cost > p.capacity + EPSILON) {
     return {
       allowed: false,
-      remaining: left(p.capacity - estimate),
+      taken: 0,
+      remaining: available,
       retryAfterMs: retryAfter(rolled, elapsed, cost, p),
       resetAfterMs: resetAfter(rolled, elapsed, p),
       next: state,
     };
   }
-  const next = { window: rolled.window, current: rolled.current + cost, previous: rolled.previous };
-  return { allowed: true, remaining: left(p.capacity - estimate - cost), retryAfterMs: 0, resetAfterMs: resetAfter(next, elapsed, p), next };
+  const taken = Math.max(cost, Math.min(want, available));
+  const next = { window: rolled.window, current: rolled.current + taken, previous: rolled.previous };
+  return { allowed: true, taken, remaining: left(p.capacity - estimate - taken), retryAfterMs: 0, resetAfterMs: resetAfter(next, elapsed, p), next };
 }
 
 /**

@@ -16,18 +16,20 @@ export interface TokenBucketVerdict extends Verdict {
 }
 
 /** `tat` is the stored TAT, or 0 for a key never seen (a full bucket). */
-export function takeTokens(tat: number, now: number, cost: number, p: TokenBucketParams): TokenBucketVerdict {
+export function takeTokens(tat: number, now: number, cost: number, p: TokenBucketParams, want = cost): TokenBucketVerdict {
   const base = Math.max(tat, now);
   const window = p.capacity * p.intervalMs;
+  const available = units(now + window - base, p);
   if (cost > p.capacity) {
-    return { allowed: false, remaining: units(now + window - base, p), retryAfterMs: NEVER, resetAfterMs: base - now, nextTat: tat };
+    return { allowed: false, taken: 0, remaining: available, retryAfterMs: NEVER, resetAfterMs: base - now, nextTat: tat };
   }
-  const nextTat = base + cost * p.intervalMs;
-  const allowAt = nextTat - window;
+  const allowAt = base + cost * p.intervalMs - window;
   if (allowAt > now + EPSILON) {
-    return { allowed: false, remaining: units(now + window - base, p), retryAfterMs: allowAt - now, resetAfterMs: base - now, nextTat: tat };
+    return { allowed: false, taken: 0, remaining: available, retryAfterMs: allowAt - now, resetAfterMs: base - now, nextTat: tat };
   }
-  return { allowed: true, remaining: units(now + window - nextTat, p), retryAfterMs: 0, resetAfterMs: nextTat - now, nextTat };
+  const taken = Math.max(cost, Math.min(want, available));
+  const nextTat = base + taken * p.intervalMs;
+  return { allowed: true, taken, remaining: units(now + window - nextTat, p), retryAfterMs: 0, resetAfterMs: nextTat - now, nextTat };
 }
 
 /**

@@ -1,9 +1,12 @@
 /**
- * What one limit says about one request. Times are milliseconds from `now`; a retryAfterMs of
+ * What one limit says about one request. A request may ask for more than its cost (`want`, a
+ * lease block): it is allowed when the cost fits and then takes up to `want` of what is there. Times are milliseconds from `now`; a retryAfterMs of
  * Infinity means the request can never be granted (its cost exceeds the limit's capacity).
  */
 export interface Verdict {
   allowed: boolean;
+  /** Units taken if allowed: the cost, or more when a lease asked for more (0 if denied). */
+  taken: number;
   /** Units left after this request (if allowed) or now (if not). */
   remaining: number;
   retryAfterMs: number;

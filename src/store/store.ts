@@ -14,6 +14,16 @@ export interface StoreVerdict {
   now: number;
 }
 
+/** A take for a lease: what each limit gave and has left, in policy order. */
+export interface TakeVerdict extends StoreVerdict {
+  /** Units taken from each limit (all 0 when not granted). */
+  taken: number[];
+  /** Units each limit has left after the take. */
+  left: number[];
+  /** Milliseconds from `now` until the soonest window of a window limit closes (Infinity if none). */
+  windowEndsInMs: number;
+}
+
 /** A grant that can still be released or settled. */
 export interface Grant {
   /** Member of every concurrency limit's permit set. */
@@ -29,9 +39,23 @@ export interface Store {
    */
   acquire(resource: Resource, scope: string, cost: number, permitId: string): Promise<StoreVerdict>;
   /**
+   * Like acquire, for a lease: granted when `cost` fits every limit, and then takes up to
+   * `want[i]` units (at least the cost) from limit i. Only for resources with no concurrency limit.
+   */
+  take(resource: Resource, scope: string, cost: number, want: readonly number[]): Promise<TakeVerdict>;
+  /**
    * Frees the grant's concurrency slots and charges `delta` more units (a refund when negative)
-   * to its rate limits. The caller ensures each grant is released once.
+   * to its rate limits. Applied at most once per permit id.
    */
   release(resource: Resource, scope: string, grant: Grant, delta: number): Promise<void>;
+  /**
+   * Gives leased units back: `units[i]` to limit i, into the window they were taken from
+   * (`takenAt`, store time) while it is open. Applied at most once per refundId, so a retried
+   * refund never refunds twice; false when it had been applied already.
+   */
+  refund(resource: Resource, scope: string, refundId: string, units: readonly number[], takenAt: number): Promise<boolean>;
   close(): Promise<void>;
 }
+
+/** How long a settlement's once-marker lasts: longer than any retry of it. */
+export const ONCE_TTL_MS = 60_000;

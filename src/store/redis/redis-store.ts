@@ -3,9 +3,9 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Redis, type RedisOptions } from 'ioredis';
-import type { Limit, Resource } from '../../config/policy.js';
+import { costFor, type Limit, type Resource } from '../../config/policy.js';
 import { luaDir } from '../../paths.js';
-import type { Grant, Store, StoreVerdict } from '../store.js';
+import { ONCE_TTL_MS, type Grant, type Store, type StoreVerdict, type TakeVerdict } from '../store.js';
 
 const ALGORITHM_CODE = { token_bucket: 1, fixed_window: 2, sliding_window: 3, concurrency: 4 } as const;
 
@@ -19,7 +19,7 @@ interface ScriptPlan {
 
 interface SluiceCommands {
   sluiceAcquire(numKeys: number, ...keysAndArgs: (string | number)[]): Promise<number[]>;
-  sluiceRelease(numKeys: number, ...keysAndArgs: (string | number)[]): Promise<number>;
+  sluiceSettle(numKeys: number, ...keysAndArgs: (string | number)[]): Promise<number>;
 }
 
 export interface RedisStoreOptions {
@@ -42,28 +42,39 @@ export class RedisStore implements Store {
     }) as Redis & SluiceCommands;
     // ioredis sends EVALSHA and falls back to EVAL (which loads the script) on NOSCRIPT.
     this.client.defineCommand('sluiceAcquire', { lua: readFileSync(join(luaDir, 'acquire.lua'), 'utf8') });
-    this.client.defineCommand('sluiceRelease', { lua: readFileSync(join(luaDir, 'release.lua'), 'utf8') });
+    this.client.defineCommand('sluiceSettle', { lua: readFileSync(join(luaDir, 'settle.lua'), 'utf8') });
   }
 
   async acquire(resource: Resource, scope: string, cost: number, permitId: string): Promise<StoreVerdict> {
     const plan = this.plan(resource);
     const keys = this.keys(plan, scope);
-    const reply = await this.client.sluiceAcquire(keys.length, ...keys, cost, permitId, ...plan.limitArgs);
-    const retry = reply[3]!;
-    return {
-      granted: reply[0] === 1,
-      decider: reply[1]! - 1,
-      remaining: reply[2]!,
-      retryAfterMs: retry < 0 ? Number.POSITIVE_INFINITY : retry,
-      resetAfterMs: reply[4]!,
-      now: reply[5]!,
-    };
+    return verdictOf(await this.client.sluiceAcquire(keys.length, ...keys, cost, permitId, ...plan.limitArgs));
+  }
+
+  async take(resource: Resource, scope: string, cost: number, want: readonly number[]): Promise<TakeVerdict> {
+    const plan = this.plan(resource);
+    const keys = this.keys(plan, scope);
+    const reply = await this.client.sluiceAcquire(keys.length, ...keys, cost, '', ...plan.limitArgs, ...want);
+    const taken: number[] = [];
+    const left: number[] = [];
+    for (let i = 7; i < reply.length; i += 2) {
+      taken.push(reply[i]!);
+      left.push(reply[i + 1]!);
+    }
+    const windowEnds = reply[6]!;
+    return { ...verdictOf(reply), taken, left, windowEndsInMs: windowEnds < 0 ? Number.POSITIVE_INFINITY : windowEnds };
   }
 
   async release(resource: Resource, scope: string, grant: Grant, delta: number): Promise<void> {
-    const plan = this.plan(resource);
-    const keys = this.keys(plan, scope);
-    await this.client.sluiceRelease(keys.length, ...keys, grant.cost, grant.permitId, ...plan.limitArgs, delta, grant.grantedAt);
+    const amounts = resource.limits.map((limit) =>
+      limit.algorithm === 'concurrency' ? costFor(limit, grant.cost) : limit.countsRequests ? 0 : delta,
+    );
+    await this.settle(resource, scope, grant.permitId, grant.permitId, amounts, grant.grantedAt);
+  }
+
+  async refund(resource: Resource, scope: string, refundId: string, units: readonly number[], takenAt: number): Promise<boolean> {
+    const amounts = resource.limits.map((limit, i) => (limit.algorithm === 'concurrency' ? 0 : -(units[i] ?? 0)));
+    return this.settle(resource, scope, refundId, '', amounts, takenAt);
   }
 
   async close(): Promise<void> {
@@ -73,6 +84,14 @@ export class RedisStore implements Store {
   /** The Redis key of each limit of a scope, as the scripts see them (for tests and tools). */
   keysOf(resource: Resource, scope: string): string[] {
     return this.keys(this.plan(resource), scope);
+  }
+
+  private async settle(resource: Resource, scope: string, onceId: string, permitId: string, amounts: number[], takenAt: number): Promise<boolean> {
+    const plan = this.plan(resource);
+    const keys = this.keys(plan, scope);
+    keys.push(`${this.prefix}:{${scope}}|once|${onceId}`);
+    const applied = await this.client.sluiceSettle(keys.length, ...keys, ONCE_TTL_MS, permitId, ...plan.limitArgs, ...amounts, takenAt);
+    return applied === 1;
   }
 
   private keys(plan: ScriptPlan, scope: string): string[] {
@@ -90,8 +109,22 @@ export class RedisStore implements Store {
   }
 }
 
+/** The head of acquire.lua's reply. */
+function verdictOf(reply: number[]): StoreVerdict {
+  const retry = reply[3]!;
+  return {
+    granted: reply[0] === 1,
+    decider: reply[1]! - 1,
+    remaining: reply[2]!,
+    retryAfterMs: retry < 0 ? Number.POSITIVE_INFINITY : retry,
+    resetAfterMs: reply[4]!,
+    now: reply[5]!,
+  };
+}
+
 function keySuffixes(limit: Limit): string[] {
-  return limit.algorithm === 'concurrency' ? [`}:${limit.name}`, `}:${limit.name}:held`] : [`}:${limit.name}`];
+  // `|` cannot occur in a limit name, so the keys sluice adds never collide with a limit's own.
+  return limit.algorithm === 'concurrency' ? [`}:${limit.name}`, `}:${limit.name}|held`] : [`}:${limit.name}`];
 }
 
 /** algorithm, a, b, per_request: see the ARGV contract in acquire.lua. */

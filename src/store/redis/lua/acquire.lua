@@ -1,4 +1,5 @@
--- acquire.lua: take `cost` units from every limit of one scope, or from none of them.
+-- acquire.lua: take `cost` units from every limit of one scope, or from none of them. A lease
+-- may ask for more than the cost (want): then each limit gives up to `want` of what it has.
 -- The math mirrors src/limits/*.ts; the same test suite runs against both.
 --
 -- KEYS     one key per limit in policy order; a concurrency limit takes two (its permit set,
@@ -12,9 +13,11 @@
 --            3 sliding_window  a = period ms,            b = capacity
 --            4 concurrency     a = ttl ms,               b = capacity
 --          per_request 1: the limit counts 1 per request instead of the cost
+-- ARGV[4+4n .. 3+5n]  optional, for a lease: want per limit (units to take if there)
 -- Returns  {granted 0|1, decider (1-based limit), remaining, retry_after_ms (-1 = never),
---           reset_after_ms, now_ms}: the decider is the limit that denies longest, or on a
---           grant the one with the least left.
+--           reset_after_ms, now_ms, window_ends_in_ms (-1 = no window limit),
+--           then per limit: taken, left}
+--          The decider is the limit that denies longest, or on a grant the one with least left.
 -- Time is Redis TIME, never the caller's clock. Every key written gets a TTL.
 
 local EPSILON = 1e-6
@@ -25,44 +28,54 @@ local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
 local cost = tonumber(ARGV[1])
 local permit = ARGV[2]
 local n = tonumber(ARGV[3])
+local leasing = #ARGV >= 3 + 5 * n
+local window_ends = NEVER
 
-local function units(x)
+local function floor_units(x)
   if x < 0 then return 0 end
   return math.floor(x + EPSILON)
 end
 
--- Each check takes the units `c` this limit counts and returns allowed, remaining, retry_after,
--- reset_after, and a function that commits the take.
+local function take_of(need, want, available)
+  return math.max(need, math.min(want, available))
+end
 
-local function token_bucket(key, c, interval, burst)
+-- Each check takes the units `need` this limit counts for the request and `want` for a lease,
+-- and returns allowed, taken, left, retry_after, reset_after, and a function that commits.
+
+local function token_bucket(key, need, want, interval, burst)
   local tat = tonumber(redis.call('GET', key)) or 0
   local base = math.max(tat, now)
   local window = burst * interval
-  local left = units((now + window - base) / interval)
-  if c > burst then return false, left, NEVER, base - now end
-  local next_tat = base + c * interval
-  local allow_at = next_tat - window
-  if allow_at > now + EPSILON then return false, left, allow_at - now, base - now end
-  return true, units((now + window - next_tat) / interval), 0, next_tat - now, function()
+  local available = floor_units((now + window - base) / interval)
+  if need > burst then return false, 0, available, NEVER, base - now end
+  local allow_at = base + need * interval - window
+  if allow_at > now + EPSILON then return false, 0, available, allow_at - now, base - now end
+  local taken = take_of(need, want, available)
+  local next_tat = base + taken * interval
+  return true, taken, floor_units((now + window - next_tat) / interval), 0, next_tat - now, function()
     redis.call('SET', key, string.format('%.3f', next_tat), 'PX', math.ceil(next_tat - now) + 1)
   end
 end
 
-local function fixed_window(key, c, period, capacity)
+local function fixed_window(key, need, want, period, capacity)
   local window = math.floor(now / period)
   local stored = redis.call('HMGET', key, 'w', 'c')
   local count = 0
   if tonumber(stored[1]) == window then count = tonumber(stored[2]) end
+  local available = math.max(0, capacity - count)
   local until_next = (window + 1) * period - now
-  if c > capacity then return false, capacity - count, NEVER, count > 0 and until_next or 0 end
-  if count + c > capacity then return false, capacity - count, until_next, until_next end
-  return true, capacity - count - c, 0, until_next, function()
-    redis.call('HSET', key, 'w', window, 'c', count + c)
+  window_ends = math.min(window_ends, until_next)
+  if need > capacity then return false, 0, available, NEVER, count > 0 and until_next or 0 end
+  if need > available then return false, 0, available, until_next, until_next end
+  local taken = take_of(need, want, available)
+  return true, taken, available - taken, 0, until_next, function()
+    redis.call('HSET', key, 'w', window, 'c', count + taken)
     redis.call('PEXPIRE', key, math.ceil(until_next) + 1)
   end
 end
 
-local function sliding_window(key, c, period, capacity)
+local function sliding_window(key, need, want, period, capacity)
   local window = math.floor(now / period)
   local stored = redis.call('HMGET', key, 'w', 'c', 'p')
   local stored_window = tonumber(stored[1])
@@ -73,33 +86,35 @@ local function sliding_window(key, c, period, capacity)
     previous = tonumber(stored[2])
   end
   local elapsed = now - window * period
+  window_ends = math.min(window_ends, period - elapsed)
   local estimate = previous * (period - elapsed) / period + current
   local function reset_after(cur)
     if cur > 0 then return 2 * period - elapsed end
     if previous > 0 then return period - elapsed end
     return 0
   end
-  local left = units(capacity - estimate)
-  if c > capacity then return false, left, NEVER, reset_after(current) end
-  if estimate + c > capacity + EPSILON then
-    local room = capacity - c
+  local available = floor_units(capacity - estimate)
+  if need > capacity then return false, 0, available, NEVER, reset_after(current) end
+  if estimate + need > capacity + EPSILON then
+    local room = capacity - need
     local retry
     if current <= room then
       retry = period - elapsed - period * (room - current) / previous
     else
       retry = period - elapsed + period - period * room / current
     end
-    return false, left, math.max(retry, EPSILON), reset_after(current)
+    return false, 0, available, math.max(retry, EPSILON), reset_after(current)
   end
-  return true, units(capacity - estimate - c), 0, reset_after(current + c), function()
-    redis.call('HSET', key, 'w', window, 'c', current + c, 'p', previous)
+  local taken = take_of(need, want, available)
+  return true, taken, floor_units(capacity - estimate - taken), 0, reset_after(current + taken), function()
+    redis.call('HSET', key, 'w', window, 'c', current + taken, 'p', previous)
     redis.call('PEXPIRE', key, math.ceil(2 * period - elapsed) + 1)
   end
 end
 
--- Permits are members "<c>:<permit id>" scored by expiry; the held total is kept beside them
--- so a check costs O(log n) plus the permits it reclaims.
-local function concurrency(set, total, c, ttl, capacity)
+-- Permits are members "<units>:<permit id>" scored by expiry; the held total is kept beside
+-- them, so a check costs O(log n) plus the permits it reclaims. Slots are never leased.
+local function concurrency(set, total, need, ttl, capacity)
   local held = tonumber(redis.call('GET', total)) or 0
   local expired = redis.call('ZRANGEBYSCORE', set, '-inf', now)
   if #expired > 0 then
@@ -112,28 +127,28 @@ local function concurrency(set, total, c, ttl, capacity)
   local last = redis.call('ZRANGE', set, -1, -1, 'WITHSCORES')
   local reset = 0
   if #last > 0 then reset = tonumber(last[2]) - now end
-  if c > capacity then return false, capacity - held, NEVER, reset end
-  if held + c > capacity then
+  if need > capacity then return false, 0, capacity - held, NEVER, reset end
+  if held + need > capacity then
     local retry = NEVER
     local freed = held
     local permits = redis.call('ZRANGE', set, 0, -1, 'WITHSCORES')
     for i = 1, #permits, 2 do
       freed = freed - tonumber(string.match(permits[i], '^(%d+):'))
-      if freed + c <= capacity then
+      if freed + need <= capacity then
         retry = tonumber(permits[i + 1]) - now
         break
       end
     end
-    return false, capacity - held, retry, reset
+    return false, 0, capacity - held, retry, reset
   end
-  return true, capacity - held - c, 0, ttl, function()
-    redis.call('ZADD', set, now + ttl, c .. ':' .. permit)
-    redis.call('SET', total, held + c, 'PX', ttl + 1)
+  return true, need, capacity - held - need, 0, ttl, function()
+    redis.call('ZADD', set, now + ttl, string.format('%d', need) .. ':' .. permit)
+    redis.call('SET', total, held + need, 'PX', ttl + 1)
     redis.call('PEXPIRE', set, ttl + 1)
   end
 end
 
-local commits = {}
+local commits, taken, left = {}, {}, {}
 local granted = true
 local decider, decider_remaining, decider_retry, decider_reset = 0, 0, 0, 0
 local tightest = NEVER
@@ -141,17 +156,19 @@ local key = 1
 for i = 1, n do
   local at = 4 + 4 * (i - 1)
   local algorithm, a, b = tonumber(ARGV[at]), tonumber(ARGV[at + 1]), tonumber(ARGV[at + 2])
-  local c = cost
-  if ARGV[at + 3] == '1' then c = 1 end
-  local allowed, remaining, retry, reset, commit
+  local need = cost
+  if ARGV[at + 3] == '1' then need = 1 end
+  local want = need
+  if leasing then want = math.max(need, tonumber(ARGV[3 + 4 * n + i])) end
+  local allowed, took, remaining, retry, reset, commit
   if algorithm == 1 then
-    allowed, remaining, retry, reset, commit = token_bucket(KEYS[key], c, a, b)
+    allowed, took, remaining, retry, reset, commit = token_bucket(KEYS[key], need, want, a, b)
   elseif algorithm == 2 then
-    allowed, remaining, retry, reset, commit = fixed_window(KEYS[key], c, a, b)
+    allowed, took, remaining, retry, reset, commit = fixed_window(KEYS[key], need, want, a, b)
   elseif algorithm == 3 then
-    allowed, remaining, retry, reset, commit = sliding_window(KEYS[key], c, a, b)
+    allowed, took, remaining, retry, reset, commit = sliding_window(KEYS[key], need, want, a, b)
   else
-    allowed, remaining, retry, reset, commit = concurrency(KEYS[key], KEYS[key + 1], c, a, b)
+    allowed, took, remaining, retry, reset, commit = concurrency(KEYS[key], KEYS[key + 1], need, a, b)
     key = key + 1
   end
   key = key + 1
@@ -164,7 +181,7 @@ for i = 1, n do
     tightest = remaining
     decider, decider_remaining, decider_retry, decider_reset = i, remaining, 0, reset
   end
-  commits[i] = commit
+  commits[i], taken[i], left[i] = commit, took, remaining
 end
 
 if granted then
@@ -173,4 +190,11 @@ end
 
 local retry_ms = -1
 if decider_retry ~= NEVER then retry_ms = math.ceil(decider_retry) end
-return {granted and 1 or 0, decider, decider_remaining, retry_ms, math.ceil(decider_reset), math.floor(now)}
+local window_ms = -1
+if window_ends ~= NEVER then window_ms = math.floor(window_ends) end
+local reply = {granted and 1 or 0, decider, decider_remaining, retry_ms, math.ceil(decider_reset), math.floor(now), window_ms}
+for i = 1, n do
+  reply[#reply + 1] = granted and taken[i] or 0
+  reply[#reply + 1] = left[i]
+end
+return reply

@@ -1,0 +1,50 @@
+// How much budget a sidecar should lease for a key: pure arithmetic over the key's recent demand.
+
+/** An exponentially decaying event rate. Mutated in place: it lives on a hot path. */
+export interface DecayingRate {
+  /** Events per second, as of `at`. */
+  perSecond: number;
+  at: number;
+}
+
+/** Demand is averaged over about this long: short enough to follow a burst, long enough to be steady. */
+export const DEMAND_WINDOW_MS = 1_000;
+
+export function observe(rate: DecayingRate, now: number, amount: number): void {
+  const decay = now > rate.at ? Math.exp((rate.at - now) / DEMAND_WINDOW_MS) : 1;
+  rate.perSecond = rate.perSecond * decay + (amount * 1000) / DEMAND_WINDOW_MS;
+  rate.at = Math.max(now, rate.at);
+}
+
+export function rateAt(rate: DecayingRate, now: number): number {
+  return now > rate.at ? rate.perSecond * Math.exp((rate.at - now) / DEMAND_WINDOW_MS) : rate.perSecond;
+}
+
+/** A lease covers about this much of the local demand, so refills are rare but blocks small. */
+export const LEASE_HORIZON_MS = 100;
+
+/** Below this many requests per horizon a key is cold: a lease would strand more than it saves. */
+export const MIN_LEASED_REQUESTS = 4;
+
+export interface BlockInput {
+  /** Units per second this sidecar has been asking of the limit. */
+  demandPerSecond: number;
+  capacity: number;
+  maxFraction: number;
+  /** What the limit had left at the last take; Infinity if unknown. */
+  storeLeft: number;
+  /** What the waiting request needs: a block is never smaller. */
+  need: number;
+}
+
+/**
+ * The units to ask a limit for: about LEASE_HORIZON_MS of local demand, at most maxFraction of the
+ * limit, and at most a quarter of what the store still has, so that when the budget is nearly
+ * gone blocks shrink towards single requests and no sidecar strands what others could use.
+ */
+export function blockSize(b: BlockInput): number {
+  const demand = Math.ceil((b.demandPerSecond * LEASE_HORIZON_MS) / 1000);
+  const cap = Math.floor(b.capacity * b.maxFraction);
+  const share = Math.floor(b.storeLeft / 4);
+  return Math.max(b.need, Math.min(demand, cap, share));
+}

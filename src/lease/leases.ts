@@ -1,0 +1,287 @@
+// Local token leases: for a hot key, take a block of budget from the store in one call and serve
+// requests from it in this process. Budget is always taken before it is served, so leasing can
+// only under-admit (units stranded here while another sidecar is denied), never over-admit.
+// Unused units go back when the lease expires, when demand stops, and on shutdown.
+import { costFor, type Resource } from '../config/policy.js';
+import type { AcquireInput, Decision } from '../decide/decider.js';
+import type { Store, TakeVerdict } from '../store/store.js';
+import { blockSize, LEASE_HORIZON_MS, MIN_LEASED_REQUESTS, observe, rateAt, type DecayingRate } from './demand.js';
+
+/** A lease unused this long goes back before its ttl: demand has moved on. */
+export const IDLE_MS = 3 * LEASE_HORIZON_MS;
+
+interface LeaseState {
+  resource: Resource;
+  scope: string;
+  /** Units held here, per limit; served from, never beyond. */
+  units: number[];
+  /** What each limit had left in the store at the last take. */
+  storeLeft: number[];
+  /** Store time of the take the units came from: a refund goes back to that window. */
+  takenAt: number;
+  /** Local time after which the units may not be served (ttl, or the end of their window). */
+  expiresAt: number;
+  /** Local time at which the deciding limit is full again, as of the last take. */
+  resetAt: number;
+  refill: Promise<void> | null;
+  /** A denial from the store stands until then (local time) for requests costing `deniedNeed` or more. */
+  deniedUntil: number;
+  deniedNeed: number;
+  denial: TakeVerdict | null;
+  requests: DecayingRate;
+  costs: DecayingRate;
+  lastUsed: number;
+}
+
+export interface LeaseFigures {
+  /** Units held in leases right now: the most that could be stranded. */
+  held: number;
+  /** Units given back to the store. */
+  returned: number;
+  /** Takes made for leases. */
+  takes: number;
+  /** Requests answered from a lease (grants and standing denials). */
+  served: number;
+}
+
+export interface LeasesOptions {
+  /** Keys tracked at once; the least recently used goes first (its units go back). */
+  maxKeys: number;
+  now?: () => number;
+  /** Called with what could not be given back (the store failed); the figures count it as stranded. */
+  onRefundError?: (err: unknown) => void;
+}
+
+export class Leases {
+  private readonly states = new Map<string, LeaseState>();
+  private readonly now: () => number;
+  private refundSequence = 0;
+  readonly figures: LeaseFigures = { held: 0, returned: 0, takes: 0, served: 0 };
+
+  constructor(
+    private readonly store: Store,
+    private readonly options: LeasesOptions,
+  ) {
+    this.now = options.now ?? Date.now;
+  }
+
+  /**
+   * A decision from a lease, or null when this request should go to the store directly (the key
+   * is cold, or the lease could not cover it).
+   */
+  async acquire(input: AcquireInput): Promise<Decision | null> {
+    const now = this.now();
+    const state = this.stateOf(input, now);
+    observe(state.requests, now, 1);
+    observe(state.costs, now, input.cost);
+    state.lastUsed = now;
+
+    const served = this.serve(state, input.cost, now);
+    if (served) return served;
+    if (state.deniedUntil > now && input.cost >= state.deniedNeed) return this.standingDenial(state, now);
+
+    if (!state.refill) {
+      if (rateAt(state.requests, now) * LEASE_HORIZON_MS < MIN_LEASED_REQUESTS * 1000) return null;
+      this.refill(state, input.cost);
+    }
+    // Coalesce: every request that finds the lease short waits for the one take in flight.
+    await state.refill;
+    const later = this.now();
+    const retried = this.serve(state, input.cost, later);
+    if (retried) return retried;
+    if (state.deniedUntil > later && input.cost >= state.deniedNeed) return this.standingDenial(state, later);
+    return null;
+  }
+
+  /** Gives back what expired or idle leases hold. Call periodically. */
+  async tick(): Promise<void> {
+    const now = this.now();
+    const returning: Promise<void>[] = [];
+    for (const state of this.states.values()) {
+      if (state.refill) continue;
+      const idle = now - state.lastUsed >= IDLE_MS;
+      if (hasUnits(state) && (now >= state.expiresAt || idle)) returning.push(this.giveBack(state));
+      else if (idle && now >= state.deniedUntil && now - state.lastUsed >= 10 * IDLE_MS) this.states.delete(state.scope);
+    }
+    await Promise.all(returning);
+  }
+
+  /** Gives back every lease (shutdown). */
+  async close(): Promise<void> {
+    await Promise.all([...this.states.values()].map((s) => s.refill));
+    await Promise.all([...this.states.values()].filter(hasUnits).map((s) => this.giveBack(s)));
+    this.states.clear();
+  }
+
+  private serve(state: LeaseState, cost: number, now: number): Decision | null {
+    if (now >= state.expiresAt) return null;
+    const limits = state.resource.limits;
+    for (let i = 0; i < limits.length; i++) if (state.units[i]! < costFor(limits[i]!, cost)) return null;
+    let tightest = 0;
+    for (let i = 0; i < limits.length; i++) {
+      state.units[i]! -= costFor(limits[i]!, cost);
+      if (state.units[i]! + state.storeLeft[i]! < state.units[tightest]! + state.storeLeft[tightest]!) tightest = i;
+    }
+    this.figures.held -= sumOfCosts(state.resource, cost);
+    this.figures.served++;
+    if (this.runningLow(state, now)) this.refill(state, cost);
+    const limit = limits[tightest]!;
+    return {
+      granted: true,
+      permitId: '',
+      retryAfterMs: 0,
+      remaining: state.units[tightest]! + state.storeLeft[tightest]!,
+      limit: limit.capacity,
+      resetAfterMs: Math.max(0, state.resetAt - now),
+      limitName: limit.name,
+      decidedBy: 'LEASE',
+      reason: '',
+      decidedAt: state.takenAt,
+    };
+  }
+
+  private standingDenial(state: LeaseState, now: number): Decision {
+    const denial = state.denial!;
+    const limit = state.resource.limits[denial.decider]!;
+    this.figures.served++;
+    return {
+      granted: false,
+      permitId: '',
+      retryAfterMs: state.deniedUntil - now,
+      remaining: denial.remaining,
+      limit: limit.capacity,
+      resetAfterMs: Math.max(0, state.resetAt - now),
+      limitName: limit.name,
+      decidedBy: 'LEASE',
+      reason: `limit "${limit.name}" has ${denial.remaining} of ${limit.capacity} left`,
+      decidedAt: denial.now,
+    };
+  }
+
+  /** Refill ahead: before the lease runs out, while demand would use a new block. */
+  private runningLow(state: LeaseState, now: number): boolean {
+    if (state.refill || state.deniedUntil > now) return false;
+    const limits = state.resource.limits;
+    for (let i = 0; i < limits.length; i++) {
+      const perSecond = limits[i]!.countsRequests ? rateAt(state.requests, now) : rateAt(state.costs, now);
+      // Less left than half a horizon of demand: the take will be back before it is gone.
+      if (state.units[i]! * 2000 < perSecond * LEASE_HORIZON_MS) return true;
+    }
+    return false;
+  }
+
+  private refill(state: LeaseState, cost: number): void {
+    const now = this.now();
+    const want = state.resource.limits.map((limit, i) =>
+      blockSize({
+        demandPerSecond: limit.countsRequests ? rateAt(state.requests, now) : rateAt(state.costs, now),
+        capacity: limit.capacity,
+        maxFraction: state.resource.lease.maxFraction,
+        storeLeft: state.storeLeft[i]!,
+        need: costFor(limit, cost),
+      }),
+    );
+    this.figures.takes++;
+    state.refill = this.store
+      .take(state.resource, state.scope, cost, want)
+      .then(
+        (verdict) => this.received(state, verdict, now, cost),
+        // A failed take leaves the lease as it was; the request goes to the store directly,
+        // where the error (and later the failure policy) is seen.
+        () => undefined,
+      )
+      .finally(() => {
+        state.refill = null;
+      });
+  }
+
+  private received(state: LeaseState, verdict: TakeVerdict, sentAt: number, cost: number): void {
+    const now = this.now();
+    const roundTrip = now - sentAt;
+    state.storeLeft = verdict.left;
+    state.resetAt = now + verdict.resetAfterMs;
+    if (!verdict.granted) {
+      state.denial = verdict;
+      state.deniedNeed = cost;
+      state.deniedUntil = verdict.retryAfterMs === Number.POSITIVE_INFINITY ? 0 : now + verdict.retryAfterMs - roundTrip;
+      return;
+    }
+    state.deniedUntil = 0;
+    // Units left from a closed window must not mix with the new ones: give them back first.
+    if (now >= state.expiresAt && hasUnits(state)) void this.giveBack(state);
+    for (let i = 0; i < state.units.length; i++) state.units[i]! += verdict.taken[i]!;
+    for (const taken of verdict.taken) this.figures.held += taken;
+    state.takenAt = verdict.now;
+    // The window may close before the ttl does; its end is counted from when the take was sent.
+    state.expiresAt = Math.min(now + state.resource.lease.ttlMs, sentAt + verdict.windowEndsInMs);
+  }
+
+  private async giveBack(state: LeaseState): Promise<void> {
+    const units = state.units.slice();
+    const takenAt = state.takenAt;
+    const heldBack = units.reduce((a, b) => a + b, 0);
+    state.units.fill(0);
+    state.expiresAt = 0;
+    this.figures.held -= heldBack;
+    const refundId = `r${(this.refundSequence++).toString(36)}.${process.pid}.${sentinel}`;
+    // The same refund id on every try: a retry after an unclear failure never refunds twice.
+    for (let attempt = 0; attempt < 3; attempt++) {
+      try {
+        await this.store.refund(state.resource, state.scope, refundId, units, takenAt);
+        this.figures.returned += heldBack;
+        return;
+      } catch (err) {
+        if (attempt === 2) this.options.onRefundError?.(err);
+      }
+    }
+  }
+
+  private stateOf(input: AcquireInput, now: number): LeaseState {
+    let state = this.states.get(input.scope);
+    if (state && state.resource === input.resource) return state;
+    if (state && hasUnits(state)) void this.giveBack(state); // the policy was reloaded
+    const n = input.resource.limits.length;
+    state = {
+      resource: input.resource,
+      scope: input.scope,
+      units: new Array<number>(n).fill(0),
+      storeLeft: new Array<number>(n).fill(Number.POSITIVE_INFINITY),
+      takenAt: 0,
+      expiresAt: 0,
+      resetAt: 0,
+      refill: null,
+      deniedUntil: 0,
+      deniedNeed: 0,
+      denial: null,
+      requests: { perSecond: 0, at: now },
+      costs: { perSecond: 0, at: now },
+      lastUsed: now,
+    };
+    this.states.set(input.scope, state);
+    if (this.states.size > this.options.maxKeys) this.evictOldest();
+    return state;
+  }
+
+  private evictOldest(): void {
+    for (const [scope, state] of this.states) {
+      if (state.refill) continue;
+      this.states.delete(scope);
+      if (hasUnits(state)) void this.giveBack(state);
+      return;
+    }
+  }
+}
+
+/** Distinguishes refunds of this process from those of an earlier one with the same pid. */
+const sentinel = Math.floor(Math.random() * 2 ** 32).toString(36);
+
+function hasUnits(state: LeaseState): boolean {
+  for (const u of state.units) if (u > 0) return true;
+  return false;
+}
+
+function sumOfCosts(resource: Resource, cost: number): number {
+  let sum = 0;
+  for (const limit of resource.limits) sum += costFor(limit, cost);
+  return sum;
+}

@@ -1,0 +1,673 @@
+// One semantic suite, run against every store: the embedded memory store and the Redis store on a
+// real redis-server of its own. The Redis store takes time from Redis TIME, so the suite never
+// depends on how much real time passes: rates and windows are long (5/1h, 1d) so nothing refills
+// during a test, and every test uses its own resource (so its own keys).
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parsePolicy } from '../../src/config/load.js';
+import type { Resource } from '../../src/config/policy.js';
+import { scopeOf } from '../../src/decide/scope.js';
+import { MemoryStore } from '../../src/store/memory/memory-store.js';
+import { RedisStore } from '../../src/store/redis/redis-store.js';
+import type { Grant, Store as FullStore, StoreVerdict } from '../../src/store/store.js';
+import { startRedis, type RedisProcess } from '../support/redis-server.js';
+
+/** The part of the store contract this suite covers (acquire, release with settlement, close). */
+type Store = Pick<FullStore, 'acquire' | 'release' | 'close'>;
+
+const HOUR = 3_600_000;
+const DAY = 86_400_000;
+
+interface StoreFactory {
+  kind: 'memory' | 'redis';
+  create(): Promise<{ store: Store; stop(): Promise<void> }>;
+}
+
+let redisServer: RedisProcess | undefined;
+
+const FACTORIES: StoreFactory[] = [
+  {
+    kind: 'memory',
+    async create() {
+      const store = new MemoryStore({ maxKeys: 10_000, sweepEveryMs: 0 });
+      return { store, stop: () => store.close() };
+    },
+  },
+  {
+    kind: 'redis',
+    async create() {
+      const server = await startRedis();
+      redisServer = server;
+      let store: RedisStore;
+      try {
+        store = new RedisStore({ url: server.url, prefix: 'sluice' });
+      } catch (err) {
+        await server.stop();
+        throw err;
+      }
+      return {
+        store,
+        async stop() {
+          await store.close();
+          await server.stop();
+        },
+      };
+    },
+  },
+];
+
+// ---------------------------------------------------------------------------------------------
+// Helpers shared by every store.
+
+let resourceSeq = 0;
+let permitSeq = 0;
+
+/** A resource of its own for one test, compiled from YAML as a policy file would be. */
+function resource(limits: string[], keys: string[] = ['tenant']): Resource {
+  const name = `res${++resourceSeq}`;
+  const yaml = [
+    'resources:',
+    `  - name: ${name}`,
+    `    keys: [${keys.join(', ')}]`,
+    '    limits:',
+    ...limits.map((limit) => `      - ${limit}`),
+    '',
+  ].join('\n');
+  const res = parsePolicy(yaml, `${name}.yaml`).resources.get(name);
+  if (!res) throw new Error(`resource ${name} not compiled`);
+  return res;
+}
+
+interface Taken extends StoreVerdict {
+  limitName: string | undefined;
+  grant: Grant;
+}
+
+async function acquire(store: Store, res: Resource, scope: string, cost = 1): Promise<Taken> {
+  const permitId = `p${++permitSeq}`;
+  const v = await store.acquire(res, scope, cost, permitId);
+  return { ...v, limitName: res.limits[v.decider]?.name, grant: { permitId, cost, grantedAt: v.now } };
+}
+
+async function pollUntilGranted(store: Store, res: Resource, scope: string, cost: number, deadlineMs: number): Promise<Taken> {
+  const deadline = Date.now() + deadlineMs;
+  for (;;) {
+    const v = await acquire(store, res, scope, cost);
+    if (v.granted) return v;
+    if (Date.now() > deadline) throw new Error(`not granted within ${deadlineMs} ms; last verdict ${JSON.stringify(v)}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+// The three rate algorithms, each with capacity 5 and a period long enough that nothing refills.
+const RATE_LIMITS = {
+  token_bucket: '{ name: rate, algorithm: token_bucket, rate: 5/1h }',
+  fixed_window: '{ name: rate, algorithm: fixed_window, rate: 5/1d }',
+  sliding_window: '{ name: rate, algorithm: sliding_window, rate: 5/1d }',
+} as const;
+const RATE_CASES = Object.entries(RATE_LIMITS).map(([algorithm, limit]) => ({ algorithm, limit }));
+
+// ---------------------------------------------------------------------------------------------
+
+describe.each(FACTORIES)('$kind store semantics', (factory) => {
+  let store: Store;
+  let stop: () => Promise<void>;
+
+  beforeAll(async () => {
+    ({ store, stop } = await factory.create());
+  });
+  afterAll(async () => {
+    await stop?.();
+  });
+
+  describe('rate limits', () => {
+    it('token bucket: a burst of N, then a denial with retry_after > 0 naming the limit', async () => {
+      const res = resource(['{ name: daily, algorithm: fixed_window, rate: 100/1d }', '{ name: rpm, algorithm: token_bucket, rate: 5/1h }']);
+      const scope = scopeOf(res, ['t1']);
+      for (let i = 1; i <= 5; i++) {
+        const v = await acquire(store, res, scope);
+        expect(v.granted).toBe(true);
+        expect(v.limitName).toBe('rpm');
+        expect(v.remaining).toBe(5 - i);
+      }
+      const denied = await acquire(store, res, scope);
+      expect(denied.granted).toBe(false);
+      expect(denied.limitName).toBe('rpm');
+      expect(denied.remaining).toBe(0);
+      // One unit every 12 minutes.
+      expect(denied.retryAfterMs).toBeGreaterThan(0.9 * (HOUR / 5));
+      expect(denied.retryAfterMs).toBeLessThanOrEqual(HOUR / 5);
+    });
+
+    it.each([
+      { algorithm: 'fixed_window', limit: '{ name: daily, algorithm: fixed_window, rate: 3/1d }' },
+      { algorithm: 'sliding_window', limit: '{ name: daily, algorithm: sliding_window, rate: 3/1d }' },
+    ])('$algorithm: grants exactly capacity units, then denies', async ({ limit }) => {
+      const res = resource([limit]);
+      const scope = scopeOf(res, ['t1']);
+      for (let i = 1; i <= 3; i++) {
+        const v = await acquire(store, res, scope);
+        expect(v.granted).toBe(true);
+        expect(v.remaining).toBe(3 - i);
+      }
+      const denied = await acquire(store, res, scope);
+      expect(denied.granted).toBe(false);
+      expect(denied.limitName).toBe('daily');
+      expect(denied.remaining).toBe(0);
+      expect(denied.retryAfterMs).toBeGreaterThan(0);
+      expect(denied.retryAfterMs).toBeLessThanOrEqual(2 * DAY);
+      // The denial consumed nothing: still denied, still 0 left, and a different tenant is untouched.
+      expect((await acquire(store, res, scope)).remaining).toBe(0);
+      expect((await acquire(store, res, scopeOf(res, ['t2']))).remaining).toBe(2);
+    });
+
+    it.each(RATE_CASES)('$algorithm: weights by cost (cost 3 takes 3)', async ({ limit }) => {
+      const res = resource([limit]);
+      const scope = scopeOf(res, ['t']);
+      const first = await acquire(store, res, scope, 3);
+      expect(first.granted).toBe(true);
+      expect(first.remaining).toBe(2);
+      const denied = await acquire(store, res, scope, 3);
+      expect(denied.granted).toBe(false);
+      expect(denied.remaining).toBe(2);
+      expect(Number.isFinite(denied.retryAfterMs)).toBe(true);
+      const rest = await acquire(store, res, scope, 2);
+      expect(rest.granted).toBe(true);
+      expect(rest.remaining).toBe(0);
+    });
+
+    it.each([
+      ...RATE_CASES,
+      { algorithm: 'concurrency', limit: '{ name: rate, algorithm: concurrency, max: 5, ttl: 1h }' },
+    ])('$algorithm: a cost above capacity is denied with retryAfterMs Infinity and takes nothing', async ({ limit }) => {
+      const res = resource([limit]);
+      const scope = scopeOf(res, ['t']);
+      const v = await acquire(store, res, scope, 6);
+      expect(v.granted).toBe(false);
+      expect(v.retryAfterMs).toBe(Infinity);
+      expect(v.limitName).toBe('rate');
+      expect(v.remaining).toBe(5);
+      const all = await acquire(store, res, scope, 5);
+      expect(all.granted).toBe(true);
+      expect(all.remaining).toBe(0);
+    });
+  });
+
+  describe('all-or-nothing over several limits', () => {
+    it('a request denied by a concurrency limit charges no rate limit', async () => {
+      const res = resource([
+        '{ name: daily, algorithm: fixed_window, rate: 10/1d }',
+        '{ name: inflight, algorithm: concurrency, max: 1, ttl: 1h, counts: requests }',
+      ]);
+      const scope = scopeOf(res, ['t']);
+      const g1 = await acquire(store, res, scope, 3);
+      expect(g1.granted).toBe(true);
+      const denied = await acquire(store, res, scope, 5);
+      expect(denied.granted).toBe(false);
+      expect(denied.limitName).toBe('inflight');
+      await store.release(res, scope, g1.grant, 0);
+      // daily has 7 left, not 2: cost 8 is denied by daily, which reports 7 ...
+      const over = await acquire(store, res, scope, 8);
+      expect(over.granted).toBe(false);
+      expect(over.limitName).toBe('daily');
+      expect(over.remaining).toBe(7);
+      // ... and cost 7 is granted.
+      const rest = await acquire(store, res, scope, 7);
+      expect(rest.granted).toBe(true);
+      expect(rest.remaining).toBe(0);
+    });
+
+    it('a request denied by a rate limit holds no concurrency slot', async () => {
+      const res = resource([
+        '{ name: inflight, algorithm: concurrency, max: 3, ttl: 1h }',
+        '{ name: daily, algorithm: fixed_window, rate: 4/1d }',
+      ]);
+      const scope = scopeOf(res, ['t']);
+      const g1 = await acquire(store, res, scope, 3);
+      expect(g1.granted).toBe(true);
+      await store.release(res, scope, g1.grant, 0);
+      const denied = await acquire(store, res, scope, 2);
+      expect(denied.granted).toBe(false);
+      expect(denied.limitName).toBe('daily');
+      expect(denied.remaining).toBe(1);
+      // Cost 4 can never fit inflight (max 3), so inflight decides and reports what it holds free.
+      const probe = await acquire(store, res, scope, 4);
+      expect(probe.retryAfterMs).toBe(Infinity);
+      expect(probe.limitName).toBe('inflight');
+      expect(probe.remaining).toBe(3);
+    });
+
+    it('across every algorithm at once: a denial leaves every other limit unchanged', async () => {
+      const res = resource([
+        '{ name: tb, algorithm: token_bucket, rate: 10/1h }',
+        '{ name: sw, algorithm: sliding_window, rate: 10/1d }',
+        '{ name: fw, algorithm: fixed_window, rate: 10/1d }',
+        '{ name: inflight, algorithm: concurrency, max: 1, ttl: 1h, counts: requests }',
+      ]);
+      const scope = scopeOf(res, ['t']);
+      const g1 = await acquire(store, res, scope, 4);
+      expect(g1.granted).toBe(true);
+      expect(g1.remaining).toBe(0);
+      expect(g1.limitName).toBe('inflight');
+      const denied = await acquire(store, res, scope, 3);
+      expect(denied.granted).toBe(false);
+      expect(denied.limitName).toBe('inflight');
+      await store.release(res, scope, g1.grant, 0);
+      // Every rate limit still has 6: cost 6 takes them all to 0 (the first of the ties decides).
+      const rest = await acquire(store, res, scope, 6);
+      expect(rest.granted).toBe(true);
+      expect(rest.remaining).toBe(0);
+      expect(rest.limitName).toBe('tb');
+      await store.release(res, scope, rest.grant, 0);
+      const none = await acquire(store, res, scope, 1);
+      expect(none.granted).toBe(false);
+      expect(['tb', 'sw', 'fw']).toContain(none.limitName);
+    });
+
+    it('on a grant, the limit with the least remaining decides', async () => {
+      const res = resource([
+        '{ name: big, algorithm: fixed_window, rate: 100/1d }',
+        '{ name: small, algorithm: sliding_window, rate: 8/1d }',
+        '{ name: mid, algorithm: token_bucket, rate: 20/1h }',
+      ]);
+      const scope = scopeOf(res, ['t']);
+      const v = await acquire(store, res, scope, 2);
+      expect(v.granted).toBe(true);
+      expect(v.limitName).toBe('small');
+      expect(v.remaining).toBe(6);
+    });
+  });
+
+  describe('counts: requests', () => {
+    it('a requests limit takes 1 whatever the cost, and is not settled', async () => {
+      const res = resource([
+        '{ name: tokens, algorithm: fixed_window, rate: 100/1d }',
+        '{ name: requests, algorithm: token_bucket, rate: 3/1h, counts: requests }',
+      ]);
+      const scope = scopeOf(res, ['t']);
+      // Cost 10 is above the requests limit's capacity of 3, yet it takes only 1 from it.
+      const a = await acquire(store, res, scope, 10);
+      expect(a.granted).toBe(true);
+      expect(a.limitName).toBe('requests');
+      expect(a.remaining).toBe(2);
+      const b = await acquire(store, res, scope, 50);
+      expect(b.granted).toBe(true);
+      expect(b.remaining).toBe(1);
+      // A refund gives tokens back but not the request.
+      await store.release(res, scope, b.grant, -50);
+      const c = await acquire(store, res, scope, 1);
+      expect(c.granted).toBe(true);
+      expect(c.limitName).toBe('requests');
+      expect(c.remaining).toBe(0);
+      const d = await acquire(store, res, scope, 1);
+      expect(d.granted).toBe(false);
+      expect(d.limitName).toBe('requests');
+      // tokens: 100 - 10 - 50 + 50 - 1 = 89 left. Cost 101 can never fit tokens, so it decides.
+      const probe = await acquire(store, res, scope, 101);
+      expect(probe.limitName).toBe('tokens');
+      expect(probe.retryAfterMs).toBe(Infinity);
+      expect(probe.remaining).toBe(89);
+    });
+
+    it('a requests-counted concurrency limit holds 1 per grant and its release frees it', async () => {
+      const res = resource(['{ name: inflight, algorithm: concurrency, max: 2, ttl: 1h, counts: requests }']);
+      const scope = scopeOf(res, ['t']);
+      const a = await acquire(store, res, scope, 7);
+      expect(a.granted).toBe(true);
+      expect(a.remaining).toBe(1);
+      const b = await acquire(store, res, scope, 7);
+      expect(b.granted).toBe(true);
+      expect(b.remaining).toBe(0);
+      expect((await acquire(store, res, scope, 7)).granted).toBe(false);
+      await store.release(res, scope, a.grant, 0);
+      const c = await acquire(store, res, scope, 7);
+      expect(c.granted).toBe(true);
+      expect(c.remaining).toBe(0);
+    });
+  });
+
+  describe('concurrency', () => {
+    it('grants max permits, then denies; a release frees a slot', async () => {
+      const res = resource(['{ name: inflight, algorithm: concurrency, max: 3, ttl: 1h }']);
+      const scope = scopeOf(res, ['t']);
+      const grants: Taken[] = [];
+      for (let i = 1; i <= 3; i++) {
+        const v = await acquire(store, res, scope);
+        expect(v.granted).toBe(true);
+        expect(v.remaining).toBe(3 - i);
+        grants.push(v);
+      }
+      const denied = await acquire(store, res, scope);
+      expect(denied.granted).toBe(false);
+      expect(denied.limitName).toBe('inflight');
+      expect(denied.retryAfterMs).toBeGreaterThan(0);
+      expect(denied.retryAfterMs).toBeLessThanOrEqual(HOUR);
+      await store.release(res, scope, grants[1]!.grant, 0);
+      const again = await acquire(store, res, scope);
+      expect(again.granted).toBe(true);
+      expect(again.remaining).toBe(0);
+      expect((await acquire(store, res, scope)).granted).toBe(false);
+    });
+
+    it('releasing the same grant twice frees one slot, not two', async () => {
+      const res = resource(['{ name: inflight, algorithm: concurrency, max: 2, ttl: 1h }']);
+      const scope = scopeOf(res, ['t']);
+      const a = await acquire(store, res, scope);
+      const b = await acquire(store, res, scope);
+      expect(a.granted && b.granted).toBe(true);
+      await store.release(res, scope, a.grant, 0);
+      await store.release(res, scope, a.grant, 0);
+      expect((await acquire(store, res, scope)).granted).toBe(true);
+      const denied = await acquire(store, res, scope);
+      expect(denied.granted).toBe(false);
+      expect(denied.remaining).toBe(0);
+    });
+
+    it('a weighted permit frees its whole cost on release', async () => {
+      const res = resource(['{ name: inflight, algorithm: concurrency, max: 5, ttl: 1h }']);
+      const scope = scopeOf(res, ['t']);
+      const a = await acquire(store, res, scope, 3);
+      expect(a.remaining).toBe(2);
+      expect((await acquire(store, res, scope, 3)).granted).toBe(false);
+      await store.release(res, scope, a.grant, 0);
+      const b = await acquire(store, res, scope, 5);
+      expect(b.granted).toBe(true);
+      expect(b.remaining).toBe(0);
+    });
+
+    it('a permit with a very large cost (bytes in flight) is freed by its release', async () => {
+      // Costs are uint64 on the wire and max may be up to 2^53 - 1; 15-digit costs must round-trip.
+      const res = resource(['{ name: bytes, algorithm: concurrency, max: 300000000000000, ttl: 1h }']);
+      const scope = scopeOf(res, ['t']);
+      const a = await acquire(store, res, scope, 200_000_000_000_000);
+      expect(a.granted).toBe(true);
+      expect(a.remaining).toBe(100_000_000_000_000);
+      expect((await acquire(store, res, scope, 200_000_000_000_000)).granted).toBe(false);
+      await store.release(res, scope, a.grant, 0);
+      const b = await acquire(store, res, scope, 200_000_000_000_000);
+      expect(b.granted).toBe(true);
+      expect(b.remaining).toBe(100_000_000_000_000);
+    });
+
+    it('reclaims a permit never released once its ttl has passed, and only that one', async () => {
+      const res = resource(['{ name: inflight, algorithm: concurrency, max: 1, ttl: 300ms }']);
+      const scope = scopeOf(res, ['t']);
+      const started = Date.now();
+      const first = await acquire(store, res, scope);
+      expect(first.granted).toBe(true);
+      const denied = await acquire(store, res, scope);
+      expect(denied.granted).toBe(false);
+      expect(denied.retryAfterMs).toBeGreaterThan(0);
+      expect(denied.retryAfterMs).toBeLessThanOrEqual(300);
+      // No event says the permit expired: poll, bounded by a deadline.
+      const second = await pollUntilGranted(store, res, scope, 1, 5_000);
+      expect(Date.now() - started).toBeGreaterThanOrEqual(200);
+      expect(second.remaining).toBe(0);
+      // The reclaimed permit's late release frees nothing: the new holder keeps its slot.
+      await store.release(res, scope, first.grant, 0);
+      expect((await acquire(store, res, scope)).granted).toBe(false);
+      await store.release(res, scope, second.grant, 0);
+      expect((await acquire(store, res, scope)).granted).toBe(true);
+    });
+
+    it('reclaims each expired permit on its own while later permits stay held', async () => {
+      // g1 at 0 ms, g2 at ~300 ms, ttl 600 ms: between ~600 and ~900 ms only g1 has expired.
+      const res = resource(['{ name: inflight, algorithm: concurrency, max: 2, ttl: 600ms }']);
+      const scope = scopeOf(res, ['t']);
+      const g1 = await acquire(store, res, scope);
+      expect(g1.granted).toBe(true);
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      const g2 = await acquire(store, res, scope);
+      expect(g2.granted).toBe(true);
+      expect(g2.remaining).toBe(0);
+      const denied = await acquire(store, res, scope);
+      expect(denied.granted).toBe(false);
+      // g1 expires first: the wait is until then, not until g2 expires (1 ms slack: Redis
+      // reports its clock floored and retry_after rounded up).
+      expect(denied.retryAfterMs).toBeLessThanOrEqual(g1.now + 600 - denied.now + 1);
+      const g3 = await pollUntilGranted(store, res, scope, 1, 5_000);
+      // g2 still holds its slot.
+      expect(g3.remaining).toBe(0);
+      expect(g3.now - g2.now).toBeLessThan(600);
+    });
+  });
+
+  describe('settlement through release(grant, delta)', () => {
+    it.each(RATE_CASES)('$algorithm: a negative delta refunds, a positive one charges', async ({ limit }) => {
+      const res = resource([limit]);
+      const scope = scopeOf(res, ['t']);
+      const a = await acquire(store, res, scope, 3);
+      expect(a.remaining).toBe(2);
+      await store.release(res, scope, a.grant, -2);
+      const b = await acquire(store, res, scope, 1);
+      expect(b.granted).toBe(true);
+      expect(b.remaining).toBe(3);
+      await store.release(res, scope, b.grant, 1);
+      const c = await acquire(store, res, scope, 1);
+      expect(c.granted).toBe(true);
+      expect(c.remaining).toBe(1);
+    });
+
+    it.each(RATE_CASES)('$algorithm: a refund never gives back more than a full budget', async ({ limit }) => {
+      const res = resource([limit]);
+      const scope = scopeOf(res, ['t']);
+      const a = await acquire(store, res, scope, 2);
+      await store.release(res, scope, a.grant, -100);
+      const full = await acquire(store, res, scope, 5);
+      expect(full.granted).toBe(true);
+      expect(full.remaining).toBe(0);
+      const denied = await acquire(store, res, scope, 1);
+      expect(denied.granted).toBe(false);
+    });
+
+    it('one release frees the concurrency slot and settles the rate limits', async () => {
+      const res = resource([
+        '{ name: inflight, algorithm: concurrency, max: 1, ttl: 1h, counts: requests }',
+        '{ name: tokens, algorithm: sliding_window, rate: 1000/1d }',
+      ]);
+      const scope = scopeOf(res, ['t']);
+      const a = await acquire(store, res, scope, 1);
+      expect(a.granted).toBe(true);
+      await store.release(res, scope, a.grant, 99); // the real cost was 100
+      const over = await acquire(store, res, scope, 901);
+      expect(over.granted).toBe(false);
+      expect(over.limitName).toBe('tokens');
+      expect(over.remaining).toBe(900);
+      const rest = await acquire(store, res, scope, 900);
+      expect(rest.granted).toBe(true);
+      expect(rest.remaining).toBe(0);
+      await store.release(res, scope, rest.grant, 0);
+      const none = await acquire(store, res, scope, 1);
+      expect(none.granted).toBe(false);
+      expect(none.limitName).toBe('tokens');
+    });
+  });
+
+  describe('scopes and keys', () => {
+    it('values that would collide without escaping get distinct budgets', async () => {
+      const res = resource(['{ name: daily, algorithm: fixed_window, rate: 2/1d }'], ['a', 'b']);
+      const left = scopeOf(res, ['a|b', 'c']);
+      const right = scopeOf(res, ['a', 'b|c']);
+      expect(left).not.toBe(right);
+      expect((await acquire(store, res, left, 2)).granted).toBe(true);
+      expect((await acquire(store, res, left, 1)).granted).toBe(false);
+      const other = await acquire(store, res, right, 1);
+      expect(other.granted).toBe(true);
+      expect(other.remaining).toBe(1);
+      // An escape sequence typed literally is not the character it escapes.
+      const literal = await acquire(store, res, scopeOf(res, ['a%7Cb', 'c']), 1);
+      expect(literal.granted).toBe(true);
+      expect(literal.remaining).toBe(1);
+    });
+
+    it('values with braces are budgets of their own', async () => {
+      const res = resource(['{ name: daily, algorithm: fixed_window, rate: 2/1d }']);
+      const scopes = ['x', '{x}', '}x{', '{', '}'].map((v) => scopeOf(res, [v]));
+      expect(new Set(scopes).size).toBe(scopes.length);
+      for (const scope of scopes) {
+        expect(scope).not.toMatch(/[{}]/);
+        const v = await acquire(store, res, scope, 2);
+        expect(v.granted).toBe(true);
+        expect(v.remaining).toBe(0);
+      }
+    });
+
+    it('a limit named like another limit\'s internal key is a limit of its own', async () => {
+      // Limit names may contain ':', and a concurrency limit keeps more than one key per scope.
+      const res = resource([
+        '{ name: c, algorithm: concurrency, max: 20, ttl: 1h }',
+        '{ name: "c:held", algorithm: fixed_window, rate: 10/1d }',
+      ]);
+      const scope = scopeOf(res, ['t']);
+      const a = await acquire(store, res, scope, 1);
+      expect(a.granted).toBe(true);
+      expect(a.limitName).toBe('c:held');
+      expect(a.remaining).toBe(9);
+      const b = await acquire(store, res, scope, 2);
+      expect(b.granted).toBe(true);
+      expect(b.remaining).toBe(7);
+      await store.release(res, scope, a.grant, 0);
+      const c = await acquire(store, res, scope, 7);
+      expect(c.granted).toBe(true);
+      expect(c.limitName).toBe('c:held');
+      expect(c.remaining).toBe(0);
+      const d = await acquire(store, res, scope, 1);
+      expect(d.granted).toBe(false);
+      expect(d.limitName).toBe('c:held');
+    });
+  });
+
+  // -------------------------------------------------------------------------------------------
+  // What only the Redis store has: keys, hash slots, TTLs, the release script's reply.
+
+  if (factory.kind === 'redis') describe('redis keys', () => {
+    const redisStore = () => store as RedisStore;
+
+    it('keys of scopes that would collide without escaping are distinct', () => {
+      const res = resource(['{ name: daily, algorithm: fixed_window, rate: 2/1d }', '{ name: inflight, algorithm: concurrency, max: 1, ttl: 1h }'], ['a', 'b']);
+      const left = redisStore().keysOf(res, scopeOf(res, ['a|b', 'c']));
+      const right = redisStore().keysOf(res, scopeOf(res, ['a', 'b|c']));
+      expect(left).toHaveLength(3);
+      for (const key of left) expect(right).not.toContain(key);
+    });
+
+    it('every key of a resource\'s scope is distinct', () => {
+      const res = resource([
+        '{ name: c, algorithm: concurrency, max: 2, ttl: 1h }',
+        '{ name: "c:held", algorithm: fixed_window, rate: 10/1d }',
+        '{ name: d, algorithm: token_bucket, rate: 5/1h }',
+      ]);
+      const keys = redisStore().keysOf(res, scopeOf(res, ['t']));
+      expect(keys).toHaveLength(4);
+      expect(new Set(keys).size).toBe(keys.length);
+    });
+
+    it.each(['plain', '{x}', '}{', '{', '}', 'a{b}c', '{}', '%7B'])('value %j: the hash tag is the whole scope, all keys in one slot', (value) => {
+      const res = resource([
+        '{ name: daily, algorithm: fixed_window, rate: 2/1d }',
+        '{ name: inflight, algorithm: concurrency, max: 1, ttl: 1h }',
+        '{ name: rpm, algorithm: token_bucket, rate: 5/1h }',
+      ]);
+      const scope = scopeOf(res, [value]);
+      const keys = redisStore().keysOf(res, scope);
+      expect(keys).toHaveLength(4);
+      for (const key of keys) expect(hashTag(key)).toBe(scope);
+      const slots = new Set(keys.map(keySlot));
+      expect(slots.size).toBe(1);
+      expect([...slots][0]).toBe(keySlot(`{${scope}}`));
+    });
+
+    it('releasing the same grant twice leaves one permit and the right held total in Redis', async () => {
+      const res = resource(['{ name: inflight, algorithm: concurrency, max: 3, ttl: 1h }']);
+      const scope = scopeOf(res, ['t']);
+      const a = await acquire(store, res, scope, 2);
+      const b = await acquire(store, res, scope, 1);
+      expect(a.granted && b.granted).toBe(true);
+      const [permits, held] = redisStore().keysOf(res, scope) as [string, string];
+      const client = redisServer!.client;
+      expect(await client.zcard(permits)).toBe(2);
+      expect(Number(await client.get(held))).toBe(3);
+      await store.release(res, scope, a.grant, 0);
+      expect(await client.zcard(permits)).toBe(1);
+      expect(Number(await client.get(held))).toBe(1);
+      await store.release(res, scope, a.grant, 0);
+      expect(await client.zcard(permits)).toBe(1);
+      expect(Number(await client.get(held))).toBe(1);
+      const c = await acquire(store, res, scope, 2);
+      expect(c.granted).toBe(true);
+      expect(c.remaining).toBe(0);
+      expect((await acquire(store, res, scope, 1)).granted).toBe(false);
+    });
+
+    it('every key written has a TTL', async () => {
+      const res = resource([
+        '{ name: tb, algorithm: token_bucket, rate: 5/1h }',
+        '{ name: fw, algorithm: fixed_window, rate: 10/1d }',
+        '{ name: sw, algorithm: sliding_window, rate: 10/1d }',
+        '{ name: inflight, algorithm: concurrency, max: 3, ttl: 1h }',
+      ]);
+      const scope = scopeOf(res, ['t']);
+      const a = await acquire(store, res, scope, 2);
+      const b = await acquire(store, res, scope, 1);
+      expect(a.granted && b.granted).toBe(true);
+      await store.release(res, scope, a.grant, -1);
+      await store.release(res, scope, b.grant, 2);
+      await acquire(store, res, scope, 1);
+      await acquire(store, res, scope, 9); // denied
+      // A scope whose only writes are settlements.
+      const scope2 = scopeOf(res, ['settled-only']);
+      await store.release(res, scope2, { permitId: 'never-granted', cost: 1, grantedAt: a.now }, 3);
+      await store.release(res, scope2, { permitId: 'never-granted', cost: 1, grantedAt: a.now }, -1);
+
+      const client = redisServer!.client;
+      const mine = [...redisStore().keysOf(res, scope), ...redisStore().keysOf(res, scope2).filter((k) => !k.includes(':inflight'))];
+      const all = await client.keys('*');
+      for (const key of mine) expect(all).toContain(key);
+      expect(all.length).toBeGreaterThan(mine.length); // earlier tests' keys too
+      const noTtl: string[] = [];
+      for (const key of all) {
+        const ttl = await client.pttl(key);
+        // -2: expired between KEYS and PTTL (short-ttl tests); -1: no TTL at all.
+        if (ttl === -1) noTtl.push(key);
+      }
+      expect(noTtl).toEqual([]);
+      for (const key of mine) expect(await client.pttl(key)).toBeGreaterThan(0);
+    });
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Redis Cluster hashing, computed here: CLUSTER KEYSLOT needs cluster mode enabled.
+
+/** CRC16-CCITT (XModem), as Redis Cluster uses. */
+function crc16(data: Buffer): number {
+  let crc = 0;
+  for (const byte of data) {
+    crc ^= byte << 8;
+    for (let bit = 0; bit < 8; bit++) crc = crc & 0x8000 ? ((crc << 1) ^ 0x1021) & 0xffff : (crc << 1) & 0xffff;
+  }
+  return crc;
+}
+
+/** The part of the key Redis Cluster hashes: between the first `{` and the next `}`, if non-empty. */
+function hashTag(key: string): string {
+  const open = key.indexOf('{');
+  if (open < 0) return key;
+  const close = key.indexOf('}', open + 1);
+  if (close < 0 || close === open + 1) return key;
+  return key.slice(open + 1, close);
+}
+
+function keySlot(key: string): number {
+  return crc16(Buffer.from(hashTag(key), 'utf8')) % 16384;
+}
+
+describe('cluster slot helper', () => {
+  it('matches Redis Cluster reference values', () => {
+    expect(crc16(Buffer.from('123456789'))).toBe(0x31c3);
+    expect(keySlot('foo')).toBe(12182);
+    expect(keySlot('{user1000}.following')).toBe(keySlot('{user1000}.followers'));
+    expect(keySlot('{user1000}.following')).toBe(keySlot('user1000'));
+    expect(hashTag('foo{}{bar}')).toBe('foo{}{bar}');
+    expect(hashTag('foo{{bar}}zap')).toBe('{bar');
+  });
+});
