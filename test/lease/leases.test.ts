@@ -1,0 +1,216 @@
+// Leases on a fake clock, over the memory store (same semantics as Redis): when they are taken,
+// how they serve, that they never over-admit, and that unused budget goes back exactly once.
+import { describe, expect, it } from 'vitest';
+import { parsePolicy } from '../../src/config/load.js';
+import type { Resource } from '../../src/config/policy.js';
+import type { AcquireInput, Decision } from '../../src/decide/decider.js';
+import { scopeOf } from '../../src/decide/scope.js';
+import { IDLE_MS, Leases } from '../../src/lease/leases.js';
+import { MemoryStore } from '../../src/store/memory/memory-store.js';
+import type { Store } from '../../src/store/store.js';
+
+const START = Date.UTC(2026, 0, 1, 12, 0, 0);
+
+function setup(limitsYaml: string, lease = '{ enabled: true, max_fraction: 0.1, ttl: 1s }') {
+  let now = START;
+  const clock = () => now;
+  const policy = parsePolicy(`resources:\n  - name: r\n    keys: [k]\n    lease: ${lease}\n    limits:\n${limitsYaml}`, 'p.yaml');
+  const resource = policy.resources.get('r')!;
+  const store = new MemoryStore({ maxKeys: 1000, now: clock, sweepEveryMs: 0 });
+  const takes = countTakes(store);
+  const sidecar = () => new Leases(store, { maxKeys: 1000, now: clock });
+  const input = (key = 'a', cost = 1): AcquireInput => ({ resource, scope: scopeOf(resource, [key]), cost });
+  return {
+    resource,
+    store,
+    takes,
+    sidecar,
+    input,
+    advance: (ms: number) => (now += ms),
+    get now() {
+      return now;
+    },
+  };
+}
+
+function countTakes(store: Store): { count: number } {
+  const counter = { count: 0 };
+  const take = store.take.bind(store);
+  store.take = (...args) => {
+    counter.count++;
+    return take(...args);
+  };
+  return counter;
+}
+
+/** What the store alone would say now, for a request of `cost`: its remaining in the deciding limit. */
+async function storeRemaining(store: Store, resource: Resource, scope: string): Promise<number> {
+  const v = await store.take(resource, scope, 1, resource.limits.map(() => 0));
+  if (v.granted) await store.refund(resource, scope, `probe-${Math.random()}`, v.taken, v.now);
+  return v.granted ? Math.min(...v.left.map((left, i) => left + v.taken[i]!)) : v.remaining;
+}
+
+interface Outcome {
+  granted: boolean;
+  /** Undefined when the store decided directly (the lease passed the request on). */
+  leased?: Decision;
+}
+
+/** Demand of `perSecond` requests, spread evenly over `ms`, through one sidecar, as the decider drives it. */
+async function demand(t: ReturnType<typeof setup>, leases: Leases, perSecond: number, ms: number): Promise<Outcome[]> {
+  const outcomes: Outcome[] = [];
+  const gap = 1000 / perSecond;
+  for (let elapsed = 0; elapsed < ms; elapsed += gap) {
+    const leased = await leases.acquire(t.input());
+    outcomes.push(leased ? { granted: leased.granted, leased } : { granted: (await directAcquire(t)).granted });
+    t.advance(gap);
+    await leases.tick();
+  }
+  return outcomes;
+}
+
+describe('leases', () => {
+  it('leave a cold key to the store', async () => {
+    const t = setup('      - { name: l, algorithm: token_bucket, rate: 1000/1s }\n');
+    const leases = t.sidecar();
+    expect(await leases.acquire(t.input())).toBeNull();
+    t.advance(1000);
+    expect(await leases.acquire(t.input())).toBeNull();
+    expect(t.takes.count).toBe(0);
+  });
+
+  it('serve a hot key locally, taking about 100 ms of demand per store call', async () => {
+    const t = setup('      - { name: l, algorithm: token_bucket, rate: 100000/1s }\n');
+    const leases = t.sidecar();
+    const outcomes = await demand(t, leases, 2000, 2000);
+    const leased = outcomes.filter((o) => o.leased);
+    expect(leased.length).toBeGreaterThan(0.9 * outcomes.length);
+    expect(outcomes.every((o) => o.granted)).toBe(true);
+    // 4000 requests at 2000/s: blocks of up to ~200 units, so dozens of takes, not thousands.
+    expect(t.takes.count / outcomes.length).toBeLessThan(0.02);
+  });
+
+  it('coalesce: requests that find the lease short wait for the one take in flight', async () => {
+    const t = setup('      - { name: l, algorithm: token_bucket, rate: 100000/1s }\n');
+    const leases = t.sidecar();
+    await demand(t, leases, 1000, 200);
+    const before = t.takes.count;
+    // A burst far beyond what is leased, all at the same instant.
+    const burst = await Promise.all(Array.from({ length: 500 }, () => leases.acquire(t.input())));
+    expect(t.takes.count - before).toBeLessThanOrEqual(2);
+    expect(burst.filter((d) => d?.granted).length).toBeGreaterThan(0);
+  });
+
+  it('never grant more than the limit allows, across several sidecars', async () => {
+    // 1000/s with a burst of 100; four sidecars each asking for 1000/s: 4x the limit.
+    const t = setup('      - { name: l, algorithm: token_bucket, rate: 1000/1s, burst: 100 }\n');
+    const sidecars = [t.sidecar(), t.sidecar(), t.sidecar(), t.sidecar()];
+    let granted = 0;
+    const durationMs = 3000;
+    for (let elapsed = 0; elapsed < durationMs; elapsed += 1) {
+      for (const s of sidecars) {
+        const d = (await s.acquire(t.input())) ?? (await directAcquire(t));
+        if (d.granted) granted++;
+      }
+      t.advance(1);
+      if (elapsed % 10 === 0) await Promise.all(sidecars.map((s) => s.tick()));
+    }
+    const allowance = 100 + 1000 * (durationMs / 1000);
+    expect(granted).toBeLessThanOrEqual(allowance);
+    // Stranded budget is the only error, and it is small.
+    expect(granted).toBeGreaterThan(0.95 * allowance);
+  });
+
+  it('expire at the end of a window: units of a closed window are never served', async () => {
+    const t = setup('      - { name: w, algorithm: fixed_window, rate: 100000/1s }\n');
+    const leases = t.sidecar();
+    t.advance(1000 - (t.now % 1000) - 300); // 300 ms before a window edge
+    const before = await demand(t, leases, 2000, 250);
+    const grantedBefore = before.filter((o) => o.granted).length;
+    const scope = t.input().scope;
+    t.advance(60); // now 10 ms past the edge, lease still within its ttl
+    const first = await leases.acquire(t.input());
+    // Served (if at all) from units taken in the new window, never from the old one.
+    if (first?.decidedBy === 'LEASE') expect(Math.floor(first.decidedAt / 1000)).toBe(Math.floor(t.now / 1000));
+    await leases.close();
+    // The old window's leftovers were not refunded into the new one: only the new grant counts.
+    expect(grantedBefore).toBeGreaterThan(0);
+    expect(await storeRemaining(t.store, t.resource, scope)).toBe(100000 - (first?.granted ? 1 : 0));
+  });
+
+  it('give unused units back when the ttl passes, and when demand stops', async () => {
+    const t = setup('      - { name: l, algorithm: fixed_window, rate: 1000000/1d }\n');
+    const leases = t.sidecar();
+    const outcomes = await demand(t, leases, 2000, 500);
+    const granted = outcomes.filter((o) => o.granted).length;
+    expect(leases.figures.held).toBeGreaterThan(0);
+    t.advance(IDLE_MS);
+    await leases.tick();
+    expect(leases.figures.held).toBe(0);
+    expect(leases.figures.returned).toBeGreaterThan(0);
+    expect(await storeRemaining(t.store, t.resource, t.input().scope)).toBe(1000000 - granted);
+  });
+
+  it('answer from a standing denial until the store said to retry, then ask again', async () => {
+    const t = setup('      - { name: l, algorithm: token_bucket, rate: 50/1s, burst: 50 }\n');
+    const leases = t.sidecar();
+    const outcomes = await demand(t, leases, 1000, 300);
+    const deniedLocally = outcomes.filter((o) => o.leased && !o.granted).map((o) => o.leased!);
+    expect(deniedLocally.length).toBeGreaterThan(0);
+    for (const d of deniedLocally) {
+      expect(d.decidedBy).toBe('LEASE');
+      expect(d.retryAfterMs).toBeGreaterThan(0);
+      expect(d.retryAfterMs).toBeLessThanOrEqual(20); // one token every 20 ms
+      expect(d.reason).toMatch(/limit "l"/);
+    }
+    // Over 300 ms at 50/s with a burst of 50: no more than 50 + 15 granted.
+    const granted = outcomes.filter((o) => o.granted).length;
+    expect(granted).toBeLessThanOrEqual(65);
+    expect(granted).toBeGreaterThanOrEqual(60);
+  });
+
+  it('give every lease back on close', async () => {
+    const t = setup('      - { name: l, algorithm: sliding_window, rate: 100000/1h }\n');
+    const leases = t.sidecar();
+    const outcomes = await demand(t, leases, 2000, 300);
+    const granted = outcomes.filter((o) => o.granted).length;
+    expect(leases.figures.held).toBeGreaterThan(0);
+    await leases.close();
+    expect(leases.figures.held).toBe(0);
+    expect(await storeRemaining(t.store, t.resource, t.input().scope)).toBe(100000 - granted);
+  });
+
+  it('hold all-or-nothing over several limits: a lease serves only what every limit covers', async () => {
+    const t = setup(
+      '      - { name: requests, algorithm: token_bucket, rate: 100000/1s, counts: requests }\n' +
+        '      - { name: tokens, algorithm: fixed_window, rate: 5000/1d }\n',
+    );
+    const leases = t.sidecar();
+    let granted = 0;
+    for (let i = 0; i < 400; i++) {
+      const d = (await leases.acquire(t.input('a', 50))) ?? (await directAcquire(t, 50));
+      if (d.granted) granted++;
+      t.advance(1);
+    }
+    await leases.close();
+    expect(granted).toBeLessThanOrEqual(100); // 5000 tokens / 50 each
+    expect(granted).toBeGreaterThanOrEqual(95);
+  });
+});
+
+describe('refunds', () => {
+  it('are applied once per id, however often they are retried', async () => {
+    const t = setup('      - { name: l, algorithm: fixed_window, rate: 100/1d }\n');
+    const scope = t.input().scope;
+    const v = await t.store.take(t.resource, scope, 1, [30]);
+    expect(v.taken).toEqual([30]);
+    expect(await t.store.refund(t.resource, scope, 'once', [30], v.now)).toBe(true);
+    expect(await t.store.refund(t.resource, scope, 'once', [30], v.now)).toBe(false);
+    expect(await storeRemaining(t.store, t.resource, scope)).toBe(100);
+  });
+});
+
+async function directAcquire(t: ReturnType<typeof setup>, cost = 1) {
+  const input = t.input('a', cost);
+  return t.store.acquire(input.resource, input.scope, cost, '');
+}
