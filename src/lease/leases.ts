@@ -54,6 +54,9 @@ export interface LeasesOptions {
 
 export class Leases {
   private readonly states = new Map<string, LeaseState>();
+  /** The states holding units: the only ones a tick has to look at. */
+  private readonly holding = new Set<LeaseState>();
+  private lastSweep = 0;
   private readonly now: () => number;
   private refundSequence = 0;
   readonly figures: LeaseFigures = { held: 0, returned: 0, takes: 0, served: 0 };
@@ -93,15 +96,18 @@ export class Leases {
     return null;
   }
 
-  /** Gives back what expired or idle leases hold. Call periodically. */
+  /** Gives back what expired or idle leases hold, and now and then forgets idle keys. Call often. */
   async tick(): Promise<void> {
     const now = this.now();
     const returning: Promise<void>[] = [];
-    for (const state of this.states.values()) {
-      if (state.refill) continue;
-      const idle = now - state.lastUsed >= IDLE_MS;
-      if (hasUnits(state) && (now >= state.expiresAt || idle)) returning.push(this.giveBack(state));
-      else if (idle && now >= state.deniedUntil && now - state.lastUsed >= 10 * IDLE_MS) this.states.delete(state.scope);
+    for (const state of this.holding) {
+      if (!state.refill && (now >= state.expiresAt || now - state.lastUsed >= IDLE_MS)) returning.push(this.giveBack(state));
+    }
+    if (now - this.lastSweep >= SWEEP_EVERY_MS) {
+      this.lastSweep = now;
+      for (const [scope, state] of this.states) {
+        if (!state.refill && !this.holding.has(state) && now - state.lastUsed >= SWEEP_EVERY_MS && now >= state.deniedUntil) this.states.delete(scope);
+      }
     }
     await Promise.all(returning);
   }
@@ -109,7 +115,7 @@ export class Leases {
   /** Gives back every lease (shutdown). */
   async close(): Promise<void> {
     await Promise.all([...this.states.values()].map((s) => s.refill));
-    await Promise.all([...this.states.values()].filter(hasUnits).map((s) => this.giveBack(s)));
+    await Promise.all([...this.holding].map((s) => this.giveBack(s)));
     this.states.clear();
   }
 
@@ -208,9 +214,10 @@ export class Leases {
     }
     state.deniedUntil = 0;
     // Units left from a closed window must not mix with the new ones: give them back first.
-    if (now >= state.expiresAt && hasUnits(state)) void this.giveBack(state);
+    if (now >= state.expiresAt && this.holding.has(state)) void this.giveBack(state);
     for (let i = 0; i < state.units.length; i++) state.units[i]! += verdict.taken[i]!;
     for (const taken of verdict.taken) this.figures.held += taken;
+    this.holding.add(state);
     state.takenAt = verdict.now;
     // The window may close before the ttl does; its end is counted from when the take was sent.
     state.expiresAt = Math.min(now + state.resource.lease.ttlMs, sentAt + verdict.windowEndsInMs);
@@ -222,7 +229,9 @@ export class Leases {
     const heldBack = units.reduce((a, b) => a + b, 0);
     state.units.fill(0);
     state.expiresAt = 0;
+    this.holding.delete(state);
     this.figures.held -= heldBack;
+    if (heldBack === 0) return;
     const refundId = `r${(this.refundSequence++).toString(36)}.${process.pid}.${sentinel}`;
     // The same refund id on every try: a retry after an unclear failure never refunds twice.
     for (let attempt = 0; attempt < 3; attempt++) {
@@ -239,7 +248,7 @@ export class Leases {
   private stateOf(input: AcquireInput, now: number): LeaseState {
     let state = this.states.get(input.scope);
     if (state && state.resource === input.resource) return state;
-    if (state && hasUnits(state)) void this.giveBack(state); // the policy was reloaded
+    if (state && this.holding.has(state)) void this.giveBack(state); // the policy was reloaded
     const n = input.resource.limits.length;
     state = {
       resource: input.resource,
@@ -266,7 +275,7 @@ export class Leases {
     for (const [scope, state] of this.states) {
       if (state.refill) continue;
       this.states.delete(scope);
-      if (hasUnits(state)) void this.giveBack(state);
+      if (this.holding.has(state)) void this.giveBack(state);
       return;
     }
   }
@@ -275,10 +284,8 @@ export class Leases {
 /** Distinguishes refunds of this process from those of an earlier one with the same pid. */
 const sentinel = Math.floor(Math.random() * 2 ** 32).toString(36);
 
-function hasUnits(state: LeaseState): boolean {
-  for (const u of state.units) if (u > 0) return true;
-  return false;
-}
+/** How often keys with nothing leased and no recent demand are forgotten. */
+const SWEEP_EVERY_MS = 10_000;
 
 function sumOfCosts(resource: Resource, cost: number): number {
   let sum = 0;
