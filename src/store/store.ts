@@ -54,6 +54,10 @@ export interface Store {
    * refund never refunds twice; false when it had been applied already.
    */
   refund(resource: Resource, scope: string, refundId: string, units: readonly number[], takenAt: number): Promise<boolean>;
+  /** Says this sidecar is alive; answers how many sidecars share the store, this one included. */
+  heartbeat(sidecarId: string, ttlMs: number): Promise<number>;
+  /** Resolves when the store answers. */
+  ping(): Promise<void>;
   close(): Promise<void>;
 }
 

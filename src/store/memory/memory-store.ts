@@ -88,6 +88,13 @@ export class MemoryStore implements Store {
     return true;
   }
 
+  /** One process, one sidecar. */
+  async heartbeat(): Promise<number> {
+    return 1;
+  }
+
+  async ping(): Promise<void> {}
+
   async close(): Promise<void> {
     if (this.sweeper) clearInterval(this.sweeper);
     this.scopes.clear();

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { Redis, type RedisOptions } from 'ioredis';
 import { costFor, type Limit, type Resource } from '../../config/policy.js';
 import { luaDir } from '../../paths.js';
+import { ScriptBatcher } from './batcher.js';
 import { ONCE_TTL_MS, type Grant, type Store, type StoreVerdict, type TakeVerdict } from '../store.js';
 
 const ALGORITHM_CODE = { token_bucket: 1, fixed_window: 2, sliding_window: 3, concurrency: 4 } as const;
@@ -17,10 +18,7 @@ interface ScriptPlan {
   limitArgs: (string | number)[];
 }
 
-interface SluiceCommands {
-  sluiceAcquire(numKeys: number, ...keysAndArgs: (string | number)[]): Promise<number[]>;
-  sluiceSettle(numKeys: number, ...keysAndArgs: (string | number)[]): Promise<number>;
-}
+const SCRIPTS = { sluiceAcquire: 'acquire.lua', sluiceSettle: 'settle.lua', sluiceHeartbeat: 'heartbeat.lua' } as const;
 
 export interface RedisStoreOptions {
   url: string;
@@ -29,32 +27,29 @@ export interface RedisStoreOptions {
 }
 
 export class RedisStore implements Store {
-  readonly client: Redis & SluiceCommands;
+  readonly client: Redis;
+  readonly batcher: ScriptBatcher;
   private readonly prefix: string;
   private readonly plans = new WeakMap<Resource, ScriptPlan>();
 
   constructor(options: RedisStoreOptions) {
     this.prefix = options.prefix;
-    this.client = new Redis(options.url, {
-      enableAutoPipelining: true,
-      maxRetriesPerRequest: 1,
-      ...options.redis,
-    }) as Redis & SluiceCommands;
+    this.client = new Redis(options.url, { maxRetriesPerRequest: 1, ...options.redis });
     // ioredis sends EVALSHA and falls back to EVAL (which loads the script) on NOSCRIPT.
-    this.client.defineCommand('sluiceAcquire', { lua: readFileSync(join(luaDir, 'acquire.lua'), 'utf8') });
-    this.client.defineCommand('sluiceSettle', { lua: readFileSync(join(luaDir, 'settle.lua'), 'utf8') });
+    for (const [name, file] of Object.entries(SCRIPTS)) this.client.defineCommand(name, { lua: readFileSync(join(luaDir, file), 'utf8') });
+    this.batcher = new ScriptBatcher(this.client);
   }
 
   async acquire(resource: Resource, scope: string, cost: number, permitId: string): Promise<StoreVerdict> {
     const plan = this.plan(resource);
     const keys = this.keys(plan, scope);
-    return verdictOf(await this.client.sluiceAcquire(keys.length, ...keys, cost, permitId, ...plan.limitArgs));
+    return verdictOf(await this.batcher.call<number[]>('sluiceAcquire', [keys.length, ...keys, cost, permitId, ...plan.limitArgs]));
   }
 
   async take(resource: Resource, scope: string, cost: number, want: readonly number[]): Promise<TakeVerdict> {
     const plan = this.plan(resource);
     const keys = this.keys(plan, scope);
-    const reply = await this.client.sluiceAcquire(keys.length, ...keys, cost, '', ...plan.limitArgs, ...want);
+    const reply = await this.batcher.call<number[]>('sluiceAcquire', [keys.length, ...keys, cost, '', ...plan.limitArgs, ...want]);
     const taken: number[] = [];
     const left: number[] = [];
     for (let i = 7; i < reply.length; i += 2) {
@@ -77,6 +72,14 @@ export class RedisStore implements Store {
     return this.settle(resource, scope, refundId, '', amounts, takenAt);
   }
 
+  async heartbeat(sidecarId: string, ttlMs: number): Promise<number> {
+    return this.batcher.call<number>('sluiceHeartbeat', [1, `${this.prefix}:{sidecars}`, sidecarId, ttlMs]);
+  }
+
+  async ping(): Promise<void> {
+    await this.client.ping();
+  }
+
   async close(): Promise<void> {
     await this.client.quit().catch(() => this.client.disconnect());
   }
@@ -90,7 +93,7 @@ export class RedisStore implements Store {
     const plan = this.plan(resource);
     const keys = this.keys(plan, scope);
     keys.push(`${this.prefix}:{${scope}}|once|${onceId}`);
-    const applied = await this.client.sluiceSettle(keys.length, ...keys, ONCE_TTL_MS, permitId, ...plan.limitArgs, ...amounts, takenAt);
+    const applied = await this.batcher.call<number>('sluiceSettle', [keys.length, ...keys, ONCE_TTL_MS, permitId, ...plan.limitArgs, ...amounts, takenAt]);
     return applied === 1;
   }
 
