@@ -11,6 +11,9 @@ import { RedisStore } from './store/redis/redis-store.js';
 import type { Store } from './store/store.js';
 import { throttledWarn } from './log.js';
 import { Leases } from './lease/leases.js';
+import { GuardedStore } from './guard/guarded-store.js';
+import { FailurePolicy } from './guard/failure-policy.js';
+import { randomBytes } from 'node:crypto';
 
 /** How often expired and idle leases are given back. */
 const LEASE_TICK_MS = 50;
@@ -33,30 +36,84 @@ export function createStore(policy: Policy): Store {
 /** Keys with lease state at once; the least recently used goes first. */
 export const MAX_LEASED_KEYS = 100_000;
 
+/** Store failures in a row that open the circuit, and how often it is probed while open. */
+export const FAILURES_TO_OPEN = 5;
+export const PROBE_EVERY_MS = 500;
+
+/** Sidecars heartbeat this often; one not heard from for the ttl no longer counts. */
+const HEARTBEAT_EVERY_MS = 2_000;
+const HEARTBEAT_TTL_MS = 10_000;
+
+/** At start, how long to wait for the store to answer before serving by policy anyway. */
+const STARTUP_WAIT_MS = 2_000;
+
 export async function startSidecar(policy: Policy, log: Logger): Promise<Sidecar> {
-  const store = createStore(policy);
-  // Leases pay off only when the store is across a network; the memory store is already local.
-  const leases = policy.store.redis
-    ? new Leases(store, { maxKeys: MAX_LEASED_KEYS, onRefundError: (err) => log.warn({ err }, 'could not give leased budget back') })
-    : null;
-  const decider = new Decider(store, { maxPermits: MAX_PERMITS, leases });
-  const sweeper = setInterval(() => decider.permits.sweep(), 10_000).unref();
-  const leaseTicker = leases ? setInterval(() => void leases.tick(), LEASE_TICK_MS).unref() : undefined;
-  const metrics = new Metrics({ permits: () => decider.permits.size, leases: () => leases?.figures ?? null });
+  const raw = createStore(policy);
+  const warn = throttledWarn(log, 5_000);
+  let guarded: GuardedStore | null = null;
+  let leases: Leases | null = null;
+  let decider: Decider | null = null;
+  const metrics = new Metrics({
+    permits: () => decider?.permits.size ?? 0,
+    leases: () => leases?.figures ?? null,
+    storeUp: () => (guarded ? (guarded.available ? 1 : 0) : 1),
+  });
+
+  // A remote store is guarded: deadlines, a circuit breaker, each resource's failure policy, and
+  // leases (they pay off only across a network; the memory store is already local).
+  let failurePolicy: FailurePolicy | null = null;
+  let heartbeat: NodeJS.Timeout | undefined;
+  if (policy.store.redis) {
+    const store = new GuardedStore(raw, {
+      timeoutMs: policy.store.timeoutMs,
+      failuresToOpen: FAILURES_TO_OPEN,
+      probeEveryMs: PROBE_EVERY_MS,
+      onFailure: (err) => {
+        metrics.storeFailed(err.reason);
+        warn({ reason: err.reason, err: err.message }, 'store call failed; deciding by on_store_failure');
+      },
+      onCircuit: (open) =>
+        open ? log.warn('store circuit open: decisions follow on_store_failure until it answers') : log.info('store circuit closed: the store answers again'),
+    });
+    guarded = store;
+    const policyForFailures = new FailurePolicy({ maxKeys: policy.store.maxKeys, retryAfterMs: () => store.retryAfterMs });
+    failurePolicy = policyForFailures;
+    leases = new Leases(store, { maxKeys: MAX_LEASED_KEYS, onRefundError: (err) => warn({ err }, 'could not give leased budget back') });
+    const sidecarId = randomBytes(8).toString('hex');
+    const beat = () =>
+      store.heartbeat(sidecarId, HEARTBEAT_TTL_MS).then(
+        (sidecars) => (policyForFailures.sidecars = sidecars),
+        () => undefined,
+      );
+    heartbeat = setInterval(beat, HEARTBEAT_EVERY_MS).unref();
+    if (!(await answers(raw, STARTUP_WAIT_MS))) log.warn('the store does not answer yet: serving by on_store_failure until it does');
+    await beat();
+  }
+  const store = guarded ?? raw;
+  const active = new Decider(store, { maxPermits: MAX_PERMITS, leases, failurePolicy });
+  decider = active;
+  const sweeper = setInterval(() => active.permits.sweep(), 10_000).unref();
+  const leaseTicker = leases ? setInterval(() => void leases?.tick(), LEASE_TICK_MS).unref() : undefined;
   let serving = false;
+  const stopTimers = () => {
+    clearInterval(sweeper);
+    clearInterval(leaseTicker);
+    clearInterval(heartbeat);
+  };
 
   let admin: HttpServer | null = null;
   let grpc;
   try {
     grpc = await startGrpcServer(policy.server.listen, {
-      decider,
+      decider: active,
       resources: () => policy.resources,
       metrics,
-      warn: throttledWarn(log, 5_000),
+      warn,
     });
     let adminAddress: string | null = null;
     if (policy.server.admin) {
-      admin = createAdminServer({ metrics, ready: () => serving });
+      // Ready: serving, and the store answers (while it does not, decisions follow the policy).
+      admin = createAdminServer({ metrics, ready: () => serving && (guarded?.available ?? true) });
       adminAddress = await listenAdmin(admin, policy.server.admin);
     }
     serving = true;
@@ -67,18 +124,33 @@ export async function startSidecar(policy: Policy, log: Logger): Promise<Sidecar
       async stop() {
         serving = false;
         await drainGrpcServer(running, policy.server.shutdownGraceMs);
-        clearInterval(sweeper);
-        clearInterval(leaseTicker);
+        stopTimers();
         admin?.close();
-        await decider.close();
+        await active.close();
       },
     };
   } catch (err) {
     grpc?.server.forceShutdown();
     admin?.close();
-    clearInterval(sweeper);
-    clearInterval(leaseTicker);
-    await decider.close();
+    stopTimers();
+    await active.close();
     throw err;
   }
+}
+
+/** True when the store answers a ping within `ms`. */
+function answers(store: Store, ms: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(false), ms);
+    store.ping().then(
+      () => {
+        clearTimeout(timer);
+        resolve(true);
+      },
+      () => {
+        clearTimeout(timer);
+        resolve(false);
+      },
+    );
+  });
 }

@@ -25,7 +25,14 @@ export class Metrics {
   /** AcquireStream calls whose client has neither finished nor cancelled them. */
   openStreams = 0;
 
-  constructor(gauges: { permits: () => number; leases: () => LeaseFigures | null }) {
+  private readonly storeFailures = new Counter({
+    name: 'sluice_store_failures_total',
+    help: 'Store calls that failed, timed out, or were not made because the circuit was open',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+
+  constructor(gauges: { permits: () => number; leases: () => LeaseFigures | null; storeUp: () => number }) {
     collectDefaultMetrics({ register: this.registry, prefix: 'sluice_' });
     const inFlight = () => this.inFlight;
     new Gauge({
@@ -49,6 +56,7 @@ export class Metrics {
       const figures = gauges.leases();
       return figures ? pick(figures) : 0;
     };
+    gaugeOf(this.registry, 'sluice_store_up', '1 while the store answers (circuit closed), 0 while decisions follow on_store_failure', gauges.storeUp);
     gaugeOf(this.registry, 'sluice_lease_units_held', 'Units held in local leases: the most budget leasing can strand', lease((f) => f.held));
     counterOf(this.registry, 'sluice_lease_units_returned_total', 'Leased units given back to the store', lease((f) => f.returned));
     counterOf(this.registry, 'sluice_lease_takes_total', 'Store calls that took a block for a lease', lease((f) => f.takes));
@@ -71,6 +79,10 @@ export class Metrics {
       this.bound.set(key, child);
     }
     child.inc();
+  }
+
+  storeFailed(reason: string): void {
+    this.storeFailures.labels(reason).inc();
   }
 
   rejected(code: grpcStatus): void {

@@ -3,6 +3,8 @@
 import { costFor, type Resource } from '../config/policy.js';
 import type { Store } from '../store/store.js';
 import type { Leases } from '../lease/leases.js';
+import type { FailurePolicy } from '../guard/failure-policy.js';
+import { StoreUnavailable } from '../guard/store-unavailable.js';
 import { PermitTable } from './permits.js';
 
 export type DecidedBy = 'LEASE' | 'STORE' | 'FAIL_OPEN' | 'FAIL_CLOSED' | 'LOCAL_FALLBACK';
@@ -37,11 +39,14 @@ export interface DeciderOptions {
   now?: () => number;
   /** Serve hot keys of leasable resources from local leases (worth it only on a remote store). */
   leases?: Leases | null;
+  /** What to do when the store cannot decide; without it, store errors reach the caller. */
+  failurePolicy?: FailurePolicy | null;
 }
 
 export class Decider {
   readonly permits: PermitTable;
   readonly leases: Leases | null;
+  readonly failurePolicy: FailurePolicy | null;
   private readonly now: () => number;
 
   constructor(
@@ -51,30 +56,34 @@ export class Decider {
     this.now = options.now ?? Date.now;
     this.permits = new PermitTable(options.maxPermits, this.now);
     this.leases = options.leases ?? null;
+    this.failurePolicy = options.failurePolicy ?? null;
   }
 
   async acquire(input: AcquireInput): Promise<Decision> {
     const { resource, scope, cost } = input;
-    if (this.leases && resource.leasable) {
-      const leased = await this.leases.acquire(input);
-      if (leased) {
-        if (leased.granted && resource.permitTtlMs > 0) {
-          leased.permitId = this.permits.nextId();
-          this.permits.add(leased.permitId, { resource, scope, cost, grantedAt: leased.decidedAt, expiresAt: this.now() + resource.permitTtlMs });
-        }
-        return leased;
-      }
+    const permitId = resource.permitTtlMs > 0 ? this.permits.nextId() : '';
+    let decision: Decision;
+    try {
+      decision = (this.leases && resource.leasable && (await this.leases.acquire(input))) || (await this.fromStore(input, permitId));
+    } catch (err) {
+      if (!this.failurePolicy || !(err instanceof StoreUnavailable)) throw err;
+      decision = await this.failurePolicy.decide(input, permitId, err);
     }
-    const issuesPermit = resource.permitTtlMs > 0;
-    const permitId = issuesPermit ? this.permits.nextId() : '';
+    // Only grants whose budget was charged can be settled: never those failed open.
+    if (decision.granted && permitId !== '' && decision.decidedBy !== 'FAIL_OPEN') {
+      decision.permitId = permitId;
+      const local = decision.decidedBy === 'LOCAL_FALLBACK';
+      this.permits.add(permitId, { resource, scope, cost, grantedAt: decision.decidedAt, expiresAt: this.now() + resource.permitTtlMs, local });
+    }
+    return decision;
+  }
+
+  private async fromStore({ resource, scope, cost }: AcquireInput, permitId: string): Promise<Decision> {
     const verdict = await this.store.acquire(resource, scope, cost, permitId);
     const limit = resource.limits[verdict.decider]!;
-    if (verdict.granted && issuesPermit) {
-      this.permits.add(permitId, { resource, scope, cost, grantedAt: verdict.now, expiresAt: this.now() + resource.permitTtlMs });
-    }
     return {
       granted: verdict.granted,
-      permitId: verdict.granted ? permitId : '',
+      permitId: '',
       retryAfterMs: verdict.retryAfterMs,
       remaining: verdict.remaining,
       limit: limit.capacity,
@@ -95,8 +104,11 @@ export class Decider {
     const record = this.permits.take(permitId);
     if (!record) return false;
     const delta = actualCost === undefined ? 0 : actualCost - record.cost;
+    const policy = record.local ? this.failurePolicy : null;
+    const store = policy ? policy.local : this.store;
+    const resource = policy ? policy.shareOf(record.resource) : record.resource;
     try {
-      await this.store.release(record.resource, record.scope, { permitId, cost: record.cost, grantedAt: record.grantedAt }, delta);
+      await store.release(resource, record.scope, { permitId, cost: record.cost, grantedAt: record.grantedAt }, delta);
     } catch (err) {
       // The store did not take it: keep the permit so that a retried Release can still succeed.
       this.permits.add(permitId, record);
@@ -111,18 +123,22 @@ export class Decider {
    * their one, as on any Release.)
    */
   async revoke({ resource, scope, cost }: AcquireInput, decision: Decision): Promise<void> {
-    if (!decision.granted) return;
+    if (!decision.granted || decision.decidedBy === 'FAIL_OPEN') return;
     if (decision.permitId) {
       await this.release(decision.permitId, 0);
     } else {
-      const units = resource.limits.map((limit) => costFor(limit, cost));
-      await this.store.refund(resource, scope, this.permits.nextId(), units, decision.decidedAt);
+      const policy = decision.decidedBy === 'LOCAL_FALLBACK' ? this.failurePolicy : null;
+      const store = policy ? policy.local : this.store;
+      const charged = policy ? policy.shareOf(resource) : resource;
+      const units = charged.limits.map((limit) => costFor(limit, cost));
+      await store.refund(charged, scope, this.permits.nextId(), units, decision.decidedAt);
     }
   }
 
   /** Gives leased budget back, then closes the store. */
   async close(): Promise<void> {
     await this.leases?.close();
+    await this.failurePolicy?.close();
     await this.store.close();
   }
 }

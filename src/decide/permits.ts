@@ -12,6 +12,8 @@ export interface PermitRecord {
   grantedAt: number;
   /** Local time after which the permit can no longer be released. */
   expiresAt: number;
+  /** Granted by the failure policy's local share: it is released there, not in the store. */
+  local: boolean;
 }
 
 /** `<12 hex of this process>.<base36 sequence>`: unique across sidecars without coordination. */

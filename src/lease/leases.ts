@@ -23,7 +23,8 @@ interface LeaseState {
   expiresAt: number;
   /** Local time at which the deciding limit is full again, as of the last take. */
   resetAt: number;
-  refill: Promise<void> | null;
+  /** The take in flight; it resolves with the store's error if it failed. */
+  refill: Promise<unknown> | null;
   /** A denial from the store stands until then (local time) for requests costing `deniedNeed` or more. */
   deniedUntil: number;
   deniedNeed: number;
@@ -88,11 +89,13 @@ export class Leases {
       this.refill(state, input.cost);
     }
     // Coalesce: every request that finds the lease short waits for the one take in flight.
-    await state.refill;
+    const failure = await state.refill;
     const later = this.now();
     const retried = this.serve(state, input.cost, later);
     if (retried) return retried;
     if (state.deniedUntil > later && input.cost >= state.deniedNeed) return this.standingDenial(state, later);
+    // The store failed on the take: asking it again now would only wait out another deadline.
+    if (failure) throw failure;
     return null;
   }
 
@@ -192,9 +195,8 @@ export class Leases {
       .take(state.resource, state.scope, cost, want)
       .then(
         (verdict) => this.received(state, verdict, now, cost),
-        // A failed take leaves the lease as it was; the request goes to the store directly,
-        // where the error (and later the failure policy) is seen.
-        () => undefined,
+        // A failed take leaves the lease as it was; the requests waiting on it see the error.
+        (err: unknown) => err,
       )
       .finally(() => {
         state.refill = null;

@@ -8,6 +8,9 @@ import { startSidecar, type SidecarProcess } from '../support/sidecar.js';
 
 const LIMIT = 50;
 const POLICY = `
+# Generous: these tests are about the store's answers, not its failures, on a busy machine.
+store:
+  timeout: 10s
 resources:
   - name: window
     keys: [tenant]

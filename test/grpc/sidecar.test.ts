@@ -165,7 +165,10 @@ describe('sidecar on the memory store', () => {
 
 describe('sidecar on Redis', () => {
   let redis: RedisProcess;
+  // Redis is paused on purpose below: give calls under way far more than the default deadline.
   const POLICY_REDIS = `
+store:
+  timeout: 30s
 resources:
   - name: jobs
     limits:
@@ -249,19 +252,41 @@ resources:
     }
   });
 
-  it('answers UNAVAILABLE, not a hang or a crash, when Redis is gone', async () => {
+  it('decides by on_store_failure, not a hang or a crash, when Redis is gone', async () => {
     const lonely = await startRedis();
-    const sidecar = await startSidecar(POLICY_REDIS, { SLUICE_REDIS_URL: lonely.url });
+    const sidecar = await startSidecar(
+      `
+store:
+  timeout: 100ms
+resources:
+  - name: open
+    on_store_failure: open
+    limits: [{ name: daily, algorithm: fixed_window, rate: 100/1d }]
+  - name: closed
+    on_store_failure: closed
+    limits: [{ name: daily, algorithm: fixed_window, rate: 100/1d }]
+`,
+      { SLUICE_REDIS_URL: lonely.url },
+    );
     const client = connect(sidecar.address);
     try {
-      expect((await client.acquire({ resource: 'api' })).granted).toBe(true);
+      expect((await client.acquire({ resource: 'open' })).decided_by).toBe('STORE');
       await lonely.stop();
-      const err = await client.acquire({ resource: 'api' }).then(
-        () => undefined,
-        (e: { code: number }) => e,
-      );
-      expect(err?.code).toBe(status.UNAVAILABLE);
+      const open = await client.acquire({ resource: 'open' });
+      expect(open).toMatchObject({ granted: true, decided_by: 'FAIL_OPEN', permit_id: '' });
+      const closed = await client.acquire({ resource: 'closed' });
+      expect(closed).toMatchObject({ granted: false, decided_by: 'FAIL_CLOSED' });
+      expect(ms(closed.retry_after)).toBeGreaterThan(0);
+      expect(closed.reason).toMatch(/store unavailable/);
       expect(sidecar.child.exitCode).toBeNull();
+      // Five failures in a row open the circuit: then readiness tells the truth, and decisions
+      // no longer go to the store at all.
+      for (let i = 0; i < 3; i++) await client.acquire({ resource: 'closed' });
+      expect((await fetch(`http://${sidecar.admin}/readyz`)).status).toBe(503);
+      expect(await gauge(sidecar, 'sluice_store_up')).toBe(0);
+      expect((await client.acquire({ resource: 'open' })).decided_by).toBe('FAIL_OPEN');
+      const metrics = await (await fetch(`http://${sidecar.admin}/metrics`)).text();
+      expect(metrics).toMatch(/^sluice_store_failures_total\{reason="circuit_open"\} [1-9]/m);
     } finally {
       client.close();
       await sidecar.stop();

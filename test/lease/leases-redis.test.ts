@@ -7,6 +7,9 @@ import { startRedis, type RedisProcess } from '../support/redis-server.js';
 import { startSidecar, type SidecarProcess } from '../support/sidecar.js';
 
 const POLICY = `
+# Generous: these tests are about the store's answers, not its failures, on a busy machine.
+store:
+  timeout: 10s
 resources:
   - name: bucket
     keys: [tenant]

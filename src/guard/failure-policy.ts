@@ -1,0 +1,87 @@
+// What a resource's `on_store_failure` says to do when the store cannot decide in time:
+// open (grant), closed (deny), or local (enforce this sidecar's share of each limit in memory).
+import type { Limit, Resource } from '../config/policy.js';
+import type { AcquireInput, Decision } from '../decide/decider.js';
+import { MemoryStore } from '../store/memory/memory-store.js';
+import type { StoreUnavailable } from './store-unavailable.js';
+
+export interface FailurePolicyOptions {
+  maxKeys: number;
+  now?: () => number;
+  /** When a denied caller may try again: the next chance the store is back. */
+  retryAfterMs: () => number;
+}
+
+export class FailurePolicy {
+  /** Budgets for `local`: shares of the limits, kept while the store is away. */
+  readonly local: MemoryStore;
+  /** Sidecars sharing the store when it was last heard from; each enforces 1/n of a limit. */
+  sidecars = 1;
+  private readonly shares = new WeakMap<Resource, { sidecars: number; share: Resource }>();
+  private readonly now: () => number;
+
+  constructor(private readonly options: FailurePolicyOptions) {
+    this.now = options.now ?? Date.now;
+    this.local = new MemoryStore({ maxKeys: options.maxKeys, now: this.now });
+  }
+
+  async decide({ resource, scope, cost }: AcquireInput, permitId: string, err: StoreUnavailable): Promise<Decision> {
+    const first = resource.limits[0]!;
+    switch (resource.onStoreFailure) {
+      case 'open':
+        return answer(true, 'FAIL_OPEN', first, 0, '', this.now());
+      case 'closed':
+        return answer(false, 'FAIL_CLOSED', first, this.options.retryAfterMs(), err.message, this.now());
+      case 'local': {
+        const share = this.shareOf(resource);
+        const verdict = await this.local.acquire(share, scope, cost, permitId);
+        const limit = share.limits[verdict.decider]!;
+        return {
+          granted: verdict.granted,
+          permitId: verdict.granted ? permitId : '',
+          retryAfterMs: verdict.retryAfterMs,
+          remaining: verdict.remaining,
+          limit: limit.capacity,
+          resetAfterMs: verdict.resetAfterMs,
+          limitName: limit.name,
+          decidedBy: 'LOCAL_FALLBACK',
+          reason: verdict.granted ? '' : `${err.message}; this sidecar's share of limit "${limit.name}" has ${verdict.remaining} of ${limit.capacity} left`,
+          decidedAt: verdict.now,
+        };
+      }
+    }
+  }
+
+  /** The resource with every limit divided by the number of sidecars (at least 1 unit each). */
+  shareOf(resource: Resource): Resource {
+    const cached = this.shares.get(resource);
+    if (cached && cached.sidecars === this.sidecars) return cached.share;
+    const share = { ...resource, limits: resource.limits.map((limit) => divide(limit, this.sidecars)) };
+    this.shares.set(resource, { sidecars: this.sidecars, share });
+    return share;
+  }
+
+  async close(): Promise<void> {
+    await this.local.close();
+  }
+}
+
+function divide(limit: Limit, n: number): Limit {
+  const capacity = Math.max(1, Math.floor(limit.capacity / n));
+  return limit.algorithm === 'token_bucket' ? { ...limit, capacity, intervalMs: limit.intervalMs * n } : { ...limit, capacity };
+}
+
+function answer(granted: boolean, decidedBy: 'FAIL_OPEN' | 'FAIL_CLOSED', limit: Limit, retryAfterMs: number, reason: string, now: number): Decision {
+  return {
+    granted,
+    permitId: '',
+    retryAfterMs,
+    remaining: 0,
+    limit: limit.capacity,
+    resetAfterMs: 0,
+    limitName: limit.name,
+    decidedBy,
+    reason,
+    decidedAt: now,
+  };
+}
