@@ -112,8 +112,7 @@ export async function startSidecar(policy: Policy, log: Logger): Promise<Sidecar
     });
     let adminAddress: string | null = null;
     if (policy.server.admin) {
-      // Ready: serving, and the store answers (while it does not, decisions follow the policy).
-      admin = createAdminServer({ metrics, ready: () => serving && (guarded?.available ?? true) });
+      admin = createAdminServer({ metrics, ready: () => serving, storeUp: () => guarded?.available ?? true });
       adminAddress = await listenAdmin(admin, policy.server.admin);
     }
     serving = true;

@@ -1,5 +1,7 @@
 // HTTP for operators: /metrics (Prometheus), /healthz (the process answers), /readyz (it is
-// serving and will take traffic).
+// serving and will answer every Acquire: from the store, or by on_store_failure while the store
+// is away), /storez (the store answers). A Redis outage must not take every pod out of service
+// when the policy says to fail open, so readiness does not depend on the store; /storez does.
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Metrics } from './metrics.js';
@@ -7,9 +9,10 @@ import type { Metrics } from './metrics.js';
 export interface AdminOptions {
   metrics: Metrics;
   ready: () => boolean;
+  storeUp: () => boolean;
 }
 
-export function createAdminServer({ metrics, ready }: AdminOptions): Server {
+export function createAdminServer({ metrics, ready, storeUp }: AdminOptions): Server {
   return createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     if (req.method !== 'GET' && req.method !== 'HEAD') {
@@ -23,7 +26,11 @@ export function createAdminServer({ metrics, ready }: AdminOptions): Server {
       res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
     } else if (path === '/readyz') {
       const ok = ready();
-      res.writeHead(ok ? 200 : 503, { 'content-type': 'text/plain' }).end(ok ? 'ready\n' : 'not ready\n');
+      const store = storeUp() ? 'store up' : 'store down, deciding by on_store_failure';
+      res.writeHead(ok ? 200 : 503, { 'content-type': 'text/plain' }).end(`${ok ? 'ready' : 'not ready'}; ${store}\n`);
+    } else if (path === '/storez') {
+      const up = storeUp();
+      res.writeHead(up ? 200 : 503, { 'content-type': 'text/plain' }).end(up ? 'store up\n' : 'store down\n');
     } else {
       res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
     }

@@ -279,10 +279,13 @@ resources:
       expect(ms(closed.retry_after)).toBeGreaterThan(0);
       expect(closed.reason).toMatch(/store unavailable/);
       expect(sidecar.child.exitCode).toBeNull();
-      // Five failures in a row open the circuit: then readiness tells the truth, and decisions
-      // no longer go to the store at all.
+      // Five failures in a row open the circuit: then /storez and the readiness text tell the
+      // truth, and decisions no longer go to the store at all. The sidecar stays ready: it answers.
       for (let i = 0; i < 3; i++) await client.acquire({ resource: 'closed' });
-      expect((await fetch(`http://${sidecar.admin}/readyz`)).status).toBe(503);
+      expect((await fetch(`http://${sidecar.admin}/storez`)).status).toBe(503);
+      const ready = await fetch(`http://${sidecar.admin}/readyz`);
+      expect(ready.status).toBe(200);
+      expect(await ready.text()).toMatch(/store down/);
       expect(await gauge(sidecar, 'sluice_store_up')).toBe(0);
       expect((await client.acquire({ resource: 'open' })).decided_by).toBe('FAIL_OPEN');
       const metrics = await (await fetch(`http://${sidecar.admin}/metrics`)).text();
