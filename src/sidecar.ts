@@ -14,6 +14,7 @@ import { Leases } from './lease/leases.js';
 import { GuardedStore } from './guard/guarded-store.js';
 import { FailurePolicy } from './guard/failure-policy.js';
 import { randomBytes } from 'node:crypto';
+import { EnvoyRuntime } from './envoy/runtime.js';
 
 /** How often expired and idle leases are given back. */
 const LEASE_TICK_MS = 50;
@@ -30,7 +31,9 @@ export interface Sidecar {
 
 export function createStore(policy: Policy): Store {
   const redis = policy.store.redis;
-  return redis ? new RedisStore({ url: redis.url, prefix: redis.prefix }) : new MemoryStore({ maxKeys: policy.store.maxKeys });
+  if (!redis) return new MemoryStore({ maxKeys: policy.store.maxKeys });
+  // The guard's deadline answers callers; this bounds what waits in ioredis on a frozen Redis.
+  return new RedisStore({ ...redis, redis: { commandTimeout: Math.max(1_000, 20 * policy.store.timeoutMs) } });
 }
 
 /** Keys with lease state at once; the least recently used goes first. */
@@ -95,21 +98,29 @@ export async function startSidecar(policy: Policy, log: Logger): Promise<Sidecar
   const sweeper = setInterval(() => active.permits.sweep(), 10_000).unref();
   const leaseTicker = leases ? setInterval(() => void leases?.tick(), LEASE_TICK_MS).unref() : undefined;
   let serving = false;
+  // Envoy's rate limit service: the config files, watched and reloaded while the sidecar runs.
+  const envoy = policy.envoy ? new EnvoyRuntime(policy.envoy, log) : null;
+  envoy?.start();
   const stopTimers = () => {
     clearInterval(sweeper);
     clearInterval(leaseTicker);
     clearInterval(heartbeat);
+    envoy?.close();
   };
 
   let admin: HttpServer | null = null;
   let grpc;
   try {
-    grpc = await startGrpcServer(policy.server.listen, {
-      decider: active,
-      resources: () => policy.resources,
-      metrics,
-      warn,
-    });
+    grpc = await startGrpcServer(
+      policy.server.listen,
+      {
+        decider: active,
+        resources: () => policy.resources,
+        metrics,
+        warn,
+      },
+      envoy ? () => envoy.current : null,
+    );
     let adminAddress: string | null = null;
     if (policy.server.admin) {
       admin = createAdminServer({ metrics, ready: () => serving, storeUp: () => guarded?.available ?? true });

@@ -17,11 +17,12 @@ commands:
   version                            print the version
 
 environment:
-  SLUICE_CONFIG      policy file for serve (--config wins)
-  SLUICE_LISTEN      overrides server.listen, e.g. 127.0.0.1:50051 or unix:/run/sluice.sock
-  SLUICE_ADMIN       overrides server.admin, e.g. 127.0.0.1:9464 or off
-  SLUICE_REDIS_URL   overrides store.redis.url (and so selects the Redis store)
-  SLUICE_LOG_LEVEL   trace, debug, info (default), warn, error, fatal or silent
+  SLUICE_CONFIG          policy file for serve (--config wins)
+  SLUICE_LISTEN          overrides server.listen, e.g. 127.0.0.1:50051 or unix:/run/sluice.sock
+  SLUICE_ADMIN           overrides server.admin, e.g. 127.0.0.1:9464 or off
+  SLUICE_REDIS_URL       overrides store.redis (one server; selects the Redis store)
+  SLUICE_REDIS_PASSWORD  overrides store.redis password / password_file / the url's password
+  SLUICE_LOG_LEVEL       trace, debug, info (default), warn, error, fatal or silent
 `;
 
 const LEVELS = new Set(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']);
@@ -58,7 +59,8 @@ function check(file: string | undefined): number {
   }
   try {
     const policy = loadPolicyFile(file);
-    process.stdout.write(`${file}: ok, ${policy.resources.size} resource(s)\n`);
+    const domains = policy.envoy ? `, Envoy config from ${policy.envoy.configDir}` : '';
+    process.stdout.write(`${file}: ok, ${policy.resources.size} resource(s)${domains}\n`);
     return 0;
   } catch (err) {
     process.stderr.write(`${(err as Error).message}\n`);

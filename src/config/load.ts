@@ -21,6 +21,7 @@ export interface Overrides {
   SLUICE_LISTEN?: string | undefined;
   SLUICE_ADMIN?: string | undefined;
   SLUICE_REDIS_URL?: string | undefined;
+  SLUICE_REDIS_PASSWORD?: string | undefined;
 }
 
 export function loadPolicyFile(file: string, env: Overrides = {}): Policy {
@@ -62,10 +63,28 @@ function applyOverrides(raw: unknown, env: Overrides): unknown {
     if (env.SLUICE_ADMIN) policy.server.admin = env.SLUICE_ADMIN;
   }
   if (env.SLUICE_REDIS_URL) {
+    // One server at this url, whatever topology the file names.
     policy.store = { ...(policy.store ?? {}) };
-    policy.store.redis = { ...(policy.store.redis ?? {}), url: env.SLUICE_REDIS_URL };
+    const { sentinel: _sentinel, cluster: _cluster, ...rest } = isObject(policy.store.redis) ? policy.store.redis : {};
+    policy.store.redis = { ...rest, url: env.SLUICE_REDIS_URL };
+  }
+  if (env.SLUICE_REDIS_PASSWORD && isObject(policy.store) && isObject(policy.store.redis)) {
+    // Replaces every password the file gives the data nodes: password, password_file, the url's.
+    const { password_file: _file, ...rest } = policy.store.redis;
+    policy.store = { ...policy.store, redis: { ...rest, password: env.SLUICE_REDIS_PASSWORD } };
+    if (typeof rest.url === 'string' && URL.canParse(rest.url)) {
+      const url = new URL(rest.url);
+      if (url.password !== '') {
+        url.password = '';
+        policy.store.redis.url = url.href;
+      }
+    }
   }
   return policy;
+}
+
+function isObject(value: unknown): value is Record<string, any> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
 /** `resources[0].limits[1].rate (line 12): expected N/period such as 60/1m or 5/s` */

@@ -1,5 +1,6 @@
 // The validated policy, in the units the rest of sluice works in (milliseconds, whole units).
-import type { LimitFile, PolicyFile, ResourceFile } from './schema.js';
+import type { HostPort, LimitFile, PolicyFile, RedisFile, ResourceFile } from './schema.js';
+import type { EnvoySettings } from '../envoy/settings.js';
 
 export type Algorithm = 'token_bucket' | 'fixed_window' | 'sliding_window' | 'concurrency';
 export type FailurePolicy = 'open' | 'closed' | 'local';
@@ -56,8 +57,40 @@ export interface LeaseSettings {
 
 export interface Policy {
   server: { listen: string; admin: string | null; shutdownGraceMs: number };
-  store: { redis: { url: string; prefix: string } | null; timeoutMs: number; maxKeys: number };
+  store: { redis: RedisConfig | null; timeoutMs: number; maxKeys: number };
   resources: ReadonlyMap<string, Resource>;
+  /** Envoy's rate limit service: envoyproxy/ratelimit config files to serve; null when absent. */
+  envoy: EnvoySettings | null;
+}
+
+export type { HostPort };
+
+/** Where the Redis store's data lives. */
+export type RedisTopology =
+  | { kind: 'standalone'; node: HostPort; db: number }
+  /** The master the sentinels name; `username`/`password` are the sentinels' own AUTH. */
+  | { kind: 'sentinel'; master: string; sentinels: HostPort[]; username: string | null; password: string | null }
+  /** Seed nodes; the rest of the cluster is discovered from them. */
+  | { kind: 'cluster'; nodes: HostPort[] };
+
+/** TLS towards Redis (and, with Sentinel, towards the sentinels too): PEM texts, read at load. */
+export interface RedisTls {
+  ca: string | null;
+  cert: string | null;
+  key: string | null;
+  serverName: string | null;
+  /** False only with insecure_skip_verify: any certificate is accepted. */
+  verify: boolean;
+}
+
+export interface RedisConfig {
+  topology: RedisTopology;
+  /** AUTH towards the data nodes: an ACL user, or only a password for the default user. */
+  username: string | null;
+  password: string | null;
+  tls: RedisTls | null;
+  /** Every key starts with `<prefix>:`. */
+  prefix: string;
 }
 
 export function compilePolicy(file: PolicyFile): Policy {
@@ -67,8 +100,49 @@ export function compilePolicy(file: PolicyFile): Policy {
       admin: file.server.admin === 'off' ? null : file.server.admin,
       shutdownGraceMs: file.server.shutdown_grace,
     },
-    store: { redis: file.store.redis ?? null, timeoutMs: file.store.timeout, maxKeys: file.store.max_keys },
-    resources: new Map(file.resources.map((res) => [res.name, compileResource(res)])),
+    store: { redis: file.store.redis ? compileRedis(file.store.redis) : null, timeoutMs: file.store.timeout, maxKeys: file.store.max_keys },
+    resources: new Map((file.resources ?? []).map((res) => [res.name, compileResource(res)])),
+    envoy: file.envoy ?? null,
+  };
+}
+
+function compileRedis(redis: RedisFile): RedisConfig {
+  let topology: RedisTopology;
+  const url = redis.url;
+  if (url) {
+    topology = { kind: 'standalone', node: { host: url.host, port: url.port }, db: url.db };
+  } else if (redis.sentinel) {
+    const sentinel = redis.sentinel;
+    topology = {
+      kind: 'sentinel',
+      master: sentinel.master,
+      sentinels: sentinel.nodes,
+      username: sentinel.username ?? null,
+      password: sentinel.password ?? null,
+    };
+  } else if (redis.cluster) {
+    topology = { kind: 'cluster', nodes: redis.cluster.nodes };
+  } else {
+    throw new Error('store.redis: no url, sentinel or cluster (the schema lets none through)');
+  }
+  const tls = redis.tls;
+  const username = redis.username ?? url?.username ?? null;
+  const password = redis.password ?? redis.password_file ?? url?.password ?? null;
+  return {
+    topology,
+    username,
+    password,
+    tls:
+      tls || url?.tls
+        ? {
+            ca: tls?.ca_file ?? null,
+            cert: tls?.cert_file ?? null,
+            key: tls?.key_file ?? null,
+            serverName: tls?.server_name ?? null,
+            verify: !(tls?.insecure_skip_verify ?? false),
+          }
+        : null,
+    prefix: redis.prefix,
   };
 }
 

@@ -1,21 +1,15 @@
 // The policy file's shape. Everything a policy can say is validated here, once, so the rest of
 // sluice works with numbers in milliseconds and never re-checks.
+import { readFileSync } from 'node:fs';
 import { z } from 'zod';
-import { parseDuration, parseRate } from './units.js';
+import { parseRate } from './units.js';
+import { duration, lease } from './fields.js';
+import { envoySection } from '../envoy/settings.js';
 
 const NAME = /^[A-Za-z0-9_.:/-]{1,64}$/;
 const NAME_HINT = '1 to 64 of A-Z a-z 0-9 _ . : / -';
 
 const name = z.string().regex(NAME, { error: `expected a name of ${NAME_HINT}` });
-
-const duration = z.string({ error: 'expected a duration such as 20ms, 30s, 1m' }).transform((text, ctx) => {
-  const ms = parseDuration(text);
-  if (ms === undefined || ms <= 0) {
-    ctx.issues.push({ code: 'custom', input: text, message: 'expected a duration such as 20ms, 30s, 1m' });
-    return z.NEVER;
-  }
-  return ms;
-});
 
 const rate = z.string({ error: 'expected N/period such as 60/1m or 5/s' }).transform((text, ctx) => {
   const parsed = parseRate(text);
@@ -48,20 +42,6 @@ const limit = z.discriminatedUnion('algorithm', [tokenBucket, fixedWindow, slidi
   error: `expected algorithm to be one of ${ALGORITHMS.join(', ')}`,
 });
 
-// Local token leases (Redis store only): take blocks of budget ahead and serve from them.
-const LEASE_DEFAULTS = { enabled: true, max_fraction: 0.1, ttl: 1_000 };
-const lease = z
-  .strictObject({
-    enabled: z.boolean({ error: 'expected true or false' }).default(LEASE_DEFAULTS.enabled),
-    max_fraction: z
-      .number({ error: 'expected a number between 0 and 1' })
-      .gt(0, { error: 'expected more than 0' })
-      .max(1, { error: 'expected at most 1' })
-      .default(LEASE_DEFAULTS.max_fraction),
-    ttl: duration.default(LEASE_DEFAULTS.ttl),
-  })
-  .default(LEASE_DEFAULTS);
-
 const resource = z.strictObject({
   name,
   keys: z
@@ -91,12 +71,190 @@ const server = z.strictObject({
   shutdown_grace: duration.default(10_000),
 });
 
-const redis = z.strictObject({
-  url: z.string().refine((text) => /^rediss?:\/\//.test(text) && URL.canParse(text), {
-    error: 'expected redis://host:port or rediss://host:port',
-  }),
-  prefix: z.string().regex(/^[A-Za-z0-9_.:-]{1,32}$/, { error: 'expected 1 to 32 of A-Z a-z 0-9 _ . : -' }).default('sluice'),
+// ---------------------------------------------------------------------------------------------
+// store.redis: exactly one of url (one server), sentinel (a master the sentinels watch) or cluster,
+// with AUTH (password or ACL user) and TLS. Secrets and certificates are read here, at load, so a
+// missing file stops the load with the field's path instead of failing on the first connect.
+
+const REDIS_URL_HINT = 'expected redis://host:port or rediss://host:port';
+const HOST_PORT_HINT = 'expected host:port such as 10.0.0.5:6379';
+
+/** A `host:port` (or `[v6]:port`) node address. */
+export interface HostPort {
+  host: string;
+  port: number;
+}
+
+/** `host:port`, `[::1]:port`; undefined when it is not one. */
+export function parseHostPort(text: string): HostPort | undefined {
+  const match = /^(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9._-]+)):(\d{1,5})$/.exec(text);
+  if (!match) return undefined;
+  const port = Number(match[3]);
+  if (port < 1 || port > 65535) return undefined;
+  return { host: match[1] ?? match[2]!, port };
+}
+
+/** What a redis:// or rediss:// url says, decoded. */
+export interface RedisUrl extends HostPort {
+  tls: boolean;
+  db: number;
+  username: string | undefined;
+  password: string | undefined;
+}
+
+/** A redis:// or rediss:// url, or the reason it is not one. */
+export function parseRedisUrl(text: string): RedisUrl | string {
+  if (!/^rediss?:\/\//.test(text) || !URL.canParse(text)) return REDIS_URL_HINT;
+  const url = new URL(text);
+  const host = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname;
+  if (!host) return `${REDIS_URL_HINT}: the host is missing`;
+  const port = url.port === '' ? 6379 : Number(url.port);
+  if (port < 1) return `${REDIS_URL_HINT}: the port must be 1 to 65535`;
+  let db = 0;
+  if (url.pathname !== '' && url.pathname !== '/') {
+    if (!/^\/\d{1,5}$/.test(url.pathname)) return `${REDIS_URL_HINT}[/db]: the path must be a database number, not ${url.pathname}`;
+    db = Number(url.pathname.slice(1));
+  }
+  if (url.search !== '' || url.hash !== '') return `${REDIS_URL_HINT}: query parameters and fragments are not supported; use the fields of store.redis`;
+  const decode = (part: string) => (part === '' ? undefined : decodeURIComponent(part));
+  return { host, port, db, tls: url.protocol === 'rediss:', username: decode(url.username), password: decode(url.password) };
+}
+
+const redisUrl = z.string({ error: REDIS_URL_HINT }).transform((text, ctx) => {
+  const parsed = parseRedisUrl(text);
+  if (typeof parsed === 'string') {
+    ctx.issues.push({ code: 'custom', input: text, message: parsed });
+    return z.NEVER;
+  }
+  return parsed;
 });
+
+const hostPort = z.string({ error: HOST_PORT_HINT }).transform((text, ctx) => {
+  const parsed = parseHostPort(text);
+  if (!parsed) {
+    ctx.issues.push({ code: 'custom', input: text, message: HOST_PORT_HINT });
+    return z.NEVER;
+  }
+  return parsed;
+});
+
+const secret = z.string({ error: 'expected a string' }).min(1, { error: 'expected a non-empty string' });
+
+/** A file's text, read now; `check` says what is wrong with the text, if anything. */
+function fileContents(check: (text: string) => string | undefined = () => undefined) {
+  return z
+    .string({ error: 'expected a file path' })
+    .min(1, { error: 'expected a file path' })
+    .transform((path, ctx) => {
+      let text: string;
+      try {
+        text = readFileSync(path, 'utf8');
+      } catch (err) {
+        ctx.issues.push({ code: 'custom', input: path, message: `cannot read ${path}: ${readError(err)}` });
+        return z.NEVER;
+      }
+      const problem = check(text);
+      if (problem) {
+        ctx.issues.push({ code: 'custom', input: path, message: `${path}: ${problem}` });
+        return z.NEVER;
+      }
+      return text;
+    });
+}
+
+function readError(err: unknown): string {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === 'ENOENT') return 'no such file';
+  if (code === 'EACCES' || code === 'EPERM') return 'permission denied';
+  if (code === 'EISDIR') return 'is a directory, not a file';
+  return (err as Error).message;
+}
+
+const pem = (what: RegExp, name: string) => (text: string) => (what.test(text) ? undefined : `expected a PEM file with ${name}`);
+const certificateFile = fileContents(pem(/-----BEGIN CERTIFICATE-----/, 'a certificate (-----BEGIN CERTIFICATE-----)'));
+const keyFile = fileContents(pem(/-----BEGIN [A-Z ]*PRIVATE KEY-----/, 'a private key (-----BEGIN ... PRIVATE KEY-----)'));
+/** A password file: its text without the trailing newline. */
+const passwordFile = fileContents((text) => (text.replace(/[\r\n]+$/, '') === '' ? 'the file is empty' : undefined)).transform((text) =>
+  text.replace(/[\r\n]+$/, ''),
+);
+
+/** The error for a list field: required when absent, else the wrong type. */
+const listOf = (what: string) => (issue: { input: unknown }) =>
+  issue.input === undefined ? `required (a list of ${what})` : `expected a list of ${what}`;
+
+const MASTER_HINT = 'the master name the sentinels monitor';
+const sentinel = z.strictObject({
+  master: z
+    .string({ error: (issue) => (issue.input === undefined ? `required (${MASTER_HINT})` : `expected ${MASTER_HINT}`) })
+    .regex(/^\S{1,128}$/, { error: `expected ${MASTER_HINT}: 1 to 128 characters, no spaces` }),
+  nodes: z.array(hostPort, { error: listOf('sentinel host:port') }).min(1, { error: 'expected at least one sentinel host:port' }),
+  /** The sentinels' own AUTH; the data nodes' comes from store.redis.username/password. */
+  username: secret.optional(),
+  password: secret.optional(),
+});
+
+const cluster = z.strictObject({
+  nodes: z.array(hostPort, { error: listOf('cluster node host:port') }).min(1, { error: 'expected at least one cluster node host:port' }),
+});
+
+const tls = z.strictObject({
+  ca_file: certificateFile.optional(),
+  cert_file: certificateFile.optional(),
+  key_file: keyFile.optional(),
+  server_name: z.string().min(1, { error: 'expected a host name' }).optional(),
+  insecure_skip_verify: z.boolean({ error: 'expected true or false' }).default(false),
+});
+
+const TOPOLOGIES = ['url', 'sentinel', 'cluster'] as const;
+
+const redis = z
+  .strictObject({
+    url: redisUrl.optional(),
+    sentinel: sentinel.optional(),
+    cluster: cluster.optional(),
+    username: secret.optional(),
+    password: secret.optional(),
+    password_file: passwordFile.optional(),
+    tls: tls.optional(),
+    prefix: z.string().regex(/^[A-Za-z0-9_.:-]{1,32}$/, { error: 'expected 1 to 32 of A-Z a-z 0-9 _ . : -' }).default('sluice'),
+  })
+  .superRefine((redis, ctx) => {
+    const given = TOPOLOGIES.filter((key) => redis[key] !== undefined);
+    if (given.length !== 1) {
+      ctx.addIssue({
+        code: 'custom',
+        path: [],
+        message:
+          given.length === 0
+            ? 'expected one of url, sentinel or cluster'
+            : `expected exactly one of url, sentinel or cluster, found ${given.join(' and ')}`,
+      });
+    }
+    if (redis.password !== undefined && redis.password_file !== undefined) {
+      ctx.addIssue({ code: 'custom', path: ['password_file'], message: 'give password or password_file, not both' });
+    }
+    if (redis.url?.password !== undefined && (redis.password !== undefined || redis.password_file !== undefined)) {
+      ctx.addIssue({ code: 'custom', path: ['url'], message: 'the url carries a password and so does password/password_file: give it once' });
+    }
+    if (redis.url?.username !== undefined && redis.username !== undefined) {
+      ctx.addIssue({ code: 'custom', path: ['url'], message: 'the url carries a username and so does username: give it once' });
+    }
+    const hasPassword = redis.password !== undefined || redis.password_file !== undefined || redis.url?.password !== undefined;
+    if ((redis.username !== undefined || redis.url?.username !== undefined) && !hasPassword) {
+      ctx.addIssue({
+        code: 'custom',
+        path: [redis.username !== undefined ? 'username' : 'url'],
+        message: 'a username needs a password (password, password_file or SLUICE_REDIS_PASSWORD)',
+      });
+    }
+    if (redis.sentinel?.username !== undefined && redis.sentinel.password === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['sentinel', 'username'], message: 'a sentinel username needs a sentinel password' });
+    }
+    if ((redis.tls?.cert_file === undefined) !== (redis.tls?.key_file === undefined)) {
+      const [given, missing] = redis.tls?.cert_file === undefined ? ['key_file', 'cert_file'] : ['cert_file', 'key_file'];
+      ctx.addIssue({ code: 'custom', path: ['tls', given], message: `${given} needs ${missing} too (a client certificate and its key)` });
+    }
+  });
 
 const store = z.strictObject({
   redis: redis.optional(),
@@ -108,11 +266,18 @@ export const policySchema = z
   .strictObject({
     server: server.default({ listen: '127.0.0.1:50051', admin: '127.0.0.1:9464', shutdown_grace: 10_000 }),
     store: store.default({ timeout: 20, max_keys: 1_000_000 }),
-    resources: z.array(resource).min(1, { error: 'expected at least one resource' }),
+    // Optional with an envoy section: a sidecar may serve Envoy's rate limit API only.
+    resources: z.array(resource).optional(),
+    envoy: envoySection.optional(),
   })
   .superRefine((policy, ctx) => {
-    reportDuplicates(policy.resources, ['resources'], ctx);
-    policy.resources.forEach((res, i) => {
+    if (!policy.envoy && (policy.resources?.length ?? 0) === 0) {
+      const message = policy.resources ? 'expected at least one resource' : 'required (array)';
+      ctx.addIssue({ code: 'custom', path: ['resources'], message });
+    }
+    const resources = policy.resources ?? [];
+    reportDuplicates(resources, ['resources'], ctx);
+    resources.forEach((res, i) => {
       reportDuplicates(res.limits, ['resources', i, 'limits'], ctx);
       const seen = new Set<string>();
       res.keys.forEach((key, k) => {
@@ -123,8 +288,9 @@ export const policySchema = z
   });
 
 export type PolicyFile = z.output<typeof policySchema>;
-export type ResourceFile = PolicyFile['resources'][number];
+export type ResourceFile = NonNullable<PolicyFile['resources']>[number];
 export type LimitFile = ResourceFile['limits'][number];
+export type RedisFile = NonNullable<PolicyFile['store']['redis']>;
 
 function reportDuplicates(items: { name: string }[], path: (string | number)[], ctx: z.RefinementCtx): void {
   const seen = new Set<string>();

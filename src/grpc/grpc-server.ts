@@ -1,11 +1,14 @@
-// One gRPC server on one address: sluice.v1, grpc.health.v1 and server reflection.
+// One gRPC server on one address: sluice.v1, Envoy's RLS v3, grpc.health.v1 and server reflection.
 import { Server, ServerCredentials } from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
 import { ReflectionService } from '@grpc/reflection';
 import { serviceOf, sluicePackage } from './proto.js';
 import { sluiceService, type ServiceContext } from './sluice-service.js';
+import { ENVOY_SERVICE, envoyPackage, envoyService } from './envoy-service.js';
+import type { EnvoyConfig } from '../envoy/config.js';
 
 export const SLUICE_SERVICE = 'sluice.v1.RateLimiter';
+export { ENVOY_SERVICE };
 
 export interface GrpcServer {
   server: Server;
@@ -14,15 +17,23 @@ export interface GrpcServer {
   address: string;
 }
 
-export async function startGrpcServer(listen: string, ctx: ServiceContext): Promise<GrpcServer> {
+/**
+ * `envoyConfig` gives the Envoy config to decide with, read per request (it is reloaded); without
+ * it, or when it answers null, ShouldRateLimit answers FAILED_PRECONDITION.
+ */
+export async function startGrpcServer(listen: string, ctx: ServiceContext, envoyConfig: (() => EnvoyConfig | null) | null = null): Promise<GrpcServer> {
   const server = new Server({
     // A sidecar's callers are on the same host; keep messages small and connections cheap.
     'grpc.max_receive_message_length': 64 * 1024,
   });
   server.addService(serviceOf(sluicePackage, SLUICE_SERVICE), sluiceService(ctx));
-  const health = new HealthImplementation({ '': 'SERVING', [SLUICE_SERVICE]: 'SERVING' });
+  server.addService(
+    serviceOf(envoyPackage, ENVOY_SERVICE),
+    envoyService({ decider: ctx.decider, metrics: ctx.metrics, warn: ctx.warn, config: envoyConfig ?? (() => null) }),
+  );
+  const health = new HealthImplementation({ '': 'SERVING', [SLUICE_SERVICE]: 'SERVING', [ENVOY_SERVICE]: 'SERVING' });
   health.addToServer(server);
-  new ReflectionService(sluicePackage).addToServer(server);
+  new ReflectionService({ ...sluicePackage, ...envoyPackage }).addToServer(server);
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(listen, ServerCredentials.createInsecure(), (err, bound) => (err ? reject(err) : resolve(bound)));
   });
@@ -34,6 +45,7 @@ export async function startGrpcServer(listen: string, ctx: ServiceContext): Prom
 export function drainGrpcServer(grpc: GrpcServer, graceMs: number): Promise<void> {
   grpc.health.setStatus('', 'NOT_SERVING');
   grpc.health.setStatus(SLUICE_SERVICE, 'NOT_SERVING');
+  grpc.health.setStatus(ENVOY_SERVICE, 'NOT_SERVING');
   return new Promise((resolve) => {
     const timer = setTimeout(() => {
       grpc.server.forceShutdown();

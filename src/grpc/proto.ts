@@ -1,5 +1,4 @@
 // Loads the .proto contracts at run time: proto/ is the only source of message shapes.
-import { join } from 'node:path';
 import { loadPackageDefinition, type GrpcObject, type ServiceDefinition } from '@grpc/grpc-js';
 import { loadSync, type Options, type PackageDefinition } from '@grpc/proto-loader';
 import { protoDir } from '../paths.js';

@@ -2,10 +2,11 @@
 // of a resource's limits: the keys of one scope share a hash tag, so they sit in one Cluster slot.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Redis, type RedisOptions } from 'ioredis';
-import { costFor, type Limit, type Resource } from '../../config/policy.js';
+import { Cluster, type RedisOptions } from 'ioredis';
+import { costFor, type Limit, type RedisConfig, type Resource } from '../../config/policy.js';
 import { luaDir } from '../../paths.js';
 import { ScriptBatcher } from './batcher.js';
+import { closeRedis, connectionFromUrl, connectRedis, type RedisClient, type RedisConnection } from './connect.js';
 import { ONCE_TTL_MS, type Grant, type Store, type StoreVerdict, type TakeVerdict } from '../store.js';
 
 const ALGORITHM_CODE = { token_bucket: 1, fixed_window: 2, sliding_window: 3, concurrency: 4 } as const;
@@ -20,36 +21,61 @@ interface ScriptPlan {
 
 const SCRIPTS = { sluiceAcquire: 'acquire.lua', sluiceSettle: 'settle.lua', sluiceHeartbeat: 'heartbeat.lua' } as const;
 
-export interface RedisStoreOptions {
-  url: string;
-  prefix: string;
-  redis?: RedisOptions;
-}
+/**
+ * The compiled store.redis, or (for tests and tools) a plain redis:// or rediss:// url and a
+ * prefix. `redis` adds ioredis options (tests shorten timeouts with it).
+ */
+export type RedisStoreOptions =
+  | (RedisConfig & { redis?: RedisOptions })
+  | { url?: string | undefined; prefix: string; redis?: RedisOptions };
 
 export class RedisStore implements Store {
-  readonly client: Redis;
-  readonly batcher: ScriptBatcher;
+  /** A `Redis` (one server, or the master the sentinels name) or a `Cluster`. */
+  readonly client: RedisClient;
+  /**
+   * One pipeline per event-loop turn; null on a Cluster, where a pipeline must stay on one node:
+   * there script calls go out one by one, each routed by its keys' slot and following MOVED, ASK
+   * and failovers by itself.
+   */
+  readonly batcher: ScriptBatcher | null;
   private readonly prefix: string;
   private readonly plans = new WeakMap<Resource, ScriptPlan>();
+  private lastConnectionError: Error | null = null;
 
   constructor(options: RedisStoreOptions) {
     this.prefix = options.prefix;
-    this.client = new Redis(options.url, { maxRetriesPerRequest: 1, ...options.redis });
-    // ioredis sends EVALSHA and falls back to EVAL (which loads the script) on NOSCRIPT.
+    let connection: RedisConnection;
+    if ('topology' in options) connection = options;
+    else if (options.url !== undefined) connection = connectionFromUrl(options.url);
+    else throw new Error('RedisStore: no url; a Sentinel or Cluster store needs the whole store.redis config (policy.store.redis)');
+    this.client = connectRedis(connection, options.redis);
+    // ioredis sends EVALSHA and falls back to EVAL (which loads the script) on NOSCRIPT; on a
+    // Cluster it does so on whichever node serves the keys' slot.
     for (const [name, file] of Object.entries(SCRIPTS)) this.client.defineCommand(name, { lua: readFileSync(join(luaDir, file), 'utf8') });
-    this.batcher = new ScriptBatcher(this.client);
+    this.batcher = this.client instanceof Cluster ? null : new ScriptBatcher(this.client);
+    // Connection errors (refused, TLS, DNS) reach callers only as "max retries reached" or
+    // "connection closed"; remember the last one so a failed call can say what went wrong. The
+    // listener also keeps ioredis from printing every reconnect failure to stderr.
+    const remember = (err: Error) => {
+      this.lastConnectionError = err;
+    };
+    this.client.on('error', remember);
+    this.client.on('node error', remember);
+    this.client.on('ready', () => {
+      this.lastConnectionError = null;
+    });
   }
 
   async acquire(resource: Resource, scope: string, cost: number, permitId: string): Promise<StoreVerdict> {
     const plan = this.plan(resource);
     const keys = this.keys(plan, scope);
-    return verdictOf(await this.batcher.call<number[]>('sluiceAcquire', [keys.length, ...keys, cost, permitId, ...plan.limitArgs]));
+    return verdictOf(await this.call<number[]>('sluiceAcquire', [keys.length, ...keys, cost, permitId, ...plan.limitArgs]));
   }
 
   async take(resource: Resource, scope: string, cost: number, want: readonly number[]): Promise<TakeVerdict> {
     const plan = this.plan(resource);
     const keys = this.keys(plan, scope);
-    const reply = await this.batcher.call<number[]>('sluiceAcquire', [keys.length, ...keys, cost, '', ...plan.limitArgs, ...want]);
+    const reply = await this.call<number[]>('sluiceAcquire', [keys.length, ...keys, cost, '', ...plan.limitArgs, ...want]);
     const taken: number[] = [];
     const left: number[] = [];
     for (let i = 7; i < reply.length; i += 2) {
@@ -73,15 +99,36 @@ export class RedisStore implements Store {
   }
 
   async heartbeat(sidecarId: string, ttlMs: number): Promise<number> {
-    return this.batcher.call<number>('sluiceHeartbeat', [1, `${this.prefix}:{sidecars}`, sidecarId, ttlMs]);
+    return this.call<number>('sluiceHeartbeat', [1, `${this.prefix}:{sidecars}`, sidecarId, ttlMs]);
   }
 
   async ping(): Promise<void> {
-    await this.client.ping();
+    await this.client.ping().catch((err: unknown) => {
+      throw this.explain(err);
+    });
   }
 
   async close(): Promise<void> {
-    await this.client.quit().catch(() => this.client.disconnect());
+    await closeRedis(this.client);
+  }
+
+  private call<T>(command: keyof typeof SCRIPTS, args: (string | number)[]): Promise<T> {
+    const sent = this.batcher
+      ? this.batcher.call<T>(command, args)
+      : (this.client as unknown as Record<typeof command, (...args: (string | number)[]) => Promise<T>>)[command](...args);
+    return sent.catch((err: unknown) => {
+      throw this.explain(err);
+    });
+  }
+
+  /** A lost-connection error, with the connection error behind it when there is one. */
+  private explain(err: unknown): unknown {
+    const last = this.lastConnectionError;
+    if (!last || !(err instanceof Error) || err.message.includes(last.message)) return err;
+    if (err.name !== 'MaxRetriesPerRequestError' && !/Connection is closed|Too many Cluster redirections|None of startup nodes|Failed to refresh slots/.test(err.message)) return err;
+    const explained = new Error(`${err.message} Last connection error: ${last.message}`, { cause: err });
+    explained.name = err.name;
+    return explained;
   }
 
   /** The Redis key of each limit of a scope, as the scripts see them (for tests and tools). */
@@ -93,7 +140,7 @@ export class RedisStore implements Store {
     const plan = this.plan(resource);
     const keys = this.keys(plan, scope);
     keys.push(`${this.prefix}:{${scope}}|once|${onceId}`);
-    const applied = await this.batcher.call<number>('sluiceSettle', [keys.length, ...keys, ONCE_TTL_MS, permitId, ...plan.limitArgs, ...amounts, takenAt]);
+    const applied = await this.call<number>('sluiceSettle', [keys.length, ...keys, ONCE_TTL_MS, permitId, ...plan.limitArgs, ...amounts, takenAt]);
     return applied === 1;
   }
 

@@ -1,0 +1,529 @@
+// envoyproxy/ratelimit's YAML configuration, read unchanged: one domain per file, descriptors
+// nested to any depth, exact and wildcard (`*`-suffixed) values, key-only defaults, rate_limit
+// with unit, requests_per_unit, unlimited, name and replaces, shadow_mode, detailed_metric. Plus
+// sluice's own keys, all prefixed `sluice_` so a file that uses none stays loadable by upstream.
+//
+// Every rate_limit is compiled here, once per load, into a sluice Resource (fixed_window with the
+// unit's epoch-aligned period, unless a sluice extension says otherwise). Every problem in every
+// file is reported at once, with its file, its place in the file and its line.
+import { createHash } from 'node:crypto';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Node as YamlNode, type Pair, type YAMLMap, type YAMLSeq } from 'yaml';
+import type { FailurePolicy, LeaseSettings, Limit, Resource } from '../config/policy.js';
+import { parseUnit, unitMs, type Unit } from './units.js';
+
+/** What a store failure does to Envoy traffic: `error` answers UNAVAILABLE, so Envoy's own failure_mode_deny decides. */
+export type EnvoyStoreFailure = 'error' | FailurePolicy;
+
+/** The policy file's `envoy:` section. */
+export interface EnvoyOptions {
+  /** Absolute. Every *.yaml and *.yml file directly in it (not hidden files) is one domain. */
+  configDir: string;
+  /** Add RateLimit-Limit, RateLimit-Remaining and RateLimit-Reset to response_headers_to_add. */
+  responseHeaders: boolean;
+  onStoreFailure: EnvoyStoreFailure;
+  lease: LeaseSettings;
+}
+
+export type EnvoyAlgorithm = 'fixed_window' | 'token_bucket' | 'sliding_window';
+const ALGORITHMS: readonly EnvoyAlgorithm[] = ['fixed_window', 'token_bucket', 'sliding_window'];
+const ALGORITHM_TAG: Readonly<Record<EnvoyAlgorithm, string>> = { fixed_window: 'fw', token_bucket: 'tb', sliding_window: 'sw' };
+
+/** One limit of a descriptor: upstream's rate_limit, or an entry of sluice_limits. */
+export interface LimitSpec {
+  unit: Unit;
+  requestsPerUnit: number;
+  algorithm: EnvoyAlgorithm;
+  /** token_bucket only: how many at once; default requests_per_unit. */
+  burst: number | null;
+}
+
+/** What current_limit says: a limit as Envoy knows them (token buckets report their rate). */
+export interface ReportedLimit {
+  requestsPerUnit: number;
+  unit: Unit;
+}
+
+export interface Rule {
+  /** `domain.key_value.key`: where the rule sits, as upstream names it in its stats. */
+  key: string;
+  /** rate_limit.name: what `replaces` refers to, and current_limit.name. Empty when unnamed. */
+  name: string;
+  replaces: readonly string[];
+  unlimited: boolean;
+  shadow: boolean;
+  /** rate_limit's own requests_per_unit and unit; null when unlimited. */
+  main: ReportedLimit | null;
+  /** Null when unlimited, or when requests_per_unit is 0 (every request is over the limit). */
+  resource: Resource | null;
+  /** Each limit of the resource by its name: what current_limit reports when that limit decides. */
+  reported: ReadonlyMap<string, ReportedLimit>;
+  /** The limits' algorithms and units, `fw_minute+tb_second`: the end of the scope (see scopeOf in match.ts). */
+  shapeTag: string;
+}
+
+/** One level of a domain's descriptor tree. */
+export interface DescriptorNode {
+  /** key -> value -> node. Wildcard values are here too, under their literal text. */
+  exact: Map<string, Map<string, DescriptorNode>>;
+  /** Descriptors with a key and no value: the default for any value. */
+  keyOnly: Map<string, DescriptorNode>;
+  /** Values ending in `*`, in file order: the first whose prefix matches wins. */
+  wildcards: { key: string; prefix: string; node: DescriptorNode }[];
+  rule: Rule | null;
+  /** share_threshold: every value this wildcard matches shares one budget, kept under this value. */
+  sharedValue: string | null;
+  hasChildren: boolean;
+}
+
+export interface Domain {
+  name: string;
+  file: string;
+  root: DescriptorNode;
+}
+
+export interface EnvoyConfig {
+  options: EnvoyOptions;
+  domains: ReadonlyMap<string, Domain>;
+  files: readonly string[];
+  /** Changes when any file's name or text does. */
+  fingerprint: string;
+  /** Rules for descriptors that carry a limit override, made on first use; bounded. */
+  overrides: Map<string, Rule>;
+}
+
+export type Loaded<T> = { ok: true; value: T } | { ok: false; problems: string[] };
+
+// ---------------------------------------------------------------------------------------------
+// Loading a directory
+
+/** Loads every domain file of options.configDir; all problems of all files, or the config. */
+export function loadEnvoyConfig(options: EnvoyOptions): Loaded<EnvoyConfig> {
+  const dir = options.configDir;
+  let names: string[];
+  try {
+    names = readdirSync(dir, { withFileTypes: true })
+      .filter((entry) => !entry.name.startsWith('.') && /\.ya?ml$/i.test(entry.name))
+      .map((entry) => entry.name)
+      .sort();
+  } catch (err) {
+    return { ok: false, problems: [`cannot read the directory ${dir}: ${readError(err)}`] };
+  }
+  const problems: string[] = [];
+  const domains = new Map<string, Domain>();
+  const files: string[] = [];
+  const hash = createHash('sha256');
+  for (const name of names) {
+    const file = join(dir, name);
+    let text: string;
+    try {
+      // Follows symlinks (a Kubernetes ConfigMap volume is made of them); skips directories.
+      if (!statSync(file).isFile()) continue;
+      text = readFileSync(file, 'utf8');
+    } catch (err) {
+      problems.push(`${file}: cannot read: ${readError(err)}`);
+      continue;
+    }
+    files.push(file);
+    hash.update(name).update('\u0000').update(text).update('\u0000');
+    const parsed = parseDomainFile(text, file, options);
+    if (!parsed.ok) {
+      problems.push(...parsed.problems);
+      continue;
+    }
+    const other = domains.get(parsed.value.name);
+    if (other) {
+      problems.push(`${file}: duplicate domain '${parsed.value.name}' (also in ${other.file}): one file per domain`);
+      continue;
+    }
+    domains.set(parsed.value.name, parsed.value);
+  }
+  if (problems.length > 0) return { ok: false, problems };
+  return { ok: true, value: { options, domains, files, fingerprint: hash.digest('hex'), overrides: new Map() } };
+}
+
+function readError(err: unknown): string {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === 'ENOENT') return 'no such file or directory';
+  if (code === 'EACCES' || code === 'EPERM') return 'permission denied';
+  if (code === 'ENOTDIR') return 'not a directory';
+  return (err as Error).message;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parsing one file
+
+type Path = (string | number)[];
+
+const TOP_KEYS = ['domain', 'descriptors'];
+const DESCRIPTOR_KEYS = ['key', 'value', 'rate_limit', 'descriptors', 'shadow_mode', 'detailed_metric', 'value_to_metric', 'share_threshold'];
+const RATE_LIMIT_KEYS = ['unit', 'requests_per_unit', 'unlimited', 'name', 'replaces', 'sluice_algorithm', 'sluice_burst', 'sluice_limits'];
+const REPLACES_KEYS = ['name'];
+const EXTRA_LIMIT_KEYS = ['unit', 'requests_per_unit', 'sluice_algorithm', 'sluice_burst'];
+
+/** Where a known key belongs, for a key found in the wrong place. */
+const BELONGS: Record<string, string> = {
+  domain: 'at the top of the file',
+  ...Object.fromEntries(DESCRIPTOR_KEYS.map((k) => [k, 'in a descriptor'])),
+  ...Object.fromEntries(RATE_LIMIT_KEYS.map((k) => [k, 'under rate_limit'])),
+};
+
+class Reader {
+  readonly problems: string[] = [];
+  constructor(
+    readonly file: string,
+    private readonly lines: LineCounter,
+  ) {}
+
+  fail(path: Path, node: unknown, message: string): void {
+    const range = (node as YamlNode | null | undefined)?.range;
+    const line = range ? ` (line ${this.lines.linePos(range[0]).line})` : '';
+    this.problems.push(`${this.file}: ${formatPath(path) || '(top level)'}${line}: ${message}`);
+  }
+}
+
+export function formatPath(path: readonly (string | number)[]): string {
+  let out = '';
+  for (const part of path) out += typeof part === 'number' ? `[${part}]` : out === '' ? part : `.${part}`;
+  return out;
+}
+
+/** A domain file's text as a domain tree, or every problem in it. */
+export function parseDomainFile(text: string, file: string, options: EnvoyOptions): Loaded<Domain> {
+  const lines = new LineCounter();
+  // YAML 1.1, as upstream's yaml.v2 reads it (yes/no/on/off are booleans).
+  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true, version: '1.1' });
+  if (doc.errors.length > 0) {
+    return {
+      ok: false,
+      problems: doc.errors.map((e) => {
+        const at = lines.linePos(e.pos[0]);
+        return `${file}: line ${at.line}, column ${at.col}: ${e.message.split('\n')[0]}`;
+      }),
+    };
+  }
+  const r = new Reader(file, lines);
+  const root = doc.contents;
+  let domain = '';
+  const tree = newNode();
+  if (root !== null && !isMap(root) && !(isScalar(root) && root.value === null)) {
+    r.fail([], root, 'expected a map with domain and descriptors');
+  } else {
+    const fields = isMap(root) ? readFields(r, root, [], TOP_KEYS) : new Map<string, Field>();
+    domain = readString(r, fields.get('domain'), ['domain']) ?? '';
+    if (domain === '') r.fail(fields.has('domain') ? ['domain'] : [], fields.get('domain')?.value ?? root, 'config file cannot have empty domain');
+    readDescriptors(r, fields.get('descriptors'), ['descriptors'], domain, tree, { domain, options });
+  }
+  if (r.problems.length > 0) return { ok: false, problems: r.problems };
+  return { ok: true, value: { name: domain, file, root: tree } };
+}
+
+interface Field {
+  key: YamlNode;
+  value: YamlNode | null;
+}
+
+interface Context {
+  domain: string;
+  options: EnvoyOptions;
+}
+
+function newNode(): DescriptorNode {
+  return { exact: new Map(), keyOnly: new Map(), wildcards: [], rule: null, sharedValue: null, hasChildren: false };
+}
+
+/** A map's entries by key, reporting keys that are not strings or not allowed here. */
+function readFields(r: Reader, map: YAMLMap, path: Path, allowed: readonly string[]): Map<string, Field> {
+  const fields = new Map<string, Field>();
+  for (const pair of map.items as Pair<YamlNode, YamlNode | null>[]) {
+    const keyNode = pair.key;
+    const key = isScalar(keyNode) ? keyNode.value : undefined;
+    if (typeof key !== 'string') {
+      r.fail(path, keyNode, `config error, key is not of type string: ${isScalar(keyNode) ? String(keyNode.source ?? keyNode.value) : 'a collection'}`);
+      continue;
+    }
+    if (!allowed.includes(key)) {
+      const hint = BELONGS[key] ? ` (${key} belongs ${BELONGS[key]})` : '';
+      r.fail(path, keyNode, `unknown key "${key}"${hint}`);
+      continue;
+    }
+    fields.set(key, { key: keyNode, value: pair.value ?? null });
+  }
+  return fields;
+}
+
+function isNull(node: YamlNode | null | undefined): boolean {
+  return node === null || node === undefined || (isScalar(node) && node.value === null);
+}
+
+/** A string field, as yaml.v2 fills one: any scalar, as written (`value: 010` is "010"); null is "". */
+function readString(r: Reader, field: Field | undefined, path: Path): string | undefined {
+  if (!field || isNull(field.value)) return field ? '' : undefined;
+  const node = field.value!;
+  if (!isScalar(node)) {
+    r.fail(path, node, 'expected a string');
+    return undefined;
+  }
+  if (typeof node.value === 'string') return node.value;
+  return node.source ?? String(node.value);
+}
+
+function readBool(r: Reader, field: Field | undefined, path: Path): boolean {
+  if (!field || isNull(field.value)) return false;
+  const node = field.value!;
+  if (isScalar(node) && typeof node.value === 'boolean') return node.value;
+  r.fail(path, node, 'expected true or false');
+  return false;
+}
+
+/** A whole number from min to max, or undefined (reported) when it is not one; null is 0. */
+function readInt(r: Reader, field: Field | undefined, path: Path, min: number, max: number): number | undefined {
+  if (!field || isNull(field.value)) return field ? 0 : undefined;
+  const node = field.value!;
+  const value = isScalar(node) ? node.value : undefined;
+  const source = isScalar(node) ? (node.source ?? '') : '';
+  const whole = typeof value === 'number' && Number.isInteger(value) && (/^[-+]?0x/i.test(source) || !/[.eE]/.test(source));
+  if (!whole || (value as number) < min || (value as number) > max) {
+    r.fail(path, node, `expected a whole number from ${min} to ${max}`);
+    return undefined;
+  }
+  return value as number;
+}
+
+function readSeq(r: Reader, field: Field | undefined, path: Path, what: string): YAMLSeq<YamlNode | null> | null {
+  if (!field || isNull(field.value)) return null;
+  if (!isSeq(field.value)) {
+    r.fail(path, field.value, `expected a list of ${what}`);
+    return null;
+  }
+  return field.value as YAMLSeq<YamlNode | null>;
+}
+
+const UINT32_MAX = 0xffff_ffff;
+
+function readDescriptors(r: Reader, field: Field | undefined, path: Path, parentKey: string, into: DescriptorNode, ctx: Context): void {
+  const seq = readSeq(r, field, path, 'descriptors');
+  if (!seq) return;
+  seq.items.forEach((item, i) => {
+    const at = [...path, i];
+    if (!isMap(item)) {
+      r.fail(at, item ?? seq, `config error, yaml file contains list of type other than map: expected a descriptor (key, value, rate_limit, descriptors)`);
+      return;
+    }
+    const fields = readFields(r, item, at, DESCRIPTOR_KEYS);
+    const key = readString(r, fields.get('key'), [...at, 'key']) ?? '';
+    const value = readString(r, fields.get('value'), [...at, 'value']) ?? '';
+    const shadow = readBool(r, fields.get('shadow_mode'), [...at, 'shadow_mode']);
+    readBool(r, fields.get('detailed_metric'), [...at, 'detailed_metric']);
+    readBool(r, fields.get('value_to_metric'), [...at, 'value_to_metric']);
+    const share = readBool(r, fields.get('share_threshold'), [...at, 'share_threshold']);
+    if (key === '') {
+      r.fail(fields.has('key') ? [...at, 'key'] : at, fields.get('key')?.value ?? item, 'descriptor has empty key');
+      return;
+    }
+    const finalKey = value === '' ? key : `${key}_${value}`;
+    const ruleKey = `${parentKey}.${finalKey}`;
+    const duplicate = value === '' ? into.keyOnly.has(key) : (into.exact.get(key)?.has(value) ?? false);
+    if (duplicate) r.fail(at, item, `duplicate descriptor composite key '${ruleKey}'`);
+    const wildcard = value.endsWith('*');
+    if (share && !wildcard) {
+      r.fail([...at, 'share_threshold'], fields.get('share_threshold')!.value, `share_threshold can only be used with wildcard values (ending with '*'), but found key '${finalKey}'`);
+    }
+
+    const node = newNode();
+    const rateLimit = fields.get('rate_limit');
+    if (rateLimit && !isNull(rateLimit.value)) node.rule = readRateLimit(r, rateLimit.value!, [...at, 'rate_limit'], ruleKey, shadow, ctx);
+    node.sharedValue = share && wildcard ? value : null;
+    readDescriptors(r, fields.get('descriptors'), [...at, 'descriptors'], ruleKey, node, ctx);
+    node.hasChildren = node.exact.size > 0 || node.keyOnly.size > 0;
+    if (duplicate) return;
+
+    if (value === '') {
+      into.keyOnly.set(key, node);
+    } else {
+      let values = into.exact.get(key);
+      if (!values) into.exact.set(key, (values = new Map()));
+      values.set(value, node);
+      if (wildcard) into.wildcards.push({ key, prefix: value.slice(0, -1), node });
+    }
+  });
+}
+
+function readRateLimit(r: Reader, node: YamlNode, path: Path, ruleKey: string, shadow: boolean, ctx: Context): Rule | null {
+  if (!isMap(node)) {
+    r.fail(path, node, 'expected a map (unit, requests_per_unit, ...)');
+    return null;
+  }
+  const before = r.problems.length;
+  const fields = readFields(r, node, path, RATE_LIMIT_KEYS);
+  const unlimited = readBool(r, fields.get('unlimited'), [...path, 'unlimited']);
+  const unitText = readString(r, fields.get('unit'), [...path, 'unit']) ?? '';
+  const unit = parseUnit(unitText);
+  const requestsPerUnit = readInt(r, fields.get('requests_per_unit'), [...path, 'requests_per_unit'], 0, UINT32_MAX) ?? 0;
+  const name = readString(r, fields.get('name'), [...path, 'name']) ?? '';
+
+  const replaces: string[] = [];
+  const replacesSeq = readSeq(r, fields.get('replaces'), [...path, 'replaces'], 'replaces entries ({ name: ... })');
+  replacesSeq?.items.forEach((item, i) => {
+    const at = [...path, 'replaces', i];
+    if (!isMap(item)) {
+      r.fail(at, item ?? replacesSeq, 'config error, yaml file contains list of type other than map: expected { name: ... }');
+      return;
+    }
+    const replaced = readString(r, readFields(r, item, at, REPLACES_KEYS).get('name'), [...at, 'name']) ?? '';
+    if (replaced === '') r.fail(at, item, 'should not have an empty replaces entry');
+    else if (replaced === name) r.fail(at, item, 'replaces should not contain name of same descriptor');
+    else replaces.push(replaced);
+  });
+
+  if (unlimited) {
+    if (unit) r.fail([...path, 'unit'], fields.get('unit')!.value, 'should not specify rate limit unit when unlimited');
+    for (const key of ['sluice_algorithm', 'sluice_burst', 'sluice_limits']) {
+      if (fields.has(key)) r.fail([...path, key], fields.get(key)!.key, `${key} does not apply to an unlimited rate_limit`);
+    }
+    if (r.problems.length > before) return null;
+    return { key: ruleKey, name, replaces, unlimited: true, shadow, main: null, resource: null, reported: new Map(), shapeTag: '' };
+  }
+  if (!unit) {
+    r.fail([...path, 'unit'], fields.get('unit')?.value ?? node, `invalid rate limit unit '${unitText}'`);
+  }
+  const main = readAlgorithm(r, fields, path, unit, requestsPerUnit);
+
+  const limits: LimitSpec[] = main && unit ? [{ unit, requestsPerUnit, ...main }] : [];
+  const extras = readSeq(r, fields.get('sluice_limits'), [...path, 'sluice_limits'], 'limits ({ unit, requests_per_unit, ... })');
+  if (extras && requestsPerUnit === 0) {
+    r.fail([...path, 'sluice_limits'], fields.get('sluice_limits')!.key, 'requests_per_unit 0 blocks every request, so sluice_limits would never apply');
+  }
+  extras?.items.forEach((item, i) => {
+    const at = [...path, 'sluice_limits', i];
+    if (!isMap(item)) {
+      r.fail(at, item ?? extras, 'expected a limit ({ unit, requests_per_unit, sluice_algorithm, sluice_burst })');
+      return;
+    }
+    const extra = readFields(r, item, at, EXTRA_LIMIT_KEYS);
+    const extraUnitText = readString(r, extra.get('unit'), [...at, 'unit']) ?? '';
+    const extraUnit = parseUnit(extraUnitText);
+    if (!extraUnit) r.fail([...at, 'unit'], extra.get('unit')?.value ?? item, `invalid rate limit unit '${extraUnitText}'`);
+    const rpu = readInt(r, extra.get('requests_per_unit'), [...at, 'requests_per_unit'], 1, UINT32_MAX);
+    if (!extra.has('requests_per_unit')) r.fail(at, item, 'requests_per_unit is required (at least 1)');
+    const algorithm = readAlgorithm(r, extra, at, extraUnit, rpu ?? 1);
+    if (extraUnit && rpu !== undefined && algorithm) limits.push({ unit: extraUnit, requestsPerUnit: rpu, ...algorithm });
+  });
+
+  const seen = new Set<string>();
+  for (const limit of limits) {
+    const limitName = limitNameOf(limit);
+    if (seen.has(limitName)) {
+      r.fail([...path, 'sluice_limits'], fields.get('sluice_limits')?.key ?? node, `two ${limit.algorithm} limits per ${limit.unit.toLowerCase()} on one descriptor: merge them`);
+    }
+    seen.add(limitName);
+  }
+  if (r.problems.length > before || !unit) return null;
+  return compileRule(ctx, ruleKey, name, replaces, shadow, { unit, requestsPerUnit }, requestsPerUnit === 0 ? [] : limits);
+}
+
+/** sluice_algorithm and sluice_burst of a rate_limit or of a sluice_limits entry. */
+function readAlgorithm(
+  r: Reader,
+  fields: Map<string, Field>,
+  path: Path,
+  unit: Unit | undefined,
+  requestsPerUnit: number,
+): { algorithm: EnvoyAlgorithm; burst: number | null } | undefined {
+  let algorithm: EnvoyAlgorithm = 'fixed_window';
+  const algorithmField = fields.get('sluice_algorithm');
+  if (algorithmField) {
+    const text = readString(r, algorithmField, [...path, 'sluice_algorithm']) ?? '';
+    if (!(ALGORITHMS as readonly string[]).includes(text)) {
+      r.fail([...path, 'sluice_algorithm'], algorithmField.value, `expected one of ${ALGORITHMS.join(', ')}, not '${text}'`);
+      return undefined;
+    }
+    algorithm = text as EnvoyAlgorithm;
+    if (algorithm !== 'fixed_window' && requestsPerUnit === 0) {
+      r.fail([...path, 'requests_per_unit'], fields.get('requests_per_unit')?.value ?? algorithmField.key, `${algorithm} needs requests_per_unit of at least 1`);
+    }
+  }
+  let burst: number | null = null;
+  const burstField = fields.get('sluice_burst');
+  if (burstField) {
+    if (algorithm !== 'token_bucket') {
+      r.fail([...path, 'sluice_burst'], burstField.key, 'sluice_burst applies to sluice_algorithm: token_bucket only');
+      return undefined;
+    }
+    burst = readInt(r, burstField, [...path, 'sluice_burst'], 1, Number.MAX_SAFE_INTEGER) ?? null;
+    if (burst === null) return undefined;
+  }
+  return unit ? { algorithm, burst } : undefined;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rules as sluice Resources
+
+/** The store's name of a limit: algorithm and unit, so a change of either starts a new budget. */
+function limitNameOf(limit: LimitSpec): string {
+  return `${ALGORITHM_TAG[limit.algorithm]}_${limit.unit.toLowerCase()}`;
+}
+
+function toLimit(spec: LimitSpec): Limit {
+  const base = { name: limitNameOf(spec), countsRequests: false };
+  const periodMs = unitMs(spec.unit);
+  if (spec.algorithm === 'token_bucket') {
+    return { ...base, algorithm: 'token_bucket', capacity: spec.burst ?? spec.requestsPerUnit, intervalMs: periodMs / spec.requestsPerUnit };
+  }
+  return { ...base, algorithm: spec.algorithm, capacity: spec.requestsPerUnit, periodMs };
+}
+
+/** A rule's sluice Resource (none when `limits` is empty: requests_per_unit 0 blocks). */
+export function compileRule(
+  ctx: Context,
+  key: string,
+  name: string,
+  replaces: readonly string[],
+  shadow: boolean,
+  main: ReportedLimit,
+  limits: readonly LimitSpec[],
+): Rule {
+  const reported = new Map<string, ReportedLimit>();
+  for (const limit of limits) reported.set(limitNameOf(limit), { requestsPerUnit: limit.requestsPerUnit, unit: limit.unit });
+  const { options } = ctx;
+  const resource: Resource | null =
+    limits.length === 0
+      ? null
+      : {
+          name: `envoy:${ctx.domain}`,
+          keys: [],
+          // `error` is the failure policy's `closed`, turned into UNAVAILABLE by the Envoy service.
+          onStoreFailure: options.onStoreFailure === 'error' ? 'closed' : options.onStoreFailure,
+          limits: limits.map(toLimit),
+          permitTtlMs: 0,
+          lease: options.lease,
+          leasable: options.lease.enabled,
+        };
+  // The scope carries the limits' algorithms and units: budgets of different shapes never share
+  // a scope (the memory store keeps a scope's state by limit position), while an override and a
+  // configured rule of the same unit share one, as upstream's cache keys do.
+  const shapeTag = limits.map(limitNameOf).join('+');
+  return { key, name, replaces, unlimited: false, shadow, main, resource, reported, shapeTag };
+}
+
+/** Past this many distinct overrides per config, the oldest rules are forgotten (and rebuilt on use). */
+export const MAX_OVERRIDE_RULES = 1_000;
+
+/**
+ * The rule for a descriptor's limit override: upstream's fixed window with the given
+ * requests_per_unit and unit, never shadowed, unnamed. It shares its budget with a config rule
+ * of the same unit on the same descriptor, as upstream's cache keys do.
+ */
+export function overrideRule(config: EnvoyConfig, domain: string, requestsPerUnit: number, unit: Unit): Rule {
+  const id = `${domain}\u0000${requestsPerUnit}\u0000${unit}`;
+  let rule = config.overrides.get(id);
+  if (!rule) {
+    const main = { requestsPerUnit, unit };
+    const limits: LimitSpec[] = requestsPerUnit === 0 ? [] : [{ unit, requestsPerUnit, algorithm: 'fixed_window', burst: null }];
+    rule = compileRule({ domain, options: config.options }, `${domain}.(override)`, '', [], false, main, limits);
+    if (config.overrides.size >= MAX_OVERRIDE_RULES) config.overrides.delete(config.overrides.keys().next().value!);
+    config.overrides.set(id, rule);
+  }
+  return rule;
+}

@@ -1,0 +1,202 @@
+// ShouldRateLimit below the wire: match each descriptor to its rule, decide them all through
+// sluice's Decider (leases and the failure policy apply), and answer one status per descriptor.
+//
+// Unlike envoyproxy/ratelimit, a request that is over the limit consumes nothing: every
+// descriptor is reserved, and if any is over, what the others took is given back (revoke). A
+// descriptor whose hits_addend is 0 only checks that one more would fit, and takes nothing.
+import type { Decider, Decision, AcquireInput } from '../decide/decider.js';
+import { costFor } from '../config/policy.js';
+import { overrideRule, type EnvoyConfig, type ReportedLimit, type Rule } from './config.js';
+import { matchRule, scopeOf, type Entry, type Match } from './match.js';
+import { secondsToWindowEnd, type Unit } from './units.js';
+
+export interface EnvoyDescriptor {
+  entries: Entry[];
+  override: ReportedLimit | null;
+  /** The descriptor's own hits_addend, when it has one (0: check only). */
+  hits: number | null;
+}
+
+export interface EnvoyRequest {
+  domain: string;
+  descriptors: EnvoyDescriptor[];
+  /** The request's hits_addend, 0 already read as 1. */
+  hits: number;
+}
+
+export type Code = 'OK' | 'OVER_LIMIT';
+
+export interface DescriptorStatus {
+  code: Code;
+  /** Null when no limit applies (no match, unlimited, replaced, unknown domain). */
+  currentLimit: (ReportedLimit & { name: string }) | null;
+  /** 4294967295 for an unlimited descriptor, as upstream says it. */
+  remaining: number;
+  /** Whole seconds; null when no limit applies. */
+  resetSeconds: number | null;
+}
+
+export interface EnvoyAnswer {
+  overall: Code;
+  statuses: DescriptorStatus[];
+  responseHeaders: { key: string; value: string }[];
+}
+
+/** The store could not decide and the policy says to answer with an error (UNAVAILABLE). */
+export class EnvoyStoreError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'EnvoyStoreError';
+  }
+}
+
+export interface LimiterHooks {
+  /** Every decision the Decider made, by resource name (for metrics). */
+  decided?: (resource: string, decision: Decision) => void;
+  /** Throttled warnings: a grant that could not be given back. */
+  warn?: (obj: object, msg: string) => void;
+  now?: () => number;
+}
+
+export const UINT32_MAX = 0xffff_ffff;
+export const HEADER_LIMIT = 'RateLimit-Limit';
+export const HEADER_REMAINING = 'RateLimit-Remaining';
+export const HEADER_RESET = 'RateLimit-Reset';
+
+type Plan =
+  | { kind: 'none' }
+  | { kind: 'unlimited' }
+  | { kind: 'blocked'; rule: Rule; unit: Unit }
+  | { kind: 'limit'; rule: Rule; input: AcquireInput; checkOnly: boolean };
+
+/** What each descriptor is checked against: its override, its rule, or nothing. */
+export function planDescriptors(config: EnvoyConfig, request: EnvoyRequest): Plan[] {
+  const domain = config.domains.get(request.domain);
+  // An unknown domain limits nothing (upstream answers OK), override or not.
+  if (!domain) return request.descriptors.map(() => ({ kind: 'none' }));
+  const matched: (Match | null)[] = request.descriptors.map((d) =>
+    d.override ? { rule: overrideRule(config, request.domain, d.override.requestsPerUnit, d.override.unit), shared: null } : matchRule(domain, d.entries),
+  );
+  // Every rule of the request, unlimited ones too, replaces the rules it names.
+  const replaced = new Set<string>();
+  for (const match of matched) for (const name of match?.rule.replaces ?? []) replaced.add(name);
+  return matched.map((match, i): Plan => {
+    if (!match) return { kind: 'none' };
+    const { rule } = match;
+    if (rule.unlimited) return { kind: 'unlimited' };
+    if (rule.name !== '' && replaced.has(rule.name)) return { kind: 'none' };
+    if (!rule.resource) return { kind: 'blocked', rule, unit: rule.main!.unit };
+    const descriptor = request.descriptors[i]!;
+    const hits = descriptor.hits ?? request.hits;
+    const scope = scopeOf(request.domain, descriptor.entries, match);
+    return { kind: 'limit', rule, input: { resource: rule.resource, scope, cost: hits === 0 ? 1 : hits }, checkOnly: hits === 0 };
+  });
+}
+
+export async function shouldRateLimit(decider: Decider, config: EnvoyConfig, request: EnvoyRequest, hooks: LimiterHooks = {}): Promise<EnvoyAnswer> {
+  const plans = planDescriptors(config, request);
+  const failOnStore = config.options.onStoreFailure === 'error';
+
+  const outcomes = await Promise.allSettled(plans.map((plan) => (plan.kind === 'limit' ? decider.acquire(plan.input) : Promise.resolve(null))));
+  let failure: unknown = null;
+  let over = false;
+  for (let i = 0; i < plans.length; i++) {
+    const plan = plans[i]!;
+    const outcome = outcomes[i]!;
+    if (outcome.status === 'rejected') {
+      failure ??= outcome.reason ?? new Error('store call failed');
+      continue;
+    }
+    if (plan.kind === 'blocked' && !plan.rule.shadow) over = true;
+    const decision = outcome.value;
+    if (!decision || plan.kind !== 'limit') continue;
+    hooks.decided?.(plan.input.resource.name, decision);
+    if (failOnStore && decision.decidedBy === 'FAIL_CLOSED') failure ??= new Error(decision.reason || 'store unavailable');
+    else if (!decision.granted && !plan.rule.shadow) over = true;
+  }
+
+  // All or nothing: a request over the limit (or one that fails) takes nothing anywhere, and a
+  // check takes nothing ever.
+  const revoked = new Set<number>();
+  const revokes: Promise<void>[] = [];
+  for (let i = 0; i < plans.length; i++) {
+    const plan = plans[i]!;
+    const outcome = outcomes[i]!;
+    if (plan.kind !== 'limit' || outcome.status !== 'fulfilled' || !outcome.value?.granted) continue;
+    if (failure === null && !over && !plan.checkOnly) continue;
+    revoked.add(i);
+    revokes.push(
+      decider.revoke(plan.input, outcome.value).catch((err: unknown) => hooks.warn?.({ err, scope: plan.input.scope }, 'could not give back the grant of an Envoy descriptor')),
+    );
+  }
+  await Promise.all(revokes);
+  if (failure !== null) {
+    const message = failure instanceof Error ? failure.message : String(failure);
+    throw new EnvoyStoreError(message.startsWith('store unavailable') ? message : `store unavailable: ${message}`, { cause: failure });
+  }
+
+  const now = (hooks.now ?? Date.now)();
+  const statuses = plans.map((plan, i): DescriptorStatus => {
+    switch (plan.kind) {
+      case 'none':
+        return { code: 'OK', currentLimit: null, remaining: 0, resetSeconds: null };
+      case 'unlimited':
+        return { code: 'OK', currentLimit: null, remaining: UINT32_MAX, resetSeconds: null };
+      case 'blocked':
+        return {
+          code: plan.rule.shadow ? 'OK' : 'OVER_LIMIT',
+          currentLimit: { ...plan.rule.main!, name: plan.rule.name },
+          remaining: 0,
+          resetSeconds: secondsToWindowEnd(plan.unit, now),
+        };
+      case 'limit': {
+        const outcome = outcomes[i] as PromiseFulfilledResult<Decision>;
+        return statusOf(plan.rule, plan.input, outcome.value, revoked.has(i));
+      }
+    }
+  });
+  return {
+    overall: over ? 'OVER_LIMIT' : 'OK',
+    statuses,
+    responseHeaders: config.options.responseHeaders ? rateLimitHeaders(statuses) : [],
+  };
+}
+
+function statusOf(rule: Rule, input: AcquireInput, decision: Decision, revoked: boolean): DescriptorStatus {
+  const reported = rule.reported.get(decision.limitName) ?? rule.main!;
+  let remaining = decision.remaining;
+  if (revoked) {
+    // Given back: what is left is what was left before this request.
+    const limit = input.resource.limits.find((l) => l.name === decision.limitName);
+    remaining = limit ? Math.min(limit.capacity, remaining + costFor(limit, input.cost)) : remaining;
+  }
+  // When it is over the limit: when the same request would fit (exact for every algorithm);
+  // otherwise when the deciding limit is back to full (a window's end, for fixed windows).
+  const ms = !decision.granted && Number.isFinite(decision.retryAfterMs) ? decision.retryAfterMs : decision.resetAfterMs;
+  return {
+    code: decision.granted || rule.shadow ? 'OK' : 'OVER_LIMIT',
+    currentLimit: { ...reported, name: rule.name },
+    remaining: Math.max(0, Math.min(UINT32_MAX, Math.floor(remaining))),
+    resetSeconds: Math.max(0, Math.ceil(ms / 1000)),
+  };
+}
+
+/**
+ * RateLimit-Limit, -Remaining and -Reset of the descriptor closest to its limit, as upstream
+ * picks it: the least remaining among those with a limit, and any descriptor over its limit
+ * before that (the last one over, if several).
+ */
+export function rateLimitHeaders(statuses: readonly DescriptorStatus[]): { key: string; value: string }[] {
+  let chosen: DescriptorStatus | null = null;
+  for (const status of statuses) {
+    if (!status.currentLimit) continue;
+    if (status.code === 'OVER_LIMIT') chosen = status;
+    else if (chosen?.code !== 'OVER_LIMIT' && (chosen === null || status.remaining < chosen.remaining)) chosen = status;
+  }
+  if (!chosen) return [];
+  return [
+    { key: HEADER_LIMIT, value: String(chosen.currentLimit!.requestsPerUnit) },
+    { key: HEADER_REMAINING, value: String(chosen.remaining) },
+    { key: HEADER_RESET, value: String(chosen.resetSeconds ?? 0) },
+  ];
+}

@@ -1,0 +1,66 @@
+// Which rule a descriptor matches, as envoyproxy/ratelimit decides it: walk the domain's tree one
+// entry at a time, taking at each level the exact key and value, else the first wildcard value
+// (`foo*`) whose prefix matches, else the key-only default. A rule applies only if it sits at the
+// request's last entry: a request with more entries than the config has levels matches nothing,
+// and so does one that stops at a level without a rate_limit.
+import { escapeValue } from '../decide/scope.js';
+import type { DescriptorNode, Domain, Rule } from './config.js';
+
+export interface Entry {
+  key: string;
+  value: string;
+}
+
+export interface Match {
+  rule: Rule;
+  /**
+   * Per entry, the value to keep the budget under instead of the request's: set where a
+   * share_threshold wildcard matched, so every value it matches shares one budget. Null if none.
+   */
+  shared: (string | null)[] | null;
+}
+
+export function matchRule(domain: Domain, entries: readonly Entry[]): Match | null {
+  let node: DescriptorNode = domain.root;
+  let shared: (string | null)[] | null = null;
+  for (let i = 0; i < entries.length; i++) {
+    const { key, value } = entries[i]!;
+    let next = node.exact.get(key)?.get(value);
+    let viaWildcard = false;
+    if (!next) {
+      for (const wildcard of node.wildcards) {
+        if (wildcard.key === key && value.startsWith(wildcard.prefix)) {
+          next = wildcard.node;
+          viaWildcard = true;
+          break;
+        }
+      }
+    }
+    next ??= node.keyOnly.get(key);
+    if (!next) return null;
+    if (viaWildcard && next.sharedValue !== null) (shared ??= new Array<string | null>(entries.length).fill(null))[i] = next.sharedValue;
+    if (i === entries.length - 1) return next.rule ? { rule: next.rule, shared } : null;
+    if (!next.hasChildren) return null;
+    node = next;
+  }
+  return null;
+}
+
+/**
+ * The budget a descriptor's rule counts against: the domain and every entry of the request
+ * (so each value of a key-only or wildcard rule has its own budget, as upstream's cache keys
+ * do), each escaped so that no two descriptors share a scope by accident and no value can move
+ * the Redis Cluster slot. `envoy=` cannot begin a sluice.v1 scope (`=` is not allowed in a
+ * resource name), so Envoy and sluice.v1 budgets never meet. The rule's shape (its limits'
+ * algorithms and units) ends the scope: a reload that changes a unit or an algorithm starts a
+ * fresh budget, as upstream's cache keys (which carry the window) do.
+ */
+export function scopeOf(domain: string, entries: readonly Entry[], match: { rule: Rule; shared: (string | null)[] | null }): string {
+  let scope = 'envoy=' + escapeValue(domain);
+  for (let i = 0; i < entries.length; i++) {
+    const entry = entries[i]!;
+    scope += '|' + escapeValue(entry.key) + '|' + escapeValue(match.shared?.[i] ?? entry.value);
+  }
+  if (match.rule.shapeTag !== '') scope += '|~' + match.rule.shapeTag;
+  return scope;
+}

@@ -1,0 +1,138 @@
+// envoy.service.ratelimit.v3.RateLimitService: Envoy's wire messages in, sluice's Envoy limiter
+// (src/envoy) in the middle, Envoy's wire messages out. No decision logic lives here.
+import { status, type ServerUnaryCall, type sendUnaryData, type UntypedServiceImplementation } from '@grpc/grpc-js';
+import { loadSync, type PackageDefinition } from '@grpc/proto-loader';
+import type { Decider } from '../decide/decider.js';
+import type { Metrics } from '../admin/metrics.js';
+import type { EnvoyConfig } from '../envoy/config.js';
+import { EnvoyStoreError, shouldRateLimit, type EnvoyAnswer, type EnvoyDescriptor, type EnvoyRequest } from '../envoy/limiter.js';
+import { UNIT_SECONDS, unitFromWire } from '../envoy/units.js';
+import { LOADER_OPTIONS } from './proto.js';
+import { invalid, RequestError } from './request-error.js';
+
+export const ENVOY_SERVICE = 'envoy.service.ratelimit.v3.RateLimitService';
+
+export const envoyPackage: PackageDefinition = loadSync('envoy/service/ratelimit/v3/rls.proto', LOADER_OPTIONS);
+
+/** Caps on one request, so memory stays bounded whatever a caller sends. */
+export const MAX_DOMAIN_BYTES = 256;
+export const MAX_ENVOY_DESCRIPTORS = 64;
+export const MAX_ENTRIES = 32;
+export const MAX_KEY_BYTES = 256;
+export const MAX_VALUE_BYTES = 4096;
+
+export interface EnvoyServiceContext {
+  decider: Decider;
+  /** The config to decide with, read per request (it is reloaded); null without an `envoy:` section. */
+  config: () => EnvoyConfig | null;
+  metrics: Metrics;
+  /** Throttled: a dead store fails every request, and the log must not grow at that rate. */
+  warn: (obj: object, msg: string) => void;
+}
+
+/** RateLimitRequest as proto-loader decodes it (keepCase, longs as Number, enums as String). */
+interface WireRequest {
+  domain: string;
+  descriptors: WireDescriptor[];
+  hits_addend: number;
+}
+
+interface WireDescriptor {
+  entries: { key: string; value: string }[];
+  limit: { requests_per_unit: number; unit: string | number } | null;
+  hits_addend: { value: number } | null;
+}
+
+export function envoyService(ctx: EnvoyServiceContext): UntypedServiceImplementation {
+  return {
+    ShouldRateLimit(call: ServerUnaryCall<WireRequest, unknown>, callback: sendUnaryData<unknown>) {
+      const config = ctx.config();
+      let request: EnvoyRequest;
+      try {
+        if (!config) {
+          throw new RequestError(
+            status.FAILED_PRECONDITION,
+            'Envoy rate limiting is not configured: add envoy: { config_dir: PATH } to the policy file',
+          );
+        }
+        request = parseRequest(call.request);
+      } catch (err) {
+        callback(toStatus(err, ctx));
+        return;
+      }
+      ctx.metrics.inFlight++;
+      shouldRateLimit(ctx.decider, config, request, {
+        decided: (resource, decision) => ctx.metrics.decided(resource, decision),
+        warn: ctx.warn,
+      })
+        .then(
+          (answer) => callback(null, toResponse(answer)),
+          (err) => callback(toStatus(err, ctx)),
+        )
+        .finally(() => ctx.metrics.inFlight--);
+    },
+  };
+}
+
+export function parseRequest(req: WireRequest): EnvoyRequest {
+  const domain = req.domain;
+  if (domain === '') throw invalid('domain: must not be empty');
+  checkLength('domain', domain, MAX_DOMAIN_BYTES);
+  if (req.descriptors.length === 0) throw invalid('descriptors: must not be empty');
+  if (req.descriptors.length > MAX_ENVOY_DESCRIPTORS) throw invalid(`descriptors: more than ${MAX_ENVOY_DESCRIPTORS}`);
+  const descriptors = req.descriptors.map((d, i): EnvoyDescriptor => {
+    const at = `descriptors[${i}]`;
+    if (d.entries.length === 0) throw invalid(`${at}.entries: must not be empty`);
+    if (d.entries.length > MAX_ENTRIES) throw invalid(`${at}.entries: more than ${MAX_ENTRIES}`);
+    const entries = d.entries.map((entry, j) => {
+      if (entry.key === '') throw invalid(`${at}.entries[${j}].key: must not be empty`);
+      checkLength(`${at}.entries[${j}].key`, entry.key, MAX_KEY_BYTES);
+      checkLength(`${at}.entries[${j}].value`, entry.value, MAX_VALUE_BYTES);
+      return { key: entry.key, value: entry.value };
+    });
+    let override: EnvoyDescriptor['override'] = null;
+    if (d.limit) {
+      const unit = unitFromWire(d.limit.unit);
+      if (!unit) throw invalid(`${at}.limit.unit: expected one of ${Object.keys(UNIT_SECONDS).join(', ')}`);
+      override = { requestsPerUnit: d.limit.requests_per_unit, unit };
+    }
+    let hits: number | null = null;
+    if (d.hits_addend) {
+      hits = d.hits_addend.value;
+      // uint64 arrives as a JS number; past 2^53 it is no longer exact, so refuse it.
+      if (!Number.isSafeInteger(hits) || hits < 0) throw invalid(`${at}.hits_addend: must be at most ${Number.MAX_SAFE_INTEGER}`);
+    }
+    return { entries, override, hits };
+  });
+  return { domain, descriptors, hits: req.hits_addend || 1 };
+}
+
+function checkLength(field: string, value: string, max: number): void {
+  // A UTF-16 unit is at most 3 UTF-8 bytes, so short strings need no byte count.
+  if (value.length * 3 > max && Buffer.byteLength(value, 'utf8') > max) throw invalid(`${field}: longer than ${max} bytes`);
+}
+
+function toResponse(answer: EnvoyAnswer) {
+  return {
+    overall_code: answer.overall,
+    statuses: answer.statuses.map((s) => ({
+      code: s.code,
+      current_limit: s.currentLimit ? { name: s.currentLimit.name, requests_per_unit: s.currentLimit.requestsPerUnit, unit: s.currentLimit.unit } : null,
+      limit_remaining: s.remaining,
+      duration_until_reset: s.resetSeconds === null ? null : { seconds: s.resetSeconds, nanos: 0 },
+    })),
+    response_headers_to_add: answer.responseHeaders,
+    request_headers_to_add: [],
+  };
+}
+
+function toStatus(err: unknown, ctx: EnvoyServiceContext): { code: status; details: string } {
+  if (err instanceof RequestError) {
+    ctx.metrics.rejected(err.code);
+    return { code: err.code, details: err.message };
+  }
+  ctx.metrics.rejected(status.UNAVAILABLE);
+  ctx.warn({ err }, 'Envoy rate limit decision failed: answering UNAVAILABLE');
+  const message = err instanceof EnvoyStoreError ? err.message : `store unavailable: ${(err as Error)?.message ?? String(err)}`;
+  return { code: status.UNAVAILABLE, details: message };
+}
