@@ -1,6 +1,9 @@
 import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { parsePolicy, PolicyError } from '../../src/config/load.js';
 import { CLI, writePolicy } from '../support/sidecar.js';
 
@@ -112,11 +115,213 @@ resources:
     });
     expect(policy.server.listen).toBe('unix:/tmp/sluice.sock');
     expect(policy.server.admin).toBeNull();
-    expect(policy.store.redis).toEqual({ url: 'redis://10.0.0.1:6380', prefix: 'sluice' });
+    expect(policy.store.redis).toEqual({
+      topology: { kind: 'standalone', node: { host: '10.0.0.1', port: 6380 }, db: 0 },
+      username: null,
+      password: null,
+      tls: null,
+      prefix: 'sluice',
+    });
   });
 
   it('validates what the environment says too', () => {
     expect(problems(VALID, { SLUICE_REDIS_URL: 'http://example' })).toEqual([expect.stringMatching(/^store\.redis\.url: expected redis:\/\//)]);
+  });
+});
+
+describe('store.redis', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'sluice-redis-config-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const file = (name: string, text: string) => {
+    const path = join(dir, name);
+    writeFileSync(path, text);
+    return path;
+  };
+  const CERT = '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n';
+  const KEY = '-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n';
+  const caFile = file('ca.pem', CERT);
+  const certFile = file('client.pem', CERT);
+  const keyFile = file('client.key', KEY);
+  const passwordFile = file('password', 's3cret:/@\n');
+
+  /** VALID with this store.redis block (YAML lines indented under `redis:`). */
+  const withRedis = (...lines: string[]) => `store:\n  redis:\n${lines.map((line) => `    ${line}`).join('\n')}\n${VALID}`;
+  const redisOf = (yaml: string, env = {}) => parsePolicy(yaml, 'p.yaml', env).store.redis!;
+
+  it('url: user, password and db from the url, decoded; no TLS on redis://', () => {
+    expect(redisOf(withRedis('url: redis://alice:p%40ss%3Aword@10.0.0.5:6380/2'))).toEqual({
+      topology: { kind: 'standalone', node: { host: '10.0.0.5', port: 6380 }, db: 2 },
+      username: 'alice',
+      password: 'p@ss:word',
+      tls: null,
+      prefix: 'sluice',
+    });
+  });
+
+  it('url: the port defaults to 6379, a password without a user is the default user, IPv6 in brackets', () => {
+    const redis = redisOf(withRedis('url: redis://:pw@[::1]'));
+    expect(redis.topology).toEqual({ kind: 'standalone', node: { host: '::1', port: 6379 }, db: 0 });
+    expect(redis.username).toBeNull();
+    expect(redis.password).toBe('pw');
+  });
+
+  it('rediss:// turns TLS on, verifying against the system CAs', () => {
+    const redis = redisOf(withRedis('url: rediss://redis.internal:6380'));
+    expect(redis.tls).toEqual({ ca: null, cert: null, key: null, serverName: null, verify: true });
+    expect(redis.topology).toEqual({ kind: 'standalone', node: { host: 'redis.internal', port: 6380 }, db: 0 });
+  });
+
+  it('a tls block turns TLS on and its files are read at load', () => {
+    const redis = redisOf(
+      withRedis(
+        'url: redis://10.0.0.5:6380',
+        'username: sluice',
+        `password_file: ${passwordFile}`,
+        `tls: { ca_file: ${caFile}, cert_file: ${certFile}, key_file: ${keyFile}, server_name: redis.internal }`,
+      ),
+    );
+    expect(redis.tls).toEqual({ ca: CERT, cert: CERT, key: KEY, serverName: 'redis.internal', verify: true });
+    // The password file's trailing newline is not part of the password.
+    expect(redis.username).toBe('sluice');
+    expect(redis.password).toBe('s3cret:/@');
+  });
+
+  it('insecure_skip_verify turns verification off', () => {
+    expect(redisOf(withRedis('url: rediss://h:1', 'tls: { insecure_skip_verify: true }')).tls?.verify).toBe(false);
+  });
+
+  it('sentinel: the master name, the sentinels, their own auth, and the data nodes\' auth', () => {
+    const redis = redisOf(
+      withRedis(
+        'sentinel:',
+        '  master: mymaster',
+        '  nodes: [10.0.0.1:26379, "sentinel-2.internal:26380"]',
+        '  username: watcher',
+        '  password: sentinel-pw',
+        'username: app',
+        'password: data-pw',
+        'prefix: rl',
+      ),
+    );
+    expect(redis).toEqual({
+      topology: {
+        kind: 'sentinel',
+        master: 'mymaster',
+        sentinels: [
+          { host: '10.0.0.1', port: 26379 },
+          { host: 'sentinel-2.internal', port: 26380 },
+        ],
+        username: 'watcher',
+        password: 'sentinel-pw',
+      },
+      username: 'app',
+      password: 'data-pw',
+      tls: null,
+      prefix: 'rl',
+    });
+  });
+
+  it('cluster: the seed nodes', () => {
+    const redis = redisOf(withRedis('cluster: { nodes: [10.0.0.1:7000, 10.0.0.2:7001, 10.0.0.3:7002] }', 'password: pw'));
+    expect(redis.topology).toEqual({
+      kind: 'cluster',
+      nodes: [
+        { host: '10.0.0.1', port: 7000 },
+        { host: '10.0.0.2', port: 7001 },
+        { host: '10.0.0.3', port: 7002 },
+      ],
+    });
+    expect(redis.password).toBe('pw');
+  });
+
+  it('SLUICE_REDIS_PASSWORD replaces password_file (not read at all) and the url\'s password', () => {
+    expect(redisOf(withRedis('url: redis://h:1', 'password_file: /nonexistent/password'), { SLUICE_REDIS_PASSWORD: 'from-env' }).password).toBe('from-env');
+    const fromUrl = redisOf(withRedis('url: redis://bob:in-url@h:1'), { SLUICE_REDIS_PASSWORD: 'from-env' });
+    expect(fromUrl.username).toBe('bob');
+    expect(fromUrl.password).toBe('from-env');
+    const cluster = redisOf(withRedis('cluster: { nodes: [h:7000] }', 'password: in-file'), { SLUICE_REDIS_PASSWORD: 'from-env' });
+    expect(cluster.password).toBe('from-env');
+  });
+
+  it('SLUICE_REDIS_PASSWORD alone does not select the Redis store', () => {
+    expect(parsePolicy(VALID, 'p.yaml', { SLUICE_REDIS_PASSWORD: 'pw' }).store.redis).toBeNull();
+  });
+
+  it('SLUICE_REDIS_URL replaces a sentinel or cluster topology, keeping auth, tls and prefix', () => {
+    const redis = redisOf(withRedis('cluster: { nodes: [h:7000] }', 'password: pw', 'prefix: rl'), { SLUICE_REDIS_URL: 'redis://10.9.9.9:6379' });
+    expect(redis.topology).toEqual({ kind: 'standalone', node: { host: '10.9.9.9', port: 6379 }, db: 0 });
+    expect(redis.password).toBe('pw');
+    expect(redis.prefix).toBe('rl');
+  });
+
+  it('exactly one of url, sentinel and cluster', () => {
+    expect(problems(withRedis('url: redis://h:1', 'cluster: { nodes: [h:7000] }'))).toEqual([
+      'store.redis (line 3): expected exactly one of url, sentinel or cluster, found url and cluster',
+    ]);
+    expect(problems(withRedis('prefix: rl'))).toEqual(['store.redis (line 3): expected one of url, sentinel or cluster']);
+  });
+
+  it('a cluster or sentinel needs nodes, each host:port', () => {
+    expect(problems(withRedis('cluster: { nodes: [] }'))).toEqual([
+      'store.redis.cluster.nodes (line 3): expected at least one cluster node host:port',
+    ]);
+    expect(problems(withRedis('cluster: {}'))).toEqual(['store.redis.cluster.nodes: required (a list of cluster node host:port)']);
+    expect(problems(withRedis('cluster: { nodes: h:7000 }'))).toEqual(['store.redis.cluster.nodes (line 3): expected a list of cluster node host:port']);
+    const found = problems(withRedis('sentinel:', '  master: m', '  nodes: [10.0.0.1:26379, localhost, "h:99999", ":7000", "h:"]'));
+    expect(found).toEqual([1, 2, 3, 4].map((i) => `store.redis.sentinel.nodes[${i}] (line 5): expected host:port such as 10.0.0.5:6379`));
+    expect(problems(withRedis('sentinel: { nodes: [h:1] }'))).toEqual(['store.redis.sentinel.master: required (the master name the sentinels monitor)']);
+  });
+
+  it('files that cannot be read, or are not PEM, are named by their field', () => {
+    const found = problems(
+      withRedis(
+        'url: redis://h:1',
+        `password_file: ${join(dir, 'no-such-password')}`,
+        `tls: { ca_file: ${join(dir, 'missing-ca.pem')}, cert_file: ${keyFile}, key_file: ${dir} }`,
+      ),
+    );
+    expect(found).toEqual(
+      expect.arrayContaining([
+        `store.redis.password_file (line 4): cannot read ${join(dir, 'no-such-password')}: no such file`,
+        `store.redis.tls.ca_file (line 5): cannot read ${join(dir, 'missing-ca.pem')}: no such file`,
+        expect.stringMatching(/^store\.redis\.tls\.cert_file \(line 5\): .*client\.key: expected a PEM file with a certificate/),
+        `store.redis.tls.key_file (line 5): cannot read ${dir}: is a directory, not a file`,
+      ]),
+    );
+    expect(found).toHaveLength(4);
+  });
+
+  it('an empty password file is refused', () => {
+    expect(problems(withRedis('url: redis://h:1', `password_file: ${file('empty', '\n')}`))).toEqual([
+      expect.stringMatching(/^store\.redis\.password_file \(line 4\): .*the file is empty$/),
+    ]);
+  });
+
+  it('rejects conflicting and incomplete credentials and certificates', () => {
+    expect(problems(withRedis('url: redis://h:1', 'password: a', `password_file: ${passwordFile}`))).toEqual([
+      'store.redis.password_file (line 5): give password or password_file, not both',
+    ]);
+    expect(problems(withRedis('url: redis://u:a@h:1', 'password: b'))).toEqual([
+      'store.redis.url (line 3): the url carries a password and so does password/password_file: give it once',
+    ]);
+    expect(problems(withRedis('url: redis://h:1', 'username: alice'))).toEqual([
+      'store.redis.username (line 4): a username needs a password (password, password_file or SLUICE_REDIS_PASSWORD)',
+    ]);
+    expect(problems(withRedis('sentinel: { master: m, nodes: [h:1], username: u }'))).toEqual([
+      'store.redis.sentinel.username (line 3): a sentinel username needs a sentinel password',
+    ]);
+    expect(problems(withRedis('url: redis://h:1', `tls: { cert_file: ${certFile} }`))).toEqual([
+      'store.redis.tls.cert_file (line 4): cert_file needs key_file too (a client certificate and its key)',
+    ]);
+  });
+
+  it('rejects bad urls and unknown keys, with their paths', () => {
+    expect(problems(withRedis('url: redis://h:1/zero'))).toEqual([expect.stringMatching(/^store\.redis\.url \(line 3\): .*database number/)]);
+    expect(problems(withRedis('url: redis://h:1?family=6'))).toEqual([expect.stringMatching(/^store\.redis\.url \(line 3\): .*query parameters/)]);
+    expect(problems(withRedis('url: redis://h:1', 'tls: { ca: x }', 'sentinels: []'))).toEqual(
+      expect.arrayContaining(['store.redis (line 3): unknown key "sentinels"', 'store.redis.tls (line 4): unknown key "ca"']),
+    );
+    expect(problems(withRedis('cluster: { nodes: [h:1], name: x }'))).toEqual(['store.redis.cluster (line 3): unknown key "name"']);
   });
 });
 

@@ -1,19 +1,13 @@
 // Polyglot use: a Python service (Debian's python3-grpcio, stubs generated from the repo's proto
 // by Debian's protoc + grpc_python_plugin) drives the built sidecar over real gRPC.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { execFile, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { packageRoot } from '../../src/paths.js';
+import { generatePythonStubs, runPythonClient, type Step } from '../support/python.js';
 import { startSidecar, type SidecarProcess } from '../support/sidecar.js';
 
-const PYTHON = '/usr/bin/python3'; // Debian's, with python3-grpcio; not a pyenv python on PATH
-const PROTOC = '/usr/bin/protoc';
-const GRPC_PYTHON_PLUGIN = '/usr/bin/grpc_python_plugin';
 const SCRIPT = join(packageRoot, 'test', 'e2e', 'python', 'client.py');
-const INSTALL_HINT = 'apt-get install -y python3-grpcio python3-protobuf protobuf-compiler protobuf-compiler-grpc';
 
 const POLICY = `
 resources:
@@ -24,78 +18,20 @@ resources:
       - { name: rps, algorithm: token_bucket, rate: 100/1s, burst: 100 }
 `;
 
-interface Step {
-  step: string;
-  [field: string]: any;
-}
-
 let sidecar: SidecarProcess;
 let stubs: string;
-let steps: Map<string, Step>;
-
-/** Where google/protobuf/duration.proto lives (Debian: libprotobuf-dev or protobuf-compiler). */
-function wellKnownTypesInclude(): string {
-  const found = ['/usr/include', '/usr/local/include', '/usr/share/protobuf/include'].find((dir) =>
-    existsSync(join(dir, 'google', 'protobuf', 'duration.proto')),
-  );
-  if (!found) throw new Error(`google/protobuf/duration.proto not found; ${INSTALL_HINT}`);
-  return found;
-}
-
-function generateStubs(): string {
-  for (const tool of [PYTHON, PROTOC, GRPC_PYTHON_PLUGIN]) {
-    if (!existsSync(tool)) throw new Error(`${tool} is missing; ${INSTALL_HINT}`);
-  }
-  const dir = mkdtempSync(join(tmpdir(), 'sluice-pystubs-'));
-  const protoc = spawnSync(
-    PROTOC,
-    [
-      '-I',
-      'proto',
-      '-I',
-      wellKnownTypesInclude(),
-      `--python_out=${dir}`,
-      `--grpc_python_out=${dir}`,
-      `--plugin=protoc-gen-grpc_python=${GRPC_PYTHON_PLUGIN}`,
-      'proto/sluice/v1/sluice.proto',
-    ],
-    { cwd: packageRoot, encoding: 'utf8' },
-  );
-  if (protoc.status !== 0) throw new Error(`protoc failed (${protoc.status}): ${protoc.stderr}`);
-  return dir;
-}
-
-/** The environment without anything that would send Python elsewhere (pyenv, proxies). */
-function pythonEnv(): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { ...process.env, PYTHONDONTWRITEBYTECODE: '1', PYTHONNOUSERSITE: '1' };
-  for (const name of ['PYTHONPATH', 'PYTHONHOME', 'http_proxy', 'https_proxy', 'HTTP_PROXY', 'HTTPS_PROXY', 'grpc_proxy', 'GRPC_PROXY']) delete env[name];
-  return env;
-}
+let step: (name: string) => Step;
 
 beforeAll(async () => {
-  stubs = generateStubs();
+  stubs = generatePythonStubs(['proto/sluice/v1/sluice.proto']);
   sidecar = await startSidecar(POLICY);
-  let stdout: string;
-  try {
-    ({ stdout } = await promisify(execFile)(PYTHON, [SCRIPT, sidecar.address, stubs], { env: pythonEnv(), timeout: 30_000 }));
-  } catch (err) {
-    const e = err as { stdout?: string; stderr?: string; message: string };
-    throw new Error(`client.py failed: ${e.message}\nstdout:\n${e.stdout}\nstderr:\n${e.stderr}`);
-  }
-  const lines = stdout.split('\n').filter((line) => line.trim() !== '').map((line) => JSON.parse(line) as Step);
-  steps = new Map(lines.map((line) => [line.step, line]));
+  step = await runPythonClient(SCRIPT, sidecar.address, stubs);
 });
 
 afterAll(async () => {
   await sidecar?.stop();
   if (stubs) rmSync(stubs, { recursive: true, force: true });
 });
-
-const step = (name: string): Step => {
-  const found = steps.get(name);
-  if (!found) throw new Error(`client.py printed no "${name}" step; printed: ${[...steps.keys()].join(', ')}`);
-  return found;
-};
 
 describe('a Python grpcio client with stubs generated from proto/', () => {
   it('ran against Debian python3-grpcio', () => {

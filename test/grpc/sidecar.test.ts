@@ -1,7 +1,7 @@
 // The built sidecar over real gRPC: what a caller sees from Acquire, Release and AcquireStream,
 // health, reflection, metrics and shutdown.
 import { once } from 'node:events';
-import { credentials, loadPackageDefinition, status } from '@grpc/grpc-js';
+import { credentials, loadPackageDefinition } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import { protoPath as healthProtoPath } from 'grpc-health-check';
 import { createRequire } from 'node:module';

@@ -1,0 +1,80 @@
+// A Python grpcio client (Debian's python3-grpcio, stubs generated at test time from the repo's
+// proto/envoy by Debian's protoc + grpc_python_plugin) calls ShouldRateLimit on the built sidecar,
+// as Envoy or any RLS client would.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { packageRoot } from '../../src/paths.js';
+import { generatePythonStubs, runPythonClient, type Step } from '../support/python.js';
+import { startSidecar, type SidecarProcess } from '../support/sidecar.js';
+import { configDir } from './support.js';
+
+const SCRIPT = join(packageRoot, 'test', 'envoy', 'python', 'client.py');
+
+const ENVOY_PROTOS = [
+  'proto/envoy/config/core/v3/base.proto',
+  'proto/envoy/type/v3/ratelimit_unit.proto',
+  'proto/envoy/extensions/common/ratelimit/v3/ratelimit.proto',
+  'proto/envoy/service/ratelimit/v3/rls.proto',
+];
+
+const DOMAIN = `
+domain: py
+descriptors:
+  - key: tenant
+    rate_limit: { unit: minute, requests_per_unit: 3, name: per-tenant }
+  - key: path
+    value: /health
+    rate_limit: { unlimited: true }
+`;
+
+let sidecar: SidecarProcess;
+let stubs: string;
+let step: (name: string) => Step;
+
+beforeAll(async () => {
+  stubs = generatePythonStubs(ENVOY_PROTOS);
+  sidecar = await startSidecar(`envoy:\n  config_dir: ${configDir({ 'py.yaml': DOMAIN })}\n  response_headers: true\n`);
+  step = await runPythonClient(SCRIPT, sidecar.address, stubs);
+});
+
+afterAll(async () => {
+  await sidecar?.stop();
+  if (stubs) rmSync(stubs, { recursive: true, force: true });
+});
+
+describe('a Python grpcio client with stubs generated from proto/envoy', () => {
+  it('ran against Debian python3-grpcio', () => {
+    expect(step('versions').grpc).toMatch(/^\d+\.\d+/);
+  });
+
+  it('gets one status per descriptor, with the limit, what remains, the reset, and headers', () => {
+    expect(step('first')).toEqual({
+      step: 'first',
+      overall_code: 'OK',
+      statuses: [
+        { code: 'OK', current_limit: { name: 'per-tenant', requests_per_unit: 3, unit: 'MINUTE' }, limit_remaining: 2, reset_seconds: expect.any(Number) },
+        { code: 'OK', current_limit: null, limit_remaining: 4294967295, reset_seconds: null },
+      ],
+      headers: { 'RateLimit-Limit': '3', 'RateLimit-Remaining': '2', 'RateLimit-Reset': expect.stringMatching(/^\d+$/) },
+    });
+  });
+
+  it('hits_addend counts that many; over the limit is OVER_LIMIT and charges nothing else', () => {
+    expect(step('second').statuses[0]).toMatchObject({ code: 'OK', limit_remaining: 0 });
+    expect(step('over')).toMatchObject({ overall_code: 'OVER_LIMIT', statuses: [{ code: 'OVER_LIMIT' }, { code: 'OK', limit_remaining: 3 }] });
+    // globex's grant in the denied request was given back (its status says what is left without
+    // it), and a hits_addend of 0 only checks.
+    expect(step('check').statuses[0]).toMatchObject({ code: 'OK', limit_remaining: 3 });
+  });
+
+  it('a limit override in the descriptor applies', () => {
+    expect(step('override').statuses[0]).toMatchObject({ code: 'OK', current_limit: { name: '', requests_per_unit: 7, unit: 'HOUR' }, limit_remaining: 6 });
+  });
+
+  it('an unknown domain limits nothing; bad requests are INVALID_ARGUMENT', () => {
+    expect(step('unknown_domain')).toMatchObject({ overall_code: 'OK', statuses: [{ code: 'OK', current_limit: null }] });
+    expect(step('empty_domain')).toMatchObject({ code: 'INVALID_ARGUMENT', details: expect.stringContaining('domain') });
+    expect(step('no_descriptors')).toMatchObject({ code: 'INVALID_ARGUMENT', details: expect.stringContaining('descriptors') });
+  });
+});

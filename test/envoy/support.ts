@@ -1,0 +1,42 @@
+// Helpers for the Envoy tests: a domain file parsed with default options, temporary config dirs.
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadEnvoyConfig, parseDomainFile, type Domain, type EnvoyConfig, type EnvoyOptions } from '../../src/envoy/config.js';
+
+export function options(overrides: Partial<EnvoyOptions> = {}): EnvoyOptions {
+  return {
+    configDir: '/nonexistent',
+    responseHeaders: false,
+    onStoreFailure: 'error',
+    lease: { enabled: true, maxFraction: 0.1, ttlMs: 1_000 },
+    ...overrides,
+  };
+}
+
+/** The domain of one file's text; throws with every problem when it does not load. */
+export function domainOf(yaml: string, opts: EnvoyOptions = options()): Domain {
+  const parsed = parseDomainFile(yaml, 'test.yaml', opts);
+  if (!parsed.ok) throw new Error(parsed.problems.join('\n'));
+  return parsed.value;
+}
+
+/** Every problem of one file's text (empty when it loads). */
+export function problemsOf(yaml: string): string[] {
+  const parsed = parseDomainFile(yaml, 'test.yaml', options());
+  return parsed.ok ? [] : parsed.problems;
+}
+
+/** A fresh directory holding these files. */
+export function configDir(files: Record<string, string>): string {
+  const dir = mkdtempSync(join(tmpdir(), 'sluice-envoy-'));
+  for (const [name, text] of Object.entries(files)) writeFileSync(join(dir, name), text);
+  return dir;
+}
+
+/** The config of a directory holding these files; throws with every problem when it does not load. */
+export function configOf(files: Record<string, string>, opts: Partial<EnvoyOptions> = {}): EnvoyConfig {
+  const loaded = loadEnvoyConfig(options({ ...opts, configDir: configDir(files) }));
+  if (!loaded.ok) throw new Error(loaded.problems.join('\n'));
+  return loaded.value;
+}

@@ -1,0 +1,188 @@
+// Faults with real processes: Redis killed under load and started again, Redis paused. Every
+// request must be answered within the store budget plus a margin, by the policy each resource
+// names; the sidecar must stay up with bounded memory, and the limit must hold after recovery.
+import { readFileSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connect, type AcquireResponse, type SluiceClient } from '../support/client.js';
+import { launchRedis, serverArgs, startRedis, type RedisProcess } from '../support/redis-server.js';
+import { startSidecar, type SidecarProcess } from '../support/sidecar.js';
+
+const BUDGET_MS = 50;
+// The machines are small and shared: a gRPC round trip alone can take tens of milliseconds.
+const MARGIN_MS = 450;
+
+const POLICY = `
+store:
+  timeout: ${BUDGET_MS}ms
+resources:
+  - name: open
+    keys: [tenant]
+    on_store_failure: open
+    limits: [{ name: daily, algorithm: fixed_window, rate: 1000000/1d }]
+  - name: closed
+    keys: [tenant]
+    on_store_failure: closed
+    limits: [{ name: daily, algorithm: fixed_window, rate: 1000000/1d }]
+  - name: local
+    keys: [tenant]
+    on_store_failure: local
+    lease: { enabled: false }
+    limits: [{ name: hourly, algorithm: fixed_window, rate: 40/1h }]
+`;
+
+interface Answer {
+  resource: string;
+  ms: number;
+  res: AcquireResponse;
+}
+
+/** Callers that keep asking until stopped, recording every answer and how long it took. */
+function load(client: SluiceClient, resources: string[], callersEach: number, tenant = 'load') {
+  const answers: Answer[] = [];
+  const errors: unknown[] = [];
+  let running = true;
+  const loops = resources.flatMap((resource) =>
+    Array.from({ length: callersEach }, async () => {
+      while (running) {
+        const started = performance.now();
+        try {
+          const res = await client.acquire({ resource, descriptors: { tenant } });
+          answers.push({ resource, ms: performance.now() - started, res });
+        } catch (err) {
+          errors.push(err);
+        }
+      }
+    }),
+  );
+  return {
+    answers,
+    errors,
+    /** Answers from now on. */
+    mark: () => answers.length,
+    async stop() {
+      running = false;
+      await Promise.all(loops);
+    },
+  };
+}
+
+async function until(check: () => boolean | Promise<boolean>, timeoutMs = 20_000): Promise<number> {
+  const started = Date.now();
+  while (!(await check())) {
+    if (Date.now() - started > timeoutMs) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return Date.now() - started;
+}
+
+/** A fresh Redis and a sidecar on it for the describe block; the Redis may be replaced by a test. */
+function sidecarOnRedis() {
+  const world = {} as { redis: RedisProcess; sidecar: SidecarProcess; client: SluiceClient };
+  beforeAll(async () => {
+    world.redis = await startRedis();
+    world.sidecar = await startSidecar(POLICY, { SLUICE_REDIS_URL: world.redis.url });
+    world.client = connect(world.sidecar.address);
+  });
+  afterAll(async () => {
+    world.client?.close();
+    await world.sidecar?.stop();
+    await world.redis?.stop();
+  });
+  return world;
+}
+
+function rssMb(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  return Number(/^VmRSS:\s+(\d+) kB/m.exec(status)![1]) / 1024;
+}
+
+describe('Redis killed under load, then started again', () => {
+  const world = sidecarOnRedis();
+
+  it('answers every request by policy within the budget, stays up, and holds the limit after recovery', async () => {
+    const traffic = load(world.client, ['open', 'closed'], 4);
+    await until(() => traffic.answers.length > 200);
+    expect(traffic.answers.every((a) => a.res.decided_by === 'STORE' || a.res.decided_by === 'LEASE')).toBe(true);
+    const rssBefore = rssMb(world.sidecar.child.pid!);
+
+    await world.redis.stop(); // kill -9
+    const outageStart = traffic.mark();
+    await until(() => traffic.answers.length > outageStart + 400);
+    // The local share of a fresh tenant: 40/h with one sidecar alive.
+    const local = [];
+    for (let i = 0; i < 45; i++) local.push(await world.client.acquire({ resource: 'local', descriptors: { tenant: 'outage' } }));
+    const during = traffic.answers.slice(outageStart + 20); // past the calls already under way
+    const slowest = Math.max(...during.map((a) => a.ms));
+
+    const port = world.redis.port;
+    world.redis = await launchRedis({ port, args: serverArgs(port) });
+    const recoveryMs = await until(() => {
+      const last = traffic.answers.slice(-8);
+      return last.length === 8 && last.every((a) => a.res.decided_by === 'STORE' || a.res.decided_by === 'LEASE');
+    });
+    await traffic.stop();
+
+    expect(traffic.errors).toEqual([]);
+    expect(world.sidecar.child.exitCode).toBeNull();
+    expect(slowest).toBeLessThan(BUDGET_MS + MARGIN_MS);
+    for (const a of during) {
+      if (a.resource === 'open') expect(a.res).toMatchObject({ granted: true, decided_by: expect.stringMatching(/^(FAIL_OPEN|LEASE)$/) });
+      else expect(a.res.decided_by === 'LEASE' ? a.res.granted : !a.res.granted && a.res.decided_by === 'FAIL_CLOSED').toBe(true);
+    }
+    expect(during.filter((a) => a.res.decided_by === 'FAIL_OPEN').length).toBeGreaterThan(0);
+    expect(during.filter((a) => a.res.decided_by === 'FAIL_CLOSED').length).toBeGreaterThan(0);
+    expect(local.filter((d) => d.granted).length).toBe(40);
+    expect(local.every((d) => d.decided_by === 'LOCAL_FALLBACK')).toBe(true);
+    expect(rssMb(world.sidecar.child.pid!)).toBeLessThan(rssBefore + 64);
+    expect(recoveryMs).toBeLessThan(15_000);
+
+    // Back on Redis, the limit holds for a key asked far beyond it.
+    const after = await Promise.all(Array.from({ length: 60 }, () => world.client.acquire({ resource: 'local', descriptors: { tenant: 'after' } })));
+    expect(after.filter((d) => d.granted).length).toBe(40);
+    expect(after.every((d) => d.decided_by === 'STORE')).toBe(true);
+  });
+});
+
+describe('Redis paused', () => {
+  const world = sidecarOnRedis();
+
+  it('CLIENT PAUSE: answers by policy within the budget while Redis does not answer, then recovers', async () => {
+    const traffic = load(world.client, ['open', 'closed'], 4, 'pause');
+    await until(() => traffic.answers.length > 100);
+    const inspector = world.redis.client.duplicate();
+    await inspector.call('CLIENT', 'PAUSE', '2000', 'ALL');
+    const pauseStart = traffic.mark();
+    await until(() => traffic.answers.length > pauseStart + 200);
+    const during = traffic.answers.slice(pauseStart + 20);
+    await until(() => {
+      const last = traffic.answers.slice(-8);
+      return last.length === 8 && last.every((a) => a.res.decided_by === 'STORE' || a.res.decided_by === 'LEASE');
+    });
+    await traffic.stop();
+    inspector.disconnect();
+
+    expect(traffic.errors).toEqual([]);
+    expect(Math.max(...during.map((a) => a.ms))).toBeLessThan(BUDGET_MS + MARGIN_MS);
+    expect(during.some((a) => a.res.decided_by === 'FAIL_OPEN' && a.res.granted)).toBe(true);
+    expect(during.some((a) => a.res.decided_by === 'FAIL_CLOSED' && !a.res.granted)).toBe(true);
+  });
+
+  it('SIGSTOP: the same while the process is frozen with its connections open', async () => {
+    const traffic = load(world.client, ['open', 'closed'], 4, 'stop');
+    await until(() => traffic.answers.length > 100);
+    world.redis.pause();
+    const pauseStart = traffic.mark();
+    await until(() => traffic.answers.length > pauseStart + 200);
+    world.redis.resume();
+    const during = traffic.answers.slice(pauseStart + 20, pauseStart + 200);
+    await until(() => {
+      const last = traffic.answers.slice(-8);
+      return last.length === 8 && last.every((a) => a.res.decided_by === 'STORE' || a.res.decided_by === 'LEASE');
+    });
+    await traffic.stop();
+
+    expect(traffic.errors).toEqual([]);
+    expect(Math.max(...during.map((a) => a.ms))).toBeLessThan(BUDGET_MS + MARGIN_MS);
+    expect(during.every((a) => a.res.decided_by !== 'STORE')).toBe(true);
+  });
+});
