@@ -1,9 +1,9 @@
 // Faults with real processes: Redis killed under load and started again, Redis paused. Every
 // request must be answered within the store budget plus a margin, by the policy each resource
 // names; the sidecar must stay up with bounded memory, and the limit must hold after recovery.
-import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connect, type AcquireResponse, type SluiceClient } from '../support/client.js';
+import { connect, type SluiceClient } from '../support/client.js';
+import { byStore, load, rssMb, storeDecidesAgain, until } from '../support/load.js';
 import { launchRedis, serverArgs, startRedis, type RedisProcess } from '../support/redis-server.js';
 import { startSidecar, type SidecarProcess } from '../support/sidecar.js';
 
@@ -30,51 +30,6 @@ resources:
     limits: [{ name: hourly, algorithm: fixed_window, rate: 40/1h }]
 `;
 
-interface Answer {
-  resource: string;
-  ms: number;
-  res: AcquireResponse;
-}
-
-/** Callers that keep asking until stopped, recording every answer and how long it took. */
-function load(client: SluiceClient, resources: string[], callersEach: number, tenant = 'load') {
-  const answers: Answer[] = [];
-  const errors: unknown[] = [];
-  let running = true;
-  const loops = resources.flatMap((resource) =>
-    Array.from({ length: callersEach }, async () => {
-      while (running) {
-        const started = performance.now();
-        try {
-          const res = await client.acquire({ resource, descriptors: { tenant } });
-          answers.push({ resource, ms: performance.now() - started, res });
-        } catch (err) {
-          errors.push(err);
-        }
-      }
-    }),
-  );
-  return {
-    answers,
-    errors,
-    /** Answers from now on. */
-    mark: () => answers.length,
-    async stop() {
-      running = false;
-      await Promise.all(loops);
-    },
-  };
-}
-
-async function until(check: () => boolean | Promise<boolean>, timeoutMs = 20_000): Promise<number> {
-  const started = Date.now();
-  while (!(await check())) {
-    if (Date.now() - started > timeoutMs) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  return Date.now() - started;
-}
-
 /** A fresh Redis and a sidecar on it for the describe block; the Redis may be replaced by a test. */
 function sidecarOnRedis() {
   const world = {} as { redis: RedisProcess; sidecar: SidecarProcess; client: SluiceClient };
@@ -91,10 +46,6 @@ function sidecarOnRedis() {
   return world;
 }
 
-function rssMb(pid: number): number {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  return Number(/^VmRSS:\s+(\d+) kB/m.exec(status)![1]) / 1024;
-}
 
 describe('Redis killed under load, then started again', () => {
   const world = sidecarOnRedis();
@@ -102,7 +53,7 @@ describe('Redis killed under load, then started again', () => {
   it('answers every request by policy within the budget, stays up, and holds the limit after recovery', async () => {
     const traffic = load(world.client, ['open', 'closed'], 4);
     await until(() => traffic.answers.length > 200);
-    expect(traffic.answers.every((a) => a.res.decided_by === 'STORE' || a.res.decided_by === 'LEASE')).toBe(true);
+    expect(traffic.answers.every((a) => byStore(a.res))).toBe(true);
     const rssBefore = rssMb(world.sidecar.child.pid!);
 
     await world.redis.stop(); // kill -9
@@ -116,10 +67,7 @@ describe('Redis killed under load, then started again', () => {
 
     const port = world.redis.port;
     world.redis = await launchRedis({ port, args: serverArgs(port) });
-    const recoveryMs = await until(() => {
-      const last = traffic.answers.slice(-8);
-      return last.length === 8 && last.every((a) => a.res.decided_by === 'STORE' || a.res.decided_by === 'LEASE');
-    });
+    const recoveryMs = await until(() => storeDecidesAgain(traffic.answers));
     await traffic.stop();
 
     expect(traffic.errors).toEqual([]);
@@ -154,10 +102,7 @@ describe('Redis paused', () => {
     const pauseStart = traffic.mark();
     await until(() => traffic.answers.length > pauseStart + 200);
     const during = traffic.answers.slice(pauseStart + 20);
-    await until(() => {
-      const last = traffic.answers.slice(-8);
-      return last.length === 8 && last.every((a) => a.res.decided_by === 'STORE' || a.res.decided_by === 'LEASE');
-    });
+    await until(() => storeDecidesAgain(traffic.answers));
     await traffic.stop();
     inspector.disconnect();
 
@@ -175,10 +120,7 @@ describe('Redis paused', () => {
     await until(() => traffic.answers.length > pauseStart + 200);
     world.redis.resume();
     const during = traffic.answers.slice(pauseStart + 20, pauseStart + 200);
-    await until(() => {
-      const last = traffic.answers.slice(-8);
-      return last.length === 8 && last.every((a) => a.res.decided_by === 'STORE' || a.res.decided_by === 'LEASE');
-    });
+    await until(() => storeDecidesAgain(traffic.answers));
     await traffic.stop();
 
     expect(traffic.errors).toEqual([]);

@@ -1,0 +1,67 @@
+// Load for fault tests: callers that keep asking through a sidecar and record every answer and
+// how long it took, so a test can check what happened while it broke something.
+import { readFileSync } from 'node:fs';
+import type { AcquireResponse, SluiceClient } from './client.js';
+
+export interface Answer {
+  resource: string;
+  ms: number;
+  res: AcquireResponse;
+}
+
+/** Callers that keep asking until stopped, recording every answer and how long it took. */
+export function load(client: SluiceClient, resources: string[], callersEach: number, tenant = 'load') {
+  const answers: Answer[] = [];
+  const errors: unknown[] = [];
+  let running = true;
+  const loops = resources.flatMap((resource) =>
+    Array.from({ length: callersEach }, async () => {
+      while (running) {
+        const started = performance.now();
+        try {
+          const res = await client.acquire({ resource, descriptors: { tenant } });
+          answers.push({ resource, ms: performance.now() - started, res });
+        } catch (err) {
+          errors.push(err);
+        }
+      }
+    }),
+  );
+  return {
+    answers,
+    errors,
+    /** Answers from now on. */
+    mark: () => answers.length,
+    async stop() {
+      running = false;
+      await Promise.all(loops);
+    },
+  };
+}
+
+/** Polls until the check holds; resolves with how long that took. */
+export async function until(check: () => boolean | Promise<boolean>, timeoutMs = 20_000): Promise<number> {
+  const started = Date.now();
+  while (!(await check())) {
+    if (Date.now() - started > timeoutMs) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return Date.now() - started;
+}
+
+/** The resident memory of a process, in MB. */
+export function rssMb(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  return Number(/^VmRSS:\s+(\d+) kB/m.exec(status)![1]) / 1024;
+}
+
+/** Decided by the store itself (directly or from a lease), not by a failure policy. */
+export function byStore(res: AcquireResponse): boolean {
+  return res.decided_by === 'STORE' || res.decided_by === 'LEASE';
+}
+
+/** The last few answers all came from the store again. */
+export function storeDecidesAgain(answers: readonly Answer[], last = 8): boolean {
+  const tail = answers.slice(-last);
+  return tail.length === last && tail.every((a) => byStore(a.res));
+}
