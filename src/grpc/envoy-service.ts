@@ -1,18 +1,14 @@
 // envoy.service.ratelimit.v3.RateLimitService: Envoy's wire messages in, sluice's Envoy limiter
 // (src/envoy) in the middle, Envoy's wire messages out. No decision logic lives here.
 import { status, type ServerUnaryCall, type sendUnaryData, type UntypedServiceImplementation } from '@grpc/grpc-js';
-import { loadSync, type PackageDefinition } from '@grpc/proto-loader';
 import type { Decider } from '../decide/decider.js';
 import type { Metrics } from '../admin/metrics.js';
 import type { EnvoyConfig } from '../envoy/config.js';
 import { EnvoyStoreError, shouldRateLimit, type EnvoyAnswer, type EnvoyDescriptor, type EnvoyRequest } from '../envoy/limiter.js';
 import { UNIT_SECONDS, unitFromWire } from '../envoy/units.js';
-import { LOADER_OPTIONS } from './proto.js';
 import { invalid, RequestError } from './request-error.js';
 
 export const ENVOY_SERVICE = 'envoy.service.ratelimit.v3.RateLimitService';
-
-export const envoyPackage: PackageDefinition = loadSync('envoy/service/ratelimit/v3/rls.proto', LOADER_OPTIONS);
 
 /** Caps on one request, so memory stays bounded whatever a caller sends. */
 export const MAX_DOMAIN_BYTES = 256;

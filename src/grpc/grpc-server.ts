@@ -2,9 +2,9 @@
 import { Server, ServerCredentials } from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
 import { ReflectionService } from '@grpc/reflection';
-import { serviceOf, sluicePackage } from './proto.js';
+import { servedPackage, serviceOf } from './proto.js';
 import { sluiceService, type ServiceContext } from './sluice-service.js';
-import { ENVOY_SERVICE, envoyPackage, envoyService } from './envoy-service.js';
+import { ENVOY_SERVICE, envoyService } from './envoy-service.js';
 import type { EnvoyConfig } from '../envoy/config.js';
 
 export const SLUICE_SERVICE = 'sluice.v1.RateLimiter';
@@ -26,14 +26,14 @@ export async function startGrpcServer(listen: string, ctx: ServiceContext, envoy
     // A sidecar's callers are on the same host; keep messages small and connections cheap.
     'grpc.max_receive_message_length': 64 * 1024,
   });
-  server.addService(serviceOf(sluicePackage, SLUICE_SERVICE), sluiceService(ctx));
+  server.addService(serviceOf(servedPackage, SLUICE_SERVICE), sluiceService(ctx));
   server.addService(
-    serviceOf(envoyPackage, ENVOY_SERVICE),
+    serviceOf(servedPackage, ENVOY_SERVICE),
     envoyService({ decider: ctx.decider, metrics: ctx.metrics, warn: ctx.warn, config: envoyConfig ?? (() => null) }),
   );
   const health = new HealthImplementation({ '': 'SERVING', [SLUICE_SERVICE]: 'SERVING', [ENVOY_SERVICE]: 'SERVING' });
   health.addToServer(server);
-  new ReflectionService({ ...sluicePackage, ...envoyPackage }).addToServer(server);
+  new ReflectionService(servedPackage).addToServer(server);
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(listen, ServerCredentials.createInsecure(), (err, bound) => (err ? reject(err) : resolve(bound)));
   });

@@ -14,6 +14,12 @@ export const LOADER_OPTIONS: Options = {
 
 export const sluicePackage: PackageDefinition = loadSync('sluice/v1/sluice.proto', LOADER_OPTIONS);
 
+/**
+ * Every contract the server serves, loaded together: reflection resolves the imports they share
+ * (google/protobuf/*) only within one package definition.
+ */
+export const servedPackage: PackageDefinition = loadSync(['sluice/v1/sluice.proto', 'envoy/service/ratelimit/v3/rls.proto'], LOADER_OPTIONS);
+
 export function serviceOf(pkg: PackageDefinition, name: string): ServiceDefinition {
   const grpcObject: GrpcObject = loadPackageDefinition(pkg);
   let node: any = grpcObject;

@@ -2,9 +2,9 @@
 // hand with data-plane-api's field numbers decodes through proto/envoy, and a RateLimitResponse
 // encoded through proto/envoy carries data-plane-api's field numbers and wire types.
 import { describe, expect, it } from 'vitest';
-import { envoyPackage } from '../../src/grpc/envoy-service.js';
+import { servedPackage } from '../../src/grpc/proto.js';
 
-const method = (envoyPackage['envoy.service.ratelimit.v3.RateLimitService'] as any).ShouldRateLimit;
+const method = (servedPackage['envoy.service.ratelimit.v3.RateLimitService'] as any).ShouldRateLimit;
 
 /** Tag byte(s), then the payload: field numbers here are data-plane-api's. */
 const bytes = (text: string) => Buffer.from(text.replace(/\s+/g, ''), 'hex');
