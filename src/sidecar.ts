@@ -58,6 +58,7 @@ export async function startSidecar(policy: Policy, log: Logger): Promise<Sidecar
   let decider: Decider | null = null;
   const metrics = new Metrics({
     permits: () => decider?.permits.size ?? 0,
+    permitsEvicted: () => decider?.permits.evicted ?? 0,
     leases: () => leases?.figures ?? null,
     storeUp: () => (guarded ? (guarded.available ? 1 : 0) : 1),
   });

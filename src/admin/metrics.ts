@@ -32,7 +32,7 @@ export class Metrics {
     registers: [this.registry],
   });
 
-  constructor(gauges: { permits: () => number; leases: () => LeaseFigures | null; storeUp: () => number }) {
+  constructor(gauges: { permits: () => number; permitsEvicted: () => number; leases: () => LeaseFigures | null; storeUp: () => number }) {
     collectDefaultMetrics({ register: this.registry, prefix: 'sluice_' });
     const inFlight = () => this.inFlight;
     new Gauge({
@@ -56,6 +56,7 @@ export class Metrics {
       const figures = gauges.leases();
       return figures ? pick(figures) : 0;
     };
+    counterOf(this.registry, 'sluice_permits_evicted_total', 'Permits dropped before they expired to keep the permit table bounded', gauges.permitsEvicted);
     gaugeOf(this.registry, 'sluice_store_up', '1 while the store answers (circuit closed), 0 while decisions follow on_store_failure', gauges.storeUp);
     gaugeOf(this.registry, 'sluice_lease_units_held', 'Units held in local leases: the most budget leasing can strand', lease((f) => f.held));
     counterOf(this.registry, 'sluice_lease_units_returned_total', 'Leased units given back to the store', lease((f) => f.returned));

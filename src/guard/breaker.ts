@@ -3,36 +3,27 @@
 
 export class Breaker {
   private failures = 0;
-  /** Local time it opened; -1 while closed. */
-  private openedAt = -1;
+  private open = false;
 
-  constructor(
-    private readonly failuresToOpen: number,
-    private readonly now: () => number = Date.now,
-  ) {}
+  constructor(private readonly failuresToOpen: number) {}
 
   get isOpen(): boolean {
-    return this.openedAt >= 0;
-  }
-
-  /** How long it has been open, 0 while closed. */
-  openForMs(): number {
-    return this.openedAt < 0 ? 0 : this.now() - this.openedAt;
+    return this.open;
   }
 
   /** True when this success closed it. */
   success(): boolean {
     this.failures = 0;
-    if (this.openedAt < 0) return false;
-    this.openedAt = -1;
+    if (!this.open) return false;
+    this.open = false;
     return true;
   }
 
   /** True when this failure opened it. */
   failure(): boolean {
     this.failures++;
-    if (this.openedAt >= 0 || this.failures < this.failuresToOpen) return false;
-    this.openedAt = this.now();
+    if (this.open || this.failures < this.failuresToOpen) return false;
+    this.open = true;
     return true;
   }
 }

@@ -12,7 +12,6 @@ export interface GuardOptions {
   failuresToOpen: number;
   /** How often the probe asks the store while the circuit is open. */
   probeEveryMs: number;
-  now?: () => number;
   /** Told about every failure (for throttled logs and counters). */
   onFailure?: (err: StoreUnavailable) => void;
   /** Told when the circuit opens (true) or closes (false). */
@@ -29,7 +28,7 @@ export class GuardedStore implements Store {
     private readonly inner: Store,
     private readonly options: GuardOptions,
   ) {
-    this.breaker = new Breaker(options.failuresToOpen, options.now);
+    this.breaker = new Breaker(options.failuresToOpen);
   }
 
   /** The store is answering (the circuit is closed). */

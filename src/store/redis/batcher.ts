@@ -16,8 +16,6 @@ interface Pending {
 export class ScriptBatcher {
   private queue: Pending[] = [];
   private scheduled = false;
-  /** Pipelines written, for tests and figures. */
-  flushes = 0;
 
   /** `client` has the commands defined with defineCommand. */
   constructor(private readonly client: Redis) {}
@@ -36,7 +34,6 @@ export class ScriptBatcher {
     const batch = this.queue;
     this.queue = [];
     this.scheduled = false;
-    this.flushes++;
     const pipeline = this.client.pipeline() as unknown as Record<string, (...args: Args) => unknown> & { exec(): Promise<[Error | null, unknown][] | null> };
     for (const pending of batch) pipeline[pending.command]!(...pending.args);
     pipeline.exec().then(
