@@ -13,7 +13,8 @@ import { startSluiceProcess, type Child } from './children.js';
 import { openClients, type RateLimiterClient, type WireRequest, type WireResponse } from './grpc-load.js';
 import { accuracyPolicy, type AccuracyLimits } from './policies.js';
 import { cpuSeconds, rssMb } from './process-stats.js';
-import { redisTimeMs } from './redis-stats.js';
+import { commandCalls, commandsBetween, redisTimeMs } from './redis-stats.js';
+import { commandFigures, type RedisCommandFigures } from './scenario.js';
 
 export interface AccuracyOptions {
   /** Where the sidecars find Redis (possibly through the delay proxy). */
@@ -62,6 +63,12 @@ export interface PhaseResult {
   ideal: number;
   /** granted / ideal. */
   ofIdeal: number;
+  /**
+   * Redis work over the phase (all four sidecars, heartbeats and lease give-backs included), per
+   * granted request: `callsPerGrant` counts top-level calls (EVALSHA/EVAL and other client
+   * commands), `perGrant` every command, those run inside scripts included.
+   */
+  redisCommands: RedisCommandFigures;
 }
 
 export interface AccuracyResult {
@@ -181,6 +188,7 @@ async function runPhase(phase: Phase, clients: RateLimiterClient[], options: Acc
   const tat = new Float64Array(phase.keys).fill(-Infinity);
   let ideal = 0;
 
+  const callsBefore = await commandCalls(options.stats);
   const startedAt = await redisTimeMs(options.stats);
   const t0 = performance.now();
   await new Promise<void>((resolve) => {
@@ -209,6 +217,9 @@ async function runPhase(phase: Phase, clients: RateLimiterClient[], options: Acc
   const timedOut = await Promise.race([answeredAll.then(() => false), sleep(30_000).then(() => true)]);
   const endedAt = await redisTimeMs(options.stats);
   for (const s of streams) s.end();
+  // Leases idle for 300 ms go back to Redis: count those give-backs with the phase.
+  await sleep(GIVE_BACK_MS);
+  const commands = commandsBetween(callsBefore, await commandCalls(options.stats));
 
   const elapsedS = (endedAt - startedAt) / 1000;
   const allowed = phase.keys * (phase.burst + phase.ratePerS * elapsedS);
@@ -230,7 +241,11 @@ async function runPhase(phase: Phase, clients: RateLimiterClient[], options: Acc
     utilisation: round(counts.granted / allowed),
     ideal,
     ofIdeal: round(counts.granted / ideal),
+    redisCommands: commandFigures(commands, counts.granted + counts.denied, counts.granted),
   };
 }
+
+/** After a phase, how long to wait for the sidecars to give idle leases back (idle after 300 ms). */
+const GIVE_BACK_MS = 500;
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms).unref());

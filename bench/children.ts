@@ -48,6 +48,8 @@ export interface Child {
   pid: number;
   /** host:port from its "listening" log line. */
   address: string;
+  /** The admin HTTP host:port from the same line (sluice only); null when there is none. */
+  admin: string | null;
   /** SIGTERM, then SIGKILL if it has not exited within graceMs. */
   stop(graceMs?: number): Promise<void>;
 }
@@ -76,6 +78,7 @@ export async function startListening(
   const lines = createInterface({ input: child.stdout! });
   try {
     let onExit: (code: number | null, signal: string | null) => void = () => undefined;
+    let admin: string | null = null;
     const address = await new Promise<string>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`${name} did not report listening within 30 s:\n${stderr}`)), 30_000);
       onExit = (code, signal) => {
@@ -85,9 +88,10 @@ export async function startListening(
       child.once('exit', onExit);
       lines.on('line', (line) => {
         try {
-          const entry = JSON.parse(line) as { msg?: string; address?: string };
+          const entry = JSON.parse(line) as { msg?: string; address?: string; admin?: string | null };
           if (entry.msg === 'listening' && entry.address) {
             clearTimeout(timer);
+            admin = entry.admin ?? null;
             resolve(entry.address);
           }
         } catch {
@@ -103,6 +107,7 @@ export async function startListening(
       name,
       pid: child.pid!,
       address,
+      admin,
       async stop(graceMs = 3_000) {
         if (child.exitCode !== null || child.signalCode !== null) return;
         child.kill('SIGTERM');

@@ -51,7 +51,13 @@ function count(tally: Record<string, number>, key: string): void {
   tally[key] = (tally[key] ?? 0) + 1;
 }
 
-export async function unaryTarget(address: string, channels: number, request: WireRequest): Promise<Target> {
+/** `onAnswer`, if given, sees the decided_by of every answer as it arrives (the outage run times on it). */
+export async function unaryTarget(
+  address: string,
+  channels: number,
+  request: WireRequest,
+  onAnswer?: (decidedBy: string) => void,
+): Promise<Target> {
   const clients = await openClients(address, channels);
   const decidedBy: Record<string, number> = {};
   const callbacks: Callback[] = [];
@@ -60,6 +66,7 @@ export async function unaryTarget(address: string, channels: number, request: Wi
     (callbacks[slot] ??= (err, res) => {
       if (err) return complete(slot, FAILED);
       count(decidedBy, res.decided_by);
+      onAnswer?.(res.decided_by);
       complete(slot, res.granted ? GRANTED : DENIED);
     });
   return {

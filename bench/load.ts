@@ -137,3 +137,82 @@ export function runLoad(target: Target, options: LoadOptions): Promise<LoadResul
     for (let slot = 0; slot < concurrency; slot++) issue(slot);
   });
 }
+
+/** A closed loop that runs until stopped, measured in consecutive windows (see startLoad). */
+export interface RunningLoad {
+  /** The figures since the previous take (or the start); the next window starts now. */
+  take(): LoadResult;
+  /** Stops issuing; resolves with the requests still unanswered after drainMs (0 when all were). */
+  stop(drainMs?: number): Promise<number>;
+}
+
+/**
+ * Like runLoad, but open-ended: `concurrency` requests in flight until stop(), while the caller
+ * does something to the system under test (kills its Redis) and takes the figures of each stretch.
+ * A request is counted in the window in which it is answered.
+ */
+export function startLoad(target: Target, concurrency: number): RunningLoad {
+  const startedAt = new Float64Array(concurrency);
+  let window = newWindow();
+  let inFlight = 0;
+  let stopping = false;
+  let drained: () => void = () => undefined;
+
+  const issue = (slot: number) => {
+    if (stopping) return;
+    inFlight++;
+    startedAt[slot] = performance.now();
+    target.issue(slot);
+  };
+  target.bind((slot, outcome) => {
+    const now = performance.now();
+    inFlight--;
+    if (!stopping) {
+      window.lastAnswer = now;
+      window.counts[outcome]!++;
+      if (outcome !== FAILED) window.latencies.record((now - startedAt[slot]!) * 1000);
+      if (outcome === FAILED) setTimeout(issue, 10, slot);
+      else issue(slot);
+    } else if (inFlight === 0) {
+      drained();
+    }
+  });
+  for (let slot = 0; slot < concurrency; slot++) issue(slot);
+
+  return {
+    take() {
+      const w = window;
+      window = newWindow();
+      const elapsedS = Math.max(0, (w.lastAnswer - w.t0) / 1000);
+      const decisions = w.counts[GRANTED]! + w.counts[DENIED]!;
+      return {
+        decisions,
+        granted: w.counts[GRANTED]!,
+        denied: w.counts[DENIED]!,
+        failed: w.counts[FAILED]!,
+        elapsedS,
+        decisionsPerS: elapsedS > 0 ? decisions / elapsedS : 0,
+        latencyUs: w.latencies.summary(),
+        unfinished: 0,
+      };
+    },
+    async stop(drainMs = 5_000) {
+      stopping = true;
+      if (inFlight > 0) {
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, drainMs);
+          drained = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+      }
+      return inFlight;
+    },
+  };
+}
+
+function newWindow() {
+  const t0 = performance.now();
+  return { t0, lastAnswer: t0, counts: [0, 0, 0], latencies: new Latencies(1 << 18) };
+}

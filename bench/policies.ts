@@ -28,6 +28,50 @@ resources:
 `;
 }
 
+/**
+ * The outage scenario: the hot key on a Redis of its own, leases on, failing open, and sluice's
+ * default store timeout (20ms), not the 1 s of the load policies: this scenario is about what that
+ * deadline and the circuit breaker do when Redis dies.
+ */
+export function outagePolicy(redisUrl: string): string {
+  return `server:
+  shutdown_grace: 2s
+store:
+  redis: { url: "${redisUrl}", prefix: bench }
+  timeout: 20ms
+resources:
+  - name: bench
+    keys: [tenant]
+    on_store_failure: open
+    lease: ${LEASE_ON}
+    limits:
+      - { name: rps, algorithm: token_bucket, rate: 1000000/1s }
+`;
+}
+
+/** A key of the memory run: 100,000 of them, each asked a few times. */
+export const MEMORY_RESOURCE = 'mem';
+
+/**
+ * The memory run: many distinct keys through one sidecar, leases on (Redis) or the embedded
+ * store (redisUrl null). Each key's limit (10/1m, burst 10) is above the few requests it gets, so
+ * all are granted, and slow enough to refill that every key is still in Redis when the run ends.
+ */
+export function memoryPolicy(redisUrl: string | null): string {
+  const store = redisUrl === null ? '' : `  redis: { url: "${redisUrl}", prefix: mem }\n`;
+  return `server:
+  shutdown_grace: 2s
+store:
+${store}  timeout: 1s
+resources:
+  - name: ${MEMORY_RESOURCE}
+    keys: [tenant]
+    lease: ${LEASE_ON}
+    limits:
+      - { name: rpm, algorithm: token_bucket, rate: 10/1m }
+`;
+}
+
 export interface AccuracyLimits {
   hot: { ratePerS: number; burst: number };
   many: { ratePerMin: number; burst: number };

@@ -41,6 +41,17 @@ export function rssMb(pid: number): number {
   }
 }
 
+/** Peak resident set size in MB over the process's life (VmHWM); NaN if the process is gone. */
+export function peakRssMb(pid: number): number {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const match = /^VmHWM:\s+(\d+)\s+kB/m.exec(status);
+    return match ? Number(match[1]) / 1024 : NaN;
+  } catch {
+    return NaN;
+  }
+}
+
 /** CPU seconds of this process (the load generator, and the peers it runs in-process). */
 export function ownCpuSeconds(): number {
   const { user, system } = process.cpuUsage();

@@ -3,7 +3,7 @@
 import type { Redis } from 'ioredis';
 import { runLoad, type LatencySummary, type Target } from './load.js';
 import { cpuSeconds, ownCpuSeconds, rssMb } from './process-stats.js';
-import { commandCalls, commandsBetween, type CommandCalls } from './redis-stats.js';
+import { commandCalls, commandsBetween, type CommandCalls, type CommandDelta } from './redis-stats.js';
 
 export type Api = 'unary' | 'stream' | 'in-process';
 
@@ -43,7 +43,7 @@ export interface ScenarioResult {
   elapsedS: number;
   decisionsPerS: number;
   latencyUs: LatencySummary;
-  redisCommands: { total: number; perDecision: number; perDecisionByCommand: CommandCalls };
+  redisCommands: RedisCommandFigures;
   /** The server process (floor or sidecar): CPU seconds over the measured run, RSS after it. */
   server: { cpuS: number; rssMb: number } | null;
   loadGeneratorCpuS: number;
@@ -52,7 +52,38 @@ export interface ScenarioResult {
   decidedBy: Record<string, number>;
 }
 
+/**
+ * Redis work per decision, from INFO commandstats. `calls` are the top-level calls clients sent
+ * (EVALSHA/EVAL and other client commands); `total` is every command Redis ran, those run inside
+ * scripts included. Per grant divides by granted decisions only.
+ */
+export interface RedisCommandFigures {
+  total: number;
+  calls: number;
+  perDecision: number;
+  callsPerDecision: number;
+  perGrant: number;
+  callsPerGrant: number;
+  perDecisionByCommand: CommandCalls;
+}
+
 const round = (x: number, places = 3) => Math.round(x * 10 ** places) / 10 ** places;
+
+/** The figures for `delta` over `decisions` answers of which `granted` were grants. */
+export function commandFigures(delta: CommandDelta, decisions: number, granted: number): RedisCommandFigures {
+  const per = (n: number, d: number) => (d > 0 ? round(n / d, 6) : NaN);
+  const perDecisionByCommand: CommandCalls = {};
+  for (const [command, n] of Object.entries(delta.byCommand)) perDecisionByCommand[command] = per(n, decisions);
+  return {
+    total: delta.total,
+    calls: delta.calls,
+    perDecision: per(delta.total, decisions),
+    callsPerDecision: per(delta.calls, decisions),
+    perGrant: per(delta.total, granted),
+    callsPerGrant: per(delta.calls, granted),
+    perDecisionByCommand,
+  };
+}
 
 export async function measureScenario(spec: ScenarioSpec, probes: Probes, shape: LoadShape): Promise<ScenarioResult> {
   const name = spec.api === 'in-process' ? spec.system : `${spec.system} ${spec.api}`;
@@ -71,9 +102,6 @@ export async function measureScenario(spec: ScenarioSpec, probes: Probes, shape:
   const cpuAfter = cpu();
   const calls = commandsBetween(callsBefore, await commandCalls(probes.stats));
 
-  const perDecision = (n: number) => (load.decisions > 0 ? round(n / load.decisions, 4) : NaN);
-  const perDecisionByCommand: CommandCalls = {};
-  for (const [command, n] of Object.entries(calls.byCommand)) perDecisionByCommand[command] = perDecision(n);
   return {
     name,
     system: spec.system,
@@ -83,7 +111,7 @@ export async function measureScenario(spec: ScenarioSpec, probes: Probes, shape:
     decisionsPerS: round(load.decisionsPerS, 1),
     elapsedS: round(load.elapsedS),
     latencyUs: mapValues(load.latencyUs, (x) => round(x, 1)),
-    redisCommands: { total: calls.total, perDecision: perDecision(calls.total), perDecisionByCommand },
+    redisCommands: commandFigures(calls, load.decisions, load.granted),
     server: spec.serverPid ? { cpuS: round(cpuAfter.server - cpuBefore.server, 2), rssMb: round(rssMb(spec.serverPid), 1) } : null,
     loadGeneratorCpuS: round(cpuAfter.own - cpuBefore.own, 2),
     redisCpuS: round(cpuAfter.redis - cpuBefore.redis, 2),

@@ -1,6 +1,8 @@
 // Plain-text tables for stdout.
 import type { AccuracyResult } from './accuracy.js';
 import type { Machine } from './machine.js';
+import type { MemoryResult } from './memory.js';
+import type { OutageResult } from './outage.js';
 import { floorRatios, leaseVsPeers } from './ratios.js';
 import type { ScenarioResult } from './scenario.js';
 
@@ -32,7 +34,8 @@ const SCENARIO_HEADER = [
   'decisions/s',
   'p50 µs',
   'p99 µs',
-  'cmds/decision',
+  'calls/grant',
+  'cmds/grant',
   'CPU s',
   'CPU µs/dec',
   'RSS MB',
@@ -51,7 +54,8 @@ export function scenarioTable(pass: readonly ScenarioResult[]): string {
       fmt(r.decisionsPerS),
       fmt(r.latencyUs.p50),
       fmt(r.latencyUs.p99),
-      fmt(r.redisCommands.perDecision, 2),
+      fmt(r.redisCommands.callsPerGrant, 4),
+      fmt(r.redisCommands.perGrant, 4),
       fmt(r.server?.cpuS, 2),
       fmt(r.server && r.decisions > 0 ? (r.server.cpuS / r.decisions) * 1e6 : null, 1),
       fmt(r.server?.rssMb, 1),
@@ -93,9 +97,27 @@ export function accuracyTable(result: AccuracyResult): string {
     fmt(p.ideal),
     fmt(p.ofIdeal, 3),
     fmt(p.failed),
+    fmt(p.redisCommands.callsPerGrant, 4),
+    fmt(p.redisCommands.perGrant, 4),
   ]);
   const table = renderTable(
-    ['phase', 'limit', 'demand/s', 'elapsed s', 'sent', 'granted', 'allowed', 'overshoot', 'overshoot %', 'utilisation', 'ideal', 'of ideal', 'failed'],
+    [
+      'phase',
+      'limit',
+      'demand/s',
+      'elapsed s',
+      'sent',
+      'granted',
+      'allowed',
+      'overshoot',
+      'overshoot %',
+      'utilisation',
+      'ideal',
+      'of ideal',
+      'failed',
+      'calls/grant',
+      'cmds/grant',
+    ],
     rows,
   );
   const decided = result.phases
@@ -104,4 +126,78 @@ export function accuracyTable(result: AccuracyResult): string {
   const mem = `sidecar RSS MB before ${result.phases[1]?.phase ?? 'many keys'}: ${result.rssMbBeforeManyKeys.join(' ')}; after: ${result.rssMbAfterManyKeys.join(' ')}`;
   const cpu = `sidecar CPU s over both phases: ${result.sidecarCpuS.join(' ')}`;
   return [table, decided, mem, cpu].join('\n');
+}
+
+/** The outage scenario in one row: the dead window against the unary floor, and the recovery. */
+export function outageTable(o: OutageResult, pass: readonly ScenarioResult[]): string {
+  const ratios = floorRatios(o.dead, pass);
+  const d = o.dead;
+  return renderTable(
+    [
+      'kill -> open ms',
+      'dead decisions/s',
+      'dead p50 µs',
+      'dead p99 µs',
+      'x floor p50',
+      'x floor p99',
+      'x floor d/s',
+      'dead for ms',
+      'restart ms',
+      'recovery ms',
+      'first Redis decision ms',
+    ],
+    [
+      [
+        fmt(o.killToOpenMs, 1),
+        fmt(d.decisionsPerS),
+        fmt(d.latencyUs.p50),
+        fmt(d.latencyUs.p99),
+        fmt(ratios?.p50, 2),
+        fmt(ratios?.p99, 2),
+        fmt(ratios?.throughput, 2),
+        fmt(o.deadForMs),
+        fmt(o.restartMs),
+        fmt(o.recoveryMs),
+        fmt(o.firstRedisDecisionMs),
+      ],
+    ],
+  );
+}
+
+export function outageLines(o: OutageResult, pass: readonly ScenarioResult[]): string {
+  const ratios = floorRatios(o.dead, pass);
+  const by = (tally: Record<string, number>) => Object.entries(tally).map(([k, v]) => `${k}=${v}`).join(' ') || 'none';
+  return [
+    `${o.dead.name}: p50 ${fmt(ratios?.p50, 2)}x, p99 ${fmt(ratios?.p99, 2)}x, decisions/s ${fmt(ratios?.throughput, 2)}x the unary floor` +
+      ` (${o.circuitOpenThroughout ? 'circuit open throughout' : 'CIRCUIT NOT OPEN THROUGHOUT'}; decided_by ${by(o.dead.decidedBy)})`,
+    `before the kill (Redis up): ${fmt(o.beforeKill.decisionsPerS)}/s, p50 ${fmt(o.beforeKill.p50Us)} µs, p99 ${fmt(o.beforeKill.p99Us)} µs; decided_by ${by(o.beforeKill.decidedBy)}`,
+    `kill -9 -> circuit open (sluice_store_up 0): ${fmt(o.killToOpenMs, 1)} ms; ${fmt(o.transition.decisions)} answers meanwhile, ` +
+      `max ${fmt(o.transition.maxUs)} µs, ${o.transition.failed} failed; decided_by ${by(o.transition.decidedBy)}`,
+    `recovery: redis-server ready ${fmt(o.restartMs)} ms after its restart (${fmt(o.deadForMs)} ms after the kill); ` +
+      `sluice_store_up 1 after ${fmt(o.recoveryMs)} ms, first STORE/LEASE answer after ${fmt(o.firstRedisDecisionMs)} ms; ` +
+      `${fmt(o.recovery.decisions)} answers meanwhile, max ${fmt(o.recovery.maxUs)} µs, ${o.recovery.failed} failed`,
+  ].join('\n');
+}
+
+export function memoryTable(m: MemoryResult): string {
+  const rows = m.runs.map((r) => [
+    r.store === 'redis' ? 'Redis, leases on' : 'memory store',
+    fmt(r.keys),
+    fmt(r.sent),
+    fmt(r.granted),
+    fmt(r.failed),
+    fmt(r.elapsedS, 1),
+    fmt(r.decisionsPerS),
+    fmt(r.rssMbBefore, 1),
+    fmt(r.rssMbAfter, 1),
+    fmt(r.rssMbPeak, 1),
+    fmt(r.heapUsedMbAfter, 1),
+    r.redisKeys === null ? '-' : fmt(r.redisKeys),
+  ]);
+  const table = renderTable(
+    ['store', 'keys', 'requests', 'granted', 'failed', 'elapsed s', 'decisions/s', 'RSS MB before', 'RSS MB after', 'RSS MB peak', 'heap MB after', 'Redis keys'],
+    rows,
+  );
+  const decided = m.runs.map((r) => `${r.store}: decided_by ${Object.entries(r.decidedBy).map(([k, v]) => `${k}=${v}`).join(' ')}`);
+  return [table, ...decided].join('\n');
 }
