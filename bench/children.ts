@@ -144,16 +144,21 @@ export function startProxyProcess(targetPort: number, delayMs: number): Promise<
   ]);
 }
 
-/** The built sidecar (`node dist/src/cli/main.js serve --config FILE`) on free ports. */
+/** The heap flags sluice's image and `npm start` run it with (deploy/Dockerfile). */
+export const SIDECAR_NODE_FLAGS = ['--max-old-space-size=128', '--max-semi-space-size=4'];
+
+/** The built sidecar (`node dist/src/cli/main.js serve --config FILE`) on free ports, as deployed. */
 export async function startSluiceProcess(name: string, policyYaml: string): Promise<Child> {
   // Kept until the bench exits: a sidecar may watch its policy file.
   const dir = mkdtempSync(join(tmpdir(), 'sluice-bench-'));
   tempDirs.push(dir);
   const file = join(dir, 'policy.yaml');
   writeFileSync(file, policyYaml);
-  return startListening(name, CLI, ['serve', '--config', file], {
-    SLUICE_LISTEN: '127.0.0.1:0',
-    SLUICE_ADMIN: '127.0.0.1:0',
-    SLUICE_LOG_LEVEL: 'info',
-  });
+  return startListening(
+    name,
+    CLI,
+    ['serve', '--config', file],
+    { SLUICE_LISTEN: '127.0.0.1:0', SLUICE_ADMIN: '127.0.0.1:0', SLUICE_LOG_LEVEL: 'info' },
+    SIDECAR_NODE_FLAGS,
+  );
 }

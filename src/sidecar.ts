@@ -36,8 +36,12 @@ export function createStore(policy: Policy): Store {
   return new RedisStore({ ...redis, redis: { commandTimeout: Math.max(1_000, 20 * policy.store.timeoutMs) } });
 }
 
-/** Keys with lease state at once; the least recently used goes first. */
-export const MAX_LEASED_KEYS = 100_000;
+/**
+ * Hot keys with lease state (each leased key serves 40 or more requests a second, so 10,000 is
+ * beyond what one process can serve), and cold keys whose request rate is tracked.
+ */
+export const MAX_LEASED_KEYS = 10_000;
+export const MAX_TRACKED_KEYS = 100_000;
 
 /** Store failures in a row that open the circuit, and how often it is probed while open. */
 export const FAILURES_TO_OPEN = 5;
@@ -82,7 +86,7 @@ export async function startSidecar(policy: Policy, log: Logger): Promise<Sidecar
     guarded = store;
     const policyForFailures = new FailurePolicy({ maxKeys: policy.store.maxKeys, retryAfterMs: () => store.retryAfterMs });
     failurePolicy = policyForFailures;
-    leases = new Leases(store, { maxKeys: MAX_LEASED_KEYS, onRefundError: (err) => warn({ err }, 'could not give leased budget back') });
+    leases = new Leases(store, { maxLeasedKeys: MAX_LEASED_KEYS, maxTrackedKeys: MAX_TRACKED_KEYS, onRefundError: (err) => warn({ err }, 'could not give leased budget back') });
     const sidecarId = randomBytes(8).toString('hex');
     const beat = () =>
       store.heartbeat(sidecarId, HEARTBEAT_TTL_MS).then(

@@ -259,13 +259,13 @@ const redis = z
 const store = z.strictObject({
   redis: redis.optional(),
   timeout: duration.default(20),
-  max_keys: count.default(1_000_000),
+  max_keys: count.default(100_000),
 });
 
 export const policySchema = z
   .strictObject({
     server: server.default({ listen: '127.0.0.1:50051', admin: '127.0.0.1:9464', shutdown_grace: 10_000 }),
-    store: store.default({ timeout: 20, max_keys: 1_000_000 }),
+    store: store.default({ timeout: 20, max_keys: 100_000 }),
     // Optional with an envoy section: a sidecar may serve Envoy's rate limit API only.
     resources: z.array(resource).optional(),
     envoy: envoySection.optional(),

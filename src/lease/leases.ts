@@ -46,8 +46,10 @@ export interface LeaseFigures {
 }
 
 export interface LeasesOptions {
-  /** Keys tracked at once; the least recently used goes first (its units go back). */
-  maxKeys: number;
+  /** Hot keys with lease state at once; past it the least recently used goes (its units go back). */
+  maxLeasedKeys: number;
+  /** Cold keys whose request rate is tracked; past it the oldest is forgotten. */
+  maxTrackedKeys: number;
   now?: () => number;
   /** Called with what could not be given back (the store failed); the figures count it as stranded. */
   onRefundError?: (err: unknown) => void;
@@ -55,6 +57,11 @@ export interface LeasesOptions {
 
 export class Leases {
   private readonly states = new Map<string, LeaseState>();
+  /**
+   * Request rates of keys with no lease state: most keys stay cold, and a rate is all they need
+   * until they are hot enough to lease. Kept apart so that many cold keys cost little memory.
+   */
+  private readonly cold = new Map<string, DecayingRate>();
   /** The states holding units: the only ones a tick has to look at. */
   private readonly holding = new Set<LeaseState>();
   private lastSweep = 0;
@@ -75,9 +82,17 @@ export class Leases {
    */
   async acquire(input: AcquireInput): Promise<Decision | null> {
     const now = this.now();
-    const state = this.stateOf(input, now);
-    observe(state.requests, now, 1);
-    observe(state.costs, now, input.cost);
+    let state = this.states.get(input.scope);
+    if (state?.resource !== input.resource) {
+      const rate = this.coldRate(input.scope, now);
+      observe(rate, now, 1);
+      if (rate.perSecond * LEASE_HORIZON_MS < MIN_LEASED_REQUESTS * 1000) return null;
+      this.cold.delete(input.scope);
+      state = this.warmUp(input, rate, now);
+    } else {
+      observe(state.requests, now, 1);
+      observe(state.costs, now, input.cost);
+    }
     state.lastUsed = now;
 
     const served = this.serve(state, input.cost, now);
@@ -111,6 +126,7 @@ export class Leases {
       for (const [scope, state] of this.states) {
         if (!state.refill && !this.holding.has(state) && now - state.lastUsed >= SWEEP_EVERY_MS && now >= state.deniedUntil) this.states.delete(scope);
       }
+      for (const [scope, rate] of this.cold) if (now - rate.at >= SWEEP_EVERY_MS) this.cold.delete(scope);
     }
     await Promise.all(returning);
   }
@@ -247,12 +263,22 @@ export class Leases {
     }
   }
 
-  private stateOf(input: AcquireInput, now: number): LeaseState {
-    let state = this.states.get(input.scope);
-    if (state && state.resource === input.resource) return state;
-    if (state && this.holding.has(state)) void this.giveBack(state); // the policy was reloaded
+  private coldRate(scope: string, now: number): DecayingRate {
+    let rate = this.cold.get(scope);
+    if (!rate) {
+      rate = { perSecond: 0, at: now };
+      this.cold.set(scope, rate);
+      if (this.cold.size > this.options.maxTrackedKeys) this.cold.delete(this.cold.keys().next().value!);
+    }
+    return rate;
+  }
+
+  /** Lease state for a key that has become hot, its request rate carried over. */
+  private warmUp(input: AcquireInput, requests: DecayingRate, now: number): LeaseState {
+    const old = this.states.get(input.scope);
+    if (old && this.holding.has(old)) void this.giveBack(old); // the policy was reloaded
     const n = input.resource.limits.length;
-    state = {
+    const state: LeaseState = {
       resource: input.resource,
       scope: input.scope,
       units: new Array<number>(n).fill(0),
@@ -264,12 +290,14 @@ export class Leases {
       deniedUntil: 0,
       deniedNeed: 0,
       denial: null,
-      requests: { perSecond: 0, at: now },
-      costs: { perSecond: 0, at: now },
+      requests,
+      // Costs were not tracked while cold: take the recent requests, this one included, to cost
+      // what this one does.
+      costs: { perSecond: requests.perSecond * input.cost, at: now },
       lastUsed: now,
     };
     this.states.set(input.scope, state);
-    if (this.states.size > this.options.maxKeys) this.evictOldest();
+    if (this.states.size > this.options.maxLeasedKeys) this.evictOldest();
     return state;
   }
 

@@ -18,7 +18,7 @@ function setup(limitsYaml: string, lease = '{ enabled: true, max_fraction: 0.1, 
   const resource = policy.resources.get('r')!;
   const store = new MemoryStore({ maxKeys: 1000, now: clock, sweepEveryMs: 0 });
   const takes = countTakes(store);
-  const sidecar = () => new Leases(store, { maxKeys: 1000, now: clock });
+  const sidecar = () => new Leases(store, { maxLeasedKeys: 1000, maxTrackedKeys: 1000, now: clock });
   const input = (key = 'a', cost = 1): AcquireInput => ({ resource, scope: scopeOf(resource, [key]), cost });
   return {
     resource,
