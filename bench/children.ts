@@ -145,7 +145,7 @@ export function startProxyProcess(targetPort: number, delayMs: number): Promise<
 }
 
 /** The heap flags sluice's image and `npm start` run it with (deploy/Dockerfile). */
-export const SIDECAR_NODE_FLAGS = ['--max-old-space-size=128', '--max-semi-space-size=4'];
+export const SIDECAR_NODE_FLAGS = ['--max-old-space-size=128', '--max-semi-space-size=8'];
 
 /** The built sidecar (`node dist/src/cli/main.js serve --config FILE`) on free ports, as deployed. */
 export async function startSluiceProcess(name: string, policyYaml: string): Promise<Child> {
