@@ -4,7 +4,7 @@
 // up with bounded memory, and once the new master serves, the limit must hold again.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, type SluiceClient } from '../support/client.js';
-import { byStore, load, rssMb, storeDecidesAgain, until } from '../support/load.js';
+import { byStore, load, OPEN_AND_CLOSED, rssMb, storeDecidesAgain, until } from '../support/load.js';
 import { startCluster, type ClusterSetup } from '../support/redis-cluster.js';
 import { startSentinel, type SentinelSetup } from '../support/redis-sentinel.js';
 import { startSidecar, type SidecarProcess } from '../support/sidecar.js';
@@ -19,15 +19,7 @@ store:
   redis:
 ${store}
 resources:
-  - name: open
-    keys: [tenant]
-    on_store_failure: open
-    limits: [{ name: daily, algorithm: fixed_window, rate: 1000000/1d }]
-  - name: closed
-    keys: [tenant]
-    on_store_failure: closed
-    limits: [{ name: daily, algorithm: fixed_window, rate: 1000000/1d }]
-  - name: limited
+${OPEN_AND_CLOSED}  - name: limited
     keys: [tenant]
     on_store_failure: closed
     lease: { enabled: false }

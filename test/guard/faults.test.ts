@@ -3,7 +3,7 @@
 // names; the sidecar must stay up with bounded memory, and the limit must hold after recovery.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, type SluiceClient } from '../support/client.js';
-import { byStore, load, rssMb, storeDecidesAgain, until } from '../support/load.js';
+import { byStore, load, OPEN_AND_CLOSED, rssMb, storeDecidesAgain, until } from '../support/load.js';
 import { launchRedis, serverArgs, startRedis, type RedisProcess } from '../support/redis-server.js';
 import { startSidecar, type SidecarProcess } from '../support/sidecar.js';
 
@@ -15,15 +15,7 @@ const POLICY = `
 store:
   timeout: ${BUDGET_MS}ms
 resources:
-  - name: open
-    keys: [tenant]
-    on_store_failure: open
-    limits: [{ name: daily, algorithm: fixed_window, rate: 1000000/1d }]
-  - name: closed
-    keys: [tenant]
-    on_store_failure: closed
-    limits: [{ name: daily, algorithm: fixed_window, rate: 1000000/1d }]
-  - name: local
+${OPEN_AND_CLOSED}  - name: local
     keys: [tenant]
     on_store_failure: local
     lease: { enabled: false }

@@ -3,6 +3,17 @@
 import { readFileSync } from 'node:fs';
 import type { AcquireResponse, SluiceClient } from './client.js';
 
+/** Two resources of a policy's `resources:` list that the load below asks: one fails open, one closed. */
+export const OPEN_AND_CLOSED = `  - name: open
+    keys: [tenant]
+    on_store_failure: open
+    limits: [{ name: daily, algorithm: fixed_window, rate: 1000000/1d }]
+  - name: closed
+    keys: [tenant]
+    on_store_failure: closed
+    limits: [{ name: daily, algorithm: fixed_window, rate: 1000000/1d }]
+`;
+
 export interface Answer {
   resource: string;
   ms: number;
