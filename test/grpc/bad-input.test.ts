@@ -1,12 +1,12 @@
 // Bad input over real gRPC against the built sidecar (memory store): every mistake a caller can
 // make gets an exact status whose message names the field, and charges nothing. Then a seeded
 // fuzz of every method: the process answers everything and stays up.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { Client, credentials, Metadata, status, type ServiceError, type StatusObject } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import { LOADER_OPTIONS } from '../../src/grpc/proto.js';
-import { startSidecar, type SidecarProcess } from '../support/sidecar.js';
-import { connect, type AcquireRequest, type AcquireResponse, type SluiceClient } from '../support/client.js';
+import { useSidecar } from '../support/sidecar.js';
+import type { AcquireRequest, AcquireResponse } from '../support/client.js';
 
 const POLICY = `
 resources:
@@ -29,18 +29,7 @@ resources:
 const BURST = 1000;
 const MAX = 256;
 
-let sidecar: SidecarProcess;
-let client: SluiceClient;
-
-beforeAll(async () => {
-  sidecar = await startSidecar(POLICY);
-  client = connect(sidecar.address);
-});
-
-afterAll(async () => {
-  client?.close();
-  await sidecar?.stop();
-});
+const running = useSidecar(() => POLICY);
 
 /** Resolves with the ServiceError a call failed with; fails the test if it succeeded. */
 async function failure(call: Promise<unknown>): Promise<ServiceError> {
@@ -61,7 +50,7 @@ async function expectStatus(call: Promise<unknown>, code: status, ...fragments: 
 
 /** A valid cost-1 Acquire on api/tenant: its 'remaining'. */
 async function probe(tenant: string): Promise<number> {
-  const res = await client.acquire({ resource: 'api', descriptors: { tenant } });
+  const res = await running.client.acquire({ resource: 'api', descriptors: { tenant } });
   expect(res.granted).toBe(true);
   expect(res.limit).toBe(BURST);
   return res.remaining;
@@ -76,9 +65,9 @@ async function chargesNothing(tenant: string, bad: () => Promise<void>): Promise
 
 /** A concurrency probe: takes and gives back one slot of held/tenant, returning 'remaining'. */
 async function heldRemaining(tenant: string): Promise<number> {
-  const res = await client.acquire({ resource: 'held', descriptors: { tenant } });
+  const res = await running.client.acquire({ resource: 'held', descriptors: { tenant } });
   expect(res.granted).toBe(true);
-  expect(await client.release(res.permit_id)).toBe(true);
+  expect(await running.client.release(res.permit_id)).toBe(true);
   return res.remaining;
 }
 
@@ -117,14 +106,14 @@ describe('Acquire: bad input gets an exact status naming the field and charges n
 
   it.each(cases)('%s', async (_what, request, code, fragments) => {
     const tenant = freshTenant();
-    await chargesNothing(tenant, () => expectStatus(client.acquire(request(tenant)), code, ...fragments));
+    await chargesNothing(tenant, () => expectStatus(running.client.acquire(request(tenant)), code, ...fragments));
   });
 
   it('the same bad request repeated many times still charges nothing', async () => {
     const tenant = freshTenant();
     await chargesNothing(tenant, async () => {
       const bad = { resource: 'api', descriptors: { tenant }, cost: '18446744073709551615' as unknown as number };
-      const errors = await Promise.all(Array.from({ length: 50 }, () => failure(client.acquire(bad))));
+      const errors = await Promise.all(Array.from({ length: 50 }, () => failure(running.client.acquire(bad))));
       expect(new Set(errors.map((e) => e.code))).toEqual(new Set([status.INVALID_ARGUMENT]));
     });
   });
@@ -139,9 +128,9 @@ describe('Acquire: the limits themselves are accepted', () => {
     const before = await probe(tenant);
     const descriptors = { tenant, [exact]: exact, model: exactMultiByte, ...manyDescriptors(13) };
     expect(Object.keys(descriptors)).toHaveLength(16);
-    const res = await client.acquire({ resource: 'api', descriptors, lane: exactMultiByte, request_id: exact });
+    const res = await running.client.acquire({ resource: 'api', descriptors, lane: exactMultiByte, request_id: exact });
     expect(res).toMatchObject({ granted: true, remaining: before - 1, request_id: exact, limit_name: 'slow' });
-    const multi = await client.acquire({ resource: 'api', descriptors: { tenant }, request_id: exactMultiByte });
+    const multi = await running.client.acquire({ resource: 'api', descriptors: { tenant }, request_id: exactMultiByte });
     expect(multi).toMatchObject({ granted: true, remaining: before - 2, request_id: exactMultiByte });
   });
 
@@ -151,13 +140,13 @@ describe('Acquire: the limits themselves are accepted', () => {
   });
 
   it('a resource name of exactly 256 bytes passes the length check and is NOT_FOUND', async () => {
-    await expectStatus(client.acquire({ resource: 'r'.repeat(MAX), descriptors: { tenant: 'x' } }), status.NOT_FOUND, 'resource');
+    await expectStatus(running.client.acquire({ resource: 'r'.repeat(MAX), descriptors: { tenant: 'x' } }), status.NOT_FOUND, 'resource');
   });
 
   it('cost 2^53-1 is a valid request that can never be granted: denied, no retry_after, nothing charged', async () => {
     const tenant = freshTenant();
     await chargesNothing(tenant, async () => {
-      const res = await client.acquire({ resource: 'api', descriptors: { tenant }, cost: Number.MAX_SAFE_INTEGER });
+      const res = await running.client.acquire({ resource: 'api', descriptors: { tenant }, cost: Number.MAX_SAFE_INTEGER });
       expect(res.granted).toBe(false);
       expect(res.retry_after).toBeNull();
       expect(res.reason).not.toBe('');
@@ -167,7 +156,7 @@ describe('Acquire: the limits themselves are accepted', () => {
   it('cost 0 means 1', async () => {
     const tenant = freshTenant();
     const before = await probe(tenant);
-    const res = await client.acquire({ resource: 'api', descriptors: { tenant }, cost: 0 });
+    const res = await running.client.acquire({ resource: 'api', descriptors: { tenant }, cost: 0 });
     expect(res).toMatchObject({ granted: true, remaining: before - 1 });
   });
 });
@@ -179,18 +168,18 @@ describe('Acquire: required keys named like Object.prototype members', () => {
     ['constructor missing', { toString: 'x' }, 'constructor'],
     ['toString missing', { constructor: 'x' }, 'toString'],
   ])('%s -> INVALID_ARGUMENT naming the key', async (_what, descriptors, key) => {
-    await expectStatus(client.acquire({ resource: 'proto-keys', descriptors }), status.INVALID_ARGUMENT, 'descriptors', key);
+    await expectStatus(running.client.acquire({ resource: 'proto-keys', descriptors }), status.INVALID_ARGUMENT, 'descriptors', key);
   });
 
   it('both present is granted', async () => {
-    const res = await client.acquire({ resource: 'proto-keys', descriptors: { constructor: 'a', toString: 'b' } });
+    const res = await running.client.acquire({ resource: 'proto-keys', descriptors: { constructor: 'a', toString: 'b' } });
     expect(res).toMatchObject({ granted: true, remaining: BURST - 1 });
   });
 });
 
 describe('Release: bad input', () => {
   it('empty permit_id -> INVALID_ARGUMENT naming permit_id', async () => {
-    await expectStatus(client.release(''), status.INVALID_ARGUMENT, 'permit_id');
+    await expectStatus(running.client.release(''), status.INVALID_ARGUMENT, 'permit_id');
   });
 
   it.each([
@@ -201,29 +190,29 @@ describe('Release: bad input', () => {
     ['over 256 bytes', 'a'.repeat(MAX + 1)],
     ['multi-byte', 'ä'.repeat(20)],
   ])('%s permit_id -> INVALID_ARGUMENT naming permit_id', async (_what, id) => {
-    await expectStatus(client.release(id), status.INVALID_ARGUMENT, 'permit_id');
+    await expectStatus(running.client.release(id), status.INVALID_ARGUMENT, 'permit_id');
   });
 
   it('a well-formed but unknown permit_id is OK with released=false', async () => {
-    expect(await client.release('aaaaaaaaaaaa.zz')).toBe(false);
+    expect(await running.client.release('aaaaaaaaaaaa.zz')).toBe(false);
   });
 
   it('bad releases change no concurrency slot; a bad actual_cost leaves the permit releasable', async () => {
     const tenant = freshTenant();
     expect(await heldRemaining(tenant)).toBe(2);
-    const held = await client.acquire({ resource: 'held', descriptors: { tenant } });
+    const held = await running.client.acquire({ resource: 'held', descriptors: { tenant } });
     expect(held).toMatchObject({ granted: true, remaining: 2 });
     expect(held.permit_id).not.toBe('');
 
-    await expectStatus(client.release(''), status.INVALID_ARGUMENT, 'permit_id');
-    await expectStatus(client.release('garbage'), status.INVALID_ARGUMENT, 'permit_id');
-    expect(await client.release('aaaaaaaaaaaa.zz')).toBe(false);
-    await expectStatus(client.release(held.permit_id, '18446744073709551615' as unknown as number), status.INVALID_ARGUMENT, 'actual_cost');
+    await expectStatus(running.client.release(''), status.INVALID_ARGUMENT, 'permit_id');
+    await expectStatus(running.client.release('garbage'), status.INVALID_ARGUMENT, 'permit_id');
+    expect(await running.client.release('aaaaaaaaaaaa.zz')).toBe(false);
+    await expectStatus(running.client.release(held.permit_id, '18446744073709551615' as unknown as number), status.INVALID_ARGUMENT, 'actual_cost');
     expect(await heldRemaining(tenant)).toBe(1); // still held by `held`
 
-    expect(await client.release(held.permit_id)).toBe(true);
+    expect(await running.client.release(held.permit_id)).toBe(true);
     expect(await heldRemaining(tenant)).toBe(2);
-    expect(await client.release(held.permit_id)).toBe(false);
+    expect(await running.client.release(held.permit_id)).toBe(false);
     expect(await heldRemaining(tenant)).toBe(2);
   });
 });
@@ -236,7 +225,7 @@ describe('AcquireStream: one bad request ends the stream', () => {
 
   /** Writes `requests` (awaiting answers for the first `answered` of them first), then half-closes. */
   function runStream(requests: AcquireRequest[], answered = 0): Promise<StreamResult> {
-    const call = client.stream();
+    const call = running.client.stream();
     const answers: AcquireResponse[] = [];
     return new Promise((resolve) => {
       let next = 0;
@@ -320,7 +309,7 @@ describe('AcquireStream: one bad request ends the stream', () => {
 });
 
 // ---------------------------------------------------------------------------------------------
-// Fuzz: random bytes and mutated valid messages on every method, through a generic client.
+// Fuzz: random bytes and mutated valid messages on every method, through a generic running.client.
 
 /** mulberry32: small, fast, and the same sequence for the same seed everywhere. */
 function prng(seed: number): () => number {
@@ -446,7 +435,7 @@ describe(`fuzz (seed ${SEED}; set SLUICE_FUZZ_SEED to replay another)`, () => {
   it('every method answers every message with a status and the process stays up', async () => {
     const rand = prng(SEED);
     const mutate = fuzzer(rand);
-    const raw = new Client(sidecar.address, credentials.createInsecure());
+    const raw = new Client(running.sidecar.address, credentials.createInsecure());
     try {
       const oversize = Buffer.alloc(70 * 1024, 0x0a); // past grpc.max_receive_message_length
       const plan: { method: string; body: Buffer[]; run: () => Promise<Outcome> }[] = [];
@@ -484,13 +473,13 @@ describe(`fuzz (seed ${SEED}; set SLUICE_FUZZ_SEED to replay another)`, () => {
       raw.close();
     }
 
-    expect(sidecar.child.exitCode).toBeNull();
-    expect(sidecar.child.signalCode).toBeNull();
-    const after = await client.acquire({ resource: 'api', descriptors: { tenant: `after-fuzz-${SEED}` }, request_id: 'after' });
+    expect(running.sidecar.child.exitCode).toBeNull();
+    expect(running.sidecar.child.signalCode).toBeNull();
+    const after = await running.client.acquire({ resource: 'api', descriptors: { tenant: `after-fuzz-${SEED}` }, request_id: 'after' });
     expect(after).toMatchObject({ granted: true, remaining: BURST - 1, limit: BURST, limit_name: 'slow', decided_by: 'STORE', request_id: 'after' });
-    const permit = await client.acquire({ resource: 'held', descriptors: { tenant: `after-fuzz-${SEED}` } });
+    const permit = await running.client.acquire({ resource: 'held', descriptors: { tenant: `after-fuzz-${SEED}` } });
     expect(permit).toMatchObject({ granted: true, remaining: 2 });
-    expect(await client.release(permit.permit_id)).toBe(true);
+    expect(await running.client.release(permit.permit_id)).toBe(true);
   });
 });
 

@@ -7,9 +7,9 @@ import { protoPath as healthProtoPath } from 'grpc-health-check';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connect, ms, type AcquireResponse, type SluiceClient } from '../support/client.js';
+import { connect, ms, type AcquireResponse } from '../support/client.js';
 import { startRedis, type RedisProcess } from '../support/redis-server.js';
-import { startSidecar, type SidecarProcess } from '../support/sidecar.js';
+import { startSidecar, useSidecar, type SidecarProcess } from '../support/sidecar.js';
 
 const POLICY = `
 resources:
@@ -40,21 +40,11 @@ function healthClient(address: string) {
 }
 
 describe('sidecar on the memory store', () => {
-  let sidecar: SidecarProcess;
-  let client: SluiceClient;
-
-  beforeAll(async () => {
-    sidecar = await startSidecar(POLICY);
-    client = connect(sidecar.address);
-  });
-  afterAll(async () => {
-    client?.close();
-    await sidecar?.stop();
-  });
+  const running = useSidecar(() => POLICY);
 
   it('listens on loopback and grants with every field filled', async () => {
-    expect(sidecar.address).toMatch(/^127\.0\.0\.1:\d+$/);
-    const res = await client.acquire({ resource: 'api', descriptors: { tenant: 'fields' }, request_id: 'r-1' });
+    expect(running.sidecar.address).toMatch(/^127\.0\.0\.1:\d+$/);
+    const res = await running.client.acquire({ resource: 'api', descriptors: { tenant: 'fields' }, request_id: 'r-1' });
     expect(res).toMatchObject({ granted: true, remaining: 2, limit: 3, limit_name: 'per-minute', decided_by: 'STORE', request_id: 'r-1', reason: '', permit_id: '' });
     expect(res.retry_after).toBeNull();
     expect(ms(res.reset_after)).toBe(1000);
@@ -62,8 +52,8 @@ describe('sidecar on the memory store', () => {
 
   it('denies past the burst with the exact retry_after, then grants at that moment', async () => {
     const tenant = { tenant: 'burst' };
-    for (let i = 0; i < 3; i++) expect((await client.acquire({ resource: 'api', descriptors: tenant })).granted).toBe(true);
-    const denied = await client.acquire({ resource: 'api', descriptors: tenant });
+    for (let i = 0; i < 3; i++) expect((await running.client.acquire({ resource: 'api', descriptors: tenant })).granted).toBe(true);
+    const denied = await running.client.acquire({ resource: 'api', descriptors: tenant });
     expect(denied).toMatchObject({ granted: false, remaining: 0, limit_name: 'per-minute' });
     expect(denied.reason).toMatch(/per-minute/);
     // One token per second refills; the first is due within a second of the grants above.
@@ -72,57 +62,57 @@ describe('sidecar on the memory store', () => {
   });
 
   it('denies a cost that can never fit, saying so, with no retry_after', async () => {
-    const res = await client.acquire({ resource: 'api', descriptors: { tenant: 'huge' }, cost: 4 });
+    const res = await running.client.acquire({ resource: 'api', descriptors: { tenant: 'huge' }, cost: 4 });
     expect(res.granted).toBe(false);
     expect(res.retry_after).toBeNull();
     expect(res.reason).toMatch(/cost 4 exceeds the capacity 3 of limit "per-minute": it can never be granted/);
-    expect((await client.acquire({ resource: 'api', descriptors: { tenant: 'huge' }, cost: 3 })).remaining).toBe(0);
+    expect((await running.client.acquire({ resource: 'api', descriptors: { tenant: 'huge' }, cost: 3 })).remaining).toBe(0);
   });
 
   it('settles the real cost on Release: refunds the difference, or charges the extra', async () => {
     const tenant = { tenant: 'settle' };
-    const first = await client.acquire({ resource: 'llm', descriptors: tenant, cost: 1000 });
+    const first = await running.client.acquire({ resource: 'llm', descriptors: tenant, cost: 1000 });
     expect(first).toMatchObject({ granted: true, limit_name: 'tokens', remaining: 0 });
     expect(first.permit_id).not.toBe('');
-    expect((await client.acquire({ resource: 'llm', descriptors: tenant, cost: 1 })).granted).toBe(false);
+    expect((await running.client.acquire({ resource: 'llm', descriptors: tenant, cost: 1 })).granted).toBe(false);
 
-    expect(await client.release(first.permit_id, 600)).toBe(true);
-    const second = await client.acquire({ resource: 'llm', descriptors: tenant, cost: 400 });
+    expect(await running.client.release(first.permit_id, 600)).toBe(true);
+    const second = await running.client.acquire({ resource: 'llm', descriptors: tenant, cost: 400 });
     expect(second).toMatchObject({ granted: true, remaining: 0 });
 
-    expect(await client.release(second.permit_id, 300)).toBe(true);
-    const third = await client.acquire({ resource: 'llm', descriptors: tenant, cost: 50 });
+    expect(await running.client.release(second.permit_id, 300)).toBe(true);
+    const third = await running.client.acquire({ resource: 'llm', descriptors: tenant, cost: 50 });
     expect(third).toMatchObject({ granted: true, remaining: 50 });
-    expect(await client.release(third.permit_id, 100)).toBe(true);
-    expect((await client.acquire({ resource: 'llm', descriptors: tenant, cost: 1 })).remaining).toBe(0);
+    expect(await running.client.release(third.permit_id, 100)).toBe(true);
+    expect((await running.client.acquire({ resource: 'llm', descriptors: tenant, cost: 1 })).remaining).toBe(0);
   });
 
   it('answers released=false for a permit released twice, and changes nothing', async () => {
     const tenant = { tenant: 'twice' };
-    const grant = await client.acquire({ resource: 'llm', descriptors: tenant, cost: 500 });
-    expect(await client.release(grant.permit_id, 0)).toBe(true);
-    expect(await client.release(grant.permit_id, 0)).toBe(false);
+    const grant = await running.client.acquire({ resource: 'llm', descriptors: tenant, cost: 500 });
+    expect(await running.client.release(grant.permit_id, 0)).toBe(true);
+    expect(await running.client.release(grant.permit_id, 0)).toBe(false);
     // Refunded once: the whole day's 1000 fit again, and not one unit more.
-    expect((await client.acquire({ resource: 'llm', descriptors: tenant, cost: 1000 })).granted).toBe(true);
-    expect((await client.acquire({ resource: 'llm', descriptors: tenant, cost: 1 })).granted).toBe(false);
+    expect((await running.client.acquire({ resource: 'llm', descriptors: tenant, cost: 1000 })).granted).toBe(true);
+    expect((await running.client.acquire({ resource: 'llm', descriptors: tenant, cost: 1 })).granted).toBe(false);
   });
 
   it('holds concurrency slots until Release frees them', async () => {
-    const a = await client.acquire({ resource: 'jobs' });
-    const b = await client.acquire({ resource: 'jobs' });
+    const a = await running.client.acquire({ resource: 'jobs' });
+    const b = await running.client.acquire({ resource: 'jobs' });
     expect([a.granted, b.granted]).toEqual([true, true]);
-    const c = await client.acquire({ resource: 'jobs' });
+    const c = await running.client.acquire({ resource: 'jobs' });
     expect(c).toMatchObject({ granted: false, limit_name: 'inflight', remaining: 0 });
     expect(ms(c.retry_after)).toBeGreaterThan(3_500_000); // when a's ttl (1h) would reclaim it
-    expect(await client.release(a.permit_id)).toBe(true);
-    const d = await client.acquire({ resource: 'jobs' });
+    expect(await running.client.release(a.permit_id)).toBe(true);
+    const d = await running.client.acquire({ resource: 'jobs' });
     expect(d.granted).toBe(true);
-    await client.release(b.permit_id);
-    await client.release(d.permit_id);
+    await running.client.release(b.permit_id);
+    await running.client.release(d.permit_id);
   });
 
   it('answers many acquires on one stream, matched by request_id, and ends cleanly', async () => {
-    const stream = client.stream();
+    const stream = running.client.stream();
     const answers = new Map<string, AcquireResponse>();
     stream.on('data', (res: AcquireResponse) => answers.set(res.request_id, res));
     for (let i = 0; i < 60; i++) stream.write({ resource: 'stream', descriptors: { tenant: 's' }, request_id: `q${i}` });
@@ -135,7 +125,7 @@ describe('sidecar on the memory store', () => {
   });
 
   it('serves grpc.health.v1 and reports SERVING', async () => {
-    const health = healthClient(sidecar.address);
+    const health = healthClient(running.sidecar.address);
     const res = await new Promise<any>((resolve, reject) =>
       health.Check({ service: 'sluice.v1.RateLimiter' }, (err: Error | null, r: unknown) => (err ? reject(err) : resolve(r))),
     );
@@ -145,7 +135,7 @@ describe('sidecar on the memory store', () => {
 
   it('serves reflection listing the sluice service', async () => {
     const pkg = loadPackageDefinition(loadSync(reflectionProto, { keepCase: true })) as any;
-    const reflection = new pkg.grpc.reflection.v1.ServerReflection(sidecar.address, credentials.createInsecure());
+    const reflection = new pkg.grpc.reflection.v1.ServerReflection(running.sidecar.address, credentials.createInsecure());
     const call = reflection.ServerReflectionInfo();
     const reply = once(call, 'data');
     call.write({ list_services: '' });
@@ -156,10 +146,10 @@ describe('sidecar on the memory store', () => {
   });
 
   it('exports decisions on /metrics and is ready on /readyz', async () => {
-    const metrics = await (await fetch(`http://${sidecar.admin}/metrics`)).text();
+    const metrics = await (await fetch(`http://${running.sidecar.admin}/metrics`)).text();
     expect(metrics).toMatch(/sluice_decisions_total\{resource="api",outcome="granted",decided_by="STORE"\} \d+/);
     expect(metrics).toMatch(/sluice_decisions_total\{resource="api",outcome="denied",decided_by="STORE"\} \d+/);
-    expect((await fetch(`http://${sidecar.admin}/readyz`)).status).toBe(200);
+    expect((await fetch(`http://${running.sidecar.admin}/readyz`)).status).toBe(200);
   });
 });
 

@@ -3,11 +3,11 @@
 // within the store budget plus a margin, by the policy each resource names; the sidecar must stay
 // up with bounded memory, and once the new master serves, the limit must hold again.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connect, type SluiceClient } from '../support/client.js';
+import type { SluiceClient } from '../support/client.js';
 import { byStore, load, OPEN_AND_CLOSED, rssMb, storeDecidesAgain, until } from '../support/load.js';
 import { startCluster, type ClusterSetup } from '../support/redis-cluster.js';
 import { startSentinel, type SentinelSetup } from '../support/redis-sentinel.js';
-import { startSidecar, type SidecarProcess } from '../support/sidecar.js';
+import { useSidecar, type SidecarProcess } from '../support/sidecar.js';
 
 const BUDGET_MS = 50;
 const MARGIN_MS = 450; // small shared machines: a gRPC round trip alone can take tens of ms
@@ -70,72 +70,60 @@ function expectRules(outcome: Awaited<ReturnType<typeof underLoad>>) {
 
 describe('Sentinel: the master killed under load', () => {
   let setup: SentinelSetup;
-  let sidecar: SidecarProcess;
-  let client: SluiceClient;
-
   beforeAll(async () => {
     setup = await startSentinel();
-    sidecar = await startSidecar(policy(`    sentinel: { master: ${setup.name}, nodes: [${setup.sentinelNodes.join(', ')}] }`));
-    client = connect(sidecar.address);
   });
   afterAll(async () => {
-    client?.close();
-    await sidecar?.stop();
     await setup?.stop();
   });
+  const running = useSidecar(() => policy(`    sentinel: { master: ${setup.name}, nodes: [${setup.sentinelNodes.join(', ')}] }`));
 
   it('answers by policy within the budget until the replica is promoted, then the limit holds', async () => {
     // Half a tenant's budget before the failover; the rest after must be what is left, give or
     // take what the master had not yet replicated when it died.
     let before = 0;
-    for (let i = 0; i < 25; i++) if ((await client.acquire({ resource: 'limited', descriptors: { tenant: 'across' } })).granted) before++;
+    for (let i = 0; i < 25; i++) if ((await running.client.acquire({ resource: 'limited', descriptors: { tenant: 'across' } })).granted) before++;
     expect(before).toBe(25);
 
-    const outcome = await underLoad(client, sidecar, () => setup.killMaster(30_000));
+    const outcome = await underLoad(running.client, running.sidecar, () => setup.killMaster(30_000));
     expectRules(outcome);
     expect(outcome.byPolicy.length).toBeGreaterThan(0);
-    expect(sidecar.child.exitCode).toBeNull();
+    expect(running.sidecar.child.exitCode).toBeNull();
 
-    const after = await drain(client, 'across');
+    const after = await drain(running.client, 'across');
     const overshoot = before + after - 50;
     console.log(`sentinel failover: the store decided again ${outcome.recoveryMs} ms after the promotion; ${outcome.byPolicy.length} answers by policy; overshoot ${overshoot}`);
     // Replication on one machine is all but instant: nothing granted before the kill is lost.
     expect(overshoot).toBe(0);
-    expect(await drain(client, 'fresh')).toBe(50);
+    expect(await drain(running.client, 'fresh')).toBe(50);
   });
 });
 
 describe('Cluster: a master killed under load', () => {
   let cluster: ClusterSetup;
-  let sidecar: SidecarProcess;
-  let client: SluiceClient;
-
   beforeAll(async () => {
     // Without full coverage required, the masters that are alive keep serving their slots.
     cluster = await startCluster({ requireFullCoverage: false });
-    sidecar = await startSidecar(policy(`    cluster: { nodes: [${cluster.nodes.join(', ')}] }`));
-    client = connect(sidecar.address);
   });
   afterAll(async () => {
-    client?.close();
-    await sidecar?.stop();
     await cluster?.stop();
   });
+  const running = useSidecar(() => policy(`    cluster: { nodes: [${cluster.nodes.join(', ')}] }`));
 
   it('answers by policy within the budget for the lost slots, then the limit holds', async () => {
     const slot = await cluster.keySlot('sluice:{limited|across}:hourly');
     const owner = await cluster.ownerOf(slot);
     let before = 0;
-    for (let i = 0; i < 25; i++) if ((await client.acquire({ resource: 'limited', descriptors: { tenant: 'across' } })).granted) before++;
+    for (let i = 0; i < 25; i++) if ((await running.client.acquire({ resource: 'limited', descriptors: { tenant: 'across' } })).granted) before++;
     expect(before).toBe(25);
 
-    const outcome = await underLoad(client, sidecar, () => cluster.killMaster(owner, 30_000));
+    const outcome = await underLoad(running.client, running.sidecar, () => cluster.killMaster(owner, 30_000));
     expectRules(outcome);
-    expect(sidecar.child.exitCode).toBeNull();
+    expect(running.sidecar.child.exitCode).toBeNull();
 
-    const after = await drain(client, 'across');
+    const after = await drain(running.client, 'across');
     console.log(`cluster failover: the store decided again ${outcome.recoveryMs} ms after the promotion; ${outcome.byPolicy.length} answers by policy; overshoot ${before + after - 50}`);
     expect(before + after - 50).toBe(0);
-    expect(await drain(client, 'fresh')).toBe(50);
+    expect(await drain(running.client, 'fresh')).toBe(50);
   });
 });

@@ -2,10 +2,9 @@
 // request must be answered within the store budget plus a margin, by the policy each resource
 // names; the sidecar must stay up with bounded memory, and the limit must hold after recovery.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connect, type SluiceClient } from '../support/client.js';
 import { byStore, load, OPEN_AND_CLOSED, rssMb, storeDecidesAgain, until } from '../support/load.js';
 import { launchRedis, serverArgs, startRedis, type RedisProcess } from '../support/redis-server.js';
-import { startSidecar, type SidecarProcess } from '../support/sidecar.js';
+import { useSidecar } from '../support/sidecar.js';
 
 const BUDGET_MS = 50;
 // The machines are small and shared: a gRPC round trip alone can take tens of milliseconds.
@@ -24,36 +23,33 @@ ${OPEN_AND_CLOSED}  - name: local
 
 /** A fresh Redis and a sidecar on it for the describe block; the Redis may be replaced by a test. */
 function sidecarOnRedis() {
-  const world = {} as { redis: RedisProcess; sidecar: SidecarProcess; client: SluiceClient };
+  const world = {} as { redis: RedisProcess };
   beforeAll(async () => {
     world.redis = await startRedis();
-    world.sidecar = await startSidecar(POLICY, { SLUICE_REDIS_URL: world.redis.url });
-    world.client = connect(world.sidecar.address);
   });
   afterAll(async () => {
-    world.client?.close();
-    await world.sidecar?.stop();
     await world.redis?.stop();
   });
-  return world;
+  const running = useSidecar(() => POLICY, () => ({ SLUICE_REDIS_URL: world.redis.url }));
+  return { world, running };
 }
 
 
 describe('Redis killed under load, then started again', () => {
-  const world = sidecarOnRedis();
+  const { world, running } = sidecarOnRedis();
 
   it('answers every request by policy within the budget, stays up, and holds the limit after recovery', async () => {
-    const traffic = load(world.client, ['open', 'closed'], 4);
+    const traffic = load(running.client, ['open', 'closed'], 4);
     await until(() => traffic.answers.length > 200);
     expect(traffic.answers.every((a) => byStore(a.res))).toBe(true);
-    const rssBefore = rssMb(world.sidecar.child.pid!);
+    const rssBefore = rssMb(running.sidecar.child.pid!);
 
     await world.redis.stop(); // kill -9
     const outageStart = traffic.mark();
     await until(() => traffic.answers.length > outageStart + 400);
     // The local share of a fresh tenant: 40/h with one sidecar alive.
     const local = [];
-    for (let i = 0; i < 45; i++) local.push(await world.client.acquire({ resource: 'local', descriptors: { tenant: 'outage' } }));
+    for (let i = 0; i < 45; i++) local.push(await running.client.acquire({ resource: 'local', descriptors: { tenant: 'outage' } }));
     const during = traffic.answers.slice(outageStart + 20); // past the calls already under way
     const slowest = Math.max(...during.map((a) => a.ms));
 
@@ -63,7 +59,7 @@ describe('Redis killed under load, then started again', () => {
     await traffic.stop();
 
     expect(traffic.errors).toEqual([]);
-    expect(world.sidecar.child.exitCode).toBeNull();
+    expect(running.sidecar.child.exitCode).toBeNull();
     expect(slowest).toBeLessThan(BUDGET_MS + MARGIN_MS);
     for (const a of during) {
       if (a.resource === 'open') expect(a.res).toMatchObject({ granted: true, decided_by: expect.stringMatching(/^(FAIL_OPEN|LEASE)$/) });
@@ -73,21 +69,21 @@ describe('Redis killed under load, then started again', () => {
     expect(during.filter((a) => a.res.decided_by === 'FAIL_CLOSED').length).toBeGreaterThan(0);
     expect(local.filter((d) => d.granted).length).toBe(40);
     expect(local.every((d) => d.decided_by === 'LOCAL_FALLBACK')).toBe(true);
-    expect(rssMb(world.sidecar.child.pid!)).toBeLessThan(rssBefore + 64);
+    expect(rssMb(running.sidecar.child.pid!)).toBeLessThan(rssBefore + 64);
     expect(recoveryMs).toBeLessThan(15_000);
 
     // Back on Redis, the limit holds for a key asked far beyond it.
-    const after = await Promise.all(Array.from({ length: 60 }, () => world.client.acquire({ resource: 'local', descriptors: { tenant: 'after' } })));
+    const after = await Promise.all(Array.from({ length: 60 }, () => running.client.acquire({ resource: 'local', descriptors: { tenant: 'after' } })));
     expect(after.filter((d) => d.granted).length).toBe(40);
     expect(after.every((d) => d.decided_by === 'STORE')).toBe(true);
   });
 });
 
 describe('Redis paused', () => {
-  const world = sidecarOnRedis();
+  const { world, running } = sidecarOnRedis();
 
   it('CLIENT PAUSE: answers by policy within the budget while Redis does not answer, then recovers', async () => {
-    const traffic = load(world.client, ['open', 'closed'], 4, 'pause');
+    const traffic = load(running.client, ['open', 'closed'], 4, 'pause');
     await until(() => traffic.answers.length > 100);
     const inspector = world.redis.client.duplicate();
     await inspector.call('CLIENT', 'PAUSE', '2000', 'ALL');
@@ -105,7 +101,7 @@ describe('Redis paused', () => {
   });
 
   it('SIGSTOP: the same while the process is frozen with its connections open', async () => {
-    const traffic = load(world.client, ['open', 'closed'], 4, 'stop');
+    const traffic = load(running.client, ['open', 'closed'], 4, 'stop');
     await until(() => traffic.answers.length > 100);
     world.redis.pause();
     const pauseStart = traffic.mark();

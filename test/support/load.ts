@@ -34,6 +34,8 @@ export function load(client: SluiceClient, resources: string[], callersEach: num
           answers.push({ resource, ms: performance.now() - started, res });
         } catch (err) {
           errors.push(err);
+          // Never spin: a call that fails at once must still let the event loop turn.
+          await new Promise((resolve) => setImmediate(resolve));
         }
       }
     }),

@@ -5,7 +5,9 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { afterAll, beforeAll } from 'vitest';
 import { packageRoot } from '../../src/paths.js';
+import { connect, type SluiceClient } from './client.js';
 
 export const CLI = join(packageRoot, 'dist', 'src', 'cli', 'main.js');
 
@@ -59,4 +61,27 @@ export async function startSidecar(policyYaml: string, env: Record<string, strin
       return code as number | null;
     },
   };
+}
+
+export interface SidecarWithClient {
+  sidecar: SidecarProcess;
+  client: SluiceClient;
+}
+
+/**
+ * A sidecar and a client for the enclosing describe block (or file): started in beforeAll,
+ * stopped in afterAll. The policy and environment are read when it starts, so they may name
+ * servers an earlier beforeAll started; after hooks run in reverse, so it stops before those.
+ */
+export function useSidecar(policy: () => string, env: () => Record<string, string> = () => ({})): SidecarWithClient {
+  const held = {} as SidecarWithClient;
+  beforeAll(async () => {
+    held.sidecar = await startSidecar(policy(), env());
+    held.client = connect(held.sidecar.address);
+  });
+  afterAll(async () => {
+    held.client?.close();
+    await held.sidecar?.stop();
+  });
+  return held;
 }
