@@ -15,6 +15,7 @@ import { accuracyPolicy, type AccuracyLimits } from './policies.js';
 import { cpuSeconds, rssMb } from './process-stats.js';
 import { commandCalls, commandsBetween, redisTimeMs } from './redis-stats.js';
 import { commandFigures, type RedisCommandFigures } from './scenario.js';
+import { Tally } from './tally.js';
 
 export interface AccuracyOptions {
   /** Where the sidecars find Redis (possibly through the delay proxy). */
@@ -148,8 +149,7 @@ async function runPhase(phase: Phase, clients: RateLimiterClient[], options: Acc
     descriptors: { tenant: phase.keys === 1 ? 'hot' : `k${k}` },
     cost: 1,
   }));
-  const counts = { answered: 0, granted: 0, denied: 0, failed: 0 };
-  const decidedBy: Record<string, number> = {};
+  const counts = new Tally();
   let allAnswered: () => void = () => undefined;
   const answeredAll = new Promise<void>((resolve) => (allAnswered = resolve));
   let sent = 0;
@@ -162,10 +162,7 @@ async function runPhase(phase: Phase, clients: RateLimiterClient[], options: Acc
     let outstanding = 0;
     call.on('data', (res: WireResponse) => {
       outstanding--;
-      counts.answered++;
-      if (res.granted) counts.granted++;
-      else counts.denied++;
-      decidedBy[res.decided_by] = (decidedBy[res.decided_by] ?? 0) + 1;
+      counts.count(res);
       settle();
     });
     call.on('error', () => {
@@ -233,7 +230,7 @@ async function runPhase(phase: Phase, clients: RateLimiterClient[], options: Acc
     granted: counts.granted,
     denied: counts.denied,
     failed: counts.failed + (timedOut ? total - counts.answered - counts.failed : 0),
-    decidedBy,
+    decidedBy: counts.decidedBy,
     elapsedS: round(elapsedS),
     allowed: round(allowed, 1),
     overshoot: round(overshoot, 1),

@@ -10,6 +10,7 @@ import { startSluiceProcess } from './children.js';
 import { openClients, type RateLimiterClient, type WireRequest, type WireResponse } from './grpc-load.js';
 import { MEMORY_RESOURCE, memoryPolicy } from './policies.js';
 import { cpuSeconds, peakRssMb, rssMb } from './process-stats.js';
+import { Tally } from './tally.js';
 
 export interface MemoryOptions {
   /** The main Redis (flushed before the Redis run). */
@@ -91,8 +92,7 @@ async function runOne(store: 'redis' | 'memory', options: MemoryOptions): Promis
     clients = await openClients(sidecar.address, options.streams);
     const total = options.keys * options.requestsPerKey;
     const perStream = Math.max(1, Math.floor(options.inFlight / options.streams));
-    const counts = { answered: 0, granted: 0, denied: 0, failed: 0 };
-    const decidedBy: Record<string, number> = {};
+    const counts = new Tally();
     let sent = 0;
     let lastAnswer = 0;
     let finished: () => void = () => undefined;
@@ -121,11 +121,8 @@ async function runOne(store: 'redis' | 'memory', options: MemoryOptions): Promis
       };
       call.on('data', (res: WireResponse) => {
         s.outstanding--;
-        counts.answered++;
+        counts.count(res);
         lastAnswer = performance.now();
-        if (res.granted) counts.granted++;
-        else counts.denied++;
-        decidedBy[res.decided_by] = (decidedBy[res.decided_by] ?? 0) + 1;
         fill();
         settle();
       });
@@ -157,7 +154,7 @@ async function runOne(store: 'redis' | 'memory', options: MemoryOptions): Promis
       granted: counts.granted,
       denied: counts.denied,
       failed: counts.failed,
-      decidedBy,
+      decidedBy: counts.decidedBy,
       elapsedS: round(elapsedS, 2),
       decisionsPerS: round(counts.answered / elapsedS, 1),
       rssMbBefore,
