@@ -12,6 +12,7 @@ import type { Store } from './store/store.js';
 import { throttledWarn } from './log.js';
 import { Leases } from './lease/leases.js';
 import { GuardedStore } from './guard/guarded-store.js';
+import { Admission } from './guard/admission.js';
 import { FailurePolicy } from './guard/failure-policy.js';
 import { randomBytes } from 'node:crypto';
 import { EnvoyRuntime } from './envoy/runtime.js';
@@ -33,7 +34,7 @@ export function createStore(policy: Policy): Store {
   const redis = policy.store.redis;
   if (!redis) return new MemoryStore({ maxKeys: policy.store.maxKeys });
   // The guard's deadline answers callers; this bounds what waits in ioredis on a frozen Redis.
-  return new RedisStore({ ...redis, redis: { commandTimeout: Math.max(1_000, 20 * policy.store.timeoutMs) } });
+  return new RedisStore({ ...redis, timeoutMs: policy.store.timeoutMs, redis: { commandTimeout: Math.max(1_000, 20 * policy.store.timeoutMs) } });
 }
 
 /**
@@ -51,6 +52,9 @@ export const PROBE_EVERY_MS = 500;
 const HEARTBEAT_EVERY_MS = 2_000;
 const HEARTBEAT_TTL_MS = 10_000;
 
+/** How long a stream request waits for room among the decisions in flight before it is shed. */
+export const STREAM_ROOM_WAIT_MS = 1_000;
+
 /** At start, how long to wait for the store to answer before serving by policy anyway. */
 const STARTUP_WAIT_MS = 2_000;
 
@@ -60,7 +64,9 @@ export async function startSidecar(policy: Policy, log: Logger): Promise<Sidecar
   let guarded: GuardedStore | null = null;
   let leases: Leases | null = null;
   let decider: Decider | null = null;
+  const admission = new Admission(policy.server.maxInFlight, STREAM_ROOM_WAIT_MS);
   const metrics = new Metrics({
+    admission: () => admission,
     permits: () => decider?.permits.size ?? 0,
     permitsEvicted: () => decider?.permits.evicted ?? 0,
     leases: () => leases?.figures ?? null,
@@ -73,7 +79,6 @@ export async function startSidecar(policy: Policy, log: Logger): Promise<Sidecar
   let heartbeat: NodeJS.Timeout | undefined;
   if (policy.store.redis) {
     const store = new GuardedStore(raw, {
-      timeoutMs: policy.store.timeoutMs,
       failuresToOpen: FAILURES_TO_OPEN,
       probeEveryMs: PROBE_EVERY_MS,
       onFailure: (err) => {
@@ -98,7 +103,12 @@ export async function startSidecar(policy: Policy, log: Logger): Promise<Sidecar
     await beat();
   }
   const store = guarded ?? raw;
-  const active = new Decider(store, { maxPermits: MAX_PERMITS, leases, failurePolicy });
+  const active = new Decider(store, {
+    maxPermits: MAX_PERMITS,
+    leases,
+    failurePolicy,
+    onReconcileError: (err) => warn({ err }, 'could not undo what the store granted after a decision by on_store_failure'),
+  });
   decider = active;
   const sweeper = setInterval(() => active.permits.sweep(), 10_000).unref();
   const leaseTicker = leases ? setInterval(() => void leases?.tick(), LEASE_TICK_MS).unref() : undefined;
@@ -122,13 +132,19 @@ export async function startSidecar(policy: Policy, log: Logger): Promise<Sidecar
         decider: active,
         resources: () => policy.resources,
         metrics,
+        admission,
         warn,
       },
       envoy ? () => envoy.current : null,
     );
     let adminAddress: string | null = null;
     if (policy.server.admin) {
-      admin = createAdminServer({ metrics, ready: () => serving, storeUp: () => guarded?.available ?? true });
+      admin = createAdminServer({
+        metrics,
+        ready: () => serving,
+        storeUp: () => guarded?.available ?? true,
+        checkStore: () => (guarded ? guarded.check() : Promise.resolve({ up: true, lastFailure: '' })),
+      });
       adminAddress = await listenAdmin(admin, policy.server.admin);
     }
     serving = true;
@@ -153,19 +169,16 @@ export async function startSidecar(policy: Policy, log: Logger): Promise<Sidecar
   }
 }
 
-/** True when the store answers a ping within `ms`. */
-function answers(store: Store, ms: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => resolve(false), ms);
-    store.ping().then(
-      () => {
-        clearTimeout(timer);
-        resolve(true);
-      },
-      () => {
-        clearTimeout(timer);
-        resolve(false);
-      },
-    );
-  });
+/** True when the store answers a ping within `ms` (asking again until then: it may still be connecting). */
+async function answers(store: Store, ms: number): Promise<boolean> {
+  const until = Date.now() + ms;
+  for (;;) {
+    try {
+      await store.ping();
+      return true;
+    } catch {
+      if (Date.now() >= until) return false;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
 }

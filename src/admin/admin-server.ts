@@ -5,14 +5,19 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Metrics } from './metrics.js';
+import type { StoreHealth } from '../guard/guarded-store.js';
 
 export interface AdminOptions {
   metrics: Metrics;
   ready: () => boolean;
   storeUp: () => boolean;
+  /** Runs the decision script against the store now. */
+  checkStore: () => Promise<StoreHealth>;
 }
 
-export function createAdminServer({ metrics, ready, storeUp }: AdminOptions): Server {
+export function createAdminServer({ metrics, ready, storeUp, checkStore }: AdminOptions): Server {
+  // One check at a time: a burst of scrapes shares the answer of the one under way.
+  let checking: Promise<StoreHealth> | null = null;
   return createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     if (req.method !== 'GET' && req.method !== 'HEAD') {
@@ -29,8 +34,11 @@ export function createAdminServer({ metrics, ready, storeUp }: AdminOptions): Se
       const store = storeUp() ? 'store up' : 'store down, deciding by on_store_failure';
       res.writeHead(ok ? 200 : 503, { 'content-type': 'text/plain' }).end(`${ok ? 'ready' : 'not ready'}; ${store}\n`);
     } else if (path === '/storez') {
-      const up = storeUp();
-      res.writeHead(up ? 200 : 503, { 'content-type': 'text/plain' }).end(up ? 'store up\n' : 'store down\n');
+      checking ??= checkStore().finally(() => (checking = null));
+      checking.then(({ up, lastFailure }) => {
+        const text = up ? 'store up: the decision script answers' : `store down, deciding by on_store_failure: ${lastFailure}`;
+        res.writeHead(up ? 200 : 503, { 'content-type': 'text/plain' }).end(`${text}\n`);
+      });
     } else {
       res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
     }

@@ -4,6 +4,7 @@ import { status as grpcStatus } from '@grpc/grpc-js';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Decision } from '../decide/decider.js';
 import type { LeaseFigures } from '../lease/leases.js';
+import type { Admission } from '../guard/admission.js';
 
 export class Metrics {
   readonly registry = new Registry();
@@ -20,8 +21,6 @@ export class Metrics {
     registers: [this.registry],
   });
   private readonly bound = new Map<string, Counter.Internal>();
-  /** Acquires waiting on the store right now. */
-  inFlight = 0;
   /** AcquireStream calls whose client has neither finished nor cancelled them. */
   openStreams = 0;
 
@@ -32,17 +31,29 @@ export class Metrics {
     registers: [this.registry],
   });
 
-  constructor(gauges: { permits: () => number; permitsEvicted: () => number; leases: () => LeaseFigures | null; storeUp: () => number }) {
+  constructor(gauges: {
+    permits: () => number;
+    permitsEvicted: () => number;
+    leases: () => LeaseFigures | null;
+    storeUp: () => number;
+    admission: () => Admission | null;
+  }) {
+    // Among Node's figures: sluice_nodejs_eventloop_lag_p99_seconds, this process's own delay.
     collectDefaultMetrics({ register: this.registry, prefix: 'sluice_' });
-    const inFlight = () => this.inFlight;
-    new Gauge({
-      name: 'sluice_decisions_in_flight',
-      help: 'Acquires waiting on the store',
+    gaugeOf(this.registry, 'sluice_decisions_in_flight', 'Decisions under way (bounded by server.max_in_flight)', () => gauges.admission()?.inFlight ?? 0);
+    new Counter({
+      name: 'sluice_shed_total',
+      help: 'Requests shed with RESOURCE_EXHAUSTED because the sidecar itself was at server.max_in_flight (not a store failure), by when: full (at once) or waited (a stream request that found no room in time)',
+      labelNames: ['reason'] as const,
       registers: [this.registry],
       collect() {
-        this.set(inFlight());
+        const admission = gauges.admission();
+        this.reset();
+        this.labels('full').inc(admission?.shed.full ?? 0);
+        this.labels('waited').inc(admission?.shed.waited ?? 0);
       },
     });
+
     const openStreams = () => this.openStreams;
     new Gauge({
       name: 'sluice_open_streams',

@@ -56,7 +56,7 @@ export interface LeaseSettings {
 }
 
 export interface Policy {
-  server: { listen: string; admin: string | null; shutdownGraceMs: number };
+  server: { listen: string; admin: string | null; shutdownGraceMs: number; maxInFlight: number };
   store: { redis: RedisConfig | null; timeoutMs: number; maxKeys: number };
   resources: ReadonlyMap<string, Resource>;
   /** Envoy's rate limit service: envoyproxy/ratelimit config files to serve; null when absent. */
@@ -99,6 +99,7 @@ export function compilePolicy(file: PolicyFile): Policy {
       listen: file.server.listen,
       admin: file.server.admin === 'off' ? null : file.server.admin,
       shutdownGraceMs: file.server.shutdown_grace,
+      maxInFlight: file.server.max_in_flight,
     },
     store: { redis: file.store.redis ? compileRedis(file.store.redis) : null, timeoutMs: file.store.timeout, maxKeys: file.store.max_keys },
     resources: new Map((file.resources ?? []).map((res) => [res.name, compileResource(res)])),

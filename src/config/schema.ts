@@ -69,6 +69,8 @@ const server = z.strictObject({
   listen: listen.default('127.0.0.1:50051'),
   admin: z.union([listen, z.literal('off')], { error: 'expected host:port or off' }).default('127.0.0.1:9464'),
   shutdown_grace: duration.default(10_000),
+  // Decisions one sidecar works on at once; past it, requests are shed (RESOURCE_EXHAUSTED).
+  max_in_flight: count.max(100_000, { error: 'expected at most 100000' }).default(1_000),
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -264,7 +266,7 @@ const store = z.strictObject({
 
 export const policySchema = z
   .strictObject({
-    server: server.default({ listen: '127.0.0.1:50051', admin: '127.0.0.1:9464', shutdown_grace: 10_000 }),
+    server: server.default({ listen: '127.0.0.1:50051', admin: '127.0.0.1:9464', shutdown_grace: 10_000, max_in_flight: 1_000 }),
     store: store.default({ timeout: 20, max_keys: 100_000 }),
     // Optional with an envoy section: a sidecar may serve Envoy's rate limit API only.
     resources: z.array(resource).optional(),

@@ -1,7 +1,7 @@
 // The pipeline below the wire: a validated request -> the store -> a decision. Shared by every
 // transport (sluice.v1 unary and stream; Envoy RLS later).
 import { costFor, type Resource } from '../config/policy.js';
-import type { Store } from '../store/store.js';
+import type { Store, StoreVerdict } from '../store/store.js';
 import type { Leases } from '../lease/leases.js';
 import type { FailurePolicy } from '../guard/failure-policy.js';
 import { StoreUnavailable } from '../guard/store-unavailable.js';
@@ -41,6 +41,8 @@ export interface DeciderOptions {
   leases?: Leases | null;
   /** What to do when the store cannot decide; without it, store errors reach the caller. */
   failurePolicy?: FailurePolicy | null;
+  /** Told when a late store answer could not be reconciled (the store failed again). */
+  onReconcileError?: (err: unknown) => void;
 }
 
 export class Decider {
@@ -48,6 +50,7 @@ export class Decider {
   readonly leases: Leases | null;
   readonly failurePolicy: FailurePolicy | null;
   private readonly now: () => number;
+  private readonly onReconcileError: (err: unknown) => void;
 
   constructor(
     private readonly store: Store,
@@ -57,6 +60,7 @@ export class Decider {
     this.permits = new PermitTable(options.maxPermits, this.now);
     this.leases = options.leases ?? null;
     this.failurePolicy = options.failurePolicy ?? null;
+    this.onReconcileError = options.onReconcileError ?? (() => undefined);
   }
 
   async acquire(input: AcquireInput): Promise<Decision> {
@@ -68,6 +72,7 @@ export class Decider {
     } catch (err) {
       if (!this.failurePolicy || !(err instanceof StoreUnavailable)) throw err;
       decision = await this.failurePolicy.decide(input, permitId, err);
+      if (err.late) this.reconcile(input, permitId, decision, err.late as Promise<StoreVerdict>);
     }
     // Only grants whose budget was charged can be settled: never those failed open.
     if (decision.granted && permitId !== '' && decision.decidedBy !== 'FAIL_OPEN') {
@@ -93,6 +98,28 @@ export class Decider {
       reason: verdict.granted ? '' : denialReason(limit.name, limit.capacity, verdict.remaining, verdict.retryAfterMs, costFor(limit, cost)),
       decidedAt: verdict.now,
     };
+  }
+
+  /**
+   * The store answered after the caller was answered by policy. What it granted and the caller
+   * did not get, or got elsewhere, is undone: a denied caller's charge is refunded whole and its
+   * concurrency slots freed; a caller granted without the store (FAIL_OPEN, or the local share)
+   * keeps the charge (the request did happen) but the store's slots are freed, since no permit
+   * names them. Each step is applied once, by id, like any settlement.
+   */
+  private reconcile({ resource, scope, cost }: AcquireInput, permitId: string, answered: Decision, late: Promise<StoreVerdict>): void {
+    late
+      .then(async (verdict) => {
+        if (!verdict.granted) return;
+        const id = permitId || this.permits.nextId();
+        const grant = { permitId: id, cost, grantedAt: verdict.now };
+        if (!answered.granted) {
+          const units = resource.limits.map((limit) => (limit.algorithm === 'concurrency' ? 0 : costFor(limit, cost)));
+          await this.store.refund(resource, scope, `undo.${id}`, units, verdict.now);
+        }
+        if (resource.limits.some((limit) => limit.algorithm === 'concurrency')) await this.store.release(resource, scope, grant, 0);
+      }, () => undefined) // never answered: nothing ran, nothing to undo
+      .catch(this.onReconcileError);
   }
 
   /**

@@ -6,6 +6,7 @@ import type { Metrics } from '../admin/metrics.js';
 import type { EnvoyConfig } from '../envoy/config.js';
 import { EnvoyStoreError, shouldRateLimit, type EnvoyAnswer, type EnvoyDescriptor, type EnvoyRequest } from '../envoy/limiter.js';
 import { UNIT_SECONDS, unitFromWire } from '../envoy/units.js';
+import { Overloaded, type Admission } from '../guard/admission.js';
 import { invalid, RequestError } from './request-error.js';
 
 export const ENVOY_SERVICE = 'envoy.service.ratelimit.v3.RateLimitService';
@@ -22,6 +23,8 @@ export interface EnvoyServiceContext {
   /** The config to decide with, read per request (it is reloaded); null without an `envoy:` section. */
   config: () => EnvoyConfig | null;
   metrics: Metrics;
+  /** Decisions under way, bounded: past it requests are shed. */
+  admission: Admission;
   /** Throttled: a dead store fails every request, and the log must not grow at that rate. */
   warn: (obj: object, msg: string) => void;
 }
@@ -56,7 +59,10 @@ export function envoyService(ctx: EnvoyServiceContext): UntypedServiceImplementa
         callback(toStatus(err, ctx));
         return;
       }
-      ctx.metrics.inFlight++;
+      if (!ctx.admission.tryEnter()) {
+        callback(toStatus(ctx.admission.refuse(), ctx));
+        return;
+      }
       shouldRateLimit(ctx.decider, config, request, {
         decided: (resource, decision) => ctx.metrics.decided(resource, decision),
         warn: ctx.warn,
@@ -65,7 +71,7 @@ export function envoyService(ctx: EnvoyServiceContext): UntypedServiceImplementa
           (answer) => callback(null, toResponse(answer)),
           (err) => callback(toStatus(err, ctx)),
         )
-        .finally(() => ctx.metrics.inFlight--);
+        .finally(() => ctx.admission.leave());
     },
   };
 }
@@ -126,6 +132,11 @@ function toStatus(err: unknown, ctx: EnvoyServiceContext): { code: status; detai
   if (err instanceof RequestError) {
     ctx.metrics.rejected(err.code);
     return { code: err.code, details: err.message };
+  }
+  if (err instanceof Overloaded) {
+    ctx.metrics.rejected(status.RESOURCE_EXHAUSTED);
+    ctx.warn({ reason: err.message }, 'sidecar overloaded: shedding requests (Redis is not the cause)');
+    return { code: status.RESOURCE_EXHAUSTED, details: err.message };
   }
   ctx.metrics.rejected(status.UNAVAILABLE);
   ctx.warn({ err }, 'Envoy rate limit decision failed: answering UNAVAILABLE');

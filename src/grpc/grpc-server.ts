@@ -29,7 +29,7 @@ export async function startGrpcServer(listen: string, ctx: ServiceContext, envoy
   server.addService(serviceOf(servedPackage, SLUICE_SERVICE), sluiceService(ctx));
   server.addService(
     serviceOf(servedPackage, ENVOY_SERVICE),
-    envoyService({ decider: ctx.decider, metrics: ctx.metrics, warn: ctx.warn, config: envoyConfig ?? (() => null) }),
+    envoyService({ decider: ctx.decider, metrics: ctx.metrics, admission: ctx.admission, warn: ctx.warn, config: envoyConfig ?? (() => null) }),
   );
   const health = new HealthImplementation({ '': 'SERVING', [SLUICE_SERVICE]: 'SERVING', [ENVOY_SERVICE]: 'SERVING' });
   health.addToServer(server);

@@ -3,6 +3,8 @@ import { status, type ServerDuplexStream, type ServerUnaryCall, type sendUnaryDa
 import type { Resource } from '../config/policy.js';
 import type { AcquireInput, Decider, Decision } from '../decide/decider.js';
 import type { Metrics } from '../admin/metrics.js';
+import { Overloaded, type Admission } from '../guard/admission.js';
+import { StoreUnavailable } from '../guard/store-unavailable.js';
 import { RequestError } from './request-error.js';
 import { parseAcquire, parseRelease, type WireAcquireRequest, type WireDuration, type WireReleaseRequest } from './validate.js';
 
@@ -14,19 +16,21 @@ export interface ServiceContext {
   /** Read per request, so a policy reload takes effect without restarting. */
   resources: () => ReadonlyMap<string, Resource>;
   metrics: Metrics;
+  /** Decisions under way, bounded: past it requests are shed. */
+  admission: Admission;
   /** Throttled: a dead store fails every request, and the log must not grow at that rate. */
   warn: (obj: object, msg: string) => void;
 }
 
 export function sluiceService(ctx: ServiceContext): UntypedServiceImplementation {
+  /** Decides with a place in the admission already taken, and gives it back. */
   const decide = async (input: AcquireInput): Promise<Decision> => {
-    ctx.metrics.inFlight++;
     try {
       const decision = await ctx.decider.acquire(input);
       ctx.metrics.decided(input.resource.name, decision);
       return decision;
     } finally {
-      ctx.metrics.inFlight--;
+      ctx.admission.leave();
     }
   };
 
@@ -37,6 +41,10 @@ export function sluiceService(ctx: ServiceContext): UntypedServiceImplementation
         input = parseAcquire(call.request, ctx.resources());
       } catch (err) {
         callback(toStatus(err, ctx));
+        return;
+      }
+      if (!ctx.admission.tryEnter()) {
+        callback(toStatus(ctx.admission.refuse(), ctx));
         return;
       }
       decide(input).then(
@@ -61,6 +69,8 @@ export function sluiceService(ctx: ServiceContext): UntypedServiceImplementation
 
     AcquireStream(call: ServerDuplexStream<WireAcquireRequest, unknown>) {
       let pending = 0;
+      /** Requests of this stream waiting for room in the admission. */
+      let waiting = 0;
       let ended = false;
       let failure: { code: status; details: string } | undefined;
       const open = () => !call.cancelled && !call.writableEnded;
@@ -86,7 +96,15 @@ export function sluiceService(ctx: ServiceContext): UntypedServiceImplementation
           return;
         }
         if (++pending >= STREAM_WINDOW) call.pause();
-        decide(input)
+        // No room: stop reading this stream until there is (backpressure), shed if none comes.
+        let admitted: Promise<unknown> | null = null;
+        if (!ctx.admission.tryEnter()) {
+          if (waiting++ === 0) call.pause();
+          admitted = ctx.admission.enter().finally(() => {
+            if (--waiting === 0 && pending < STREAM_WINDOW && failure === undefined) call.resume();
+          });
+        }
+        (admitted ? admitted.then(() => decide(input)) : decide(input))
           .then(
             (decision) => {
               if (open()) call.write(toResponse(decision, req.request_id));
@@ -97,7 +115,7 @@ export function sluiceService(ctx: ServiceContext): UntypedServiceImplementation
           )
           .catch((err) => ctx.warn({ err }, 'could not revoke a grant of a cancelled stream'))
           .finally(() => {
-            if (pending-- === STREAM_WINDOW && failure === undefined) call.resume();
+            if (pending-- === STREAM_WINDOW && failure === undefined && waiting === 0) call.resume();
             finish();
           });
       });
@@ -124,9 +142,15 @@ function toStatus(err: unknown, ctx: ServiceContext): { code: status; details: s
     ctx.metrics.rejected(err.code);
     return { code: err.code, details: err.message };
   }
+  if (err instanceof Overloaded) {
+    ctx.metrics.rejected(status.RESOURCE_EXHAUSTED);
+    ctx.warn({ reason: err.message }, 'sidecar overloaded: shedding requests (Redis is not the cause)');
+    return { code: status.RESOURCE_EXHAUSTED, details: err.message };
+  }
   ctx.metrics.rejected(status.UNAVAILABLE);
   ctx.warn({ err }, 'store call failed');
-  return { code: status.UNAVAILABLE, details: `store unavailable: ${(err as Error)?.message ?? String(err)}` };
+  const message = (err as Error)?.message ?? String(err);
+  return { code: status.UNAVAILABLE, details: err instanceof StoreUnavailable ? message : `store unavailable: ${message}` };
 }
 
 function toResponse(d: Decision, requestId: string) {

@@ -1,13 +1,15 @@
-// Every store call under a deadline and a circuit breaker. No caller waits on the store longer
-// than `timeoutMs`; after repeated failures no decision is sent to the store at all until a
-// background probe gets an answer. Failures surface as StoreUnavailable, for the failure policy.
+// Every store call behind a circuit breaker. The deadline itself is kept by the store's transport
+// (it alone sees when a command was written and when Redis last answered); here failures are
+// judged: only evidence about the store (silence, lost connections, Redis refusing work, failed
+// probes) counts towards opening the circuit, never one call's script error. While the circuit
+// is open no decision is sent to the store at all, until a background probe gets an answer.
+// Failures surface as StoreUnavailable, for the failure policy.
 import type { Resource } from '../config/policy.js';
-import type { Grant, Store, StoreVerdict, TakeVerdict } from '../store/store.js';
+import { ScriptError, StoreTimeout, type Grant, type Store, type StoreVerdict, type TakeVerdict } from '../store/store.js';
 import { Breaker } from './breaker.js';
 import { StoreUnavailable } from './store-unavailable.js';
 
 export interface GuardOptions {
-  timeoutMs: number;
   /** Failures in a row that open the circuit. */
   failuresToOpen: number;
   /** How often the probe asks the store while the circuit is open. */
@@ -18,11 +20,18 @@ export interface GuardOptions {
   onCircuit?: (open: boolean) => void;
 }
 
+export interface StoreHealth {
+  up: boolean;
+  /** Why the store was last judged failing ('' when it never was). */
+  lastFailure: string;
+}
+
 const CIRCUIT_OPEN = new StoreUnavailable('circuit_open', 'store unavailable: circuit open after repeated failures');
 
 export class GuardedStore implements Store {
   readonly breaker: Breaker;
   private probe: NodeJS.Timeout | undefined;
+  private lastFailure = '';
 
   constructor(
     private readonly inner: Store,
@@ -41,28 +50,48 @@ export class GuardedStore implements Store {
     return this.options.probeEveryMs;
   }
 
+  /**
+   * Asks the store now, through the decision script (whatever the circuit says), and reports.
+   * For /storez: proves the decision path works, not only that a connection is open.
+   */
+  async check(): Promise<StoreHealth> {
+    try {
+      await this.inner.ping();
+      this.succeeded();
+    } catch (cause) {
+      this.failed(this.judge(cause));
+    }
+    return { up: this.available, lastFailure: this.lastFailure };
+  }
+
   acquire(resource: Resource, scope: string, cost: number, permitId: string): Promise<StoreVerdict> {
-    return this.guard(() => this.inner.acquire(resource, scope, cost, permitId));
+    if (this.breaker.isOpen) return this.refuse();
+    return this.inner.acquire(resource, scope, cost, permitId).then(this.passed, this.caught);
   }
 
   take(resource: Resource, scope: string, cost: number, want: readonly number[]): Promise<TakeVerdict> {
-    return this.guard(() => this.inner.take(resource, scope, cost, want));
+    if (this.breaker.isOpen) return this.refuse();
+    return this.inner.take(resource, scope, cost, want).then(this.passed, this.caught);
   }
 
   release(resource: Resource, scope: string, grant: Grant, delta: number): Promise<void> {
-    return this.guard(() => this.inner.release(resource, scope, grant, delta));
+    if (this.breaker.isOpen) return this.refuse();
+    return this.inner.release(resource, scope, grant, delta).then(this.passed, this.caught);
   }
 
   refund(resource: Resource, scope: string, refundId: string, units: readonly number[], takenAt: number): Promise<boolean> {
-    return this.guard(() => this.inner.refund(resource, scope, refundId, units, takenAt));
+    if (this.breaker.isOpen) return this.refuse();
+    return this.inner.refund(resource, scope, refundId, units, takenAt).then(this.passed, this.caught);
   }
 
   heartbeat(sidecarId: string, ttlMs: number): Promise<number> {
-    return this.guard(() => this.inner.heartbeat(sidecarId, ttlMs));
+    if (this.breaker.isOpen) return this.refuse();
+    return this.inner.heartbeat(sidecarId, ttlMs).then(this.passed, this.caught);
   }
 
   ping(): Promise<void> {
-    return this.guard(() => this.inner.ping());
+    if (this.breaker.isOpen) return this.refuse();
+    return this.inner.ping().then(this.passed, this.caught);
   }
 
   async close(): Promise<void> {
@@ -71,41 +100,32 @@ export class GuardedStore implements Store {
     await this.inner.close();
   }
 
-  private guard<T>(call: () => Promise<T>): Promise<T> {
-    if (this.breaker.isOpen) {
-      this.options.onFailure?.(CIRCUIT_OPEN);
-      return Promise.reject(CIRCUIT_OPEN);
-    }
-    return this.withDeadline(call);
+  private refuse(): Promise<never> {
+    this.options.onFailure?.(CIRCUIT_OPEN);
+    return Promise.reject(CIRCUIT_OPEN);
   }
 
-  private withDeadline<T>(call: () => Promise<T>): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      let done = false;
-      const timer = setTimeout(() => {
-        done = true;
-        const err = new StoreUnavailable('timeout', `store unavailable: no answer within ${this.options.timeoutMs}ms`);
-        this.failed(err);
-        reject(err);
-      }, this.options.timeoutMs);
-      call().then(
-        (value) => {
-          if (done) return;
-          done = true;
-          clearTimeout(timer);
-          this.succeeded();
-          resolve(value);
-        },
-        (cause: unknown) => {
-          if (done) return;
-          done = true;
-          clearTimeout(timer);
-          const err = new StoreUnavailable('error', `store unavailable: ${(cause as Error)?.message ?? String(cause)}`, { cause });
-          this.failed(err);
-          reject(err);
-        },
-      );
-    });
+  private readonly passed = <T>(value: T): T => {
+    this.succeeded();
+    return value;
+  };
+
+  private readonly caught = (cause: unknown): never => {
+    const err = this.judge(cause);
+    this.failed(err);
+    throw err;
+  };
+
+  /** What the failure means, in the store's own words, once prefixed. */
+  private judge(cause: unknown): StoreUnavailable {
+    const detail = (cause as Error)?.message ?? String(cause);
+    if (cause instanceof StoreTimeout) {
+      // An answer after all is evidence that the store answers again.
+      cause.late.then(() => this.succeeded(), () => undefined);
+      return new StoreUnavailable('timeout', `store unavailable: ${detail}`, { cause }, cause.late);
+    }
+    const reason = cause instanceof ScriptError ? 'script' : 'error';
+    return new StoreUnavailable(reason, `store unavailable: ${detail}`, { cause });
   }
 
   private succeeded(): void {
@@ -117,11 +137,19 @@ export class GuardedStore implements Store {
 
   private failed(err: StoreUnavailable): void {
     this.options.onFailure?.(err);
+    // One call's script error says nothing about the store: it never moves the breaker.
+    if (err.reason === 'script') return;
+    this.lastFailure = err.message;
     if (!this.breaker.failure()) return;
     this.options.onCircuit?.(true);
     // While open, only the probe talks to the store; its first answer closes the circuit.
     this.probe = setInterval(() => {
-      this.withDeadline(() => this.inner.ping()).catch(() => undefined);
+      this.inner.ping().then(
+        () => this.succeeded(),
+        (cause: unknown) => {
+          this.lastFailure = this.judge(cause).message;
+        },
+      );
     }, this.options.probeEveryMs);
     this.probe.unref();
   }

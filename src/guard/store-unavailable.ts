@@ -1,9 +1,17 @@
-/** The store did not decide: it failed, it was too slow, or the circuit is open. */
+/**
+ * The store did not decide. `reason` says why: `timeout` (it said nothing for the whole
+ * deadline), `error` (a lost connection, or Redis refusing work: NOAUTH, NOPERM, OOM, READONLY,
+ * ...), `script` (a script failed on what one call gave it: that call's problem, not the
+ * store's), or `circuit_open` (not asked: the circuit is open after repeated failures).
+ * The message starts with "store unavailable: " once, and carries the store's own words.
+ */
 export class StoreUnavailable extends Error {
   constructor(
-    readonly reason: 'timeout' | 'circuit_open' | 'error',
+    readonly reason: 'timeout' | 'circuit_open' | 'error' | 'script',
     message: string,
     options?: { cause?: unknown },
+    /** After a timeout: settles with the store's answer if it comes after all. */
+    readonly late: Promise<unknown> | null = null,
   ) {
     super(message, options);
     this.name = 'StoreUnavailable';

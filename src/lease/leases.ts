@@ -5,6 +5,7 @@
 import { costFor, type Resource } from '../config/policy.js';
 import type { AcquireInput, Decision } from '../decide/decider.js';
 import type { Store, TakeVerdict } from '../store/store.js';
+import { StoreUnavailable } from '../guard/store-unavailable.js';
 import { blockSize, LEASE_HORIZON_MS, MIN_LEASED_REQUESTS, observe, rateAt, type DecayingRate } from './demand.js';
 
 /** A lease unused this long goes back before its ttl: demand has moved on. */
@@ -25,8 +26,14 @@ interface LeaseState {
   resetAt: number;
   /** The take in flight; it resolves with the store's error if it failed. */
   refill: Promise<unknown> | null;
-  /** A denial from the store stands until then (local time) for requests costing `deniedNeed` or more. */
+  /**
+   * A denial from the store stands until then (local time) for requests costing `deniedNeed` or
+   * more: its retry_after, or the lease ttl if sooner, so that budget the store has back early
+   * (a flushed or restarted Redis, a refund) is seen within a ttl.
+   */
   deniedUntil: number;
+  /** Local time the standing denial said to retry at. */
+  retryAt: number;
   deniedNeed: number;
   denial: TakeVerdict | null;
   requests: DecayingRate;
@@ -172,7 +179,7 @@ export class Leases {
     return {
       granted: false,
       permitId: '',
-      retryAfterMs: state.deniedUntil - now,
+      retryAfterMs: Math.max(0, state.retryAt - now),
       remaining: denial.remaining,
       limit: limit.capacity,
       resetAfterMs: Math.max(0, state.resetAt - now),
@@ -212,7 +219,7 @@ export class Leases {
       .then(
         (verdict) => this.received(state, verdict, now, cost),
         // A failed take leaves the lease as it was; the requests waiting on it see the error.
-        (err: unknown) => err,
+        (err: unknown) => this.failedTake(state, err),
       )
       .finally(() => {
         state.refill = null;
@@ -227,7 +234,8 @@ export class Leases {
     if (!verdict.granted) {
       state.denial = verdict;
       state.deniedNeed = cost;
-      state.deniedUntil = verdict.retryAfterMs === Number.POSITIVE_INFINITY ? 0 : now + verdict.retryAfterMs - roundTrip;
+      state.retryAt = now + verdict.retryAfterMs - roundTrip;
+      state.deniedUntil = verdict.retryAfterMs === Number.POSITIVE_INFINITY ? 0 : Math.min(state.retryAt, now + state.resource.lease.ttlMs);
       return;
     }
     state.deniedUntil = 0;
@@ -241,6 +249,22 @@ export class Leases {
     state.expiresAt = Math.min(now + state.resource.lease.ttlMs, sentAt + verdict.windowEndsInMs);
   }
 
+  /**
+   * A take that timed out may still be granted by the store: those units were taken for nobody,
+   * so they go back as soon as the answer comes. The requests waiting on the take see the error
+   * without its late answer, so that none of them reconciles the take again.
+   */
+  private failedTake(state: LeaseState, err: unknown): unknown {
+    if (!(err instanceof StoreUnavailable) || !err.late) return err;
+    (err.late as Promise<TakeVerdict>).then(
+      (verdict) => {
+        if (verdict.granted) return this.refund(state.resource, state.scope, verdict.taken, verdict.now);
+      },
+      () => undefined,
+    );
+    return new StoreUnavailable(err.reason, err.message, { cause: err.cause });
+  }
+
   private async giveBack(state: LeaseState): Promise<void> {
     const units = state.units.slice();
     const takenAt = state.takenAt;
@@ -250,12 +274,16 @@ export class Leases {
     this.holding.delete(state);
     this.figures.held -= heldBack;
     if (heldBack === 0) return;
+    await this.refund(state.resource, state.scope, units, takenAt);
+  }
+
+  private async refund(resource: Resource, scope: string, units: readonly number[], takenAt: number): Promise<void> {
     const refundId = `r${(this.refundSequence++).toString(36)}.${process.pid}.${sentinel}`;
     // The same refund id on every try: a retry after an unclear failure never refunds twice.
     for (let attempt = 0; attempt < 3; attempt++) {
       try {
-        await this.store.refund(state.resource, state.scope, refundId, units, takenAt);
-        this.figures.returned += heldBack;
+        await this.store.refund(resource, scope, refundId, units, takenAt);
+        this.figures.returned += units.reduce((a, b) => a + b, 0);
         return;
       } catch (err) {
         if (attempt === 2) this.options.onRefundError?.(err);
@@ -288,6 +316,7 @@ export class Leases {
       resetAt: 0,
       refill: null,
       deniedUntil: 0,
+      retryAt: 0,
       deniedNeed: 0,
       denial: null,
       requests,

@@ -61,5 +61,38 @@ export interface Store {
   close(): Promise<void>;
 }
 
+/**
+ * The store said nothing for the whole deadline. The command may still run: `late` settles with
+ * the store's answer if it comes after all (rejects if it never does), so that what was decided
+ * without it can be reconciled.
+ */
+export class StoreTimeout extends Error {
+  constructor(
+    message: string,
+    readonly late: Promise<unknown>,
+  ) {
+    super(message);
+    this.name = 'StoreTimeout';
+    // Nobody may be listening for the late answer: never an unhandled rejection.
+    late.catch(() => undefined);
+  }
+
+  /** The same timeout, its late answer read by `map`. */
+  map(map: (late: unknown) => unknown): StoreTimeout {
+    return new StoreTimeout(this.message, this.late.then(map));
+  }
+}
+
+/**
+ * A script failed on what one call gave it or met, not because the store is unwell: that call's
+ * error only, never evidence against the store.
+ */
+export class ScriptError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'ScriptError';
+  }
+}
+
 /** How long a settlement's once-marker lasts: longer than any retry of it. */
 export const ONCE_TTL_MS = 60_000;

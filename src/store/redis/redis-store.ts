@@ -7,7 +7,8 @@ import { costFor, type Limit, type RedisConfig, type Resource } from '../../conf
 import { luaDir } from '../../paths.js';
 import { ScriptBatcher } from './batcher.js';
 import { closeRedis, connectionFromUrl, connectRedis, type RedisClient, type RedisConnection } from './connect.js';
-import { ONCE_TTL_MS, type Grant, type Store, type StoreVerdict, type TakeVerdict } from '../store.js';
+import { Watchdog, type Outstanding } from './watchdog.js';
+import { ONCE_TTL_MS, ScriptError, StoreTimeout, type Grant, type Store, type StoreVerdict, type TakeVerdict } from '../store.js';
 
 const ALGORITHM_CODE = { token_bucket: 1, fixed_window: 2, sliding_window: 3, concurrency: 4 } as const;
 
@@ -21,13 +22,24 @@ interface ScriptPlan {
 
 const SCRIPTS = { sluiceAcquire: 'acquire.lua', sluiceSettle: 'settle.lua', sluiceHeartbeat: 'heartbeat.lua' } as const;
 
+/** Options every form takes: `redis` adds ioredis options (tests shorten timeouts with it). */
+interface Tuning {
+  redis?: RedisOptions;
+  /** How long Redis may stay silent towards a command before it fails with StoreTimeout. Default 1 s. */
+  timeoutMs?: number;
+}
+
+/** The compiled store.redis, or (for tests and tools) a plain redis:// or rediss:// url and a prefix. */
+export type RedisStoreOptions = (RedisConfig & Tuning) | ({ url?: string | undefined; prefix: string } & Tuning);
+
 /**
- * The compiled store.redis, or (for tests and tools) a plain redis:// or rediss:// url and a
- * prefix. `redis` adds ioredis options (tests shorten timeouts with it).
+ * A command Redis is visibly working through (replies to the commands ahead of it keep coming)
+ * may wait this many deadlines before it fails anyway: the store is then too slow to be useful.
  */
-export type RedisStoreOptions =
-  | (RedisConfig & { redis?: RedisOptions })
-  | { url?: string | undefined; prefix: string; redis?: RedisOptions };
+export const PATIENCE = 10;
+
+/** The scope of the probe: no resource's scope starts with `|`. */
+const PROBE_SCOPE = '|probe';
 
 export class RedisStore implements Store {
   /** A `Redis` (one server, or the master the sentinels name) or a `Cluster`. */
@@ -41,6 +53,8 @@ export class RedisStore implements Store {
   private readonly prefix: string;
   private readonly plans = new WeakMap<Resource, ScriptPlan>();
   private lastConnectionError: Error | null = null;
+  private readonly watchdog: Watchdog;
+  private readonly probe: Resource;
 
   constructor(options: RedisStoreOptions) {
     this.prefix = options.prefix;
@@ -52,7 +66,16 @@ export class RedisStore implements Store {
     // ioredis sends EVALSHA and falls back to EVAL (which loads the script) on NOSCRIPT; on a
     // Cluster it does so on whichever node serves the keys' slot.
     for (const [name, file] of Object.entries(SCRIPTS)) this.client.defineCommand(name, { lua: readFileSync(join(luaDir, file), 'utf8') });
-    this.batcher = this.client instanceof Cluster ? null : new ScriptBatcher(this.client);
+    const timeoutMs = options.timeoutMs ?? 1_000;
+    this.watchdog = new Watchdog({
+      timeoutMs,
+      patienceMs: PATIENCE * timeoutMs,
+      // One connection answers in order; a Cluster's nodes answer each for itself.
+      fifo: !(this.client instanceof Cluster),
+      explain: () => (this.lastConnectionError ? `; last connection error: ${this.lastConnectionError.message}` : ''),
+    });
+    this.batcher = this.client instanceof Cluster ? null : new ScriptBatcher(this.client, this.watchdog);
+    this.probe = probeResource();
     // Connection errors (refused, TLS, DNS) reach callers only as "max retries reached" or
     // "connection closed"; remember the last one so a failed call can say what went wrong. The
     // listener also keeps ioredis from printing every reconnect failure to stderr.
@@ -66,24 +89,16 @@ export class RedisStore implements Store {
     });
   }
 
-  async acquire(resource: Resource, scope: string, cost: number, permitId: string): Promise<StoreVerdict> {
+  acquire(resource: Resource, scope: string, cost: number, permitId: string): Promise<StoreVerdict> {
     const plan = this.plan(resource);
     const keys = this.keys(plan, scope);
-    return verdictOf(await this.call<number[]>('sluiceAcquire', [keys.length, ...keys, cost, permitId, ...plan.limitArgs]));
+    return this.call<number[]>('sluiceAcquire', [keys.length, ...keys, cost, permitId, ...plan.limitArgs]).then(verdictOf, lateVerdict);
   }
 
-  async take(resource: Resource, scope: string, cost: number, want: readonly number[]): Promise<TakeVerdict> {
+  take(resource: Resource, scope: string, cost: number, want: readonly number[]): Promise<TakeVerdict> {
     const plan = this.plan(resource);
     const keys = this.keys(plan, scope);
-    const reply = await this.call<number[]>('sluiceAcquire', [keys.length, ...keys, cost, '', ...plan.limitArgs, ...want]);
-    const taken: number[] = [];
-    const left: number[] = [];
-    for (let i = 7; i < reply.length; i += 2) {
-      taken.push(reply[i]!);
-      left.push(reply[i + 1]!);
-    }
-    const windowEnds = reply[6]!;
-    return { ...verdictOf(reply), taken, left, windowEndsInMs: windowEnds < 0 ? Number.POSITIVE_INFINITY : windowEnds };
+    return this.call<number[]>('sluiceAcquire', [keys.length, ...keys, cost, '', ...plan.limitArgs, ...want]).then(takeVerdictOf, lateTakeVerdict);
   }
 
   async release(resource: Resource, scope: string, grant: Grant, delta: number): Promise<void> {
@@ -102,10 +117,13 @@ export class RedisStore implements Store {
     return this.call<number>('sluiceHeartbeat', [1, `${this.prefix}:{sidecars}`, sidecarId, ttlMs]);
   }
 
+  /**
+   * Runs the decision script on a probe key: answers only when decisions can be made, so a user
+   * without key access (NOPERM), a full Redis (OOM) or a replica (READONLY) fail it, not just a
+   * dead connection.
+   */
   async ping(): Promise<void> {
-    await this.client.ping().catch((err: unknown) => {
-      throw this.explain(err);
-    });
+    await this.acquire(this.probe, PROBE_SCOPE, 1, '');
   }
 
   async close(): Promise<void> {
@@ -113,20 +131,43 @@ export class RedisStore implements Store {
   }
 
   private call<T>(command: keyof typeof SCRIPTS, args: (string | number)[]): Promise<T> {
-    const sent = this.batcher
-      ? this.batcher.call<T>(command, args)
-      : (this.client as unknown as Record<typeof command, (...args: (string | number)[]) => Promise<T>>)[command](...args);
+    const sent = this.batcher ? this.batcher.call<T>(command, args) : this.callAlone<T>(command, args);
     return sent.catch((err: unknown) => {
       throw this.explain(err);
     });
   }
 
-  /** A lost-connection error, with the connection error behind it when there is one. */
+  /** On a Cluster: one command, routed by its keys, under the watchdog by itself. */
+  private callAlone<T>(command: keyof typeof SCRIPTS, args: (string | number)[]): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const entry: Outstanding = { sentAt: performance.now(), settled: false, late: null, reject };
+      (this.client as unknown as Record<typeof command, (...args: (string | number)[]) => Promise<T>>)[command](...args).then(
+        (value) => {
+          if (!entry.settled) resolve(value);
+          else entry.late?.resolve(value);
+          entry.settled = true;
+        },
+        (err: unknown) => {
+          if (!entry.settled) reject(err);
+          else entry.late?.reject(err);
+          entry.settled = true;
+        },
+      );
+      this.watchdog.sent(entry);
+    });
+  }
+
+  /**
+   * The error a caller should see: a script's own failure as ScriptError; a lost connection with
+   * the connection error behind it when there is one.
+   */
   private explain(err: unknown): unknown {
+    if (err instanceof StoreTimeout || !(err instanceof Error)) return err;
+    if (isScriptError(err)) return new ScriptError(err.message, { cause: err });
     const last = this.lastConnectionError;
-    if (!last || !(err instanceof Error) || err.message.includes(last.message)) return err;
+    if (!last || err.message.includes(last.message)) return err;
     if (err.name !== 'MaxRetriesPerRequestError' && !/Connection is closed|Too many Cluster redirections|None of startup nodes|Failed to refresh slots/.test(err.message)) return err;
-    const explained = new Error(`${err.message} Last connection error: ${last.message}`, { cause: err });
+    const explained = new Error(`${err.message}; last connection error: ${last.message}`, { cause: err });
     explained.name = err.name;
     return explained;
   }
@@ -157,6 +198,48 @@ export class RedisStore implements Store {
     }
     return plan;
   }
+}
+
+/**
+ * An error a script raised over what one call gave it or met (ERR, WRONGTYPE), as opposed to the
+ * store refusing work (NOPERM, OOM, READONLY, BUSY, LOADING, ... keep their own codes).
+ */
+function isScriptError(err: Error): boolean {
+  return err.name === 'ReplyError' && /^(ERR|WRONGTYPE) /.test(err.message) && err.message.includes('script:');
+}
+
+/** A resource nobody can name (see PROBE_SCOPE): one limit that never denies and keeps its key a few ms. */
+function probeResource(): Resource {
+  return {
+    name: '|probe',
+    keys: [],
+    onStoreFailure: 'open',
+    limits: [{ name: 'probe', algorithm: 'token_bucket', capacity: 1_000, intervalMs: 1, countsRequests: true }],
+    permitTtlMs: 0,
+    lease: { enabled: false, maxFraction: 0.1, ttlMs: 1_000 },
+    leasable: false,
+  };
+}
+
+/** A timeout whose late answer is read as `read` reads a timely one. */
+function lateAs(read: (reply: number[]) => unknown): (err: unknown) => never {
+  return (err) => {
+    throw err instanceof StoreTimeout ? err.map((reply) => read(reply as number[])) : err;
+  };
+}
+const lateVerdict = lateAs(verdictOf);
+const lateTakeVerdict = lateAs(takeVerdictOf);
+
+/** acquire.lua's whole reply, for a lease's take. */
+function takeVerdictOf(reply: number[]): TakeVerdict {
+  const taken: number[] = [];
+  const left: number[] = [];
+  for (let i = 7; i < reply.length; i += 2) {
+    taken.push(reply[i]!);
+    left.push(reply[i + 1]!);
+  }
+  const windowEnds = reply[6]!;
+  return { ...verdictOf(reply), taken, left, windowEndsInMs: windowEnds < 0 ? Number.POSITIVE_INFINITY : windowEnds };
 }
 
 /** The head of acquire.lua's reply. */

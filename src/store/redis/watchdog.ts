@@ -1,0 +1,108 @@
+// The deadline towards Redis, measured where it can be measured honestly: from the moment a
+// command is written, and against Redis's silence rather than against this process's own delays.
+//
+// A command fails with StoreTimeout only when Redis has said nothing for `timeoutMs` since it was
+// sent. On one connection (`fifo`), replies come back in the order commands went out, so a reply
+// to anything is progress for everything behind it: a long pipeline that Redis is working
+// through is not a stalled Redis. Every command still fails after `patienceMs`, progress or not.
+// Before judging, the watchdog lets the event loop read what has already arrived: a timer that
+// fires late because this process was busy must not blame Redis for a reply sitting unread in
+// the socket.
+import { StoreTimeout } from '../store.js';
+
+export interface Outstanding {
+  /** performance.now() when written. */
+  sentAt: number;
+  /** Set once answered or failed; a late reply then goes to `late`. */
+  settled: boolean;
+  /** Present once the command has been failed for silence: its eventual reply settles this. */
+  late: { resolve: (value: unknown) => void; reject: (err: unknown) => void } | null;
+  reject: (err: unknown) => void;
+}
+
+export interface WatchdogOptions {
+  timeoutMs: number;
+  patienceMs: number;
+  /** Commands share one connection and are answered in order. */
+  fifo: boolean;
+  /** Why Redis may be silent (the last connection error), for the timeout's message. */
+  explain: () => string;
+}
+
+export class Watchdog {
+  /** Oldest first; settled entries are dropped lazily from the front. */
+  private queue: Outstanding[] = [];
+  private head = 0;
+  private lastReplyAt = 0;
+  private timer: NodeJS.Timeout | null = null;
+  private judging = false;
+
+  constructor(private readonly options: WatchdogOptions) {}
+
+  /** Starts the clock for a command written now. */
+  sent(entry: Outstanding): void {
+    this.queue.push(entry);
+    if (!this.timer && !this.judging) this.arm(entry.sentAt + this.options.timeoutMs);
+  }
+
+  /** Redis answered (a reply or an error reply): progress, whichever command it was for. */
+  replied(now: number): void {
+    this.lastReplyAt = now;
+  }
+
+  /** The deadline of the oldest command still waiting, or -1 when none waits. */
+  private nextDeadline(): number {
+    this.dropSettled();
+    const oldest = this.queue[this.head];
+    if (!oldest) return -1;
+    const { timeoutMs, patienceMs, fifo } = this.options;
+    const quietSince = fifo ? Math.max(oldest.sentAt, this.lastReplyAt) : oldest.sentAt;
+    return Math.min(quietSince + timeoutMs, oldest.sentAt + patienceMs);
+  }
+
+  private arm(at: number): void {
+    this.timer = setTimeout(this.fire, Math.max(0, at - performance.now()));
+    this.timer.unref();
+  }
+
+  private readonly fire = (): void => {
+    this.timer = null;
+    // Judge after the poll phase: replies already in the socket are read before then.
+    this.judging = true;
+    setImmediate(this.judge);
+  };
+
+  private readonly judge = (): void => {
+    this.judging = false;
+    const now = performance.now();
+    let deadline = this.nextDeadline();
+    while (deadline !== -1 && deadline <= now) {
+      // On one connection everything behind a silent command waits on the same silence.
+      const expiring = this.options.fifo ? this.queue.length : this.head + 1;
+      const err = `no answer within ${this.options.timeoutMs}ms${this.options.explain()}`;
+      for (let i = this.head; i < expiring; i++) expire(this.queue[i]!, err);
+      deadline = this.nextDeadline();
+    }
+    if (deadline !== -1) this.arm(deadline);
+  };
+
+  private dropSettled(): void {
+    while (this.head < this.queue.length && this.queue[this.head]!.settled) this.head++;
+    if (this.head === this.queue.length) {
+      this.queue = [];
+      this.head = 0;
+    } else if (this.head > 1024 && this.head * 2 > this.queue.length) {
+      this.queue = this.queue.slice(this.head);
+      this.head = 0;
+    }
+  }
+}
+
+function expire(entry: Outstanding, message: string): void {
+  if (entry.settled) return;
+  entry.settled = true;
+  const late = new Promise<unknown>((resolve, reject) => {
+    entry.late = { resolve, reject };
+  });
+  entry.reject(new StoreTimeout(message, late));
+}
