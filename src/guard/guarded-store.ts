@@ -32,6 +32,8 @@ export class GuardedStore implements Store {
   readonly breaker: Breaker;
   private probe: NodeJS.Timeout | undefined;
   private lastFailure = '';
+  /** The silence last counted: the commands it failed are one failure, not many. */
+  private lastSilence: unknown = null;
 
   constructor(
     private readonly inner: Store,
@@ -122,7 +124,7 @@ export class GuardedStore implements Store {
     if (cause instanceof StoreTimeout) {
       // An answer after all is evidence that the store answers again.
       cause.late.then(() => this.succeeded(), () => undefined);
-      return new StoreUnavailable('timeout', `store unavailable: ${detail}`, { cause }, cause.late);
+      return new StoreUnavailable('timeout', `store unavailable: ${detail}`, { cause }, cause.late, cause.silence);
     }
     const reason = cause instanceof ScriptError ? 'script' : 'error';
     return new StoreUnavailable(reason, `store unavailable: ${detail}`, { cause });
@@ -140,6 +142,10 @@ export class GuardedStore implements Store {
     // One call's script error says nothing about the store: it never moves the breaker.
     if (err.reason === 'script') return;
     this.lastFailure = err.message;
+    if (err.silence !== null) {
+      if (err.silence === this.lastSilence) return;
+      this.lastSilence = err.silence;
+    }
     if (!this.breaker.failure()) return;
     this.options.onCircuit?.(true);
     // While open, only the probe talks to the store; its first answer closes the circuit.

@@ -12,6 +12,8 @@ export class StoreUnavailable extends Error {
     options?: { cause?: unknown },
     /** After a timeout: settles with the store's answer if it comes after all. */
     readonly late: Promise<unknown> | null = null,
+    /** After a timeout: the judgement it came from, shared by every call it failed. */
+    readonly silence: object | null = null,
   ) {
     super(message, options);
     this.name = 'StoreUnavailable';

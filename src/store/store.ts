@@ -61,6 +61,11 @@ export interface Store {
   close(): Promise<void>;
 }
 
+/** One judgement that the store was silent; every command it failed shares it. */
+export class Silence {
+  constructor(readonly message: string) {}
+}
+
 /**
  * The store said nothing for the whole deadline. The command may still run: `late` settles with
  * the store's answer if it comes after all (rejects if it never does), so that what was decided
@@ -70,6 +75,8 @@ export class StoreTimeout extends Error {
   constructor(
     message: string,
     readonly late: Promise<unknown>,
+    /** The judgement this timeout came from: many commands, one piece of evidence. */
+    readonly silence: Silence,
   ) {
     super(message);
     this.name = 'StoreTimeout';
@@ -79,7 +86,7 @@ export class StoreTimeout extends Error {
 
   /** The same timeout, its late answer read by `map`. */
   map(map: (late: unknown) => unknown): StoreTimeout {
-    return new StoreTimeout(this.message, this.late.then(map));
+    return new StoreTimeout(this.message, this.late.then(map), this.silence);
   }
 }
 

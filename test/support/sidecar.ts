@@ -11,6 +11,9 @@ import { connect, type SluiceClient } from './client.js';
 
 export const CLI = join(packageRoot, 'dist', 'src', 'cli', 'main.js');
 
+/** The heap flags the image runs the sidecar with (deploy/Dockerfile), as an environment entry. */
+export const AS_DEPLOYED = { NODE_OPTIONS: '--max-old-space-size=128 --max-semi-space-size=8' };
+
 export interface SidecarProcess {
   address: string;
   admin: string | null;

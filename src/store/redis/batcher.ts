@@ -1,21 +1,33 @@
-// Script calls made in the same turn of the event loop go out as one pipeline: one write, one
-// read on the Redis side, across keys. Unlike ioredis's auto-pipelining, a batch does not wait
-// for the one before it to come back, so with Redis across a network a decision waits one round
-// trip, not up to two. The deadline of each call starts when its batch is written (time spent
-// queued here is this process's, not Redis's), and is kept by the watchdog.
+// Script calls go out as pipelines: one write, one read on the Redis side, across keys. Unlike
+// ioredis's auto-pipelining, a batch does not wait for the one before it to come back, so with
+// Redis across a network a decision waits one round trip, not up to two.
+//
+// At most WINDOW calls are on the wire at once; the rest wait here and go out as answers come
+// back. Redis answers a pipeline only once it has run what it read, so an unbounded batch makes
+// the first answer wait for the whole batch: a thousand scripts at once would look like a silent
+// Redis to the deadline. The deadline of each call starts when it is written (time spent queued
+// here is this process's, not Redis's) and is kept by the watchdog.
 import type { Redis } from 'ioredis';
 import { Watchdog, type Outstanding } from './watchdog.js';
 
 type Args = (string | number)[];
 
+/** Script calls on the wire at once, per connection. */
+export const WINDOW = 64;
+
 interface Pending extends Outstanding {
   command: string;
   args: Args;
   resolve: (value: unknown) => void;
+  /** The caller's reject; `reject` is the watchdog's, which also frees the place on the wire. */
+  fail: (err: unknown) => void;
 }
 
 export class ScriptBatcher {
   private queue: Pending[] = [];
+  private head = 0;
+  /** Calls written and neither answered nor failed for silence. */
+  private onWire = 0;
   private scheduled = false;
 
   /** `client` has the commands defined with defineCommand. */
@@ -26,24 +38,50 @@ export class ScriptBatcher {
 
   call<T>(command: string, args: Args): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      this.queue.push({ command, args, resolve: resolve as (value: unknown) => void, reject, sentAt: 0, settled: false, late: null });
-      if (!this.scheduled) {
-        this.scheduled = true;
-        setImmediate(this.flush);
-      }
+      const pending: Pending = {
+        command,
+        args,
+        resolve: resolve as (value: unknown) => void,
+        fail: reject,
+        reject: (err) => {
+          this.freed();
+          reject(err);
+        },
+        sentAt: 0,
+        settled: false,
+        late: null,
+      };
+      this.queue.push(pending);
+      this.schedule();
     });
   }
 
+  private schedule(): void {
+    if (this.scheduled || this.head === this.queue.length || this.onWire >= WINDOW) return;
+    this.scheduled = true;
+    setImmediate(this.flush);
+  }
+
   private readonly flush = (): void => {
-    const batch = this.queue;
-    this.queue = [];
     this.scheduled = false;
+    const end = Math.min(this.queue.length, this.head + WINDOW - this.onWire);
+    if (end <= this.head) return;
     const pipeline = this.client.pipeline() as unknown as Record<string, (...args: unknown[]) => unknown> & { exec(): Promise<unknown> };
     const sentAt = performance.now();
-    for (const pending of batch) {
+    for (let i = this.head; i < end; i++) {
+      const pending = this.queue[i]!;
       pending.sentAt = sentAt;
       pipeline[pending.command]!(...pending.args, (err: Error | null, value: unknown) => this.answered(pending, err, value));
       this.watchdog.sent(pending);
+    }
+    this.onWire += end - this.head;
+    this.head = end;
+    if (this.head === this.queue.length) {
+      this.queue = [];
+      this.head = 0;
+    } else if (this.head > 1024 && this.head * 2 > this.queue.length) {
+      this.queue = this.queue.slice(this.head);
+      this.head = 0;
     }
     // Every command's own callback has its outcome; exec's promise adds nothing.
     pipeline.exec().catch(() => undefined);
@@ -58,7 +96,13 @@ export class ScriptBatcher {
       return;
     }
     pending.settled = true;
-    if (err) pending.reject(err);
+    this.freed();
+    if (err) pending.fail(err);
     else pending.resolve(value);
+  }
+
+  private freed(): void {
+    this.onWire--;
+    this.schedule();
   }
 }

@@ -7,8 +7,10 @@
 // through is not a stalled Redis. Every command still fails after `patienceMs`, progress or not.
 // Before judging, the watchdog lets the event loop read what has already arrived: a timer that
 // fires late because this process was busy must not blame Redis for a reply sitting unread in
-// the socket.
-import { StoreTimeout } from '../store.js';
+// the socket. And the time this process itself was stalled (how late the timer fired) is
+// credited to Redis once per command: its deadline moves by that much before it is judged.
+// All commands failed by one judgement share one silence: one piece of evidence, not many.
+import { Silence, StoreTimeout } from '../store.js';
 
 export interface Outstanding {
   /** performance.now() when written. */
@@ -35,7 +37,11 @@ export class Watchdog {
   private head = 0;
   private lastReplyAt = 0;
   private timer: NodeJS.Timeout | null = null;
+  private armedFor = 0;
   private judging = false;
+  /** How late the last timer fired, and the command it may still be credited to. */
+  private lag = 0;
+  private credited: Outstanding | null = null;
 
   constructor(private readonly options: WatchdogOptions) {}
 
@@ -61,12 +67,14 @@ export class Watchdog {
   }
 
   private arm(at: number): void {
+    this.armedFor = at;
     this.timer = setTimeout(this.fire, Math.max(0, at - performance.now()));
     this.timer.unref();
   }
 
   private readonly fire = (): void => {
     this.timer = null;
+    this.lag = Math.max(0, performance.now() - this.armedFor);
     // Judge after the poll phase: replies already in the socket are read before then.
     this.judging = true;
     setImmediate(this.judge);
@@ -76,11 +84,18 @@ export class Watchdog {
     this.judging = false;
     const now = performance.now();
     let deadline = this.nextDeadline();
+    const oldest = this.queue[this.head];
+    if (deadline !== -1 && deadline <= now && this.lag > 0 && this.credited !== oldest) {
+      // This process was stalled: give Redis that time back, once.
+      this.credited = oldest!;
+      deadline = Math.max(deadline + this.lag, now + 1);
+    }
+    this.lag = 0;
     while (deadline !== -1 && deadline <= now) {
       // On one connection everything behind a silent command waits on the same silence.
       const expiring = this.options.fifo ? this.queue.length : this.head + 1;
-      const err = `no answer within ${this.options.timeoutMs}ms${this.options.explain()}`;
-      for (let i = this.head; i < expiring; i++) expire(this.queue[i]!, err);
+      const silence = new Silence(`no answer within ${this.options.timeoutMs}ms${this.options.explain()}`);
+      for (let i = this.head; i < expiring; i++) expire(this.queue[i]!, silence);
       deadline = this.nextDeadline();
     }
     if (deadline !== -1) this.arm(deadline);
@@ -98,11 +113,11 @@ export class Watchdog {
   }
 }
 
-function expire(entry: Outstanding, message: string): void {
+function expire(entry: Outstanding, silence: Silence): void {
   if (entry.settled) return;
   entry.settled = true;
   const late = new Promise<unknown>((resolve, reject) => {
     entry.late = { resolve, reject };
   });
-  entry.reject(new StoreTimeout(message, late));
+  entry.reject(new StoreTimeout(silence.message, late, silence));
 }
