@@ -168,7 +168,7 @@ describe('Cluster', () => {
       }
       // The sidecar's keys are in the cluster, on the master that owns each tenant's slot.
       for (const tenant of ['acme', 'globex', 'initech']) {
-        const key = `sluice:{e2e|${tenant}}:daily`;
+        const key = `sluice:{e2e|${tenant}}:daily|fw`;
         const owner = await cluster.ownerOf(await cluster.keySlot(key));
         expect(Number(await owner.process.client.hget(key, 'c'))).toBe(3);
       }
