@@ -6,6 +6,7 @@ import { scopeOf } from '../../src/decide/scope.js';
 import { FailurePolicy } from '../../src/guard/failure-policy.js';
 import { StoreUnavailable } from '../../src/guard/store-unavailable.js';
 import { MemoryStore } from '../../src/store/memory/memory-store.js';
+import { useSidecar } from '../support/sidecar.js';
 import { testResource } from '../support/store-checks.js';
 
 const DAY = 86_400_000;
@@ -161,5 +162,29 @@ describe('memory store: an algorithm change under the same limit name', () => {
     expect(after.limits[v.decider]!.name).toBe('daily');
     expect(v.remaining).toBe(0);
     await store.close();
+  });
+});
+
+describe('memory store through a sidecar process', () => {
+  const running = useSidecar(
+    () => `
+store: { max_keys: 3 }
+resources:
+  - name: daily
+    keys: [tenant]
+    limits:
+      - { name: daily, algorithm: fixed_window, rate: 2/1d }
+`,
+  );
+
+  it('a full table denies a new tenant, keeps the others\' budgets, and counts the refusal', async () => {
+    const acquire = (tenant: string) => running.client.acquire({ resource: 'daily', descriptors: { tenant } });
+    for (const tenant of ['a', 'b', 'c']) expect(await acquire(tenant)).toMatchObject({ granted: true, remaining: 1 });
+    expect(await acquire('a')).toMatchObject({ granted: true, remaining: 0 });
+    expect(await acquire('d')).toMatchObject({ granted: false, decided_by: 'STORE' });
+    expect(await acquire('a')).toMatchObject({ granted: false, remaining: 0 });
+    expect(await acquire('b')).toMatchObject({ granted: true, remaining: 0 });
+    const metrics = await (await fetch(`http://${running.sidecar.admin}/metrics`)).text();
+    expect(metrics).toMatch(/^sluice_memory_scopes_refused_total 1$/m);
   });
 });
