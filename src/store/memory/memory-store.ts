@@ -43,11 +43,13 @@ export class MemoryStore implements Store {
   private readonly settled = new Map<string, number>();
   private readonly now: () => number;
   private readonly maxKeys: number;
+  private readonly fullReason: string;
   private readonly sweeper: NodeJS.Timeout | undefined;
 
   constructor(options: MemoryStoreOptions) {
     this.now = options.now ?? Date.now;
     this.maxKeys = options.maxKeys;
+    this.fullReason = `memory store full: ${options.maxKeys} scopes hold live budgets (store.max_keys)`;
     const every = options.sweepEveryMs ?? 10_000;
     if (every > 0) this.sweeper = setInterval(() => this.sweep(), every).unref();
   }
@@ -170,7 +172,7 @@ export class MemoryStore implements Store {
       retryAfterMs: FULL_SWEEP_EVERY_MS,
       resetAfterMs: 0,
       now: this.now(),
-      reason: `memory store full: ${this.maxKeys} scopes hold live budgets (store.max_keys)`,
+      reason: this.fullReason,
     };
   }
 
