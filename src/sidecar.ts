@@ -71,6 +71,7 @@ export async function startSidecar(policy: Policy, log: Logger): Promise<Sidecar
     permitsEvicted: () => decider?.permits.evicted ?? 0,
     leases: () => leases?.figures ?? null,
     storeUp: () => (guarded ? (guarded.available ? 1 : 0) : 1),
+    memoryScopesRefused: () => (raw instanceof MemoryStore ? raw.refusedScopes : 0) + (failurePolicy?.local.refusedScopes ?? 0),
   });
 
   // A remote store is guarded: deadlines, a circuit breaker, each resource's failure policy, and

@@ -37,6 +37,7 @@ export class Metrics {
     leases: () => LeaseFigures | null;
     storeUp: () => number;
     admission: () => Admission | null;
+    memoryScopesRefused: () => number;
   }) {
     // Among Node's figures: sluice_nodejs_eventloop_lag_p99_seconds, this process's own delay.
     collectDefaultMetrics({ register: this.registry, prefix: 'sluice_' });
@@ -68,6 +69,7 @@ export class Metrics {
       return figures ? pick(figures) : 0;
     };
     counterOf(this.registry, 'sluice_permits_evicted_total', 'Permits dropped before they expired to keep the permit table bounded', gauges.permitsEvicted);
+    counterOf(this.registry, 'sluice_memory_scopes_refused_total', 'New scopes the memory store refused because store.max_keys scopes held live budgets', gauges.memoryScopesRefused);
     gaugeOf(this.registry, 'sluice_store_up', '1 while the store answers (circuit closed), 0 while decisions follow on_store_failure', gauges.storeUp);
     gaugeOf(this.registry, 'sluice_lease_units_held', 'Units held in local leases: the most budget leasing can strand', lease((f) => f.held));
     counterOf(this.registry, 'sluice_lease_units_returned_total', 'Leased units given back to the store', lease((f) => f.returned));

@@ -95,7 +95,7 @@ export class Decider {
       resetAfterMs: verdict.resetAfterMs,
       limitName: limit.name,
       decidedBy: 'STORE',
-      reason: verdict.granted ? '' : denialReason(limit.name, limit.capacity, verdict.remaining, verdict.retryAfterMs, costFor(limit, cost)),
+      reason: verdict.granted ? '' : (verdict.reason ?? denialReason(limit.name, limit.capacity, verdict.remaining, verdict.retryAfterMs, costFor(limit, cost))),
       decidedAt: verdict.now,
     };
   }

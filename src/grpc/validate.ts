@@ -9,6 +9,14 @@ import { invalid, RequestError } from './request-error.js';
 
 export const MAX_STRING_BYTES = 256;
 export const MAX_DESCRIPTORS = 16;
+/**
+ * The largest `cost` or `actual_cost`. Every store must do its arithmetic on costs exactly: JS
+ * numbers and Redis's Lua numbers are doubles, exact for integers up to 2^53 (about 9.007e15),
+ * and Redis writes a Lua number as plain digits only below 1e17. 10^15 leaves room for the sums
+ * and differences the stores form (actual_cost - cost, a count plus a charge before it is
+ * clamped to the limit) to stay exact, and it is a bound a caller can remember.
+ */
+export const MAX_COST = 1_000_000_000_000_000;
 
 /** google.protobuf.Duration as proto-loader gives it (longs as Number). */
 export interface WireDuration {
@@ -70,8 +78,8 @@ export function parseRelease(req: WireReleaseRequest): { permitId: string; actua
 }
 
 function parseCost(field: string, cost: number): number {
-  // uint64 arrives as a JS number; past 2^53 it is no longer exact, so refuse it.
-  if (!Number.isSafeInteger(cost) || cost < 0) throw invalid(`${field}: must be at most ${Number.MAX_SAFE_INTEGER}`);
+  // uint64 arrives as a JS number, inexact past 2^53: isSafeInteger catches those, the bound the rest.
+  if (!Number.isSafeInteger(cost) || cost < 0 || cost > MAX_COST) throw invalid(`${field}: must be at most ${MAX_COST}`);
   return cost;
 }
 

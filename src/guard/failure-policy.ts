@@ -45,7 +45,9 @@ export class FailurePolicy {
           resetAfterMs: verdict.resetAfterMs,
           limitName: limit.name,
           decidedBy: 'LOCAL_FALLBACK',
-          reason: verdict.granted ? '' : `${err.message}; this sidecar's share of limit "${limit.name}" has ${verdict.remaining} of ${limit.capacity} left`,
+          reason: verdict.granted
+            ? ''
+            : `${err.message}; ${verdict.reason ?? `this sidecar's share of limit "${limit.name}" has ${verdict.remaining} of ${limit.capacity} left`}`,
           decidedAt: verdict.now,
         };
       }

@@ -38,7 +38,8 @@ export function takeFixedWindow(state: FixedWindowState, now: number, cost: numb
 
 /**
  * A refund returns units to the window that was charged, if it is still the current one (a
- * closed window's budget cannot be spent again). An extra charge lands in the current window.
+ * closed window's budget cannot be spent again). An extra charge lands in the current window, at
+ * most up to its capacity: a settlement can drain a limit, never more.
  */
 export function settleFixedWindow(state: FixedWindowState, now: number, grantedAt: number, delta: number, p: WindowParams): FixedWindowState {
   const window = windowIndex(now, p.periodMs);
@@ -47,5 +48,5 @@ export function settleFixedWindow(state: FixedWindowState, now: number, grantedA
     if (windowIndex(grantedAt, p.periodMs) !== window) return state;
     return { window, count: Math.max(0, count + delta) };
   }
-  return { window, count: count + delta };
+  return { window, count: Math.min(count + delta, p.capacity) };
 }

@@ -48,11 +48,12 @@ export function takeSlidingWindow(state: SlidingWindowState, now: number, cost: 
 
 /**
  * A refund comes off the window that was charged while either counter still holds it; an extra
- * charge lands in the current window.
+ * charge lands in the current window, whose count it takes at most to capacity. More would keep
+ * the next window denied too: a settlement can drain a limit, never more.
  */
 export function settleSlidingWindow(state: SlidingWindowState, now: number, grantedAt: number, delta: number, p: WindowParams): SlidingWindowState {
   const rolled = rollSlidingWindow(state, now, p.periodMs);
-  if (delta >= 0) return { ...rolled, current: rolled.current + delta };
+  if (delta >= 0) return { ...rolled, current: Math.min(rolled.current + delta, p.capacity) };
   const charged = windowIndex(grantedAt, p.periodMs);
   if (charged === rolled.window) return { ...rolled, current: Math.max(0, rolled.current + delta) };
   if (charged === rolled.window - 1) return { ...rolled, previous: Math.max(0, rolled.previous + delta) };

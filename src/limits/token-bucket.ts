@@ -34,10 +34,13 @@ export function takeTokens(tat: number, now: number, cost: number, p: TokenBucke
 
 /**
  * Settles a granted request's real cost: a negative delta refunds (never past a full bucket), a
- * positive one charges the extra (the work is done, so it may push the bucket into debt).
+ * positive one charges the extra, at most to an empty bucket (TAT now + burst x interval). A
+ * larger charge would lock the key for longer than the limit's own horizon: a settlement can
+ * drain a limit, never more.
  */
 export function settleTokens(tat: number, now: number, delta: number, p: TokenBucketParams): number {
-  return Math.max(Math.max(tat, now) + delta * p.intervalMs, now);
+  const settled = Math.max(tat, now) + delta * p.intervalMs;
+  return Math.min(Math.max(settled, now), now + p.capacity * p.intervalMs);
 }
 
 function units(ms: number, p: TokenBucketParams): number {

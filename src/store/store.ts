@@ -12,6 +12,8 @@ export interface StoreVerdict {
   resetAfterMs: number;
   /** The store's clock at the decision; a later settlement needs it to find the charged window. */
   now: number;
+  /** Why the store denied when no limit did (the memory store full of live budgets). */
+  reason?: string;
 }
 
 /** A take for a lease: what each limit gave and has left, in policy order. */

@@ -69,13 +69,13 @@ describe('three sidecars on one Redis', () => {
   it('fixed_window: grants exactly the limit, and denied requests charge nothing', async () => {
     expect(await storm('window', 'w')).toBe(LIMIT);
     // The second limit saw only the granted requests: all-or-nothing held under contention.
-    expect(await redis.client.hget('sluice:{window|w}:witness', 'c')).toBe(String(LIMIT));
-    expect(await redis.client.hget('sluice:{window|w}:daily', 'c')).toBe(String(LIMIT));
+    expect(await redis.client.hget('sluice:{window|w}:witness|fw', 'c')).toBe(String(LIMIT));
+    expect(await redis.client.hget('sluice:{window|w}:daily|fw', 'c')).toBe(String(LIMIT));
   });
 
   it('token_bucket: grants exactly the burst, and denied requests charge nothing', async () => {
     expect(await storm('bucket', 'b')).toBe(LIMIT);
-    expect(await redis.client.hget('sluice:{bucket|b}:witness', 'c')).toBe(String(LIMIT));
+    expect(await redis.client.hget('sluice:{bucket|b}:witness|sw', 'c')).toBe(String(LIMIT));
   });
 
   it('concurrency: never more than max held at once across sidecars', async () => {
@@ -84,7 +84,7 @@ describe('three sidecars on one Redis', () => {
     let grants = 0;
     let serverPeak = 0;
     const sampler = setInterval(() => {
-      void redis.client.get('sluice:{slots|c}:inflight|held').then((v) => (serverPeak = Math.max(serverPeak, Number(v ?? 0))));
+      void redis.client.get('sluice:{slots|c}:inflight|cc|held').then((v) => (serverPeak = Math.max(serverPeak, Number(v ?? 0))));
     }, 5);
     await Promise.all(
       Array.from({ length: 50 }, async (_, holder) => {
@@ -104,7 +104,7 @@ describe('three sidecars on one Redis', () => {
     expect(grants).toBeGreaterThanOrEqual(8);
     expect(peak).toBeLessThanOrEqual(8);
     expect(serverPeak).toBeLessThanOrEqual(8);
-    expect(await redis.client.get('sluice:{slots|c}:inflight|held')).toBeNull();
+    expect(await redis.client.get('sluice:{slots|c}:inflight|cc|held')).toBeNull();
   });
 
   it('concurrency: a holder that never releases is reclaimed after its ttl', async () => {

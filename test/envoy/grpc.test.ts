@@ -218,7 +218,7 @@ describe('ShouldRateLimit on Redis', () => {
     expect((await b.shouldRateLimit('api', [desc('user', 'ann')])).statuses[0]!.limit_remaining).toBe(1);
     expect((await a.shouldRateLimit('api', [desc('user', 'ann')])).statuses[0]!.limit_remaining).toBe(0);
     expect((await b.shouldRateLimit('api', [desc('user', 'ann')])).overall_code).toBe('OVER_LIMIT');
-    const key = 'sluice:{envoy=api|user|ann|~fw_minute}:fw_minute';
+    const key = 'sluice:{envoy=api|user|ann|~fw_minute}:fw_minute|fw';
     expect(await redis.client.hget(key, 'c')).toBe('3');
     const ttl = await redis.client.pttl(key);
     expect(ttl).toBeGreaterThan(0);

@@ -98,6 +98,8 @@ describe('Acquire: bad input gets an exact status naming the field and charges n
     ['17 descriptors', (t) => ({ resource: 'api', descriptors: { tenant: t, ...manyDescriptors(16) } }), status.INVALID_ARGUMENT, ['descriptors', '16']],
     ['cost 2^64-1', (t) => ({ resource: 'api', descriptors: { tenant: t }, cost: '18446744073709551615' as unknown as number }), status.INVALID_ARGUMENT, ['cost']],
     ['cost 2^53', (t) => ({ resource: 'api', descriptors: { tenant: t }, cost: '9007199254740992' as unknown as number }), status.INVALID_ARGUMENT, ['cost']],
+    ['cost 2^53-1', (t) => ({ resource: 'api', descriptors: { tenant: t }, cost: Number.MAX_SAFE_INTEGER }), status.INVALID_ARGUMENT, ['cost', 'at most 1000000000000000']],
+    ['cost 10^15+1', (t) => ({ resource: 'api', descriptors: { tenant: t }, cost: 1e15 + 1 }), status.INVALID_ARGUMENT, ['cost', 'at most 1000000000000000']],
     ['negative max_wait seconds', (t) => ({ resource: 'api', descriptors: { tenant: t }, max_wait: { seconds: -1, nanos: 0 } }), status.INVALID_ARGUMENT, ['max_wait']],
     ['negative max_wait nanos', (t) => ({ resource: 'api', descriptors: { tenant: t }, max_wait: { seconds: 0, nanos: -1 } }), status.INVALID_ARGUMENT, ['max_wait']],
     ['max_wait nanos of a whole second', (t) => ({ resource: 'api', descriptors: { tenant: t }, max_wait: { seconds: 1, nanos: 1_000_000_000 } }), status.INVALID_ARGUMENT, ['max_wait']],
@@ -143,10 +145,10 @@ describe('Acquire: the limits themselves are accepted', () => {
     await expectStatus(running.client.acquire({ resource: 'r'.repeat(MAX), descriptors: { tenant: 'x' } }), status.NOT_FOUND, 'resource');
   });
 
-  it('cost 2^53-1 is a valid request that can never be granted: denied, no retry_after, nothing charged', async () => {
+  it('cost 10^15 (the bound) is a valid request that can never be granted: denied, no retry_after, nothing charged', async () => {
     const tenant = freshTenant();
     await chargesNothing(tenant, async () => {
-      const res = await running.client.acquire({ resource: 'api', descriptors: { tenant }, cost: Number.MAX_SAFE_INTEGER });
+      const res = await running.client.acquire({ resource: 'api', descriptors: { tenant }, cost: 1e15 });
       expect(res.granted).toBe(false);
       expect(res.retry_after).toBeNull();
       expect(res.reason).not.toBe('');

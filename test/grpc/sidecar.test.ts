@@ -193,7 +193,7 @@ resources:
       redis.resume();
       // Every slot must come back: five new holders fit again, and the daily count is back at 1.
       await waitFor(async () => {
-        const held = Number((await redis.client.get('sluice:{jobs}:inflight|held')) ?? 0);
+        const held = Number((await redis.client.get('sluice:{jobs}:inflight|cc|held')) ?? 0);
         return held === 0;
       });
       const holders = await Promise.all(Array.from({ length: 5 }, () => client.acquire({ resource: 'jobs' })));

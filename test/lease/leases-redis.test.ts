@@ -101,7 +101,7 @@ describe('leases across four sidecars on one Redis', () => {
     expect(granted).toBeGreaterThan(2500);
     expect(await Promise.all(sidecars.map((s) => s.stop()))).toEqual([0, 0, 0, 0]);
     // Whatever the sidecars still held is back: Redis counts exactly what was granted.
-    expect(Number(await redis.client.hget('sluice:{daily|d}:day', 'c'))).toBe(granted);
+    expect(Number(await redis.client.hget('sluice:{daily|d}:day|fw', 'c'))).toBe(granted);
   });
 });
 
@@ -130,11 +130,11 @@ describe('a single sidecar on Redis', () => {
     const held = await gauge(sidecar, 'sluice_lease_units_held');
     expect(held).toBeGreaterThan(0);
     expect(await gauge(sidecar, 'sluice_lease_decisions_total')).toBeGreaterThan(granted / 2);
-    const inRedis = Number(await redis.client.hget('sluice:{roomy|r}:day', 'c'));
+    const inRedis = Number(await redis.client.hget('sluice:{roomy|r}:day|fw', 'c'));
     expect(inRedis).toBe(granted + held);
     client.close();
     expect(await sidecar.stop()).toBe(0);
-    expect(Number(await redis.client.hget('sluice:{roomy|r}:day', 'c'))).toBe(granted);
+    expect(Number(await redis.client.hget('sluice:{roomy|r}:day|fw', 'c'))).toBe(granted);
   });
 
   it('pipelines: decisions that need Redis at the same moment share its reads', async () => {

@@ -171,6 +171,22 @@ describe('fixed window', () => {
       expect(v.remaining).toBe(2);
     });
 
+    it('a charge fills the window at most to capacity, and the next window is full again', () => {
+      const c = counter();
+      const grantedAt = c.now;
+      c.take(1);
+      c.settle(grantedAt, 1e15);
+      expect(c.state.count).toBe(5);
+      expect(c.take(1).retryAfterMs).toBe(1000);
+      // A refund then gives back from a drained window, not from the charge's full size.
+      c.settle(grantedAt, -2);
+      expect(c.state.count).toBe(3);
+      c.now = W0 + 1000;
+      const next = c.take(5);
+      expect(next.allowed).toBe(true);
+      expect(next.remaining).toBe(0);
+    });
+
     it('a positive delta after the window closed lands in the new window', () => {
       const c = counter();
       const grantedAt = c.now;

@@ -220,5 +220,21 @@ describe('sliding window', () => {
       expect(v.allowed).toBe(false);
       expect(v.remaining).toBe(3);
     });
+
+    it('a charge takes the current count at most to capacity: the next window frees as after a full one', () => {
+      const c = counter();
+      const grantedAt = c.now;
+      c.take(2);
+      expect(c.settle(grantedAt, 1e15)).toEqual({ window: N, current: 10, previous: 0 });
+      expect(c.take(1).allowed).toBe(false);
+      // Half-way through the next window half of the drained window has slid out.
+      c.now = W0 + 1500;
+      const half = c.take(5);
+      expect(half.allowed).toBe(true);
+      expect(half.remaining).toBe(0);
+      // Two windows on, nothing of it is left.
+      c.now = W0 + 3000;
+      expect(c.take(10).allowed).toBe(true);
+    });
   });
 });

@@ -166,7 +166,7 @@ describe('token bucket (GCRA)', () => {
       expect(b.take(1).allowed).toBe(false);
     });
 
-    it('a positive delta charges the extra, and may push the bucket into debt', () => {
+    it('a positive delta charges the extra', () => {
       const b = bucket();
       b.take(5);
       b.settle(3);
@@ -174,10 +174,29 @@ describe('token bucket (GCRA)', () => {
       const v = b.take(3);
       expect(v.allowed).toBe(false);
       expect(v.remaining).toBe(2);
+    });
+
+    it('a charge drains the bucket at most: the TAT stops at now + burst x interval', () => {
+      const b = bucket();
+      b.take(5);
       b.settle(10); // 18 units charged against a burst of 10
-      const debt = b.take(1);
-      expect(debt.allowed).toBe(false);
-      expect(debt.retryAfterMs).toBe(900);
+      expect(b.tat).toBe(START + 1000);
+      const empty = b.take(1);
+      expect(empty.allowed).toBe(false);
+      expect(empty.retryAfterMs).toBe(100);
+      expect(empty.resetAfterMs).toBe(1000);
+    });
+
+    it.each([1e12, 1e15])('a charge of %d on 60/1m is an empty bucket, full again a minute later', (delta) => {
+      const b = bucket({ intervalMs: 1000, capacity: 60 });
+      b.take(1);
+      b.settle(delta);
+      expect(b.tat).toBe(START + 60_000);
+      expect(b.take(1).retryAfterMs).toBe(1000);
+      b.now += 60_000;
+      const full = b.take(60);
+      expect(full.allowed).toBe(true);
+      expect(full.remaining).toBe(0);
     });
 
     it('a zero delta changes nothing on a bucket in use', () => {

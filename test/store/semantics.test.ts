@@ -6,10 +6,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parsePolicy } from '../../src/config/load.js';
 import type { Resource } from '../../src/config/policy.js';
 import { scopeOf } from '../../src/decide/scope.js';
+import { MAX_COST } from '../../src/grpc/validate.js';
 import { MemoryStore } from '../../src/store/memory/memory-store.js';
 import { RedisStore } from '../../src/store/redis/redis-store.js';
 import type { Grant, Store as FullStore, StoreVerdict } from '../../src/store/store.js';
 import { startRedis, type RedisProcess } from '../support/redis-server.js';
+import { checkCostAtBound, checkSettleExtremes, RATE_ALGORITHMS } from '../support/store-checks.js';
 
 /** The part of the store contract this suite covers (acquire, release with settlement, close). */
 type Store = Pick<FullStore, 'acquire' | 'release' | 'close'>;
@@ -482,6 +484,33 @@ describe.each(FACTORIES)('$kind store semantics', (factory) => {
     });
   });
 
+  describe('hostile numbers: the same outcomes on every store', () => {
+    it.each(RATE_ALGORITHMS)('$algorithm: settling at the cost bound drains the limit, never more; a refund of the bound fills it', ({ limit, horizonMs }) =>
+      checkSettleExtremes(store as FullStore, limit, horizonMs),
+    );
+
+    it('a cost at the bound is denied by rate limits and held exactly by a concurrency limit as large', () => checkCostAtBound(store as FullStore));
+
+    it('one settlement frees the slot and drains every rate limit it charges, in one step', async () => {
+      const res = resource([
+        '{ name: inflight, algorithm: concurrency, max: 1, ttl: 1h, counts: requests }',
+        '{ name: tb, algorithm: token_bucket, rate: 5/1h }',
+        '{ name: fw, algorithm: fixed_window, rate: 5/1d }',
+        '{ name: sw, algorithm: sliding_window, rate: 5/1d }',
+      ]);
+      const scope = scopeOf(res, ['t']);
+      const a = await acquire(store, res, scope, 1);
+      expect(a.granted).toBe(true);
+      await store.release(res, scope, a.grant, MAX_COST - 1);
+      await store.release(res, scope, a.grant, MAX_COST - 1);
+      const next = await acquire(store, res, scope, 1);
+      expect(next.granted).toBe(false);
+      expect(['tb', 'fw', 'sw']).toContain(next.limitName);
+      expect(next.remaining).toBe(0);
+      expect(next.retryAfterMs).toBeLessThanOrEqual(2 * DAY);
+    });
+  });
+
   describe('scopes and keys', () => {
     it('values that would collide without escaping get distinct budgets', async () => {
       const res = resource(['{ name: daily, algorithm: fixed_window, rate: 2/1d }'], ['a', 'b']);
@@ -596,6 +625,27 @@ describe.each(FACTORIES)('$kind store semantics', (factory) => {
       expect(c.granted).toBe(true);
       expect(c.remaining).toBe(0);
       expect((await acquire(store, res, scope, 1)).granted).toBe(false);
+    });
+
+    it('a settlement that fails writes nothing, not even its once-marker: a retry applies it', async () => {
+      const res = resource(['{ name: fw, algorithm: fixed_window, rate: 5/1d }', '{ name: tb, algorithm: token_bucket, rate: 5/1h }']);
+      const scope = scopeOf(res, ['t']);
+      const a = await acquire(store, res, scope, 1);
+      expect(a.granted).toBe(true);
+      const [fwKey, tbKey] = redisStore().keysOf(res, scope) as [string, string];
+      const client = redisServer!.client;
+      // The bucket's key holds something no script wrote: reading it fails, after fw was read.
+      await client.del(tbKey);
+      await client.hset(tbKey, 'x', '1');
+      await expect(store.release(res, scope, a.grant, 2)).rejects.toThrow(/WRONGTYPE/);
+      expect(await client.hget(fwKey, 'c')).toBe('1');
+      await client.del(tbKey);
+      await store.release(res, scope, a.grant, 2);
+      expect(await client.hget(fwKey, 'c')).toBe('3');
+      // fw: 1 + 2 + 1 of 5; tb, fresh after the delete: 2 + 1 of 5.
+      const next = await acquire(store, res, scope, 1);
+      expect(next.limitName).toBe('fw');
+      expect(next.remaining).toBe(1);
     });
 
     it('every key written has a TTL', async () => {

@@ -5,6 +5,7 @@ import { expect, it } from 'vitest';
 import { parsePolicy } from '../../src/config/load.js';
 import type { Resource } from '../../src/config/policy.js';
 import { scopeOf } from '../../src/decide/scope.js';
+import { MAX_COST } from '../../src/grpc/validate.js';
 import type { Grant, Store, StoreVerdict } from '../../src/store/store.js';
 
 let resourceSeq = 0;
@@ -97,12 +98,89 @@ export async function checkRefundOnce(store: Store, value = 't'): Promise<void> 
   expect((await take(store, res, scope)).granted).toBe(false);
 }
 
-/** The four cases, registered in the calling describe block against the store `get` returns. */
+/**
+ * The three rate algorithms at capacity 5, with how long a drained one denies a cost of 1 at most:
+ * a token bucket one interval; a window until it closes (and a sliding one a fifth into the next,
+ * when a full window's weight has slid down to 4 of 5).
+ */
+export const RATE_ALGORITHMS = [
+  { algorithm: 'token_bucket', limit: '{ name: rate, algorithm: token_bucket, rate: 5/1h }', horizonMs: 3_600_000 / 5 },
+  { algorithm: 'fixed_window', limit: '{ name: rate, algorithm: fixed_window, rate: 5/1d }', horizonMs: 86_400_000 },
+  { algorithm: 'sliding_window', limit: '{ name: rate, algorithm: sliding_window, rate: 5/1d }', horizonMs: 1.2 * 86_400_000 },
+] as const;
+
+/**
+ * Settlements at the edge's bound: an actual cost of MAX_COST drains the limit and no more (the
+ * key stays usable: denied until its own horizon at most), a retry of it changes nothing, and a
+ * refund of MAX_COST fills the limit to full and no more. The same outcomes on every store.
+ */
+export async function checkSettleExtremes(store: Store, limit: string, horizonMs: number, value = 't'): Promise<void> {
+  const res = testResource([limit]);
+  const scope = scopeOf(res, [value]);
+  const first = await take(store, res, scope, 1);
+  expect(first.granted).toBe(true);
+  await store.release(res, scope, first.grant, MAX_COST - 1); // actual_cost = MAX_COST
+  const drained = await take(store, res, scope, 1);
+  expect(drained.granted).toBe(false);
+  expect(drained.remaining).toBe(0);
+  expect(drained.retryAfterMs).toBeGreaterThan(0);
+  expect(drained.retryAfterMs).toBeLessThanOrEqual(horizonMs + 1);
+  // The retried settlement finds it applied: still drained, nothing more.
+  await store.release(res, scope, first.grant, MAX_COST - 1);
+  const still = await take(store, res, scope, 1);
+  expect(still.granted).toBe(false);
+  expect(still.retryAfterMs).toBeLessThanOrEqual(drained.retryAfterMs);
+  // Drained means empty, not in debt: a refund of 2 makes 2 available.
+  expect(await store.refund(res, scope, `r${++permitSeq}-${process.pid}`, [2], first.now)).toBe(true);
+  const two = await take(store, res, scope, 2);
+  expect(two.granted).toBe(true);
+  expect(two.remaining).toBe(0);
+  // A refund of the bound gives back at most a full budget.
+  const refundId = `r${++permitSeq}-${process.pid}`;
+  expect(await store.refund(res, scope, refundId, [MAX_COST], first.now)).toBe(true);
+  expect(await store.refund(res, scope, refundId, [MAX_COST], first.now)).toBe(false);
+  const full = await take(store, res, scope, 5);
+  expect(full.granted).toBe(true);
+  expect(full.remaining).toBe(0);
+  // actual_cost 0 on a grant of the whole budget refunds it all; then it can be spent once more.
+  await store.release(res, scope, full.grant, -5);
+  const again = await take(store, res, scope, 5);
+  expect(again.granted).toBe(true);
+  expect(again.remaining).toBe(0);
+  expect((await take(store, res, scope, 1)).granted).toBe(false);
+}
+
+/** A cost of MAX_COST: never granted by a rate limit, and held and freed exactly by a concurrency limit as large. */
+export async function checkCostAtBound(store: Store, value = 't'): Promise<void> {
+  for (const { limit } of RATE_ALGORITHMS) {
+    const res = testResource([limit]);
+    const v = await take(store, res, scopeOf(res, [value]), MAX_COST);
+    expect(v.granted).toBe(false);
+    expect(v.retryAfterMs).toBe(Infinity);
+    expect(v.remaining).toBe(5);
+  }
+  const res = testResource([`{ name: bytes, algorithm: concurrency, max: ${MAX_COST}, ttl: 1h }`, '{ name: rate, algorithm: token_bucket, rate: 5/1h, counts: requests }']);
+  const scope = scopeOf(res, [value]);
+  const held = await take(store, res, scope, MAX_COST);
+  expect(held.granted).toBe(true);
+  expect((await take(store, res, scope, 1)).granted).toBe(false);
+  await store.release(res, scope, held.grant, 0);
+  const freed = await take(store, res, scope, MAX_COST);
+  expect(freed.granted).toBe(true);
+  expect(freed.limitName).toBe('bytes');
+  expect(freed.remaining).toBe(0);
+}
+
+/** The cases, registered in the calling describe block against the store `get` returns. */
 export function storeSemantics(get: () => Store): void {
   it('acquires to the limit, then denies', () => checkLimit(get()));
   it('is all-or-nothing over two limits', () => checkAllOrNothing(get()));
   it('a released concurrency permit frees its slot, once', () => checkRelease(get()));
   it('a refund is applied once', () => checkRefundOnce(get()));
+  it.each(RATE_ALGORITHMS)('$algorithm: settling at the cost bound drains the limit, never more', ({ limit, horizonMs }) =>
+    checkSettleExtremes(get(), limit, horizonMs),
+  );
+  it('a cost at the bound is denied by rate limits and held exactly by a concurrency limit', () => checkCostAtBound(get()));
 }
 
 /** Rejects if `promise` neither resolves nor rejects within ms (a hang is a failure too). */

@@ -1,6 +1,7 @@
 // The embedded store: budgets in this process's memory, for a single sidecar or a first try
-// with no Redis. Same semantics as the Redis store (one test suite runs against both). Bounded:
-// a scope whose state has expired is dropped, and past maxKeys the least recently used goes.
+// with no Redis. Same semantics as the Redis store (one test suite runs against both). Bounded
+// without ever refunding: only a scope whose state has expired is dropped (that changes nothing),
+// and when maxKeys scopes all hold live budgets a new scope is refused, never one evicted.
 import { costFor, type Limit, type Resource } from '../../config/policy.js';
 import { decidingLimit } from '../../limits/combine.js';
 import { checkConcurrency, holdPermit, reclaimExpired, releasePermit, type ConcurrencyState } from '../../limits/concurrency.js';
@@ -13,6 +14,8 @@ import { ONCE_TTL_MS, type Grant, type Store, type StoreVerdict, type TakeVerdic
 type LimitState = number | FixedWindowState | SlidingWindowState | ConcurrencyState;
 
 interface ScopeEntry {
+  /** What each state belongs to (limitTags): a state is only ever fed to the limit it was made for. */
+  tags: readonly string[];
   states: LimitState[];
   /** When every state is back to its initial value, so the entry can be dropped. */
   expiresAt: number;
@@ -25,17 +28,28 @@ export interface MemoryStoreOptions {
   sweepEveryMs?: number;
 }
 
+/** When the table is full, expired scopes are looked for in all of it at most this often. */
+const FULL_SWEEP_EVERY_MS = 1_000;
+/** Expired scopes dropped from the least recently used end per new scope, at most. */
+const EXPIRED_PER_NEW_SCOPE = 8;
+
 export class MemoryStore implements Store {
+  /** In least recently used order: a scope is moved to the end each time it is used. */
   private readonly scopes = new Map<string, ScopeEntry>();
+  /** New scopes refused because maxKeys scopes held live budgets. */
+  refusedScopes = 0;
+  private lastSweep = Number.NEGATIVE_INFINITY;
   /** Settlements already applied, by id, until they can no longer be retried. */
   private readonly settled = new Map<string, number>();
   private readonly now: () => number;
   private readonly maxKeys: number;
+  private readonly fullReason: string;
   private readonly sweeper: NodeJS.Timeout | undefined;
 
   constructor(options: MemoryStoreOptions) {
     this.now = options.now ?? Date.now;
     this.maxKeys = options.maxKeys;
+    this.fullReason = `memory store full: ${options.maxKeys} scopes hold live budgets (store.max_keys)`;
     const every = options.sweepEveryMs ?? 10_000;
     if (every > 0) this.sweeper = setInterval(() => this.sweep(), every).unref();
   }
@@ -45,12 +59,19 @@ export class MemoryStore implements Store {
   }
 
   async acquire(resource: Resource, scope: string, cost: number, permitId: string): Promise<StoreVerdict> {
-    const { verdicts, ...verdict } = this.decide(resource, scope, cost, undefined, permitId);
+    const decided = this.decide(resource, scope, cost, undefined, permitId);
+    if (!decided) return this.full();
+    const { verdicts, ...verdict } = decided;
     return verdict;
   }
 
   async take(resource: Resource, scope: string, cost: number, want: readonly number[]): Promise<TakeVerdict> {
-    const { verdicts, ...verdict } = this.decide(resource, scope, cost, want, '');
+    const decided = this.decide(resource, scope, cost, want, '');
+    if (!decided) {
+      const none = resource.limits.map(() => 0);
+      return { ...this.full(), taken: none, left: none, windowEndsInMs: Number.POSITIVE_INFINITY };
+    }
+    const { verdicts, ...verdict } = decided;
     let windowEndsInMs = Number.POSITIVE_INFINITY;
     for (const limit of resource.limits) {
       if (limit.algorithm === 'fixed_window' || limit.algorithm === 'sliding_window') {
@@ -68,23 +89,27 @@ export class MemoryStore implements Store {
   async release(resource: Resource, scope: string, grant: Grant, delta: number): Promise<void> {
     if (!this.once(grant.permitId)) return;
     const now = this.now();
+    // Refused only for a scope with no live state: no slot to free, only an extra charge is lost.
     const entry = this.entry(resource, scope, now);
+    if (!entry) return;
     resource.limits.forEach((limit, i) => {
       if (limit.algorithm === 'concurrency') releasePermit(entry.states[i] as ConcurrencyState, grant.permitId);
       else if (!limit.countsRequests && delta !== 0) entry.states[i] = settle(limit, entry.states[i]!, now, grant.grantedAt, delta);
     });
-    entry.expiresAt = expiry(resource.limits, entry.states);
+    this.settleExpiry(scope, entry, resource.limits, now);
   }
 
   async refund(resource: Resource, scope: string, refundId: string, units: readonly number[], takenAt: number): Promise<boolean> {
     if (!this.once(refundId)) return false;
     const now = this.now();
+    // A scope with no live state is full already: nothing to give back.
     const entry = this.entry(resource, scope, now);
+    if (!entry) return true;
     resource.limits.forEach((limit, i) => {
       const amount = units[i] ?? 0;
       if (limit.algorithm !== 'concurrency' && amount > 0) entry.states[i] = settle(limit, entry.states[i]!, now, takenAt, -amount);
     });
-    entry.expiresAt = expiry(resource.limits, entry.states);
+    this.settleExpiry(scope, entry, resource.limits, now);
     return true;
   }
 
@@ -103,6 +128,7 @@ export class MemoryStore implements Store {
 
   /** Drops every scope whose state has fully expired, and settlement ids past their ttl. */
   sweep(now = this.now()): void {
+    this.lastSweep = now;
     for (const [scope, entry] of this.scopes) if (entry.expiresAt <= now) this.scopes.delete(scope);
     for (const [id, until] of this.settled) if (until <= now) this.settled.delete(id);
   }
@@ -110,6 +136,7 @@ export class MemoryStore implements Store {
   private decide(resource: Resource, scope: string, cost: number, want: readonly number[] | undefined, permitId: string) {
     const now = this.now();
     const entry = this.entry(resource, scope, now);
+    if (!entry) return undefined;
     const verdicts: Verdict[] = resource.limits.map((limit, i) => {
       const need = costFor(limit, cost);
       return check(limit, entry.states[i]!, now, need, Math.max(need, want?.[i] ?? need));
@@ -120,8 +147,8 @@ export class MemoryStore implements Store {
       resource.limits.forEach((limit, i) => {
         entry.states[i] = commit(limit, entry.states[i]!, verdicts[i]!, now, permitId);
       });
-      entry.expiresAt = expiry(resource.limits, entry.states);
     }
+    this.settleExpiry(scope, entry, resource.limits, now);
     const v = verdicts[decider]!;
     return { granted, decider, remaining: v.remaining, retryAfterMs: v.retryAfterMs, resetAfterMs: v.resetAfterMs, now, verdicts };
   }
@@ -136,18 +163,87 @@ export class MemoryStore implements Store {
     return true;
   }
 
-  private entry(resource: Resource, scope: string, now: number): ScopeEntry {
+  /** The denial for a request whose scope finds no room. */
+  private full(): StoreVerdict {
+    return {
+      granted: false,
+      decider: 0,
+      remaining: 0,
+      retryAfterMs: FULL_SWEEP_EVERY_MS,
+      resetAfterMs: 0,
+      now: this.now(),
+      reason: this.fullReason,
+    };
+  }
+
+  /**
+   * The scope's entry, moved to the most recently used end; undefined when the scope is new and
+   * every one of maxKeys scopes still holds live state (dropping one would refund its budget).
+   */
+  private entry(resource: Resource, scope: string, now: number): ScopeEntry | undefined {
+    const tags = limitTags(resource);
     let entry = this.scopes.get(scope);
-    if (entry && entry.expiresAt > now && entry.states.length === resource.limits.length) {
-      // Move to the back of the map's order: the front is then the least recently used.
+    if (entry) {
       this.scopes.delete(scope);
-    } else {
-      entry = { states: resource.limits.map(initialState), expiresAt: now };
+      if (entry.expiresAt <= now) entry = undefined;
+      else if (entry.tags !== tags) adopt(entry, resource, tags);
+    } else if (this.scopes.size >= this.maxKeys && !this.makeRoom(now)) {
+      this.refusedScopes++;
+      return undefined;
     }
+    entry ??= { tags, states: resource.limits.map(initialState), expiresAt: now };
     this.scopes.set(scope, entry);
-    if (this.scopes.size > this.maxKeys) this.scopes.delete(this.scopes.keys().next().value!);
     return entry;
   }
+
+  /**
+   * Drops expired scopes to make room for one: first from the least recently used end (cheap,
+   * and where idle scopes gather), then, at most once per FULL_SWEEP_EVERY_MS, from the whole
+   * table, so a full table of live budgets costs a new scope O(1), not a scan.
+   */
+  private makeRoom(now: number): boolean {
+    for (let i = 0; i < EXPIRED_PER_NEW_SCOPE; i++) {
+      const oldest = this.scopes.entries().next().value;
+      if (!oldest || oldest[1].expiresAt > now) break;
+      this.scopes.delete(oldest[0]);
+    }
+    if (this.scopes.size >= this.maxKeys && now - this.lastSweep >= FULL_SWEEP_EVERY_MS) this.sweep(now);
+    return this.scopes.size < this.maxKeys;
+  }
+
+  /** Records when the entry's state is back to a fresh one; one that already is takes no room. */
+  private settleExpiry(scope: string, entry: ScopeEntry, limits: readonly Limit[], now: number): void {
+    entry.expiresAt = expiry(limits, entry.states);
+    if (entry.expiresAt <= now) this.scopes.delete(scope);
+  }
+}
+
+/** Per limit, its name and algorithm: what the Redis store names its keys by. Cached per resource. */
+const tagCache = new WeakMap<Resource, readonly string[]>();
+
+function limitTags(resource: Resource): readonly string[] {
+  let tags = tagCache.get(resource);
+  if (!tags) {
+    tags = resource.limits.map((limit) => `${limit.name}|${limit.algorithm}`);
+    tagCache.set(resource, tags);
+  }
+  return tags;
+}
+
+/**
+ * Fits an entry made under another version of the resource (a reloaded policy, or the failure
+ * policy's share of it): each limit keeps the state of the limit with its name and algorithm, if
+ * there was one, and starts fresh otherwise, like the Redis store's keys.
+ */
+function adopt(entry: ScopeEntry, resource: Resource, tags: readonly string[]): void {
+  const same = tags.length === entry.tags.length && tags.every((tag, i) => tag === entry.tags[i]);
+  if (!same) {
+    entry.states = tags.map((tag, i) => {
+      const was = entry.tags.indexOf(tag);
+      return was >= 0 ? entry.states[was]! : initialState(resource.limits[i]!);
+    });
+  }
+  entry.tags = tags;
 }
 
 function initialState(limit: Limit): LimitState {

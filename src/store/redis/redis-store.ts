@@ -255,9 +255,17 @@ function verdictOf(reply: number[]): StoreVerdict {
   };
 }
 
+/**
+ * The key of a limit names its algorithm (`sluice:{openai|acme}:rpm|tb`): a limit whose algorithm
+ * changes under the same name starts on fresh keys instead of reading another algorithm's state
+ * (WRONGTYPE, or fields it does not have), and the old keys expire with their TTL. `|` cannot
+ * occur in a limit name, so the keys sluice adds never collide with a limit's own.
+ */
+const KEY_TAG = { token_bucket: '|tb', fixed_window: '|fw', sliding_window: '|sw', concurrency: '|cc' } as const;
+
 function keySuffixes(limit: Limit): string[] {
-  // `|` cannot occur in a limit name, so the keys sluice adds never collide with a limit's own.
-  return limit.algorithm === 'concurrency' ? [`}:${limit.name}`, `}:${limit.name}|held`] : [`}:${limit.name}`];
+  const key = `}:${limit.name}${KEY_TAG[limit.algorithm]}`;
+  return limit.algorithm === 'concurrency' ? [key, `${key}|held`] : [key];
 }
 
 /** algorithm, a, b, per_request: see the ARGV contract in acquire.lua. */

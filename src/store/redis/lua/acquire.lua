@@ -4,6 +4,8 @@
 --
 -- KEYS     one key per limit in policy order; a concurrency limit takes two (its permit set,
 --          then its held total). All keys share one hash tag, so they live in one Cluster slot.
+--          Each key's name says which algorithm's state it holds (redis-store.ts keySuffixes),
+--          so a key is only ever read by the algorithm that wrote it.
 -- ARGV[1]  cost: units to take, > 0
 -- ARGV[2]  permit id: names the slot taken in every concurrency limit
 -- ARGV[3]  n: number of limits
@@ -62,7 +64,7 @@ local function fixed_window(key, need, want, period, capacity)
   local window = math.floor(now / period)
   local stored = redis.call('HMGET', key, 'w', 'c')
   local count = 0
-  if tonumber(stored[1]) == window then count = tonumber(stored[2]) end
+  if tonumber(stored[1]) == window then count = tonumber(stored[2]) or 0 end
   local available = math.max(0, capacity - count)
   local until_next = (window + 1) * period - now
   window_ends = math.min(window_ends, until_next)
@@ -81,9 +83,9 @@ local function sliding_window(key, need, want, period, capacity)
   local stored_window = tonumber(stored[1])
   local current, previous = 0, 0
   if stored_window == window then
-    current, previous = tonumber(stored[2]), tonumber(stored[3])
+    current, previous = tonumber(stored[2]) or 0, tonumber(stored[3]) or 0
   elseif stored_window == window - 1 then
-    previous = tonumber(stored[2])
+    previous = tonumber(stored[2]) or 0
   end
   local elapsed = now - window * period
   window_ends = math.min(window_ends, period - elapsed)

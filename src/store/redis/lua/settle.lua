@@ -1,7 +1,8 @@
 -- settle.lua: after the fact, give units back to one scope's limits or charge them more, and
 -- free a permit's concurrency slots. Used by Release (settle the real cost, free the slot) and
 -- by lease refunds. Applied at most once per marker, so a retried call changes nothing.
--- The math mirrors the settle* functions of src/limits/*.ts.
+-- The math mirrors the settle* functions of src/limits/*.ts: a refund never fills a limit past
+-- full, and a charge drains it at most (never locks a key beyond the limit's own horizon).
 --
 -- KEYS     as for acquire.lua (one key per limit, two for a concurrency limit), then the marker
 -- ARGV[1]  marker ttl ms: how long the marker remembers that this settlement was applied
@@ -12,53 +13,60 @@
 --          for a concurrency limit, the units the permit holds (its member is "<units>:<id>")
 -- ARGV[4+5n]  taken_at: the store's time (ms) of the grant, which finds the window it charged
 -- Returns  1 when applied, 0 when the marker shows it was applied before.
+--
+-- Redis does not undo a script's writes when it fails part-way, so everything is read and
+-- computed first and written last: the marker and the settlement land together or not at all.
 
-if redis.call('SET', KEYS[#KEYS], '1', 'NX', 'PX', ARGV[1]) == false then return 0 end
+if redis.call('EXISTS', KEYS[#KEYS]) == 1 then return 0 end
 
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
 local permit = ARGV[2]
 local n = tonumber(ARGV[3])
-local taken_at = tonumber(ARGV[4 + 5 * n])
+local taken_at = tonumber(ARGV[4 + 5 * n]) or now
 
-local function token_bucket(key, delta, interval)
+-- Each settles one limit from what it reads and returns the function that writes the result,
+-- or nil when nothing changes.
+
+local function token_bucket(key, delta, interval, burst)
   local tat = tonumber(redis.call('GET', key)) or 0
-  local next_tat = math.max(math.max(tat, now) + delta * interval, now)
+  local next_tat = math.min(math.max(math.max(tat, now) + delta * interval, now), now + burst * interval)
   if next_tat > now then
-    redis.call('SET', key, string.format('%.3f', next_tat), 'PX', math.ceil(next_tat - now) + 1)
-  else
-    redis.call('DEL', key)
+    return function() redis.call('SET', key, string.format('%.3f', next_tat), 'PX', math.ceil(next_tat - now) + 1) end
   end
+  return function() redis.call('DEL', key) end
 end
 
 -- A refund goes back to the window that was charged, and only while it is open.
-local function fixed_window(key, delta, period)
+local function fixed_window(key, delta, period, capacity)
   local window = math.floor(now / period)
   local stored = redis.call('HMGET', key, 'w', 'c')
   local count = 0
-  if tonumber(stored[1]) == window then count = tonumber(stored[2]) end
+  if tonumber(stored[1]) == window then count = tonumber(stored[2]) or 0 end
   if delta < 0 then
-    if math.floor(taken_at / period) ~= window then return end
+    if math.floor(taken_at / period) ~= window then return nil end
     count = math.max(0, count + delta)
   else
-    count = count + delta
+    count = math.min(count + delta, capacity)
   end
-  redis.call('HSET', key, 'w', window, 'c', count)
-  redis.call('PEXPIRE', key, math.ceil((window + 1) * period - now) + 1)
+  return function()
+    redis.call('HSET', key, 'w', window, 'c', count)
+    redis.call('PEXPIRE', key, math.ceil((window + 1) * period - now) + 1)
+  end
 end
 
-local function sliding_window(key, delta, period)
+local function sliding_window(key, delta, period, capacity)
   local window = math.floor(now / period)
   local stored = redis.call('HMGET', key, 'w', 'c', 'p')
   local stored_window = tonumber(stored[1])
   local current, previous = 0, 0
   if stored_window == window then
-    current, previous = tonumber(stored[2]), tonumber(stored[3])
+    current, previous = tonumber(stored[2]) or 0, tonumber(stored[3]) or 0
   elseif stored_window == window - 1 then
-    previous = tonumber(stored[2])
+    previous = tonumber(stored[2]) or 0
   end
   if delta >= 0 then
-    current = current + delta
+    current = math.min(current + delta, capacity)
   else
     local charged = math.floor(taken_at / period)
     if charged == window then
@@ -66,38 +74,50 @@ local function sliding_window(key, delta, period)
     elseif charged == window - 1 then
       previous = math.max(0, previous + delta)
     else
-      return
+      return nil
     end
   end
-  redis.call('HSET', key, 'w', window, 'c', current, 'p', previous)
-  redis.call('PEXPIRE', key, math.ceil((window + 2) * period - now) + 1)
+  return function()
+    redis.call('HSET', key, 'w', window, 'c', current, 'p', previous)
+    redis.call('PEXPIRE', key, math.ceil((window + 2) * period - now) + 1)
+  end
 end
 
 local function concurrency(set, total, units)
-  if redis.call('ZREM', set, units .. ':' .. permit) == 0 then return end
-  if redis.call('DECRBY', total, units) <= 0 then redis.call('DEL', total) end
+  if not redis.call('ZSCORE', set, units .. ':' .. permit) then return nil end
+  local held = (tonumber(redis.call('GET', total)) or 0) - (tonumber(units) or 0)
+  return function()
+    redis.call('ZREM', set, units .. ':' .. permit)
+    if held > 0 then redis.call('SET', total, held, 'KEEPTTL') else redis.call('DEL', total) end
+  end
 end
 
+local writes = {}
 local key = 1
 for i = 1, n do
   local at = 4 + 4 * (i - 1)
-  local algorithm, a = tonumber(ARGV[at]), tonumber(ARGV[at + 1])
+  local algorithm, a, b = tonumber(ARGV[at]), tonumber(ARGV[at + 1]), tonumber(ARGV[at + 2])
   local amount = ARGV[3 + 4 * n + i]
+  local write
   if algorithm == 4 then
-    if permit ~= '' then concurrency(KEYS[key], KEYS[key + 1], amount) end
+    if permit ~= '' then write = concurrency(KEYS[key], KEYS[key + 1], amount) end
     key = key + 1
   else
-    local delta = tonumber(amount)
+    local delta = tonumber(amount) or 0
     if delta ~= 0 then
       if algorithm == 1 then
-        token_bucket(KEYS[key], delta, a)
+        write = token_bucket(KEYS[key], delta, a, b)
       elseif algorithm == 2 then
-        fixed_window(KEYS[key], delta, a)
+        write = fixed_window(KEYS[key], delta, a, b)
       else
-        sliding_window(KEYS[key], delta, a)
+        write = sliding_window(KEYS[key], delta, a, b)
       end
     end
   end
+  if write then writes[#writes + 1] = write end
   key = key + 1
 end
+
+redis.call('SET', KEYS[#KEYS], '1', 'PX', ARGV[1])
+for _, write in ipairs(writes) do write() end
 return 1
