@@ -28,10 +28,11 @@ export function duration(max: string) {
 
 /** 1 to `max`, whole: counts past 2^53-1 are not exact in JavaScript or in Redis's Lua. */
 export function wholeNumber(max = Number.MAX_SAFE_INTEGER) {
-  return z
-    .int({ error: 'expected a whole number' })
-    .min(1, { error: 'expected at least 1' })
-    .max(max, { error: `expected at most ${max}` });
+  // One message per value: the first thing wrong with it.
+  return z.number({ error: 'expected a whole number' }).superRefine((n, ctx) => {
+    const problem = !Number.isInteger(n) ? 'expected a whole number' : n < 1 ? 'expected at least 1' : n > max ? `expected at most ${max}` : undefined;
+    if (problem) ctx.addIssue({ code: 'custom', message: problem });
+  });
 }
 
 // Local token leases (Redis store only): take blocks of budget ahead and serve from them.

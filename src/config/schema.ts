@@ -81,7 +81,8 @@ const tokenBucket = z
       return;
     }
     const burst = bucket.burst ?? count;
-    if (burst * intervalUs > maxPeriodMs * 1_000) {
+    // A burst past 2^53-1 already has its own problem.
+    if (Number.isSafeInteger(burst) && burst * intervalUs > maxPeriodMs * 1_000) {
       ctx.addIssue({
         code: 'custom',
         path: ['burst'],
