@@ -24,7 +24,7 @@ const MAX_STORE_TIMEOUT = '1m';
 const MAX_SHUTDOWN_GRACE = '1h';
 /** Memory store scopes (and the local fallback's): 400 B each, so a million needs a 512 MB heap. */
 const MAX_KEYS = 1_000_000;
-/** Resources in one policy: what a policy file of MAX_POLICY_BYTES holds, and the heap serves. */
+/** Resources in one policy: what the deployed heap parses and serves (see yaml.ts). */
 const MAX_RESOURCES = 10_000;
 /** A token bucket's interval off the microsecond grid is rounded up; by at most this fraction. */
 const MAX_BUCKET_SLOWDOWN = 0.001;
@@ -66,21 +66,21 @@ const tokenBucket = z
     counts,
   })
   .superRefine((bucket, ctx) => {
-    const { count, periodMs } = bucket.rate;
-    const exactUs = (periodMs * 1_000) / count;
+    const { count: n, periodMs } = bucket.rate;
+    const exactUs = (periodMs * 1_000) / n;
     const intervalUs = bucketIntervalUs(bucket.rate);
     if (intervalUs > exactUs * (1 + MAX_BUCKET_SLOWDOWN)) {
       ctx.addIssue({
         code: 'custom',
         path: ['rate'],
         message:
-          `a token bucket keeps time in whole microseconds, so ${count} per ${periodMs}ms (one every ${exactUs.toPrecision(4)}µs) ` +
+          `a token bucket keeps time in whole microseconds, so ${n} per ${periodMs}ms (one every ${exactUs.toPrecision(4)}µs) ` +
           `would run ${Math.round((1 - exactUs / intervalUs) * 100)}% slow; expected N at most ${periodMs} (one per ms) ` +
           `or a divisor of ${periodMs * 1_000} (the period in µs)`,
       });
       return;
     }
-    const burst = bucket.burst ?? count;
+    const burst = bucket.burst ?? n;
     // A burst past 2^53-1 already has its own problem.
     if (Number.isSafeInteger(burst) && burst * intervalUs > maxPeriodMs * 1_000) {
       ctx.addIssue({
