@@ -1,10 +1,11 @@
 // Reads a policy file, applies environment overrides, validates, and compiles it. Every problem
 // is reported with its place in the file, all at once, so one run of `sluice check` shows them all.
-import { readFileSync } from 'node:fs';
-import { LineCounter, parseDocument, isNode } from 'yaml';
+import { readFileSync, statSync } from 'node:fs';
+import { isNode, type Document, type LineCounter } from 'yaml';
 import type { z } from 'zod';
 import { policySchema } from './schema.js';
 import { compilePolicy, type Policy } from './policy.js';
+import { parseYaml, sizeProblem } from './yaml.js';
 
 export class PolicyError extends Error {
   constructor(
@@ -24,32 +25,34 @@ export interface Overrides {
   SLUICE_REDIS_PASSWORD?: string | undefined;
 }
 
+/** Problems listed at once: enough to fix a file by, few enough to read. */
+const MAX_PROBLEMS = 100;
+
 export function loadPolicyFile(file: string, env: Overrides = {}): Policy {
   let text: string;
   try {
+    // Refused before it is read, so a huge file costs nothing.
+    const tooBig = sizeProblem(statSync(file).size);
+    if (tooBig) throw new PolicyError(file, [tooBig]);
     text = readFileSync(file, 'utf8');
   } catch (err) {
+    if (err instanceof PolicyError) throw err;
     throw new PolicyError(file, [`cannot read: ${(err as Error).message}`]);
   }
   return parsePolicy(text, file, env);
 }
 
 export function parsePolicy(text: string, file: string, env: Overrides = {}): Policy {
-  const lines = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
-  if (doc.errors.length > 0) {
-    throw new PolicyError(
-      file,
-      doc.errors.map((e) => {
-        const at = lines.linePos(e.pos[0]);
-        return `line ${at.line}, column ${at.col}: ${e.message.split('\n')[0]}`;
-      }),
-    );
-  }
-  const raw = applyOverrides(doc.toJS() ?? {}, env);
+  const parsed = parseYaml(text);
+  if (Array.isArray(parsed)) throw new PolicyError(file, parsed);
+  const { doc, lines } = parsed;
+  const raw = applyOverrides(parsed.value ?? {}, env);
   const result = policySchema.safeParse(raw);
   if (!result.success) {
-    throw new PolicyError(file, result.error.issues.map((issue) => describeIssue(issue, doc, lines)));
+    const issues = result.error.issues;
+    const shown = issues.slice(0, MAX_PROBLEMS).map((issue) => describeIssue(issue, doc, lines));
+    if (issues.length > MAX_PROBLEMS) shown.push(`... and ${issues.length - MAX_PROBLEMS} more`);
+    throw new PolicyError(file, shown);
   }
   return compilePolicy(result.data);
 }
@@ -88,7 +91,7 @@ function isObject(value: unknown): value is Record<string, any> {
 }
 
 /** `resources[0].limits[1].rate (line 12): expected N/period such as 60/1m or 5/s` */
-function describeIssue(issue: z.core.$ZodIssue, doc: ReturnType<typeof parseDocument>, lines: LineCounter): string {
+function describeIssue(issue: z.core.$ZodIssue, doc: Document, lines: LineCounter): string {
   let where = formatPath(issue.path) || '(top level)';
   let message = issue.message;
   if (issue.code === 'unrecognized_keys') {

@@ -1,6 +1,7 @@
 // The validated policy, in the units the rest of sluice works in (milliseconds, whole units).
 import type { HostPort, LimitFile, PolicyFile, RedisFile, ResourceFile } from './schema.js';
 import type { EnvoySettings } from '../envoy/settings.js';
+import { bucketIntervalUs } from './units.js';
 
 export type Algorithm = 'token_bucket' | 'fixed_window' | 'sliding_window' | 'concurrency';
 export type FailurePolicy = 'open' | 'closed' | 'local';
@@ -167,7 +168,7 @@ function compileLimit(limit: LimitFile): Limit {
   switch (limit.algorithm) {
     case 'token_bucket': {
       const burst = limit.burst ?? limit.rate.count;
-      return { ...base, algorithm: 'token_bucket', capacity: burst, intervalMs: limit.rate.periodMs / limit.rate.count };
+      return { ...base, algorithm: 'token_bucket', capacity: burst, intervalMs: bucketIntervalUs(limit.rate) / 1_000 };
     }
     case 'fixed_window':
     case 'sliding_window':

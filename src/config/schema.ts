@@ -2,8 +2,8 @@
 // sluice works with numbers in milliseconds and never re-checks.
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
-import { parseRate } from './units.js';
-import { duration, lease } from './fields.js';
+import { bucketIntervalUs, parseDuration, parseRate, type Rate } from './units.js';
+import { duration, lease, wholeNumber } from './fields.js';
 import { envoySection } from '../envoy/settings.js';
 
 const NAME = /^[A-Za-z0-9_.:/-]{1,64}$/;
@@ -11,31 +11,90 @@ const NAME_HINT = '1 to 64 of A-Z a-z 0-9 _ . : / -';
 
 const name = z.string().regex(NAME, { error: `expected a name of ${NAME_HINT}` });
 
-const rate = z.string({ error: 'expected N/period such as 60/1m or 5/s' }).transform((text, ctx) => {
+// Bounds on what a policy can say. Each is within what the runtime holds exactly (timers at most
+// 2^31-1 ms, integers at most 2^53-1 in JavaScript and in Redis's Lua doubles) and is the most a
+// setting can sensibly mean, so a typo fails at load instead of at the first decision.
+/** Longest window: a yearly quota. Windows are epoch-aligned and expire in Redis with them. */
+const MAX_PERIOD = '365d';
+/** A concurrency permit (and a settle_within) lives at most a day; one held longer is a leak. */
+const MAX_PERMIT_TTL = '1d';
+/** A decision that may wait a minute on the store is no longer rate limiting. */
+const MAX_STORE_TIMEOUT = '1m';
+/** Kubernetes grace periods are seconds to minutes; an hour covers any drain. */
+const MAX_SHUTDOWN_GRACE = '1h';
+/** Memory store scopes (and the local fallback's): 400 B each, so a million needs a 512 MB heap. */
+const MAX_KEYS = 1_000_000;
+/** Decisions in flight: each holds a gRPC call and a Redis command; more only adds queueing. */
+const MAX_IN_FLIGHT = 100_000;
+/** Resources in one policy: what the deployed heap parses and serves (see yaml.ts). */
+const MAX_RESOURCES = 10_000;
+/** A token bucket's interval off the microsecond grid is rounded up; by at most this fraction. */
+const MAX_BUCKET_SLOWDOWN = 0.001;
+
+const RATE_HINT = 'expected N/period such as 60/1m or 5/s';
+const maxPeriodMs = parseDuration(MAX_PERIOD)!;
+
+const rate = z.string({ error: RATE_HINT }).transform((text, ctx) => {
   const parsed = parseRate(text);
-  if (parsed === undefined || parsed.count < 1 || parsed.periodMs <= 0) {
-    ctx.issues.push({ code: 'custom', input: text, message: 'expected N/period such as 60/1m or 5/s, N at least 1' });
+  const problem = parsed === undefined ? RATE_HINT : rateProblem(parsed);
+  if (problem) {
+    ctx.issues.push({ code: 'custom', input: text, message: problem });
     return z.NEVER;
   }
-  return parsed;
+  return parsed!;
 });
 
-const count = z.int({ error: 'expected a whole number' }).min(1, { error: 'expected at least 1' }).max(Number.MAX_SAFE_INTEGER);
+function rateProblem({ count, periodMs }: Rate): string | undefined {
+  if (count < 1) return `${RATE_HINT}, N at least 1`;
+  if (count > Number.MAX_SAFE_INTEGER) return `expected N at most ${Number.MAX_SAFE_INTEGER} (2^53-1, the largest exact count)`;
+  if (periodMs <= 0) return `${RATE_HINT}, the period above 0`;
+  if (periodMs > maxPeriodMs) return `expected a period of at most ${MAX_PERIOD}`;
+  if (!Number.isInteger(periodMs)) return 'expected a period of whole milliseconds';
+  return undefined;
+}
+
+const count = wholeNumber();
 
 // What a limit counts: the request's cost (tokens, bytes; the default) or one per request, so one
 // resource can hold both requests-per-minute and tokens-per-minute.
 const counts = z.enum(['cost', 'requests'], { error: 'expected cost or requests' }).default('cost');
 
-const tokenBucket = z.strictObject({
-  name,
-  algorithm: z.literal('token_bucket'),
-  rate,
-  burst: count.optional(),
-  counts,
-});
+const tokenBucket = z
+  .strictObject({
+    name,
+    algorithm: z.literal('token_bucket'),
+    rate,
+    burst: count.optional(),
+    counts,
+  })
+  .superRefine((bucket, ctx) => {
+    const { count: n, periodMs } = bucket.rate;
+    const exactUs = (periodMs * 1_000) / n;
+    const intervalUs = bucketIntervalUs(bucket.rate);
+    if (intervalUs > exactUs * (1 + MAX_BUCKET_SLOWDOWN)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['rate'],
+        message:
+          `a token bucket keeps time in whole microseconds, so ${n} per ${periodMs}ms (one every ${exactUs.toPrecision(4)}µs) ` +
+          `would run ${Math.round((1 - exactUs / intervalUs) * 100)}% slow; expected N at most ${periodMs} (one per ms) ` +
+          `or a divisor of ${periodMs * 1_000} (the period in µs)`,
+      });
+      return;
+    }
+    const burst = bucket.burst ?? n;
+    // A burst past 2^53-1 already has its own problem.
+    if (Number.isSafeInteger(burst) && burst * intervalUs > maxPeriodMs * 1_000) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['burst'],
+        message: `expected at most ${Math.floor((maxPeriodMs * 1_000) / intervalUs)}: an empty bucket of ${burst} would take more than ${MAX_PERIOD} to refill`,
+      });
+    }
+  });
 const fixedWindow = z.strictObject({ name, algorithm: z.literal('fixed_window'), rate, counts });
 const slidingWindow = z.strictObject({ name, algorithm: z.literal('sliding_window'), rate, counts });
-const concurrency = z.strictObject({ name, algorithm: z.literal('concurrency'), max: count, ttl: duration, counts });
+const concurrency = z.strictObject({ name, algorithm: z.literal('concurrency'), max: count, ttl: duration(MAX_PERMIT_TTL), counts });
 
 const ALGORITHMS = ['token_bucket', 'fixed_window', 'sliding_window', 'concurrency'];
 const limit = z.discriminatedUnion('algorithm', [tokenBucket, fixedWindow, slidingWindow, concurrency], {
@@ -56,7 +115,7 @@ const resource = z.strictObject({
     .max(16)
     .default([]),
   on_store_failure: z.enum(['open', 'closed', 'local'], { error: 'expected open, closed or local' }).default('open'),
-  settle_within: duration.optional(),
+  settle_within: duration(MAX_PERMIT_TTL).optional(),
   lease,
   limits: z.array(limit).min(1, { error: 'expected at least one limit' }),
 });
@@ -68,9 +127,9 @@ const listen = z.string().refine((text) => isListenAddress(text), {
 const server = z.strictObject({
   listen: listen.default('127.0.0.1:50051'),
   admin: z.union([listen, z.literal('off')], { error: 'expected host:port or off' }).default('127.0.0.1:9464'),
-  shutdown_grace: duration.default(10_000),
+  shutdown_grace: duration(MAX_SHUTDOWN_GRACE).default(10_000),
   // Decisions one sidecar works on at once; past it, requests are shed (RESOURCE_EXHAUSTED).
-  max_in_flight: count.max(100_000, { error: 'expected at most 100000' }).default(1_000),
+  max_in_flight: wholeNumber(MAX_IN_FLIGHT).default(1_000),
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -260,8 +319,8 @@ const redis = z
 
 const store = z.strictObject({
   redis: redis.optional(),
-  timeout: duration.default(20),
-  max_keys: count.default(100_000),
+  timeout: duration(MAX_STORE_TIMEOUT).default(20),
+  max_keys: wholeNumber(MAX_KEYS).default(100_000),
 });
 
 export const policySchema = z
@@ -269,7 +328,12 @@ export const policySchema = z
     server: server.default({ listen: '127.0.0.1:50051', admin: '127.0.0.1:9464', shutdown_grace: 10_000, max_in_flight: 1_000 }),
     store: store.default({ timeout: 20, max_keys: 100_000 }),
     // Optional with an envoy section: a sidecar may serve Envoy's rate limit API only.
-    resources: z.array(resource).optional(),
+    // Counted before any is checked, so a huge list costs no issue per item.
+    resources: z
+      .array(z.unknown())
+      .max(MAX_RESOURCES, { error: `expected at most ${MAX_RESOURCES} resources` })
+      .pipe(z.array(resource))
+      .optional(),
     envoy: envoySection.optional(),
   })
   .superRefine((policy, ctx) => {

@@ -4,7 +4,10 @@ const UNIT_MS = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 } as c
 const DURATION = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)$/;
 const RATE = /^(\d+)\s*\/\s*(\d*(?:\.\d+)?)(ms|s|m|h|d)$/;
 
-/** Milliseconds for `20ms`, `1.5s`, `1d`; undefined when the text is not a duration. */
+/**
+ * Milliseconds for `20ms`, `1.5s`, `1d`; undefined when the text is not a duration. Over-long
+ * digits give Infinity or a fraction of a millisecond: the schema's bounds refuse both.
+ */
 export function parseDuration(text: string): number | undefined {
   const match = DURATION.exec(text.trim());
   if (!match) return undefined;
@@ -22,4 +25,15 @@ export function parseRate(text: string): Rate | undefined {
   if (!match) return undefined;
   const multiple = match[2] === '' ? 1 : Number(match[2]);
   return { count: Number(match[1]), periodMs: multiple * UNIT_MS[match[3] as keyof typeof UNIT_MS] };
+}
+
+/**
+ * Whole microseconds per unit of a token bucket, rounded up. The Redis store keeps a bucket's
+ * theoretical arrival time in whole microseconds (acquire.lua writes it with three decimals of a
+ * millisecond), so an interval off that grid would be rounded at every grant, and rounded down
+ * that admits more than the rate. Rounded up here, once, the bucket is exact on the grid and never
+ * grants more than N per period; both stores use the same interval.
+ */
+export function bucketIntervalUs(rate: Rate): number {
+  return Math.ceil((rate.periodMs * 1_000) / rate.count);
 }

@@ -1,7 +1,7 @@
 // Grants that can still be released or settled, kept in this process. A service releases
 // through its own sidecar, so the table is local; concurrency slots themselves live in the store
 // with a ttl, so a permit lost with this process is still reclaimed there.
-import { randomBytes } from 'node:crypto';
+import { randomFillSync } from 'node:crypto';
 import type { Resource } from '../config/policy.js';
 
 export interface PermitRecord {
@@ -16,13 +16,36 @@ export interface PermitRecord {
   local: boolean;
 }
 
-/** `<12 hex of this process>.<base36 sequence>`: unique across sidecars without coordination. */
-export const PERMIT_ID = /^[0-9a-f]{12}\.[0-9a-z]{1,11}$/;
+/**
+ * 16 random bytes as base64url (22 characters): a permit id is a capability, so a caller who
+ * did not get one cannot guess another's, and 128 random bits are unique across sidecars
+ * without coordination.
+ */
+export const PERMIT_ID = /^[A-Za-z0-9_-]{22}$/;
+
+const ID_BYTES = 16;
+// One randomFillSync call serves this many ids: a grant costs a slice, not a system call.
+const IDS_PER_DRAW = 256;
+
+/** Draws permit ids from a pooled buffer of cryptographic randomness, refilled when used up. */
+export class PermitIds {
+  private readonly pool = Buffer.alloc(ID_BYTES * IDS_PER_DRAW);
+  private offset = this.pool.length;
+
+  next(): string {
+    if (this.offset === this.pool.length) {
+      randomFillSync(this.pool);
+      this.offset = 0;
+    }
+    const start = this.offset;
+    this.offset += ID_BYTES;
+    return this.pool.toString('base64url', start, this.offset);
+  }
+}
 
 export class PermitTable {
   private readonly records = new Map<string, PermitRecord>();
-  private readonly prefix = randomBytes(6).toString('hex') + '.';
-  private sequence = 0;
+  private readonly ids = new PermitIds();
   /** Permits dropped to stay under the cap before they expired. */
   evicted = 0;
 
@@ -37,7 +60,7 @@ export class PermitTable {
 
   /** A fresh id, to name the concurrency slot before the store has granted it. */
   nextId(): string {
-    return this.prefix + (this.sequence++).toString(36);
+    return this.ids.next();
   }
 
   add(id: string, record: PermitRecord): void {

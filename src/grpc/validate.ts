@@ -70,7 +70,7 @@ export function parseAcquire(req: WireAcquireRequest, resources: ReadonlyMap<str
 
 export function parseRelease(req: WireReleaseRequest): { permitId: string; actualCost: number | undefined } {
   if (req.permit_id === '') throw invalid('permit_id: must not be empty');
-  if (req.permit_id.length > MAX_STRING_BYTES || !PERMIT_ID.test(req.permit_id)) {
+  if (!PERMIT_ID.test(req.permit_id)) {
     throw invalid('permit_id: not a permit sluice issued');
   }
   const actualCost = req.actual_cost === undefined ? undefined : parseCost('actual_cost', req.actual_cost);

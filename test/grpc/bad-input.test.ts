@@ -10,11 +10,12 @@ import type { AcquireRequest, AcquireResponse } from '../support/client.js';
 
 const POLICY = `
 resources:
-  # A bucket that refills one unit per 1000 days: 'remaining' cannot move by itself during a run.
+  # A bucket that refills one unit per 8.76 hours (the slowest a full bucket of 1000 may refill):
+  # 'remaining' cannot move by itself during a run.
   - name: api
     keys: [tenant]
     limits:
-      - { name: slow, algorithm: token_bucket, rate: 1/1000d, burst: 1000 }
+      - { name: slow, algorithm: token_bucket, rate: 1000/365d, burst: 1000 }
   - name: held
     keys: [tenant]
     limits:
@@ -23,7 +24,7 @@ resources:
   - name: proto-keys
     keys: [constructor, toString]
     limits:
-      - { name: slow, algorithm: token_bucket, rate: 1/1000d, burst: 1000 }
+      - { name: slow, algorithm: token_bucket, rate: 1000/365d, burst: 1000 }
 `;
 
 const BURST = 1000;
@@ -186,9 +187,10 @@ describe('Release: bad input', () => {
 
   it.each([
     ['garbage', 'garbage'],
-    ['upper-case hex', 'AAAAAAAAAAAA.zz'],
-    ['no sequence', 'aaaaaaaaaaaa.'],
-    ['trailing newline', 'aaaaaaaaaaaa.zz\n'],
+    ['the old <12 hex>.<sequence> form', 'aaaaaaaaaaaa.zz'],
+    ['one character short', 'a'.repeat(21)],
+    ['plain base64 characters', 'a'.repeat(20) + '+/'],
+    ['trailing newline', 'a'.repeat(22) + '\n'],
     ['over 256 bytes', 'a'.repeat(MAX + 1)],
     ['multi-byte', 'ä'.repeat(20)],
   ])('%s permit_id -> INVALID_ARGUMENT naming permit_id', async (_what, id) => {
@@ -196,7 +198,7 @@ describe('Release: bad input', () => {
   });
 
   it('a well-formed but unknown permit_id is OK with released=false', async () => {
-    expect(await running.client.release('aaaaaaaaaaaa.zz')).toBe(false);
+    expect(await running.client.release('a'.repeat(22))).toBe(false);
   });
 
   it('bad releases change no concurrency slot; a bad actual_cost leaves the permit releasable', async () => {
@@ -208,7 +210,7 @@ describe('Release: bad input', () => {
 
     await expectStatus(running.client.release(''), status.INVALID_ARGUMENT, 'permit_id');
     await expectStatus(running.client.release('garbage'), status.INVALID_ARGUMENT, 'permit_id');
-    expect(await running.client.release('aaaaaaaaaaaa.zz')).toBe(false);
+    expect(await running.client.release('a'.repeat(22))).toBe(false);
     await expectStatus(running.client.release(held.permit_id, '18446744073709551615' as unknown as number), status.INVALID_ARGUMENT, 'actual_cost');
     expect(await heldRemaining(tenant)).toBe(1); // still held by `held`
 
@@ -351,8 +353,8 @@ const ACQUIRE_SEEDS = [
 const RELEASE_SEEDS = [
   encodeRelease({}),
   encodeRelease({ permit_id: 'aaaaaaaaaaaa.zz' }),
-  encodeRelease({ permit_id: 'aaaaaaaaaaaa.1', actual_cost: 0 }),
-  encodeRelease({ permit_id: '0123456789ab.zzzzzzzzzzz', actual_cost: '18446744073709551615' }),
+  encodeRelease({ permit_id: 'a'.repeat(22), actual_cost: 0 }),
+  encodeRelease({ permit_id: 'Zz-_0123456789abcdefgh', actual_cost: '18446744073709551615' }),
   encodeRelease({ permit_id: 'not a permit' }),
 ];
 const HEALTH_SEEDS = [encodeHealth(''), encodeHealth('sluice.v1.RateLimiter'), encodeHealth('no.such.Service')];

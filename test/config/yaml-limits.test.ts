@@ -1,0 +1,111 @@
+// YAML abuse and oversized policies are refused with the file and line, never by a crash; a
+// policy of 10,000 resources checks and serves within the deployed heap.
+import { execFile } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+import { loadPolicyFile, parsePolicy, PolicyError } from '../../src/config/load.js';
+import { CLI, startSidecar, writePolicy } from '../support/sidecar.js';
+import { connect } from '../support/client.js';
+
+const run = promisify(execFile);
+/** The heap `npm start` and the image give the sidecar. */
+const DEPLOYED_HEAP = ['--max-old-space-size=128', '--max-semi-space-size=8'];
+
+function problems(yaml: string): string[] {
+  try {
+    parsePolicy(yaml, 'policy.yaml');
+  } catch (err) {
+    expect(err).toBeInstanceOf(PolicyError);
+    expect((err as PolicyError).message).toContain('policy.yaml: invalid policy');
+    return (err as PolicyError).problems;
+  }
+  throw new Error('expected the policy to be rejected');
+}
+
+const ONE_LIMIT = '[{ name: l, algorithm: fixed_window, rate: 10/1s }]';
+
+/** n resources, one limit each, in flow style: the densest way to write them. */
+function manyResources(n: number): string {
+  let yaml = 'resources:\n';
+  for (let i = 0; i < n; i++) yaml += `  - { name: r${i}, limits: ${ONE_LIMIT} }\n`;
+  return yaml;
+}
+
+/** Exit code, stdout and stderr of the CLI under the deployed heap. */
+async function checkUnderDeployedHeap(file: string): Promise<{ code: number; signal: string | null; out: string }> {
+  try {
+    const { stdout } = await run(process.execPath, [...DEPLOYED_HEAP, CLI, 'check', file]);
+    return { code: 0, signal: null, out: stdout };
+  } catch (err) {
+    const e = err as { code: number; signal: string | null; stdout: string; stderr: string };
+    return { code: e.code, signal: e.signal, out: e.stdout + e.stderr };
+  }
+}
+
+describe('YAML limits', () => {
+  it('more than 100 aliases: refused at the 101st, with its line', () => {
+    const yaml = `x: &one 1\nresources:\n${Array.from({ length: 101 }, (_, i) => `  - { name: r${i}, limits: [{ name: l, algorithm: fixed_window, rate: 1/s, n: *one }] }`).join('\n')}\n`;
+    expect(problems(yaml)).toEqual(['line 103: more than 100 YAML aliases (this one is *one); write the values out']);
+  });
+
+  it('aliases of aliases that expand past 100: refused at the first alias of an anchor holding aliases', () => {
+    const yaml = [
+      'a: &a [x, x, x, x, x, x, x, x, x, x]',
+      'b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]',
+      'c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]',
+      'resources: [*c]',
+    ].join('\n');
+    expect(problems(yaml)).toEqual([expect.stringMatching(/^line 3: Excessive alias count .* \(\*b repeats aliases of its own; write the values out\)$/)]);
+  });
+
+  it('flow collections nested more than 64 deep: refused with the line', () => {
+    expect(problems(`resources:\n  - ${'['.repeat(65)}${']'.repeat(65)}\n`)).toEqual(['line 2: [ and { nested more than 64 deep']);
+    expect(problems(`resources:\n  - name: ${'['.repeat(64)}${']'.repeat(64)}\n    limits: ${ONE_LIMIT}\n`)).toEqual([
+      expect.stringMatching(/^resources\[0\]\.name \(line 2\): .*expected string, received array$/),
+    ]);
+  });
+
+  it('duplicate keys and a second document: named with their line', () => {
+    expect(problems(`resources: []\nstore: {}\nresources: []\n`)).toEqual(['line 3, column 1: Map keys must be unique']);
+    expect(problems(`resources: [{ name: r, limits: ${ONE_LIMIT} }]\n---\nresources: []\n`)).toEqual(['line 2: a policy is one YAML document; this file has more']);
+  });
+
+  it('a file over 4,000,000 bytes is refused before it is read', () => {
+    const file = writePolicy(`# ${'x'.repeat(4_000_000)}\n`);
+    expect(() => loadPolicyFile(file)).toThrow(/the file has 4000003 bytes; a policy may have at most 4000000/);
+  });
+
+  it('10,000 resources check under the deployed heap; a bigger policy is refused with a message, never an abort', async () => {
+    const fits = writePolicy(manyResources(10_000));
+    expect(await checkUnderDeployedHeap(fits)).toMatchObject({ code: 0, out: expect.stringContaining('ok, 10000 resource(s)') });
+
+    // 60,000 resources in block style, 13 MB: refused by size, unread.
+    let huge = 'resources:\n';
+    const block = (i: number) => `  - name: tenant-api-${i}\n    keys: [tenant]\n    limits:\n      - { name: rpm, algorithm: token_bucket, rate: 600/1m, burst: 20 }\n      - { name: daily, algorithm: fixed_window, rate: 100000/1d }\n`;
+    for (let i = 0; i < 60_000; i++) huge += block(i);
+    const hugeFile = writePolicy('');
+    writeFileSync(hugeFile, huge);
+    const refused = await checkUnderDeployedHeap(hugeFile);
+    expect(refused).toMatchObject({ code: 1, signal: null });
+    expect(refused.out).toMatch(/the file has \d+ bytes; a policy may have at most 4000000/);
+
+    // Under the size cap but beyond what 128 MB can parse: refused while parsing, with the line.
+    const tooMany = writePolicy(huge.slice(0, 3_900_000).replace(/\n[^\n]*$/, '\n'));
+    const heap = await checkUnderDeployedHeap(tooMany);
+    expect(heap).toMatchObject({ code: 1, signal: null });
+    expect(heap.out).toMatch(/line \d+: the policy is too big for this process's heap \(\d+ MB; --max-old-space-size=128 holds about 10,000 one-limit resources\)/);
+  }, 120_000);
+
+  it('10,000 resources serve under the deployed heap: the last one answers', async () => {
+    const sidecar = await startSidecar(manyResources(10_000), { NODE_OPTIONS: DEPLOYED_HEAP.join(' ') });
+    const client = connect(sidecar.address);
+    try {
+      const res = await client.acquire({ resource: 'r9999' });
+      expect(res).toMatchObject({ granted: true, limit: 10, remaining: 9, limit_name: 'l' });
+    } finally {
+      client.close();
+      expect(await sidecar.stop()).toBe(0);
+    }
+  }, 60_000);
+});
