@@ -33,7 +33,7 @@ resources:
 describe('policy file', () => {
   it('compiles a valid file into milliseconds and units, with safe defaults', () => {
     const policy = parsePolicy(VALID, 'p.yaml');
-    expect(policy.server).toEqual({ listen: '127.0.0.1:50051', admin: '127.0.0.1:9464', shutdownGraceMs: 10_000 });
+    expect(policy.server).toEqual({ listen: '127.0.0.1:50051', admin: '127.0.0.1:9464', shutdownGraceMs: 10_000, maxInFlight: 1_000 });
     expect(policy.store).toEqual({ redis: null, timeoutMs: 20, maxKeys: 100_000 });
     const openai = policy.resources.get('openai')!;
     expect(openai.onStoreFailure).toBe('open');

@@ -109,18 +109,18 @@ describe('TLS', () => {
     await checkLimit(storeFor(`url: redis://127.0.0.1:${tlsServer.port}`, `tls: { ca_file: ${tls.caFile}, server_name: localhost }`));
     await expectFailure(
       storeFor(`url: redis://127.0.0.1:${tlsServer.port}`, `tls: { ca_file: ${tls.caFile}, server_name: elsewhere.example }`),
-      /Last connection error: Hostname\/IP does not match certificate's altnames/,
+      /last connection error: Hostname\/IP does not match certificate's altnames/,
     );
   });
 
   it('without the CA file the server is not trusted: a clear error, not a hang', async () => {
-    await expectFailure(storeFor(`url: rediss://127.0.0.1:${tlsServer.port}`), /Last connection error: self-signed certificate in certificate chain/);
+    await expectFailure(storeFor(`url: rediss://127.0.0.1:${tlsServer.port}`), /last connection error: self-signed certificate in certificate chain/);
   });
 
   it('a CA that did not sign the server is not trusted either', async () => {
     await expectFailure(
       storeFor(`url: rediss://127.0.0.1:${tlsServer.port}`, `tls: { ca_file: ${tls.otherCaFile} }`),
-      /Last connection error: (self-signed certificate in certificate chain|unable to verify)/,
+      /last connection error: (self-signed certificate in certificate chain|unable to verify)/,
     );
   });
 

@@ -189,7 +189,7 @@ export function within<T>(ms: number, promise: Promise<T>): Promise<T> {
   return Promise.race([
     promise,
     new Promise<T>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+      timer = setTimeout(() => reject(new Error(`hung: neither an answer nor an error within ${ms} ms`)), ms);
     }),
   ]).finally(() => clearTimeout(timer));
 }
@@ -267,7 +267,7 @@ export function outageSummary(records: ProbeRecord[], eventAt: number) {
   return {
     calls: after.length,
     failed: failures.length,
-    hung: failures.filter((f) => /no answer within/.test(f.error ?? '')).length,
+    hung: failures.filter((f) => (f.error ?? '').startsWith('hung:')).length,
     /** From the event to the first failure / the last failure's end / the first success after them. */
     firstFailureMs: failures[0] ? failures[0].at - eventAt : null,
     lastFailureEndMs: lastFailure ? lastFailure.at + lastFailure.tookMs - eventAt : null,
