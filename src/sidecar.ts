@@ -144,7 +144,7 @@ export async function startSidecar(policy: Policy, log: Logger): Promise<Sidecar
         metrics,
         ready: () => serving,
         storeUp: () => guarded?.available ?? true,
-        checkStore: () => (guarded ? guarded.check() : Promise.resolve({ up: true, lastFailure: '' })),
+        checkStore: () => (guarded ? guarded.check() : Promise.resolve({ up: true, failure: '' })),
       });
       adminAddress = await listenAdmin(admin, policy.server.admin);
     }

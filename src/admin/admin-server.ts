@@ -35,8 +35,8 @@ export function createAdminServer({ metrics, ready, storeUp, checkStore }: Admin
       res.writeHead(ok ? 200 : 503, { 'content-type': 'text/plain' }).end(`${ok ? 'ready' : 'not ready'}; ${store}\n`);
     } else if (path === '/storez') {
       checking ??= checkStore().finally(() => (checking = null));
-      checking.then(({ up, lastFailure }) => {
-        const text = up ? 'store up: the decision script answers' : `store down, deciding by on_store_failure: ${lastFailure}`;
+      checking.then(({ up, failure }) => {
+        const text = up ? 'store up: the decision script answers' : `${failure}; deciding by on_store_failure`;
         res.writeHead(up ? 200 : 503, { 'content-type': 'text/plain' }).end(`${text}\n`);
       });
     } else {

@@ -22,8 +22,8 @@ export interface GuardOptions {
 
 export interface StoreHealth {
   up: boolean;
-  /** Why the store was last judged failing ('' when it never was). */
-  lastFailure: string;
+  /** Why the store failed the check, in its own words ('' when up). */
+  failure: string;
 }
 
 const CIRCUIT_OPEN = new StoreUnavailable('circuit_open', 'store unavailable: circuit open after repeated failures');
@@ -31,7 +31,6 @@ const CIRCUIT_OPEN = new StoreUnavailable('circuit_open', 'store unavailable: ci
 export class GuardedStore implements Store {
   readonly breaker: Breaker;
   private probe: NodeJS.Timeout | undefined;
-  private lastFailure = '';
   /** The silence last counted: the commands it failed are one failure, not many. */
   private lastSilence: unknown = null;
 
@@ -60,10 +59,12 @@ export class GuardedStore implements Store {
     try {
       await this.inner.ping();
       this.succeeded();
+      return { up: true, failure: '' };
     } catch (cause) {
-      this.failed(this.judge(cause));
+      const err = this.judge(cause);
+      this.failed(err);
+      return { up: false, failure: err.message };
     }
-    return { up: this.available, lastFailure: this.lastFailure };
   }
 
   acquire(resource: Resource, scope: string, cost: number, permitId: string): Promise<StoreVerdict> {
@@ -141,7 +142,6 @@ export class GuardedStore implements Store {
     this.options.onFailure?.(err);
     // One call's script error says nothing about the store: it never moves the breaker.
     if (err.reason === 'script') return;
-    this.lastFailure = err.message;
     if (err.silence !== null) {
       if (err.silence === this.lastSilence) return;
       this.lastSilence = err.silence;
@@ -152,9 +152,7 @@ export class GuardedStore implements Store {
     this.probe = setInterval(() => {
       this.inner.ping().then(
         () => this.succeeded(),
-        (cause: unknown) => {
-          this.lastFailure = this.judge(cause).message;
-        },
+        () => undefined,
       );
     }, this.options.probeEveryMs);
     this.probe.unref();
