@@ -169,6 +169,28 @@ describe('leases', () => {
     expect(granted).toBeGreaterThanOrEqual(60);
   });
 
+  it('end a standing denial within the lease ttl once the store has the budget back (a flushed Redis)', async () => {
+    const t = setup('      - { name: l, algorithm: fixed_window, rate: 100/1h }\n');
+    const leases = t.sidecar();
+    const spent = await demand(t, leases, 1000, 300);
+    expect(spent.filter((o) => o.granted).length).toBe(100);
+    const standing = spent.filter((o) => o.leased && !o.granted).map((o) => o.leased!);
+    expect(standing.length).toBeGreaterThan(0);
+    // The window's end is the honest retry_after; the denial is re-checked long before it.
+    expect(Math.min(...standing.map((d) => d.retryAfterMs))).toBeGreaterThan(60_000);
+
+    await t.store.close(); // every budget gone: what FLUSHALL or an empty restart does to Redis
+    const takesBefore = t.takes.count;
+    const after = await demand(t, leases, 1000, 1_200);
+    const firstGrant = after.findIndex((o) => o.granted);
+    expect(firstGrant).toBeGreaterThan(-1);
+    expect(firstGrant).toBeLessThanOrEqual(1_000); // within the 1 s ttl at 1,000 requests a second
+    expect(after.filter((o) => o.granted).length).toBe(100);
+    // Re-checking costs one take per ttl while denied, not one per request: of 1,200 requests,
+    // a few dozen takes (blocks of at most 10 units for the 100, shrinking near the limit).
+    expect(t.takes.count - takesBefore).toBeLessThan(50);
+  });
+
   it('give every lease back on close', async () => {
     const t = setup('      - { name: l, algorithm: sliding_window, rate: 100000/1h }\n');
     const leases = t.sidecar();
