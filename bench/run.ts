@@ -2,7 +2,7 @@
 // outage scenario kills a redis-server of its own), then the accuracy run and the memory run; a
 // table on stdout and everything in bench/results/<timestamp>.json.
 //
-//   node dist/bench/run.js [--quick] [--redis-delay-ms N] [--only load|outage|accuracy|memory]
+//   node dist/bench/run.js [--quick] [--redis-delay-ms N] [--only load|outage|accuracy|memory|overload]
 //                          [--duration S] [--warmup S] [--concurrency N] [--channels N]
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -12,6 +12,7 @@ import { startRedis, type RedisProcess } from '../test/support/redis-server.js';
 import { DEFAULT_ACCURACY, runAccuracy, type AccuracyResult } from './accuracy.js';
 import { DEFAULT_MEMORY, runMemory, type MemoryResult } from './memory.js';
 import { runOutage, type OutageResult } from './outage.js';
+import { DEFAULT_OVERLOAD, runOverload, type OverloadResult } from './overload.js';
 import { adopt, killAll, startFloorProcess, startProxyProcess, startSluiceProcess, type Child } from './children.js';
 import { streamTarget, unaryTarget } from './grpc-load.js';
 import type { Target } from './load.js';
@@ -21,14 +22,15 @@ import { HOT_REQUEST, loadPolicy, type SluiceMode } from './policies.js';
 import { floorRatios, leaseVsPeers, type PeerRatio } from './ratios.js';
 import { redisVersion } from './redis-stats.js';
 import { measureScenario, type LoadShape, type Probes, type ScenarioResult } from './scenario.js';
-import { accuracyTable, machineHeader, memoryTable, outageLines, outageTable, ratioLines, scenarioTable } from './table.js';
+import { accuracyTable, machineHeader, memoryTable, outageLines, outageTable, overloadTable, ratioLines, scenarioTable } from './table.js';
 
 const USAGE = `usage: npm run bench -- [options]
 
   --quick               2 s per scenario (0.5 s warm-up), no second pass with a Redis delay
   --redis-delay-ms N    delay of the second pass's proxy, each way (default 1; 0 = no second pass)
   --only WHAT           run only one part: load (the passes, the outage scenario included),
-                        outage (the unary floor and the outage scenario), accuracy, or memory
+                        outage (the unary floor and the outage scenario), accuracy, memory,
+                        or overload (one sidecar at 32 to 5,000 in flight on a healthy Redis)
   --duration S          seconds per scenario (default 5, quick 2)
   --warmup S            warm-up seconds before each scenario (default 1, quick 0.5)
   --concurrency N       requests in flight (default 32)
@@ -37,7 +39,7 @@ const USAGE = `usage: npm run bench -- [options]
   --memory-keys N       distinct keys of the memory run (default 100000)
 `;
 
-const PARTS = ['load', 'outage', 'accuracy', 'memory'] as const;
+const PARTS = ['load', 'outage', 'accuracy', 'memory', 'overload'] as const;
 type Part = (typeof PARTS)[number];
 
 interface Options {
@@ -212,6 +214,7 @@ interface Report {
   accuracy: AccuracyResult | null;
   accuracyError?: string;
   memory: MemoryResult | null;
+  overload: OverloadResult | null;
 }
 
 async function main(): Promise<void> {
@@ -281,6 +284,19 @@ async function main(): Promise<void> {
       for (const e of memory.errors) print(`memory, ${e.store} store: NOT MEASURED: ${e.error.split('\n')[0]}`);
     }
 
+    let overload: OverloadResult | null = null;
+    if (runs('overload')) {
+      const shape = options.quick ? { ...DEFAULT_OVERLOAD, repeats: 1 } : DEFAULT_OVERLOAD;
+      log(`overload: ${shape.levels.join(', ')} in flight, ${shape.repeats} interleaved repeats`);
+      overload = await runOverload(shape, log);
+      print(
+        `\n== overload: one sidecar on a healthy Redis, ${shape.tenants.toLocaleString('en-US')} tenants x ${shape.asksEach} asks ` +
+          `on ${shape.limit}/1h over ${shape.streams} AcquireStreams, store.timeout ${overload.storeTimeoutMs}ms, on_store_failure open; ` +
+          `median (min–max) of ${shape.repeats} ==`,
+      );
+      print(overloadTable(overload));
+    }
+
     const finishedAt = new Date();
     const report: Report = {
       startedAt: startedAt.toISOString(),
@@ -291,6 +307,7 @@ async function main(): Promise<void> {
       accuracy,
       accuracyError,
       memory,
+      overload,
     };
     const dir = join(packageRoot, 'bench', 'results');
     mkdirSync(dir, { recursive: true });

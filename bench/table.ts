@@ -3,6 +3,7 @@ import type { AccuracyResult } from './accuracy.js';
 import type { Machine } from './machine.js';
 import type { MemoryResult } from './memory.js';
 import type { OutageResult } from './outage.js';
+import type { OverloadResult, OverloadRun } from './overload.js';
 import { floorRatios, leaseVsPeers } from './ratios.js';
 import type { ScenarioResult } from './scenario.js';
 
@@ -200,4 +201,29 @@ export function memoryTable(m: MemoryResult): string {
   );
   const decided = m.runs.map((r) => `${r.store}: decided_by ${Object.entries(r.decidedBy).map(([k, v]) => `${k}=${v}`).join(' ')}`);
   return [table, ...decided].join('\n');
+}
+
+/** Median and spread of one figure over a level's repeats: `median (min–max)`. */
+function spread(values: number[], places: number): string {
+  const sorted = [...values].sort((a, b) => a - b);
+  const median = sorted[Math.floor(sorted.length / 2)]!;
+  return sorted.length > 1 ? `${fmt(median, places)} (${fmt(sorted[0], places)}–${fmt(sorted.at(-1), places)})` : fmt(median, places);
+}
+
+export function overloadTable(o: OverloadResult): string {
+  const rows = o.options.levels.map((level) => {
+    const runs = o.runs.filter((r) => r.inFlight === level);
+    const pick = (f: (r: OverloadRun) => number) => runs.map(f);
+    return [
+      fmt(level),
+      spread(pick((r) => r.decisionsPerS), 0),
+      spread(pick((r) => r.p50Ms), 1),
+      spread(pick((r) => r.p99Ms), 1),
+      fmt(Math.max(...pick((r) => r.grantedRatio)), 3),
+      spread(pick((r) => r.shedShare * 100), 1),
+      fmt(pick((r) => r.byPolicy).reduce((a, b) => a + b, 0)),
+      spread(pick((r) => r.lagP99Ms), 1),
+    ];
+  });
+  return renderTable(['in flight', 'decisions/s', 'p50 ms', 'p99 ms', 'granted÷allowed (max)', 'shed %', 'by policy', 'loop lag p99 ms'], rows);
 }

@@ -11,6 +11,8 @@ export interface StreamLoad {
   inFlight: number;
   /** Streams (each on its own client) the requests are spread over. */
   streams: number;
+  /** Tenants are `${tenantPrefix}t0`, `${tenantPrefix}t1`, ...: a fresh prefix, fresh budgets. */
+  tenantPrefix?: string;
 }
 
 export interface StreamTally {
@@ -22,11 +24,27 @@ export interface StreamTally {
   errors: Record<string, number>;
   /** Status codes of those errors. */
   codes: Set<number>;
+  /** Milliseconds from write to answer, per answered request, in the order answered. */
+  latencies: Float64Array;
+  answered: number;
+  /** Milliseconds from the first write to the last answer. */
+  elapsedMs: number;
 }
 
 export async function streamLoad(address: string, load: StreamLoad): Promise<StreamTally> {
-  const tally: StreamTally = { granted: new Uint32Array(load.tenants), decidedBy: {}, errors: {}, codes: new Set() };
   const total = load.tenants * load.asksEach;
+  const tally: StreamTally = {
+    granted: new Uint32Array(load.tenants),
+    decidedBy: {},
+    errors: {},
+    codes: new Set(),
+    latencies: new Float64Array(total),
+    answered: 0,
+    elapsedMs: 0,
+  };
+  const prefix = load.tenantPrefix ?? '';
+  const sentAt = new Float64Array(total);
+  const startedAt = performance.now();
   const clients: SluiceClient[] = Array.from({ length: load.streams }, () => connect(address));
   let next = 0;
   let settled = 0;
@@ -42,7 +60,8 @@ export async function streamLoad(address: string, load: StreamLoad): Promise<Str
       const ask = next++;
       const id = String(ask);
       outstanding.set(id, ask % load.tenants);
-      call.write({ resource: load.resource, descriptors: { tenant: `t${ask % load.tenants}` }, request_id: id });
+      sentAt[ask] = performance.now();
+      call.write({ resource: load.resource, descriptors: { tenant: `${prefix}t${ask % load.tenants}` }, request_id: id });
     };
     const settle = () => {
       if (++settled === total) finish();
@@ -52,6 +71,7 @@ export async function streamLoad(address: string, load: StreamLoad): Promise<Str
       const tenant = outstanding.get(res.request_id);
       if (tenant === undefined) return;
       outstanding.delete(res.request_id);
+      tally.latencies[tally.answered++] = performance.now() - sentAt[Number(res.request_id)]!;
       if (res.granted) tally.granted[tenant]!++;
       tally.decidedBy[res.decided_by] = (tally.decidedBy[res.decided_by] ?? 0) + 1;
       settle();
@@ -85,6 +105,7 @@ export async function streamLoad(address: string, load: StreamLoad): Promise<Str
     for (let i = 0; i < perStream && channel * perStream + i < load.inFlight; i++) stream.issue();
   }
   await done;
+  tally.elapsedMs = performance.now() - startedAt;
   for (const client of clients) client.close();
   return tally;
 }
