@@ -4,7 +4,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startRedis, type RedisProcess } from '../support/redis-server.js';
 import { useSidecar } from '../support/sidecar.js';
 
+// A generous deadline: this test is about bad input, and a loaded machine must not turn a grant
+// into FAIL_OPEN (which carries no permit to release).
 const POLICY = `
+store:
+  timeout: 1s
 resources:
   - name: tokens
     keys: [tenant]

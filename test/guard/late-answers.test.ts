@@ -5,12 +5,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Redis } from 'ioredis';
 import { until } from '../support/load.js';
-import { startRedis, type RedisProcess } from '../support/redis-server.js';
+import { prioritise, startRedis, type RedisProcess } from '../support/redis-server.js';
 import { useSidecar } from '../support/sidecar.js';
 
 const POLICY = `
 store:
-  timeout: 50ms
+  timeout: 150ms
 resources:
   - name: slots
     keys: [tenant]
@@ -38,6 +38,8 @@ describe('late answers from a stalled Redis are reconciled', () => {
   const world = {} as { redis: RedisProcess };
   beforeAll(async () => {
     world.redis = await startRedis(['--enable-debug-command', 'yes']);
+    // Only the stalls below may silence it, not a machine busy with other tests.
+    prioritise(world.redis);
   });
   afterAll(async () => {
     await world.redis?.stop();
@@ -76,7 +78,7 @@ describe('late answers from a stalled Redis are reconciled', () => {
 
       // The five denied by `closed` were refunded: the whole 10/1h is still there.
       const after = await Promise.all(Array.from({ length: 11 }, () => client.acquire({ resource: 'budget', descriptors: { tenant } })));
-      expect(after.every((d) => d.decided_by === 'STORE')).toBe(true);
+      expect(after.map((d) => d.decided_by)).toEqual(Array(11).fill('STORE'));
       expect(after.filter((d) => d.granted).length).toBe(10);
     });
   }
