@@ -65,10 +65,40 @@ const listen = z.string().refine((text) => isListenAddress(text), {
   error: 'expected host:port or unix:/path',
 });
 
+/** A whole number from 1 to max. */
+const countUpTo = (max: number) => z.int({ error: 'expected a whole number' }).min(1, { error: 'expected at least 1' }).max(max, { error: `expected at most ${max}` });
+
+/** A duration of at most maxMs; the text names the bound in the unit it was written in. */
+const durationUpTo = (maxMs: number, max: string) => duration.refine((ms) => ms <= maxMs, { error: `expected at most ${max}` });
+
+// Connections and calls the gRPC server holds, and when it lets go of them (README, "Operating it").
+export const CONNECTION_DEFAULTS = {
+  max_connections: 1_000,
+  max_streams: 1_000,
+  max_streams_per_connection: 100,
+  handshake_timeout: 10_000,
+  connection_idle: 300_000,
+  connection_max_age: 3_600_000,
+  connection_max_age_grace: 60_000,
+  keepalive: 120_000,
+  keepalive_timeout: 20_000,
+};
+
 const server = z.strictObject({
   listen: listen.default('127.0.0.1:50051'),
   admin: z.union([listen, z.literal('off')], { error: 'expected host:port or off' }).default('127.0.0.1:9464'),
   shutdown_grace: duration.default(10_000),
+  // Node closes connections past maxConnections itself; 100,000 sockets is far past one pod's need.
+  max_connections: countUpTo(100_000).default(CONNECTION_DEFAULTS.max_connections),
+  max_streams: countUpTo(100_000).default(CONNECTION_DEFAULTS.max_streams),
+  max_streams_per_connection: countUpTo(10_000).default(CONNECTION_DEFAULTS.max_streams_per_connection),
+  handshake_timeout: durationUpTo(300_000, '5m').default(CONNECTION_DEFAULTS.handshake_timeout),
+  // Timers in node hold at most 2^31-1 ms (24.8 days); a day is the longest any of these needs.
+  connection_idle: durationUpTo(86_400_000, '1d').default(CONNECTION_DEFAULTS.connection_idle),
+  connection_max_age: durationUpTo(86_400_000, '1d').default(CONNECTION_DEFAULTS.connection_max_age),
+  connection_max_age_grace: durationUpTo(86_400_000, '1d').default(CONNECTION_DEFAULTS.connection_max_age_grace),
+  keepalive: durationUpTo(86_400_000, '1d').default(CONNECTION_DEFAULTS.keepalive),
+  keepalive_timeout: durationUpTo(300_000, '5m').default(CONNECTION_DEFAULTS.keepalive_timeout),
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -264,7 +294,7 @@ const store = z.strictObject({
 
 export const policySchema = z
   .strictObject({
-    server: server.default({ listen: '127.0.0.1:50051', admin: '127.0.0.1:9464', shutdown_grace: 10_000 }),
+    server: server.default({ listen: '127.0.0.1:50051', admin: '127.0.0.1:9464', shutdown_grace: 10_000, ...CONNECTION_DEFAULTS }),
     store: store.default({ timeout: 20, max_keys: 100_000 }),
     // Optional with an envoy section: a sidecar may serve Envoy's rate limit API only.
     resources: z.array(resource).optional(),

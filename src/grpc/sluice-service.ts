@@ -11,6 +11,8 @@ export const STREAM_WINDOW = 256;
 
 export interface ServiceContext {
   decider: Decider;
+  /** AcquireStreams open at once across the sidecar; past it a new one is refused. */
+  maxStreams: number;
   /** Read per request, so a policy reload takes effect without restarting. */
   resources: () => ReadonlyMap<string, Resource>;
   metrics: Metrics;
@@ -60,6 +62,12 @@ export function sluiceService(ctx: ServiceContext): UntypedServiceImplementation
     },
 
     AcquireStream(call: ServerDuplexStream<WireAcquireRequest, unknown>) {
+      if (ctx.metrics.openStreams >= ctx.maxStreams) {
+        ctx.metrics.streamRefused();
+        ctx.metrics.rejected(status.RESOURCE_EXHAUSTED);
+        call.emit('error', { code: status.RESOURCE_EXHAUSTED, details: `sidecar stream limit reached: ${ctx.maxStreams} AcquireStreams are open` });
+        return;
+      }
       let pending = 0;
       let ended = false;
       let failure: { code: status; details: string } | undefined;

@@ -33,7 +33,17 @@ resources:
 describe('policy file', () => {
   it('compiles a valid file into milliseconds and units, with safe defaults', () => {
     const policy = parsePolicy(VALID, 'p.yaml');
-    expect(policy.server).toEqual({ listen: '127.0.0.1:50051', admin: '127.0.0.1:9464', shutdownGraceMs: 10_000 });
+    expect(policy.server).toMatchObject({ listen: '127.0.0.1:50051', admin: '127.0.0.1:9464', shutdownGraceMs: 10_000, maxStreams: 1_000 });
+    expect(policy.server.connections).toEqual({
+      maxConnections: 1_000,
+      maxStreamsPerConnection: 100,
+      handshakeTimeoutMs: 10_000,
+      idleMs: 300_000,
+      maxAgeMs: 3_600_000,
+      maxAgeGraceMs: 60_000,
+      keepaliveMs: 120_000,
+      keepaliveTimeoutMs: 20_000,
+    });
     expect(policy.store).toEqual({ redis: null, timeoutMs: 20, maxKeys: 100_000 });
     const openai = policy.resources.get('openai')!;
     expect(openai.onStoreFailure).toBe('open');
