@@ -30,6 +30,11 @@ export class Metrics {
     help: 'AcquireStream calls ended at once with RESOURCE_EXHAUSTED because the sidecar-wide stream limit was reached',
     registers: [this.registry],
   });
+  private readonly revokedGrants = new Counter({
+    name: 'sluice_revoked_grants_total',
+    help: 'AcquireStream grants given back because the stream was cancelled before they were handed to it',
+    registers: [this.registry],
+  });
   private readonly refusedConnections = new Counter({
     name: 'sluice_refused_connections_total',
     help: 'Connections closed as soon as they were accepted because the connection limit was reached',
@@ -99,6 +104,10 @@ export class Metrics {
 
   streamRefused(): void {
     this.refusedStreams.inc();
+  }
+
+  grantRevoked(): void {
+    this.revokedGrants.inc();
   }
 
   connectionRefused(): void {

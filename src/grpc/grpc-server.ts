@@ -38,6 +38,8 @@ export async function startGrpcServer(
   const server = new Server({
     // A sidecar's callers are on the same host; keep messages small and connections cheap.
     'grpc.max_receive_message_length': 64 * 1024,
+    // Per-connection and per-call bookkeeping for a channelz service that sluice does not serve.
+    'grpc.enable_channelz': 0,
     'grpc.max_concurrent_streams': limits.maxStreamsPerConnection,
     'grpc.max_connection_idle_ms': limits.idleMs,
     'grpc.max_connection_age_ms': limits.maxAgeMs,

@@ -27,8 +27,12 @@ export function writePolicy(yaml: string): string {
   return file;
 }
 
-export async function startSidecar(policyYaml: string, env: Record<string, string> = {}): Promise<SidecarProcess> {
-  const child = spawn(process.execPath, [CLI, 'serve', '--config', writePolicy(policyYaml)], {
+/** The heap flags the image and `npm start` run the sidecar with (docs/operations.md, Memory). */
+export const DEPLOYED_NODE_FLAGS = ['--max-old-space-size=128', '--max-semi-space-size=8'];
+
+/** `nodeFlags` go to node before the script, e.g. DEPLOYED_NODE_FLAGS. */
+export async function startSidecar(policyYaml: string, env: Record<string, string> = {}, nodeFlags: string[] = []): Promise<SidecarProcess> {
+  const child = spawn(process.execPath, [...nodeFlags, CLI, 'serve', '--config', writePolicy(policyYaml)], {
     env: { ...process.env, SLUICE_LISTEN: '127.0.0.1:0', SLUICE_ADMIN: '127.0.0.1:0', SLUICE_LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -84,4 +88,17 @@ export function useSidecar(policy: () => string, env: () => Record<string, strin
     await held.sidecar?.stop();
   });
   return held;
+}
+
+/**
+ * A figure from the sidecar's /metrics: the sum of every series of `name` whose labels contain
+ * each of `labels` (e.g. `outcome="granted"`); 0 when there is none.
+ */
+export async function metric(sidecar: SidecarProcess, name: string, ...labels: string[]): Promise<number> {
+  const text = await (await fetch(`http://${sidecar.admin}/metrics`)).text();
+  let sum = 0;
+  for (const match of text.matchAll(new RegExp(`^${name}(?:\\{([^}]*)\\})? (\\S+)$`, 'gm'))) {
+    if (labels.every((label) => (match[1] ?? '').includes(label))) sum += Number(match[2]);
+  }
+  return sum;
 }
