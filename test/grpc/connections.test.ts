@@ -254,6 +254,23 @@ resources:
     await until(async () => (await metric(sidecar, 'sluice_open_streams')) === 0);
   });
 
+  it('holds at most max_streams_per_connection calls on one connection; the next waits in the client', async () => {
+    const one = clients[0]!;
+    const held = [await openStream(one), await openStream(one)];
+    let answered = false;
+    const unary = one.acquire({ resource: 'api' }).then((res) => {
+      answered = true;
+      return res;
+    });
+    // No event says "queued in the client"; a wide window in which it must not be answered.
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    expect(answered).toBe(false);
+    held[0]!.cancel();
+    expect((await unary).granted).toBe(true);
+    held[1]!.cancel();
+    await until(async () => (await metric(sidecar, 'sluice_open_streams')) === 0);
+  });
+
   it('closes a connection past the cap as soon as it is accepted', async () => {
     // Two gRPC connections are open (above); a third fills the cap.
     const third = ownConnection(sidecar.address);
