@@ -72,7 +72,7 @@ const countUpTo = (max: number) => z.int({ error: 'expected a whole number' }).m
 const durationUpTo = (maxMs: number, max: string) => duration.refine((ms) => ms <= maxMs, { error: `expected at most ${max}` });
 
 // Connections and calls the gRPC server holds, and when it lets go of them (README, "Operating it").
-export const CONNECTION_DEFAULTS = {
+const CONNECTION_DEFAULTS = {
   max_connections: 1_000,
   max_streams: 1_000,
   max_streams_per_connection: 100,

@@ -3,7 +3,7 @@
 // injector: the same socket, no proxy hop), so that it can cap connections and close those that
 // never speak HTTP/2, which grpc-js has no setting for.
 import { createServer, type Server as NetServer, type Socket } from 'node:net';
-import { Server, ServerCredentials, type ConnectionInjector } from '@grpc/grpc-js';
+import { Server, ServerCredentials } from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
 import { ReflectionService } from '@grpc/reflection';
 import { servedPackage, serviceOf } from './proto.js';
@@ -19,7 +19,6 @@ export interface GrpcServer {
   server: Server;
   /** The socket sluice listens on; its connections go to `server`. */
   listener: NetServer;
-  injector: ConnectionInjector;
   health: HealthImplementation;
   /** The address actually bound (the port filled in when 0 was asked for). */
   address: string;
@@ -65,7 +64,7 @@ export async function startGrpcServer(
   listener.on('drop', () => ctx.metrics.connectionRefused());
   const port = await listenOn(listener, listen);
   const address = listen.startsWith('unix:') ? listen : `${listen.slice(0, listen.lastIndexOf(':'))}:${port}`;
-  return { server, listener, injector, health, address };
+  return { server, listener, health, address };
 }
 
 /** The HTTP/2 client preface (24 bytes) and the header of the SETTINGS frame that must follow it. */

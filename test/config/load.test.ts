@@ -87,6 +87,29 @@ resources:
     );
   });
 
+  it('bounds the connection and stream settings, naming the field', () => {
+    const found = problems(`
+server:
+  max_connections: 0
+  max_streams: 100001
+  max_streams_per_connection: 1.5
+  connection_idle: 2d
+  handshake_timeout: 10m
+resources:
+  - name: a
+    limits: [{ name: y, algorithm: fixed_window, rate: 1/s }]
+`);
+    expect(found).toEqual(
+      expect.arrayContaining([
+        expect.stringMatching(/^server\.max_connections \(line 3\): expected at least 1$/),
+        expect.stringMatching(/^server\.max_streams \(line 4\): expected at most 100000$/),
+        expect.stringMatching(/^server\.max_streams_per_connection \(line 5\): expected a whole number$/),
+        expect.stringMatching(/^server\.connection_idle \(line 6\): expected at most 1d$/),
+        expect.stringMatching(/^server\.handshake_timeout \(line 7\): expected at most 5m$/),
+      ]),
+    );
+  });
+
   it('rejects duplicate names and keys after the shape is right', () => {
     const found = problems(`
 resources:
