@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { packageRoot } from '../src/paths.js';
+import { DEPLOYED_NODE_FLAGS } from '../test/support/deployed.js';
 
 const live = new Set<ChildProcess>();
 const tempDirs: string[] = [];
@@ -144,8 +145,6 @@ export function startProxyProcess(targetPort: number, delayMs: number): Promise<
   ]);
 }
 
-/** The heap flags sluice's image and `npm start` run it with (deploy/Dockerfile). */
-export const SIDECAR_NODE_FLAGS = ['--max-old-space-size=128', '--max-semi-space-size=8'];
 
 /** The built sidecar (`node dist/src/cli/main.js serve --config FILE`) on free ports, as deployed. */
 export async function startSluiceProcess(name: string, policyYaml: string): Promise<Child> {
@@ -159,6 +158,6 @@ export async function startSluiceProcess(name: string, policyYaml: string): Prom
     CLI,
     ['serve', '--config', file],
     { SLUICE_LISTEN: '127.0.0.1:0', SLUICE_ADMIN: '127.0.0.1:0', SLUICE_LOG_LEVEL: 'info' },
-    SIDECAR_NODE_FLAGS,
+    DEPLOYED_NODE_FLAGS,
   );
 }

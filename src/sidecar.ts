@@ -129,8 +129,10 @@ export async function startSidecar(policy: Policy, log: Logger): Promise<Sidecar
   try {
     grpc = await startGrpcServer(
       policy.server.listen,
+      policy.server.connections,
       {
         decider: active,
+        maxStreams: policy.server.maxStreams,
         resources: () => policy.resources,
         metrics,
         admission,

@@ -24,6 +24,22 @@ export class Metrics {
   /** AcquireStream calls whose client has neither finished nor cancelled them. */
   openStreams = 0;
 
+  private readonly refusedStreams = new Counter({
+    name: 'sluice_refused_streams_total',
+    help: 'AcquireStream calls ended at once with RESOURCE_EXHAUSTED because the sidecar-wide stream limit was reached',
+    registers: [this.registry],
+  });
+  private readonly revokedGrants = new Counter({
+    name: 'sluice_revoked_grants_total',
+    help: 'AcquireStream grants given back because the stream was cancelled before they were handed to it',
+    registers: [this.registry],
+  });
+  private readonly refusedConnections = new Counter({
+    name: 'sluice_refused_connections_total',
+    help: 'Connections closed as soon as they were accepted because the connection limit was reached',
+    registers: [this.registry],
+  });
+
   private readonly storeFailures = new Counter({
     name: 'sluice_store_failures_total',
     help: 'Store calls that failed, timed out, or were not made because the circuit was open',
@@ -97,6 +113,18 @@ export class Metrics {
 
   storeFailed(reason: string): void {
     this.storeFailures.labels(reason).inc();
+  }
+
+  streamRefused(): void {
+    this.refusedStreams.inc();
+  }
+
+  grantRevoked(): void {
+    this.revokedGrants.inc();
+  }
+
+  connectionRefused(): void {
+    this.refusedConnections.inc();
   }
 
   rejected(code: grpcStatus): void {

@@ -56,8 +56,35 @@ export interface LeaseSettings {
   ttlMs: number;
 }
 
+/** How many connections and calls the server holds, and when it lets go of them. */
+export interface ConnectionLimits {
+  /** Open connections; past it a new connection is closed as soon as it is accepted. */
+  maxConnections: number;
+  /** HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS: calls open at once on one connection. */
+  maxStreamsPerConnection: number;
+  /** A connection must send the HTTP/2 preface and its SETTINGS within this, or it is closed. */
+  handshakeTimeoutMs: number;
+  /** A connection with no call open for this long is sent GOAWAY and closed. */
+  idleMs: number;
+  /** A connection is sent GOAWAY at this age (±10%); calls still open get the grace, then are cut. */
+  maxAgeMs: number;
+  maxAgeGraceMs: number;
+  /** The server pings a connection this often and closes it if the ping is not answered in time. */
+  keepaliveMs: number;
+  keepaliveTimeoutMs: number;
+}
+
 export interface Policy {
-  server: { listen: string; admin: string | null; shutdownGraceMs: number; maxInFlight: number };
+  server: {
+    listen: string;
+    admin: string | null;
+    shutdownGraceMs: number;
+    /** Decisions worked on at once; past it requests are shed. */
+    maxInFlight: number;
+    connections: ConnectionLimits;
+    /** AcquireStreams open at once across the sidecar. */
+    maxStreams: number;
+  };
   store: { redis: RedisConfig | null; timeoutMs: number; maxKeys: number };
   resources: ReadonlyMap<string, Resource>;
   /** Envoy's rate limit service: envoyproxy/ratelimit config files to serve; null when absent. */
@@ -101,6 +128,17 @@ export function compilePolicy(file: PolicyFile): Policy {
       admin: file.server.admin === 'off' ? null : file.server.admin,
       shutdownGraceMs: file.server.shutdown_grace,
       maxInFlight: file.server.max_in_flight,
+      connections: {
+        maxConnections: file.server.max_connections,
+        maxStreamsPerConnection: file.server.max_streams_per_connection,
+        handshakeTimeoutMs: file.server.handshake_timeout,
+        idleMs: file.server.connection_idle,
+        maxAgeMs: file.server.connection_max_age,
+        maxAgeGraceMs: file.server.connection_max_age_grace,
+        keepaliveMs: file.server.keepalive,
+        keepaliveTimeoutMs: file.server.keepalive_timeout,
+      },
+      maxStreams: file.server.max_streams,
     },
     store: { redis: file.store.redis ? compileRedis(file.store.redis) : null, timeoutMs: file.store.timeout, maxKeys: file.store.max_keys },
     resources: new Map((file.resources ?? []).map((res) => [res.name, compileResource(res)])),

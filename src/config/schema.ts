@@ -124,12 +124,38 @@ const listen = z.string().refine((text) => isListenAddress(text), {
   error: 'expected host:port or unix:/path',
 });
 
+// Decisions, connections and calls the gRPC server holds, and when it lets go of them (README,
+// "Operating it").
+const CONNECTION_DEFAULTS = {
+  max_in_flight: 1_000,
+  max_connections: 1_000,
+  max_streams: 1_000,
+  max_streams_per_connection: 100,
+  handshake_timeout: 10_000,
+  connection_idle: 300_000,
+  connection_max_age: 3_600_000,
+  connection_max_age_grace: 60_000,
+  keepalive: 120_000,
+  keepalive_timeout: 20_000,
+};
+
 const server = z.strictObject({
   listen: listen.default('127.0.0.1:50051'),
   admin: z.union([listen, z.literal('off')], { error: 'expected host:port or off' }).default('127.0.0.1:9464'),
   shutdown_grace: duration(MAX_SHUTDOWN_GRACE).default(10_000),
   // Decisions one sidecar works on at once; past it, requests are shed (RESOURCE_EXHAUSTED).
-  max_in_flight: wholeNumber(MAX_IN_FLIGHT).default(1_000),
+  max_in_flight: wholeNumber(MAX_IN_FLIGHT).default(CONNECTION_DEFAULTS.max_in_flight),
+  // Node closes connections past maxConnections itself; 100,000 sockets is far past one pod's need.
+  max_connections: wholeNumber(100_000).default(CONNECTION_DEFAULTS.max_connections),
+  max_streams: wholeNumber(100_000).default(CONNECTION_DEFAULTS.max_streams),
+  max_streams_per_connection: wholeNumber(10_000).default(CONNECTION_DEFAULTS.max_streams_per_connection),
+  handshake_timeout: duration('5m').default(CONNECTION_DEFAULTS.handshake_timeout),
+  // Timers in node hold at most 2^31-1 ms (24.8 days); a day is the longest any of these needs.
+  connection_idle: duration('1d').default(CONNECTION_DEFAULTS.connection_idle),
+  connection_max_age: duration('1d').default(CONNECTION_DEFAULTS.connection_max_age),
+  connection_max_age_grace: duration('1d').default(CONNECTION_DEFAULTS.connection_max_age_grace),
+  keepalive: duration('1d').default(CONNECTION_DEFAULTS.keepalive),
+  keepalive_timeout: duration('5m').default(CONNECTION_DEFAULTS.keepalive_timeout),
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -325,7 +351,7 @@ const store = z.strictObject({
 
 export const policySchema = z
   .strictObject({
-    server: server.default({ listen: '127.0.0.1:50051', admin: '127.0.0.1:9464', shutdown_grace: 10_000, max_in_flight: 1_000 }),
+    server: server.default({ listen: '127.0.0.1:50051', admin: '127.0.0.1:9464', shutdown_grace: 10_000, ...CONNECTION_DEFAULTS }),
     store: store.default({ timeout: 20, max_keys: 100_000 }),
     // Optional with an envoy section: a sidecar may serve Envoy's rate limit API only.
     // Counted before any is checked, so a huge list costs no issue per item.

@@ -1,4 +1,8 @@
 // One gRPC server on one address: sluice.v1, Envoy's RLS v3, grpc.health.v1 and server reflection.
+// sluice owns the listening socket and hands each accepted connection to grpc-js (its connection
+// injector: the same socket, no proxy hop), so that it can cap connections and close those that
+// never speak HTTP/2, which grpc-js has no setting for.
+import { createServer, type Server as NetServer, type Socket } from 'node:net';
 import { Server, ServerCredentials } from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
 import { ReflectionService } from '@grpc/reflection';
@@ -6,12 +10,15 @@ import { servedPackage, serviceOf } from './proto.js';
 import { sluiceService, type ServiceContext } from './sluice-service.js';
 import { ENVOY_SERVICE, envoyService } from './envoy-service.js';
 import type { EnvoyConfig } from '../envoy/config.js';
+import type { ConnectionLimits } from '../config/policy.js';
 
 export const SLUICE_SERVICE = 'sluice.v1.RateLimiter';
 export { ENVOY_SERVICE };
 
 export interface GrpcServer {
   server: Server;
+  /** The socket sluice listens on; its connections go to `server`. */
+  listener: NetServer;
   health: HealthImplementation;
   /** The address actually bound (the port filled in when 0 was asked for). */
   address: string;
@@ -21,10 +28,23 @@ export interface GrpcServer {
  * `envoyConfig` gives the Envoy config to decide with, read per request (it is reloaded); without
  * it, or when it answers null, ShouldRateLimit answers FAILED_PRECONDITION.
  */
-export async function startGrpcServer(listen: string, ctx: ServiceContext, envoyConfig: (() => EnvoyConfig | null) | null = null): Promise<GrpcServer> {
+export async function startGrpcServer(
+  listen: string,
+  limits: ConnectionLimits,
+  ctx: ServiceContext,
+  envoyConfig: (() => EnvoyConfig | null) | null = null,
+): Promise<GrpcServer> {
   const server = new Server({
     // A sidecar's callers are on the same host; keep messages small and connections cheap.
     'grpc.max_receive_message_length': 64 * 1024,
+    // Per-connection and per-call bookkeeping for a channelz service that sluice does not serve.
+    'grpc.enable_channelz': 0,
+    'grpc.max_concurrent_streams': limits.maxStreamsPerConnection,
+    'grpc.max_connection_idle_ms': limits.idleMs,
+    'grpc.max_connection_age_ms': limits.maxAgeMs,
+    'grpc.max_connection_age_grace_ms': limits.maxAgeGraceMs,
+    'grpc.keepalive_time_ms': limits.keepaliveMs,
+    'grpc.keepalive_timeout_ms': limits.keepaliveTimeoutMs,
   });
   server.addService(serviceOf(servedPackage, SLUICE_SERVICE), sluiceService(ctx));
   server.addService(
@@ -34,11 +54,51 @@ export async function startGrpcServer(listen: string, ctx: ServiceContext, envoy
   const health = new HealthImplementation({ '': 'SERVING', [SLUICE_SERVICE]: 'SERVING', [ENVOY_SERVICE]: 'SERVING' });
   health.addToServer(server);
   new ReflectionService(servedPackage).addToServer(server);
-  const port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(listen, ServerCredentials.createInsecure(), (err, bound) => (err ? reject(err) : resolve(bound)));
+  const injector = server.createConnectionInjector(ServerCredentials.createInsecure());
+  // Past maxConnections, node closes each new connection as soon as it is accepted.
+  const listener = createServer({ noDelay: true }, (socket) => {
+    closeUnlessHandshaken(socket, limits.handshakeTimeoutMs);
+    injector.injectConnection(socket);
   });
+  listener.maxConnections = limits.maxConnections;
+  listener.on('drop', () => ctx.metrics.connectionRefused());
+  const port = await listenOn(listener, listen);
   const address = listen.startsWith('unix:') ? listen : `${listen.slice(0, listen.lastIndexOf(':'))}:${port}`;
-  return { server, health, address };
+  return { server, listener, health, address };
+}
+
+/** The HTTP/2 client preface (24 bytes) and the header of the SETTINGS frame that must follow it. */
+const HANDSHAKE_BYTES = 24 + 9;
+
+/**
+ * Node's HTTP/2 server waits for a client's preface forever, so a connection that opens TCP and
+ * then says nothing (or only the preface) would hold its socket and buffers until the peer left.
+ * bytesRead counts what the socket received even though HTTP/2 reads it natively.
+ */
+function closeUnlessHandshaken(socket: Socket, timeoutMs: number): void {
+  const timer = setTimeout(() => {
+    if (socket.bytesRead < HANDSHAKE_BYTES) socket.destroy();
+  }, timeoutMs);
+  timer.unref();
+  socket.once('close', () => clearTimeout(timer));
+}
+
+function listenOn(listener: NetServer, listen: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    listener.once('error', reject);
+    const ready = () => {
+      listener.off('error', reject);
+      const bound = listener.address();
+      resolve(typeof bound === 'object' && bound ? bound.port : 0);
+    };
+    if (listen.startsWith('unix:')) {
+      listener.listen(listen.slice('unix:'.length), ready);
+      return;
+    }
+    const colon = listen.lastIndexOf(':');
+    const host = listen.slice(0, colon).replace(/^\[(.*)\]$/, '$1');
+    listener.listen({ host, port: Number(listen.slice(colon + 1)) }, ready);
+  });
 }
 
 /** Stops taking calls, lets those under way finish for up to graceMs, then cuts the rest. */
@@ -46,6 +106,7 @@ export function drainGrpcServer(grpc: GrpcServer, graceMs: number): Promise<void
   grpc.health.setStatus('', 'NOT_SERVING');
   grpc.health.setStatus(SLUICE_SERVICE, 'NOT_SERVING');
   grpc.health.setStatus(ENVOY_SERVICE, 'NOT_SERVING');
+  grpc.listener.close();
   return new Promise((resolve) => {
     const timer = setTimeout(() => {
       grpc.server.forceShutdown();

@@ -11,8 +11,15 @@ import { parseAcquire, parseRelease, type WireAcquireRequest, type WireDuration,
 /** Requests of one AcquireStream decided at once; past this the stream stops reading. */
 export const STREAM_WINDOW = 256;
 
+interface Grant {
+  input: AcquireInput;
+  decision: Decision;
+}
+
 export interface ServiceContext {
   decider: Decider;
+  /** AcquireStreams open at once across the sidecar; past it a new one is refused. */
+  maxStreams: number;
   /** Read per request, so a policy reload takes effect without restarting. */
   resources: () => ReadonlyMap<string, Resource>;
   metrics: Metrics;
@@ -68,12 +75,26 @@ export function sluiceService(ctx: ServiceContext): UntypedServiceImplementation
     },
 
     AcquireStream(call: ServerDuplexStream<WireAcquireRequest, unknown>) {
+      if (ctx.metrics.openStreams >= ctx.maxStreams) {
+        ctx.metrics.streamRefused();
+        ctx.metrics.rejected(status.RESOURCE_EXHAUSTED);
+        call.emit('error', { code: status.RESOURCE_EXHAUSTED, details: `sidecar stream limit reached: ${ctx.maxStreams} AcquireStreams are open` });
+        return;
+      }
       let pending = 0;
       /** Requests of this stream waiting for room in the admission. */
       let waiting = 0;
       let ended = false;
       let failure: { code: status; details: string } | undefined;
-      const open = () => !call.cancelled && !call.writableEnded;
+      const open = () => !call.cancelled && !call.writableEnded && !call.destroyed;
+      // Grants written that the HTTP/2 stream has not taken yet. grpc-js calls a write back once
+      // the stream took the message; when the client resets the stream first (its reset is read
+      // before 'cancelled' is emitted), the message is dropped and the write never called back.
+      const unsent = new Set<Grant>();
+      const giveBack = (input: AcquireInput, decision: Decision) => {
+        if (decision.granted) ctx.metrics.grantRevoked();
+        return ctx.decider.revoke(input, decision).catch((err) => ctx.warn({ err }, 'could not revoke a grant of a cancelled stream'));
+      };
       const finish = () => {
         if (pending > 0 || call.cancelled || call.writableEnded) return;
         if (failure) call.emit('error', failure);
@@ -107,13 +128,19 @@ export function sluiceService(ctx: ServiceContext): UntypedServiceImplementation
         (admitted ? admitted.then(() => decide(input)) : decide(input))
           .then(
             (decision) => {
-              if (open()) call.write(toResponse(decision, req.request_id));
               // Nobody will see this grant: give it back rather than strand it.
-              else return ctx.decider.revoke(input, decision);
+              if (!open()) return giveBack(input, decision);
+              const response = toResponse(decision, req.request_id);
+              if (!decision.granted) {
+                call.write(response);
+                return;
+              }
+              const grant: Grant = { input, decision };
+              unsent.add(grant);
+              call.write(response, () => unsent.delete(grant));
             },
             (err) => fail(err, req.request_id),
           )
-          .catch((err) => ctx.warn({ err }, 'could not revoke a grant of a cancelled stream'))
           .finally(() => {
             if (pending-- === STREAM_WINDOW && failure === undefined && waiting === 0) call.resume();
             finish();
@@ -125,7 +152,11 @@ export function sluiceService(ctx: ServiceContext): UntypedServiceImplementation
         if (!closed) ctx.metrics.openStreams--;
         closed = true;
       };
-      call.on('cancelled', close);
+      call.on('cancelled', () => {
+        close();
+        for (const { input, decision } of unsent) void giveBack(input, decision);
+        unsent.clear();
+      });
       call.on('finish', close);
       call.on('end', () => {
         ended = true;

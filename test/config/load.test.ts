@@ -33,7 +33,17 @@ resources:
 describe('policy file', () => {
   it('compiles a valid file into milliseconds and units, with safe defaults', () => {
     const policy = parsePolicy(VALID, 'p.yaml');
-    expect(policy.server).toEqual({ listen: '127.0.0.1:50051', admin: '127.0.0.1:9464', shutdownGraceMs: 10_000, maxInFlight: 1_000 });
+    expect(policy.server).toMatchObject({ listen: '127.0.0.1:50051', admin: '127.0.0.1:9464', shutdownGraceMs: 10_000, maxInFlight: 1_000, maxStreams: 1_000 });
+    expect(policy.server.connections).toEqual({
+      maxConnections: 1_000,
+      maxStreamsPerConnection: 100,
+      handshakeTimeoutMs: 10_000,
+      idleMs: 300_000,
+      maxAgeMs: 3_600_000,
+      maxAgeGraceMs: 60_000,
+      keepaliveMs: 120_000,
+      keepaliveTimeoutMs: 20_000,
+    });
     expect(policy.store).toEqual({ redis: null, timeoutMs: 20, maxKeys: 100_000 });
     const openai = policy.resources.get('openai')!;
     expect(openai.onStoreFailure).toBe('open');
@@ -73,6 +83,29 @@ resources:
         expect.stringMatching(/^resources\[0\]\.limits\[1\]\.algorithm .*: expected algorithm to be one of token_bucket/),
         expect.stringMatching(/^resources\[0\]\.limits\[2\]\.max .*: expected at least 1$/),
         expect.stringMatching(/^resources\[0\]\.limits\[2\]\.ttl .*: expected a duration/),
+      ]),
+    );
+  });
+
+  it('bounds the connection and stream settings, naming the field', () => {
+    const found = problems(`
+server:
+  max_connections: 0
+  max_streams: 100001
+  max_streams_per_connection: 1.5
+  connection_idle: 2d
+  handshake_timeout: 10m
+resources:
+  - name: a
+    limits: [{ name: y, algorithm: fixed_window, rate: 1/s }]
+`);
+    expect(found).toEqual(
+      expect.arrayContaining([
+        expect.stringMatching(/^server\.max_connections \(line 3\): expected at least 1$/),
+        expect.stringMatching(/^server\.max_streams \(line 4\): expected at most 100000$/),
+        expect.stringMatching(/^server\.max_streams_per_connection \(line 5\): expected a whole number$/),
+        expect.stringMatching(/^server\.connection_idle \(line 6\): expected at most 1d$/),
+        expect.stringMatching(/^server\.handshake_timeout \(line 7\): expected at most 5m$/),
       ]),
     );
   });

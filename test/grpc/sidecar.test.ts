@@ -9,7 +9,7 @@ import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, ms, type AcquireResponse } from '../support/client.js';
 import { startRedis, type RedisProcess } from '../support/redis-server.js';
-import { startSidecar, useSidecar, type SidecarProcess } from '../support/sidecar.js';
+import { metric, startSidecar, useSidecar } from '../support/sidecar.js';
 
 const POLICY = `
 resources:
@@ -187,9 +187,9 @@ resources:
       for (let i = 0; i < 5; i++) stream.write({ resource: 'jobs', request_id: `c${i}` });
       for (let i = 0; i < 5; i++) stream.write({ resource: 'api', request_id: `d${i}` });
       // The requests reach the sidecar and wait on Redis; then the client gives up on them.
-      await waitFor(async () => (await gauge(sidecar, 'sluice_decisions_in_flight')) === 10);
+      await waitFor(async () => (await metric(sidecar, 'sluice_decisions_in_flight')) === 10);
       stream.cancel();
-      await waitFor(async () => (await gauge(sidecar, 'sluice_open_streams')) === 0);
+      await waitFor(async () => (await metric(sidecar, 'sluice_open_streams')) === 0);
       redis.resume();
       // Every slot must come back: five new holders fit again, and the daily count is back at 1.
       await waitFor(async () => {
@@ -225,7 +225,7 @@ resources:
 
       redis.pause();
       const underway = client.acquire({ resource: 'api', request_id: 'in-flight' });
-      await waitFor(async () => (await gauge(sidecar, 'sluice_decisions_in_flight')) === 1);
+      await waitFor(async () => (await metric(sidecar, 'sluice_decisions_in_flight')) === 1);
       sidecar.child.kill('SIGTERM');
       await notServing;
       watch.cancel();
@@ -276,7 +276,7 @@ resources:
       const ready = await fetch(`http://${sidecar.admin}/readyz`);
       expect(ready.status).toBe(200);
       expect(await ready.text()).toMatch(/store down/);
-      expect(await gauge(sidecar, 'sluice_store_up')).toBe(0);
+      expect(await metric(sidecar, 'sluice_store_up')).toBe(0);
       expect((await client.acquire({ resource: 'open' })).decided_by).toBe('FAIL_OPEN');
       const metrics = await (await fetch(`http://${sidecar.admin}/metrics`)).text();
       expect(metrics).toMatch(/^sluice_store_failures_total\{reason="circuit_open"\} [1-9]/m);
@@ -295,8 +295,3 @@ async function waitFor(check: () => Promise<boolean>, timeoutMs = 20_000): Promi
   }
 }
 
-/** A gauge from the sidecar's /metrics. */
-async function gauge(sidecar: SidecarProcess, name: string): Promise<number> {
-  const text = await (await fetch(`http://${sidecar.admin}/metrics`)).text();
-  return Number(new RegExp(`^${name} (\\d+)$`, 'm').exec(text)?.[1]);
-}

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { status } from '@grpc/grpc-js';
 import { byStore, load, until } from '../support/load.js';
 import { prioritise, startRedis, type RedisProcess } from '../support/redis-server.js';
-import { AS_DEPLOYED, useSidecar } from '../support/sidecar.js';
+import { DEPLOYED_NODE_FLAGS, useSidecar } from '../support/sidecar.js';
 import { streamLoad, type StreamTally } from '../support/stream-load.js';
 
 const TENANTS = 2_000;
@@ -54,7 +54,7 @@ describe('one sidecar overloaded on a healthy Redis', () => {
   afterAll(async () => {
     await world.redis?.stop();
   });
-  const running = useSidecar(() => POLICY, () => ({ SLUICE_REDIS_URL: world.redis.url, ...AS_DEPLOYED }));
+  const running = useSidecar(() => POLICY, () => ({ SLUICE_REDIS_URL: world.redis.url }), DEPLOYED_NODE_FLAGS);
 
   for (const resource of ['open', 'closed']) {
     it(`${resource}: 1,600 in flight never grant beyond the limits nor answer by on_store_failure`, async () => {

@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, type SluiceClient } from '../support/client.js';
 import { prioritise, startRedis, type RedisProcess } from '../support/redis-server.js';
-import { AS_DEPLOYED, startSidecar, type SidecarProcess } from '../support/sidecar.js';
+import { DEPLOYED_NODE_FLAGS, startSidecar, type SidecarProcess } from '../support/sidecar.js';
 
 const POLICY = `
 store:
@@ -29,7 +29,7 @@ describe('three sidecars, 300 callers, one key', () => {
     redis = await startRedis();
     prioritise(redis);
     for (let i = 0; i < 3; i++) {
-      const sidecar = await startSidecar(POLICY, { SLUICE_REDIS_URL: redis.url, ...AS_DEPLOYED });
+      const sidecar = await startSidecar(POLICY, { SLUICE_REDIS_URL: redis.url }, DEPLOYED_NODE_FLAGS);
       sidecars.push(sidecar);
       clients.push(connect(sidecar.address));
     }

@@ -11,9 +11,6 @@ import { connect, type SluiceClient } from './client.js';
 
 export const CLI = join(packageRoot, 'dist', 'src', 'cli', 'main.js');
 
-/** The heap flags the image runs the sidecar with (deploy/Dockerfile), as an environment entry. */
-export const AS_DEPLOYED = { NODE_OPTIONS: '--max-old-space-size=128 --max-semi-space-size=8' };
-
 export interface SidecarProcess {
   address: string;
   admin: string | null;
@@ -30,8 +27,11 @@ export function writePolicy(yaml: string): string {
   return file;
 }
 
-export async function startSidecar(policyYaml: string, env: Record<string, string> = {}): Promise<SidecarProcess> {
-  const child = spawn(process.execPath, [CLI, 'serve', '--config', writePolicy(policyYaml)], {
+export { DEPLOYED_NODE_FLAGS } from './deployed.js';
+
+/** `nodeFlags` go to node before the script, e.g. DEPLOYED_NODE_FLAGS. */
+export async function startSidecar(policyYaml: string, env: Record<string, string> = {}, nodeFlags: string[] = []): Promise<SidecarProcess> {
+  const child = spawn(process.execPath, [...nodeFlags, CLI, 'serve', '--config', writePolicy(policyYaml)], {
     env: { ...process.env, SLUICE_LISTEN: '127.0.0.1:0', SLUICE_ADMIN: '127.0.0.1:0', SLUICE_LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -76,10 +76,10 @@ export interface SidecarWithClient {
  * stopped in afterAll. The policy and environment are read when it starts, so they may name
  * servers an earlier beforeAll started; after hooks run in reverse, so it stops before those.
  */
-export function useSidecar(policy: () => string, env: () => Record<string, string> = () => ({})): SidecarWithClient {
+export function useSidecar(policy: () => string, env: () => Record<string, string> = () => ({}), nodeFlags: string[] = []): SidecarWithClient {
   const held = {} as SidecarWithClient;
   beforeAll(async () => {
-    held.sidecar = await startSidecar(policy(), env());
+    held.sidecar = await startSidecar(policy(), env(), nodeFlags);
     held.client = connect(held.sidecar.address);
   });
   afterAll(async () => {
@@ -87,4 +87,17 @@ export function useSidecar(policy: () => string, env: () => Record<string, strin
     await held.sidecar?.stop();
   });
   return held;
+}
+
+/**
+ * A figure from the sidecar's /metrics: the sum of every series of `name` whose labels contain
+ * each of `labels` (e.g. `outcome="granted"`); 0 when there is none.
+ */
+export async function metric(sidecar: SidecarProcess, name: string, ...labels: string[]): Promise<number> {
+  const text = await (await fetch(`http://${sidecar.admin}/metrics`)).text();
+  let sum = 0;
+  for (const match of text.matchAll(new RegExp(`^${name}(?:\\{([^}]*)\\})? (\\S+)$`, 'gm'))) {
+    if (labels.every((label) => (match[1] ?? '').includes(label))) sum += Number(match[2]);
+  }
+  return sum;
 }
