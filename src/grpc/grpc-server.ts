@@ -17,8 +17,13 @@ export { ENVOY_SERVICE };
 
 export interface GrpcServer {
   server: Server;
-  /** The socket sluice listens on; its connections go to `server`. */
+  /** The socket sluice listens on; its connections go to `server` through `injector`. */
   listener: NetServer;
+  /**
+   * Holds the connections' sessions. With channelz off, grpc-js tracks them only here: the
+   * server's own shutdown neither drains nor cuts them, so this must.
+   */
+  injector: ReturnType<Server['createConnectionInjector']>;
   health: HealthImplementation;
   /** The address actually bound (the port filled in when 0 was asked for). */
   address: string;
@@ -64,7 +69,7 @@ export async function startGrpcServer(
   listener.on('drop', () => ctx.metrics.connectionRefused());
   const port = await listenOn(listener, listen);
   const address = listen.startsWith('unix:') ? listen : `${listen.slice(0, listen.lastIndexOf(':'))}:${port}`;
-  return { server, listener, health, address };
+  return { server, listener, injector, health, address };
 }
 
 /** The HTTP/2 client preface (24 bytes) and the header of the SETTINGS frame that must follow it. */
@@ -107,9 +112,12 @@ export function drainGrpcServer(grpc: GrpcServer, graceMs: number): Promise<void
   grpc.health.setStatus(SLUICE_SERVICE, 'NOT_SERVING');
   grpc.health.setStatus(ENVOY_SERVICE, 'NOT_SERVING');
   grpc.listener.close();
+  // GOAWAY to every connection now; calls still open after graceMs are cut.
+  grpc.injector.drain(graceMs);
   return new Promise((resolve) => {
     const timer = setTimeout(() => {
       grpc.server.forceShutdown();
+      grpc.injector.destroy();
       resolve();
     }, graceMs);
     grpc.server.tryShutdown(() => {

@@ -1,7 +1,7 @@
 // The built sidecar over real gRPC: what a caller sees from Acquire, Release and AcquireStream,
 // health, reflection, metrics and shutdown.
 import { once } from 'node:events';
-import { credentials, loadPackageDefinition } from '@grpc/grpc-js';
+import { credentials, loadPackageDefinition, status } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import { protoPath as healthProtoPath } from 'grpc-health-check';
 import { createRequire } from 'node:module';
@@ -239,6 +239,25 @@ resources:
       client.close();
       health.close();
       await sidecar.stop();
+    }
+  });
+
+  it('on SIGTERM cuts a stream its client never ends once shutdown_grace has passed, and exits 0', async () => {
+    const sidecar = await startSidecar(`server:\n  shutdown_grace: 1s\nresources:\n  - { name: api, limits: [{ name: l, algorithm: fixed_window, rate: 100/1m }] }\n`);
+    const client = connect(sidecar.address);
+    try {
+      const call = client.stream();
+      const answered = new Promise((resolve) => call.once('data', resolve));
+      const cut = new Promise<{ code: number }>((resolve) => call.on('error', resolve));
+      call.write({ resource: 'api', request_id: 'held' });
+      await answered;
+      const started = Date.now();
+      sidecar.child.kill('SIGTERM');
+      expect(await sidecar.stop()).toBe(0);
+      expect(Date.now() - started).toBeLessThan(5_000);
+      expect([status.CANCELLED, status.UNAVAILABLE]).toContain((await cut).code);
+    } finally {
+      client.close();
     }
   });
 
