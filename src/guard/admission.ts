@@ -4,6 +4,7 @@
 // answers by failure policy while Redis is answering. Streams get backpressure first: a stream
 // request that finds no room waits for it (its stream stops reading meanwhile), and only one
 // that waits longer than `maxWaitMs` is shed.
+import { Fifo } from '../fifo.js';
 
 /** A request shed because the sidecar is at its limit (gRPC: RESOURCE_EXHAUSTED). */
 export class Overloaded extends Error {
@@ -23,8 +24,7 @@ export class Admission {
   inFlight = 0;
   /** Requests shed, by why: at once (unary), or after waiting for room (streams). */
   readonly shed = { full: 0, waited: 0 };
-  private waiters: Waiter[] = [];
-  private head = 0;
+  private readonly waiters = new Fifo<Waiter>();
 
   constructor(
     readonly limit: number,
@@ -33,7 +33,7 @@ export class Admission {
 
   /** Takes a place if there is one; `leave()` gives it back. */
   tryEnter(): boolean {
-    if (this.inFlight >= this.limit || this.head < this.waiters.length) return false;
+    if (this.inFlight >= this.limit || this.waiters.size > 0) return false;
     this.inFlight++;
     return true;
   }
@@ -62,26 +62,13 @@ export class Admission {
 
   /** Gives a place back: to the longest waiter, if any. */
   leave(): void {
-    while (this.head < this.waiters.length) {
-      const waiter = this.waiters[this.head++]!;
+    for (let waiter = this.waiters.shift(); waiter; waiter = this.waiters.shift()) {
       if (waiter.admit === noop) continue; // gave up
       clearTimeout(waiter.timer);
-      this.compact();
       waiter.admit();
       return; // the place passes on: inFlight stays
     }
-    this.compact();
     this.inFlight--;
-  }
-
-  private compact(): void {
-    if (this.head === this.waiters.length) {
-      this.waiters = [];
-      this.head = 0;
-    } else if (this.head > 1024 && this.head * 2 > this.waiters.length) {
-      this.waiters = this.waiters.slice(this.head);
-      this.head = 0;
-    }
   }
 }
 

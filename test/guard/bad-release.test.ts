@@ -1,7 +1,7 @@
 // One caller's bad Release is that caller's problem: bursts of releases with absurd actual_cost
 // never count against the store, so a bystander's fail-open limit keeps being decided by Redis.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startRedis, type RedisProcess } from '../support/redis-server.js';
+import { describe, expect, it } from 'vitest';
+import { useRedis } from '../support/use-redis.js';
 import { useSidecar } from '../support/sidecar.js';
 
 // A generous deadline: this test is about bad input, and a loaded machine must not turn a grant
@@ -23,13 +23,7 @@ resources:
 `;
 
 describe('bursts of releases with absurd actual_cost', () => {
-  const world = {} as { redis: RedisProcess };
-  beforeAll(async () => {
-    world.redis = await startRedis();
-  });
-  afterAll(async () => {
-    await world.redis?.stop();
-  });
+  const world = useRedis();
   const running = useSidecar(() => POLICY, () => ({ SLUICE_REDIS_URL: world.redis.url }));
 
   it('are refused or bounded, the breaker stays closed, and a bystander keeps getting STORE decisions', async () => {

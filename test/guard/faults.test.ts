@@ -1,9 +1,10 @@
 // Faults with real processes: Redis killed under load and started again, Redis paused. Every
 // request must be answered within the store budget plus a margin, by the policy each resource
 // names; the sidecar must stay up with bounded memory, and the limit must hold after recovery.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { byStore, load, OPEN_AND_CLOSED, rssMb, storeDecidesAgain, until } from '../support/load.js';
-import { launchRedis, serverArgs, startRedis, type RedisProcess } from '../support/redis-server.js';
+import { describe, expect, it } from 'vitest';
+import { answersWhileFrozen, byStore, load, OPEN_AND_CLOSED, rssMb, storeDecidesAgain, until } from '../support/load.js';
+import { launchRedis, serverArgs } from '../support/redis-server.js';
+import { useRedis } from '../support/use-redis.js';
 import { useSidecar } from '../support/sidecar.js';
 
 const BUDGET_MS = 50;
@@ -23,13 +24,7 @@ ${OPEN_AND_CLOSED}  - name: local
 
 /** A fresh Redis and a sidecar on it for the describe block; the Redis may be replaced by a test. */
 function sidecarOnRedis() {
-  const world = {} as { redis: RedisProcess };
-  beforeAll(async () => {
-    world.redis = await startRedis();
-  });
-  afterAll(async () => {
-    await world.redis?.stop();
-  });
+  const world = useRedis();
   const running = useSidecar(() => POLICY, () => ({ SLUICE_REDIS_URL: world.redis.url }));
   return { world, running };
 }
@@ -101,17 +96,8 @@ describe('Redis paused', () => {
   });
 
   it('SIGSTOP: the same while the process is frozen with its connections open', async () => {
-    const traffic = load(running.client, ['open', 'closed'], 4, 'stop');
-    await until(() => traffic.answers.length > 100);
-    world.redis.pause();
-    const pauseStart = traffic.mark();
-    await until(() => traffic.answers.length > pauseStart + 200);
-    world.redis.resume();
-    const during = traffic.answers.slice(pauseStart + 20, pauseStart + 200);
-    await until(() => storeDecidesAgain(traffic.answers));
-    await traffic.stop();
-
-    expect(traffic.errors).toEqual([]);
+    const { during, errors } = await answersWhileFrozen(running.client, world.redis, ['open', 'closed'], 'stop');
+    expect(errors).toEqual([]);
     expect(Math.max(...during.map((a) => a.ms))).toBeLessThan(BUDGET_MS + MARGIN_MS);
     expect(during.every((a) => a.res.decided_by !== 'STORE')).toBe(true);
   });

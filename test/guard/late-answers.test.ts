@@ -2,10 +2,10 @@
 // for a caller who was answered otherwise is undone as soon as the late answer arrives. A short
 // stall must not lock a concurrency limit for its whole ttl, nor charge a budget for requests
 // `closed` denied.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { Redis } from 'ioredis';
 import { until } from '../support/load.js';
-import { prioritise, startRedis, type RedisProcess } from '../support/redis-server.js';
+import { useRedis } from '../support/use-redis.js';
 import { useSidecar } from '../support/sidecar.js';
 
 const POLICY = `
@@ -35,15 +35,8 @@ const STALLS: [string, (redis: Redis) => Promise<{ over: Promise<unknown> }>][] 
 ];
 
 describe('late answers from a stalled Redis are reconciled', () => {
-  const world = {} as { redis: RedisProcess };
-  beforeAll(async () => {
-    world.redis = await startRedis(['--enable-debug-command', 'yes']);
-    // Only the stalls below may silence it, not a machine busy with other tests.
-    prioritise(world.redis);
-  });
-  afterAll(async () => {
-    await world.redis?.stop();
-  });
+  // Only the stalls below may silence it, not a machine busy with other tests.
+  const world = useRedis({ args: ['--enable-debug-command', 'yes'], prioritised: true });
   const running = useSidecar(() => POLICY, () => ({ SLUICE_REDIS_URL: world.redis.url }));
 
   for (const [name, stall] of STALLS) {

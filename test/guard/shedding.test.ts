@@ -2,10 +2,10 @@
 // waited for room; both with RESOURCE_EXHAUSTED saying the sidecar is overloaded, counted apart
 // from store failures. Redis is frozen (SIGSTOP) to hold the decisions in flight.
 import { status, type ServiceError } from '@grpc/grpc-js';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { AcquireResponse } from '../support/client.js';
 import { until } from '../support/load.js';
-import { startRedis, type RedisProcess } from '../support/redis-server.js';
+import { useRedis } from '../support/use-redis.js';
 import { useSidecar } from '../support/sidecar.js';
 
 const POLICY = `
@@ -26,14 +26,7 @@ async function shed(admin: string, reason: 'full' | 'waited'): Promise<number> {
 }
 
 describe('a sidecar at server.max_in_flight', () => {
-  const world = {} as { redis: RedisProcess };
-  beforeAll(async () => {
-    world.redis = await startRedis();
-  });
-  afterAll(async () => {
-    world.redis?.resume();
-    await world.redis?.stop();
-  });
+  const world = useRedis();
   const running = useSidecar(() => POLICY, () => ({ SLUICE_REDIS_URL: world.redis.url }));
 
   it('sheds unary calls past it at once, and decides the ones it took', async () => {

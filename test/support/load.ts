@@ -78,3 +78,20 @@ export function storeDecidesAgain(answers: readonly Answer[], last = 8): boolean
   const tail = answers.slice(-last);
   return tail.length === last && tail.every((a) => byStore(a.res));
 }
+
+/**
+ * Callers on `resources` (4 each) while Redis is frozen with SIGSTOP, its connections open: the
+ * answers given meanwhile (past the calls already under way), once the store decides again.
+ */
+export async function answersWhileFrozen(client: SluiceClient, redis: { pause(): void; resume(): void }, resources: string[], tenant: string) {
+  const traffic = load(client, resources, 4, tenant);
+  await until(() => traffic.answers.length > 100);
+  redis.pause();
+  const from = traffic.mark();
+  await until(() => traffic.answers.length > from + 200);
+  redis.resume();
+  const during = traffic.answers.slice(from + 20, from + 200);
+  await until(() => storeDecidesAgain(traffic.answers));
+  await traffic.stop();
+  return { during, errors: traffic.errors };
+}

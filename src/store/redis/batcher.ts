@@ -8,6 +8,7 @@
 // Redis to the deadline. The deadline of each call starts when it is written (time spent queued
 // here is this process's, not Redis's) and is kept by the watchdog.
 import type { Redis } from 'ioredis';
+import { Fifo } from '../../fifo.js';
 import { Watchdog, type Outstanding } from './watchdog.js';
 
 type Args = (string | number)[];
@@ -24,8 +25,7 @@ interface Pending extends Outstanding {
 }
 
 export class ScriptBatcher {
-  private queue: Pending[] = [];
-  private head = 0;
+  private readonly queue = new Fifo<Pending>();
   /** Calls written and neither answered nor failed for silence. */
   private onWire = 0;
   private scheduled = false;
@@ -57,32 +57,24 @@ export class ScriptBatcher {
   }
 
   private schedule(): void {
-    if (this.scheduled || this.head === this.queue.length || this.onWire >= WINDOW) return;
+    if (this.scheduled || this.queue.size === 0 || this.onWire >= WINDOW) return;
     this.scheduled = true;
     setImmediate(this.flush);
   }
 
   private readonly flush = (): void => {
     this.scheduled = false;
-    const end = Math.min(this.queue.length, this.head + WINDOW - this.onWire);
-    if (end <= this.head) return;
+    const count = Math.min(this.queue.size, WINDOW - this.onWire);
+    if (count <= 0) return;
     const pipeline = this.client.pipeline() as unknown as Record<string, (...args: unknown[]) => unknown> & { exec(): Promise<unknown> };
     const sentAt = performance.now();
-    for (let i = this.head; i < end; i++) {
-      const pending = this.queue[i]!;
+    for (let i = 0; i < count; i++) {
+      const pending = this.queue.shift()!;
       pending.sentAt = sentAt;
       pipeline[pending.command]!(...pending.args, (err: Error | null, value: unknown) => this.answered(pending, err, value));
       this.watchdog.sent(pending);
     }
-    this.onWire += end - this.head;
-    this.head = end;
-    if (this.head === this.queue.length) {
-      this.queue = [];
-      this.head = 0;
-    } else if (this.head > 1024 && this.head * 2 > this.queue.length) {
-      this.queue = this.queue.slice(this.head);
-      this.head = 0;
-    }
+    this.onWire += count;
     // Every command's own callback has its outcome; exec's promise adds nothing.
     pipeline.exec().catch(() => undefined);
   };

@@ -10,6 +10,7 @@
 // the socket. And the time this process itself was stalled (how late the timer fired) is
 // credited to Redis once per command: its deadline moves by that much before it is judged.
 // All commands failed by one judgement share one silence: one piece of evidence, not many.
+import { Fifo } from '../../fifo.js';
 import { Silence, StoreTimeout } from '../store.js';
 
 export interface Outstanding {
@@ -33,8 +34,7 @@ export interface WatchdogOptions {
 
 export class Watchdog {
   /** Oldest first; settled entries are dropped lazily from the front. */
-  private queue: Outstanding[] = [];
-  private head = 0;
+  private readonly queue = new Fifo<Outstanding>();
   private lastReplyAt = 0;
   private timer: NodeJS.Timeout | null = null;
   private armedFor = 0;
@@ -59,7 +59,7 @@ export class Watchdog {
   /** The deadline of the oldest command still waiting, or -1 when none waits. */
   private nextDeadline(): number {
     this.dropSettled();
-    const oldest = this.queue[this.head];
+    const oldest = this.queue.peek();
     if (!oldest) return -1;
     const { timeoutMs, patienceMs, fifo } = this.options;
     const quietSince = fifo ? Math.max(oldest.sentAt, this.lastReplyAt) : oldest.sentAt;
@@ -84,7 +84,7 @@ export class Watchdog {
     this.judging = false;
     const now = performance.now();
     let deadline = this.nextDeadline();
-    const oldest = this.queue[this.head];
+    const oldest = this.queue.peek();
     if (deadline !== -1 && deadline <= now && this.lag > 0 && this.credited !== oldest) {
       // This process was stalled: give Redis that time back, once.
       this.credited = oldest!;
@@ -93,23 +93,16 @@ export class Watchdog {
     this.lag = 0;
     while (deadline !== -1 && deadline <= now) {
       // On one connection everything behind a silent command waits on the same silence.
-      const expiring = this.options.fifo ? this.queue.length : this.head + 1;
+      const expiring = this.options.fifo ? this.queue.size : 1;
       const silence = new Silence(`no answer within ${this.options.timeoutMs}ms${this.options.explain()}`);
-      for (let i = this.head; i < expiring; i++) expire(this.queue[i]!, silence);
+      for (let i = 0; i < expiring; i++) expire(this.queue.at(i)!, silence);
       deadline = this.nextDeadline();
     }
     if (deadline !== -1) this.arm(deadline);
   };
 
   private dropSettled(): void {
-    while (this.head < this.queue.length && this.queue[this.head]!.settled) this.head++;
-    if (this.head === this.queue.length) {
-      this.queue = [];
-      this.head = 0;
-    } else if (this.head > 1024 && this.head * 2 > this.queue.length) {
-      this.queue = this.queue.slice(this.head);
-      this.head = 0;
-    }
+    while (this.queue.peek()?.settled) this.queue.shift();
   }
 }
 
