@@ -84,6 +84,23 @@ export function sluiceService(ctx: ServiceContext): UntypedServiceImplementation
       let pending = 0;
       /** Requests of this stream waiting for room in the admission. */
       let waiting = 0;
+      /** The client is not reading its answers: the HTTP/2 stream holds more than it should. */
+      let backedUp = false;
+      // The stream reads a request only while none of the reasons to stop holds.
+      const readIfAllowed = () => {
+        if (pending < STREAM_WINDOW && waiting === 0 && !backedUp && failure === undefined) call.resume();
+      };
+      // A client that sends and never reads must not grow this process: past the stream's own
+      // buffer, stop reading its requests until it has taken its answers.
+      const send = (response: object, written?: () => void) => {
+        if (call.write(response, written) || backedUp) return;
+        backedUp = true;
+        call.pause();
+        call.once('drain', () => {
+          backedUp = false;
+          readIfAllowed();
+        });
+      };
       let ended = false;
       let failure: { code: status; details: string } | undefined;
       const open = () => !call.cancelled && !call.writableEnded && !call.destroyed;
@@ -122,7 +139,8 @@ export function sluiceService(ctx: ServiceContext): UntypedServiceImplementation
         if (!ctx.admission.tryEnter()) {
           if (waiting++ === 0) call.pause();
           admitted = ctx.admission.enter().finally(() => {
-            if (--waiting === 0 && pending < STREAM_WINDOW && failure === undefined) call.resume();
+            waiting--;
+            readIfAllowed();
           });
         }
         (admitted ? admitted.then(() => decide(input)) : decide(input))
@@ -132,17 +150,18 @@ export function sluiceService(ctx: ServiceContext): UntypedServiceImplementation
               if (!open()) return giveBack(input, decision);
               const response = toResponse(decision, req.request_id);
               if (!decision.granted) {
-                call.write(response);
+                send(response);
                 return;
               }
               const grant: Grant = { input, decision };
               unsent.add(grant);
-              call.write(response, () => unsent.delete(grant));
+              send(response, () => unsent.delete(grant));
             },
             (err) => fail(err, req.request_id),
           )
           .finally(() => {
-            if (pending-- === STREAM_WINDOW && failure === undefined && waiting === 0) call.resume();
+            pending--;
+            readIfAllowed();
             finish();
           });
       });

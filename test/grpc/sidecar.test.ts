@@ -5,6 +5,7 @@ import { credentials, loadPackageDefinition, status } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import { protoPath as healthProtoPath } from 'grpc-health-check';
 import { createRequire } from 'node:module';
+import http2 from 'node:http2';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, ms, type AcquireResponse } from '../support/client.js';
@@ -258,6 +259,41 @@ resources:
       expect([status.CANCELLED, status.UNAVAILABLE]).toContain((await cut).code);
     } finally {
       client.close();
+    }
+  });
+
+  it('stops reading a stream whose client does not read its answers, and serves it all once it does', async () => {
+    const sidecar = await startSidecar(`resources:\n  - { name: api, limits: [{ name: l, algorithm: fixed_window, rate: 1000000/1m }] }\n`);
+    // A raw HTTP/2 client: unlike grpc-js, it really stops taking data when paused.
+    const session = http2.connect(`http://${sidecar.address}`);
+    try {
+      const stream = session.request({ ':method': 'POST', ':path': '/sluice.v1.RateLimiter/AcquireStream', 'content-type': 'application/grpc', te: 'trailers' });
+      stream.pause();
+      const total = 40_000;
+      // AcquireRequest{resource: "api"} (field 1), as a gRPC message frame, many times over.
+      const message = Buffer.from([0x0a, 0x03, 0x61, 0x70, 0x69]);
+      const frame = Buffer.concat([Buffer.from([0, 0, 0, 0, message.length]), message]);
+      stream.write(Buffer.concat(Array.from({ length: total }, () => frame)));
+      let last = -1;
+      await waitFor(async () => {
+        const decided = await metric(sidecar, 'sluice_decisions_total');
+        const stable = decided === last && decided > 0;
+        last = decided;
+        if (!stable) await new Promise((resolve) => setTimeout(resolve, 250));
+        return stable;
+      });
+      // It decided what flow control let through, then stopped reading: a bounded amount.
+      expect(last).toBeLessThan(total / 2);
+      let bytes = 0;
+      const answeredAll = waitFor(async () => (await metric(sidecar, 'sluice_decisions_total')) === total);
+      stream.on('data', (chunk: Buffer) => (bytes += chunk.length));
+      stream.resume();
+      await answeredAll;
+      expect(bytes).toBeGreaterThan(total * 10);
+      stream.close();
+    } finally {
+      session.close();
+      await sidecar.stop();
     }
   });
 
