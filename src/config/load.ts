@@ -1,11 +1,10 @@
 // Reads a policy file, applies environment overrides, validates, and compiles it. Every problem
 // is reported with its place in the file, all at once, so one run of `sluice check` shows them all.
 import { readFileSync, statSync } from 'node:fs';
-import { isNode, type Document, type LineCounter } from 'yaml';
 import type { z } from 'zod';
 import { policySchema } from './schema.js';
 import { compilePolicy, type Policy } from './policy.js';
-import { parseYaml, sizeProblem } from './yaml.js';
+import { parseYaml, sizeProblem, type ParsedYaml } from './yaml.js';
 
 export class PolicyError extends Error {
   constructor(
@@ -45,12 +44,11 @@ export function loadPolicyFile(file: string, env: Overrides = {}): Policy {
 export function parsePolicy(text: string, file: string, env: Overrides = {}): Policy {
   const parsed = parseYaml(text);
   if (Array.isArray(parsed)) throw new PolicyError(file, parsed);
-  const { doc, lines } = parsed;
   const raw = applyOverrides(parsed.value ?? {}, env);
   const result = policySchema.safeParse(raw);
   if (!result.success) {
     const issues = result.error.issues;
-    const shown = issues.slice(0, MAX_PROBLEMS).map((issue) => describeIssue(issue, doc, lines));
+    const shown = issues.slice(0, MAX_PROBLEMS).map((issue) => describeIssue(issue, parsed));
     if (issues.length > MAX_PROBLEMS) shown.push(`... and ${issues.length - MAX_PROBLEMS} more`);
     throw new PolicyError(file, shown);
   }
@@ -59,7 +57,8 @@ export function parsePolicy(text: string, file: string, env: Overrides = {}): Po
 
 function applyOverrides(raw: unknown, env: Overrides): unknown {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return raw;
-  const policy = raw as Record<string, any>;
+  // A copy, so that the parsed values keep the lines they were read from.
+  const policy = { ...(raw as Record<string, any>) };
   if (env.SLUICE_LISTEN || env.SLUICE_ADMIN) {
     policy.server = { ...(policy.server ?? {}) };
     if (env.SLUICE_LISTEN) policy.server.listen = env.SLUICE_LISTEN;
@@ -91,7 +90,7 @@ function isObject(value: unknown): value is Record<string, any> {
 }
 
 /** `resources[0].limits[1].rate (line 12): expected N/period such as 60/1m or 5/s` */
-function describeIssue(issue: z.core.$ZodIssue, doc: Document, lines: LineCounter): string {
+function describeIssue(issue: z.core.$ZodIssue, parsed: ParsedYaml): string {
   let where = formatPath(issue.path) || '(top level)';
   let message = issue.message;
   if (issue.code === 'unrecognized_keys') {
@@ -99,8 +98,8 @@ function describeIssue(issue: z.core.$ZodIssue, doc: Document, lines: LineCounte
   } else if (issue.code === 'invalid_type' && message.endsWith('received undefined')) {
     message = `required (${issue.expected})`;
   }
-  const node = issue.path.length > 0 ? doc.getIn(issue.path.map(String), true) : undefined;
-  if (isNode(node) && node.range) where += ` (line ${lines.linePos(node.range[0]).line})`;
+  const line = issue.path.length > 0 ? parsed.lineOf(issue.path) : undefined;
+  if (line !== undefined) where += ` (line ${line})`;
   return `${where}: ${message}`;
 }
 
