@@ -69,6 +69,27 @@ describe('YAML limits', () => {
     expect(problems(yaml)).toEqual([expect.stringMatching(/^line 3: aliases of aliases expand to more than 100 aliases \(\*b repeats aliases of its own; write the values out\)$/)]);
   });
 
+  it('an anchor that holds its own alias, or aliases repeating more than 100,000 values: refused with the line', () => {
+    expect(problems('a: &a [*a]\nresources: []\n')).toEqual(['line 1: *a is inside its own anchor &a; a policy cannot refer to itself']);
+    expect(problems('a: &a\n  b: *a\nresources: []\n')).toEqual(['line 2: *a is inside its own anchor &a; a policy cannot refer to itself']);
+    // 2,000 keys and their list: 2,001 values a copy, so the 50th copy passes 100,000.
+    const keys = `[${Array.from({ length: 2000 }, (_, i) => `k${i}`).join(', ')}]`;
+    const resources = Array.from({ length: 50 }, (_, i) => `  - { name: r${i}, keys: *keys, limits: ${ONE_LIMIT} }`);
+    expect(problems(`x: &keys ${keys}\nresources:\n${resources.join('\n')}\n`)).toEqual([
+      'line 52: aliases repeat more than 100000 values (this one is *keys); write the values out',
+    ]);
+  });
+
+  it('problems inside an anchored value name the anchor line; an empty value names the line of its key', () => {
+    expect(problems('std: &std { name: l, algorithm: fixed_window, rate: 1/x }\nresources:\n  - name: r\n    limits: [*std]\n')).toEqual([
+      'resources[0].limits[0].rate (line 1): expected N/period such as 60/1m or 5/s',
+      '(top level): unknown key "std"',
+    ]);
+    expect(problems(`server:\n  listen:\n  admin: 127.0.0.1:9464\nresources: [{ name: r, limits: ${ONE_LIMIT} }]\n`)).toEqual([
+      expect.stringMatching(/^server\.listen \(line 2\): .*expected string, received null$/),
+    ]);
+  });
+
   it('flow collections nested more than 64 deep: refused with the line', () => {
     expect(problems(`resources:\n  - ${'['.repeat(65)}${']'.repeat(65)}\n`)).toEqual(['line 2: [ and { nested more than 64 deep']);
     expect(problems(`resources:\n  - name: ${'['.repeat(64)}${']'.repeat(64)}\n    limits: ${ONE_LIMIT}\n`)).toEqual([
