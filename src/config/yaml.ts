@@ -11,6 +11,11 @@ export const MAX_POLICY_BYTES = 4_000_000;
 const MAX_FLOW_DEPTH = 64;
 /** Aliases a policy may use: each repeats its anchor, so many of them are an attack. */
 const MAX_ALIASES = 100;
+/**
+ * Items in one list, keys in one map: a policy needs fewer (it holds at most 10,000 resources),
+ * and the schema reports each wrong item apart, at about 700 bytes of heap each.
+ */
+const MAX_ENTRIES = 10_000;
 /** Values aliases may repeat in all, counting the values inside each anchor. */
 const MAX_ALIAS_COPIES = 100_000;
 
@@ -127,7 +132,7 @@ class NodeTracker {
     if (this.countsFlow[depth]) this.flowStarts.pop();
     const alias = this.aliasNames[depth];
     if (alias !== undefined) this.countAlias(alias, start, depth);
-    else if (typeof result === 'object' && result !== null) this.recordChildren(result, this.children[depth]);
+    else if (typeof result === 'object' && result !== null) this.recordChildren(result, this.children[depth], start);
     if (state.anchor !== null) {
       this.anchorSizes.set(state.anchor, this.sizes[depth]!);
       this.anchorAliasCounts.set(state.anchor, this.aliasCounts[depth]!);
@@ -139,7 +144,17 @@ class NodeTracker {
     const parent = depth - 1;
     this.sizes[parent]! += this.sizes[depth]!;
     this.aliasCounts[parent]! += this.aliasCounts[depth]!;
-    (this.children[parent] ??= []).push(result, start);
+    const siblings = (this.children[parent] ??= []);
+    // Two entries a list item, four a map pair: past this, either kind has too many.
+    if (siblings.push(result, start) > 4 * MAX_ENTRIES) {
+      const parentStart = this.starts[parent]!;
+      const ch = this.input.charCodeAt(parentStart);
+      this.refuseEntries(parentStart, ch === 0x2d /* - */ || ch === 0x5b /* [ */);
+    }
+  }
+
+  private refuseEntries(start: number, list: boolean): never {
+    throw new Refusal(start, `a ${list ? 'list' : 'map'} of more than ${MAX_ENTRIES} ${list ? 'items' : 'keys'}; a policy needs fewer`);
   }
 
   private countAlias(name: string, start: number, depth: number): void {
@@ -161,10 +176,11 @@ class NodeTracker {
   }
 
   /** Keeps where the children of a new collection start, when they match its items one to one. */
-  private recordChildren(collection: object, children: unknown[] | undefined): void {
+  private recordChildren(collection: object, children: unknown[] | undefined, start: number): void {
     // The same object closes again as an alias, or as the node that probed it as a key.
     if (children === undefined || this.childStarts.has(collection)) return;
     if (Array.isArray(collection)) {
+      if (collection.length > MAX_ENTRIES) this.refuseEntries(start, true);
       if (children.length !== collection.length * 2) return;
       const starts: number[] = [];
       for (let i = 1; i < children.length; i += 2) starts.push(children[i] as number);
@@ -173,6 +189,7 @@ class NodeTracker {
     }
     // Keys and values alternate; a map's last probe for a key that was not there may follow.
     const pairs = Math.floor(children.length / 4);
+    if (pairs > MAX_ENTRIES) this.refuseEntries(start, false);
     if (children.length - pairs * 4 > 2) return;
     const starts: (string | number)[] = [];
     for (let i = 0; i < pairs * 4; i += 4) {

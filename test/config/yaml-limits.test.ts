@@ -102,6 +102,12 @@ describe('YAML limits', () => {
     expect(problems(`resources: [{ name: r, limits: ${ONE_LIMIT} }]\n---\nresources: []\n`)).toEqual(['line 2: a policy is one YAML document; this file has more']);
   });
 
+  it('a list of more than 10,000 items or a map of more than 10,000 keys: refused with its line', () => {
+    expect(problems(`resources:\n  - name: r\n    keys: [${'k, '.repeat(10_000)}k]\n`)).toEqual(['line 3: a list of more than 10000 items; a policy needs fewer']);
+    const keys = Array.from({ length: 10_001 }, (_, i) => `    k${i}: 1`).join('\n');
+    expect(problems(`resources:\n  - name: r\n${keys}\n`)).toEqual(['line 2: a map of more than 10000 keys; a policy needs fewer']);
+  });
+
   it('a file over 4,000,000 bytes is refused before it is read', () => {
     const file = writePolicy(`# ${'x'.repeat(4_000_000)}\n`);
     expect(() => loadPolicyFile(file)).toThrow(/the file has 4000003 bytes; a policy may have at most 4000000/);
@@ -127,11 +133,22 @@ describe('YAML limits', () => {
     expect(refused).toMatchObject({ code: 1, signal: null });
     expect(refused.out).toMatch(/the file has \d+ bytes; a policy may have at most 4000000/);
 
-    // Just under the size cap: parsed within the heap, and refused for its count.
+    // Just under the size cap: refused for its count while it is parsed.
     const tooMany = writePolicy(huge.slice(0, 3_900_000).replace(/\n[^\n]*$/, '\n'));
     const counted = await checkUnderDeployedHeap(tooMany);
     expect(counted).toMatchObject({ code: 1, signal: null });
-    expect(counted.out).toContain('resources (line 2): expected at most 10000 resources');
+    expect(counted.out).toContain('line 2: a list of more than 10000 items; a policy needs fewer');
+  }, 120_000);
+
+  it('400,000 wrong values under the deployed heap: the first problems and their count, never an abort', async () => {
+    // The schema keeps every problem it finds, so the resources are checked a few at a time.
+    let yaml = 'resources:\n';
+    for (let i = 0; i < 40; i++) yaml += `  - name: r${i}\n    limits: [${'1, '.repeat(9_999)}1]\n`;
+    const refused = await checkUnderDeployedHeap(writePolicy(yaml));
+    expect(refused).toMatchObject({ code: 1, signal: null });
+    expect(refused.out).toContain('resources[0].limits[0] (line 3): ');
+    expect(refused.out).toContain('resources[0].limits[99] (line 3): ');
+    expect(refused.out).toContain('... and 399900 more');
   }, 120_000);
 
   it('10,000 resources serve under the deployed heap: the last one answers', async () => {
