@@ -71,6 +71,7 @@ class NodeTracker {
   private input = '';
   private lineStarts: number[] | undefined;
   // One entry per open node, by depth (js-yaml's state.depth, 1 for a document's root).
+  /** Where js-yaml opened the node: the end of the text before it. */
   private readonly opened: number[] = [];
   private readonly starts: number[] = [];
   /** The children's values and starts, alternating, when the node has children. */
@@ -86,7 +87,8 @@ class NodeTracker {
   private readonly childStarts = new Map<object, (string | number)[]>();
   private readonly anchorSizes = new Map<string, number>();
   private readonly anchorAliasCounts = new Map<string, number>();
-  private flowStarts: number[] = [];
+  /** Starts of the [ and { collections open now. */
+  private readonly flowStarts: number[] = [];
   private lastAliasStart = -1;
   private aliases = 0;
   private expandedAliases = 0;
@@ -115,7 +117,7 @@ class NodeTracker {
     this.aliasCounts[depth] = 0;
     this.aliasNames[depth] = undefined;
     const ch = this.input.charCodeAt(start);
-    const flow = (ch === 0x5b /* [ */ || ch === 0x7b) /* { */ && this.flowStarts.at(-1) !== start;
+    const flow = (ch === 0x5b /* [ */ || ch === 0x7b /* { */) && this.flowStarts.at(-1) !== start;
     this.countsFlow[depth] = flow;
     if (flow && this.flowStarts.push(start) > MAX_FLOW_DEPTH) throw new Refusal(start, `[ and { nested more than ${MAX_FLOW_DEPTH} deep`);
     if (ch === 0x2a /* * */ && start > this.lastAliasStart) {
