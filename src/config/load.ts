@@ -1,11 +1,10 @@
 // Reads a policy file, applies environment overrides, validates, and compiles it. Every problem
 // is reported with its place in the file, all at once, so one run of `sluice check` shows them all.
 import { readFileSync, statSync } from 'node:fs';
-import { isNode, type Document, type LineCounter } from 'yaml';
 import type { z } from 'zod';
-import { policySchema } from './schema.js';
+import { policySchema, type PolicyFile } from './schema.js';
 import { compilePolicy, type Policy } from './policy.js';
-import { parseYaml, sizeProblem } from './yaml.js';
+import { parseYaml, sizeProblem, type ParsedYaml } from './yaml.js';
 
 export class PolicyError extends Error {
   constructor(
@@ -27,6 +26,11 @@ export interface Overrides {
 
 /** Problems listed at once: enough to fix a file by, few enough to read. */
 const MAX_PROBLEMS = 100;
+/**
+ * Values the schema checks in one pass over resources: it keeps every problem it finds, about
+ * 700 bytes each, so a file of wrong values checked at once would not fit the deployed heap.
+ */
+const VALUES_PER_PASS = 20_000;
 
 export function loadPolicyFile(file: string, env: Overrides = {}): Policy {
   let text: string;
@@ -45,21 +49,72 @@ export function loadPolicyFile(file: string, env: Overrides = {}): Policy {
 export function parsePolicy(text: string, file: string, env: Overrides = {}): Policy {
   const parsed = parseYaml(text);
   if (Array.isArray(parsed)) throw new PolicyError(file, parsed);
-  const { doc, lines } = parsed;
   const raw = applyOverrides(parsed.value ?? {}, env);
-  const result = policySchema.safeParse(raw);
-  if (!result.success) {
-    const issues = result.error.issues;
-    const shown = issues.slice(0, MAX_PROBLEMS).map((issue) => describeIssue(issue, doc, lines));
-    if (issues.length > MAX_PROBLEMS) shown.push(`... and ${issues.length - MAX_PROBLEMS} more`);
-    throw new PolicyError(file, shown);
+  const result = validate(raw);
+  if (result.success) return compilePolicy(result.data);
+  const shown = result.issues.slice(0, MAX_PROBLEMS).map((issue) => describeIssue(issue, parsed));
+  if (result.count > MAX_PROBLEMS) shown.push(`... and ${result.count - MAX_PROBLEMS} more`);
+  throw new PolicyError(file, shown);
+}
+
+type Validated = { success: true; data: PolicyFile } | { success: false; issues: z.core.$ZodIssue[]; count: number };
+
+/** The policy checked against the schema; with problems, the first of them in file order and how many. */
+function validate(raw: unknown): Validated {
+  const found = resourceProblems(raw);
+  if (found.count === 0) {
+    const whole = policySchema.safeParse(raw);
+    return whole.success ? whole : { success: false, issues: whole.error.issues, count: whole.error.issues.length };
   }
-  return compilePolicy(result.data);
+  // The rest of the policy, checked without its resources, keeps its problems in their place:
+  // the sections before resources, then resources, then envoy and the top level's keys.
+  const rest = policySchema.safeParse({ ...(raw as object), resources: [] });
+  const others = rest.success ? [] : rest.error.issues.filter((issue) => issue.path[0] !== 'resources');
+  let at = others.findIndex((issue) => issue.path.length === 0 || issue.path[0] === 'envoy');
+  if (at === -1) at = others.length;
+  return { success: false, issues: [...others.slice(0, at), ...found.first, ...others.slice(at)], count: others.length + found.count };
+}
+
+/**
+ * The resources checked on their own, a few at a time, so that the problems the schema keeps
+ * stay few whatever the file: the first of them and how many. Only a policy whose resources are
+ * each right is checked whole, for what spans resources (names given twice).
+ */
+function resourceProblems(raw: unknown): { first: z.core.$ZodIssue[]; count: number } {
+  const found = { first: [] as z.core.$ZodIssue[], count: 0 };
+  const resources = isObject(raw) ? raw.resources : undefined;
+  if (!Array.isArray(resources)) return found;
+  let from = 0;
+  while (from < resources.length) {
+    let to = from;
+    for (let values = 0; to < resources.length && (to === from || values < VALUES_PER_PASS); to++) {
+      values += countValues(resources[to], VALUES_PER_PASS);
+    }
+    const part = policySchema.safeParse({ resources: resources.slice(from, to) });
+    for (const issue of part.success ? [] : part.error.issues) {
+      if (issue.path[0] !== 'resources' || typeof issue.path[1] !== 'number') continue;
+      if (++found.count <= MAX_PROBLEMS) found.first.push({ ...issue, path: ['resources', issue.path[1] + from, ...issue.path.slice(2)] });
+    }
+    from = to;
+  }
+  return found;
+}
+
+/** Values in this one (itself, and all it holds), counted up to `upTo`. */
+function countValues(value: unknown, upTo: number): number {
+  let count = 1;
+  if (typeof value !== 'object' || value === null) return count;
+  for (const inner of Object.values(value)) {
+    if (count >= upTo) break;
+    count += countValues(inner, upTo - count);
+  }
+  return count;
 }
 
 function applyOverrides(raw: unknown, env: Overrides): unknown {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return raw;
-  const policy = raw as Record<string, any>;
+  // A copy, so that the parsed values keep the lines they were read from.
+  const policy = { ...(raw as Record<string, any>) };
   if (env.SLUICE_LISTEN || env.SLUICE_ADMIN) {
     policy.server = { ...(policy.server ?? {}) };
     if (env.SLUICE_LISTEN) policy.server.listen = env.SLUICE_LISTEN;
@@ -91,7 +146,7 @@ function isObject(value: unknown): value is Record<string, any> {
 }
 
 /** `resources[0].limits[1].rate (line 12): expected N/period such as 60/1m or 5/s` */
-function describeIssue(issue: z.core.$ZodIssue, doc: Document, lines: LineCounter): string {
+function describeIssue(issue: z.core.$ZodIssue, parsed: ParsedYaml): string {
   let where = formatPath(issue.path) || '(top level)';
   let message = issue.message;
   if (issue.code === 'unrecognized_keys') {
@@ -99,8 +154,8 @@ function describeIssue(issue: z.core.$ZodIssue, doc: Document, lines: LineCounte
   } else if (issue.code === 'invalid_type' && message.endsWith('received undefined')) {
     message = `required (${issue.expected})`;
   }
-  const node = issue.path.length > 0 ? doc.getIn(issue.path.map(String), true) : undefined;
-  if (isNode(node) && node.range) where += ` (line ${lines.linePos(node.range[0]).line})`;
+  const line = issue.path.length > 0 ? parsed.lineOf(issue.path) : undefined;
+  if (line !== undefined) where += ` (line ${line})`;
   return `${where}: ${message}`;
 }
 

@@ -115,6 +115,6 @@ describe('policy bounds: rates and counts', () => {
     const resources = (n: number) =>
       `resources:\n${Array.from({ length: n }, (_, i) => `  - { name: r${i}, limits: [{ name: l, algorithm: fixed_window, rate: 1/s }] }\n`).join('')}`;
     expect(parsePolicy(resources(10_000), 'p.yaml').resources.size).toBe(10_000);
-    expect(problems(resources(10_001))).toEqual(['resources (line 2): expected at most 10000 resources']);
+    expect(problems(resources(10_001))).toEqual(['line 2: a list of more than 10000 items; a policy needs fewer']);
   });
 });
