@@ -2,18 +2,15 @@
 // request must be answered within the store budget plus a margin, by the policy each resource
 // names; the sidecar must stay up with bounded memory, and the limit must hold after recovery.
 import { describe, expect, it } from 'vitest';
-import { answersWhileFrozen, byStore, load, OPEN_AND_CLOSED, rssMb, storeDecidesAgain, until } from '../support/load.js';
+import { answersWhileFrozen, byStore, FAULT_BUDGET_MS, FAULT_MARGIN_MS, load, OPEN_AND_CLOSED, rssMb, storeDecidesAgain, until } from '../support/load.js';
 import { launchRedis, serverArgs } from '../support/redis-server.js';
 import { useRedis } from '../support/use-redis.js';
 import { useSidecar } from '../support/sidecar.js';
 
-const BUDGET_MS = 50;
-// The machines are small and shared: a gRPC round trip alone can take tens of milliseconds.
-const MARGIN_MS = 450;
 
 const POLICY = `
 store:
-  timeout: ${BUDGET_MS}ms
+  timeout: ${FAULT_BUDGET_MS}ms
 resources:
 ${OPEN_AND_CLOSED}  - name: local
     keys: [tenant]
@@ -55,7 +52,7 @@ describe('Redis killed under load, then started again', () => {
 
     expect(traffic.errors).toEqual([]);
     expect(running.sidecar.child.exitCode).toBeNull();
-    expect(slowest).toBeLessThan(BUDGET_MS + MARGIN_MS);
+    expect(slowest).toBeLessThan(FAULT_BUDGET_MS + FAULT_MARGIN_MS);
     for (const a of during) {
       if (a.resource === 'open') expect(a.res).toMatchObject({ granted: true, decided_by: expect.stringMatching(/^(FAIL_OPEN|LEASE)$/) });
       else expect(a.res.decided_by === 'LEASE' ? a.res.granted : !a.res.granted && a.res.decided_by === 'FAIL_CLOSED').toBe(true);
@@ -90,7 +87,7 @@ describe('Redis paused', () => {
     inspector.disconnect();
 
     expect(traffic.errors).toEqual([]);
-    expect(Math.max(...during.map((a) => a.ms))).toBeLessThan(BUDGET_MS + MARGIN_MS);
+    expect(Math.max(...during.map((a) => a.ms))).toBeLessThan(FAULT_BUDGET_MS + FAULT_MARGIN_MS);
     expect(during.some((a) => a.res.decided_by === 'FAIL_OPEN' && a.res.granted)).toBe(true);
     expect(during.some((a) => a.res.decided_by === 'FAIL_CLOSED' && !a.res.granted)).toBe(true);
   });
@@ -98,7 +95,7 @@ describe('Redis paused', () => {
   it('SIGSTOP: the same while the process is frozen with its connections open', async () => {
     const { during, errors } = await answersWhileFrozen(running.client, world.redis, ['open', 'closed'], 'stop');
     expect(errors).toEqual([]);
-    expect(Math.max(...during.map((a) => a.ms))).toBeLessThan(BUDGET_MS + MARGIN_MS);
+    expect(Math.max(...during.map((a) => a.ms))).toBeLessThan(FAULT_BUDGET_MS + FAULT_MARGIN_MS);
     expect(during.every((a) => a.res.decided_by !== 'STORE')).toBe(true);
   });
 });

@@ -2,10 +2,9 @@
 // healthy Redis: the number holds across sidecars under load. Grants never exceed burst + rate x
 // elapsed, permits held at once never exceed the concurrency max, and no answer comes from the
 // failure policy.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connect, type SluiceClient } from '../support/client.js';
-import { prioritise, startRedis, type RedisProcess } from '../support/redis-server.js';
-import { DEPLOYED_NODE_FLAGS, startSidecar, type SidecarProcess } from '../support/sidecar.js';
+import { describe, expect, it } from 'vitest';
+import { DEPLOYED_NODE_FLAGS, useSidecars } from '../support/sidecar.js';
+import { useRedis } from '../support/use-redis.js';
 
 const POLICY = `
 store:
@@ -22,23 +21,8 @@ const CALLERS = 300;
 const RUN_MS = 3_000;
 
 describe('three sidecars, 300 callers, one key', () => {
-  let redis: RedisProcess;
-  const sidecars: SidecarProcess[] = [];
-  const clients: SluiceClient[] = [];
-  beforeAll(async () => {
-    redis = await startRedis();
-    prioritise(redis);
-    for (let i = 0; i < 3; i++) {
-      const sidecar = await startSidecar(POLICY, { SLUICE_REDIS_URL: redis.url }, DEPLOYED_NODE_FLAGS);
-      sidecars.push(sidecar);
-      clients.push(connect(sidecar.address));
-    }
-  });
-  afterAll(async () => {
-    for (const client of clients) client.close();
-    await Promise.all(sidecars.map((s) => s.stop()));
-    await redis?.stop();
-  });
+  const world = useRedis({ prioritised: true });
+  const running = useSidecars(() => [POLICY, POLICY, POLICY], () => ({ SLUICE_REDIS_URL: world.redis.url }), DEPLOYED_NODE_FLAGS);
 
   it('grants at most what the bucket allows and never holds more than 10 permits at once', async () => {
     const decidedBy: Record<string, number> = {};
@@ -49,7 +33,7 @@ describe('three sidecars, 300 callers, one key', () => {
     const started = performance.now();
     let lastAnswer = started;
     const callers = Array.from({ length: CALLERS }, async (_, i) => {
-      const client = clients[i % clients.length]!;
+      const { client } = running[i % running.length]!;
       while (performance.now() - started < RUN_MS) {
         if (i % 2 === 0) {
           const res = await client.acquire({ resource: 'bucket' });

@@ -2,10 +2,10 @@
 // processes share one real redis-server and decide for the same tenants at once. Every key names
 // its algorithm, so neither ever reads the other's state: no decision fails, every answer comes
 // from the store, and each holds its own budget (the new algorithm starts full).
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connect, type AcquireResponse, type SluiceClient } from '../support/client.js';
-import { startRedis, type RedisProcess } from '../support/redis-server.js';
-import { startSidecar, type SidecarProcess } from '../support/sidecar.js';
+import { describe, expect, it } from 'vitest';
+import type { AcquireResponse, SluiceClient } from '../support/client.js';
+import { useSidecars } from '../support/sidecar.js';
+import { useRedis } from '../support/use-redis.js';
 
 const policy = (url: string, limits: string[]) => `
 store:
@@ -25,24 +25,8 @@ const NEW = ['{ name: rpm, algorithm: fixed_window, rate: 20/1d }', '{ name: slo
 const TENANTS = ['acme', 'globex', 'initech', 'umbrella'];
 const CALLS_PER_TENANT = 30;
 
-let redis: RedisProcess;
-const sidecars: SidecarProcess[] = [];
-const clients: SluiceClient[] = [];
-
-beforeAll(async () => {
-  redis = await startRedis();
-  for (const limits of [OLD, NEW]) {
-    const sidecar = await startSidecar(policy(redis.url, limits));
-    sidecars.push(sidecar);
-    clients.push(connect(sidecar.address));
-  }
-});
-
-afterAll(async () => {
-  for (const client of clients) client.close();
-  await Promise.all(sidecars.map((s) => s.stop()));
-  await redis?.stop();
-});
+const world = useRedis();
+const sidecars = useSidecars(() => [policy(world.redis.url, OLD), policy(world.redis.url, NEW)]);
 
 /** Acquires for `tenant` one after another, releasing every permit; every answer, or the error. */
 async function run(client: SluiceClient, tenant: string): Promise<(AcquireResponse | Error)[]> {
@@ -61,7 +45,7 @@ async function run(client: SluiceClient, tenant: string): Promise<(AcquireRespon
 
 describe('an algorithm change under the same limit name, old and new sidecars on one Redis', () => {
   it('token_bucket -> fixed_window and fixed_window -> concurrency: no failed decision, each side its own full budget', async () => {
-    const [oldClient, newClient] = clients as [SluiceClient, SluiceClient];
+    const [oldClient, newClient] = sidecars.map((s) => s.client) as [SluiceClient, SluiceClient];
     const runs = await Promise.all(TENANTS.flatMap((tenant) => [run(oldClient, tenant), run(newClient, tenant)]));
     for (const [i, answers] of runs.entries()) {
       const side = i % 2 === 0 ? 'old' : 'new';
@@ -74,8 +58,8 @@ describe('an algorithm change under the same limit name, old and new sidecars on
       expect(decided.filter((a) => !a.granted).every((a) => a.limit_name === 'rpm'), side).toBe(true);
     }
     // Both generations' keys are in Redis, each named by its algorithm, each with a TTL.
-    const keys = (await redis.client.keys('sluice:{api|acme}:*')).sort();
+    const keys = (await world.redis.client.keys('sluice:{api|acme}:*')).sort();
     expect(keys).toEqual(['sluice:{api|acme}:rpm|fw', 'sluice:{api|acme}:rpm|tb', 'sluice:{api|acme}:slots|fw']);
-    for (const key of keys) expect(await redis.client.pttl(key)).toBeGreaterThan(0);
+    for (const key of keys) expect(await world.redis.client.pttl(key)).toBeGreaterThan(0);
   });
 });

@@ -3,6 +3,11 @@
 import { readFileSync } from 'node:fs';
 import type { AcquireResponse, SluiceClient } from './client.js';
 
+/** store.timeout in the fault tests: tight, as in production. */
+export const FAULT_BUDGET_MS = 50;
+/** What an answer may take beyond it: the machines are small and shared, and a gRPC round trip alone can take tens of milliseconds. */
+export const FAULT_MARGIN_MS = 450;
+
 /** Two resources of a policy's `resources:` list that the load below asks: one fails open, one closed. */
 export const OPEN_AND_CLOSED = `  - name: open
     keys: [tenant]

@@ -66,6 +66,25 @@ export async function startSidecar(policyYaml: string, env: Record<string, strin
   };
 }
 
+/**
+ * Several sidecars, each with a client, for the enclosing describe block (or file), one per
+ * policy; read when they start, so they may name servers an earlier beforeAll started.
+ */
+export function useSidecars(policies: () => string[], env: () => Record<string, string> = () => ({}), nodeFlags: string[] = []): SidecarWithClient[] {
+  const all: SidecarWithClient[] = [];
+  beforeAll(async () => {
+    for (const policy of policies()) {
+      const sidecar = await startSidecar(policy, env(), nodeFlags);
+      all.push({ sidecar, client: connect(sidecar.address) });
+    }
+  });
+  afterAll(async () => {
+    for (const { client } of all) client.close();
+    await Promise.all(all.map(({ sidecar }) => sidecar.stop()));
+  });
+  return all;
+}
+
 export interface SidecarWithClient {
   sidecar: SidecarProcess;
   client: SluiceClient;
