@@ -146,7 +146,7 @@ export async function startSidecar(policy: Policy, log: Logger): Promise<Sidecar
         metrics,
         ready: () => serving,
         storeUp: () => guarded?.available ?? true,
-        checkStore: () => (guarded ? guarded.check() : Promise.resolve({ up: true, failure: '' })),
+        checkStore: () => (guarded ? guarded.check() : Promise.resolve({ up: true, text: 'store up: the embedded memory store' })),
       });
       adminAddress = await listenAdmin(admin, policy.server.admin);
     }

@@ -35,10 +35,7 @@ export function createAdminServer({ metrics, ready, storeUp, checkStore }: Admin
       res.writeHead(ok ? 200 : 503, { 'content-type': 'text/plain' }).end(`${ok ? 'ready' : 'not ready'}; ${store}\n`);
     } else if (path === '/storez') {
       checking ??= checkStore().finally(() => (checking = null));
-      checking.then(({ up, failure }) => {
-        const text = up ? 'store up: the decision script answers' : `${failure}; deciding by on_store_failure`;
-        res.writeHead(up ? 200 : 503, { 'content-type': 'text/plain' }).end(`${text}\n`);
-      });
+      checking.then(({ up, text }) => res.writeHead(up ? 200 : 503, { 'content-type': 'text/plain' }).end(`${text}\n`));
     } else {
       res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
     }

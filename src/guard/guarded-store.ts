@@ -22,8 +22,8 @@ export interface GuardOptions {
 
 export interface StoreHealth {
   up: boolean;
-  /** Why the store failed the check, in its own words ('' when up). */
-  failure: string;
+  /** What the check found: that the script answered, or why not, in the store's own words. */
+  text: string;
 }
 
 const CIRCUIT_OPEN = new StoreUnavailable('circuit_open', 'store unavailable: circuit open after repeated failures');
@@ -59,11 +59,11 @@ export class GuardedStore implements Store {
     try {
       await this.inner.ping();
       this.succeeded();
-      return { up: true, failure: '' };
+      return { up: true, text: 'store up: the decision script answers' };
     } catch (cause) {
       const err = this.judge(cause);
       this.failed(err);
-      return { up: false, failure: err.message };
+      return { up: false, text: `${err.message}; deciding by on_store_failure` };
     }
   }
 
