@@ -1,7 +1,7 @@
 // The bounds hold at run time: a sidecar on a real redis-server serves policies at their maxima.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { ms } from '../support/client.js';
-import { startRedis, type RedisProcess } from '../support/redis-server.js';
+import { useRedis } from '../support/use-redis.js';
 import { useSidecar } from '../support/sidecar.js';
 import { MAX_COST } from '../../src/grpc/validate.js';
 
@@ -32,14 +32,10 @@ resources:
 `;
 
 describe('a sidecar on redis with every bound at its maximum', () => {
-  let redis: RedisProcess;
-  beforeAll(async () => {
-    redis = await startRedis();
-  });
-  afterAll(() => redis?.stop());
+  const world = useRedis();
   const running = useSidecar(
     () => POLICY,
-    () => ({ SLUICE_REDIS_URL: redis.url }),
+    () => ({ SLUICE_REDIS_URL: world.redis.url }),
   );
 
   it('store.timeout 1m: decides from the store', async () => {
@@ -77,8 +73,8 @@ describe('a sidecar on redis with every bound at its maximum', () => {
     const res = await running.client.acquire({ resource: 'held', descriptors: { tenant: 'day' }, cost: MAX_COST });
     expect(res).toMatchObject({ granted: true, limit: MAX_COST, remaining: 0 });
     expect(ms(res.reset_after)).toBe(86_400_000);
-    const keys = await redis.client.keys('*inflight*');
-    const ttls = await Promise.all(keys.map((key) => redis.client.pttl(key)));
+    const keys = await world.redis.client.keys('*inflight*');
+    const ttls = await Promise.all(keys.map((key) => world.redis.client.pttl(key)));
     expect(ttls.length).toBeGreaterThan(0);
     for (const ttl of ttls) expect(ttl).toBeGreaterThan(86_000_000);
     expect((await running.client.acquire({ resource: 'held', descriptors: { tenant: 'day' } })).granted).toBe(false);

@@ -1,7 +1,7 @@
 // A permit id is a capability: a caller who did not get it cannot release someone else's slot.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { ServiceError } from '@grpc/grpc-js';
-import { startRedis, type RedisProcess } from '../support/redis-server.js';
+import { useRedis } from '../support/use-redis.js';
 import { useSidecar } from '../support/sidecar.js';
 
 const ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
@@ -17,11 +17,7 @@ function neighbours(id: string): string[] {
 }
 
 describe('guessing a permit id against a sidecar on redis', () => {
-  let redis: RedisProcess;
-  beforeAll(async () => {
-    redis = await startRedis();
-  });
-  afterAll(() => redis?.stop());
+  const world = useRedis();
   const running = useSidecar(
     () => `
 resources:
@@ -29,7 +25,7 @@ resources:
     limits:
       - { name: one, algorithm: concurrency, max: 1, ttl: 1m }
 `,
-    () => ({ SLUICE_REDIS_URL: redis.url }),
+    () => ({ SLUICE_REDIS_URL: world.redis.url }),
   );
 
   it('releases nothing: the holder keeps its slot until it releases with its own id', async () => {

@@ -3,11 +3,11 @@
 // at the bound a settlement drains a 60/1m bucket for a minute at most, not for 31,710 years.
 // Both stores answer the same.
 import { status, type ServiceError } from '@grpc/grpc-js';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { MAX_COST } from '../../src/grpc/validate.js';
-import { connect, ms, type SluiceClient } from '../support/client.js';
-import { startRedis, type RedisProcess } from '../support/redis-server.js';
-import { startSidecar, type SidecarProcess } from '../support/sidecar.js';
+import { ms, type SluiceClient } from '../support/client.js';
+import { useSidecars } from '../support/sidecar.js';
+import { useRedis } from '../support/use-redis.js';
 
 const policy = (store: string) => `
 ${store}
@@ -21,24 +21,9 @@ resources:
       - { name: rpm, algorithm: token_bucket, rate: 60/1m }
 `;
 
-let redis: RedisProcess;
-const sidecars: SidecarProcess[] = [];
-const clients: Record<'memory' | 'redis', SluiceClient> = {} as never;
-
-beforeAll(async () => {
-  redis = await startRedis();
-  const memory = await startSidecar(policy(''));
-  const onRedis = await startSidecar(policy(`store:\n  redis: { url: ${redis.url} }\n  timeout: 2s`));
-  sidecars.push(memory, onRedis);
-  clients.memory = connect(memory.address);
-  clients.redis = connect(onRedis.address);
-});
-
-afterAll(async () => {
-  for (const client of Object.values(clients)) client?.close();
-  await Promise.all(sidecars.map((s) => s.stop()));
-  await redis?.stop();
-});
+const world = useRedis();
+// Filled when the file starts: the memory store's sidecar, then the Redis store's.
+const sidecars = useSidecars(() => [policy(''), policy(`store:\n  redis: { url: ${world.redis.url} }\n  timeout: 2s`)]);
 
 /** The error's code name and message, or 'OK' and the answer. */
 async function outcome(call: Promise<unknown>): Promise<unknown> {
@@ -82,10 +67,11 @@ async function extremes(client: SluiceClient): Promise<unknown> {
 
 describe('cost and actual_cost at and past the bound, memory and Redis stores alike', () => {
   it('refused past 10^15 naming the field; at 10^15 a settlement drains the bucket, never more', async () => {
-    const memory = await extremes(clients.memory);
-    const onRedis = await extremes(clients.redis);
+    const [memory, onRedis] = sidecars;
+    const onMemory = await extremes(memory!.client);
+    const onRedisStore = await extremes(onRedis!.client);
     const past = (field: string) => ({ code: 'INVALID_ARGUMENT', details: `${field}: must be at most ${MAX_COST}` });
-    expect(memory).toEqual({
+    expect(onMemory).toEqual({
       costPastBound: past('cost'),
       costAtBound: { granted: false, retryAfter: null, remaining: 60 },
       actualPastBound: past('actual_cost'),
@@ -96,6 +82,6 @@ describe('cost and actual_cost at and past the bound, memory and Redis stores al
       zeroCost: { ok: true },
       afterZero: 59,
     });
-    expect(onRedis).toEqual(memory);
+    expect(onRedisStore).toEqual(onMemory);
   });
 });
