@@ -16,6 +16,8 @@ import { Admission } from './guard/admission.js';
 import { FailurePolicy } from './guard/failure-policy.js';
 import { randomBytes } from 'node:crypto';
 import { EnvoyRuntime } from './envoy/runtime.js';
+import { PolicyReloader, type ReloadResult } from './config/reload.js';
+import type { Overrides } from './config/load.js';
 
 /** How often expired and idle leases are given back. */
 const LEASE_TICK_MS = 50;
@@ -26,8 +28,16 @@ export const MAX_PERMITS = 100_000;
 export interface Sidecar {
   address: string;
   adminAddress: string | null;
+  /** Reads the policy file again (SIGHUP); without a file to watch, 'unchanged'. */
+  reloadPolicy(): ReloadResult;
   /** Drains gRPC (in-flight calls finish within the grace period), then closes the store. */
   stop(): Promise<void>;
+}
+
+/** Where the policy came from, so that it can be watched and reloaded. */
+export interface PolicySource {
+  file: string;
+  env: Overrides;
 }
 
 export function createStore(policy: Policy): Store {
@@ -58,7 +68,7 @@ export const STREAM_ROOM_WAIT_MS = 1_000;
 /** At start, how long to wait for the store to answer before serving by policy anyway. */
 const STARTUP_WAIT_MS = 2_000;
 
-export async function startSidecar(policy: Policy, log: Logger): Promise<Sidecar> {
+export async function startSidecar(policy: Policy, log: Logger, source: PolicySource | null = null): Promise<Sidecar> {
   const raw = createStore(policy);
   const warn = throttledWarn(log, 5_000);
   let guarded: GuardedStore | null = null;
@@ -117,11 +127,23 @@ export async function startSidecar(policy: Policy, log: Logger): Promise<Sidecar
   // Envoy's rate limit service: the config files, watched and reloaded while the sidecar runs.
   const envoy = policy.envoy ? new EnvoyRuntime(policy.envoy, log) : null;
   envoy?.start();
+  // The resources served now: a reload swaps the whole map in one assignment.
+  let resources = policy.resources;
+  const reloader = source
+    ? new PolicyReloader({
+        ...source,
+        served: policy,
+        log,
+        apply: (next) => (resources = next),
+        counted: (result) => metrics.policyReloaded(result),
+      })
+    : null;
   const stopTimers = () => {
     clearInterval(sweeper);
     clearInterval(leaseTicker);
     clearInterval(heartbeat);
     envoy?.close();
+    reloader?.close();
   };
 
   let admin: HttpServer | null = null;
@@ -133,7 +155,7 @@ export async function startSidecar(policy: Policy, log: Logger): Promise<Sidecar
       {
         decider: active,
         maxStreams: policy.server.maxStreams,
-        resources: () => policy.resources,
+        resources: () => resources,
         metrics,
         admission,
         warn,
@@ -146,6 +168,7 @@ export async function startSidecar(policy: Policy, log: Logger): Promise<Sidecar
         metrics,
         ready: () => serving,
         storeUp: () => guarded?.available ?? true,
+        policy: () => reloader?.status ?? null,
         checkStore: () => (guarded ? guarded.check() : Promise.resolve({ up: true, text: 'store up: the embedded memory store' })),
       });
       adminAddress = await listenAdmin(admin, policy.server.admin);
@@ -155,6 +178,7 @@ export async function startSidecar(policy: Policy, log: Logger): Promise<Sidecar
     return {
       address: running.address,
       adminAddress,
+      reloadPolicy: () => reloader?.reload('SIGHUP') ?? 'unchanged',
       async stop() {
         serving = false;
         await drainGrpcServer(running, policy.server.shutdownGraceMs);

@@ -11,11 +11,13 @@ export interface AdminOptions {
   metrics: Metrics;
   ready: () => boolean;
   storeUp: () => boolean;
+  /** Which policy is served and whether its last reload was refused; null when it is not watched. */
+  policy: () => string | null;
   /** Runs the decision script against the store now. */
   checkStore: () => Promise<StoreHealth>;
 }
 
-export function createAdminServer({ metrics, ready, storeUp, checkStore }: AdminOptions): Server {
+export function createAdminServer({ metrics, ready, storeUp, policy, checkStore }: AdminOptions): Server {
   // One check at a time: a burst of scrapes shares the answer of the one under way.
   let checking: Promise<StoreHealth> | null = null;
   return createServer((req, res) => {
@@ -32,7 +34,8 @@ export function createAdminServer({ metrics, ready, storeUp, checkStore }: Admin
     } else if (path === '/readyz') {
       const ok = ready();
       const store = storeUp() ? 'store up' : 'store down, deciding by on_store_failure';
-      res.writeHead(ok ? 200 : 503, { 'content-type': 'text/plain' }).end(`${ok ? 'ready' : 'not ready'}; ${store}\n`);
+      const served = policy();
+      res.writeHead(ok ? 200 : 503, { 'content-type': 'text/plain' }).end(`${ok ? 'ready' : 'not ready'}; ${store}${served ? `; ${served}` : ''}\n`);
     } else if (path === '/storez') {
       checking ??= checkStore().finally(() => (checking = null));
       checking.then(({ up, text }) => res.writeHead(up ? 200 : 503, { 'content-type': 'text/plain' }).end(`${text}\n`));

@@ -5,6 +5,7 @@ import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Decision } from '../decide/decider.js';
 import type { LeaseFigures } from '../lease/leases.js';
 import type { Admission } from '../guard/admission.js';
+import type { ReloadResult } from '../config/reload.js';
 
 export class Metrics {
   readonly registry = new Registry();
@@ -40,6 +41,13 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  private readonly policyReloads = new Counter({
+    name: 'sluice_policy_reloads_total',
+    help: 'Reloads of the policy file, by result: applied, unchanged, or rejected (the previous policy is still served)',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
+
   private readonly storeFailures = new Counter({
     name: 'sluice_store_failures_total',
     help: 'Store calls that failed, timed out, or were not made because the circuit was open',
@@ -57,6 +65,8 @@ export class Metrics {
   }) {
     // Among Node's figures: sluice_nodejs_eventloop_lag_p99_seconds, this process's own delay.
     collectDefaultMetrics({ register: this.registry, prefix: 'sluice_' });
+    // Every result is exported from the start, so a rate() over a first refusal sees it.
+    for (const result of ['applied', 'unchanged', 'rejected'] as const) this.policyReloads.labels(result);
     gaugeOf(this.registry, 'sluice_decisions_in_flight', 'Decisions under way (bounded by server.max_in_flight)', () => gauges.admission()?.inFlight ?? 0);
     new Counter({
       name: 'sluice_shed_total',
@@ -109,6 +119,10 @@ export class Metrics {
       this.bound.set(key, child);
     }
     child.inc();
+  }
+
+  policyReloaded(result: ReloadResult): void {
+    this.policyReloads.labels(result).inc();
   }
 
   storeFailed(reason: string): void {

@@ -23,6 +23,10 @@ environment:
   SLUICE_REDIS_URL       overrides store.redis (one server; selects the Redis store)
   SLUICE_REDIS_PASSWORD  overrides store.redis password / password_file / the url's password
   SLUICE_LOG_LEVEL       trace, debug, info (default), warn, error, fatal or silent
+
+signals (serve):
+  SIGHUP                 read the policy file again (it is also watched for changes)
+  SIGTERM, SIGINT        stop taking calls, finish the ones under way, exit 0
 `;
 
 const LEVELS = new Set(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']);
@@ -85,7 +89,7 @@ async function serve(file: string | undefined, pretty: boolean): Promise<number>
   }
   let sidecar;
   try {
-    sidecar = await startSidecar(policy, log);
+    sidecar = await startSidecar(policy, log, { file: policyFile, env: process.env });
   } catch (err) {
     log.fatal({ err }, 'could not start');
     return 1;
@@ -107,6 +111,10 @@ async function serve(file: string | undefined, pretty: boolean): Promise<number>
       });
     };
     process.on('SIGTERM', () => stop('SIGTERM'));
+    // SIGHUP reads the policy file again (it is also watched), instead of Node's default: exit.
+    process.on('SIGHUP', () => {
+      if (!stopping) sidecar.reloadPolicy();
+    });
     process.on('SIGINT', () => stop('SIGINT'));
   });
   await stopped;

@@ -30,8 +30,13 @@ export function writePolicy(yaml: string): string {
 export { DEPLOYED_NODE_FLAGS } from './deployed.js';
 
 /** `nodeFlags` go to node before the script, e.g. DEPLOYED_NODE_FLAGS. */
-export async function startSidecar(policyYaml: string, env: Record<string, string> = {}, nodeFlags: string[] = []): Promise<SidecarProcess> {
-  const child = spawn(process.execPath, [...nodeFlags, CLI, 'serve', '--config', writePolicy(policyYaml)], {
+export function startSidecar(policyYaml: string, env: Record<string, string> = {}, nodeFlags: string[] = []): Promise<SidecarProcess> {
+  return startSidecarOn(writePolicy(policyYaml), env, nodeFlags);
+}
+
+/** A sidecar serving the policy file at `policyFile` (which it watches). */
+export async function startSidecarOn(policyFile: string, env: Record<string, string> = {}, nodeFlags: string[] = []): Promise<SidecarProcess> {
+  const child = spawn(process.execPath, [...nodeFlags, CLI, 'serve', '--config', policyFile], {
     env: { ...process.env, SLUICE_LISTEN: '127.0.0.1:0', SLUICE_ADMIN: '127.0.0.1:0', SLUICE_LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -1,0 +1,90 @@
+// Watches a directory and calls back once per burst of changes: fs.watch, debounced, so an
+// editor's or the kubelet's burst of writes is one reload. The directory is watched rather than
+// the file because a ConfigMap volume updates by swapping its `..data` symlink: the file's own
+// inode never changes. A watch that dies (the directory was removed or replaced) is set up again
+// every `rewatchMs`, and a change is assumed when it comes back.
+import { watch, type FSWatcher } from 'node:fs';
+
+export interface DirectoryWatchOptions {
+  /** Quiet time after the last change before `onChange`. */
+  debounceMs: number;
+  /** How soon to try watching again when the watch fails. */
+  rewatchMs: number;
+  onChange: () => void;
+  /** Told once when watching fails, not on every retry. */
+  onWatchError: (err: unknown) => void;
+}
+
+export class DirectoryWatch {
+  private watcher: FSWatcher | null = null;
+  private debounce: NodeJS.Timeout | undefined;
+  private retry: NodeJS.Timeout | undefined;
+  private closed = false;
+  private failing = false;
+
+  constructor(
+    readonly dir: string,
+    private readonly options: DirectoryWatchOptions,
+  ) {
+    this.watch();
+  }
+
+  /** Drops the watch and sets it up again later: for a caller that found the directory gone. */
+  lost(): void {
+    if (!this.watcher) return;
+    this.watcher.close();
+    this.watcher = null;
+    this.scheduleRetry();
+  }
+
+  close(): void {
+    this.closed = true;
+    clearTimeout(this.debounce);
+    clearTimeout(this.retry);
+    this.watcher?.close();
+    this.watcher = null;
+  }
+
+  private watch(): void {
+    if (this.closed) return;
+    try {
+      const watcher = watch(this.dir, { persistent: false }, () => this.changed());
+      watcher.on('error', (err) => {
+        this.failed(err);
+        watcher.close();
+        if (this.watcher === watcher) this.watcher = null;
+        this.scheduleRetry();
+      });
+      this.watcher = watcher;
+      this.failing = false;
+    } catch (err) {
+      this.failed(err);
+      this.scheduleRetry();
+    }
+  }
+
+  private failed(err: unknown): void {
+    if (!this.failing) this.options.onWatchError(err);
+    this.failing = true;
+  }
+
+  private scheduleRetry(): void {
+    if (this.closed || this.retry) return;
+    this.retry = setTimeout(() => {
+      this.retry = undefined;
+      this.watch();
+      if (this.watcher) this.changed();
+    }, this.options.rewatchMs);
+    this.retry.unref();
+  }
+
+  private changed(): void {
+    if (this.closed) return;
+    clearTimeout(this.debounce);
+    this.debounce = setTimeout(() => {
+      this.debounce = undefined;
+      if (!this.closed) this.options.onChange();
+    }, this.options.debounceMs);
+    this.debounce.unref();
+  }
+}
