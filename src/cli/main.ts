@@ -7,7 +7,7 @@ import type { LevelWithSilent } from 'pino';
 import { loadPolicyFile, PolicyError } from '../config/load.js';
 import { createLogger } from '../log.js';
 import { packageRoot } from '../paths.js';
-import { startSidecar } from '../sidecar.js';
+import { startSidecar, type Sidecar } from '../sidecar.js';
 
 const USAGE = `usage: sluice <command> [options]
 
@@ -87,7 +87,13 @@ async function serve(file: string | undefined, pretty: boolean): Promise<number>
     process.stderr.write(`${(err as Error).message}\n`);
     return 1;
   }
-  let sidecar;
+  let sidecar: Sidecar | undefined;
+  let stopping = false;
+  // SIGHUP reads the policy file again (it is also watched) instead of Node's default, exiting;
+  // one that comes before the sidecar is up is dropped.
+  process.on('SIGHUP', () => {
+    if (!stopping) sidecar?.reloadPolicy();
+  });
   try {
     sidecar = await startSidecar(policy, log, { file: policyFile, env: process.env });
   } catch (err) {
@@ -99,7 +105,6 @@ async function serve(file: string | undefined, pretty: boolean): Promise<number>
     'listening',
   );
   const stopped = new Promise<void>((resolve) => {
-    let stopping = false;
     const stop = (signal: string) => {
       // A repeated signal must not cut the drain short; the grace period bounds it.
       if (stopping) return;
@@ -111,10 +116,6 @@ async function serve(file: string | undefined, pretty: boolean): Promise<number>
       });
     };
     process.on('SIGTERM', () => stop('SIGTERM'));
-    // SIGHUP reads the policy file again (it is also watched), instead of Node's default: exit.
-    process.on('SIGHUP', () => {
-      if (!stopping) sidecar.reloadPolicy();
-    });
     process.on('SIGINT', () => stop('SIGINT'));
   });
   await stopped;
