@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { KubeObject } from '../../src/kube/manifests.js';
 import { packageRoot } from '../../src/paths.js';
-import { installed, sluiceInstall } from '../support/kube-manifests.js';
+import { installed, single, sluiceInstall, valuesOf } from '../support/kube-manifests.js';
 import { hasSchema, validateKubeObject } from '../support/kube-schema.js';
 
 const LABELS = { 'app.kubernetes.io/name': 'sluice-injector', 'app.kubernetes.io/part-of': 'sluice' };
@@ -16,18 +16,7 @@ type Any = any;
 
 const VERSION = JSON.parse(readFileSync(join(packageRoot, 'package.json'), 'utf8')).version as string;
 
-function find(objects: KubeObject[], kind: string, name = 'sluice-injector'): Any {
-  const found = objects.filter((o) => o.kind === kind && o.metadata.name === name);
-  expect(found, `${kind} ${name}`).toHaveLength(1);
-  return found[0];
-}
-
-/** Every value under `key`, however deep, in any of the objects. */
-function valuesOf(value: unknown, key: string): unknown[] {
-  if (Array.isArray(value)) return value.flatMap((item) => valuesOf(item, key));
-  if (value === null || typeof value !== 'object') return [];
-  return Object.entries(value).flatMap(([k, v]) => [...(k === key ? [v] : []), ...valuesOf(v, key)]);
-}
+const find = (objects: KubeObject[], kind: string, name = 'sluice-injector'): Any => single(objects, kind, name);
 
 function injector(objects: KubeObject[]): Any {
   const containers = find(objects, 'Deployment').spec.template.spec.containers;

@@ -66,3 +66,17 @@ export function byIdentity(objects: KubeObject[]): Record<string, KubeObject> {
   }
   return keyed;
 }
+
+/** The one object of this kind (and name); fails unless there is exactly one. */
+export function single(objects: KubeObject[], kind: string, name?: string): any {
+  const found = objects.filter((o) => o.kind === kind && (name === undefined || o.metadata.name === name));
+  if (found.length !== 1) throw new Error(`expected one ${kind} ${name ?? ''}, found ${found.length}`);
+  return found[0];
+}
+
+/** Every value under `key`, however deep. */
+export function valuesOf(value: unknown, key: string): unknown[] {
+  if (Array.isArray(value)) return value.flatMap((item) => valuesOf(item, key));
+  if (value === null || typeof value !== 'object') return [];
+  return Object.entries(value).flatMap(([k, v]) => [...(k === key ? [v] : []), ...valuesOf(v, key)]);
+}
