@@ -84,7 +84,7 @@ function rbac(options: InstallOptions): KubeObject[] {
       metadata: meta(options),
       rules: [
         { apiGroups: [''], resources: ['secrets'], resourceNames: [TLS_SECRET], verbs: ['get', 'update'] },
-        // The API server checks create before the object has a name, so it cannot be narrowed.
+        // RBAC cannot narrow create by name: the name may not be known when it is authorized.
         { apiGroups: [''], resources: ['secrets'], verbs: ['create'] },
       ],
     },
