@@ -75,8 +75,13 @@ function install(argv: string[]): number {
         image: { type: 'string' },
         'failure-policy': { type: 'string' },
         'cert-manager': { type: 'boolean' },
+        help: { type: 'boolean', short: 'h' },
       },
     });
+    if (values.help) {
+      process.stdout.write(USAGE);
+      return 0;
+    }
     options = installOptions(values, version());
   } catch (err) {
     // parseArgs names the unknown or incomplete flag; installOptions the value it refuses.

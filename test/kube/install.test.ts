@@ -224,6 +224,12 @@ describe('sluice install flags', () => {
     expect(container.env).toContainEqual({ name: 'SLUICE_IMAGE', value: 'registry.example.com/sluice@sha256:0123abcd' });
   });
 
+  it('--help prints the usage, with install and its flags, and exits 0', async () => {
+    const exit = await sluiceInstall('--help');
+    expect(exit.code).toBe(0);
+    expect(exit.stdout).toContain('install [--namespace NS] [--image IMAGE] [--failure-policy Ignore|Fail] [--cert-manager]');
+  });
+
   it.each([
     [['--namespace', 'Sluice'], '--namespace "Sluice": must be a DNS-1123 label'],
     [['--namespace=sluice-'], '--namespace "sluice-": must be a DNS-1123 label'],
