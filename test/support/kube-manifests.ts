@@ -19,7 +19,7 @@ async function exitOf(file: string, args: string[]): Promise<Exit> {
     const { stdout, stderr } = await run(file, args, { maxBuffer: 16 * 1024 * 1024 });
     return { code: 0, stdout, stderr };
   } catch (err) {
-    const e = err as { code: number | string; stdout?: string; stderr?: string; message: string };
+    const e = err as { code: number | string; stdout?: string; stderr?: string };
     if (typeof e.code !== 'number') throw err;
     return { code: e.code, stdout: e.stdout ?? '', stderr: e.stderr ?? '' };
   }
