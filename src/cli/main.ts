@@ -1,10 +1,12 @@
-// `sluice serve` and `sluice check`: the process edge. Arguments and environment are read here
-// and nowhere else.
+// `sluice serve`, `sluice check` and `sluice install`: the process edge. Arguments and environment
+// are read here and nowhere else.
 import { parseArgs } from 'node:util';
 import { join } from 'node:path';
 import { readFileSync } from 'node:fs';
 import type { LevelWithSilent } from 'pino';
 import { loadPolicyFile, PolicyError } from '../config/load.js';
+import { installOptions, InstallOptionError } from '../kube/install-options.js';
+import { installManifests, manifestsYaml } from '../kube/manifests.js';
 import { createLogger } from '../log.js';
 import { packageRoot } from '../paths.js';
 import { startSidecar, type Sidecar } from '../sidecar.js';
@@ -14,6 +16,11 @@ const USAGE = `usage: sluice <command> [options]
 commands:
   serve [--config FILE] [--pretty]   run the sidecar (default policy: examples/quickstart.yaml)
   check FILE                         validate a policy file, print every problem, exit 1 if any
+  install [--namespace NS] [--image IMAGE] [--failure-policy Ignore|Fail] [--cert-manager]
+                                     print the injector's Kubernetes manifests, for
+                                     sluice install | kubectl apply -f -
+                                     (defaults: sluice-system, sluice:<version>, Ignore;
+                                     --cert-manager: cert-manager issues the webhook's certificate)
   version                            print the version
 
 environment:
@@ -32,6 +39,8 @@ signals (serve):
 const LEVELS = new Set(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']);
 
 async function main(argv: string[]): Promise<number> {
+  // install has flags of its own, which no other command takes.
+  if (argv[0] === 'install') return install(argv.slice(1));
   const { positionals, values } = parseArgs({
     args: argv,
     allowPositionals: true,
@@ -44,7 +53,7 @@ async function main(argv: string[]): Promise<number> {
   }
   switch (command) {
     case 'version':
-      process.stdout.write(`${JSON.parse(readFileSync(join(packageRoot, 'package.json'), 'utf8')).version}\n`);
+      process.stdout.write(`${version()}\n`);
       return 0;
     case 'check':
       return check(rest[0] ?? values.config);
@@ -54,6 +63,38 @@ async function main(argv: string[]): Promise<number> {
       process.stderr.write(`sluice: unknown command "${command}"\n\n${USAGE}`);
       return 2;
   }
+}
+
+function version(): string {
+  return JSON.parse(readFileSync(join(packageRoot, 'package.json'), 'utf8')).version;
+}
+
+function install(argv: string[]): number {
+  let options;
+  try {
+    const { values } = parseArgs({
+      args: argv,
+      options: {
+        namespace: { type: 'string' },
+        image: { type: 'string' },
+        'failure-policy': { type: 'string' },
+        'cert-manager': { type: 'boolean' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    });
+    if (values.help) {
+      process.stdout.write(USAGE);
+      return 0;
+    }
+    options = installOptions(values, version());
+  } catch (err) {
+    // parseArgs names the unknown or incomplete flag; installOptions the value it refuses.
+    if (!(err instanceof InstallOptionError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS'))) throw err;
+    process.stderr.write(`sluice install: ${(err as Error).message}\n`);
+    return 2;
+  }
+  process.stdout.write(manifestsYaml(installManifests(options)));
+  return 0;
 }
 
 function check(file: string | undefined): number {

@@ -9,7 +9,7 @@ import { rssMb, until } from '../support/load.js';
 import { startRedis, type RedisProcess } from '../support/redis-server.js';
 import { DEPLOYED_NODE_FLAGS, metric, startSidecar, type SidecarProcess } from '../support/sidecar.js';
 
-/** The sidecar container's memory limit (deploy/kubernetes/sidecar.yaml). */
+/** The sidecar container's memory limit (sluice.dev/memory-limit in deploy/kubernetes/example/app.yaml). */
 const DEPLOYED_LIMIT_MB = 256;
 
 /** Each client its own connection: grpc-js shares one between clients of the same target otherwise. */
