@@ -7,7 +7,9 @@ import { readFileSync } from 'node:fs';
 import type { ImageConfig } from './podman.js';
 import { run } from './command.js';
 
-// Runs as root inside the new namespaces; execs into the command, which keeps PID 1.
+// Runs as root inside the new namespaces; execs into the command, which keeps PID 1. The root is
+// made read-only here whatever mounted the files (podman image mount does already; a container's
+// mount would not).
 const SETUP = `
 root=$1 user=$2 workdir=$3; shift 3
 mount --bind "$root" "$root"
