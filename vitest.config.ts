@@ -3,6 +3,8 @@ import { configDefaults, defineConfig } from 'vitest/config';
 // Attacks that keep both cores busy for a minute (a cancel storm, thousands of connections) run
 // after every other file, alone: beside them, tests that hold a 20 ms store budget would fail.
 const ALONE = ['test/grpc/connections.test.ts'];
+// The image test builds and starts the container image: `npm run test:image` (vitest.image.config.ts).
+const IMAGE = 'test/image/**';
 
 export default defineConfig({
   test: {
@@ -13,7 +15,7 @@ export default defineConfig({
     maxWorkers: 2,
     reporters: ['default', './test/support/summary-reporter.ts'],
     projects: [
-      { extends: true, test: { name: 'shared', include: ['test/**/*.test.ts'], exclude: [...configDefaults.exclude, ...ALONE], sequence: { groupOrder: 0 } } },
+      { extends: true, test: { name: 'shared', include: ['test/**/*.test.ts'], exclude: [...configDefaults.exclude, ...ALONE, IMAGE], sequence: { groupOrder: 0 } } },
       { extends: true, test: { name: 'alone', include: ALONE, sequence: { groupOrder: 1 } } },
     ],
   },

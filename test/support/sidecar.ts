@@ -40,6 +40,14 @@ export async function startSidecarOn(policyFile: string, env: Record<string, str
     env: { ...process.env, SLUICE_LISTEN: '127.0.0.1:0', SLUICE_ADMIN: '127.0.0.1:0', SLUICE_LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  return watchSidecar(child);
+}
+
+/**
+ * A started `sluice serve` (stdout and stderr piped), once it logs that it listens. `signal`
+ * reaches the sidecar itself: the child unless the child is a launcher that runs it.
+ */
+export async function watchSidecar(child: ChildProcess, signal: (name: NodeJS.Signals) => void = (name) => child.kill(name)): Promise<SidecarProcess> {
   const logs: Record<string, unknown>[] = [];
   let stderr = '';
   child.stderr!.on('data', (chunk) => (stderr += chunk));
@@ -63,8 +71,8 @@ export async function startSidecarOn(policyFile: string, env: Record<string, str
     admin: (listening.admin as string | null) ?? null,
     child,
     logs,
-    async stop(signal = 'SIGTERM') {
-      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+    async stop(name = 'SIGTERM') {
+      if (child.exitCode === null && child.signalCode === null) signal(name);
       const [code] = await exited;
       return code as number | null;
     },

@@ -1,7 +1,10 @@
-// Prints one plain closing line, `tests: N passed, N failed, N skipped`, that any CI can read.
+// Prints one plain closing line, `tests: N passed, N failed, N skipped`, that any CI can read
+// (`image: ...` for the image test: the label is an option).
 import type { Reporter, TestModule } from 'vitest/node';
 
 export default class SummaryReporter implements Reporter {
+  constructor(private readonly options: { label?: string } = {}) {}
+
   onTestRunEnd(modules: ReadonlyArray<TestModule>, unhandledErrors: ReadonlyArray<unknown>): void {
     let passed = 0;
     let failed = 0;
@@ -17,6 +20,6 @@ export default class SummaryReporter implements Reporter {
     }
     // A crashed worker or an error outside any test fails the run: count it, never hide it.
     failed += unhandledErrors.length;
-    process.stdout.write(`\ntests: ${passed} passed, ${failed} failed, ${skipped} skipped\n`);
+    process.stdout.write(`\n${this.options.label ?? 'tests'}: ${passed} passed, ${failed} failed, ${skipped} skipped\n`);
   }
 }
