@@ -50,7 +50,7 @@ export async function createAuthority(commonName: string, now: Date, lifetimeMs:
     { name: 'subjectKeyIdentifier' },
   ]);
   cert.sign(forge.pki.privateKeyFromPem(privatePem), forge.md.sha256.create());
-  return { cert: forge.pki.certificateToPem(cert), key: privatePem };
+  return { cert: toPem(cert), key: privatePem };
 }
 
 /** A serving certificate for `dnsNames`, signed by `ca`, never valid longer than `ca`. */
@@ -70,7 +70,12 @@ export async function issueServing(ca: KeyPair, dnsNames: string[], now: Date, l
     { name: 'authorityKeyIdentifier', keyIdentifier: caCert.generateSubjectKeyIdentifier().getBytes() },
   ]);
   cert.sign(forge.pki.privateKeyFromPem(ca.key), forge.md.sha256.create());
-  return { cert: forge.pki.certificateToPem(cert), key: privatePem };
+  return { cert: toPem(cert), key: privatePem };
+}
+
+/** PEM with \n line ends, as node:crypto writes keys and splitPem gives certificates back. */
+function toPem(cert: forge.pki.Certificate): string {
+  return forge.pki.certificateToPem(cert).replace(/\r\n/g, '\n');
 }
 
 /** The names the serving certificate must carry: every way the API server may call the Service. */

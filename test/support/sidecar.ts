@@ -1,4 +1,5 @@
-// The built sidecar as a real process (`node dist/src/cli/main.js serve`), on free ports.
+// The built CLI as a real process: the sidecar (`node dist/src/cli/main.js serve`) on free ports,
+// or any other command that logs when it listens.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, writeFileSync } from 'node:fs';
@@ -31,8 +32,24 @@ export { DEPLOYED_NODE_FLAGS } from './deployed.js';
 
 /** `nodeFlags` go to node before the script, e.g. DEPLOYED_NODE_FLAGS. */
 export async function startSidecar(policyYaml: string, env: Record<string, string> = {}, nodeFlags: string[] = []): Promise<SidecarProcess> {
-  const child = spawn(process.execPath, [...nodeFlags, CLI, 'serve', '--config', writePolicy(policyYaml)], {
-    env: { ...process.env, SLUICE_LISTEN: '127.0.0.1:0', SLUICE_ADMIN: '127.0.0.1:0', SLUICE_LOG_LEVEL: 'info', ...env },
+  const started = await startCli(['serve', '--config', writePolicy(policyYaml)], { SLUICE_LISTEN: '127.0.0.1:0', SLUICE_ADMIN: '127.0.0.1:0', ...env }, nodeFlags);
+  return { ...started, address: started.listening.address as string, admin: (started.listening.admin as string | null) ?? null };
+}
+
+export interface CliProcess {
+  child: ChildProcess;
+  /** The log line that says it listens. */
+  listening: Record<string, unknown>;
+  /** Every log line so far, parsed. */
+  logs: Record<string, unknown>[];
+  /** Sends the signal (SIGTERM by default) and resolves with the exit code. */
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+/** `sluice ARGS...` as a process (logging at info), once it has logged that it listens. */
+export async function startCli(args: string[], env: Record<string, string> = {}, nodeFlags: string[] = []): Promise<CliProcess> {
+  const child = spawn(process.execPath, [...nodeFlags, CLI, ...args], {
+    env: { ...process.env, SLUICE_LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const logs: Record<string, unknown>[] = [];
@@ -40,7 +57,7 @@ export async function startSidecar(policyYaml: string, env: Record<string, strin
   child.stderr!.on('data', (chunk) => (stderr += chunk));
   const lines = createInterface({ input: child.stdout! });
   const listening = await new Promise<Record<string, unknown>>((resolve, reject) => {
-    child.once('exit', (code) => reject(new Error(`sidecar exited (${code}) before listening:\n${stderr}`)));
+    child.once('exit', (code) => reject(new Error(`sluice ${args[0]} exited (${code}) before listening:\n${stderr}${logs.map((l) => JSON.stringify(l)).join('\n')}`)));
     lines.on('line', (line) => {
       try {
         const entry = JSON.parse(line) as Record<string, unknown>;
@@ -54,9 +71,8 @@ export async function startSidecar(policyYaml: string, env: Record<string, strin
   child.removeAllListeners('exit');
   const exited = once(child, 'exit');
   return {
-    address: listening.address as string,
-    admin: (listening.admin as string | null) ?? null,
     child,
+    listening,
     logs,
     async stop(signal = 'SIGTERM') {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);
