@@ -163,6 +163,10 @@ async function serve(file: string | undefined, pretty: boolean): Promise<number>
 }
 
 async function inject(argv: string[]): Promise<number> {
+  if (argv.includes('--help') || argv.includes('-h')) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
   let values;
   try {
     ({ values } = parseArgs({

@@ -19,7 +19,7 @@ export const ANNOTATION = {
 /** The marker value of sluice.dev/status on a pod that has the sidecar. */
 export const INJECTED = 'injected';
 
-export const DEFAULTS = {
+const DEFAULTS = {
   policyConfigMap: 'sluice-policy',
   port: 50051,
   adminPort: 9464,

@@ -14,7 +14,7 @@ export interface InjectorOptions {
 export type Injection = { patch: Operation[]; warnings: string[] } | { skip: string; warnings: string[] };
 
 /** Never injected, whatever their labels say: the cluster's own pods. */
-export const SYSTEM_NAMESPACES = ['kube-system', 'kube-public'];
+const SYSTEM_NAMESPACES = ['kube-system', 'kube-public'];
 
 /** Kubernetes' default terminationGracePeriodSeconds. */
 const DEFAULT_GRACE_SECONDS = 30;
@@ -103,7 +103,7 @@ function add(path: string, value: unknown): Operation {
  * needs to drain, at least a second. Kubelet sends SIGTERM to every container at once, and the
  * app may still call sluice while it finishes its own work.
  */
-export function stopDelay(graceSeconds: unknown): string {
+function stopDelay(graceSeconds: unknown): string {
   const grace = typeof graceSeconds === 'number' && Number.isFinite(graceSeconds) ? graceSeconds : DEFAULT_GRACE_SECONDS;
   return `${Math.max(1, Math.floor(grace) - DRAIN_SECONDS)}s`;
 }

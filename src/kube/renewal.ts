@@ -21,8 +21,8 @@ export interface RenewalOptions {
   serve(pair: KeyPair): void;
 }
 
-/** After a failed round, the next one comes this soon (or at the resync, if sooner). */
-const RETRY_MS = 2_000;
+/** After a failed round the next comes this soon, twice as late after each further failure, up to the resync. */
+const RETRY_MS = 1_000;
 
 export function manageCertificates(options: RenewalOptions): { stop(): void } {
   const { api, log } = options;
@@ -30,6 +30,7 @@ export function manageCertificates(options: RenewalOptions): { stop(): void } {
   let served: string | null = null;
   let timer: NodeJS.Timeout | undefined;
   let stopped = false;
+  let failures = 0;
 
   const round = async () => {
     let ok = true;
@@ -53,7 +54,8 @@ export function manageCertificates(options: RenewalOptions): { stop(): void } {
       ok = false;
       warn({ err: (err as Error).message, secret: `${options.namespace}/${options.secretName}` }, 'could not read or renew the certificate Secret');
     }
-    if (!stopped) timer = setTimeout(round, ok ? options.resyncMs : Math.min(RETRY_MS, options.resyncMs));
+    failures = ok ? 0 : failures + 1;
+    if (!stopped) timer = setTimeout(round, Math.min(options.resyncMs, ok ? Infinity : RETRY_MS * 2 ** Math.min(failures - 1, 16)));
   };
   void round();
   return {
@@ -69,7 +71,7 @@ export function manageCertificates(options: RenewalOptions): { stop(): void } {
  * in one JSON patch whose test ops fail it if the webhooks were reordered since they were read.
  * Resolves with the names of the webhooks it changed.
  */
-export async function publishCaBundle(api: KubeApi, name: string, bundle: string): Promise<string[]> {
+async function publishCaBundle(api: KubeApi, name: string, bundle: string): Promise<string[]> {
   const config = await api.getWebhookConfiguration(name);
   const wanted = Buffer.from(bundle).toString('base64');
   const ops: JsonPatchOp[] = [];

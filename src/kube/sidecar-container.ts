@@ -4,8 +4,8 @@ import type { SidecarSettings } from './annotations.js';
 export const CONTAINER_NAME = 'sluice';
 export const POLICY_VOLUME = 'sluice-policy';
 /** The ConfigMap is mounted as a directory: kubelet updates a directory mount, never a subPath. */
-export const POLICY_DIR = '/etc/sluice';
-export const POLICY_KEY = 'policy.yaml';
+const POLICY_DIR = '/etc/sluice';
+const POLICY_KEY = 'policy.yaml';
 
 /** The user the image runs as. */
 const SIDECAR_UID = 1000;

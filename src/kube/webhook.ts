@@ -13,10 +13,12 @@ import { answerReview } from './review.js';
  * The API server sends one pod at a time; etcd refuses objects over 1.5 MiB, so a review bigger
  * than this is not a pod the API server could store.
  */
-export const MAX_BODY_BYTES = 2 * 1024 * 1024;
+const MAX_BODY_BYTES = 2 * 1024 * 1024;
 
 /** The API server gives up after the webhook's timeoutSeconds (5); a slower client is cut. */
 const REQUEST_TIMEOUT_MS = 10_000;
+/** On close, connections still open after this are cut (a kept-alive one may never go idle). */
+const CLOSE_GRACE_MS = 5_000;
 
 export interface Webhook {
   server: Server;
@@ -48,6 +50,7 @@ export async function startWebhook(listen: string, placeholder: KeyPair, options
       new Promise((resolve) => {
         server.close(() => resolve());
         server.closeIdleConnections();
+        setTimeout(() => server.closeAllConnections(), CLOSE_GRACE_MS).unref();
       }),
   };
 }
