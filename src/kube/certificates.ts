@@ -113,7 +113,7 @@ export function dnsNamesOf(cert: X509Certificate): string[] {
   return (cert.subjectAltName ?? '').split(', ').filter((entry) => entry.startsWith('DNS:')).map((entry) => entry.slice(4));
 }
 
-/** True when `pair.key` is the private key of `pair.cert`. */
+/** True when `keyPem` is the private key of `cert`. */
 export function keyMatches(cert: X509Certificate, keyPem: string): boolean {
   try {
     return cert.checkPrivateKey(createPrivateKey(keyPem));

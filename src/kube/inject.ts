@@ -21,7 +21,7 @@ const DEFAULT_GRACE_SECONDS = 30;
 /** Of the grace period, what the classic sidecar leaves itself to drain after the app is gone. */
 const DRAIN_SECONDS = 5;
 
-const PROMETHEUS = { 'prometheus.io/scrape': 'true', 'prometheus.io/port': '', 'prometheus.io/path': '/metrics' };
+const PROMETHEUS_KEYS = ['prometheus.io/scrape', 'prometheus.io/port', 'prometheus.io/path'];
 
 type Json = Record<string, any>;
 
@@ -31,7 +31,7 @@ type Json = Record<string, any>;
  */
 export function inject(pod: unknown, namespace: string, namespaceOptedIn: boolean, options: InjectorOptions): Injection {
   const shape = shapeProblem(pod);
-  if (shape !== null) return { skip: `not a pod sluice can read: ${shape}`, warnings: [`sluice: not injected, the pod cannot be read: ${shape}`] };
+  if (shape !== null) return { skip: `not a pod sluice can read: ${shape}`, warnings: [notInjected(`the pod cannot be read: ${shape}`)] };
   const { metadata, spec } = pod as Json;
   if (SYSTEM_NAMESPACES.includes(namespace) || namespace === options.namespace) return { skip: `namespace ${namespace} is never injected`, warnings: [] };
   const annotations: Record<string, string> = metadata?.annotations ?? {};
@@ -87,7 +87,9 @@ function patchFor(pod: Json, settings: SidecarSettings): Operation[] {
   const existing: Record<string, string> = metadata?.annotations ?? {};
   const added: Record<string, string> = { [ANNOTATION.status]: INJECTED };
   // Scrape annotations only on a pod that sets none: one that has them points them at its app.
-  if (!Object.keys(PROMETHEUS).some((key) => key in existing)) Object.assign(added, PROMETHEUS, { 'prometheus.io/port': String(settings.adminPort) });
+  if (!PROMETHEUS_KEYS.some((key) => key in existing)) {
+    Object.assign(added, { 'prometheus.io/scrape': 'true', 'prometheus.io/port': String(settings.adminPort), 'prometheus.io/path': '/metrics' });
+  }
   if (metadata === undefined) ops.push(add('/metadata', { annotations: added }));
   else if (metadata.annotations === undefined || metadata.annotations === null) ops.push(add('/metadata/annotations', added));
   else for (const [key, value] of Object.entries(added)) ops.push(add(`/metadata/annotations/${escapePathComponent(key)}`, value));
