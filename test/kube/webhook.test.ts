@@ -239,6 +239,16 @@ describe('renewal', () => {
     expect(splitPem(secretText(api, 'ca.crt'))).toEqual([newCa]);
     expect(await presented(injector.port)).toBe(renewed);
   });
+  it("serves what another replica wrote to the Secret, and trusts that replica's CA", async () => {
+    const now = new Date();
+    const ca = await createAuthority('sluice-injector CA', now, 3_600_000);
+    const serving = await issueServing(ca, serviceNames('sluice-injector', NAMESPACE), now, 1_800_000);
+    const current = api.secrets.get(SECRET);
+    api.secrets.set(SECRET, { ...current, metadata: { ...current.metadata, resourceVersion: '1000' }, data: toSecretData({ ca, caBundle: [ca.cert], serving }) });
+    await waitFor('the certificate the other replica wrote', 10_000, async () => ((await presented(injector.port)) === fingerprint(serving.cert) ? true : undefined));
+    expect(await publishedBundle(api, (b) => b === ca.cert)).toBe(ca.cert);
+    expect(injector.child.exitCode).toBeNull();
+  });
 });
 
 describe('before it may read its Secret', () => {
