@@ -1,5 +1,8 @@
 import { pino, type Logger, type LevelWithSilent } from 'pino';
 
+/** The levels SLUICE_LOG_LEVEL and the sluice.dev/log-level annotation accept. */
+export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
+
 export function createLogger(level: LevelWithSilent, pretty: boolean): Logger {
   return pino({
     name: 'sluice',

@@ -3,7 +3,7 @@
 // is away), /storez (the store answers). A Redis outage must not take every pod out of service
 // when the policy says to fail open, so readiness does not depend on the store; /storez does.
 import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Server as NetServer } from 'node:net';
 import type { Metrics } from './metrics.js';
 import type { StoreHealth } from '../guard/guarded-store.js';
 
@@ -46,7 +46,7 @@ export function createAdminServer({ metrics, ready, storeUp, policy, checkStore 
 }
 
 /** Listens on `host:port`; resolves with the bound address (port 0 picks a free one). */
-export function listenAdmin(server: Server, address: string): Promise<string> {
+export function listenAdmin(server: NetServer, address: string): Promise<string> {
   const colon = address.lastIndexOf(':');
   const host = address.slice(0, colon).replace(/^\[|\]$/g, '');
   const port = Number(address.slice(colon + 1));

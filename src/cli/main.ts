@@ -1,45 +1,19 @@
-// `sluice serve`, `sluice check` and `sluice install`: the process edge. Arguments and environment
-// are read here and nowhere else.
+// The process edge: arguments and environment are read in src/cli/ and nowhere else. This file
+// runs `sluice serve` and `sluice check`, and hands `inject` and `install` to their own files.
 import { parseArgs } from 'node:util';
 import { join } from 'node:path';
-import { readFileSync } from 'node:fs';
-import type { LevelWithSilent } from 'pino';
 import { loadPolicyFile, PolicyError } from '../config/load.js';
-import { installOptions, InstallOptionError } from '../kube/install-options.js';
-import { installManifests, manifestsYaml } from '../kube/manifests.js';
 import { createLogger } from '../log.js';
 import { packageRoot } from '../paths.js';
 import { startSidecar, type Sidecar } from '../sidecar.js';
-
-const USAGE = `usage: sluice <command> [options]
-
-commands:
-  serve [--config FILE] [--pretty]   run the sidecar (default policy: examples/quickstart.yaml)
-  check FILE                         validate a policy file, print every problem, exit 1 if any
-  install [--namespace NS] [--image IMAGE] [--failure-policy Ignore|Fail] [--cert-manager]
-                                     print the injector's Kubernetes manifests, for
-                                     sluice install | kubectl apply -f -
-                                     (defaults: sluice-system, sluice:<version>, Ignore;
-                                     --cert-manager: cert-manager issues the webhook's certificate)
-  version                            print the version
-
-environment:
-  SLUICE_CONFIG          policy file for serve (--config wins)
-  SLUICE_LISTEN          overrides server.listen, e.g. 127.0.0.1:50051 or unix:/run/sluice.sock
-  SLUICE_ADMIN           overrides server.admin, e.g. 127.0.0.1:9464 or off
-  SLUICE_REDIS_URL       overrides store.redis (one server; selects the Redis store)
-  SLUICE_REDIS_PASSWORD  overrides store.redis password / password_file / the url's password
-  SLUICE_LOG_LEVEL       trace, debug, info (default), warn, error, fatal or silent
-
-signals (serve):
-  SIGHUP                 read the policy file again (it is also watched for changes)
-  SIGTERM, SIGINT        stop taking calls, finish the ones under way, exit 0
-`;
-
-const LEVELS = new Set(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']);
+import { logLevel, packageVersion, stopDelayMs } from './environment.js';
+import { inject } from './inject.js';
+import { install } from './install.js';
+import { USAGE } from './usage.js';
 
 async function main(argv: string[]): Promise<number> {
-  // install has flags of its own, which no other command takes.
+  // inject and install have flags of their own, which no other command takes.
+  if (argv[0] === 'inject') return inject(argv.slice(1));
   if (argv[0] === 'install') return install(argv.slice(1));
   const { positionals, values } = parseArgs({
     args: argv,
@@ -53,7 +27,7 @@ async function main(argv: string[]): Promise<number> {
   }
   switch (command) {
     case 'version':
-      process.stdout.write(`${version()}\n`);
+      process.stdout.write(`${packageVersion()}\n`);
       return 0;
     case 'check':
       return check(rest[0] ?? values.config);
@@ -65,45 +39,15 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
-function version(): string {
-  return JSON.parse(readFileSync(join(packageRoot, 'package.json'), 'utf8')).version;
-}
-
-function install(argv: string[]): number {
-  let options;
-  try {
-    const { values } = parseArgs({
-      args: argv,
-      options: {
-        namespace: { type: 'string' },
-        image: { type: 'string' },
-        'failure-policy': { type: 'string' },
-        'cert-manager': { type: 'boolean' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    });
-    if (values.help) {
-      process.stdout.write(USAGE);
-      return 0;
-    }
-    options = installOptions(values, version());
-  } catch (err) {
-    // parseArgs names the unknown or incomplete flag; installOptions the value it refuses.
-    if (!(err instanceof InstallOptionError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS'))) throw err;
-    process.stderr.write(`sluice install: ${(err as Error).message}\n`);
-    return 2;
-  }
-  process.stdout.write(manifestsYaml(installManifests(options)));
-  return 0;
-}
-
+// The same environment serve reads, so that a pod's env can be checked with its policy.
 function check(file: string | undefined): number {
   if (!file) {
     process.stderr.write('sluice check: name the policy file: sluice check FILE\n');
     return 2;
   }
+  if (logLevel() === null || stopDelayMs() === undefined) return 1;
   try {
-    const policy = loadPolicyFile(file);
+    const policy = loadPolicyFile(file, process.env);
     const domains = policy.envoy ? `, Envoy config from ${policy.envoy.configDir}` : '';
     process.stdout.write(`${file}: ok, ${policy.resources.size} resource(s)${domains}\n`);
     return 0;
@@ -113,13 +57,12 @@ function check(file: string | undefined): number {
   }
 }
 
+
 async function serve(file: string | undefined, pretty: boolean): Promise<number> {
-  const level = process.env.SLUICE_LOG_LEVEL ?? 'info';
-  if (!LEVELS.has(level)) {
-    process.stderr.write(`sluice: SLUICE_LOG_LEVEL must be one of ${[...LEVELS].join(', ')}\n`);
-    return 2;
-  }
-  const log = createLogger(level as LevelWithSilent, pretty);
+  const level = logLevel();
+  const delayMs = stopDelayMs();
+  if (level === null || delayMs === undefined) return 2;
+  const log = createLogger(level, pretty);
   const policyFile = file ?? join(packageRoot, 'examples', 'quickstart.yaml');
   let policy;
   try {
@@ -150,11 +93,18 @@ async function serve(file: string | undefined, pretty: boolean): Promise<number>
       // A repeated signal must not cut the drain short; the grace period bounds it.
       if (stopping) return;
       stopping = true;
-      log.info({ signal }, 'shutting down');
-      sidecar.stop().then(resolve, (err) => {
-        log.error({ err }, 'shutdown failed');
-        resolve();
-      });
+      const drain = () => {
+        log.info({ signal }, 'shutting down');
+        sidecar.stop().then(resolve, (err) => {
+          log.error({ err }, 'shutdown failed');
+          resolve();
+        });
+      };
+      if (signal !== 'SIGTERM' || delayMs === 0) return drain();
+      // The classic sidecar: kubelet signals every container at once, and the app may still
+      // need answers while it finishes; serving goes on as before until the delay is over.
+      log.info({ signal, stopDelayMs: delayMs }, `still serving for ${delayMs} ms (SLUICE_STOP_DELAY), then shutting down`);
+      setTimeout(drain, delayMs);
     };
     process.on('SIGTERM', () => stop('SIGTERM'));
     process.on('SIGINT', () => stop('SIGINT'));
@@ -163,6 +113,7 @@ async function serve(file: string | undefined, pretty: boolean): Promise<number>
   log.info('stopped');
   return 0;
 }
+
 
 main(process.argv.slice(2)).then(
   (code) => {

@@ -1,4 +1,5 @@
-// The built sidecar as a real process (`node dist/src/cli/main.js serve`), on free ports.
+// The built CLI as a real process: the sidecar (`node dist/src/cli/main.js serve`) on free ports,
+// or any other command that logs when it listens.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, writeFileSync } from 'node:fs';
@@ -11,14 +12,19 @@ import { connect, type SluiceClient } from './client.js';
 
 export const CLI = join(packageRoot, 'dist', 'src', 'cli', 'main.js');
 
-export interface SidecarProcess {
-  address: string;
-  admin: string | null;
+export interface CliProcess {
   child: ChildProcess;
+  /** The log line that says it listens. */
+  listening: Record<string, unknown>;
   /** Every log line so far, parsed. */
   logs: Record<string, unknown>[];
   /** Sends the signal (SIGTERM by default) and resolves with the exit code. */
   stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+export interface SidecarProcess extends CliProcess {
+  address: string;
+  admin: string | null;
 }
 
 export function writePolicy(yaml: string): string {
@@ -36,24 +42,37 @@ export function startSidecar(policyYaml: string, env: Record<string, string> = {
 
 /** A sidecar serving the policy file at `policyFile` (which it watches). */
 export async function startSidecarOn(policyFile: string, env: Record<string, string> = {}, nodeFlags: string[] = []): Promise<SidecarProcess> {
-  const child = spawn(process.execPath, [...nodeFlags, CLI, 'serve', '--config', policyFile], {
-    env: { ...process.env, SLUICE_LISTEN: '127.0.0.1:0', SLUICE_ADMIN: '127.0.0.1:0', SLUICE_LOG_LEVEL: 'info', ...env },
+  return asSidecar(await startCli(['serve', '--config', policyFile], { SLUICE_LISTEN: '127.0.0.1:0', SLUICE_ADMIN: '127.0.0.1:0', ...env }, nodeFlags));
+}
+
+/** `sluice ARGS...` as a process (logging at info), once it has logged that it listens. */
+export function startCli(args: string[], env: Record<string, string> = {}, nodeFlags: string[] = []): Promise<CliProcess> {
+  const child = spawn(process.execPath, [...nodeFlags, CLI, ...args], {
+    env: { ...process.env, SLUICE_LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  return watchSidecar(child);
+  return watchCli(child);
 }
 
 /**
  * A started `sluice serve` (stdout and stderr piped), once it logs that it listens. `signal`
  * reaches the sidecar itself: the child unless the child is a launcher that runs it.
  */
-export async function watchSidecar(child: ChildProcess, signal: (name: NodeJS.Signals) => void = (name) => child.kill(name)): Promise<SidecarProcess> {
+export async function watchSidecar(child: ChildProcess, signal?: (name: NodeJS.Signals) => void): Promise<SidecarProcess> {
+  return asSidecar(await watchCli(child, signal));
+}
+
+function asSidecar(started: CliProcess): SidecarProcess {
+  return { ...started, address: started.listening.address as string, admin: (started.listening.admin as string | null) ?? null };
+}
+
+async function watchCli(child: ChildProcess, signal: (name: NodeJS.Signals) => void = (name) => child.kill(name)): Promise<CliProcess> {
   const logs: Record<string, unknown>[] = [];
   let stderr = '';
   child.stderr!.on('data', (chunk) => (stderr += chunk));
   const lines = createInterface({ input: child.stdout! });
   const listening = await new Promise<Record<string, unknown>>((resolve, reject) => {
-    child.once('exit', (code) => reject(new Error(`sidecar exited (${code}) before listening:\n${stderr}`)));
+    child.once('exit', (code) => reject(new Error(`sluice exited (${code}) before listening:\n${stderr}${logs.map((l) => JSON.stringify(l)).join('\n')}`)));
     lines.on('line', (line) => {
       try {
         const entry = JSON.parse(line) as Record<string, unknown>;
@@ -67,9 +86,8 @@ export async function watchSidecar(child: ChildProcess, signal: (name: NodeJS.Si
   child.removeAllListeners('exit');
   const exited = once(child, 'exit');
   return {
-    address: listening.address as string,
-    admin: (listening.admin as string | null) ?? null,
     child,
+    listening,
     logs,
     async stop(name = 'SIGTERM') {
       if (child.exitCode === null && child.signalCode === null) signal(name);

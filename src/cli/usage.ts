@@ -1,0 +1,38 @@
+// What `sluice --help` prints: every command, option and variable the CLI reads.
+export const USAGE = `usage: sluice <command> [options]
+
+commands:
+  serve [--config FILE] [--pretty]   run the sidecar (default policy: examples/quickstart.yaml)
+  check FILE                         validate a policy file (with the overrides below applied),
+                                     print every problem, exit 1 if any
+  inject [options]                   run the Kubernetes admission webhook that adds the sidecar to pods
+  install [--namespace NS] [--image IMAGE] [--failure-policy Ignore|Fail] [--cert-manager]
+                                     print the injector's Kubernetes manifests, for
+                                     sluice install | kubectl apply -f -
+                                     (defaults: sluice-system, sluice:<version>, Ignore;
+                                     --cert-manager: cert-manager issues the webhook's certificate)
+  version                            print the version
+
+inject options:
+  --listen HOST:PORT       where the HTTPS server listens (default 0.0.0.0:8443)
+  --tls-cert FILE          serve this certificate (with --tls-key), reloaded when it changes;
+  --tls-key FILE           without them, a CA of its own is kept in the Secret below
+  --namespace NS           the injector's namespace (default $SLUICE_NAMESPACE, else sluice-system)
+  --service NAME           its Service, named in the certificate (default sluice-injector)
+  --secret NAME            the Secret holding its CA and certificate (default sluice-injector-tls)
+  --webhook NAME           the MutatingWebhookConfiguration whose caBundle it fills (default sluice-injector)
+  --sidecar-image IMAGE    image injected when a pod names none (default $SLUICE_IMAGE, else sluice:VERSION)
+
+environment:
+  SLUICE_CONFIG          policy file for serve (--config wins)
+  SLUICE_LISTEN          overrides server.listen, e.g. 127.0.0.1:50051 or unix:/run/sluice.sock
+  SLUICE_ADMIN           overrides server.admin, e.g. 127.0.0.1:9464 or off
+  SLUICE_REDIS_URL       overrides store.redis (one server; selects the Redis store)
+  SLUICE_REDIS_PASSWORD  overrides store.redis password / password_file / the url's password
+  SLUICE_LOG_LEVEL       trace, debug, info (default), warn, error, fatal or silent
+  SLUICE_STOP_DELAY      serve: on SIGTERM, keep answering this long (e.g. 25s) before draining
+
+signals (serve):
+  SIGHUP                 read the policy file again (it is also watched for changes)
+  SIGTERM, SIGINT        stop taking calls, finish the ones under way, exit 0
+`;

@@ -1,0 +1,75 @@
+// The sluice container and its policy volume, as injected into a pod.
+import type { SidecarSettings } from './annotations.js';
+
+export const CONTAINER_NAME = 'sluice';
+export const POLICY_VOLUME = 'sluice-policy';
+/** The ConfigMap is mounted as a directory: kubelet updates a directory mount, never a subPath. */
+const POLICY_DIR = '/etc/sluice';
+const POLICY_KEY = 'policy.yaml';
+
+/** The user the image runs as. */
+const SIDECAR_UID = 1000;
+
+type Json = Record<string, unknown>;
+
+/**
+ * `stopDelay` (a duration such as "25s") is set for the classic form only: there kubelet stops
+ * every container at once, and sluice must keep answering while the app finishes.
+ */
+export function sidecarContainer(settings: SidecarSettings, stopDelay: string | null): Json {
+  const env: Json[] = [
+    // The rate-limit API stays on the pod's loopback: on the pod IP, any pod could spend the budget.
+    { name: 'SLUICE_LISTEN', value: `127.0.0.1:${settings.port}` },
+    // The admin port is on every interface so that the kubelet's probes and Prometheus reach it.
+    { name: 'SLUICE_ADMIN', value: `0.0.0.0:${settings.adminPort}` },
+    { name: 'SLUICE_LOG_LEVEL', value: settings.logLevel },
+  ];
+  if (stopDelay !== null) env.push({ name: 'SLUICE_STOP_DELAY', value: stopDelay });
+  if (settings.redisSecret !== null) {
+    env.push(
+      { name: 'SLUICE_REDIS_URL', valueFrom: { secretKeyRef: { name: settings.redisSecret, key: 'url' } } },
+      { name: 'SLUICE_REDIS_PASSWORD', valueFrom: { secretKeyRef: { name: settings.redisSecret, key: 'password', optional: true } } },
+    );
+  }
+  // HTTP probes on the admin port. Not gRPC probes: the kubelet probes the pod IP, and the gRPC
+  // port is bound to 127.0.0.1 only. Not exec probes: each would start a second node process.
+  const probe = (path: string) => ({ httpGet: { path, port: settings.adminPort } });
+  return {
+    name: CONTAINER_NAME,
+    image: settings.image,
+    args: ['serve', '--config', `${POLICY_DIR}/${POLICY_KEY}`],
+    ...(settings.native ? { restartPolicy: 'Always' } : {}),
+    ports: [
+      { name: 'sluice-grpc', containerPort: settings.port, protocol: 'TCP' },
+      { name: 'sluice-admin', containerPort: settings.adminPort, protocol: 'TCP' },
+    ],
+    env,
+    resources: {
+      requests: { cpu: settings.cpuRequest, memory: settings.memoryLimit },
+      limits: { memory: settings.memoryLimit },
+    },
+    volumeMounts: [{ name: POLICY_VOLUME, mountPath: POLICY_DIR, readOnly: true }],
+    // Native: the app starts only once this passes, so its first call finds sluice answering.
+    startupProbe: { ...probe('/readyz'), periodSeconds: 1, failureThreshold: 30 },
+    readinessProbe: { ...probe('/readyz'), periodSeconds: 5 },
+    livenessProbe: { ...probe('/healthz'), periodSeconds: 10, failureThreshold: 3 },
+    securityContext: {
+      runAsNonRoot: true,
+      runAsUser: SIDECAR_UID,
+      runAsGroup: SIDECAR_UID,
+      readOnlyRootFilesystem: true,
+      allowPrivilegeEscalation: false,
+      capabilities: { drop: ['ALL'] },
+      seccompProfile: { type: 'RuntimeDefault' },
+    },
+  };
+}
+
+export function policyVolume(settings: SidecarSettings): Json {
+  return { name: POLICY_VOLUME, configMap: { name: settings.policyConfigMap } };
+}
+
+/** The address the app containers are given in SLUICE_ADDR. */
+export function sidecarAddress(settings: SidecarSettings): string {
+  return `127.0.0.1:${settings.port}`;
+}

@@ -1,0 +1,95 @@
+// The injector's HTTPS server: POST /inject and /inject/namespace (AdmissionReview v1), GET
+// /healthz and /readyz. The certificate can be swapped while it runs: new handshakes get the new
+// one, connections already open keep theirs.
+import { createServer, type Server } from 'node:https';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Logger } from 'pino';
+import { listenAdmin } from '../admin/admin-server.js';
+import type { KeyPair } from './certificates.js';
+import type { InjectorOptions } from './inject.js';
+import { answerReview } from './review.js';
+
+/**
+ * The API server sends one pod at a time; etcd refuses objects over 1.5 MiB, so a review bigger
+ * than this is not a pod the API server could store.
+ */
+const MAX_BODY_BYTES = 2 * 1024 * 1024;
+
+/** The API server gives up after the webhook's timeoutSeconds (5); a slower client is cut. */
+const REQUEST_TIMEOUT_MS = 10_000;
+/** On close, connections still open after this are cut (a kept-alive one may never go idle). */
+const CLOSE_GRACE_MS = 5_000;
+
+export interface Webhook {
+  server: Server;
+  address: string;
+  /** From the next handshake on, present this pair. The first call makes /readyz answer 200. */
+  setCertificate(pair: KeyPair): void;
+  /** Stops accepting; requests under way are answered. */
+  close(): Promise<void>;
+}
+
+/**
+ * `placeholder` is presented until the first setCertificate: a self-signed pair, enough for the
+ * kubelet's probes (they do not verify) while the real certificate is being fetched.
+ */
+export async function startWebhook(listen: string, placeholder: KeyPair, options: InjectorOptions, log: Logger): Promise<Webhook> {
+  let ready = false;
+  const server = createServer({ cert: placeholder.cert, key: placeholder.key, requestTimeout: REQUEST_TIMEOUT_MS, headersTimeout: REQUEST_TIMEOUT_MS }, (req, res) =>
+    handle(req, res, () => ready, options, log),
+  );
+  const address = await listenAdmin(server, listen);
+  return {
+    server,
+    address,
+    setCertificate(pair) {
+      server.setSecureContext({ cert: pair.cert, key: pair.key });
+      ready = true;
+    },
+    close: () =>
+      new Promise((resolve) => {
+        server.close(() => resolve());
+        server.closeIdleConnections();
+        setTimeout(() => server.closeAllConnections(), CLOSE_GRACE_MS).unref();
+      }),
+  };
+}
+
+const ROUTES: Record<string, boolean> = { '/inject': false, '/inject/namespace': true };
+
+function handle(req: IncomingMessage, res: ServerResponse, ready: () => boolean, options: InjectorOptions, log: Logger): void {
+  const path = (req.url ?? '/').split('?')[0]!;
+  const text = (status: number, body: string, headers: Record<string, string> = {}) =>
+    res.writeHead(status, { 'content-type': 'text/plain', ...headers }).end(`${body}\n`);
+  if (path === '/healthz' || path === '/readyz') {
+    if (req.method !== 'GET' && req.method !== 'HEAD') return void text(405, 'method not allowed', { allow: 'GET, HEAD' });
+    if (path === '/healthz') return void text(200, 'ok');
+    return void (ready() ? text(200, 'ready') : text(503, 'not ready: no serving certificate yet'));
+  }
+  const namespaceOptedIn = ROUTES[path];
+  if (namespaceOptedIn === undefined) return void text(404, 'not found');
+  if (req.method !== 'POST') return void text(405, 'method not allowed: POST an AdmissionReview', { allow: 'POST' });
+  const refuse = () => {
+    if (res.headersSent) return;
+    log.info({ bytes: Math.max(size, Number(req.headers['content-length'] ?? 0)) }, 'not injected: review too large');
+    res.writeHead(413, { 'content-type': 'text/plain', connection: 'close' }).end(`an AdmissionReview over ${MAX_BODY_BYTES} bytes is not a pod sluice injects\n`);
+    req.resume();
+  };
+  const chunks: Buffer[] = [];
+  let size = 0;
+  if (Number(req.headers['content-length'] ?? 0) > MAX_BODY_BYTES) return refuse();
+  req.on('data', (chunk: Buffer) => {
+    size += chunk.length;
+    if (size > MAX_BODY_BYTES) refuse();
+    else chunks.push(chunk);
+  });
+  req.on('end', () => {
+    if (size > MAX_BODY_BYTES) return;
+    const answer = answerReview(Buffer.concat(chunks).toString('utf8'), namespaceOptedIn, options);
+    log.info(
+      { namespace: answer.namespace, pod: answer.pod, injected: answer.injected, ...(answer.reason ? { reason: answer.reason } : {}) },
+      answer.injected ? 'injected' : 'not injected',
+    );
+    res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(answer.review));
+  });
+}

@@ -1,0 +1,307 @@
+// `sluice inject` as a real process over real HTTPS, against the small Kubernetes API server of
+// test/support/kube-api.ts: the CA it makes, keeps in the Secret and writes into the caBundle is
+// the only CA the test's client trusts, as the API server would.
+import { request } from 'node:https';
+import { connect as tlsConnect } from 'node:tls';
+import { copyFileSync, mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createAuthority, issueServing, parseCertificate, serviceNames, splitPem } from '../../src/kube/certificates.js';
+import { toSecretData } from '../../src/kube/certificate-secret.js';
+import { expectRecordedAnswer, FIXTURES, reviewText } from '../support/admission.js';
+import { startKubeApi, webhookConfiguration, type KubeApiServer } from '../support/kube-api.js';
+import { waitFor } from '../support/redis-server.js';
+import { startCli, type CliProcess } from '../support/sidecar.js';
+import { makeTlsFiles, type TlsFiles } from '../support/tls.js';
+
+const NAMESPACE = 'sluice-system';
+const SECRET = `${NAMESPACE}/sluice-injector-tls`;
+/** The name the API server calls the webhook by, and checks the certificate against. */
+const SERVICE_HOST = `sluice-injector.${NAMESPACE}.svc`;
+
+interface Injector extends CliProcess {
+  port: number;
+}
+
+async function startInjector(api: KubeApiServer | null, args: string[] = []): Promise<Injector> {
+  const started = await startCli(
+    ['inject', '--listen', '127.0.0.1:0', '--namespace', NAMESPACE, '--sidecar-image', 'sluice:test', ...(api ? ['--serviceaccount-dir', api.serviceAccountDir] : []), ...args],
+    api ? api.env() : {},
+  );
+  const address = started.listening.address as string;
+  return { ...started, port: Number(address.slice(address.lastIndexOf(':') + 1)) };
+}
+
+interface Answer {
+  status: number;
+  body: string;
+}
+
+/** `ca`: the only certificates trusted; without it, any certificate is accepted (as the kubelet's probes do). */
+function call(port: number, method: string, path: string, options: { ca?: string; body?: string | Buffer; servername?: string } = {}): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    const req = request(
+      {
+        host: '127.0.0.1',
+        port,
+        method,
+        path,
+        agent: false,
+        servername: options.servername ?? SERVICE_HOST,
+        ...(options.ca ? { ca: options.ca } : { rejectUnauthorized: false }),
+        headers: options.body === undefined ? {} : { 'content-type': 'application/json' },
+      },
+      (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (chunk) => (body += chunk));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      },
+    );
+    req.on('error', reject);
+    req.end(options.body);
+  });
+}
+
+/** The certificate the server presents now, by its SHA-256 fingerprint. */
+function presented(port: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = tlsConnect({ host: '127.0.0.1', port, servername: SERVICE_HOST, rejectUnauthorized: false }, () => {
+      resolve(socket.getPeerX509Certificate()!.fingerprint256);
+      socket.end();
+    });
+    socket.on('error', reject);
+  });
+}
+
+const fingerprint = (pem: string) => parseCertificate(pem)!.fingerprint256;
+
+/** The CA bundle of each webhook in the API's configuration (PEM; '' while unset). */
+function caBundles(api: KubeApiServer): string[] {
+  return api.webhookConfigurations.get('sluice-injector').webhooks.map((w: any) => Buffer.from(w.clientConfig.caBundle ?? '', 'base64').toString('utf8'));
+}
+
+/** The bundle once both webhooks carry the same one that `accept` accepts. */
+function publishedBundle(api: KubeApiServer, accept: (bundle: string) => boolean = (b) => b !== ''): Promise<string> {
+  return waitFor('the caBundle in both webhooks', 30_000, async () => {
+    const [first, second] = caBundles(api);
+    return first !== undefined && first === second && accept(first) ? first : undefined;
+  });
+}
+
+function secretText(api: KubeApiServer, key: string): string {
+  return Buffer.from(api.secrets.get(SECRET).data[key], 'base64').toString('utf8');
+}
+
+const ready = (injector: Injector) => waitFor('/readyz', 30_000, async () => ((await call(injector.port, 'GET', '/readyz')).status === 200 ? true : undefined));
+
+let tls: TlsFiles;
+beforeAll(async () => {
+  tls = await makeTlsFiles();
+});
+afterAll(() => tls?.remove());
+
+async function apiWithWebhook(): Promise<KubeApiServer> {
+  const api = await startKubeApi(tls);
+  api.webhookConfigurations.set('sluice-injector', webhookConfiguration(NAMESPACE));
+  return api;
+}
+
+describe('with its own CA', () => {
+  let api: KubeApiServer;
+  let injector: Injector;
+  beforeAll(async () => {
+    api = await apiWithWebhook();
+    injector = await startInjector(api);
+  });
+  afterAll(async () => {
+    expect(await injector?.stop()).toBe(0);
+    await api?.close();
+  });
+
+  it('keeps its CA in the Secret, writes it into both webhooks, and answers every golden review to a client trusting only that', async () => {
+    const bundle = await publishedBundle(api);
+    await ready(injector);
+    const secret = api.secrets.get(SECRET);
+    expect(secret.type).toBe('kubernetes.io/tls');
+    expect(Object.keys(secret.data).sort()).toEqual(['ca.crt', 'ca.key', 'tls.crt', 'tls.key']);
+    expect(secretText(api, 'ca.crt')).toBe(bundle);
+    expect(await presented(injector.port)).toBe(fingerprint(secretText(api, 'tls.crt')));
+    const cert = parseCertificate(secretText(api, 'tls.crt'))!;
+    for (const name of serviceNames('sluice-injector', NAMESPACE)) expect(cert.subjectAltName).toContain(`DNS:${name}`);
+
+    for (const fixture of FIXTURES) {
+      const answer = await call(injector.port, 'POST', fixture.path, { ca: bundle, body: reviewText(fixture) });
+      expect(answer.status).toBe(200);
+      expectRecordedAnswer(fixture, JSON.parse(answer.body));
+    }
+    // The client does check: trusting another CA, it refuses the server.
+    await expect(call(injector.port, 'POST', '/inject', { ca: readFileSync(tls.otherCaFile, 'utf8'), body: '{}' })).rejects.toThrow(
+      /self.signed|unable to verify|unable to get local issuer/i,
+    );
+    expect(injector.logs).toContainEqual(expect.objectContaining({ msg: 'injected', namespace: 'shop', pod: 'checkout-7d9f8-abcde', injected: true }));
+    expect(injector.logs).toContainEqual(expect.objectContaining({ msg: 'not injected', namespace: 'payments', reason: 'opted out by sluice.dev/inject: "false"' }));
+  });
+
+  it('answers /healthz and /readyz, refuses other methods and paths, and oversized or broken reviews', async () => {
+    expect(await call(injector.port, 'GET', '/healthz')).toMatchObject({ status: 200 });
+    expect(await call(injector.port, 'GET', '/readyz')).toMatchObject({ status: 200 });
+    expect(await call(injector.port, 'GET', '/inject')).toMatchObject({ status: 405 });
+    expect(await call(injector.port, 'POST', '/mutate', { body: '{}' })).toMatchObject({ status: 404 });
+    expect(await call(injector.port, 'POST', '/inject', { body: Buffer.alloc(3 * 1024 * 1024, ' ') })).toMatchObject({ status: 413 });
+    const broken = await call(injector.port, 'POST', '/inject', { body: '{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "requ' });
+    expect(broken.status).toBe(200);
+    expect(JSON.parse(broken.body).response).toEqual({ uid: '', allowed: true });
+    // Still serving after all that.
+    expect(await call(injector.port, 'GET', '/healthz')).toMatchObject({ status: 200 });
+  });
+});
+
+describe('two replicas', () => {
+  let api: KubeApiServer;
+  let injectors: Injector[] = [];
+  beforeAll(async () => {
+    api = await apiWithWebhook();
+    api.holdSecretReads = 2;
+    injectors = await Promise.all([startInjector(api), startInjector(api)]);
+  });
+  afterAll(async () => {
+    await Promise.all(injectors.map((i) => i.stop()));
+    await api?.close();
+  });
+
+  it('share one Secret: both find none, one creates it, the other reads and uses it', async () => {
+    const bundle = await publishedBundle(api);
+    await Promise.all(injectors.map(ready));
+    const created = api.calls.filter((c) => c.method === 'POST' && c.path.endsWith('/secrets'));
+    expect(created.map((c) => c.status).sort()).toEqual([201, 409]);
+    expect(splitPem(bundle)).toHaveLength(1);
+    const served = secretText(api, 'tls.crt');
+    expect(await Promise.all(injectors.map((i) => presented(i.port)))).toEqual([fingerprint(served), fingerprint(served)]);
+    for (const injector of injectors) {
+      const answer = await call(injector.port, 'POST', '/inject', { ca: bundle, body: reviewText(FIXTURES[0]!) });
+      expect(JSON.parse(answer.body).response.patchType).toBe('JSONPatch');
+    }
+  });
+});
+
+describe('renewal', () => {
+  // A CA and serving certificate seeded with a short life: the injector renews them once a
+  // third of it is left, while it runs.
+  const LIFETIME_MS = 24_000;
+  let api: KubeApiServer;
+  let injector: Injector;
+  let seeded: { ca: string; cert: string };
+  beforeAll(async () => {
+    api = await apiWithWebhook();
+    const now = new Date();
+    const ca = await createAuthority('sluice-injector CA', now, LIFETIME_MS);
+    const serving = await issueServing(ca, serviceNames('sluice-injector', NAMESPACE), now, LIFETIME_MS);
+    seeded = { ca: ca.cert, cert: serving.cert };
+    api.secrets.set(SECRET, {
+      apiVersion: 'v1',
+      kind: 'Secret',
+      metadata: { name: 'sluice-injector-tls', namespace: NAMESPACE, resourceVersion: '7' },
+      type: 'kubernetes.io/tls',
+      data: toSecretData({ ca, caBundle: [ca.cert], serving }),
+    });
+    injector = await startInjector(api, ['--resync', '300ms', '--ca-lifetime', '1h', '--cert-lifetime', '30m']);
+  });
+  afterAll(async () => {
+    await injector?.stop();
+    await api?.close();
+  });
+
+  it('renews a CA and certificate near expiry without a restart, and keeps the old CA trusted until it expires', async () => {
+    // First it serves what it found.
+    expect(await publishedBundle(api)).toBe(seeded.ca);
+    expect(await presented(injector.port)).toBe(fingerprint(seeded.cert));
+    expect(api.secrets.get(SECRET).metadata.resourceVersion).toBe('7');
+
+    const renewed = await waitFor('a new serving certificate', 30_000, async () => {
+      const now = await presented(injector.port);
+      return now !== fingerprint(seeded.cert) ? now : undefined;
+    });
+    expect(injector.child.exitCode).toBeNull();
+    expect(fingerprint(secretText(api, 'tls.crt'))).toBe(renewed);
+    const [newCa, oldCa, ...more] = splitPem(secretText(api, 'ca.crt'));
+    expect(oldCa).toBe(seeded.ca);
+    expect(more).toEqual([]);
+    expect(parseCertificate(secretText(api, 'tls.crt'))!.checkIssued(parseCertificate(newCa!)!)).toBe(true);
+    const bundle = await publishedBundle(api, (b) => b.includes(newCa!));
+    expect(splitPem(bundle)).toEqual([newCa, seeded.ca]);
+    const answer = await call(injector.port, 'POST', '/inject', { ca: newCa!, body: reviewText(FIXTURES[0]!) });
+    expect(JSON.parse(answer.body).response.patchType).toBe('JSONPatch');
+
+    // Once the old CA has expired, it leaves the Secret and the caBundle.
+    expect(splitPem(await publishedBundle(api, (b) => splitPem(b).length === 1))).toEqual([newCa]);
+    expect(splitPem(secretText(api, 'ca.crt'))).toEqual([newCa]);
+    expect(await presented(injector.port)).toBe(renewed);
+  });
+  it("serves what another replica wrote to the Secret, and trusts that replica's CA", async () => {
+    const now = new Date();
+    const ca = await createAuthority('sluice-injector CA', now, 3_600_000);
+    const serving = await issueServing(ca, serviceNames('sluice-injector', NAMESPACE), now, 1_800_000);
+    const current = api.secrets.get(SECRET);
+    api.secrets.set(SECRET, { ...current, metadata: { ...current.metadata, resourceVersion: '1000' }, data: toSecretData({ ca, caBundle: [ca.cert], serving }) });
+    await waitFor('the certificate the other replica wrote', 10_000, async () => ((await presented(injector.port)) === fingerprint(serving.cert) ? true : undefined));
+    expect(await publishedBundle(api, (b) => b === ca.cert)).toBe(ca.cert);
+    expect(injector.child.exitCode).toBeNull();
+  });
+});
+
+describe('before it may read its Secret', () => {
+  let api: KubeApiServer;
+  let injector: Injector;
+  beforeAll(async () => {
+    api = await apiWithWebhook();
+    api.authorized = false;
+    injector = await startInjector(api);
+  });
+  afterAll(async () => {
+    await injector?.stop();
+    await api?.close();
+  });
+
+  it('is alive but not ready, says why, and becomes ready once the API lets it in', async () => {
+    await waitFor('the warning', 10_000, async () => (injector.logs.some((l) => l.msg === 'could not read or renew the certificate Secret' && /403/.test(String(l.err))) ? true : undefined));
+    expect(await call(injector.port, 'GET', '/healthz')).toMatchObject({ status: 200 });
+    expect(await call(injector.port, 'GET', '/readyz')).toMatchObject({ status: 503 });
+    api.authorized = true;
+    await ready(injector);
+    expect(await publishedBundle(api)).toBe(secretText(api, 'ca.crt'));
+  });
+});
+
+describe('with certificate files (cert-manager)', () => {
+  let injector: Injector;
+  let dir: string;
+  let other: TlsFiles;
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'sluice-certs-'));
+    copyFileSync(tls.certFile, join(dir, 'tls.crt'));
+    copyFileSync(tls.keyFile, join(dir, 'tls.key'));
+    other = await makeTlsFiles();
+    injector = await startInjector(null, ['--tls-cert', join(dir, 'tls.crt'), '--tls-key', join(dir, 'tls.key'), '--resync', '200ms']);
+  });
+  afterAll(async () => {
+    expect(await injector?.stop()).toBe(0);
+    other?.remove();
+  });
+
+  it('serves the files, and the new pair when they change', async () => {
+    const fixture = FIXTURES[0]!;
+    const first = await call(injector.port, 'POST', fixture.path, { ca: readFileSync(tls.caFile, 'utf8'), servername: 'localhost', body: reviewText(fixture) });
+    expectRecordedAnswer(fixture, JSON.parse(first.body));
+    copyFileSync(other.certFile, join(dir, 'tls.crt'));
+    copyFileSync(other.keyFile, join(dir, 'tls.key'));
+    await waitFor('the new certificate', 10_000, async () => ((await presented(injector.port)) === fingerprint(readFileSync(other.certFile, 'utf8')) ? true : undefined));
+    const second = await call(injector.port, 'POST', fixture.path, { ca: readFileSync(other.caFile, 'utf8'), servername: 'localhost', body: reviewText(fixture) });
+    expectRecordedAnswer(fixture, JSON.parse(second.body));
+  });
+
+  it('refuses to start on files that do not belong together', async () => {
+    await expect(startInjector(null, ['--tls-cert', tls.certFile, '--tls-key', other.keyFile])).rejects.toThrow(/is not the private key of/);
+  });
+});
