@@ -2,38 +2,15 @@
 // (a new timestamped directory, then the `..data` symlink swapped in one rename), and on SIGHUP.
 // Under load no call fails; the new policy answers within 2 s; a limit that keeps its name and
 // algorithm keeps its state under the new numbers; a bad file keeps the old policy.
-import { mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { status, type ServiceError } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, type SluiceClient } from '../support/client.js';
+import { ConfigMapVolume } from '../support/configmap-volume.js';
 import { metric, startSidecarOn, type SidecarProcess } from '../support/sidecar.js';
 import { useRedis } from '../support/use-redis.js';
-
-/** A directory laid out as the kubelet lays out a ConfigMap volume, updated as it updates one. */
-class ConfigMapVolume {
-  readonly dir = mkdtempSync(join(tmpdir(), 'sluice-configmap-'));
-  readonly file = join(this.dir, 'policy.yaml');
-  private version = 0;
-  private current: string | null = null;
-
-  constructor(yaml: string) {
-    this.update(yaml);
-    symlinkSync('..data/policy.yaml', this.file);
-  }
-
-  /** The kubelet's atomic writer: write a new directory, point `..data_tmp` at it, rename it over `..data`. */
-  update(yaml: string): void {
-    const next = `..2026_11_28_04_00_00.${++this.version}`;
-    mkdirSync(join(this.dir, next));
-    writeFileSync(join(this.dir, next, 'policy.yaml'), yaml);
-    symlinkSync(next, join(this.dir, '..data_tmp'));
-    renameSync(join(this.dir, '..data_tmp'), join(this.dir, '..data'));
-    if (this.current) rmSync(join(this.dir, this.current), { recursive: true });
-    this.current = next;
-  }
-}
 
 const resources = (changed: boolean) => `
 resources:

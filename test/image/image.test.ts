@@ -13,6 +13,9 @@ import { buildImage, inspectImage, mountImage, unmountImage, type ImageConfig } 
 import { freePort } from '../support/ports.js';
 import { commandPid, execBeside, startReadOnly } from '../support/read-only-root.js';
 import { watchSidecar, writePolicy, type SidecarProcess } from '../support/sidecar.js';
+import { ConfigMapVolume } from '../support/configmap-volume.js';
+import { inject } from '../../src/kube/inject.js';
+import fastJsonPatch from 'fast-json-patch';
 
 const TAG = 'localhost/sluice:test';
 const POLICY = `
@@ -136,6 +139,71 @@ describe('started from its own files, root filesystem read-only', () => {
   it('exits 0 on SIGTERM', async () => {
     expect(await sidecar!.stop()).toBe(0);
     expect(sidecar!.logs.at(-1)?.msg).toBe('stopped');
+  });
+});
+
+describe('as the injector puts it into a pod', () => {
+  // The sidecar container the injector writes, run from the image as the kubelet would run it:
+  // the image's entrypoint with the container's args and env, the policy ConfigMap as a volume
+  // at its mountPath, probed where its probes point; then the ConfigMap is updated.
+  let launcher: ChildProcess | undefined;
+  let sidecar: SidecarProcess | undefined;
+  let client: SluiceClient;
+  let volume: ConfigMapVolume;
+  let container: Record<string, any>;
+  let appEnv: { name: string; value?: string }[];
+
+  beforeAll(async () => {
+    const review = JSON.parse(readFileSync(join(packageRoot, 'test', 'kube', 'fixtures', 'native.review.json'), 'utf8'));
+    const pod = review.request.object;
+    // Free ports, through the annotations, since this machine's 50051 and 9464 may be taken.
+    const [port, adminPort] = [await freePort(), await freePort()];
+    pod.metadata.annotations = { ...pod.metadata.annotations, 'sluice.dev/port': String(port), 'sluice.dev/admin-port': String(adminPort) };
+    const injection = inject(pod, review.request.namespace, false, { namespace: 'sluice-system', defaultImage: TAG });
+    if (!('patch' in injection)) throw new Error(`not injected: ${injection.skip}`);
+    const patched = fastJsonPatch.applyPatch(structuredClone(pod), injection.patch).newDocument;
+    container = patched.spec.initContainers.find((each: { name: string }) => each.name === 'sluice');
+    appEnv = patched.spec.containers[0].env;
+    expect(container.image).toBe(TAG);
+
+    volume = new ConfigMapVolume(POLICY);
+    const env = Object.fromEntries(container.env.map((each: { name: string; value: string }) => [each.name, each.value]));
+    const mounts = Object.fromEntries(container.volumeMounts.map((mount: { mountPath: string }) => [mount.mountPath, volume.dir]));
+    // A container's args replace the image's CMD; its entrypoint stays.
+    const started = startReadOnly(rootfs!, { ...image, cmd: container.args }, { env, mounts });
+    launcher = started;
+    sidecar = await watchSidecar(started, (signal) => process.kill(commandPid(started), signal));
+    client = connect(appEnv.find((each) => each.name === 'SLUICE_ADDR')!.value!);
+  });
+
+  afterAll(async () => {
+    client?.close();
+    if (sidecar) await sidecar.stop();
+    else launcher?.kill('SIGKILL');
+  });
+
+  it('passes the probes the injector wrote, and answers the app at SLUICE_ADDR', async () => {
+    for (const probe of ['startupProbe', 'readinessProbe', 'livenessProbe']) {
+      const { path, port } = container[probe].httpGet;
+      expect((await fetch(`http://127.0.0.1:${port}${path}`)).status, probe).toBe(200);
+    }
+    const acquire = () => client.acquire({ resource: 'image-check', descriptors: { tenant: 'acme' } });
+    expect((await acquire()).granted).toBe(true);
+    expect((await acquire()).granted).toBe(true);
+    expect((await acquire()).granted).toBe(false);
+  });
+
+  it('serves an updated ConfigMap within 2 s, with the budget already spent', async () => {
+    volume.update(POLICY.replace('2/1h', '3/1h'));
+    const start = Date.now();
+    let granted = false;
+    while (!granted && Date.now() - start < 2_000) {
+      granted = (await client.acquire({ resource: 'image-check', descriptors: { tenant: 'acme' } })).granted;
+      if (!granted) await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    expect(granted).toBe(true);
+    expect((await client.acquire({ resource: 'image-check', descriptors: { tenant: 'acme' } })).granted).toBe(false);
+    expect(sidecar!.logs.some((entry) => entry.msg === 'policy reloaded')).toBe(true);
   });
 });
 
