@@ -53,6 +53,19 @@ describe('Cluster', () => {
     expect(store.batcher).toBeNull();
   });
 
+  it('hears a second error on a node connection (see guardSockets) instead of ending the process', async () => {
+    await take(store, testResource(['{ name: daily, algorithm: fixed_window, rate: 3/1d }']), 'sockets', 1);
+    const nodes = (store.client as Cluster).nodes('all');
+    expect(nodes.length).toBeGreaterThan(0);
+    for (const node of nodes.filter((each) => each.status === 'ready')) {
+      const socket = (node as unknown as { stream: NodeJS.EventEmitter }).stream;
+      expect(() => {
+        socket.emit('error', new Error('first'));
+        socket.emit('error', new Error('second'));
+      }).not.toThrow();
+    }
+  });
+
   it('scopes spread over every master, and acquire, release and refund work on each', async () => {
     const res = testResource(['{ name: daily, algorithm: fixed_window, rate: 3/1d }', '{ name: inflight, algorithm: concurrency, max: 2, ttl: 1h }']);
     const masters = new Map<string, string[]>();

@@ -136,7 +136,14 @@ export async function launchRedis(launch: LaunchOptions): Promise<RedisProcess> 
   lines.removeAllListeners('line');
   child.stdout!.resume();
   child.stderr!.resume();
-  const tls = options.tls ? { ca: readFileSync(options.tls.caFile) } : undefined;
+  // A server that asks for a client certificate gets its own (it is good for clientAuth too):
+  // without one, this client's endless failed handshakes would only add noise.
+  const tls = options.tls
+    ? {
+        ca: readFileSync(options.tls.caFile),
+        ...(options.tls.authClients ? { cert: readFileSync(options.tls.certFile), key: readFileSync(options.tls.keyFile) } : {}),
+      }
+    : undefined;
   const url = `${tls ? 'rediss' : 'redis'}://127.0.0.1:${port}`;
   const client = new Redis({
     host: '127.0.0.1',

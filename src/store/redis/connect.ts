@@ -1,5 +1,6 @@
 // Builds the ioredis client for a compiled store.redis: a `Redis` for one server or a
 // Sentinel-watched master, a `Cluster` for Redis Cluster. AUTH and TLS apply to every data node.
+import type { Duplex } from 'node:stream';
 import type { ConnectionOptions } from 'node:tls';
 import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
 import type { RedisConfig, RedisTls } from '../../config/policy.js';
@@ -27,9 +28,9 @@ export function connectRedis(config: RedisConnection, extra: RedisOptions = {}):
   const topology = config.topology;
   switch (topology.kind) {
     case 'standalone':
-      return new Redis({ ...COMMON, ...auth, host: topology.node.host, port: topology.node.port, db: topology.db, ...extra });
+      return openRedis({ ...COMMON, ...auth, host: topology.node.host, port: topology.node.port, db: topology.db, ...extra });
     case 'sentinel':
-      return keepConnecting(new Redis({
+      return keepConnecting(openRedis({
         ...COMMON,
         ...auth,
         sentinels: topology.sentinels.map(({ host, port }) => ({ host, port })),
@@ -64,9 +65,41 @@ export function connectRedis(config: RedisConnection, extra: RedisOptions = {}):
         clusterRetryStrategy: (times) => (times > ROUNDS ? null : Math.min(100 * times, 1_000)),
         redisOptions: { ...COMMON, ...auth, ...clusterNodeOptions(extra) },
       };
-      return keepConnecting(new Cluster(topology.nodes.map(({ host, port }) => ({ host, port })), options));
+      const cluster = new Cluster(topology.nodes.map(({ host, port }) => ({ host, port })), options);
+      // Node connections are made lazily, so each is guarded before its first socket.
+      cluster.on('+node', (node: Redis) => guardSockets(node));
+      return keepConnecting(cluster);
     }
   }
+}
+
+type Connect = (...args: unknown[]) => Promise<Duplex>;
+
+/**
+ * ioredis hears a socket's errors with `once('error')` (redis/ioredis#961, never merged): a socket
+ * that errs twice, as a TLS socket can (the handshake alert, then the reset), emits the second
+ * error to no listener, and that ends the process. Each socket this client opens gets a lasting
+ * listener as well; ioredis is still told the first error, which is the one that matters (the
+ * socket is finished by then).
+ */
+function guardSockets(redis: Redis): Redis {
+  const connector = (redis as unknown as { connector: { connect: Connect } }).connector;
+  const connect: Connect = connector.connect.bind(connector);
+  connector.connect = async (...args) => {
+    const socket = await connect(...args);
+    socket.on('error', ignoreRepeatedError);
+    return socket;
+  };
+  return redis;
+}
+
+function ignoreRepeatedError(): void {}
+
+/** A Redis client guarded before its first socket: ioredis opens one in its constructor otherwise. */
+function openRedis(options: RedisOptions): Redis {
+  const redis = guardSockets(new Redis({ ...options, lazyConnect: true }));
+  if (!options.lazyConnect) redis.connect().catch(() => undefined);
+  return redis;
 }
 
 /**
