@@ -90,7 +90,12 @@ export class Leases {
   async acquire(input: AcquireInput): Promise<Decision | null> {
     const now = this.now();
     let state = this.states.get(input.scope);
-    if (state?.resource !== input.resource) {
+    if (state && state.resource !== input.resource) {
+      // The policy was reloaded with new numbers for this resource: the key is as hot as it
+      // was, and what its old lease holds goes back now (warmUp), taken under the old numbers.
+      observe(state.requests, now, 1);
+      state = this.warmUp(input, state.requests, now);
+    } else if (!state) {
       const rate = this.coldRate(input.scope, now);
       observe(rate, now, 1);
       if (rate.perSecond * LEASE_HORIZON_MS < MIN_LEASED_REQUESTS * 1000) return null;
@@ -304,7 +309,7 @@ export class Leases {
   /** Lease state for a key that has become hot, its request rate carried over. */
   private warmUp(input: AcquireInput, requests: DecayingRate, now: number): LeaseState {
     const old = this.states.get(input.scope);
-    if (old && this.holding.has(old)) void this.giveBack(old); // the policy was reloaded
+    if (old && this.holding.has(old)) void this.giveBack(old);
     const n = input.resource.limits.length;
     const state: LeaseState = {
       resource: input.resource,

@@ -191,6 +191,24 @@ describe('leases', () => {
     expect(t.takes.count - takesBefore).toBeLessThan(50);
   });
 
+  it('give back what a lease holds when its resource is reloaded with new numbers, and take afresh under them', async () => {
+    const t = setup('      - { name: l, algorithm: fixed_window, rate: 1000000/1d }\n');
+    const leases = t.sidecar();
+    const granted = (await demand(t, leases, 2000, 500)).filter((o) => o.granted).length;
+    expect(leases.figures.held).toBeGreaterThan(0);
+    // The reloaded policy: the same limit, a new capacity; a new Resource object, as a reload serves it.
+    const reloaded = parsePolicy('resources:\n  - name: r\n    keys: [k]\n    lease: { enabled: true, max_fraction: 0.1, ttl: 1s }\n    limits:\n      - { name: l, algorithm: fixed_window, rate: 500000/1d }\n', 'p.yaml').resources.get('r')!;
+    const held = leases.figures.held;
+    const returnedBefore = leases.figures.returned;
+    const first = await leases.acquire({ ...t.input(), resource: reloaded });
+    expect(first?.decidedBy).toBe('LEASE'); // the key stayed hot
+    expect(leases.figures.returned - returnedBefore).toBe(held);
+    await leases.close();
+    // Every grant so far counts against the new capacity, and nothing held under the old one is lost.
+    const afterReload = first?.granted ? 1 : 0;
+    expect(await storeRemaining(t.store, reloaded, t.input().scope)).toBe(500000 - granted - afterReload);
+  });
+
   it('give every lease back on close', async () => {
     const t = setup('      - { name: l, algorithm: sliding_window, rate: 100000/1h }\n');
     const leases = t.sidecar();
