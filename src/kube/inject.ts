@@ -1,7 +1,7 @@
 // Whether a pod gets the sidecar, and the JSON patch that adds it. Pure: a pod object in, a patch
 // or the reason for leaving the pod alone out.
 import { escapePathComponent, type Operation } from 'fast-json-patch';
-import { ANNOTATION, INJECTED, booleanProblem, readSettings, type SidecarSettings } from './annotations.js';
+import { ANNOTATION, INJECTED, booleanProblem, quoted, readSettings, type SidecarSettings } from './annotations.js';
 import { CONTAINER_NAME, POLICY_VOLUME, policyVolume, sidecarAddress, sidecarContainer } from './sidecar-container.js';
 
 export interface InjectorOptions {
@@ -38,7 +38,7 @@ export function inject(pod: unknown, namespace: string, namespaceOptedIn: boolea
 
   const wanted = annotations[ANNOTATION.inject];
   if (wanted !== undefined && booleanProblem(wanted) !== null) {
-    return { skip: `bad ${ANNOTATION.inject}`, warnings: [notInjected(`${ANNOTATION.inject}: ${JSON.stringify(wanted)} ${booleanProblem(wanted)}`)] };
+    return { skip: `bad ${ANNOTATION.inject}`, warnings: [notInjected(`${ANNOTATION.inject}: ${quoted(wanted)} ${booleanProblem(wanted)}`)] };
   }
   if (namespaceOptedIn ? wanted === 'false' : wanted !== 'true') {
     return { skip: namespaceOptedIn ? `opted out by ${ANNOTATION.inject}: "false"` : `not opted in (no ${ANNOTATION.inject}: "true")`, warnings: [] };

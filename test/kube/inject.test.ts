@@ -150,3 +150,27 @@ describe('annotation values', () => {
     expect([classic(), classic(60), classic(3)]).toEqual(['25s', '55s', '1s']);
   });
 });
+
+describe('pods that need care', () => {
+  const pod = (annotations: Record<string, string> = {}, spec: Record<string, unknown> = {}): any => ({
+    metadata: { name: 'p', annotations: { 'sluice.dev/inject': 'true', ...annotations } },
+    spec: { containers: [{ name: 'app', image: 'app:1' }, { name: 'helper', image: 'helper:1' }], ...spec },
+  });
+  const patched = (p: any) => {
+    const result = inject(p, 'shop', false, INJECTOR_OPTIONS);
+    if (!('patch' in result)) throw new Error(`not injected: ${result.skip}`);
+    const out = jsonpatch.applyPatch(structuredClone(p), result.patch, true, false).newDocument;
+    new Pod(out).validate();
+    return out;
+  };
+  const sidecarEnv = (p: any) => Object.fromEntries(p.spec.containers.find((c: any) => c.name === 'sluice').env.map((e: any) => [e.name, e.value]));
+
+  it('quotes no more than the start of a huge annotation value, so the reason survives the API server cutting long warnings', () => {
+    for (const key of ['sluice.dev/image', 'sluice.dev/inject', 'sluice.dev/policy']) {
+      const result = inject(pod({ [key]: 'x'.repeat(100_000) }), 'shop', false, INJECTOR_OPTIONS);
+      expect(result.warnings).toHaveLength(1);
+      expect(result.warnings[0]!.length).toBeLessThan(256);
+      expect(result.warnings[0]).toMatch(key === 'sluice.dev/inject' ? /must be "true" or "false"$/ : /is not (an image reference|a valid ConfigMap)/);
+    }
+  });
+});
