@@ -48,6 +48,11 @@ export function inject(pod: unknown, namespace: string, namespaceOptedIn: boolea
   if (annotations[ANNOTATION.status] === INJECTED || [...containers, ...initContainers].some((c) => c.name === CONTAINER_NAME)) {
     return { skip: 'already injected', warnings: [] };
   }
+  if (spec.hostNetwork === true) {
+    // The pod's loopback is the node's: a second such pod on the node could not bind sluice's
+    // ports, and every process on the node could spend this pod's budget.
+    return { skip: 'hostNetwork', warnings: [notInjected("the pod uses hostNetwork: sluice's ports would be the node's, shared with every pod on it")] };
+  }
   const read = readSettings(annotations, options.defaultImage, declaredPorts([...initContainers, ...containers]));
   if (!read.ok) return { skip: 'bad annotations', warnings: read.problems.map(notInjected) };
   if ((spec.volumes ?? []).some((v: Json) => v.name === POLICY_VOLUME)) {

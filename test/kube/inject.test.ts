@@ -165,6 +165,12 @@ describe('pods that need care', () => {
   };
   const sidecarEnv = (p: any) => Object.fromEntries(p.spec.containers.find((c: any) => c.name === 'sluice').env.map((e: any) => [e.name, e.value]));
 
+  it('leaves a hostNetwork pod alone: its ports would be the node\'s, shared with every pod there', () => {
+    const result = inject(pod({}, { hostNetwork: true }), 'shop', false, INJECTOR_OPTIONS);
+    expect(result).toMatchObject({ skip: 'hostNetwork' });
+    expect(result.warnings).toEqual([expect.stringMatching(/^sluice: not injected, the pod uses hostNetwork/)]);
+  });
+
   it('quotes no more than the start of a huge annotation value, so the reason survives the API server cutting long warnings', () => {
     for (const key of ['sluice.dev/image', 'sluice.dev/inject', 'sluice.dev/policy']) {
       const result = inject(pod({ [key]: 'x'.repeat(100_000) }), 'shop', false, INJECTOR_OPTIONS);
