@@ -2,7 +2,7 @@
 // or the reason for leaving the pod alone out.
 import { escapePathComponent, type Operation } from 'fast-json-patch';
 import { ANNOTATION, INJECTED, booleanProblem, quoted, readSettings, type SidecarSettings } from './annotations.js';
-import { CONTAINER_NAME, POLICY_VOLUME, policyVolume, sidecarAddress, sidecarContainer } from './sidecar-container.js';
+import { CONTAINER_NAME, MAX_STOP_DELAY_MS, POLICY_VOLUME, policyVolume, sidecarAddress, sidecarContainer } from './sidecar-container.js';
 
 export interface InjectorOptions {
   /** The injector's own namespace: its pods never get the sidecar. */
@@ -107,12 +107,12 @@ function add(path: string, value: unknown): Operation {
 
 /**
  * How long the classic sidecar keeps answering after SIGTERM: the grace period less the time it
- * needs to drain, at least a second. Kubelet sends SIGTERM to every container at once, and the
- * app may still call sluice while it finishes its own work.
+ * needs to drain, at least a second, at most what `sluice serve` accepts. Kubelet sends SIGTERM
+ * to every container at once, and the app may still call sluice while it finishes its own work.
  */
 function stopDelay(graceSeconds: unknown): string {
   const grace = typeof graceSeconds === 'number' && Number.isFinite(graceSeconds) ? graceSeconds : DEFAULT_GRACE_SECONDS;
-  return `${Math.max(1, Math.floor(grace) - DRAIN_SECONDS)}s`;
+  return `${Math.min(MAX_STOP_DELAY_MS / 1_000, Math.max(1, Math.floor(grace) - DRAIN_SECONDS))}s`;
 }
 
 /** Ports the containers declare, with the container that declares each. */

@@ -7,6 +7,12 @@ export const POLICY_VOLUME = 'sluice-policy';
 const POLICY_DIR = '/etc/sluice';
 const POLICY_KEY = 'policy.yaml';
 
+/**
+ * The longest SLUICE_STOP_DELAY `sluice serve` accepts. The classic sidecar's delay is capped at
+ * it: a longer one would stop the sidecar from starting at all.
+ */
+export const MAX_STOP_DELAY_MS = 3_600_000;
+
 /** The user the image runs as. */
 const SIDECAR_UID = 1000;
 

@@ -13,7 +13,7 @@ import { describe, expect, it } from 'vitest';
 import { answerReview } from '../../src/kube/review.js';
 import { inject } from '../../src/kube/inject.js';
 import { expectRecordedAnswer, FIXTURE_DIR, FIXTURES, INJECTOR_OPTIONS, readable, reviewText } from '../support/admission.js';
-import { CLI } from '../support/sidecar.js';
+import { CLI, writePolicy } from '../support/sidecar.js';
 
 const run = promisify(execFile);
 
@@ -164,6 +164,16 @@ describe('pods that need care', () => {
     return out;
   };
   const sidecarEnv = (p: any) => Object.fromEntries(p.spec.containers.find((c: any) => c.name === 'sluice').env.map((e: any) => [e.name, e.value]));
+
+  it('gives a classic sidecar a stop delay sluice serve accepts, however long the grace period', async () => {
+    const out = patched(pod({ 'sluice.dev/native-sidecar': 'false' }, { terminationGracePeriodSeconds: 7200 }));
+    const env = sidecarEnv(out);
+    expect(env.SLUICE_STOP_DELAY).toBe('3600s');
+    const file = writePolicy('resources:\n  - { name: api, limits: [{ name: rpm, algorithm: fixed_window, rate: 10/1m }] }\n');
+    await expect(run(process.execPath, [CLI, 'check', file], { env: { PATH: process.env.PATH ?? '', SLUICE_STOP_DELAY: env.SLUICE_STOP_DELAY } })).resolves.toMatchObject({
+      stdout: expect.stringContaining(': ok'),
+    });
+  });
 
   it('leaves a hostNetwork pod alone: its ports would be the node\'s, shared with every pod there', () => {
     const result = inject(pod({}, { hostNetwork: true }), 'shop', false, INJECTOR_OPTIONS);
