@@ -22,6 +22,7 @@ const DEFAULT_GRACE_SECONDS = 30;
 const DRAIN_SECONDS = 5;
 
 const PROMETHEUS_KEYS = ['prometheus.io/scrape', 'prometheus.io/port', 'prometheus.io/path'];
+const DEFAULT_CONTAINER = 'kubectl.kubernetes.io/default-container';
 
 type Json = Record<string, any>;
 
@@ -91,6 +92,8 @@ function patchFor(pod: Json, settings: SidecarSettings): Operation[] {
   }
   const existing: Record<string, string> = metadata?.annotations ?? {};
   const added: Record<string, string> = { [ANNOTATION.status]: INJECTED };
+  // kubectl logs and exec pick the first container unless the pod names another: the app's, not sluice's.
+  if (!settings.native && !(DEFAULT_CONTAINER in existing)) added[DEFAULT_CONTAINER] = spec.containers[0].name;
   // Scrape annotations only on a pod that sets none: one that has them points them at its app.
   if (!PROMETHEUS_KEYS.some((key) => key in existing)) {
     Object.assign(added, { 'prometheus.io/scrape': 'true', 'prometheus.io/port': String(settings.adminPort), 'prometheus.io/path': '/metrics' });

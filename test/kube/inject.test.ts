@@ -165,6 +165,15 @@ describe('pods that need care', () => {
   };
   const sidecarEnv = (p: any) => Object.fromEntries(p.spec.containers.find((c: any) => c.name === 'sluice').env.map((e: any) => [e.name, e.value]));
 
+  it('a classic sidecar keeps kubectl logs and exec on the first app container', () => {
+    const out = patched(pod({ 'sluice.dev/native-sidecar': 'false' }));
+    expect(out.spec.containers.map((c: any) => c.name)).toEqual(['sluice', 'app', 'helper']);
+    expect(out.metadata.annotations['kubectl.kubernetes.io/default-container']).toBe('app');
+    // One the pod names itself is left as it is.
+    const chosen = patched(pod({ 'sluice.dev/native-sidecar': 'false', 'kubectl.kubernetes.io/default-container': 'helper' }));
+    expect(chosen.metadata.annotations['kubectl.kubernetes.io/default-container']).toBe('helper');
+  });
+
   it('gives a classic sidecar a stop delay sluice serve accepts, however long the grace period', async () => {
     const out = patched(pod({ 'sluice.dev/native-sidecar': 'false' }, { terminationGracePeriodSeconds: 7200 }));
     const env = sidecarEnv(out);
