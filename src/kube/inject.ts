@@ -78,7 +78,8 @@ function patchFor(pod: Json, settings: SidecarSettings): Operation[] {
     (spec[field] ?? []).forEach((container: Json, i: number) => {
       const env: Json[] | undefined = Array.isArray(container.env) ? container.env : undefined;
       if (env?.some((e) => e?.name === 'SLUICE_ADDR')) return;
-      ops.push(env ? add(`/spec/${field}/${i}/env/-`, address) : add(`/spec/${field}/${i}/env`, [address]));
+      // First: Kubernetes expands $(SLUICE_ADDR) only in the entries that come after it.
+      ops.push(env ? add(`/spec/${field}/${i}/env/0`, address) : add(`/spec/${field}/${i}/env`, [address]));
     });
   }
   ops.push(Array.isArray(spec.volumes) ? add('/spec/volumes/-', policyVolume(settings)) : add('/spec/volumes', [policyVolume(settings)]));

@@ -184,6 +184,11 @@ describe('pods that need care', () => {
     });
   });
 
+  it('puts SLUICE_ADDR before the env entries that may refer to it as $(SLUICE_ADDR)', () => {
+    const out = patched(pod({}, { containers: [{ name: 'app', image: 'app:1', env: [{ name: 'TARGET', value: 'dns:///$(SLUICE_ADDR)' }] }] }));
+    expect(out.spec.containers[0].env.map((e: any) => e.name)).toEqual(['SLUICE_ADDR', 'TARGET']);
+  });
+
   it('leaves a hostNetwork pod alone: its ports would be the node\'s, shared with every pod there', () => {
     const result = inject(pod({}, { hostNetwork: true }), 'shop', false, INJECTOR_OPTIONS);
     expect(result).toMatchObject({ skip: 'hostNetwork' });
