@@ -45,17 +45,22 @@ export function createAdminServer({ metrics, ready, storeUp, policy, checkStore 
   });
 }
 
-/** Listens on `host:port`; resolves with the bound address (port 0 picks a free one). */
+/**
+ * Listens on `host:port`, or on every interface for `:port` (IPv6 and IPv4 where the host has
+ * them); resolves with the bound address (port 0 picks a free one).
+ */
 export function listenAdmin(server: NetServer, address: string): Promise<string> {
   const colon = address.lastIndexOf(':');
   const host = address.slice(0, colon).replace(/^\[|\]$/g, '');
   const port = Number(address.slice(colon + 1));
   return new Promise((resolve, reject) => {
     server.once('error', reject);
-    server.listen(port, host, () => {
+    const ready = () => {
       server.off('error', reject);
       const bound = server.address() as AddressInfo;
-      resolve(`${host.includes(':') ? `[${bound.address}]` : bound.address}:${bound.port}`);
-    });
+      resolve(`${bound.family === 'IPv6' ? `[${bound.address}]` : bound.address}:${bound.port}`);
+    };
+    if (host === '') server.listen(port, ready);
+    else server.listen(port, host, ready);
   });
 }

@@ -26,8 +26,9 @@ export function sidecarContainer(settings: SidecarSettings, stopDelay: string | 
   const env: Json[] = [
     // The rate-limit API stays on the pod's loopback: on the pod IP, any pod could spend the budget.
     { name: 'SLUICE_LISTEN', value: `127.0.0.1:${settings.port}` },
-    // The admin port is on every interface so that the kubelet's probes and Prometheus reach it.
-    { name: 'SLUICE_ADMIN', value: `0.0.0.0:${settings.adminPort}` },
+    // The admin port is on every interface, IPv6 and IPv4 (no host), so that the kubelet's probes
+    // and Prometheus reach it on IPv4, IPv6 and dual-stack clusters alike.
+    { name: 'SLUICE_ADMIN', value: `:${settings.adminPort}` },
     { name: 'SLUICE_LOG_LEVEL', value: settings.logLevel },
   ];
   if (stopDelay !== null) env.push({ name: 'SLUICE_STOP_DELAY', value: stopDelay });

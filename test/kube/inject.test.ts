@@ -13,7 +13,8 @@ import { describe, expect, it } from 'vitest';
 import { answerReview } from '../../src/kube/review.js';
 import { inject } from '../../src/kube/inject.js';
 import { expectRecordedAnswer, FIXTURE_DIR, FIXTURES, INJECTOR_OPTIONS, readable, reviewText } from '../support/admission.js';
-import { CLI, writePolicy } from '../support/sidecar.js';
+import { freePort } from '../support/ports.js';
+import { CLI, startSidecar, writePolicy } from '../support/sidecar.js';
 
 const run = promisify(execFile);
 
@@ -187,6 +188,24 @@ describe('pods that need care', () => {
   it('puts SLUICE_ADDR before the env entries that may refer to it as $(SLUICE_ADDR)', () => {
     const out = patched(pod({}, { containers: [{ name: 'app', image: 'app:1', env: [{ name: 'TARGET', value: 'dns:///$(SLUICE_ADDR)' }] }] }));
     expect(out.spec.containers[0].env.map((e: any) => e.name)).toEqual(['SLUICE_ADDR', 'TARGET']);
+  });
+
+  it("starts a sidecar whose probes the kubelet reaches on the pod's IPv4 and IPv6 addresses", async () => {
+    const [port, adminPort] = [await freePort(), await freePort()];
+    const out = patched(pod({ 'sluice.dev/port': String(port), 'sluice.dev/admin-port': String(adminPort) }));
+    const sidecarSpec = out.spec.initContainers[0];
+    const env = Object.fromEntries(sidecarSpec.env.map((e: any) => [e.name, e.value]));
+    const sidecar = await startSidecar('resources:\n  - { name: api, limits: [{ name: rpm, algorithm: fixed_window, rate: 10/1m }] }\n', env);
+    try {
+      expect(sidecar.address).toBe(out.spec.containers[0].env[0].value);
+      for (const probe of [sidecarSpec.startupProbe, sidecarSpec.readinessProbe, sidecarSpec.livenessProbe]) {
+        expect(probe.httpGet.port).toBe(adminPort);
+        // An IPv6-only cluster's kubelet probes [pod IP]; an IPv4 one, the IPv4 pod IP.
+        for (const host of ['[::1]', '127.0.0.1']) expect((await fetch(`http://${host}:${adminPort}${probe.httpGet.path}`)).status).toBe(200);
+      }
+    } finally {
+      await sidecar.stop();
+    }
   });
 
   it('leaves a hostNetwork pod alone: its ports would be the node\'s, shared with every pod there', () => {
