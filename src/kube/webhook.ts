@@ -15,8 +15,15 @@ import { answerReview } from './review.js';
  */
 const MAX_BODY_BYTES = 2 * 1024 * 1024;
 
-/** The API server gives up after the webhook's timeoutSeconds (5); a slower client is cut. */
+/**
+ * The API server gives up after the webhook's timeoutSeconds (5); a slower client is cut, be it
+ * slow to finish the TLS handshake, to send a request at all, or to send its headers and body.
+ */
 const REQUEST_TIMEOUT_MS = 10_000;
+/** How often the request timeouts are checked: node's default (30 s) would let them run 40 s. */
+const TIMEOUT_CHECK_MS = 1_000;
+/** Connections open at once (about 35 KB each); past it a new one is closed on arrival. */
+const MAX_CONNECTIONS = 1_000;
 /** On close, connections still open after this are cut (a kept-alive one may never go idle). */
 const CLOSE_GRACE_MS = 5_000;
 
@@ -35,9 +42,20 @@ export interface Webhook {
  */
 export async function startWebhook(listen: string, placeholder: KeyPair, options: InjectorOptions, log: Logger): Promise<Webhook> {
   let ready = false;
-  const server = createServer({ cert: placeholder.cert, key: placeholder.key, requestTimeout: REQUEST_TIMEOUT_MS, headersTimeout: REQUEST_TIMEOUT_MS }, (req, res) =>
-    handle(req, res, () => ready, options, log),
+  const server = createServer(
+    {
+      cert: placeholder.cert,
+      key: placeholder.key,
+      handshakeTimeout: REQUEST_TIMEOUT_MS,
+      requestTimeout: REQUEST_TIMEOUT_MS,
+      headersTimeout: REQUEST_TIMEOUT_MS,
+      connectionsCheckingInterval: TIMEOUT_CHECK_MS,
+    },
+    (req, res) => handle(req, res, () => ready, options, log),
   );
+  server.maxConnections = MAX_CONNECTIONS;
+  // A connection that sends nothing (no request yet, or kept alive and left) is closed.
+  server.setTimeout(REQUEST_TIMEOUT_MS);
   const address = await listenAdmin(server, listen);
   return {
     server,

@@ -2,14 +2,17 @@
 // test/support/kube-api.ts: the CA it makes, keeps in the Secret and writes into the caBundle is
 // the only CA the test's client trusts, as the API server would.
 import { request } from 'node:https';
-import { connect as tlsConnect } from 'node:tls';
+import { connect as netConnect, type Socket } from 'node:net';
+import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { copyFileSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createAuthority, issueServing, parseCertificate, serviceNames, splitPem } from '../../src/kube/certificates.js';
 import { toSecretData } from '../../src/kube/certificate-secret.js';
-import { expectRecordedAnswer, FIXTURES, reviewText } from '../support/admission.js';
+import { startWebhook, type Webhook } from '../../src/kube/webhook.js';
+import { expectRecordedAnswer, FIXTURES, INJECTOR_OPTIONS, reviewText } from '../support/admission.js';
 import { startKubeApi, webhookConfiguration, type KubeApiServer } from '../support/kube-api.js';
 import { waitFor } from '../support/redis-server.js';
 import { startCli, type CliProcess } from '../support/sidecar.js';
@@ -303,5 +306,59 @@ describe('with certificate files (cert-manager)', () => {
 
   it('refuses to start on files that do not belong together', async () => {
     await expect(startInjector(null, ['--tls-cert', tls.certFile, '--tls-key', other.keyFile])).rejects.toThrow(/is not the private key of/);
+  });
+});
+
+describe('the HTTPS server under attack', () => {
+  let hook: Webhook;
+  let port: number;
+  beforeAll(async () => {
+    const pair = await createAuthority('test', new Date(), 3_600_000);
+    hook = await startWebhook('127.0.0.1:0', pair, INJECTOR_OPTIONS, pino({ level: 'silent' }));
+    hook.setCertificate(pair);
+    port = Number(hook.address.slice(hook.address.lastIndexOf(':') + 1));
+  });
+  afterAll(() => hook?.close());
+
+  /** A TLS connection, once its handshake is done. */
+  const connected = () =>
+    new Promise<TLSSocket>((resolve, reject) => {
+      const socket = tlsConnect({ host: '127.0.0.1', port, rejectUnauthorized: false }, () => resolve(socket));
+      socket.once('error', reject);
+    });
+  /** How long after `since` the socket closes, or Infinity when it is still open after `within` ms. */
+  const closesIn = (socket: Socket, since: number, within: number) =>
+    new Promise<number>((resolve) => {
+      const timer = setTimeout(() => resolve(Infinity), within);
+      socket.on('error', () => undefined);
+      socket.once('close', () => {
+        clearTimeout(timer);
+        resolve(Date.now() - since);
+      });
+    });
+  /** Writes `head`, then a byte every 500 ms: a client that keeps the request going forever. */
+  const trickle = (socket: TLSSocket, head: string, byte: string) => {
+    socket.write(head);
+    const timer = setInterval(() => socket.write(byte), 500);
+    socket.once('close', () => clearInterval(timer));
+  };
+
+  it('cuts a client within 12 s however it stalls: before the TLS handshake, before a request, in its headers, in its body', async () => {
+    const start = Date.now();
+    const silentTcp = netConnect(port, '127.0.0.1');
+    const [idle, slowHeaders, slowBody] = await Promise.all([connected(), connected(), connected()]);
+    trickle(slowHeaders, 'POST /inject HTTP/1.1\r\nhost: x\r\n', 'x');
+    trickle(slowBody, 'POST /inject HTTP/1.1\r\nhost: x\r\ncontent-length: 100000\r\n\r\n', ' ');
+    const closed = await Promise.all([silentTcp, idle, slowHeaders, slowBody].map((socket) => closesIn(socket, start, 14_000)));
+    for (const ms of closed) expect(ms).toBeLessThan(12_000);
+  });
+
+  it('closes connections past 1,000 as they arrive, and takes new ones once some close', async () => {
+    const open: TLSSocket[] = [];
+    for (let i = 0; i < 1_000; i += 100) open.push(...(await Promise.all(Array.from({ length: 100 }, () => connected()))));
+    const extra = tlsConnect({ host: '127.0.0.1', port, rejectUnauthorized: false });
+    expect(await closesIn(extra, Date.now(), 5_000)).toBeLessThan(5_000);
+    for (const socket of open) socket.destroy();
+    await waitFor('a connection taken again', 10_000, async () => ((await call(port, 'GET', '/healthz')).status === 200 ? true : undefined));
   });
 });
