@@ -16,6 +16,13 @@ import { answerReview } from './review.js';
 const MAX_BODY_BYTES = 2 * 1024 * 1024;
 
 /**
+ * Review bodies held at once, across every request being read: a few thousand ordinary pods, or
+ * eight of the largest. Past it a review is answered 503 at once, so that senders of large bodies
+ * cannot make the injector outgrow its memory limit.
+ */
+const MAX_BUFFERED_BYTES = 16 * 1024 * 1024;
+
+/**
  * The API server gives up after the webhook's timeoutSeconds (5); a slower client is cut, be it
  * slow to finish the TLS handshake, to send a request at all, or to send its headers and body.
  */
@@ -42,6 +49,7 @@ export interface Webhook {
  */
 export async function startWebhook(listen: string, placeholder: KeyPair, options: InjectorOptions, log: Logger): Promise<Webhook> {
   let ready = false;
+  const budget = { free: MAX_BUFFERED_BYTES };
   const server = createServer(
     {
       cert: placeholder.cert,
@@ -51,7 +59,7 @@ export async function startWebhook(listen: string, placeholder: KeyPair, options
       headersTimeout: REQUEST_TIMEOUT_MS,
       connectionsCheckingInterval: TIMEOUT_CHECK_MS,
     },
-    (req, res) => handle(req, res, () => ready, options, log),
+    (req, res) => handle(req, res, () => ready, budget, options, log),
   );
   server.maxConnections = MAX_CONNECTIONS;
   // A connection that sends nothing (no request yet, or kept alive and left) is closed.
@@ -75,7 +83,7 @@ export async function startWebhook(listen: string, placeholder: KeyPair, options
 
 const ROUTES: Record<string, boolean> = { '/inject': false, '/inject/namespace': true };
 
-function handle(req: IncomingMessage, res: ServerResponse, ready: () => boolean, options: InjectorOptions, log: Logger): void {
+function handle(req: IncomingMessage, res: ServerResponse, ready: () => boolean, budget: { free: number }, options: InjectorOptions, log: Logger): void {
   const path = (req.url ?? '/').split('?')[0]!;
   const text = (status: number, body: string, headers: Record<string, string> = {}) =>
     res.writeHead(status, { 'content-type': 'text/plain', ...headers }).end(`${body}\n`);
@@ -87,23 +95,38 @@ function handle(req: IncomingMessage, res: ServerResponse, ready: () => boolean,
   const namespaceOptedIn = ROUTES[path];
   if (namespaceOptedIn === undefined) return void text(404, 'not found');
   if (req.method !== 'POST') return void text(405, 'method not allowed: POST an AdmissionReview', { allow: 'POST' });
-  const refuse = () => {
-    if (res.headersSent) return;
-    log.info({ bytes: Math.max(size, Number(req.headers['content-length'] ?? 0)) }, 'not injected: review too large');
-    res.writeHead(413, { 'content-type': 'text/plain', connection: 'close' }).end(`an AdmissionReview over ${MAX_BODY_BYTES} bytes is not a pod sluice injects\n`);
-    req.resume();
-  };
   const chunks: Buffer[] = [];
   let size = 0;
-  if (Number(req.headers['content-length'] ?? 0) > MAX_BODY_BYTES) return refuse();
+  let refused = false;
+  // What this request holds of the shared budget goes back once, however the request ends.
+  const release = () => {
+    budget.free += size;
+    size = 0;
+    chunks.length = 0;
+  };
+  req.once('close', release);
+  const refuse = (status: number, message: string, body: string) => {
+    refused = true;
+    log.info({ bytes: Math.max(size, Number(req.headers['content-length'] ?? 0)) }, message);
+    release();
+    res.writeHead(status, { 'content-type': 'text/plain', connection: 'close' }).end(`${body}\n`);
+    req.resume();
+  };
+  const tooLarge = () => refuse(413, 'not injected: review too large', `an AdmissionReview over ${MAX_BODY_BYTES} bytes is not a pod sluice injects`);
+  if (Number(req.headers['content-length'] ?? 0) > MAX_BODY_BYTES) return tooLarge();
   req.on('data', (chunk: Buffer) => {
+    if (refused) return;
+    if (size + chunk.length > MAX_BODY_BYTES) return tooLarge();
+    if (chunk.length > budget.free) return refuse(503, 'not injected: too many review bytes being read at once', 'busy: too many reviews being read; try again');
     size += chunk.length;
-    if (size > MAX_BODY_BYTES) refuse();
-    else chunks.push(chunk);
+    budget.free -= chunk.length;
+    chunks.push(chunk);
   });
   req.on('end', () => {
-    if (size > MAX_BODY_BYTES) return;
-    const answer = answerReview(Buffer.concat(chunks).toString('utf8'), namespaceOptedIn, options);
+    if (refused) return;
+    const body = Buffer.concat(chunks).toString('utf8');
+    release();
+    const answer = answerReview(body, namespaceOptedIn, options);
     log.info(
       { namespace: answer.namespace, pod: answer.pod, injected: answer.injected, ...(answer.reason ? { reason: answer.reason } : {}) },
       answer.injected ? 'injected' : 'not injected',

@@ -353,6 +353,21 @@ describe('the HTTPS server under attack', () => {
     for (const ms of closed) expect(ms).toBeLessThan(12_000);
   });
 
+  it('answers 503 at once to a review that would take the bodies being read past 16 MiB, and reads again once they end', async () => {
+    // Eight bodies of almost 2 MiB each, all but their last byte sent, are 16 MiB held.
+    const size = 2 * 1024 * 1024 - 1024;
+    const holders = await Promise.all(Array.from({ length: 8 }, () => connected()));
+    for (const socket of holders) socket.write(`POST /inject HTTP/1.1\r\nhost: x\r\ncontent-length: ${size}\r\n\r\n${' '.repeat(size - 1)}`);
+    // Every byte is in the server once a small review is refused for want of room.
+    const refused = await waitFor('a 503', 10_000, async () => {
+      const answer = await call(port, 'POST', '/inject', { body: Buffer.alloc(512 * 1024, ' ') });
+      return answer.status === 503 ? answer : undefined;
+    });
+    expect(refused.body).toMatch(/busy/);
+    for (const socket of holders) socket.destroy();
+    await waitFor('room again', 10_000, async () => ((await call(port, 'POST', '/inject', { body: reviewText(FIXTURES[0]!) })).status === 200 ? true : undefined));
+  });
+
   it('closes connections past 1,000 as they arrive, and takes new ones once some close', async () => {
     const open: TLSSocket[] = [];
     for (let i = 0; i < 1_000; i += 100) open.push(...(await Promise.all(Array.from({ length: 100 }, () => connected()))));
