@@ -7,6 +7,7 @@ import {
   dnsNamesOf,
   dueForRenewal,
   expired,
+  isRsaKey,
   issueServing,
   keyMatches,
   parseCertificate,
@@ -45,6 +46,8 @@ export function fromSecretData(data: Record<string, string> | undefined): Read {
   const ca = caBundle[0] === undefined ? null : parseCertificate(caBundle[0]);
   if (ca === null || !caBundle.every((pem) => parseCertificate(pem) !== null)) return { problem: 'ca.crt does not hold certificates' };
   if (!keyMatches(ca, caKey)) return { problem: 'ca.key is not the key of the first certificate in ca.crt' };
+  // A CA made elsewhere (openssl's, cert-manager's) may have an EC key, which could sign nothing here.
+  if (!isRsaKey(caKey)) return { problem: 'ca.key is not an RSA key: the injector signs with RSA keys only' };
   const serving = parseCertificate(cert);
   if (serving === null) return { problem: 'tls.crt does not hold a certificate' };
   if (!keyMatches(serving, key)) return { problem: 'tls.key is not the key of tls.crt' };
