@@ -4,7 +4,6 @@
 // the old. Resources that did not change keep their objects, and with them their leases; the
 // server, store and envoy sections take effect only at the next start (docs/operations.md,
 // "Reloading the policy").
-import { existsSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Logger } from 'pino';
 import { loadPolicyFile, PolicyError, type Overrides } from './load.js';
@@ -109,8 +108,6 @@ export class PolicyReloader {
       const problems = err instanceof PolicyError ? err.problems : [(err as Error).message];
       this.rejection = `reload refused at ${new Date().toISOString()}: ${problems[0]}`;
       log.error({ file, trigger, problems }, 'policy reload refused; still serving the previous policy');
-      // The directory itself went away: its watch is dead; watch for it to come back.
-      if (!existsSync(dirname(file))) this.watch.lost();
       return 'rejected';
     }
     this.rejection = null;
