@@ -1,10 +1,14 @@
 // Watches a directory and calls back once per burst of changes: fs.watch, debounced, so an
-// editor's or the kubelet's burst of writes is one reload. The directory is watched rather than
+// editor's or the kubelet's burst of writes is one reload (and a directory that is never quiet
+// still gets one every few debounces). The directory is watched rather than
 // the file because a ConfigMap volume updates by swapping its `..data` symlink: the file's own
 // inode never changes. A watch that dies, or that is left on a directory removed or replaced
 // (found at each change), is set up again every `rewatchMs`, and a change is assumed when it
 // comes back.
 import { statSync, watch, type FSWatcher } from 'node:fs';
+
+/** A burst of changes is reported at most this many debounces after its first change. */
+const MAX_BURST_DEBOUNCES = 5;
 
 export interface DirectoryWatchOptions {
   /** Quiet time after the last change before `onChange`. */
@@ -21,6 +25,8 @@ export class DirectoryWatch {
   /** The directory the watcher is on, by device, inode and birth time (an inode is reused at once). */
   private watched: string | null = null;
   private debounce: NodeJS.Timeout | undefined;
+  /** When the first change of the burst being debounced came. */
+  private burstStart = 0;
   private retry: NodeJS.Timeout | undefined;
   private closed = false;
   private failing = false;
@@ -76,13 +82,16 @@ export class DirectoryWatch {
 
   private changed(): void {
     if (this.closed) return;
+    const now = Date.now();
+    if (this.debounce === undefined) this.burstStart = now;
     clearTimeout(this.debounce);
+    const { debounceMs } = this.options;
     this.debounce = setTimeout(() => {
       this.debounce = undefined;
       if (this.closed) return;
       this.rewatchIfReplaced();
       this.options.onChange();
-    }, this.options.debounceMs);
+    }, Math.max(0, Math.min(debounceMs, this.burstStart + MAX_BURST_DEBOUNCES * debounceMs - now)));
     this.debounce.unref();
   }
 

@@ -13,8 +13,9 @@ function changes() {
   return {
     onChange: () => {
       count++;
-      for (const wake of waiters) wake();
+      const woken = waiters;
       waiters = [];
+      for (const wake of woken) wake();
     },
     get count() {
       return count;
@@ -33,6 +34,26 @@ function changes() {
 describe('DirectoryWatch', () => {
   let watch: DirectoryWatch | undefined;
   afterEach(() => watch?.close());
+
+  it('reports a directory that is never quiet (a chatty neighbour of the policy file) within five debounces', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sluice-watch-'));
+    const seen = changes();
+    watch = new DirectoryWatch(dir, { debounceMs: 100, rewatchMs: 100, onChange: seen.onChange, onWatchError: () => undefined });
+    let writing = true;
+    const chatter = (async () => {
+      for (let i = 0; writing; i++) {
+        writeFileSync(join(dir, 'status'), String(i));
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    })();
+    try {
+      // Writes every 20 ms never leave 100 ms of quiet; the burst is reported anyway.
+      await seen.until(2, 3_000);
+    } finally {
+      writing = false;
+      await chatter;
+    }
+  });
 
   for (const [what, replace] of [
     ['at once', (dir: string) => (rmSync(dir, { recursive: true }), mkdirSync(dir))],
