@@ -80,7 +80,8 @@ export class DirectoryWatch {
     this.retry.unref();
   }
 
-  private changed(): void {
+  /** A change, seen by the watch or reported by the caller (SIGHUP); bursts are reported once. */
+  changed(): void {
     if (this.closed) return;
     const now = Date.now();
     if (this.debounce === undefined) this.burstStart = now;

@@ -187,4 +187,19 @@ describe('SIGHUP', () => {
     expect((await client.acquire({ resource: 'fresh' })).granted).toBe(true);
     expect(sidecar.child.exitCode).toBeNull();
   });
+
+  it('reads the file once for a storm of SIGHUPs, not once for each', async () => {
+    const reloads = async () => (await metric(sidecar, 'sluice_policy_reloads_total'));
+    const before = await reloads();
+    for (let i = 0; i < 30; i++) {
+      sidecar.child.kill('SIGHUP');
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    // A bad file and one more signal: once that is refused, every reload the storm caused is done.
+    writeFileSync(join(elsewhere, 'policy.yaml'), 'resources: [ broken\n');
+    sidecar.child.kill('SIGHUP');
+    await within(5_000, async () => (await metric(sidecar, 'sluice_policy_reloads_total', 'result="rejected"')) === 1);
+    expect((await reloads()) - before).toBeLessThanOrEqual(3);
+    expect((await client.acquire({ resource: 'fresh' })).granted).toBe(true);
+  });
 });
