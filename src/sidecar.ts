@@ -134,7 +134,10 @@ export async function startSidecar(policy: Policy, log: Logger, source: PolicySo
         ...source,
         served: policy,
         log,
-        apply: (next) => (resources = next),
+        apply: (next) => {
+          for (const name of resources.keys()) if (!next.has(name)) metrics.forgetResource(name);
+          resources = next;
+        },
         counted: (result) => metrics.policyReloaded(result),
       })
     : null;

@@ -98,6 +98,7 @@ describe.each(['memory', 'redis'] as const)('policy reload on the %s store', (st
     expect(await grantsUntilDenied(client, 'switched', 'a')).toBe(3);
     // Spend part of steady's budget for a second tenant, to see it carried over.
     for (let i = 0; i < 4; i++) expect((await client.acquire({ resource: 'steady', descriptors: { tenant: 'b' } })).granted).toBe(true);
+    expect((await client.acquire({ resource: 'retired' })).granted).toBe(true);
 
     // 32 callers keep asking through the swap; every call must be answered, and granted.
     let running = true;
@@ -137,8 +138,10 @@ describe.each(['memory', 'redis'] as const)('policy reload on the %s store', (st
     expect(await grantsUntilDenied(client, 'tightened', 'a')).toBe(2);
     // Same name, another algorithm: a fresh budget.
     expect(await grantsUntilDenied(client, 'switched', 'a')).toBe(3);
-    // Removed: unknown from now on.
+    // Removed: unknown from now on, and gone from the metrics (else every name ever served would stay).
     await expect(client.acquire({ resource: 'retired' })).rejects.toMatchObject({ code: status.NOT_FOUND });
+    expect(await metric(sidecar, 'sluice_decisions_total', 'resource="retired"')).toBe(0);
+    expect(await metric(sidecar, 'sluice_decisions_total', 'resource="steady"')).toBeGreaterThan(0);
     expect(await metric(sidecar, 'sluice_policy_reloads_total', 'result="applied"')).toBe(1);
   });
 
