@@ -186,7 +186,9 @@ export async function startSidecar(policy: Policy, log: Logger, source: PolicySo
         serving = false;
         await drainGrpcServer(running, policy.server.shutdownGraceMs);
         stopTimers();
+        // Scrapes and probes cut short are harmless; a kept-alive one must not hold the exit up.
         admin?.close();
+        admin?.closeAllConnections();
         await active.close();
       },
     };

@@ -4,7 +4,7 @@
 import { createServer, type Server } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
-import { listenAdmin } from '../admin/admin-server.js';
+import { boundConnections, CLIENT_TIMEOUT_MS, listenAdmin, STALLED_CLIENT_OPTIONS } from '../admin/admin-server.js';
 import type { KeyPair } from './certificates.js';
 import type { InjectorOptions } from './inject.js';
 import { answerReview } from './review.js';
@@ -22,13 +22,6 @@ const MAX_BODY_BYTES = 2 * 1024 * 1024;
  */
 const MAX_BUFFERED_BYTES = 16 * 1024 * 1024;
 
-/**
- * The API server gives up after the webhook's timeoutSeconds (5); a slower client is cut, be it
- * slow to finish the TLS handshake, to send a request at all, or to send its headers and body.
- */
-const REQUEST_TIMEOUT_MS = 10_000;
-/** How often the request timeouts are checked: node's default (30 s) would let them run 40 s. */
-const TIMEOUT_CHECK_MS = 1_000;
 /** Connections open at once (about 35 KB each); past it a new one is closed on arrival. */
 const MAX_CONNECTIONS = 1_000;
 /** On close, connections still open after this are cut (a kept-alive one may never go idle). */
@@ -54,16 +47,14 @@ export async function startWebhook(listen: string, placeholder: KeyPair, options
     {
       cert: placeholder.cert,
       key: placeholder.key,
-      handshakeTimeout: REQUEST_TIMEOUT_MS,
-      requestTimeout: REQUEST_TIMEOUT_MS,
-      headersTimeout: REQUEST_TIMEOUT_MS,
-      connectionsCheckingInterval: TIMEOUT_CHECK_MS,
+      // The API server gives up after the webhook's timeoutSeconds (5): a client slower than
+      // CLIENT_TIMEOUT_MS to finish its TLS handshake, or to send its request, is cut.
+      handshakeTimeout: CLIENT_TIMEOUT_MS,
+      ...STALLED_CLIENT_OPTIONS,
     },
     (req, res) => handle(req, res, () => ready, budget, options, log),
   );
-  server.maxConnections = MAX_CONNECTIONS;
-  // A connection that sends nothing (no request yet, or kept alive and left) is closed.
-  server.setTimeout(REQUEST_TIMEOUT_MS);
+  boundConnections(server, MAX_CONNECTIONS);
   const address = await listenAdmin(server, listen);
   return {
     server,
