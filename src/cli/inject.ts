@@ -18,7 +18,7 @@ export async function inject(argv: string[]): Promise<number> {
     ({ values } = parseArgs({
       args: argv,
       options: {
-        listen: { type: 'string', default: '0.0.0.0:8443' },
+        listen: { type: 'string', default: ':8443' },
         'tls-cert': { type: 'string' },
         'tls-key': { type: 'string' },
         namespace: { type: 'string' },

@@ -16,6 +16,7 @@ import { expectRecordedAnswer, FIXTURES, INJECTOR_OPTIONS, reviewText } from '..
 import { startKubeApi, webhookConfiguration, type KubeApiServer } from '../support/kube-api.js';
 import { waitFor } from '../support/redis-server.js';
 import { startCli, type CliProcess } from '../support/sidecar.js';
+import { installed, single } from '../support/kube-manifests.js';
 import { makeTlsFiles, type TlsFiles } from '../support/tls.js';
 
 const NAMESPACE = 'sluice-system';
@@ -302,6 +303,24 @@ describe('with certificate files (cert-manager)', () => {
     await waitFor('the new certificate', 10_000, async () => ((await presented(injector.port)) === fingerprint(readFileSync(other.certFile, 'utf8')) ? true : undefined));
     const second = await call(injector.port, 'POST', fixture.path, { ca: readFileSync(other.caFile, 'utf8'), servername: 'localhost', body: reviewText(fixture) });
     expectRecordedAnswer(fixture, JSON.parse(second.body));
+  });
+
+  it("listens as the manifests start it on the pod's IPv4 and IPv6 addresses alike (an IPv6-only cluster calls the pod's IPv6 address)", async () => {
+    const deployment = single(await installed(), 'Deployment', 'sluice-injector');
+    const args: string[] = deployment.spec.template.spec.containers[0].args;
+    const listen = args[args.indexOf('--listen') + 1]!;
+    expect(listen.endsWith(':8443')).toBe(true);
+    const anyPort = await startInjector(null, ['--listen', listen.replace(/8443$/, '0'), '--tls-cert', join(dir, 'tls.crt'), '--tls-key', join(dir, 'tls.key')]);
+    try {
+      for (const host of ['127.0.0.1', '::1']) {
+        const answer = await new Promise<number>((resolve, reject) =>
+          request({ host, port: anyPort.port, path: '/healthz', rejectUnauthorized: false, agent: false }, (res) => resolve(res.statusCode ?? 0)).on('error', reject).end(),
+        );
+        expect(answer).toBe(200);
+      }
+    } finally {
+      await anyPort.stop();
+    }
   });
 
   it('refuses to start on files that do not belong together', async () => {
