@@ -323,6 +323,14 @@ describe('with certificate files (cert-manager)', () => {
     }
   });
 
+  it('refuses a --listen that is not HOST:PORT, saying so, instead of listening somewhere else', async () => {
+    for (const listen of ['8443', 'unix:/tmp/injector.sock']) {
+      await expect(startInjector(null, ['--listen', listen, '--tls-cert', join(dir, 'tls.crt'), '--tls-key', join(dir, 'tls.key')])).rejects.toThrow(
+        new RegExp(`exited \\(2\\)[\\s\\S]*--listen "${listen}" is not HOST:PORT`),
+      );
+    }
+  });
+
   it('refuses to start on files that do not belong together', async () => {
     await expect(startInjector(null, ['--tls-cert', tls.certFile, '--tls-key', other.keyFile])).rejects.toThrow(/is not the private key of/);
   });
