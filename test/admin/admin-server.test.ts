@@ -4,6 +4,7 @@
 import { connect, type Socket } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { waitFor } from '../support/redis-server.js';
+import { closesIn } from '../support/sockets.js';
 import { useSidecar } from '../support/sidecar.js';
 
 const POLICY = `
@@ -17,18 +18,6 @@ function opened(address: string): Promise<Socket> {
   return new Promise((resolve, reject) => {
     const socket = connect(Number(address.slice(colon + 1)), address.slice(0, colon), () => resolve(socket));
     socket.once('error', reject);
-  });
-}
-
-/** How long after `since` the socket closes, or Infinity when it is still open after `within` ms. */
-function closesIn(socket: Socket, since: number, within: number): Promise<number> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => resolve(Infinity), within);
-    socket.on('error', () => undefined);
-    socket.once('close', () => {
-      clearTimeout(timer);
-      resolve(Date.now() - since);
-    });
   });
 }
 

@@ -2,7 +2,7 @@
 // test/support/kube-api.ts: the CA it makes, keeps in the Secret and writes into the caBundle is
 // the only CA the test's client trusts, as the API server would.
 import { request } from 'node:https';
-import { connect as netConnect, type Socket } from 'node:net';
+import { connect as netConnect } from 'node:net';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { copyFileSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -17,6 +17,7 @@ import { startKubeApi, webhookConfiguration, type KubeApiServer } from '../suppo
 import { waitFor } from '../support/redis-server.js';
 import { startCli, type CliProcess } from '../support/sidecar.js';
 import { installed, single } from '../support/kube-manifests.js';
+import { closesIn } from '../support/sockets.js';
 import { makeTlsFiles, type TlsFiles } from '../support/tls.js';
 
 const NAMESPACE = 'sluice-system';
@@ -352,16 +353,6 @@ describe('the HTTPS server under attack', () => {
     new Promise<TLSSocket>((resolve, reject) => {
       const socket = tlsConnect({ host: '127.0.0.1', port, rejectUnauthorized: false }, () => resolve(socket));
       socket.once('error', reject);
-    });
-  /** How long after `since` the socket closes, or Infinity when it is still open after `within` ms. */
-  const closesIn = (socket: Socket, since: number, within: number) =>
-    new Promise<number>((resolve) => {
-      const timer = setTimeout(() => resolve(Infinity), within);
-      socket.on('error', () => undefined);
-      socket.once('close', () => {
-        clearTimeout(timer);
-        resolve(Date.now() - since);
-      });
     });
   /** Writes `head`, then a byte every 500 ms: a client that keeps the request going forever. */
   const trickle = (socket: TLSSocket, head: string, byte: string) => {
