@@ -72,9 +72,24 @@ describe('renewal', () => {
   it('refuses a Secret whose keys do not belong to its certificates', async () => {
     const other = await material(300, 30);
     const mixed = toSecretData({ ...fresh, serving: { cert: fresh.serving.cert, key: other.serving.key } });
-    expect(fromSecretData(mixed)).toEqual({ problem: 'tls.key is not the key of tls.crt' });
+    expect(fromSecretData(mixed)).toMatchObject({ problem: 'tls.key is not the key of tls.crt' });
     expect(fromSecretData({ ...toSecretData(fresh), 'ca.key': toSecretData(other)['ca.key']! })).toEqual({ problem: 'ca.key is not the key of the first certificate in ca.crt' });
     expect(fromSecretData({ 'tls.crt': '' })).toEqual({ problem: 'it lacks one of tls.crt, tls.key, ca.crt, ca.key' });
+  });
+
+  it('keeps a good CA when only the serving pair is broken, so the caBundle, and replicas still serving, stay trusted', async () => {
+    const other = await material(300, 30);
+    for (const data of [
+      { ...toSecretData(fresh), 'tls.crt': Buffer.from('garbage').toString('base64') },
+      { ...toSecretData(fresh), 'tls.key': toSecretData(other)['tls.key']! },
+      { 'ca.crt': toSecretData(fresh)['ca.crt']!, 'ca.key': toSecretData(fresh)['ca.key']! },
+    ]) {
+      const next = await renewal(fromSecretData(data), NAMES, LIFETIMES, at(1));
+      expect(next!.material.ca).toEqual(fresh.ca);
+      expect(next!.material.caBundle).toEqual(fresh.caBundle);
+      expect(cert(next!.material.serving.cert).checkIssued(cert(fresh.ca.cert))).toBe(true);
+      expect(next!.why).toMatch(/tls\.crt|tls\.key/);
+    }
   });
 
   it('replaces a CA it could not sign with (an EC key, as openssl or cert-manager make them) instead of failing every round', async () => {
