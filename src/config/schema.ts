@@ -121,7 +121,7 @@ const resource = z.strictObject({
 });
 
 const listen = z.string().refine((text) => isListenAddress(text), {
-  error: 'expected host:port or unix:/path',
+  error: 'expected host:port, :port (every interface) or unix:/path',
 });
 
 // Decisions, connections and calls the gRPC server holds, and when it lets go of them (README,
