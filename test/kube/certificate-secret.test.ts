@@ -79,11 +79,12 @@ describe('renewal', () => {
 
   it('keeps a good CA when only the serving pair is broken, so the caBundle, and replicas still serving, stay trusted', async () => {
     const other = await material(300, 30);
-    for (const data of [
+    const broken: Record<string, string>[] = [
       { ...toSecretData(fresh), 'tls.crt': Buffer.from('garbage').toString('base64') },
       { ...toSecretData(fresh), 'tls.key': toSecretData(other)['tls.key']! },
       { 'ca.crt': toSecretData(fresh)['ca.crt']!, 'ca.key': toSecretData(fresh)['ca.key']! },
-    ]) {
+    ];
+    for (const data of broken) {
       const next = await renewal(fromSecretData(data), NAMES, LIFETIMES, at(1));
       expect(next!.material.ca).toEqual(fresh.ca);
       expect(next!.material.caBundle).toEqual(fresh.caBundle);
