@@ -16,7 +16,7 @@ import { Admission } from './guard/admission.js';
 import { FailurePolicy } from './guard/failure-policy.js';
 import { randomBytes } from 'node:crypto';
 import { EnvoyRuntime } from './envoy/runtime.js';
-import { PolicyReloader, type ReloadResult } from './config/reload.js';
+import { PolicyReloader } from './config/reload.js';
 import type { Overrides } from './config/load.js';
 
 /** How often expired and idle leases are given back. */
@@ -28,8 +28,8 @@ export const MAX_PERMITS = 100_000;
 export interface Sidecar {
   address: string;
   adminAddress: string | null;
-  /** Reads the policy file again (SIGHUP); without a file to watch, 'unchanged'. */
-  reloadPolicy(): ReloadResult;
+  /** Reads the policy file again soon (SIGHUP), once for a burst of calls; nothing without a file. */
+  reloadPolicy(): void;
   /** Drains gRPC (in-flight calls finish within the grace period), then closes the store. */
   stop(): Promise<void>;
 }
@@ -134,7 +134,10 @@ export async function startSidecar(policy: Policy, log: Logger, source: PolicySo
         ...source,
         served: policy,
         log,
-        apply: (next) => (resources = next),
+        apply: (next) => {
+          for (const name of resources.keys()) if (!next.has(name)) metrics.forgetResource(name);
+          resources = next;
+        },
         counted: (result) => metrics.policyReloaded(result),
       })
     : null;
@@ -178,12 +181,14 @@ export async function startSidecar(policy: Policy, log: Logger, source: PolicySo
     return {
       address: running.address,
       adminAddress,
-      reloadPolicy: () => reloader?.reload('SIGHUP') ?? 'unchanged',
+      reloadPolicy: () => reloader?.requestReload(),
       async stop() {
         serving = false;
         await drainGrpcServer(running, policy.server.shutdownGraceMs);
         stopTimers();
+        // Scrapes and probes cut short are harmless; a kept-alive one must not hold the exit up.
         admin?.close();
+        admin?.closeAllConnections();
         await active.close();
       },
     };

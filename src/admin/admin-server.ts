@@ -17,10 +17,33 @@ export interface AdminOptions {
   checkStore: () => Promise<StoreHealth>;
 }
 
+/** A client that has not sent a whole request this long after it connected (or after its last one) is cut. */
+export const CLIENT_TIMEOUT_MS = 10_000;
+
+/**
+ * Options for node's HTTP and HTTPS servers that other pods can reach (the injected sidecar's
+ * admin port, the injector): stalled clients are cut within CLIENT_TIMEOUT_MS, checked every
+ * second (node's default, 30 s, lets a 10 s timeout run 40 s).
+ */
+export const STALLED_CLIENT_OPTIONS = { requestTimeout: CLIENT_TIMEOUT_MS, headersTimeout: CLIENT_TIMEOUT_MS, connectionsCheckingInterval: 1_000 } as const;
+
+/**
+ * At most `max` connections, the next closed on arrival, and a connection that sends nothing for
+ * CLIENT_TIMEOUT_MS (no request yet, or kept alive and left) closed: idle connections held open
+ * cost memory and file descriptors until the process is killed.
+ */
+export function boundConnections(server: Server, max: number): void {
+  server.maxConnections = max;
+  server.setTimeout(CLIENT_TIMEOUT_MS);
+}
+
+/** Connections to the admin port: Prometheus and the kubelet's probes need a handful (about 4 KB each). */
+const MAX_ADMIN_CONNECTIONS = 1_000;
+
 export function createAdminServer({ metrics, ready, storeUp, policy, checkStore }: AdminOptions): Server {
   // One check at a time: a burst of scrapes shares the answer of the one under way.
   let checking: Promise<StoreHealth> | null = null;
-  return createServer((req, res) => {
+  const server = createServer(STALLED_CLIENT_OPTIONS, (req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.writeHead(405, { allow: 'GET, HEAD' }).end();
@@ -43,19 +66,26 @@ export function createAdminServer({ metrics, ready, storeUp, policy, checkStore 
       res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
     }
   });
+  boundConnections(server, MAX_ADMIN_CONNECTIONS);
+  return server;
 }
 
-/** Listens on `host:port`; resolves with the bound address (port 0 picks a free one). */
+/**
+ * Listens on `host:port`, or on every interface for `:port` (IPv6 and IPv4 where the host has
+ * them); resolves with the bound address (port 0 picks a free one).
+ */
 export function listenAdmin(server: NetServer, address: string): Promise<string> {
   const colon = address.lastIndexOf(':');
   const host = address.slice(0, colon).replace(/^\[|\]$/g, '');
   const port = Number(address.slice(colon + 1));
   return new Promise((resolve, reject) => {
     server.once('error', reject);
-    server.listen(port, host, () => {
+    const ready = () => {
       server.off('error', reject);
       const bound = server.address() as AddressInfo;
-      resolve(`${host.includes(':') ? `[${bound.address}]` : bound.address}:${bound.port}`);
-    });
+      resolve(`${bound.family === 'IPv6' ? `[${bound.address}]` : bound.address}:${bound.port}`);
+    };
+    if (host === '') server.listen(port, ready);
+    else server.listen(port, host, ready);
   });
 }

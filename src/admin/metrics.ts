@@ -121,6 +121,19 @@ export class Metrics {
     child.inc();
   }
 
+  /**
+   * Drops the decision series of a resource the policy no longer has: across reloads that rename
+   * resources, every name ever served would otherwise stay, in memory and in each scrape.
+   */
+  forgetResource(resource: string): void {
+    for (const key of this.bound.keys()) {
+      const [name, outcome, decidedBy] = key.split('\u0000') as [string, string, string];
+      if (name !== resource) continue;
+      this.decisions.remove(name, outcome === 'g' ? 'granted' : 'denied', decidedBy);
+      this.bound.delete(key);
+    }
+  }
+
   policyReloaded(result: ReloadResult): void {
     this.policyReloads.labels(result).inc();
   }

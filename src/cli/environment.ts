@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { LevelWithSilent } from 'pino';
 import { parseDuration } from '../config/units.js';
+import { MAX_STOP_DELAY_MS } from '../kube/sidecar-container.js';
 import { LOG_LEVELS } from '../log.js';
 import { packageRoot } from '../paths.js';
 
@@ -25,7 +26,7 @@ export function stopDelayMs(): number | undefined {
   const text = process.env.SLUICE_STOP_DELAY;
   if (text === undefined || text === '') return 0;
   const ms = parseDuration(text);
-  if (ms !== undefined && ms <= 3_600_000) return ms;
+  if (ms !== undefined && ms <= MAX_STOP_DELAY_MS) return ms;
   process.stderr.write(`sluice: SLUICE_STOP_DELAY must be a duration up to 1h, such as 25s or 1500ms, not ${JSON.stringify(text)}\n`);
   return undefined;
 }

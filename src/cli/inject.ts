@@ -1,5 +1,6 @@
 // `sluice inject`: the admission webhook that adds the sidecar to pods, until SIGTERM.
 import { parseArgs } from 'node:util';
+import { isListenAddress } from '../config/schema.js';
 import { parseDuration } from '../config/units.js';
 import { createLogger } from '../log.js';
 import { isImageReference, isObjectName } from '../kube/annotations.js';
@@ -18,7 +19,7 @@ export async function inject(argv: string[]): Promise<number> {
     ({ values } = parseArgs({
       args: argv,
       options: {
-        listen: { type: 'string', default: '0.0.0.0:8443' },
+        listen: { type: 'string', default: ':8443' },
         'tls-cert': { type: 'string' },
         'tls-key': { type: 'string' },
         namespace: { type: 'string' },
@@ -53,6 +54,9 @@ export async function inject(argv: string[]): Promise<number> {
     if (!isObjectName(name)) problems.push(`--${flag} ${JSON.stringify(name)} is not a Kubernetes object name`);
   }
   if (!isImageReference(image)) problems.push(`--sidecar-image ${JSON.stringify(image)} is not an image reference`);
+  if (!isListenAddress(values.listen) || values.listen.startsWith('unix:')) {
+    problems.push(`--listen ${JSON.stringify(values.listen)} is not HOST:PORT (such as :8443 for every interface, or 10.0.0.5:8443)`);
+  }
   if ((values['tls-cert'] === undefined) !== (values['tls-key'] === undefined)) problems.push('--tls-cert and --tls-key go together');
   const config: InjectorConfig = {
     listen: values.listen,

@@ -14,7 +14,7 @@ commands:
   version                            print the version
 
 inject options:
-  --listen HOST:PORT       where the HTTPS server listens (default 0.0.0.0:8443)
+  --listen HOST:PORT       where the HTTPS server listens (default :8443, every interface)
   --tls-cert FILE          serve this certificate (with --tls-key), reloaded when it changes;
   --tls-key FILE           without them, a CA of its own is kept in the Secret below
   --namespace NS           the injector's namespace (default $SLUICE_NAMESPACE, else sluice-system)
@@ -26,7 +26,7 @@ inject options:
 environment:
   SLUICE_CONFIG          policy file for serve (--config wins)
   SLUICE_LISTEN          overrides server.listen, e.g. 127.0.0.1:50051 or unix:/run/sluice.sock
-  SLUICE_ADMIN           overrides server.admin, e.g. 127.0.0.1:9464 or off
+  SLUICE_ADMIN           overrides server.admin, e.g. 127.0.0.1:9464, :9464 (every interface) or off
   SLUICE_REDIS_URL       overrides store.redis (one server; selects the Redis store)
   SLUICE_REDIS_PASSWORD  overrides store.redis password / password_file / the url's password
   SLUICE_LOG_LEVEL       trace, debug, info (default), warn, error, fatal or silent

@@ -121,7 +121,7 @@ const resource = z.strictObject({
 });
 
 const listen = z.string().refine((text) => isListenAddress(text), {
-  error: 'expected host:port or unix:/path',
+  error: 'expected host:port, :port (every interface) or unix:/path',
 });
 
 // Decisions, connections and calls the gRPC server holds, and when it lets go of them (README,
@@ -392,10 +392,11 @@ function reportDuplicates(items: { name: string }[], path: (string | number)[], 
   });
 }
 
+/** `host:port`, `[v6]:port`, `:port` (every interface, IPv6 and IPv4) or `unix:/path`. */
 export function isListenAddress(text: string): boolean {
   if (text.startsWith('unix:')) return text.length > 'unix:'.length;
   const colon = text.lastIndexOf(':');
-  if (colon <= 0) return false;
+  if (colon < 0) return false;
   const port = Number(text.slice(colon + 1));
   return Number.isInteger(port) && port >= 0 && port <= 65535 && text.slice(colon + 1) !== '';
 }

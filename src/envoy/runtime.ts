@@ -1,7 +1,6 @@
 // The Envoy config the sidecar serves: loaded with the policy, then reloaded whenever a file in
 // config_dir changes (debounced, so an editor's or a ConfigMap's burst of writes is one reload).
 // A reload that finds a bad file keeps the config being served and logs why.
-import { existsSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { DirectoryWatch } from '../config/watch.js';
 import { loadEnvoyConfig, type EnvoyConfig } from './config.js';
@@ -55,8 +54,6 @@ export class EnvoyRuntime {
     const loaded = loadEnvoyConfig(this.settings);
     if (!loaded.ok) {
       this.log.error({ dir: this.settings.configDir, problems: loaded.problems }, 'envoy config reload failed; still serving the previous config');
-      // The directory itself went away: its watch is dead; watch for it to come back.
-      if (!existsSync(this.settings.configDir)) this.watch?.lost();
       return false;
     }
     if (loaded.value.fingerprint === this.config.fingerprint) return false;

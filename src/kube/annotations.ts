@@ -60,7 +60,7 @@ export function readSettings(annotations: Readonly<Record<string, string>>, defa
     if (text === undefined) return fallback;
     const problem = check(text);
     if (problem === null) return convert(text);
-    problems.push(`${key}: ${JSON.stringify(text)} ${problem}`);
+    problems.push(`${key}: ${quoted(text)} ${problem}`);
     return fallback;
   };
   const same = (text: string) => text;
@@ -83,6 +83,14 @@ export function readSettings(annotations: Readonly<Record<string, string>>, defa
     if (owner !== undefined) problems.push(`${key}: ${port} is already a port of container "${owner}"; set ${key} to a free one`);
   }
   return problems.length === 0 ? { ok: true, settings } : { ok: false, problems };
+}
+
+/** Characters of a wrong value repeated in a warning: the API server cuts warnings over 256. */
+const QUOTED_CHARS = 40;
+
+/** The value as a warning shows it: quoted, and only its start when it is long. */
+export function quoted(text: string): string {
+  return JSON.stringify(text.length > QUOTED_CHARS ? `${text.slice(0, QUOTED_CHARS)}...` : text);
 }
 
 /** Exactly "true" or "false": anything else is more likely a typo than a choice. */

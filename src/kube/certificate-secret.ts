@@ -7,6 +7,7 @@ import {
   dnsNamesOf,
   dueForRenewal,
   expired,
+  isRsaKey,
   issueServing,
   keyMatches,
   parseCertificate,
@@ -34,21 +35,35 @@ const CA_NAME = 'sluice-injector CA';
 /** Tries before giving up on a Secret that keeps changing under us; the next round tries again. */
 const MAX_TRIES = 5;
 
-export type Read = { material: TlsMaterial } | { problem: string };
+/** The CA, its key and the bundle it heads. */
+type Authority = Pick<TlsMaterial, 'ca' | 'caBundle'>;
+
+/**
+ * What a Secret holds: everything, good; or what is wrong with it, and its CA when that is good
+ * (only the serving pair is then made anew: a new CA would leave the replicas still serving a
+ * certificate from the old one untrusted until they read the Secret again).
+ */
+export type Read = { material: TlsMaterial } | { problem: string; authority?: Authority };
+
+const MISSING = 'it lacks one of tls.crt, tls.key, ca.crt, ca.key';
 
 /** The material in a Secret's data (base64 values), checked: each key belongs to its certificate. */
 export function fromSecretData(data: Record<string, string> | undefined): Read {
   const text = (key: string) => (data?.[key] === undefined ? undefined : Buffer.from(data[key]!, 'base64').toString('utf8'));
   const [caPem, caKey, cert, key] = ['ca.crt', 'ca.key', 'tls.crt', 'tls.key'].map(text);
-  if (caPem === undefined || caKey === undefined || cert === undefined || key === undefined) return { problem: 'it lacks one of tls.crt, tls.key, ca.crt, ca.key' };
+  if (caPem === undefined || caKey === undefined) return { problem: MISSING };
   const caBundle = splitPem(caPem);
   const ca = caBundle[0] === undefined ? null : parseCertificate(caBundle[0]);
   if (ca === null || !caBundle.every((pem) => parseCertificate(pem) !== null)) return { problem: 'ca.crt does not hold certificates' };
   if (!keyMatches(ca, caKey)) return { problem: 'ca.key is not the key of the first certificate in ca.crt' };
+  // A CA made elsewhere (openssl's, cert-manager's) may have an EC key, which could sign nothing here.
+  if (!isRsaKey(caKey)) return { problem: 'ca.key is not an RSA key: the injector signs with RSA keys only' };
+  const authority = { ca: { cert: caBundle[0]!, key: caKey }, caBundle };
+  if (cert === undefined || key === undefined) return { problem: MISSING, authority };
   const serving = parseCertificate(cert);
-  if (serving === null) return { problem: 'tls.crt does not hold a certificate' };
-  if (!keyMatches(serving, key)) return { problem: 'tls.key is not the key of tls.crt' };
-  return { material: { ca: { cert: caBundle[0]!, key: caKey }, caBundle, serving: { cert, key } } };
+  if (serving === null) return { problem: 'tls.crt does not hold a certificate', authority };
+  if (!keyMatches(serving, key)) return { problem: 'tls.key is not the key of tls.crt', authority };
+  return { material: { ...authority, serving: { cert, key } } };
 }
 
 export function toSecretData(material: TlsMaterial): Record<string, string> {
@@ -68,24 +83,24 @@ export function toSecretData(material: TlsMaterial): Record<string, string> {
  * until it expires, for the API servers and replicas that have not seen the new one yet).
  */
 export async function renewal(current: Read, dnsNames: string[], lifetimes: Lifetimes, now: Date): Promise<{ material: TlsMaterial; why: string } | null> {
-  if ('problem' in current) {
+  if ('problem' in current && current.authority === undefined) {
     const ca = await createAuthority(CA_NAME, now, lifetimes.caMs);
     return { material: { ca, caBundle: [ca.cert], serving: await issueServing(ca, dnsNames, now, lifetimes.servingMs) }, why: current.problem };
   }
-  const { material } = current;
+  const authority: Authority = 'material' in current ? current.material : current.authority!;
   const stillValid = (pem: string) => !expired(parseCertificate(pem)!, now);
-  const caCert = parseCertificate(material.ca.cert)!;
+  const caCert = parseCertificate(authority.ca.cert)!;
   if (dueForRenewal(caCert, now)) {
     const ca = await createAuthority(CA_NAME, now, lifetimes.caMs);
     return {
-      material: { ca, caBundle: [ca.cert, ...material.caBundle.filter(stillValid)], serving: await issueServing(ca, dnsNames, now, lifetimes.servingMs) },
+      material: { ca, caBundle: [ca.cert, ...authority.caBundle.filter(stillValid)], serving: await issueServing(ca, dnsNames, now, lifetimes.servingMs) },
       why: 'the CA is near expiry',
     };
   }
-  const why = servingProblem(parseCertificate(material.serving.cert)!, caCert, dnsNames, now);
-  const caBundle = material.caBundle.filter(stillValid);
-  if (why !== null) return { material: { ...material, caBundle, serving: await issueServing(material.ca, dnsNames, now, lifetimes.servingMs) }, why };
-  if (caBundle.length < material.caBundle.length) return { material: { ...material, caBundle }, why: 'an old CA has expired' };
+  const why = 'material' in current ? servingProblem(parseCertificate(current.material.serving.cert)!, caCert, dnsNames, now) : current.problem;
+  const caBundle = authority.caBundle.filter(stillValid);
+  if (why !== null) return { material: { ca: authority.ca, caBundle, serving: await issueServing(authority.ca, dnsNames, now, lifetimes.servingMs) }, why };
+  if ('material' in current && caBundle.length < authority.caBundle.length) return { material: { ...current.material, caBundle }, why: 'an old CA has expired' };
   return null;
 }
 

@@ -122,6 +122,15 @@ export function keyMatches(cert: X509Certificate, keyPem: string): boolean {
   }
 }
 
+/** True for an RSA private key: the only kind node-forge signs certificates with. */
+export function isRsaKey(keyPem: string): boolean {
+  try {
+    return createPrivateKey(keyPem).asymmetricKeyType === 'rsa';
+  } catch {
+    return false;
+  }
+}
+
 /** True when `ca` signed `cert`. */
 export function signedBy(cert: X509Certificate, ca: X509Certificate): boolean {
   return cert.checkIssued(ca) && cert.verify(ca.publicKey);

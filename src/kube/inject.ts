@@ -1,8 +1,8 @@
 // Whether a pod gets the sidecar, and the JSON patch that adds it. Pure: a pod object in, a patch
 // or the reason for leaving the pod alone out.
 import { escapePathComponent, type Operation } from 'fast-json-patch';
-import { ANNOTATION, INJECTED, booleanProblem, readSettings, type SidecarSettings } from './annotations.js';
-import { CONTAINER_NAME, POLICY_VOLUME, policyVolume, sidecarAddress, sidecarContainer } from './sidecar-container.js';
+import { ANNOTATION, INJECTED, booleanProblem, quoted, readSettings, type SidecarSettings } from './annotations.js';
+import { CONTAINER_NAME, MAX_STOP_DELAY_MS, POLICY_VOLUME, policyVolume, sidecarAddress, sidecarContainer } from './sidecar-container.js';
 
 export interface InjectorOptions {
   /** The injector's own namespace: its pods never get the sidecar. */
@@ -22,6 +22,7 @@ const DEFAULT_GRACE_SECONDS = 30;
 const DRAIN_SECONDS = 5;
 
 const PROMETHEUS_KEYS = ['prometheus.io/scrape', 'prometheus.io/port', 'prometheus.io/path'];
+const DEFAULT_CONTAINER = 'kubectl.kubernetes.io/default-container';
 
 type Json = Record<string, any>;
 
@@ -38,7 +39,7 @@ export function inject(pod: unknown, namespace: string, namespaceOptedIn: boolea
 
   const wanted = annotations[ANNOTATION.inject];
   if (wanted !== undefined && booleanProblem(wanted) !== null) {
-    return { skip: `bad ${ANNOTATION.inject}`, warnings: [notInjected(`${ANNOTATION.inject}: ${JSON.stringify(wanted)} ${booleanProblem(wanted)}`)] };
+    return { skip: `bad ${ANNOTATION.inject}`, warnings: [notInjected(`${ANNOTATION.inject}: ${quoted(wanted)} ${booleanProblem(wanted)}`)] };
   }
   if (namespaceOptedIn ? wanted === 'false' : wanted !== 'true') {
     return { skip: namespaceOptedIn ? `opted out by ${ANNOTATION.inject}: "false"` : `not opted in (no ${ANNOTATION.inject}: "true")`, warnings: [] };
@@ -47,6 +48,11 @@ export function inject(pod: unknown, namespace: string, namespaceOptedIn: boolea
   const initContainers: Json[] = spec.initContainers ?? [];
   if (annotations[ANNOTATION.status] === INJECTED || [...containers, ...initContainers].some((c) => c.name === CONTAINER_NAME)) {
     return { skip: 'already injected', warnings: [] };
+  }
+  if (spec.hostNetwork === true) {
+    // The pod's loopback is the node's: a second such pod on the node could not bind sluice's
+    // ports, and every process on the node could spend this pod's budget.
+    return { skip: 'hostNetwork', warnings: [notInjected("the pod uses hostNetwork: sluice's ports would be the node's, shared with every pod on it")] };
   }
   const read = readSettings(annotations, options.defaultImage, declaredPorts([...initContainers, ...containers]));
   if (!read.ok) return { skip: 'bad annotations', warnings: read.problems.map(notInjected) };
@@ -72,7 +78,8 @@ function patchFor(pod: Json, settings: SidecarSettings): Operation[] {
     (spec[field] ?? []).forEach((container: Json, i: number) => {
       const env: Json[] | undefined = Array.isArray(container.env) ? container.env : undefined;
       if (env?.some((e) => e?.name === 'SLUICE_ADDR')) return;
-      ops.push(env ? add(`/spec/${field}/${i}/env/-`, address) : add(`/spec/${field}/${i}/env`, [address]));
+      // First: Kubernetes expands $(SLUICE_ADDR) only in the entries that come after it.
+      ops.push(env ? add(`/spec/${field}/${i}/env/0`, address) : add(`/spec/${field}/${i}/env`, [address]));
     });
   }
   ops.push(Array.isArray(spec.volumes) ? add('/spec/volumes/-', policyVolume(settings)) : add('/spec/volumes', [policyVolume(settings)]));
@@ -86,6 +93,8 @@ function patchFor(pod: Json, settings: SidecarSettings): Operation[] {
   }
   const existing: Record<string, string> = metadata?.annotations ?? {};
   const added: Record<string, string> = { [ANNOTATION.status]: INJECTED };
+  // kubectl logs and exec pick the first container unless the pod names another: the app's, not sluice's.
+  if (!settings.native && !(DEFAULT_CONTAINER in existing)) added[DEFAULT_CONTAINER] = spec.containers[0].name;
   // Scrape annotations only on a pod that sets none: one that has them points them at its app.
   if (!PROMETHEUS_KEYS.some((key) => key in existing)) {
     Object.assign(added, { 'prometheus.io/scrape': 'true', 'prometheus.io/port': String(settings.adminPort), 'prometheus.io/path': '/metrics' });
@@ -102,12 +111,12 @@ function add(path: string, value: unknown): Operation {
 
 /**
  * How long the classic sidecar keeps answering after SIGTERM: the grace period less the time it
- * needs to drain, at least a second. Kubelet sends SIGTERM to every container at once, and the
- * app may still call sluice while it finishes its own work.
+ * needs to drain, at least a second, at most what `sluice serve` accepts. Kubelet sends SIGTERM
+ * to every container at once, and the app may still call sluice while it finishes its own work.
  */
 function stopDelay(graceSeconds: unknown): string {
   const grace = typeof graceSeconds === 'number' && Number.isFinite(graceSeconds) ? graceSeconds : DEFAULT_GRACE_SECONDS;
-  return `${Math.max(1, Math.floor(grace) - DRAIN_SECONDS)}s`;
+  return `${Math.min(MAX_STOP_DELAY_MS / 1_000, Math.max(1, Math.floor(grace) - DRAIN_SECONDS))}s`;
 }
 
 /** Ports the containers declare, with the container that declares each. */

@@ -48,7 +48,11 @@ export class KubeApiError extends Error {
   }
 }
 
-/** The API answers within this, or the call fails (and is tried again on the next round). */
+/**
+ * The API answers, in full, within this, or the call fails (and is tried again on the next
+ * round). A deadline for the whole call, not for silence: an answer that trickles in must not
+ * hold a certificate round forever.
+ */
 const TIMEOUT_MS = 10_000;
 /** API answers are small; more than this is not an answer to these calls. */
 const MAX_ANSWER_BYTES = 4 * 1024 * 1024;
@@ -78,7 +82,6 @@ export function inClusterApi(env: NodeJS.ProcessEnv, dir = SERVICEACCOUNT_DIR): 
           method,
           path,
           ca,
-          timeout: TIMEOUT_MS,
           headers: {
             authorization: `Bearer ${readFileSync(join(dir, 'token'), 'utf8').trim()}`,
             accept: 'application/json',
@@ -108,7 +111,8 @@ export function inClusterApi(env: NodeJS.ProcessEnv, dir = SERVICEACCOUNT_DIR): 
           res.on('error', reject);
         },
       );
-      req.on('timeout', () => req.destroy(new Error(`${method} ${path}: no answer within ${TIMEOUT_MS} ms`)));
+      const deadline = setTimeout(() => req.destroy(new Error(`${method} ${path}: no answer within ${TIMEOUT_MS} ms`)), TIMEOUT_MS);
+      req.once('close', () => clearTimeout(deadline));
       req.on('error', reject);
       req.end(payload);
     });

@@ -164,7 +164,8 @@ function service(options: InstallOptions): KubeObject {
 }
 
 function deployment(options: InstallOptions): KubeObject {
-  const args = ['inject', '--listen', `0.0.0.0:${PORT}`];
+  // No host: every interface, IPv6 and IPv4, so the API server reaches it on any cluster's pod IPs.
+  const args = ['inject', '--listen', `:${PORT}`];
   if (options.certManager) args.push('--tls-cert', `${TLS_DIR}/tls.crt`, '--tls-key', `${TLS_DIR}/tls.key`);
   // HTTPS on the webhook port itself: the kubelet does not check the certificate, and /readyz
   // answers 200 only once the injector holds a serving certificate.

@@ -31,6 +31,13 @@ export function answerReview(body: string, namespaceOptedIn: boolean, options: I
   }
   if (!isObject(request)) return unchanged(undefined, 'the review has no request');
   if (uid === undefined) return unchanged(undefined, 'the request has no uid');
+  if (typeof request.operation !== 'string') return unchanged(uid, 'the request has no operation');
+  // Only a pod being created can be given a container: the API server refuses an update (or an
+  // ephemeral container, or a status write) that adds one, and with it the change that was asked for.
+  if (request.operation !== 'CREATE' || (request.subResource !== undefined && request.subResource !== '')) {
+    const what = `${request.operation}${request.subResource ? ` of ${String(request.subResource)}` : ''}`;
+    return { review: answer({ uid, allowed: true }), namespace: undefined, pod: undefined, injected: false, reason: `${what}: only pods being created are injected` };
+  }
   const kind = request.kind;
   if (!isObject(kind) || kind.group !== '' || kind.version !== 'v1' || kind.kind !== 'Pod' || !isObject(request.object)) {
     return unchanged(uid, 'the request is not for a v1 Pod');
@@ -47,7 +54,7 @@ export function answerReview(body: string, namespaceOptedIn: boolean, options: I
   }
   if (result.warnings.length > 0) response.warnings = result.warnings;
   return {
-    review: { apiVersion: API_VERSION, kind: 'AdmissionReview', response },
+    review: answer(response),
     namespace,
     pod: name,
     injected: 'patch' in result,
@@ -58,14 +65,14 @@ export function answerReview(body: string, namespaceOptedIn: boolean, options: I
 /** Allowed and unchanged; the warning goes back only when the uid lets the API server match it. */
 function unchanged(uid: string | undefined, problem: string): ReviewAnswer {
   return {
-    review: {
-      apiVersion: API_VERSION,
-      kind: 'AdmissionReview',
-      response: { uid: uid ?? '', allowed: true, ...(uid ? { warnings: [`sluice: not injected, malformed AdmissionReview: ${problem}`] } : {}) },
-    },
+    review: answer({ uid: uid ?? '', allowed: true, ...(uid ? { warnings: [`sluice: not injected, malformed AdmissionReview: ${problem}`] } : {}) }),
     namespace: undefined,
     pod: undefined,
     injected: false,
     reason: `malformed AdmissionReview: ${problem}`,
   };
+}
+
+function answer(response: Record<string, unknown>): Record<string, unknown> {
+  return { apiVersion: API_VERSION, kind: 'AdmissionReview', response };
 }

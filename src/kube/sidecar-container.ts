@@ -7,6 +7,12 @@ export const POLICY_VOLUME = 'sluice-policy';
 const POLICY_DIR = '/etc/sluice';
 const POLICY_KEY = 'policy.yaml';
 
+/**
+ * The longest SLUICE_STOP_DELAY `sluice serve` accepts. The classic sidecar's delay is capped at
+ * it: a longer one would stop the sidecar from starting at all.
+ */
+export const MAX_STOP_DELAY_MS = 3_600_000;
+
 /** The user the image runs as. */
 const SIDECAR_UID = 1000;
 
@@ -20,8 +26,9 @@ export function sidecarContainer(settings: SidecarSettings, stopDelay: string | 
   const env: Json[] = [
     // The rate-limit API stays on the pod's loopback: on the pod IP, any pod could spend the budget.
     { name: 'SLUICE_LISTEN', value: `127.0.0.1:${settings.port}` },
-    // The admin port is on every interface so that the kubelet's probes and Prometheus reach it.
-    { name: 'SLUICE_ADMIN', value: `0.0.0.0:${settings.adminPort}` },
+    // The admin port is on every interface, IPv6 and IPv4 (no host), so that the kubelet's probes
+    // and Prometheus reach it on IPv4, IPv6 and dual-stack clusters alike.
+    { name: 'SLUICE_ADMIN', value: `:${settings.adminPort}` },
     { name: 'SLUICE_LOG_LEVEL', value: settings.logLevel },
   ];
   if (stopDelay !== null) env.push({ name: 'SLUICE_STOP_DELAY', value: stopDelay });

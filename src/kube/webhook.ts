@@ -4,7 +4,7 @@
 import { createServer, type Server } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
-import { listenAdmin } from '../admin/admin-server.js';
+import { boundConnections, CLIENT_TIMEOUT_MS, listenAdmin, STALLED_CLIENT_OPTIONS } from '../admin/admin-server.js';
 import type { KeyPair } from './certificates.js';
 import type { InjectorOptions } from './inject.js';
 import { answerReview } from './review.js';
@@ -15,8 +15,15 @@ import { answerReview } from './review.js';
  */
 const MAX_BODY_BYTES = 2 * 1024 * 1024;
 
-/** The API server gives up after the webhook's timeoutSeconds (5); a slower client is cut. */
-const REQUEST_TIMEOUT_MS = 10_000;
+/**
+ * Review bodies held at once, across every request being read: a few thousand ordinary pods, or
+ * eight of the largest. Past it a review is answered 503 at once, so that senders of large bodies
+ * cannot make the injector outgrow its memory limit.
+ */
+const MAX_BUFFERED_BYTES = 16 * 1024 * 1024;
+
+/** Connections open at once (about 35 KB each); past it a new one is closed on arrival. */
+const MAX_CONNECTIONS = 1_000;
 /** On close, connections still open after this are cut (a kept-alive one may never go idle). */
 const CLOSE_GRACE_MS = 5_000;
 
@@ -35,9 +42,19 @@ export interface Webhook {
  */
 export async function startWebhook(listen: string, placeholder: KeyPair, options: InjectorOptions, log: Logger): Promise<Webhook> {
   let ready = false;
-  const server = createServer({ cert: placeholder.cert, key: placeholder.key, requestTimeout: REQUEST_TIMEOUT_MS, headersTimeout: REQUEST_TIMEOUT_MS }, (req, res) =>
-    handle(req, res, () => ready, options, log),
+  const budget = { free: MAX_BUFFERED_BYTES };
+  const server = createServer(
+    {
+      cert: placeholder.cert,
+      key: placeholder.key,
+      // The API server gives up after the webhook's timeoutSeconds (5): a client slower than
+      // CLIENT_TIMEOUT_MS to finish its TLS handshake, or to send its request, is cut.
+      handshakeTimeout: CLIENT_TIMEOUT_MS,
+      ...STALLED_CLIENT_OPTIONS,
+    },
+    (req, res) => handle(req, res, () => ready, budget, options, log),
   );
+  boundConnections(server, MAX_CONNECTIONS);
   const address = await listenAdmin(server, listen);
   return {
     server,
@@ -57,7 +74,7 @@ export async function startWebhook(listen: string, placeholder: KeyPair, options
 
 const ROUTES: Record<string, boolean> = { '/inject': false, '/inject/namespace': true };
 
-function handle(req: IncomingMessage, res: ServerResponse, ready: () => boolean, options: InjectorOptions, log: Logger): void {
+function handle(req: IncomingMessage, res: ServerResponse, ready: () => boolean, budget: { free: number }, options: InjectorOptions, log: Logger): void {
   const path = (req.url ?? '/').split('?')[0]!;
   const text = (status: number, body: string, headers: Record<string, string> = {}) =>
     res.writeHead(status, { 'content-type': 'text/plain', ...headers }).end(`${body}\n`);
@@ -69,23 +86,38 @@ function handle(req: IncomingMessage, res: ServerResponse, ready: () => boolean,
   const namespaceOptedIn = ROUTES[path];
   if (namespaceOptedIn === undefined) return void text(404, 'not found');
   if (req.method !== 'POST') return void text(405, 'method not allowed: POST an AdmissionReview', { allow: 'POST' });
-  const refuse = () => {
-    if (res.headersSent) return;
-    log.info({ bytes: Math.max(size, Number(req.headers['content-length'] ?? 0)) }, 'not injected: review too large');
-    res.writeHead(413, { 'content-type': 'text/plain', connection: 'close' }).end(`an AdmissionReview over ${MAX_BODY_BYTES} bytes is not a pod sluice injects\n`);
-    req.resume();
-  };
   const chunks: Buffer[] = [];
   let size = 0;
-  if (Number(req.headers['content-length'] ?? 0) > MAX_BODY_BYTES) return refuse();
+  let refused = false;
+  // What this request holds of the shared budget goes back once, however the request ends.
+  const release = () => {
+    budget.free += size;
+    size = 0;
+    chunks.length = 0;
+  };
+  req.once('close', release);
+  const refuse = (status: number, message: string, body: string) => {
+    refused = true;
+    log.info({ bytes: Math.max(size, Number(req.headers['content-length'] ?? 0)) }, message);
+    release();
+    res.writeHead(status, { 'content-type': 'text/plain', connection: 'close' }).end(`${body}\n`);
+    req.resume();
+  };
+  const tooLarge = () => refuse(413, 'not injected: review too large', `an AdmissionReview over ${MAX_BODY_BYTES} bytes is not a pod sluice injects`);
+  if (Number(req.headers['content-length'] ?? 0) > MAX_BODY_BYTES) return tooLarge();
   req.on('data', (chunk: Buffer) => {
+    if (refused) return;
+    if (size + chunk.length > MAX_BODY_BYTES) return tooLarge();
+    if (chunk.length > budget.free) return refuse(503, 'not injected: too many review bytes being read at once', 'busy: too many reviews being read; try again');
     size += chunk.length;
-    if (size > MAX_BODY_BYTES) refuse();
-    else chunks.push(chunk);
+    budget.free -= chunk.length;
+    chunks.push(chunk);
   });
   req.on('end', () => {
-    if (size > MAX_BODY_BYTES) return;
-    const answer = answerReview(Buffer.concat(chunks).toString('utf8'), namespaceOptedIn, options);
+    if (refused) return;
+    const body = Buffer.concat(chunks).toString('utf8');
+    release();
+    const answer = answerReview(body, namespaceOptedIn, options);
     log.info(
       { namespace: answer.namespace, pod: answer.pod, injected: answer.injected, ...(answer.reason ? { reason: answer.reason } : {}) },
       answer.injected ? 'injected' : 'not injected',

@@ -76,7 +76,7 @@ resources:
 `);
     expect(found).toEqual(
       expect.arrayContaining([
-        expect.stringMatching(/^server\.listen \(line 3\): expected host:port or unix:\/path$/),
+        expect.stringMatching(/^server\.listen \(line 3\): expected host:port, :port \(every interface\) or unix:\/path$/),
         expect.stringMatching(/^resources\[0\]\.on_store_failure \(line 7\): expected open, closed or local$/),
         expect.stringMatching(/^resources\[0\]\.limits\[0\]\.rate \(line 9\): expected N\/period/),
         expect.stringMatching(/^resources\[0\]\.limits\[0\] \(line 9\): unknown key "burts"$/),

@@ -75,6 +75,7 @@ describe.each(['memory', 'redis'] as const)('policy reload on the %s store', (st
     expect(await grantsUntilDenied(client, 'switched', 'a')).toBe(3);
     // Spend part of steady's budget for a second tenant, to see it carried over.
     for (let i = 0; i < 4; i++) expect((await client.acquire({ resource: 'steady', descriptors: { tenant: 'b' } })).granted).toBe(true);
+    expect((await client.acquire({ resource: 'retired' })).granted).toBe(true);
 
     // 32 callers keep asking through the swap; every call must be answered, and granted.
     let running = true;
@@ -114,8 +115,10 @@ describe.each(['memory', 'redis'] as const)('policy reload on the %s store', (st
     expect(await grantsUntilDenied(client, 'tightened', 'a')).toBe(2);
     // Same name, another algorithm: a fresh budget.
     expect(await grantsUntilDenied(client, 'switched', 'a')).toBe(3);
-    // Removed: unknown from now on.
+    // Removed: unknown from now on, and gone from the metrics (else every name ever served would stay).
     await expect(client.acquire({ resource: 'retired' })).rejects.toMatchObject({ code: status.NOT_FOUND });
+    expect(await metric(sidecar, 'sluice_decisions_total', 'resource="retired"')).toBe(0);
+    expect(await metric(sidecar, 'sluice_decisions_total', 'resource="steady"')).toBeGreaterThan(0);
     expect(await metric(sidecar, 'sluice_policy_reloads_total', 'result="applied"')).toBe(1);
   });
 
@@ -163,5 +166,20 @@ describe('SIGHUP', () => {
     await within(5_000, async () => sidecar.logs.some((entry) => entry.msg === 'policy reloaded' && entry.trigger === 'SIGHUP'));
     expect((await client.acquire({ resource: 'fresh' })).granted).toBe(true);
     expect(sidecar.child.exitCode).toBeNull();
+  });
+
+  it('reads the file once for a storm of SIGHUPs, not once for each', async () => {
+    const reloads = async () => (await metric(sidecar, 'sluice_policy_reloads_total'));
+    const before = await reloads();
+    for (let i = 0; i < 30; i++) {
+      sidecar.child.kill('SIGHUP');
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    // A bad file and one more signal: once that is refused, every reload the storm caused is done.
+    writeFileSync(join(elsewhere, 'policy.yaml'), 'resources: [ broken\n');
+    sidecar.child.kill('SIGHUP');
+    await within(5_000, async () => (await metric(sidecar, 'sluice_policy_reloads_total', 'result="rejected"')) === 1);
+    expect((await reloads()) - before).toBeLessThanOrEqual(3);
+    expect((await client.acquire({ resource: 'fresh' })).granted).toBe(true);
   });
 });

@@ -1,5 +1,7 @@
 // When the injector's certificates are renewed, what the Secret then holds, and how replicas that
 // write it at the same time end up with one answer.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { convergeSecret, fromSecretData, renewal, toSecretData, type TlsMaterial } from '../../src/kube/certificate-secret.js';
 import { createAuthority, dnsNamesOf, issueServing, parseCertificate, serviceNames } from '../../src/kube/certificates.js';
@@ -70,9 +72,40 @@ describe('renewal', () => {
   it('refuses a Secret whose keys do not belong to its certificates', async () => {
     const other = await material(300, 30);
     const mixed = toSecretData({ ...fresh, serving: { cert: fresh.serving.cert, key: other.serving.key } });
-    expect(fromSecretData(mixed)).toEqual({ problem: 'tls.key is not the key of tls.crt' });
+    expect(fromSecretData(mixed)).toMatchObject({ problem: 'tls.key is not the key of tls.crt' });
     expect(fromSecretData({ ...toSecretData(fresh), 'ca.key': toSecretData(other)['ca.key']! })).toEqual({ problem: 'ca.key is not the key of the first certificate in ca.crt' });
     expect(fromSecretData({ 'tls.crt': '' })).toEqual({ problem: 'it lacks one of tls.crt, tls.key, ca.crt, ca.key' });
+  });
+
+  it('keeps a good CA when only the serving pair is broken, so the caBundle, and replicas still serving, stay trusted', async () => {
+    const other = await material(300, 30);
+    const broken: Record<string, string>[] = [
+      { ...toSecretData(fresh), 'tls.crt': Buffer.from('garbage').toString('base64') },
+      { ...toSecretData(fresh), 'tls.key': toSecretData(other)['tls.key']! },
+      { 'ca.crt': toSecretData(fresh)['ca.crt']!, 'ca.key': toSecretData(fresh)['ca.key']! },
+    ];
+    for (const data of broken) {
+      const next = await renewal(fromSecretData(data), NAMES, LIFETIMES, at(1));
+      expect(next!.material.ca).toEqual(fresh.ca);
+      expect(next!.material.caBundle).toEqual(fresh.caBundle);
+      expect(cert(next!.material.serving.cert).checkIssued(cert(fresh.ca.cert))).toBe(true);
+      expect(next!.why).toMatch(/tls\.crt|tls\.key/);
+    }
+  });
+
+  it('replaces a CA it could not sign with (an EC key, as openssl or cert-manager make them) instead of failing every round', async () => {
+    const tls = await makeTlsFiles();
+    try {
+      const file = (path: string) => readFileSync(path).toString('base64');
+      const ecData = { 'ca.crt': file(tls.caFile), 'ca.key': file(join(tls.dir, 'ca.key')), 'tls.crt': file(tls.certFile), 'tls.key': file(tls.keyFile) };
+      const read = fromSecretData(ecData);
+      expect(read).toEqual({ problem: 'ca.key is not an RSA key: the injector signs with RSA keys only' });
+      const next = await renewal(read, NAMES, LIFETIMES, at(0));
+      expect(dnsNamesOf(cert(next!.material.serving.cert))).toEqual(NAMES);
+      expect(cert(next!.material.serving.cert).checkIssued(cert(next!.material.ca.cert))).toBe(true);
+    } finally {
+      tls.remove();
+    }
   });
 });
 

@@ -13,7 +13,8 @@ import { describe, expect, it } from 'vitest';
 import { answerReview } from '../../src/kube/review.js';
 import { inject } from '../../src/kube/inject.js';
 import { expectRecordedAnswer, FIXTURE_DIR, FIXTURES, INJECTOR_OPTIONS, readable, reviewText } from '../support/admission.js';
-import { CLI } from '../support/sidecar.js';
+import { freePort } from '../support/ports.js';
+import { CLI, startSidecar, writePolicy } from '../support/sidecar.js';
 
 const run = promisify(execFile);
 
@@ -148,5 +149,77 @@ describe('annotation values', () => {
       return sidecar.env.find((e: any) => e.name === 'SLUICE_STOP_DELAY').value;
     };
     expect([classic(), classic(60), classic(3)]).toEqual(['25s', '55s', '1s']);
+  });
+});
+
+describe('pods that need care', () => {
+  const pod = (annotations: Record<string, string> = {}, spec: Record<string, unknown> = {}): any => ({
+    metadata: { name: 'p', annotations: { 'sluice.dev/inject': 'true', ...annotations } },
+    spec: { containers: [{ name: 'app', image: 'app:1' }, { name: 'helper', image: 'helper:1' }], ...spec },
+  });
+  const patched = (p: any) => {
+    const result = inject(p, 'shop', false, INJECTOR_OPTIONS);
+    if (!('patch' in result)) throw new Error(`not injected: ${result.skip}`);
+    const out = jsonpatch.applyPatch(structuredClone(p), result.patch, true, false).newDocument;
+    new Pod(out).validate();
+    return out;
+  };
+  const sidecarEnv = (p: any) => Object.fromEntries(p.spec.containers.find((c: any) => c.name === 'sluice').env.map((e: any) => [e.name, e.value]));
+
+  it('a classic sidecar keeps kubectl logs and exec on the first app container', () => {
+    const out = patched(pod({ 'sluice.dev/native-sidecar': 'false' }));
+    expect(out.spec.containers.map((c: any) => c.name)).toEqual(['sluice', 'app', 'helper']);
+    expect(out.metadata.annotations['kubectl.kubernetes.io/default-container']).toBe('app');
+    // One the pod names itself is left as it is.
+    const chosen = patched(pod({ 'sluice.dev/native-sidecar': 'false', 'kubectl.kubernetes.io/default-container': 'helper' }));
+    expect(chosen.metadata.annotations['kubectl.kubernetes.io/default-container']).toBe('helper');
+  });
+
+  it('gives a classic sidecar a stop delay sluice serve accepts, however long the grace period', async () => {
+    const out = patched(pod({ 'sluice.dev/native-sidecar': 'false' }, { terminationGracePeriodSeconds: 7200 }));
+    const env = sidecarEnv(out);
+    expect(env.SLUICE_STOP_DELAY).toBe('3600s');
+    const file = writePolicy('resources:\n  - { name: api, limits: [{ name: rpm, algorithm: fixed_window, rate: 10/1m }] }\n');
+    await expect(run(process.execPath, [CLI, 'check', file], { env: { PATH: process.env.PATH ?? '', SLUICE_STOP_DELAY: env.SLUICE_STOP_DELAY } })).resolves.toMatchObject({
+      stdout: expect.stringContaining(': ok'),
+    });
+  });
+
+  it('puts SLUICE_ADDR before the env entries that may refer to it as $(SLUICE_ADDR)', () => {
+    const out = patched(pod({}, { containers: [{ name: 'app', image: 'app:1', env: [{ name: 'TARGET', value: 'dns:///$(SLUICE_ADDR)' }] }] }));
+    expect(out.spec.containers[0].env.map((e: any) => e.name)).toEqual(['SLUICE_ADDR', 'TARGET']);
+  });
+
+  it("starts a sidecar whose probes the kubelet reaches on the pod's IPv4 and IPv6 addresses", async () => {
+    const [port, adminPort] = [await freePort(), await freePort()];
+    const out = patched(pod({ 'sluice.dev/port': String(port), 'sluice.dev/admin-port': String(adminPort) }));
+    const sidecarSpec = out.spec.initContainers[0];
+    const env = Object.fromEntries(sidecarSpec.env.map((e: any) => [e.name, e.value]));
+    const sidecar = await startSidecar('resources:\n  - { name: api, limits: [{ name: rpm, algorithm: fixed_window, rate: 10/1m }] }\n', env);
+    try {
+      expect(sidecar.address).toBe(out.spec.containers[0].env[0].value);
+      for (const probe of [sidecarSpec.startupProbe, sidecarSpec.readinessProbe, sidecarSpec.livenessProbe]) {
+        expect(probe.httpGet.port).toBe(adminPort);
+        // An IPv6-only cluster's kubelet probes [pod IP]; an IPv4 one, the IPv4 pod IP.
+        for (const host of ['[::1]', '127.0.0.1']) expect((await fetch(`http://${host}:${adminPort}${probe.httpGet.path}`)).status).toBe(200);
+      }
+    } finally {
+      await sidecar.stop();
+    }
+  });
+
+  it('leaves a hostNetwork pod alone: its ports would be the node\'s, shared with every pod there', () => {
+    const result = inject(pod({}, { hostNetwork: true }), 'shop', false, INJECTOR_OPTIONS);
+    expect(result).toMatchObject({ skip: 'hostNetwork' });
+    expect(result.warnings).toEqual([expect.stringMatching(/^sluice: not injected, the pod uses hostNetwork/)]);
+  });
+
+  it('quotes no more than the start of a huge annotation value, so the reason survives the API server cutting long warnings', () => {
+    for (const key of ['sluice.dev/image', 'sluice.dev/inject', 'sluice.dev/policy']) {
+      const result = inject(pod({ [key]: 'x'.repeat(100_000) }), 'shop', false, INJECTOR_OPTIONS);
+      expect(result.warnings).toHaveLength(1);
+      expect(result.warnings[0]!.length).toBeLessThan(256);
+      expect(result.warnings[0]).toMatch(key === 'sluice.dev/inject' ? /must be "true" or "false"$/ : /is not (an image reference|a valid ConfigMap)/);
+    }
   });
 });

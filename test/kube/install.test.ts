@@ -125,10 +125,10 @@ describe('sluice install (defaults)', () => {
     expect(valuesOf(objects, 'exec')).toEqual([]);
   });
 
-  it('the injector serves on 0.0.0.0:8443, learns its namespace from the downward API, and injects its own image', () => {
+  it('the injector serves on :8443 (every interface), learns its namespace from the downward API, and injects its own image', () => {
     const container = injector(objects);
     expect(container.image).toBe(`sluice:${VERSION}`);
-    expect(container.args).toEqual(['inject', '--listen', '0.0.0.0:8443']);
+    expect(container.args).toEqual(['inject', '--listen', ':8443']);
     expect(container.env).toEqual([
       { name: 'SLUICE_NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
       { name: 'SLUICE_IMAGE', value: container.image },
@@ -320,7 +320,7 @@ describe('sluice install --cert-manager', () => {
     expect(container.args).toEqual([
       'inject',
       '--listen',
-      '0.0.0.0:8443',
+      ':8443',
       '--tls-cert',
       '/etc/sluice-injector/tls/tls.crt',
       '--tls-key',

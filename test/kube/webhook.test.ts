@@ -2,17 +2,22 @@
 // test/support/kube-api.ts: the CA it makes, keeps in the Secret and writes into the caBundle is
 // the only CA the test's client trusts, as the API server would.
 import { request } from 'node:https';
-import { connect as tlsConnect } from 'node:tls';
+import { connect as netConnect } from 'node:net';
+import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { copyFileSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createAuthority, issueServing, parseCertificate, serviceNames, splitPem } from '../../src/kube/certificates.js';
 import { toSecretData } from '../../src/kube/certificate-secret.js';
-import { expectRecordedAnswer, FIXTURES, reviewText } from '../support/admission.js';
+import { startWebhook, type Webhook } from '../../src/kube/webhook.js';
+import { expectRecordedAnswer, FIXTURES, INJECTOR_OPTIONS, reviewText } from '../support/admission.js';
 import { startKubeApi, webhookConfiguration, type KubeApiServer } from '../support/kube-api.js';
 import { waitFor } from '../support/redis-server.js';
 import { startCli, type CliProcess } from '../support/sidecar.js';
+import { installed, single } from '../support/kube-manifests.js';
+import { closesIn } from '../support/sockets.js';
 import { makeTlsFiles, type TlsFiles } from '../support/tls.js';
 
 const NAMESPACE = 'sluice-system';
@@ -301,7 +306,92 @@ describe('with certificate files (cert-manager)', () => {
     expectRecordedAnswer(fixture, JSON.parse(second.body));
   });
 
+  it("listens as the manifests start it on the pod's IPv4 and IPv6 addresses alike (an IPv6-only cluster calls the pod's IPv6 address)", async () => {
+    const deployment = single(await installed(), 'Deployment', 'sluice-injector');
+    const args: string[] = deployment.spec.template.spec.containers[0].args;
+    const listen = args[args.indexOf('--listen') + 1]!;
+    expect(listen.endsWith(':8443')).toBe(true);
+    const anyPort = await startInjector(null, ['--listen', listen.replace(/8443$/, '0'), '--tls-cert', join(dir, 'tls.crt'), '--tls-key', join(dir, 'tls.key')]);
+    try {
+      for (const host of ['127.0.0.1', '::1']) {
+        const answer = await new Promise<number>((resolve, reject) =>
+          request({ host, port: anyPort.port, path: '/healthz', rejectUnauthorized: false, agent: false }, (res) => resolve(res.statusCode ?? 0)).on('error', reject).end(),
+        );
+        expect(answer).toBe(200);
+      }
+    } finally {
+      await anyPort.stop();
+    }
+  });
+
+  it('refuses a --listen that is not HOST:PORT, saying so, instead of listening somewhere else', async () => {
+    for (const listen of ['8443', 'unix:/tmp/injector.sock']) {
+      await expect(startInjector(null, ['--listen', listen, '--tls-cert', join(dir, 'tls.crt'), '--tls-key', join(dir, 'tls.key')])).rejects.toThrow(
+        new RegExp(`exited \\(2\\)[\\s\\S]*--listen "${listen}" is not HOST:PORT`),
+      );
+    }
+  });
+
   it('refuses to start on files that do not belong together', async () => {
     await expect(startInjector(null, ['--tls-cert', tls.certFile, '--tls-key', other.keyFile])).rejects.toThrow(/is not the private key of/);
+  });
+});
+
+describe('the HTTPS server under attack', () => {
+  let hook: Webhook;
+  let port: number;
+  beforeAll(async () => {
+    const pair = await createAuthority('test', new Date(), 3_600_000);
+    hook = await startWebhook('127.0.0.1:0', pair, INJECTOR_OPTIONS, pino({ level: 'silent' }));
+    hook.setCertificate(pair);
+    port = Number(hook.address.slice(hook.address.lastIndexOf(':') + 1));
+  });
+  afterAll(() => hook?.close());
+
+  /** A TLS connection, once its handshake is done. */
+  const connected = () =>
+    new Promise<TLSSocket>((resolve, reject) => {
+      const socket = tlsConnect({ host: '127.0.0.1', port, rejectUnauthorized: false }, () => resolve(socket));
+      socket.once('error', reject);
+    });
+  /** Writes `head`, then a byte every 500 ms: a client that keeps the request going forever. */
+  const trickle = (socket: TLSSocket, head: string, byte: string) => {
+    socket.write(head);
+    const timer = setInterval(() => socket.write(byte), 500);
+    socket.once('close', () => clearInterval(timer));
+  };
+
+  it('cuts a client within 12 s however it stalls: before the TLS handshake, before a request, in its headers, in its body', async () => {
+    const start = Date.now();
+    const silentTcp = netConnect(port, '127.0.0.1');
+    const [idle, slowHeaders, slowBody] = await Promise.all([connected(), connected(), connected()]);
+    trickle(slowHeaders, 'POST /inject HTTP/1.1\r\nhost: x\r\n', 'x');
+    trickle(slowBody, 'POST /inject HTTP/1.1\r\nhost: x\r\ncontent-length: 100000\r\n\r\n', ' ');
+    const closed = await Promise.all([silentTcp, idle, slowHeaders, slowBody].map((socket) => closesIn(socket, start, 14_000)));
+    for (const ms of closed) expect(ms).toBeLessThan(12_000);
+  });
+
+  it('answers 503 at once to a review that would take the bodies being read past 16 MiB, and reads again once they end', async () => {
+    // Eight bodies of almost 2 MiB each, all but their last byte sent, are 16 MiB held.
+    const size = 2 * 1024 * 1024 - 1024;
+    const holders = await Promise.all(Array.from({ length: 8 }, () => connected()));
+    for (const socket of holders) socket.write(`POST /inject HTTP/1.1\r\nhost: x\r\ncontent-length: ${size}\r\n\r\n${' '.repeat(size - 1)}`);
+    // Every byte is in the server once a small review is refused for want of room.
+    const refused = await waitFor('a 503', 10_000, async () => {
+      const answer = await call(port, 'POST', '/inject', { body: Buffer.alloc(512 * 1024, ' ') });
+      return answer.status === 503 ? answer : undefined;
+    });
+    expect(refused.body).toMatch(/busy/);
+    for (const socket of holders) socket.destroy();
+    await waitFor('room again', 10_000, async () => ((await call(port, 'POST', '/inject', { body: reviewText(FIXTURES[0]!) })).status === 200 ? true : undefined));
+  });
+
+  it('closes connections past 1,000 as they arrive, and takes new ones once some close', async () => {
+    const open: TLSSocket[] = [];
+    for (let i = 0; i < 1_000; i += 100) open.push(...(await Promise.all(Array.from({ length: 100 }, () => connected()))));
+    const extra = tlsConnect({ host: '127.0.0.1', port, rejectUnauthorized: false });
+    expect(await closesIn(extra, Date.now(), 5_000)).toBeLessThan(5_000);
+    for (const socket of open) socket.destroy();
+    await waitFor('a connection taken again', 10_000, async () => ((await call(port, 'GET', '/healthz')).status === 200 ? true : undefined));
   });
 });
