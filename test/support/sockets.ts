@@ -6,6 +6,8 @@ export function closesIn(socket: Socket, since: number, within: number): Promise
   return new Promise((resolve) => {
     const timer = setTimeout(() => resolve(Infinity), within);
     socket.on('error', () => undefined);
+    // Read what comes, so that the server's FIN is seen: a paused socket never ends.
+    socket.resume();
     socket.once('close', () => {
       clearTimeout(timer);
       resolve(Date.now() - since);
