@@ -4,7 +4,8 @@
 // Unlike envoyproxy/ratelimit, a request that is over the limit consumes nothing: every
 // descriptor is reserved, and if any is over, what the others took is given back (revoke). A
 // descriptor whose hits_addend is 0 only checks that one more would fit, and takes nothing.
-import type { Decider, Decision, AcquireInput } from '../decide/decider.js';
+import type { Decider } from '../decide/decider.js';
+import type { AcquireInput, Decision } from '../decide/decision.js';
 import { costFor } from '../config/policy.js';
 import { overrideRule, type EnvoyConfig, type ReportedLimit, type Rule } from './config.js';
 import { matchRule, scopeOf, type Entry, type Match } from './match.js';

@@ -1,7 +1,8 @@
 // sluice.v1.RateLimiter: wire messages in, decisions out. No decision logic lives here.
 import { status, type ServerDuplexStream, type ServerUnaryCall, type sendUnaryData, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import type { Resource } from '../config/policy.js';
-import type { AcquireInput, Decider, Decision } from '../decide/decider.js';
+import type { Decider } from '../decide/decider.js';
+import type { AcquireInput, Decision } from '../decide/decision.js';
 import type { Metrics } from '../admin/metrics.js';
 import { Overloaded, type Admission } from '../guard/admission.js';
 import { StoreUnavailable } from '../guard/store-unavailable.js';
