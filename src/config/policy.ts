@@ -1,9 +1,10 @@
 // The validated policy, in the units the rest of sluice works in (milliseconds, whole units).
 import { resolve } from 'node:path';
 import type { EnvoyFile, HostPort, LimitFile, PolicyFile, RedisFile, ResourceFile } from './schema.js';
+import { holdsSlots, type AlgorithmName } from '../limits/registry.js';
 import { bucketIntervalUs } from './units.js';
 
-export type Algorithm = 'token_bucket' | 'fixed_window' | 'sliding_window' | 'concurrency';
+export type Algorithm = AlgorithmName;
 export type FailurePolicy = 'open' | 'closed' | 'local';
 
 interface LimitBase {
@@ -229,7 +230,7 @@ function compileResource(res: ResourceFile): Resource {
     limits,
     permitTtlMs,
     lease: compileLease(res.lease),
-    leasable: res.lease.enabled && limits.every((limit) => limit.algorithm !== 'concurrency'),
+    leasable: res.lease.enabled && !limits.some(holdsSlots),
   };
 }
 

@@ -1,6 +1,7 @@
 // The pipeline below the wire: a validated request -> the store -> a decision. Shared by every
 // transport (sluice.v1 unary and stream; Envoy RLS later).
 import { costFor } from '../config/policy.js';
+import { holdsSlots } from '../limits/registry.js';
 import type { Store, StoreVerdict } from '../store/store.js';
 import type { Leases } from '../lease/leases.js';
 import type { FailurePolicy } from '../guard/failure-policy.js';
@@ -76,10 +77,10 @@ export class Decider {
         const id = permitId || this.permits.nextId();
         const grant = { permitId: id, cost, grantedAt: verdict.now };
         if (!answered.granted) {
-          const units = resource.limits.map((limit) => (limit.algorithm === 'concurrency' ? 0 : costFor(limit, cost)));
+          const units = resource.limits.map((limit) => (holdsSlots(limit) ? 0 : costFor(limit, cost)));
           await this.store.refund(resource, scope, `undo.${id}`, units, verdict.now);
         }
-        if (resource.limits.some((limit) => limit.algorithm === 'concurrency')) await this.store.release(resource, scope, grant, 0);
+        if (resource.limits.some(holdsSlots)) await this.store.release(resource, scope, grant, 0);
       }, () => undefined) // never answered: nothing ran, nothing to undo
       .catch(this.onReconcileError);
   }

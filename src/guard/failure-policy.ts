@@ -2,6 +2,7 @@
 // open (grant), closed (deny), or local (enforce this sidecar's share of each limit in memory).
 import type { Limit, Resource } from '../config/policy.js';
 import { denied, fromVerdict, granted, type AcquireInput, type Decision } from '../decide/decision.js';
+import { algorithmOf } from '../limits/registry.js';
 import { MemoryStore } from '../store/memory/memory-store.js';
 import type { StoreUnavailable } from './store-unavailable.js';
 
@@ -52,7 +53,7 @@ export class FailurePolicy {
   shareOf(resource: Resource): Resource {
     const cached = this.shares.get(resource);
     if (cached && cached.sidecars === this.sidecars) return cached.share;
-    const share = { ...resource, limits: resource.limits.map((limit) => divide(limit, this.sidecars)) };
+    const share = { ...resource, limits: resource.limits.map((limit): Limit => algorithmOf(limit).share(limit, this.sidecars)) };
     this.shares.set(resource, { sidecars: this.sidecars, share });
     return share;
   }
@@ -60,9 +61,4 @@ export class FailurePolicy {
   async close(): Promise<void> {
     await this.local.close();
   }
-}
-
-function divide(limit: Limit, n: number): Limit {
-  const capacity = Math.max(1, Math.floor(limit.capacity / n));
-  return limit.algorithm === 'token_bucket' ? { ...limit, capacity, intervalMs: limit.intervalMs * n } : { ...limit, capacity };
 }
