@@ -10,6 +10,7 @@ import { costFor } from '../config/policy.js';
 import { overrideRule, type EnvoyConfig, type ReportedLimit, type Rule } from './config.js';
 import { matchRule, scopeOf, type Entry, type Match } from './match.js';
 import { secondsToWindowEnd, type Unit } from './units.js';
+import { isStoreFailure } from '../guard/store-unavailable.js';
 
 export interface EnvoyDescriptor {
   entries: Entry[];
@@ -112,7 +113,7 @@ export async function shouldRateLimit(decider: Decider, config: EnvoyConfig, req
     const decision = outcome.value;
     if (!decision || plan.kind !== 'limit') continue;
     hooks.decided?.(plan.input.resource.name, decision);
-    if (failOnStore && decision.decidedBy === 'FAIL_CLOSED') failure ??= new Error(decision.reason || 'store unavailable');
+    if (failOnStore && decision.decidedBy === 'FAIL_CLOSED') failure ??= new EnvoyStoreError(decision.reason || 'store unavailable');
     else if (!decision.granted && !plan.rule.shadow) over = true;
   }
 
@@ -131,6 +132,8 @@ export async function shouldRateLimit(decider: Decider, config: EnvoyConfig, req
     );
   }
   await Promise.all(revokes);
+  // A bug is no store failure: it goes up as it is, for an INTERNAL answer.
+  if (failure !== null && !isStoreFailure(failure) && !(failure instanceof EnvoyStoreError)) throw failure;
   if (failure !== null) {
     const message = failure instanceof Error ? failure.message : String(failure);
     throw new EnvoyStoreError(message.startsWith('store unavailable') ? message : `store unavailable: ${message}`, { cause: failure });

@@ -9,7 +9,7 @@ import { luaDir } from '../../paths.js';
 import { ScriptBatcher } from './batcher.js';
 import { closeRedis, connectionFromUrl, connectRedis, type RedisClient, type RedisConnection } from './connect.js';
 import { Watchdog, type Outstanding } from './watchdog.js';
-import { ONCE_TTL_MS, ScriptError, StoreTimeout, type Grant, type Store, type StoreVerdict, type TakeVerdict } from '../store.js';
+import { ONCE_TTL_MS, ScriptError, StoreError, StoreTimeout, type Grant, type Store, type StoreVerdict, type TakeVerdict } from '../store.js';
 
 /** What a resource's limits contribute to every script call, computed once per resource. */
 interface ScriptPlan {
@@ -163,18 +163,18 @@ export class RedisStore implements Store {
   }
 
   /**
-   * The error a caller should see: a script's own failure as ScriptError; a lost connection with
-   * the connection error behind it when there is one.
+   * The error a caller should see, always a StoreError (whatever Redis or the connection said is
+   * a store failure): a script's own failure as ScriptError; a lost connection with the
+   * connection error behind it when there is one.
    */
-  private explain(err: unknown): unknown {
-    if (err instanceof StoreTimeout || !(err instanceof Error)) return err;
+  private explain(err: unknown): StoreError {
+    if (err instanceof StoreError) return err;
+    if (!(err instanceof Error)) return new StoreError(String(err), { cause: err });
     if (isScriptError(err)) return new ScriptError(err.message, { cause: err });
     const last = this.lastConnectionError;
-    if (!last || err.message.includes(last.message)) return err;
-    if (err.name !== 'MaxRetriesPerRequestError' && !/Connection is closed|Too many Cluster redirections|None of startup nodes|Failed to refresh slots/.test(err.message)) return err;
-    const explained = new Error(`${err.message}; last connection error: ${last.message}`, { cause: err });
-    explained.name = err.name;
-    return explained;
+    const lost = err.name === 'MaxRetriesPerRequestError' || /Connection is closed|Too many Cluster redirections|None of startup nodes|Failed to refresh slots/.test(err.message);
+    if (!last || !lost || err.message.includes(last.message)) return new StoreError(err.message, { cause: err });
+    return new StoreError(`${err.message}; last connection error: ${last.message}`, { cause: err });
   }
 
   /** The Redis key of each limit of a scope, as the scripts see them (for tests and tools). */
