@@ -68,7 +68,10 @@ export const STREAM_ROOM_WAIT_MS = 1_000;
 /** At start, how long to wait for the store to answer before serving by policy anyway. */
 const STARTUP_WAIT_MS = 2_000;
 
+/** Throws EnvoyConfigError, before anything starts, when the Envoy config directory does not load. */
 export async function startSidecar(policy: Policy, log: Logger, source: PolicySource | null = null): Promise<Sidecar> {
+  // Envoy's rate limit service: the config files, watched and reloaded while the sidecar runs.
+  const envoy = policy.envoy ? new EnvoyRuntime(policy.envoy, log) : null;
   const raw = createStore(policy);
   const warn = throttledWarn(log, 5_000);
   let guarded: GuardedStore | null = null;
@@ -124,8 +127,6 @@ export async function startSidecar(policy: Policy, log: Logger, source: PolicySo
   const sweeper = setInterval(() => active.permits.sweep(), 10_000).unref();
   const leaseTicker = leases ? setInterval(() => void leases?.tick(), LEASE_TICK_MS).unref() : undefined;
   let serving = false;
-  // Envoy's rate limit service: the config files, watched and reloaded while the sidecar runs.
-  const envoy = policy.envoy ? new EnvoyRuntime(policy.envoy, log) : null;
   envoy?.start();
   // The resources served now: a reload swaps the whole map in one assignment.
   let resources = policy.resources;

@@ -2,7 +2,7 @@
 // lookup and an add, not a label hash.
 import { status as grpcStatus } from '@grpc/grpc-js';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
-import type { Decision } from '../decide/decider.js';
+import type { Decision } from '../decide/decision.js';
 import type { LeaseFigures } from '../lease/leases.js';
 import type { Admission } from '../guard/admission.js';
 import type { ReloadResult } from '../config/reload.js';

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { loadPolicyFile, PolicyError } from '../config/load.js';
 import { createLogger } from '../log.js';
 import { packageRoot } from '../paths.js';
+import { EnvoyConfigError, loadEnvoyDirectory } from '../envoy/runtime.js';
 import { startSidecar, type Sidecar } from '../sidecar.js';
 import { logLevel, packageVersion, stopDelayMs } from './environment.js';
 import { inject } from './inject.js';
@@ -48,13 +49,19 @@ function check(file: string | undefined): number {
   if (logLevel() === null || stopDelayMs() === undefined) return 1;
   try {
     const policy = loadPolicyFile(file, process.env);
+    if (policy.envoy) loadEnvoyDirectory(policy.envoy);
     const domains = policy.envoy ? `, Envoy config from ${policy.envoy.configDir}` : '';
     process.stdout.write(`${file}: ok, ${policy.resources.size} resource(s)${domains}\n`);
     return 0;
   } catch (err) {
-    process.stderr.write(`${(err as Error).message}\n`);
+    process.stderr.write(`${invalidPolicy(file, err).message}\n`);
     return 1;
   }
+}
+
+/** A bad Envoy config directory is reported as a problem of the policy that names it. */
+function invalidPolicy(file: string, err: unknown): Error {
+  return err instanceof EnvoyConfigError ? new PolicyError(file, err.problems) : (err as Error);
 }
 
 
@@ -81,7 +88,8 @@ async function serve(file: string | undefined, pretty: boolean): Promise<number>
   try {
     sidecar = await startSidecar(policy, log, { file: policyFile, env: process.env });
   } catch (err) {
-    log.fatal({ err }, 'could not start');
+    if (err instanceof EnvoyConfigError) process.stderr.write(`${invalidPolicy(policyFile, err).message}\n`);
+    else log.fatal({ err }, 'could not start');
     return 1;
   }
   log.info(

@@ -51,7 +51,7 @@ export function parsePolicy(text: string, file: string, env: Overrides = {}): Po
   if (Array.isArray(parsed)) throw new PolicyError(file, parsed);
   const raw = applyOverrides(parsed.value ?? {}, env);
   const result = validate(raw);
-  if (result.success) return compilePolicy(result.data);
+  if (result.success) return compilePolicy(result.data, (path) => placeOf(path, parsed));
   const shown = result.issues.slice(0, MAX_PROBLEMS).map((issue) => describeIssue(issue, parsed));
   if (result.count > MAX_PROBLEMS) shown.push(`... and ${result.count - MAX_PROBLEMS} more`);
   throw new PolicyError(file, shown);
@@ -147,16 +147,20 @@ function isObject(value: unknown): value is Record<string, any> {
 
 /** `resources[0].limits[1].rate (line 12): expected N/period such as 60/1m or 5/s` */
 function describeIssue(issue: z.core.$ZodIssue, parsed: ParsedYaml): string {
-  let where = formatPath(issue.path) || '(top level)';
   let message = issue.message;
   if (issue.code === 'unrecognized_keys') {
     message = `unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `"${k}"`).join(', ')}`;
   } else if (issue.code === 'invalid_type' && message.endsWith('received undefined')) {
     message = `required (${issue.expected})`;
   }
-  const line = issue.path.length > 0 ? parsed.lineOf(issue.path) : undefined;
-  if (line !== undefined) where += ` (line ${line})`;
+  const where = issue.path.length > 0 ? placeOf(issue.path, parsed) : '(top level)';
   return `${where}: ${message}`;
+}
+
+/** `resources[0].limits[1].rate (line 12)`: the path, and its line when the file has it. */
+function placeOf(path: readonly PropertyKey[], parsed: ParsedYaml): string {
+  const line = parsed.lineOf(path);
+  return line === undefined ? formatPath(path) : `${formatPath(path)} (line ${line})`;
 }
 
 export function formatPath(path: readonly PropertyKey[]): string {

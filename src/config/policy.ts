@@ -1,9 +1,10 @@
 // The validated policy, in the units the rest of sluice works in (milliseconds, whole units).
-import type { HostPort, LimitFile, PolicyFile, RedisFile, ResourceFile } from './schema.js';
-import type { EnvoySettings } from '../envoy/settings.js';
+import { resolve } from 'node:path';
+import type { EnvoyFile, HostPort, LimitFile, PolicyFile, RedisFile, ResourceFile } from './schema.js';
+import { holdsSlots, type AlgorithmName } from '../limits/registry.js';
 import { bucketIntervalUs } from './units.js';
 
-export type Algorithm = 'token_bucket' | 'fixed_window' | 'sliding_window' | 'concurrency';
+export type Algorithm = AlgorithmName;
 export type FailurePolicy = 'open' | 'closed' | 'local';
 
 interface LimitBase {
@@ -88,8 +89,26 @@ export interface Policy {
   store: { redis: RedisConfig | null; timeoutMs: number; maxKeys: number };
   resources: ReadonlyMap<string, Resource>;
   /** Envoy's rate limit service: envoyproxy/ratelimit config files to serve; null when absent. */
-  envoy: EnvoySettings | null;
+  envoy: EnvoyOptions | null;
 }
+
+/** What a store failure does to Envoy traffic: `error` answers UNAVAILABLE, so Envoy's own failure_mode_deny decides. */
+export type EnvoyStoreFailure = 'error' | FailurePolicy;
+
+/** The policy file's `envoy:` section. The directory itself is loaded by the Envoy runtime. */
+export interface EnvoyOptions {
+  /** Absolute. Every *.yaml and *.yml file directly in it (not hidden files) is one domain. */
+  configDir: string;
+  /** Where config_dir is set in the policy file (`envoy.config_dir (line 3)`): a problem with the directory names it. */
+  configDirAt: string;
+  /** Add RateLimit-Limit, RateLimit-Remaining and RateLimit-Reset to response_headers_to_add. */
+  responseHeaders: boolean;
+  onStoreFailure: EnvoyStoreFailure;
+  lease: LeaseSettings;
+}
+
+/** The place of a value in the policy file, as problems name it: `envoy.config_dir (line 3)`. */
+export type PlaceOf = (path: readonly (string | number)[]) => string;
 
 export type { HostPort };
 
@@ -121,7 +140,7 @@ export interface RedisConfig {
   prefix: string;
 }
 
-export function compilePolicy(file: PolicyFile): Policy {
+export function compilePolicy(file: PolicyFile, placeOf: PlaceOf): Policy {
   return {
     server: {
       listen: file.server.listen,
@@ -142,8 +161,22 @@ export function compilePolicy(file: PolicyFile): Policy {
     },
     store: { redis: file.store.redis ? compileRedis(file.store.redis) : null, timeoutMs: file.store.timeout, maxKeys: file.store.max_keys },
     resources: new Map((file.resources ?? []).map((res) => [res.name, compileResource(res)])),
-    envoy: file.envoy ?? null,
+    envoy: file.envoy ? compileEnvoy(file.envoy, placeOf) : null,
   };
+}
+
+function compileEnvoy(envoy: EnvoyFile, placeOf: PlaceOf): EnvoyOptions {
+  return {
+    configDir: resolve(envoy.config_dir),
+    configDirAt: placeOf(['envoy', 'config_dir']),
+    responseHeaders: envoy.response_headers,
+    onStoreFailure: envoy.on_store_failure,
+    lease: compileLease(envoy.lease),
+  };
+}
+
+function compileLease(lease: ResourceFile['lease']): LeaseSettings {
+  return { enabled: lease.enabled, maxFraction: lease.max_fraction, ttlMs: lease.ttl };
 }
 
 function compileRedis(redis: RedisFile): RedisConfig {
@@ -196,8 +229,8 @@ function compileResource(res: ResourceFile): Resource {
     onStoreFailure: res.on_store_failure,
     limits,
     permitTtlMs,
-    lease: { enabled: res.lease.enabled, maxFraction: res.lease.max_fraction, ttlMs: res.lease.ttl },
-    leasable: res.lease.enabled && limits.every((limit) => limit.algorithm !== 'concurrency'),
+    lease: compileLease(res.lease),
+    leasable: res.lease.enabled && !limits.some(holdsSlots),
   };
 }
 

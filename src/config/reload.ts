@@ -39,7 +39,8 @@ export function mergeResources(served: ReadonlyMap<string, Resource>, loaded: Re
 
 /** The sections that differ but are read only at start. */
 export function restartOnlyChanges(served: Policy, loaded: Policy): string[] {
-  const envoyOptions = (policy: Policy) => (policy.envoy ? { ...policy.envoy, initial: undefined } : null);
+  // Where config_dir sits in the file is no setting.
+  const envoyOptions = (policy: Policy) => (policy.envoy ? { ...policy.envoy, configDirAt: undefined } : null);
   const sections: [string, unknown, unknown][] = [
     ['server', served.server, loaded.server],
     ['store', served.store, loaded.store],

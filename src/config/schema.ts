@@ -4,7 +4,6 @@ import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { bucketIntervalUs, parseDuration, parseRate, type Rate } from './units.js';
 import { duration, lease, wholeNumber } from './fields.js';
-import { envoySection } from '../envoy/settings.js';
 
 const NAME = /^[A-Za-z0-9_.:/-]{1,64}$/;
 const NAME_HINT = '1 to 64 of A-Z a-z 0-9 _ . : / -';
@@ -349,6 +348,18 @@ const store = z.strictObject({
   max_keys: wholeNumber(MAX_KEYS).default(100_000),
 });
 
+// Envoy's rate limit service: where envoyproxy/ratelimit config files live, and how sluice serves
+// them. Plain options: the directory is read by the Envoy runtime (src/envoy/runtime.ts).
+const envoy = z.strictObject({
+  config_dir: z.string({ error: 'expected the directory of envoyproxy/ratelimit config files' }).min(1, {
+    error: 'expected the directory of envoyproxy/ratelimit config files',
+  }),
+  response_headers: z.boolean({ error: 'expected true or false' }).default(false),
+  on_store_failure: z.enum(['error', 'open', 'closed', 'local'], { error: 'expected error, open, closed or local' }).default('error'),
+  /** Leases for Envoy traffic, as a resource's `lease:`. */
+  lease,
+});
+
 export const policySchema = z
   .strictObject({
     server: server.default({ listen: '127.0.0.1:50051', admin: '127.0.0.1:9464', shutdown_grace: 10_000, ...CONNECTION_DEFAULTS }),
@@ -360,7 +371,7 @@ export const policySchema = z
       .max(MAX_RESOURCES, { error: `expected at most ${MAX_RESOURCES} resources` })
       .pipe(z.array(resource))
       .optional(),
-    envoy: envoySection.optional(),
+    envoy: envoy.optional(),
   })
   .superRefine((policy, ctx) => {
     if (!policy.envoy && (policy.resources?.length ?? 0) === 0) {
@@ -383,6 +394,7 @@ export type PolicyFile = z.output<typeof policySchema>;
 export type ResourceFile = NonNullable<PolicyFile['resources']>[number];
 export type LimitFile = ResourceFile['limits'][number];
 export type RedisFile = NonNullable<PolicyFile['store']['redis']>;
+export type EnvoyFile = NonNullable<PolicyFile['envoy']>;
 
 function reportDuplicates(items: { name: string }[], path: (string | number)[], ctx: z.RefinementCtx): void {
   const seen = new Set<string>();

@@ -1,38 +1,13 @@
 // The pipeline below the wire: a validated request -> the store -> a decision. Shared by every
 // transport (sluice.v1 unary and stream; Envoy RLS later).
-import { costFor, type Resource } from '../config/policy.js';
+import { costFor } from '../config/policy.js';
+import { holdsSlots } from '../limits/registry.js';
 import type { Store, StoreVerdict } from '../store/store.js';
 import type { Leases } from '../lease/leases.js';
 import type { FailurePolicy } from '../guard/failure-policy.js';
 import { StoreUnavailable } from '../guard/store-unavailable.js';
 import { PermitTable } from './permits.js';
-
-export type DecidedBy = 'LEASE' | 'STORE' | 'FAIL_OPEN' | 'FAIL_CLOSED' | 'LOCAL_FALLBACK';
-
-export interface AcquireInput {
-  resource: Resource;
-  /** From scopeOf(resource, values). */
-  scope: string;
-  /** Units, at least 1. */
-  cost: number;
-}
-
-export interface Decision {
-  granted: boolean;
-  /** Empty unless the grant can be released or settled. */
-  permitId: string;
-  /** Infinity when the cost can never be granted; 0 on grants. */
-  retryAfterMs: number;
-  remaining: number;
-  limit: number;
-  resetAfterMs: number;
-  limitName: string;
-  decidedBy: DecidedBy;
-  /** Empty on grants. */
-  reason: string;
-  /** The store's time of the decision. */
-  decidedAt: number;
-}
+import { denialReason, fromVerdict, type AcquireInput, type Decision } from './decision.js';
 
 export interface DeciderOptions {
   maxPermits: number;
@@ -85,19 +60,7 @@ export class Decider {
 
   private async fromStore({ resource, scope, cost }: AcquireInput, permitId: string): Promise<Decision> {
     const verdict = await this.store.acquire(resource, scope, cost, permitId);
-    const limit = resource.limits[verdict.decider]!;
-    return {
-      granted: verdict.granted,
-      permitId: '',
-      retryAfterMs: verdict.retryAfterMs,
-      remaining: verdict.remaining,
-      limit: limit.capacity,
-      resetAfterMs: verdict.resetAfterMs,
-      limitName: limit.name,
-      decidedBy: 'STORE',
-      reason: verdict.granted ? '' : (verdict.reason ?? denialReason(limit.name, limit.capacity, verdict.remaining, verdict.retryAfterMs, costFor(limit, cost))),
-      decidedAt: verdict.now,
-    };
+    return fromVerdict(resource, verdict, 'STORE', (limit) => verdict.reason ?? denialReason(limit, verdict.remaining, verdict.retryAfterMs, costFor(limit, cost)));
   }
 
   /**
@@ -114,10 +77,10 @@ export class Decider {
         const id = permitId || this.permits.nextId();
         const grant = { permitId: id, cost, grantedAt: verdict.now };
         if (!answered.granted) {
-          const units = resource.limits.map((limit) => (limit.algorithm === 'concurrency' ? 0 : costFor(limit, cost)));
+          const units = resource.limits.map((limit) => (holdsSlots(limit) ? 0 : costFor(limit, cost)));
           await this.store.refund(resource, scope, `undo.${id}`, units, verdict.now);
         }
-        if (resource.limits.some((limit) => limit.algorithm === 'concurrency')) await this.store.release(resource, scope, grant, 0);
+        if (resource.limits.some(holdsSlots)) await this.store.release(resource, scope, grant, 0);
       }, () => undefined) // never answered: nothing ran, nothing to undo
       .catch(this.onReconcileError);
   }
@@ -168,11 +131,4 @@ export class Decider {
     await this.failurePolicy?.close();
     await this.store.close();
   }
-}
-
-function denialReason(name: string, capacity: number, remaining: number, retryAfterMs: number, cost: number): string {
-  if (retryAfterMs === Number.POSITIVE_INFINITY) {
-    return `cost ${cost} exceeds the capacity ${capacity} of limit "${name}": it can never be granted`;
-  }
-  return `limit "${name}" has ${remaining} of ${capacity} left`;
 }

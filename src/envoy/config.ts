@@ -10,21 +10,8 @@ import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Node as YamlNode, type Pair, type YAMLMap, type YAMLSeq } from 'yaml';
-import type { FailurePolicy, LeaseSettings, Limit, Resource } from '../config/policy.js';
+import type { EnvoyOptions, Limit, Resource } from '../config/policy.js';
 import { parseUnit, unitMs, type Unit } from './units.js';
-
-/** What a store failure does to Envoy traffic: `error` answers UNAVAILABLE, so Envoy's own failure_mode_deny decides. */
-export type EnvoyStoreFailure = 'error' | FailurePolicy;
-
-/** The policy file's `envoy:` section. */
-export interface EnvoyOptions {
-  /** Absolute. Every *.yaml and *.yml file directly in it (not hidden files) is one domain. */
-  configDir: string;
-  /** Add RateLimit-Limit, RateLimit-Remaining and RateLimit-Reset to response_headers_to_add. */
-  responseHeaders: boolean;
-  onStoreFailure: EnvoyStoreFailure;
-  lease: LeaseSettings;
-}
 
 export type EnvoyAlgorithm = 'fixed_window' | 'token_bucket' | 'sliding_window';
 const ALGORITHMS: readonly EnvoyAlgorithm[] = ['fixed_window', 'token_bucket', 'sliding_window'];

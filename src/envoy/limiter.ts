@@ -4,11 +4,13 @@
 // Unlike envoyproxy/ratelimit, a request that is over the limit consumes nothing: every
 // descriptor is reserved, and if any is over, what the others took is given back (revoke). A
 // descriptor whose hits_addend is 0 only checks that one more would fit, and takes nothing.
-import type { Decider, Decision, AcquireInput } from '../decide/decider.js';
+import type { Decider } from '../decide/decider.js';
+import type { AcquireInput, Decision } from '../decide/decision.js';
 import { costFor } from '../config/policy.js';
 import { overrideRule, type EnvoyConfig, type ReportedLimit, type Rule } from './config.js';
 import { matchRule, scopeOf, type Entry, type Match } from './match.js';
 import { secondsToWindowEnd, type Unit } from './units.js';
+import { isStoreFailure } from '../guard/store-unavailable.js';
 
 export interface EnvoyDescriptor {
   entries: Entry[];
@@ -111,7 +113,7 @@ export async function shouldRateLimit(decider: Decider, config: EnvoyConfig, req
     const decision = outcome.value;
     if (!decision || plan.kind !== 'limit') continue;
     hooks.decided?.(plan.input.resource.name, decision);
-    if (failOnStore && decision.decidedBy === 'FAIL_CLOSED') failure ??= new Error(decision.reason || 'store unavailable');
+    if (failOnStore && decision.decidedBy === 'FAIL_CLOSED') failure ??= new EnvoyStoreError(decision.reason || 'store unavailable');
     else if (!decision.granted && !plan.rule.shadow) over = true;
   }
 
@@ -130,6 +132,8 @@ export async function shouldRateLimit(decider: Decider, config: EnvoyConfig, req
     );
   }
   await Promise.all(revokes);
+  // A bug is no store failure: it goes up as it is, for an INTERNAL answer.
+  if (failure !== null && !isStoreFailure(failure) && !(failure instanceof EnvoyStoreError)) throw failure;
   if (failure !== null) {
     const message = failure instanceof Error ? failure.message : String(failure);
     throw new EnvoyStoreError(message.startsWith('store unavailable') ? message : `store unavailable: ${message}`, { cause: failure });

@@ -1,10 +1,11 @@
-// The Envoy config the sidecar serves: loaded with the policy, then reloaded whenever a file in
-// config_dir changes (debounced, so an editor's or a ConfigMap's burst of writes is one reload).
-// A reload that finds a bad file keeps the config being served and logs why.
+// The Envoy config the sidecar serves: loaded when the sidecar starts (a bad file stops it, named
+// with its place), then reloaded whenever a file in config_dir changes (debounced, so an editor's
+// or a ConfigMap's burst of writes is one reload). A reload that finds a bad file keeps the
+// config being served and logs why.
 import type { Logger } from 'pino';
+import type { EnvoyOptions } from '../config/policy.js';
 import { DirectoryWatch } from '../config/watch.js';
 import { loadEnvoyConfig, type EnvoyConfig } from './config.js';
-import type { EnvoySettings } from './settings.js';
 
 export interface EnvoyRuntimeOptions {
   /** Quiet time after the last change before reloading. Default 200 ms. */
@@ -13,16 +14,32 @@ export interface EnvoyRuntimeOptions {
   rewatchMs?: number;
 }
 
+/** config_dir does not load: every problem, each prefixed with where config_dir is set in the policy file. */
+export class EnvoyConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(problems.join('\n'));
+    this.name = 'EnvoyConfigError';
+  }
+}
+
+/** The config of config_dir as it is now; throws EnvoyConfigError with every problem in it. */
+export function loadEnvoyDirectory(settings: EnvoyOptions): EnvoyConfig {
+  const loaded = loadEnvoyConfig(settings);
+  if (!loaded.ok) throw new EnvoyConfigError(loaded.problems.map((problem) => `${settings.configDirAt}: ${problem}`));
+  return loaded.value;
+}
+
 export class EnvoyRuntime {
   private config: EnvoyConfig;
   private watch: DirectoryWatch | null = null;
 
+  /** Loads config_dir: throws EnvoyConfigError when it does not load. */
   constructor(
-    private readonly settings: EnvoySettings,
+    private readonly settings: EnvoyOptions,
     private readonly log: Logger,
     private readonly options: EnvoyRuntimeOptions = {},
   ) {
-    this.config = settings.initial;
+    this.config = loadEnvoyDirectory(settings);
   }
 
   /** The config to decide with now; read per request. */
@@ -30,7 +47,7 @@ export class EnvoyRuntime {
     return this.config;
   }
 
-  /** Starts watching config_dir, and picks up anything that changed since the policy was loaded. */
+  /** Starts watching config_dir, and picks up anything that changed since it was loaded. */
   start(): void {
     this.log.info(
       { dir: this.settings.configDir, domains: [...this.config.domains.keys()], files: this.config.files.length },

@@ -7,7 +7,8 @@ import type { EnvoyConfig } from '../envoy/config.js';
 import { EnvoyStoreError, shouldRateLimit, type EnvoyAnswer, type EnvoyDescriptor, type EnvoyRequest } from '../envoy/limiter.js';
 import { UNIT_SECONDS, unitFromWire } from '../envoy/units.js';
 import { Overloaded, type Admission } from '../guard/admission.js';
-import { invalid, RequestError } from './request-error.js';
+import { internal, invalid, RequestError } from './request-error.js';
+import { isStoreFailure } from '../guard/store-unavailable.js';
 
 export const ENVOY_SERVICE = 'envoy.service.ratelimit.v3.RateLimitService';
 
@@ -138,8 +139,9 @@ function toStatus(err: unknown, ctx: EnvoyServiceContext): { code: status; detai
     ctx.warn({ reason: err.message }, 'sidecar overloaded: shedding requests (Redis is not the cause)');
     return { code: status.RESOURCE_EXHAUSTED, details: err.message };
   }
+  if (!(err instanceof EnvoyStoreError) && !isStoreFailure(err)) return internal(err, ctx);
   ctx.metrics.rejected(status.UNAVAILABLE);
   ctx.warn({ err }, 'Envoy rate limit decision failed: answering UNAVAILABLE');
-  const message = err instanceof EnvoyStoreError ? err.message : `store unavailable: ${(err as Error)?.message ?? String(err)}`;
+  const message = err instanceof EnvoyStoreError ? err.message : `store unavailable: ${(err as Error).message}`;
   return { code: status.UNAVAILABLE, details: message };
 }

@@ -1,10 +1,12 @@
 // sluice.v1.RateLimiter: wire messages in, decisions out. No decision logic lives here.
 import { status, type ServerDuplexStream, type ServerUnaryCall, type sendUnaryData, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import type { Resource } from '../config/policy.js';
-import type { AcquireInput, Decider, Decision } from '../decide/decider.js';
+import type { Decider } from '../decide/decider.js';
+import type { AcquireInput, Decision } from '../decide/decision.js';
 import type { Metrics } from '../admin/metrics.js';
 import { Overloaded, type Admission } from '../guard/admission.js';
-import { StoreUnavailable } from '../guard/store-unavailable.js';
+import { isStoreFailure, StoreUnavailable } from '../guard/store-unavailable.js';
+import { internal } from './request-error.js';
 import { RequestError } from './request-error.js';
 import { parseAcquire, parseRelease, type WireAcquireRequest, type WireDuration, type WireReleaseRequest } from './validate.js';
 
@@ -197,9 +199,10 @@ function toStatus(err: unknown, ctx: ServiceContext): { code: status; details: s
     ctx.warn({ reason: err.message }, 'sidecar overloaded: shedding requests (Redis is not the cause)');
     return { code: status.RESOURCE_EXHAUSTED, details: err.message };
   }
+  if (!isStoreFailure(err)) return internal(err, ctx);
   ctx.metrics.rejected(status.UNAVAILABLE);
   ctx.warn({ err }, 'store call failed');
-  const message = (err as Error)?.message ?? String(err);
+  const message = (err as Error).message;
   return { code: status.UNAVAILABLE, details: err instanceof StoreUnavailable ? message : `store unavailable: ${message}` };
 }
 

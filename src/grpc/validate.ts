@@ -2,7 +2,7 @@
 // before any store is touched, with a message naming the field.
 import { status } from '@grpc/grpc-js';
 import type { Resource } from '../config/policy.js';
-import type { AcquireInput } from '../decide/decider.js';
+import type { AcquireInput } from '../decide/decision.js';
 import { PERMIT_ID } from '../decide/permits.js';
 import { scopeOf } from '../decide/scope.js';
 import { invalid, RequestError } from './request-error.js';

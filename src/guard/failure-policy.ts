@@ -1,7 +1,8 @@
 // What a resource's `on_store_failure` says to do when the store cannot decide in time:
 // open (grant), closed (deny), or local (enforce this sidecar's share of each limit in memory).
 import type { Limit, Resource } from '../config/policy.js';
-import type { AcquireInput, Decision } from '../decide/decider.js';
+import { denied, fromVerdict, granted, type AcquireInput, type Decision } from '../decide/decision.js';
+import { algorithmOf } from '../limits/registry.js';
 import { MemoryStore } from '../store/memory/memory-store.js';
 import type { StoreUnavailable } from './store-unavailable.js';
 
@@ -29,27 +30,21 @@ export class FailurePolicy {
     const first = resource.limits[0]!;
     switch (resource.onStoreFailure) {
       case 'open':
-        return answer(true, 'FAIL_OPEN', first, 0, '', this.now());
+        return granted(first, 'FAIL_OPEN', { remaining: 0, resetAfterMs: 0, decidedAt: this.now() });
       case 'closed':
-        return answer(false, 'FAIL_CLOSED', first, this.options.retryAfterMs(), err.message, this.now());
+        return denied(first, 'FAIL_CLOSED', { remaining: 0, resetAfterMs: 0, retryAfterMs: this.options.retryAfterMs(), decidedAt: this.now() }, err.message);
       case 'local': {
         const share = this.shareOf(resource);
         const verdict = await this.local.acquire(share, scope, cost, permitId);
-        const limit = share.limits[verdict.decider]!;
-        return {
-          granted: verdict.granted,
-          permitId: verdict.granted ? permitId : '',
-          retryAfterMs: verdict.retryAfterMs,
-          remaining: verdict.remaining,
-          limit: limit.capacity,
-          resetAfterMs: verdict.resetAfterMs,
-          limitName: limit.name,
-          decidedBy: 'LOCAL_FALLBACK',
-          reason: verdict.granted
-            ? ''
-            : `${err.message}; ${verdict.reason ?? `this sidecar's share of limit "${limit.name}" has ${verdict.remaining} of ${limit.capacity} left`}`,
-          decidedAt: verdict.now,
-        };
+        const decision = fromVerdict(
+          share,
+          verdict,
+          'LOCAL_FALLBACK',
+          (limit) => `${err.message}; ${verdict.reason ?? `this sidecar's share of limit "${limit.name}" has ${verdict.remaining} of ${limit.capacity} left`}`,
+        );
+        // Its slot in the local share is named by the permit.
+        if (decision.granted) decision.permitId = permitId;
+        return decision;
       }
     }
   }
@@ -58,7 +53,7 @@ export class FailurePolicy {
   shareOf(resource: Resource): Resource {
     const cached = this.shares.get(resource);
     if (cached && cached.sidecars === this.sidecars) return cached.share;
-    const share = { ...resource, limits: resource.limits.map((limit) => divide(limit, this.sidecars)) };
+    const share = { ...resource, limits: resource.limits.map((limit): Limit => algorithmOf(limit).share(limit, this.sidecars)) };
     this.shares.set(resource, { sidecars: this.sidecars, share });
     return share;
   }
@@ -66,24 +61,4 @@ export class FailurePolicy {
   async close(): Promise<void> {
     await this.local.close();
   }
-}
-
-function divide(limit: Limit, n: number): Limit {
-  const capacity = Math.max(1, Math.floor(limit.capacity / n));
-  return limit.algorithm === 'token_bucket' ? { ...limit, capacity, intervalMs: limit.intervalMs * n } : { ...limit, capacity };
-}
-
-function answer(granted: boolean, decidedBy: 'FAIL_OPEN' | 'FAIL_CLOSED', limit: Limit, retryAfterMs: number, reason: string, now: number): Decision {
-  return {
-    granted,
-    permitId: '',
-    retryAfterMs,
-    remaining: 0,
-    limit: limit.capacity,
-    resetAfterMs: 0,
-    limitName: limit.name,
-    decidedBy,
-    reason,
-    decidedAt: now,
-  };
 }

@@ -3,9 +3,10 @@
 // judged: only evidence about the store (silence, lost connections, Redis refusing work, failed
 // probes) counts towards opening the circuit, never one call's script error. While the circuit
 // is open no decision is sent to the store at all, until a background probe gets an answer.
-// Failures surface as StoreUnavailable, for the failure policy.
+// Failures surface as StoreUnavailable, for the failure policy. What is not a store failure (a bug
+// in sluice) passes through untouched: it is neither met by on_store_failure nor counted.
 import type { Resource } from '../config/policy.js';
-import { ScriptError, StoreTimeout, type Grant, type Store, type StoreVerdict, type TakeVerdict } from '../store/store.js';
+import { ScriptError, StoreError, StoreTimeout, type Grant, type Store, type StoreVerdict, type TakeVerdict } from '../store/store.js';
 import { Breaker } from './breaker.js';
 import { StoreUnavailable } from './store-unavailable.js';
 
@@ -114,6 +115,7 @@ export class GuardedStore implements Store {
   };
 
   private readonly caught = (cause: unknown): never => {
+    if (!(cause instanceof StoreError)) throw cause;
     const err = this.judge(cause);
     this.failed(err);
     throw err;

@@ -1,3 +1,5 @@
+import { StoreError } from '../store/store.js';
+
 /**
  * The store did not decide. `reason` says why: `timeout` (it said nothing for the whole
  * deadline), `error` (a lost connection, or Redis refusing work: NOAUTH, NOPERM, OOM, READONLY,
@@ -18,4 +20,9 @@ export class StoreUnavailable extends Error {
     super(message, options);
     this.name = 'StoreUnavailable';
   }
+}
+
+/** A failure of the store (judged by the guard, or straight from an unguarded store), as opposed to a bug in sluice. */
+export function isStoreFailure(err: unknown): boolean {
+  return err instanceof StoreUnavailable || err instanceof StoreError;
 }

@@ -3,7 +3,7 @@
 // only under-admit (units stranded here while another sidecar is denied), never over-admit.
 // Unused units go back when the lease expires, when demand stops, and on shutdown.
 import { costFor, type Resource } from '../config/policy.js';
-import type { AcquireInput, Decision } from '../decide/decider.js';
+import { denialReason, denied, granted, type AcquireInput, type Decision } from '../decide/decision.js';
 import type { Store, TakeVerdict } from '../store/store.js';
 import { StoreUnavailable } from '../guard/store-unavailable.js';
 import { blockSize, LEASE_HORIZON_MS, MIN_LEASED_REQUESTS, observe, rateAt, type DecayingRate } from './demand.js';
@@ -162,37 +162,24 @@ export class Leases {
     this.figures.held -= sumOfCosts(state.resource, cost);
     this.figures.served++;
     if (this.runningLow(state, now)) this.refill(state, cost);
-    const limit = limits[tightest]!;
-    return {
-      granted: true,
-      permitId: '',
-      retryAfterMs: 0,
+    return granted(limits[tightest]!, 'LEASE', {
       remaining: state.units[tightest]! + state.storeLeft[tightest]!,
-      limit: limit.capacity,
       resetAfterMs: Math.max(0, state.resetAt - now),
-      limitName: limit.name,
-      decidedBy: 'LEASE',
-      reason: '',
       decidedAt: state.takenAt,
-    };
+    });
   }
 
   private standingDenial(state: LeaseState, now: number): Decision {
     const denial = state.denial!;
     const limit = state.resource.limits[denial.decider]!;
     this.figures.served++;
-    return {
-      granted: false,
-      permitId: '',
-      retryAfterMs: Math.max(0, state.retryAt - now),
-      remaining: denial.remaining,
-      limit: limit.capacity,
-      resetAfterMs: Math.max(0, state.resetAt - now),
-      limitName: limit.name,
-      decidedBy: 'LEASE',
-      reason: `limit "${limit.name}" has ${denial.remaining} of ${limit.capacity} left`,
-      decidedAt: denial.now,
-    };
+    const retryAfterMs = Math.max(0, state.retryAt - now);
+    return denied(
+      limit,
+      'LEASE',
+      { remaining: denial.remaining, retryAfterMs, resetAfterMs: Math.max(0, state.resetAt - now), decidedAt: denial.now },
+      denialReason(limit, denial.remaining, retryAfterMs, state.deniedNeed),
+    );
   }
 
   /** Refill ahead: before the lease runs out, while demand would use a new block. */

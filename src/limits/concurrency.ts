@@ -1,5 +1,6 @@
 // Concurrency permits: at most `capacity` units held at once. Every permit carries an expiry,
 // so a holder that dies without releasing is reclaimed once its ttl has passed.
+import { shareOfCapacity, type Algorithm } from './algorithm.js';
 import { NEVER, type Verdict } from './verdict.js';
 
 export interface ConcurrencyParams {
@@ -13,7 +14,10 @@ export interface HeldPermit {
   expiresAt: number;
 }
 
-/** Permits in expiry order (the ttl is fixed per limit, so this is also grant order). */
+/**
+ * Permits in expiry order (kept so on insert: a reloaded policy may change the ttl), so that
+ * reclaiming and finding when room frees up read only the front of the list.
+ */
 export interface ConcurrencyState {
   held: number;
   permits: HeldPermit[];
@@ -42,8 +46,21 @@ export function checkConcurrency(state: ConcurrencyState, now: number, cost: num
 }
 
 export function holdPermit(state: ConcurrencyState, now: number, id: string, cost: number, p: ConcurrencyParams): void {
-  state.permits.push({ id, cost, expiresAt: now + p.ttlMs });
+  const expiresAt = now + p.ttlMs;
+  state.permits.splice(insertionPoint(state.permits, expiresAt), 0, { id, cost, expiresAt });
   state.held += cost;
+}
+
+/** After every permit expiring at or before `expiresAt`: a binary search (mostly the end). */
+function insertionPoint(permits: readonly HeldPermit[], expiresAt: number): number {
+  let low = 0;
+  let high = permits.length;
+  while (low < high) {
+    const mid = (low + high) >>> 1;
+    if (permits[mid]!.expiresAt <= expiresAt) low = mid + 1;
+    else high = mid;
+  }
+  return low;
 }
 
 /** True when the permit was held (and is now freed). */
@@ -55,7 +72,10 @@ export function releasePermit(state: ConcurrencyState, id: string): boolean {
   return true;
 }
 
-/** When enough held permits will have expired for `cost` to fit, if none is released first. */
+/**
+ * When enough held permits will have expired for `cost` to fit, if none is released first. Reads
+ * only the soonest to expire, and at most as many as units are lacking (each holds one or more).
+ */
 function untilFreed(state: ConcurrencyState, now: number, cost: number, p: ConcurrencyParams): number {
   let held = state.held;
   for (const permit of state.permits) {
@@ -64,3 +84,23 @@ function untilFreed(state: ConcurrencyState, now: number, cost: number, p: Concu
   }
   return NEVER;
 }
+
+export const concurrency: Algorithm<ConcurrencyParams, ConcurrencyState> = {
+  name: 'concurrency',
+  initial: () => ({ held: 0, permits: [] }),
+  take: (state, now, need, _want, p) => {
+    reclaimExpired(state, now);
+    return checkConcurrency(state, now, need, p);
+  },
+  commit: (state, verdict, now, permitId, p) => {
+    holdPermit(state, now, permitId, verdict.taken, p);
+    return state;
+  },
+  // Slots are freed by release, never settled in units.
+  settle: (state) => state,
+  expiresAt: (state) => (state.permits.length > 0 ? state.permits[state.permits.length - 1]!.expiresAt : 0),
+  share: (limit, n) => ({ ...limit, capacity: shareOfCapacity(limit.capacity, n) }),
+  release: releasePermit,
+  // The permits (members "<units>:<permit id>" scored by expiry), then their held total.
+  redis: { code: 4, keys: ['|cc', '|cc|held'], args: (p) => [p.ttlMs, p.capacity] },
+};

@@ -1,4 +1,5 @@
 // A counter per epoch-aligned window (Envoy's windows: a 1m window starts on the minute).
+import { shareOfCapacity, type Algorithm } from './algorithm.js';
 import { NEVER, type Verdict } from './verdict.js';
 
 export interface WindowParams {
@@ -50,3 +51,20 @@ export function settleFixedWindow(state: FixedWindowState, now: number, grantedA
   }
   return { window, count: Math.min(count + delta, p.capacity) };
 }
+
+/** Until the window that `now` is in closes. */
+export function untilWindowEnds(now: number, periodMs: number): number {
+  return (windowIndex(now, periodMs) + 1) * periodMs - now;
+}
+
+export const fixedWindow: Algorithm<WindowParams, FixedWindowState, FixedWindowVerdict> = {
+  name: 'fixed_window',
+  initial: () => ({ window: -1, count: 0 }),
+  take: (state, now, need, want, p) => takeFixedWindow(state, now, need, p, want),
+  commit: (_state, verdict) => verdict.next,
+  settle: settleFixedWindow,
+  expiresAt: (state, p) => (state.window + 1) * p.periodMs,
+  share: (limit, n) => ({ ...limit, capacity: shareOfCapacity(limit.capacity, n) }),
+  windowEndsInMs: (now, p) => untilWindowEnds(now, p.periodMs),
+  redis: { code: 2, keys: ['|fw'], args: (p) => [p.periodMs, p.capacity] },
+};

@@ -3,7 +3,8 @@
 // so the estimate moves smoothly instead of resetting at the window edge. Constant memory per
 // key, unlike a sliding log.
 import { EPSILON, NEVER, type Verdict } from './verdict.js';
-import { windowIndex, type WindowParams } from './fixed-window.js';
+import { untilWindowEnds, windowIndex, type WindowParams } from './fixed-window.js';
+import { shareOfCapacity, type Algorithm } from './algorithm.js';
 
 export interface SlidingWindowState {
   window: number;
@@ -82,3 +83,16 @@ function resetAfter(s: SlidingWindowState, elapsed: number, p: WindowParams): nu
 function left(units: number): number {
   return Math.max(0, Math.floor(units + EPSILON));
 }
+
+export const slidingWindow: Algorithm<WindowParams, SlidingWindowState, SlidingWindowVerdict> = {
+  name: 'sliding_window',
+  initial: () => ({ window: -2, current: 0, previous: 0 }),
+  take: (state, now, need, want, p) => takeSlidingWindow(state, now, need, p, want),
+  commit: (_state, verdict) => verdict.next,
+  settle: settleSlidingWindow,
+  // The current count still weighs on the next window.
+  expiresAt: (state, p) => (state.window + 2) * p.periodMs,
+  share: (limit, n) => ({ ...limit, capacity: shareOfCapacity(limit.capacity, n) }),
+  windowEndsInMs: (now, p) => untilWindowEnds(now, p.periodMs),
+  redis: { code: 3, keys: ['|sw'], args: (p) => [p.periodMs, p.capacity] },
+};

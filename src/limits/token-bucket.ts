@@ -1,6 +1,7 @@
 // GCRA, the token bucket kept as one number: the theoretical arrival time (TAT) at which the
 // bucket would be full again. A request of `cost` units moves the TAT by cost x interval and is
 // allowed when the new TAT is at most `capacity` (burst) intervals ahead of now.
+import { shareOfCapacity, type Algorithm } from './algorithm.js';
 import { EPSILON, NEVER, type Verdict } from './verdict.js';
 
 export interface TokenBucketParams {
@@ -46,3 +47,16 @@ export function settleTokens(tat: number, now: number, delta: number, p: TokenBu
 function units(ms: number, p: TokenBucketParams): number {
   return Math.max(0, Math.floor(ms / p.intervalMs + EPSILON));
 }
+
+/** The state is the TAT; 0 (a full bucket) for a key never seen, and again once the TAT has passed. */
+export const tokenBucket: Algorithm<TokenBucketParams, number, TokenBucketVerdict> = {
+  name: 'token_bucket',
+  initial: () => 0,
+  take: (tat, now, need, want, p) => takeTokens(tat, now, need, p, want),
+  commit: (_tat, verdict) => verdict.nextTat,
+  settle: (tat, now, _grantedAt, delta, p) => settleTokens(tat, now, delta, p),
+  expiresAt: (tat) => tat,
+  // 1/n of the burst, refilled at 1/n of the rate.
+  share: (limit, n) => ({ ...limit, capacity: shareOfCapacity(limit.capacity, n), intervalMs: limit.intervalMs * n }),
+  redis: { code: 1, keys: ['|tb'], args: (p) => [p.intervalMs, p.capacity] },
+};

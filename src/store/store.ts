@@ -63,6 +63,19 @@ export interface Store {
   close(): Promise<void>;
 }
 
+/**
+ * The store failed a call: it was silent (StoreTimeout), lost its connection, refused the work
+ * (NOAUTH, NOPERM, OOM, READONLY, ...) or a script failed on the call (ScriptError). Only these
+ * are store failures; anything else a store throws is a bug in sluice, never met by
+ * on_store_failure nor counted against the store.
+ */
+export class StoreError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'StoreError';
+  }
+}
+
 /** One judgement that the store was silent; every command it failed shares it. */
 export class Silence {
   constructor(readonly message: string) {}
@@ -73,7 +86,7 @@ export class Silence {
  * the store's answer if it comes after all (rejects if it never does), so that what was decided
  * without it can be reconciled.
  */
-export class StoreTimeout extends Error {
+export class StoreTimeout extends StoreError {
   constructor(
     message: string,
     readonly late: Promise<unknown>,
@@ -96,7 +109,7 @@ export class StoreTimeout extends Error {
  * A script failed on what one call gave it or met, not because the store is unwell: that call's
  * error only, never evidence against the store.
  */
-export class ScriptError extends Error {
+export class ScriptError extends StoreError {
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.name = 'ScriptError';

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { PERMIT_ID, PermitIds } from '../../src/decide/permits.js';
+import { parsePolicy } from '../../src/config/load.js';
+import { PERMIT_ID, PermitIds, PermitTable, type PermitRecord } from '../../src/decide/permits.js';
 
 describe('permit ids', () => {
   it('are 22 base64url characters (128 random bits), all different', () => {
@@ -27,3 +28,48 @@ describe('permit ids', () => {
     expect(first.some((id) => second.has(id))).toBe(false);
   });
 });
+
+describe('the permit table', () => {
+  const resource = parsePolicy('resources: [{ name: r, limits: [{ name: l, algorithm: concurrency, max: 5, ttl: 1m }] }]', 'p.yaml').resources.get('r')!;
+  const clock = { now: 1_000 };
+  const record = (expiresAt: number): PermitRecord => ({ resource, scope: 'r', cost: 1, grantedAt: clock.now, expiresAt, local: false });
+
+  it('gives a live permit back once: a second take, or one of an id never added, finds nothing', () => {
+    const table = new PermitTable(10, () => clock.now);
+    const id = table.nextId();
+    expect(id).toMatch(PERMIT_ID);
+    table.add(id, record(clock.now + 100));
+    expect(table.take(id)).toMatchObject({ scope: 'r', cost: 1 });
+    expect(table.take(id)).toBeUndefined();
+    expect(table.take(table.nextId())).toBeUndefined();
+    expect(table.size).toBe(0);
+  });
+
+  it('an expired permit cannot be taken (and is dropped by the attempt), not even at its expiry', () => {
+    const table = new PermitTable(10, () => clock.now);
+    table.add('a', record(clock.now + 100));
+    clock.now += 100;
+    expect(table.take('a')).toBeUndefined();
+    expect(table.size).toBe(0);
+  });
+
+  it('past its cap drops the oldest permit and counts it', () => {
+    const table = new PermitTable(2, () => clock.now);
+    for (const id of ['a', 'b', 'c']) table.add(id, record(clock.now + 1_000));
+    expect(table.size).toBe(2);
+    expect(table.evicted).toBe(1);
+    expect(table.take('a')).toBeUndefined();
+    expect(table.take('c')).toBeDefined();
+  });
+
+  it('a sweep drops the expired permits only', () => {
+    const table = new PermitTable(10, () => clock.now);
+    table.add('soon', record(clock.now + 10));
+    table.add('later', record(clock.now + 1_000));
+    clock.now += 10;
+    table.sweep();
+    expect(table.size).toBe(1);
+    expect(table.take('later')).toBeDefined();
+  });
+});
+

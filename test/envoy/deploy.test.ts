@@ -6,6 +6,7 @@ import { parse } from 'yaml';
 import { describe, expect, it } from 'vitest';
 import { parsePolicy } from '../../src/config/load.js';
 import { matchRule } from '../../src/envoy/match.js';
+import { loadEnvoyDirectory } from '../../src/envoy/runtime.js';
 import { packageRoot } from '../../src/paths.js';
 
 const DEPLOY = join(packageRoot, 'deploy', 'envoy');
@@ -13,7 +14,7 @@ const DEPLOY = join(packageRoot, 'deploy', 'envoy');
 describe('deploy/envoy', () => {
   const policyText = readFileSync(join(DEPLOY, 'sluice.yaml'), 'utf8').replace('deploy/envoy/ratelimit/config', join(DEPLOY, 'ratelimit', 'config'));
   const policy = parsePolicy(policyText, 'sluice.yaml');
-  const config = policy.envoy!.initial;
+  const config = loadEnvoyDirectory(policy.envoy!);
 
   it('sluice.yaml loads, with both example domains', () => {
     expect(policy.server.listen).toBe('127.0.0.1:50051');

@@ -310,4 +310,23 @@ describe('when the store cannot decide', () => {
     );
     expect((await ask([d({ user: 'jo' })])).statuses[0]!.remaining).toBe(2);
   });
+
+  it('a bug is no store failure: it goes up as it is (INTERNAL on the wire), after what was taken is given back', async () => {
+    const buggy: Store = {
+      acquire: (resource, scope, cost, permitId) =>
+        scope.includes('path') ? Promise.reject(new TypeError('x is not a function')) : store.acquire(resource, scope, cost, permitId),
+      refund: (...args) => store.refund(...args),
+      release: (...args) => store.release(...args),
+      take: (...args) => store.take(...args),
+      heartbeat: () => store.heartbeat(),
+      ping: () => store.ping(),
+      close: () => store.close(),
+    };
+    const decider = new Decider(buggy, { maxPermits: 10, now: () => now, failurePolicy: new FailurePolicy({ maxKeys: 100, retryAfterMs: () => 500, now: () => now }) });
+    for (const onStoreFailure of ['error', 'open'] as const) {
+      const attempt = shouldRateLimit(decider, configOf({ 'api.yaml': FILE }, { onStoreFailure }), { domain: 'api', descriptors: [d({ user: 'ann' }), d({ path: '/expensive' })], hits: 1 }, { now: () => now });
+      await expect(attempt).rejects.toBeInstanceOf(TypeError);
+    }
+    expect((await ask([d({ user: 'ann' })])).statuses[0]!.remaining).toBe(2);
+  });
 });

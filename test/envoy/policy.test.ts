@@ -1,14 +1,21 @@
-// The policy file's `envoy:` section: loaded and checked with the policy, so `sluice check` and a
-// starting sidecar name a bad domain file and the place in it.
+// The policy file's `envoy:` section: checked with the policy, and its directory loaded as the
+// sidecar starts (and by `sluice check`), so a bad domain file is named with the place in it.
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
+import { CLI, writePolicy } from '../support/sidecar.js';
 import { parsePolicy, PolicyError } from '../../src/config/load.js';
+import { EnvoyConfigError, loadEnvoyDirectory } from '../../src/envoy/runtime.js';
 import { configDir } from './support.js';
 
+/** Every problem of the policy, or of the Envoy config directory it names. */
 function problems(yaml: string): string[] {
   try {
-    parsePolicy(yaml, 'policy.yaml');
+    const policy = parsePolicy(yaml, 'policy.yaml');
+    if (policy.envoy) loadEnvoyDirectory(policy.envoy);
   } catch (err) {
-    return (err as PolicyError).problems;
+    return err instanceof EnvoyConfigError ? err.problems : (err as PolicyError).problems;
   }
   return [];
 }
@@ -26,7 +33,7 @@ describe('the envoy section of a policy', () => {
       onStoreFailure: 'error',
       lease: { enabled: true, maxFraction: 0.1, ttlMs: 1000 },
     });
-    expect([...policy.envoy!.initial.domains.keys()]).toEqual(['api']);
+    expect([...loadEnvoyDirectory(policy.envoy!).domains.keys()]).toEqual(['api']);
   });
 
   it('takes response_headers, on_store_failure and lease, and keeps its own resources too', () => {
@@ -46,7 +53,7 @@ resources:
     );
     expect(policy.resources.has('r')).toBe(true);
     expect(policy.envoy).toMatchObject({ responseHeaders: true, onStoreFailure: 'local', lease: { enabled: false, ttlMs: 500 } });
-    const rule = policy.envoy!.initial.domains.get('api')!.root.keyOnly.get('user')!.rule!;
+    const rule = loadEnvoyDirectory(policy.envoy!).domains.get('api')!.root.keyOnly.get('user')!.rule!;
     expect(rule.resource).toMatchObject({ onStoreFailure: 'local', leasable: false });
   });
 
@@ -73,5 +80,27 @@ resources:
   it('without an envoy section, resources are still required', () => {
     expect(problems('store: {}\n')).toEqual(['resources: required (array)']);
     expect(problems('resources: []\n')).toEqual([expect.stringMatching(/^resources .*expected at least one resource$/)]);
+  });
+});
+
+describe('a bad Envoy config directory on the command line', () => {
+  const run = promisify(execFile);
+  const BAD = 'domain: api\ndescriptors:\n  - key: user\n    rate_limit: { unit: minutes, requests_per_unit: 3 }\n';
+  const failure = (args: string[]) =>
+    run(process.execPath, [CLI, ...args], { env: { ...process.env, SLUICE_LISTEN: '127.0.0.1:0', SLUICE_ADMIN: 'off' } }).then(
+      () => undefined,
+      (err: { code: number; stderr: string; stdout: string }) => err,
+    );
+
+  it('sluice check and sluice serve exit 1 naming the policy, the line of config_dir and the place in the domain file', async () => {
+    const dir = configDir({ 'api.yaml': BAD });
+    const policy = writePolicy(`envoy:\n  config_dir: ${dir}\n`);
+    const expected = `${policy}: invalid policy\n  envoy.config_dir (line 2): ${join(dir, 'api.yaml')}: descriptors[0].rate_limit.unit (line 4): invalid rate limit unit 'minutes'\n`;
+    for (const args of [['check', policy], ['serve', '--config', policy]]) {
+      const failed = await failure(args);
+      expect(failed?.code).toBe(1);
+      expect(failed?.stderr).toBe(expected);
+      expect(failed?.stdout).not.toContain('listening');
+    }
   });
 });

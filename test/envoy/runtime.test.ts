@@ -4,9 +4,7 @@ import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
-import { loadEnvoyConfig } from '../../src/envoy/config.js';
 import { EnvoyRuntime } from '../../src/envoy/runtime.js';
-import type { EnvoySettings } from '../../src/envoy/settings.js';
 import { configDir, options } from './support.js';
 
 const file = (rpu: number) => `domain: d\ndescriptors:\n  - key: k\n    rate_limit: { unit: second, requests_per_unit: ${rpu} }\n`;
@@ -15,13 +13,6 @@ function logger() {
   const lines: Record<string, any>[] = [];
   const log = pino({ level: 'info' }, { write: (line: string) => void lines.push(JSON.parse(line)) });
   return { log, lines, messages: () => lines.map((l) => l.msg as string) };
-}
-
-function settingsFor(dir: string): EnvoySettings {
-  const opts = options({ configDir: dir });
-  const loaded = loadEnvoyConfig(opts);
-  if (!loaded.ok) throw new Error(loaded.problems.join('\n'));
-  return { ...opts, initial: loaded.value };
 }
 
 const rpuOf = (runtime: EnvoyRuntime) => runtime.current.domains.get('d')?.root.keyOnly.get('k')?.rule?.main?.requestsPerUnit;
@@ -41,7 +32,7 @@ describe('EnvoyRuntime', () => {
   it('reloads once per burst of writes, and says so', async () => {
     const dir = configDir({ 'd.yaml': file(1) });
     const { log, messages } = logger();
-    runtime = new EnvoyRuntime(settingsFor(dir), log, { debounceMs: 100 });
+    runtime = new EnvoyRuntime(options({ configDir: dir }), log, { debounceMs: 100 });
     runtime.start();
     expect(messages()).toEqual(['envoy config loaded']);
     for (let rpu = 2; rpu <= 5; rpu++) writeFileSync(join(dir, 'd.yaml'), file(rpu));
@@ -53,7 +44,7 @@ describe('EnvoyRuntime', () => {
   it('keeps serving the old config when a file is bad, logging every problem', async () => {
     const dir = configDir({ 'd.yaml': file(1) });
     const { log, lines } = logger();
-    runtime = new EnvoyRuntime(settingsFor(dir), log, { debounceMs: 20 });
+    runtime = new EnvoyRuntime(options({ configDir: dir }), log, { debounceMs: 20 });
     runtime.start();
     writeFileSync(join(dir, 'd.yaml'), 'domain: d\ndescriptors:\n  - key: k\n    rate_limit: { unit: second, requests_per_unit: 1, nope: 1 }\n');
     await until(() => lines.some((l) => l.msg === 'envoy config reload failed; still serving the previous config'), 'the failed reload');
@@ -67,7 +58,7 @@ describe('EnvoyRuntime', () => {
   it('watches a directory again after it was removed and created anew', async () => {
     const dir = configDir({ 'd.yaml': file(1) });
     const { log } = logger();
-    runtime = new EnvoyRuntime(settingsFor(dir), log, { debounceMs: 20, rewatchMs: 50 });
+    runtime = new EnvoyRuntime(options({ configDir: dir }), log, { debounceMs: 20, rewatchMs: 50 });
     runtime.start();
     rmSync(dir, { recursive: true });
     await new Promise((r) => setTimeout(r, 150));

@@ -2,11 +2,13 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { loadEnvoyConfig, parseDomainFile, type Domain, type EnvoyConfig, type EnvoyOptions } from '../../src/envoy/config.js';
+import type { EnvoyOptions } from '../../src/config/policy.js';
+import { loadEnvoyConfig, parseDomainFile, type Domain, type EnvoyConfig } from '../../src/envoy/config.js';
 
 export function options(overrides: Partial<EnvoyOptions> = {}): EnvoyOptions {
   return {
     configDir: '/nonexistent',
+    configDirAt: 'envoy.config_dir',
     responseHeaders: false,
     onStoreFailure: 'error',
     lease: { enabled: true, maxFraction: 0.1, ttlMs: 1_000 },

@@ -1,7 +1,7 @@
 // What each on_store_failure answers, and the local share's arithmetic, on the memory store.
 import { describe, expect, it } from 'vitest';
 import { parsePolicy } from '../../src/config/load.js';
-import type { AcquireInput } from '../../src/decide/decider.js';
+import type { AcquireInput } from '../../src/decide/decision.js';
 import { scopeOf } from '../../src/decide/scope.js';
 import { FailurePolicy } from '../../src/guard/failure-policy.js';
 import { StoreUnavailable } from '../../src/guard/store-unavailable.js';

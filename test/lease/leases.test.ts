@@ -3,7 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import { parsePolicy } from '../../src/config/load.js';
 import type { Resource } from '../../src/config/policy.js';
-import type { AcquireInput, Decision } from '../../src/decide/decider.js';
+import type { AcquireInput, Decision } from '../../src/decide/decision.js';
 import { scopeOf } from '../../src/decide/scope.js';
 import { IDLE_MS, Leases } from '../../src/lease/leases.js';
 import { MemoryStore } from '../../src/store/memory/memory-store.js';

@@ -144,4 +144,29 @@ describe('concurrency permits', () => {
     p.release(a.id);
     expect(p.acquire().allowed).toBe(true);
   });
+
+  it('keeps permits in expiry order when the ttl changes (a reloaded policy), so reclaiming reads the front only', () => {
+    const state: ConcurrencyState = { held: 0, permits: [] };
+    holdPermit(state, 0, 'long', 1, { capacity: 3, ttlMs: 1000 });
+    holdPermit(state, 10, 'short', 1, { capacity: 3, ttlMs: 100 });
+    holdPermit(state, 20, 'same', 1, { capacity: 3, ttlMs: 90 });
+    expect(state.permits.map((x) => x.id)).toEqual(['short', 'same', 'long']);
+    reclaimExpired(state, 110);
+    expect(state.permits.map((x) => x.id)).toEqual(['long']);
+    expect(state.held).toBe(1);
+  });
+
+  it('retry_after over permits of mixed costs: the soonest permits whose units make room', () => {
+    const p = pool({ capacity: 5, ttlMs: 1000 });
+    p.acquire(1);
+    p.now += 10;
+    p.acquire(3);
+    p.now += 10;
+    p.acquire(1);
+    // One unit lacking: the oldest permit; three lacking: the oldest two (1 + 3 units); five: all.
+    expect(p.acquire(1).retryAfterMs).toBe(980);
+    expect(p.acquire(3).retryAfterMs).toBe(990);
+    expect(p.acquire(5).retryAfterMs).toBe(1000);
+  });
 });
+

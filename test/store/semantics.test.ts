@@ -411,6 +411,21 @@ describe.each(FACTORIES)('$kind store semantics', (factory) => {
       expect((await acquire(store, res, scope)).granted).toBe(true);
     });
 
+    it('a denial waits for the soonest permits whose units make room, over permits of mixed costs', async () => {
+      const res = resource(['{ name: inflight, algorithm: concurrency, max: 5, ttl: 1h }']);
+      const scope = scopeOf(res, ['t']);
+      const held = [await acquire(store, res, scope, 1), await acquire(store, res, scope, 3), await acquire(store, res, scope, 1)];
+      expect(held.map((g) => g.granted)).toEqual([true, true, true]);
+      // Lacking 1 unit: the first permit; 3: the first two (1 + 3 units); 5: all three (1 ms
+      // slack: Redis reports its clock floored and retry_after rounded up).
+      for (const [cost, last] of [[1, 0], [3, 1], [5, 2]] as const) {
+        const denied = await acquire(store, res, scope, cost);
+        expect(denied.granted).toBe(false);
+        const expected = held[last]!.now + 3_600_000 - denied.now;
+        expect(Math.abs(denied.retryAfterMs - expected)).toBeLessThanOrEqual(1);
+      }
+    });
+
     it('reclaims each expired permit on its own while later permits stay held', async () => {
       // g1 at 0 ms, g2 at ~300 ms, ttl 600 ms: between ~600 and ~900 ms only g1 has expired.
       const res = resource(['{ name: inflight, algorithm: concurrency, max: 2, ttl: 600ms }']);

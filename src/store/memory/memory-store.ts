@@ -4,14 +4,12 @@
 // and when maxKeys scopes all hold live budgets a new scope is refused, never one evicted.
 import { costFor, type Limit, type Resource } from '../../config/policy.js';
 import { decidingLimit } from '../../limits/combine.js';
-import { checkConcurrency, holdPermit, reclaimExpired, releasePermit, type ConcurrencyState } from '../../limits/concurrency.js';
-import { settleFixedWindow, takeFixedWindow, windowIndex, type FixedWindowState } from '../../limits/fixed-window.js';
-import { settleSlidingWindow, takeSlidingWindow, type SlidingWindowState } from '../../limits/sliding-window.js';
-import { settleTokens, takeTokens } from '../../limits/token-bucket.js';
+import { algorithmOf } from '../../limits/registry.js';
 import type { Verdict } from '../../limits/verdict.js';
 import { ONCE_TTL_MS, type Grant, type Store, type StoreVerdict, type TakeVerdict } from '../store.js';
 
-type LimitState = number | FixedWindowState | SlidingWindowState | ConcurrencyState;
+/** A limit's state, as its algorithm made it (limits/registry.ts): only that algorithm reads it. */
+type LimitState = unknown;
 
 interface ScopeEntry {
   /** What each state belongs to (limitTags): a state is only ever fed to the limit it was made for. */
@@ -74,9 +72,8 @@ export class MemoryStore implements Store {
     const { verdicts, ...verdict } = decided;
     let windowEndsInMs = Number.POSITIVE_INFINITY;
     for (const limit of resource.limits) {
-      if (limit.algorithm === 'fixed_window' || limit.algorithm === 'sliding_window') {
-        windowEndsInMs = Math.min(windowEndsInMs, (windowIndex(verdict.now, limit.periodMs) + 1) * limit.periodMs - verdict.now);
-      }
+      const endsIn = algorithmOf(limit).windowEndsInMs?.(verdict.now, limit);
+      if (endsIn !== undefined) windowEndsInMs = Math.min(windowEndsInMs, endsIn);
     }
     return {
       ...verdict,
@@ -93,8 +90,9 @@ export class MemoryStore implements Store {
     const entry = this.entry(resource, scope, now);
     if (!entry) return;
     resource.limits.forEach((limit, i) => {
-      if (limit.algorithm === 'concurrency') releasePermit(entry.states[i] as ConcurrencyState, grant.permitId);
-      else if (!limit.countsRequests && delta !== 0) entry.states[i] = settle(limit, entry.states[i]!, now, grant.grantedAt, delta);
+      const algorithm = algorithmOf(limit);
+      if (algorithm.release) algorithm.release(entry.states[i], grant.permitId);
+      else if (!limit.countsRequests && delta !== 0) entry.states[i] = algorithm.settle(entry.states[i], now, grant.grantedAt, delta, limit);
     });
     this.settleExpiry(scope, entry, resource.limits, now);
   }
@@ -107,7 +105,7 @@ export class MemoryStore implements Store {
     if (!entry) return true;
     resource.limits.forEach((limit, i) => {
       const amount = units[i] ?? 0;
-      if (limit.algorithm !== 'concurrency' && amount > 0) entry.states[i] = settle(limit, entry.states[i]!, now, takenAt, -amount);
+      if (amount > 0) entry.states[i] = algorithmOf(limit).settle(entry.states[i], now, takenAt, -amount, limit);
     });
     this.settleExpiry(scope, entry, resource.limits, now);
     return true;
@@ -139,13 +137,13 @@ export class MemoryStore implements Store {
     if (!entry) return undefined;
     const verdicts: Verdict[] = resource.limits.map((limit, i) => {
       const need = costFor(limit, cost);
-      return check(limit, entry.states[i]!, now, need, Math.max(need, want?.[i] ?? need));
+      return algorithmOf(limit).take(entry.states[i], now, need, Math.max(need, want?.[i] ?? need), limit);
     });
     const decider = decidingLimit(verdicts);
     const granted = verdicts.every((v) => v.allowed);
     if (granted) {
       resource.limits.forEach((limit, i) => {
-        entry.states[i] = commit(limit, entry.states[i]!, verdicts[i]!, now, permitId);
+        entry.states[i] = algorithmOf(limit).commit(entry.states[i], verdicts[i]!, now, permitId, limit);
       });
     }
     this.settleExpiry(scope, entry, resource.limits, now);
@@ -191,7 +189,7 @@ export class MemoryStore implements Store {
       this.refusedScopes++;
       return undefined;
     }
-    entry ??= { tags, states: resource.limits.map(initialState), expiresAt: now };
+    entry ??= { tags, states: resource.limits.map((limit) => algorithmOf(limit).initial()), expiresAt: now };
     this.scopes.set(scope, entry);
     return entry;
   }
@@ -240,85 +238,17 @@ function adopt(entry: ScopeEntry, resource: Resource, tags: readonly string[]): 
   if (!same) {
     entry.states = tags.map((tag, i) => {
       const was = entry.tags.indexOf(tag);
-      return was >= 0 ? entry.states[was]! : initialState(resource.limits[i]!);
+      return was >= 0 ? entry.states[was] : algorithmOf(resource.limits[i]!).initial();
     });
   }
   entry.tags = tags;
-}
-
-function initialState(limit: Limit): LimitState {
-  switch (limit.algorithm) {
-    case 'token_bucket':
-      return 0;
-    case 'fixed_window':
-      return { window: -1, count: 0 };
-    case 'sliding_window':
-      return { window: -2, current: 0, previous: 0 };
-    case 'concurrency':
-      return { held: 0, permits: [] };
-  }
-}
-
-function check(limit: Limit, state: LimitState, now: number, need: number, want: number): Verdict {
-  switch (limit.algorithm) {
-    case 'token_bucket':
-      return takeTokens(state as number, now, need, limit, want);
-    case 'fixed_window':
-      return takeFixedWindow(state as FixedWindowState, now, need, limit, want);
-    case 'sliding_window':
-      return takeSlidingWindow(state as SlidingWindowState, now, need, limit, want);
-    case 'concurrency':
-      reclaimExpired(state as ConcurrencyState, now);
-      return checkConcurrency(state as ConcurrencyState, now, need, limit);
-  }
-}
-
-function commit(limit: Limit, state: LimitState, verdict: Verdict, now: number, permitId: string): LimitState {
-  switch (limit.algorithm) {
-    case 'token_bucket':
-      return (verdict as ReturnType<typeof takeTokens>).nextTat;
-    case 'fixed_window':
-      return (verdict as ReturnType<typeof takeFixedWindow>).next;
-    case 'sliding_window':
-      return (verdict as ReturnType<typeof takeSlidingWindow>).next;
-    case 'concurrency':
-      holdPermit(state as ConcurrencyState, now, permitId, verdict.taken, limit);
-      return state;
-  }
-}
-
-function settle(limit: Exclude<Limit, { algorithm: 'concurrency' }>, state: LimitState, now: number, grantedAt: number, delta: number): LimitState {
-  switch (limit.algorithm) {
-    case 'token_bucket':
-      return settleTokens(state as number, now, delta, limit);
-    case 'fixed_window':
-      return settleFixedWindow(state as FixedWindowState, now, grantedAt, delta, limit);
-    case 'sliding_window':
-      return settleSlidingWindow(state as SlidingWindowState, now, grantedAt, delta, limit);
-  }
 }
 
 /** The moment after which the scope's state equals a fresh one, so dropping it changes nothing. */
 function expiry(limits: readonly Limit[], states: readonly LimitState[]): number {
   let at = 0;
   limits.forEach((limit, i) => {
-    const state = states[i]!;
-    switch (limit.algorithm) {
-      case 'token_bucket':
-        at = Math.max(at, state as number);
-        break;
-      case 'fixed_window':
-        at = Math.max(at, ((state as FixedWindowState).window + 1) * limit.periodMs);
-        break;
-      case 'sliding_window':
-        at = Math.max(at, ((state as SlidingWindowState).window + 2) * limit.periodMs);
-        break;
-      case 'concurrency': {
-        const permits = (state as ConcurrencyState).permits;
-        if (permits.length > 0) at = Math.max(at, permits[permits.length - 1]!.expiresAt);
-        break;
-      }
-    }
+    at = Math.max(at, algorithmOf(limit).expiresAt(states[i], limit));
   });
   return at;
 }

@@ -4,13 +4,12 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Cluster, type RedisOptions } from 'ioredis';
 import { costFor, type Limit, type RedisConfig, type Resource } from '../../config/policy.js';
+import { algorithmOf, holdsSlots } from '../../limits/registry.js';
 import { luaDir } from '../../paths.js';
 import { ScriptBatcher } from './batcher.js';
 import { closeRedis, connectionFromUrl, connectRedis, type RedisClient, type RedisConnection } from './connect.js';
 import { Watchdog, type Outstanding } from './watchdog.js';
-import { ONCE_TTL_MS, ScriptError, StoreTimeout, type Grant, type Store, type StoreVerdict, type TakeVerdict } from '../store.js';
-
-const ALGORITHM_CODE = { token_bucket: 1, fixed_window: 2, sliding_window: 3, concurrency: 4 } as const;
+import { ONCE_TTL_MS, ScriptError, StoreError, StoreTimeout, type Grant, type Store, type StoreVerdict, type TakeVerdict } from '../store.js';
 
 /** What a resource's limits contribute to every script call, computed once per resource. */
 interface ScriptPlan {
@@ -21,6 +20,14 @@ interface ScriptPlan {
 }
 
 const SCRIPTS = { sluiceAcquire: 'acquire.lua', sluiceSettle: 'settle.lua', sluiceHeartbeat: 'heartbeat.lua' } as const;
+/** Scripts that begin with prelude.lua (what acquire.lua and settle.lua share; Redis has no include). */
+const WITH_PRELUDE: ReadonlySet<string> = new Set(['acquire.lua', 'settle.lua']);
+
+/** A script's text as Redis runs it (and hashes it): its file, after the prelude when it needs one. */
+function scriptText(file: string): string {
+  const text = readFileSync(join(luaDir, file), 'utf8');
+  return WITH_PRELUDE.has(file) ? `${readFileSync(join(luaDir, 'prelude.lua'), 'utf8')}\n${text}` : text;
+}
 
 /** Options every form takes: `redis` adds ioredis options (tests shorten timeouts with it). */
 interface Tuning {
@@ -65,7 +72,7 @@ export class RedisStore implements Store {
     this.client = connectRedis(connection, options.redis);
     // ioredis sends EVALSHA and falls back to EVAL (which loads the script) on NOSCRIPT; on a
     // Cluster it does so on whichever node serves the keys' slot.
-    for (const [name, file] of Object.entries(SCRIPTS)) this.client.defineCommand(name, { lua: readFileSync(join(luaDir, file), 'utf8') });
+    for (const [name, file] of Object.entries(SCRIPTS)) this.client.defineCommand(name, { lua: scriptText(file) });
     const timeoutMs = options.timeoutMs ?? 1_000;
     this.watchdog = new Watchdog({
       timeoutMs,
@@ -102,14 +109,12 @@ export class RedisStore implements Store {
   }
 
   async release(resource: Resource, scope: string, grant: Grant, delta: number): Promise<void> {
-    const amounts = resource.limits.map((limit) =>
-      limit.algorithm === 'concurrency' ? costFor(limit, grant.cost) : limit.countsRequests ? 0 : delta,
-    );
+    const amounts = resource.limits.map((limit) => (holdsSlots(limit) ? costFor(limit, grant.cost) : limit.countsRequests ? 0 : delta));
     await this.settle(resource, scope, grant.permitId, grant.permitId, amounts, grant.grantedAt);
   }
 
   async refund(resource: Resource, scope: string, refundId: string, units: readonly number[], takenAt: number): Promise<boolean> {
-    const amounts = resource.limits.map((limit, i) => (limit.algorithm === 'concurrency' ? 0 : -(units[i] ?? 0)));
+    const amounts = resource.limits.map((limit, i) => (holdsSlots(limit) ? 0 : -(units[i] ?? 0)));
     return this.settle(resource, scope, refundId, '', amounts, takenAt);
   }
 
@@ -158,18 +163,18 @@ export class RedisStore implements Store {
   }
 
   /**
-   * The error a caller should see: a script's own failure as ScriptError; a lost connection with
-   * the connection error behind it when there is one.
+   * The error a caller should see, always a StoreError (whatever Redis or the connection said is
+   * a store failure): a script's own failure as ScriptError; a lost connection with the
+   * connection error behind it when there is one.
    */
-  private explain(err: unknown): unknown {
-    if (err instanceof StoreTimeout || !(err instanceof Error)) return err;
+  private explain(err: unknown): StoreError {
+    if (err instanceof StoreError) return err;
+    if (!(err instanceof Error)) return new StoreError(String(err), { cause: err });
     if (isScriptError(err)) return new ScriptError(err.message, { cause: err });
     const last = this.lastConnectionError;
-    if (!last || err.message.includes(last.message)) return err;
-    if (err.name !== 'MaxRetriesPerRequestError' && !/Connection is closed|Too many Cluster redirections|None of startup nodes|Failed to refresh slots/.test(err.message)) return err;
-    const explained = new Error(`${err.message}; last connection error: ${last.message}`, { cause: err });
-    explained.name = err.name;
-    return explained;
+    const lost = err.name === 'MaxRetriesPerRequestError' || /Connection is closed|Too many Cluster redirections|None of startup nodes|Failed to refresh slots/.test(err.message);
+    if (!last || !lost || err.message.includes(last.message)) return new StoreError(err.message, { cause: err });
+    return new StoreError(`${err.message}; last connection error: ${last.message}`, { cause: err });
   }
 
   /** The Redis key of each limit of a scope, as the scripts see them (for tests and tools). */
@@ -256,28 +261,17 @@ function verdictOf(reply: number[]): StoreVerdict {
 }
 
 /**
- * The key of a limit names its algorithm (`sluice:{openai|acme}:rpm|tb`): a limit whose algorithm
+ * The keys of a limit name its algorithm (`sluice:{openai|acme}:rpm|tb`): a limit whose algorithm
  * changes under the same name starts on fresh keys instead of reading another algorithm's state
  * (WRONGTYPE, or fields it does not have), and the old keys expire with their TTL. `|` cannot
  * occur in a limit name, so the keys sluice adds never collide with a limit's own.
  */
-const KEY_TAG = { token_bucket: '|tb', fixed_window: '|fw', sliding_window: '|sw', concurrency: '|cc' } as const;
-
 function keySuffixes(limit: Limit): string[] {
-  const key = `}:${limit.name}${KEY_TAG[limit.algorithm]}`;
-  return limit.algorithm === 'concurrency' ? [key, `${key}|held`] : [key];
+  return algorithmOf(limit).redis.keys.map((suffix) => `}:${limit.name}${suffix}`);
 }
 
 /** algorithm, a, b, per_request: see the ARGV contract in acquire.lua. */
 function limitArgs(limit: Limit): (string | number)[] {
-  const perRequest = limit.countsRequests ? 1 : 0;
-  switch (limit.algorithm) {
-    case 'token_bucket':
-      return [ALGORITHM_CODE.token_bucket, limit.intervalMs, limit.capacity, perRequest];
-    case 'fixed_window':
-    case 'sliding_window':
-      return [ALGORITHM_CODE[limit.algorithm], limit.periodMs, limit.capacity, perRequest];
-    case 'concurrency':
-      return [ALGORITHM_CODE.concurrency, limit.ttlMs, limit.capacity, perRequest];
-  }
+  const { code, args } = algorithmOf(limit).redis;
+  return [code, ...args(limit), limit.countsRequests ? 1 : 0];
 }

@@ -21,12 +21,12 @@
 --           then per limit: taken, left}
 --          The decider is the limit that denies longest, or on a grant the one with least left.
 -- Time is Redis TIME, never the caller's clock. Every key written gets a TTL.
+-- Loaded after prelude.lua (store_now, load_fixed_window, load_sliding_window).
 
 local EPSILON = 1e-6
 local NEVER = math.huge
 
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+local now = store_now()
 local cost = tonumber(ARGV[1])
 local permit = ARGV[2]
 local n = tonumber(ARGV[3])
@@ -62,9 +62,7 @@ end
 
 local function fixed_window(key, need, want, period, capacity)
   local window = math.floor(now / period)
-  local stored = redis.call('HMGET', key, 'w', 'c')
-  local count = 0
-  if tonumber(stored[1]) == window then count = tonumber(stored[2]) or 0 end
+  local count = load_fixed_window(key, window)
   local available = math.max(0, capacity - count)
   local until_next = (window + 1) * period - now
   window_ends = math.min(window_ends, until_next)
@@ -79,14 +77,7 @@ end
 
 local function sliding_window(key, need, want, period, capacity)
   local window = math.floor(now / period)
-  local stored = redis.call('HMGET', key, 'w', 'c', 'p')
-  local stored_window = tonumber(stored[1])
-  local current, previous = 0, 0
-  if stored_window == window then
-    current, previous = tonumber(stored[2]) or 0, tonumber(stored[3]) or 0
-  elseif stored_window == window - 1 then
-    previous = tonumber(stored[2]) or 0
-  end
+  local current, previous = load_sliding_window(key, window)
   local elapsed = now - window * period
   window_ends = math.min(window_ends, period - elapsed)
   local estimate = previous * (period - elapsed) / period + current
@@ -115,7 +106,9 @@ local function sliding_window(key, need, want, period, capacity)
 end
 
 -- Permits are members "<units>:<permit id>" scored by expiry; the held total is kept beside
--- them, so a check costs O(log n) plus the permits it reclaims. Slots are never leased.
+-- them, so a check costs O(log n) plus the permits it reclaims, and a denial reads only the
+-- permits that must expire for the request to fit: each holds one unit or more, so no more of
+-- them than units are lacking (one, for requests of one unit). Slots are never leased.
 local function concurrency(set, total, need, ttl, capacity)
   local held = tonumber(redis.call('GET', total)) or 0
   local expired = redis.call('ZRANGEBYSCORE', set, '-inf', now)
@@ -133,7 +126,7 @@ local function concurrency(set, total, need, ttl, capacity)
   if held + need > capacity then
     local retry = NEVER
     local freed = held
-    local permits = redis.call('ZRANGE', set, 0, -1, 'WITHSCORES')
+    local permits = redis.call('ZRANGE', set, 0, string.format('%d', held + need - capacity - 1), 'WITHSCORES')
     for i = 1, #permits, 2 do
       freed = freed - tonumber(string.match(permits[i], '^(%d+):'))
       if freed + need <= capacity then

@@ -16,11 +16,11 @@
 --
 -- Redis does not undo a script's writes when it fails part-way, so everything is read and
 -- computed first and written last: the marker and the settlement land together or not at all.
+-- Loaded after prelude.lua (store_now, load_fixed_window, load_sliding_window).
 
 if redis.call('EXISTS', KEYS[#KEYS]) == 1 then return 0 end
 
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+local now = store_now()
 local permit = ARGV[2]
 local n = tonumber(ARGV[3])
 local taken_at = tonumber(ARGV[4 + 5 * n]) or now
@@ -40,9 +40,7 @@ end
 -- A refund goes back to the window that was charged, and only while it is open.
 local function fixed_window(key, delta, period, capacity)
   local window = math.floor(now / period)
-  local stored = redis.call('HMGET', key, 'w', 'c')
-  local count = 0
-  if tonumber(stored[1]) == window then count = tonumber(stored[2]) or 0 end
+  local count = load_fixed_window(key, window)
   if delta < 0 then
     if math.floor(taken_at / period) ~= window then return nil end
     count = math.max(0, count + delta)
@@ -57,14 +55,7 @@ end
 
 local function sliding_window(key, delta, period, capacity)
   local window = math.floor(now / period)
-  local stored = redis.call('HMGET', key, 'w', 'c', 'p')
-  local stored_window = tonumber(stored[1])
-  local current, previous = 0, 0
-  if stored_window == window then
-    current, previous = tonumber(stored[2]) or 0, tonumber(stored[3]) or 0
-  elseif stored_window == window - 1 then
-    previous = tonumber(stored[2]) or 0
-  end
+  local current, previous = load_sliding_window(key, window)
   if delta >= 0 then
     current = math.min(current + delta, capacity)
   else

@@ -1,0 +1,25 @@
+-- prelude.lua: what acquire.lua and settle.lua share. Redis scripts cannot include files, so
+-- redis-store.ts prepends this text to each of them when it loads them (the SHA is of the whole).
+-- It only defines; each script runs from its own first line.
+
+-- The store's clock in ms: Redis TIME, never the caller's clock.
+local function store_now()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+end
+
+-- A fixed window's count, as of `window` (0 once the stored window has closed).
+local function load_fixed_window(key, window)
+  local stored = redis.call('HMGET', key, 'w', 'c')
+  if tonumber(stored[1]) == window then return tonumber(stored[2]) or 0 end
+  return 0
+end
+
+-- A sliding window's counters rolled to `window`: current, previous.
+local function load_sliding_window(key, window)
+  local stored = redis.call('HMGET', key, 'w', 'c', 'p')
+  local stored_window = tonumber(stored[1])
+  if stored_window == window then return tonumber(stored[2]) or 0, tonumber(stored[3]) or 0 end
+  if stored_window == window - 1 then return 0, tonumber(stored[2]) or 0 end
+  return 0, 0
+end
