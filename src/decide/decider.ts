@@ -44,6 +44,16 @@ export class Decider {
     let decision: Decision;
     try {
       decision = (this.leases && resource.leasable && (await this.leases.acquire(input))) || (await this.fromStore(input, permitId));
+      // The store denied a request the lease passed on (the key was cold, or its demand faded)
+      // while this sidecar's lease on the key holds units: with those back, it may grant it.
+      const reclaiming =
+        this.leases && resource.leasable && !decision.granted && decision.decidedBy === 'STORE' && decision.retryAfterMs !== Number.POSITIVE_INFINITY
+          ? this.leases.reclaim(scope)
+          : null;
+      if (reclaiming) {
+        await reclaiming;
+        decision = await this.fromStore(input, permitId);
+      }
     } catch (err) {
       if (!this.failurePolicy || !(err instanceof StoreUnavailable)) throw err;
       decision = await this.failurePolicy.decide(input, permitId, err);
@@ -104,6 +114,7 @@ export class Decider {
       this.permits.add(permitId, record);
       throw err;
     }
+    if (delta < 0 && !policy) this.leases?.budgetBack(record.scope);
     return true;
   }
 

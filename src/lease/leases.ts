@@ -11,6 +11,9 @@ import { blockSize, LEASE_HORIZON_MS, MIN_LEASED_REQUESTS, observe, rateAt, type
 /** A lease unused this long goes back before its ttl: demand has moved on. */
 export const IDLE_MS = 3 * LEASE_HORIZON_MS;
 
+/** What a take came to, for the requests that waited on it: units to serve from, a denial, or the store's failure. */
+type TakeOutcome = 'units' | 'denied' | { failed: unknown };
+
 interface LeaseState {
   resource: Resource;
   scope: string;
@@ -24,8 +27,8 @@ interface LeaseState {
   expiresAt: number;
   /** Local time at which the deciding limit is full again, as of the last take. */
   resetAt: number;
-  /** The take in flight; it resolves with the store's error if it failed. */
-  refill: Promise<unknown> | null;
+  /** The take in flight; it resolves with what it came to. */
+  refill: Promise<TakeOutcome> | null;
   /**
    * A denial from the store stands until then (local time) for requests costing `deniedNeed` or
    * more: its retry_after, or the lease ttl if sooner, so that budget the store has back early
@@ -36,6 +39,9 @@ interface LeaseState {
   retryAt: number;
   deniedNeed: number;
   denial: TakeVerdict | null;
+  /** Requests waiting on a take, and what they cost: the next take asks for at least that much. */
+  waitingRequests: number;
+  waitingCost: number;
   requests: DecayingRate;
   costs: DecayingRate;
   lastUsed: number;
@@ -107,23 +113,50 @@ export class Leases {
     }
     state.lastUsed = now;
 
-    const served = this.serve(state, input.cost, now);
-    if (served) return served;
-    if (state.deniedUntil > now && input.cost >= state.deniedNeed) return this.standingDenial(state, now);
-
-    if (!state.refill) {
-      if (rateAt(state.requests, now) * LEASE_HORIZON_MS < MIN_LEASED_REQUESTS * 1000) return null;
-      this.refill(state, input.cost);
+    // Until it is served or denied, a request that finds the lease short asks the store through
+    // takes: a take in flight may have been sent before the request was seen, or its units may go
+    // to requests ahead of it; the next take is sent for every request still waiting.
+    let outcome: TakeOutcome | null = null;
+    for (let at = now; ; at = this.now()) {
+      const served = this.serve(state, input.cost, at);
+      if (served) return served;
+      if (state.deniedUntil > at && input.cost >= state.deniedNeed) {
+        if (!holdsAny(state) || !coveredWithHeld(state, input.cost, state.storeLeft)) return this.standingDenial(state, at);
+        // Short only by what this lease holds: no denial. The units go back (which ends the
+        // standing denial), and the store is asked again.
+        await this.giveBack(state);
+        outcome = null;
+        continue;
+      }
+      // A take denied for another cost, or for one that never fits: the store answers this request itself.
+      if (outcome === 'denied') return null;
+      // The store failed on the take: asking it again now would only wait out another deadline.
+      if (outcome !== null && outcome !== 'units') throw outcome.failed;
+      if (!state.refill && rateAt(state.requests, at) * LEASE_HORIZON_MS < MIN_LEASED_REQUESTS * 1000) return null;
+      state.waitingRequests++;
+      state.waitingCost += input.cost;
+      if (!state.refill) this.refill(state, input.cost);
+      // Coalesce: every request that finds the lease short waits for the one take in flight.
+      outcome = await state.refill;
+      state.waitingRequests--;
+      state.waitingCost -= input.cost;
     }
-    // Coalesce: every request that finds the lease short waits for the one take in flight.
-    const failure = await state.refill;
-    const later = this.now();
-    const retried = this.serve(state, input.cost, later);
-    if (retried) return retried;
-    if (state.deniedUntil > later && input.cost >= state.deniedNeed) return this.standingDenial(state, later);
-    // The store failed on the take: asking it again now would only wait out another deadline.
-    if (failure) throw failure;
-    return null;
+  }
+
+  /**
+   * Gives back what this key's lease holds, for a request the store denied on its own (it went
+   * there while the key was cold or its demand faded, and the lease held units): null when it
+   * holds none, else settles when they are back, so that the store, asked again, may grant it.
+   */
+  reclaim(scope: string): Promise<void> | null {
+    const state = this.states.get(scope);
+    return state && holdsAny(state) ? this.giveBack(state) : null;
+  }
+
+  /** Budget of this key went back to the store (a settlement refunded it): a standing denial is stale. */
+  budgetBack(scope: string): void {
+    const state = this.states.get(scope);
+    if (state) state.deniedUntil = 0;
   }
 
   /** Gives back what expired or idle leases hold, and now and then forgets idle keys. Call often. */
@@ -197,13 +230,17 @@ export class Leases {
   private refill(state: LeaseState, cost: number): void {
     const now = this.now();
     const want = state.resource.limits.map((limit, i) =>
-      blockSize({
-        demandPerSecond: limit.countsRequests ? rateAt(state.requests, now) : rateAt(state.costs, now),
-        capacity: limit.capacity,
-        maxFraction: state.resource.lease.maxFraction,
-        storeLeft: state.storeLeft[i]!,
-        need: costFor(limit, cost),
-      }),
+      Math.max(
+        blockSize({
+          demandPerSecond: limit.countsRequests ? rateAt(state.requests, now) : rateAt(state.costs, now),
+          capacity: limit.capacity,
+          maxFraction: state.resource.lease.maxFraction,
+          storeLeft: state.storeLeft[i]!,
+          need: costFor(limit, cost),
+        }),
+        // Requests already waiting are served from this take as far as the store has room.
+        (limit.countsRequests ? state.waitingRequests : state.waitingCost) - state.units[i]!,
+      ),
     );
     this.figures.takes++;
     state.refill = this.store
@@ -218,7 +255,7 @@ export class Leases {
       });
   }
 
-  private received(state: LeaseState, verdict: TakeVerdict, sentAt: number, cost: number): void {
+  private received(state: LeaseState, verdict: TakeVerdict, sentAt: number, cost: number): TakeOutcome {
     const now = this.now();
     const roundTrip = now - sentAt;
     state.storeLeft = verdict.left;
@@ -228,7 +265,7 @@ export class Leases {
       state.deniedNeed = cost;
       state.retryAt = now + verdict.retryAfterMs - roundTrip;
       state.deniedUntil = verdict.retryAfterMs === Number.POSITIVE_INFINITY ? 0 : Math.min(state.retryAt, now + state.resource.lease.ttlMs);
-      return;
+      return 'denied';
     }
     state.deniedUntil = 0;
     // Units left from a closed window must not mix with the new ones: give them back first.
@@ -239,6 +276,7 @@ export class Leases {
     state.takenAt = verdict.now;
     // The window may close before the ttl does; its end is counted from when the take was sent.
     state.expiresAt = Math.min(now + state.resource.lease.ttlMs, sentAt + verdict.windowEndsInMs);
+    return 'units';
   }
 
   /**
@@ -246,15 +284,15 @@ export class Leases {
    * so they go back as soon as the answer comes. The requests waiting on the take see the error
    * without its late answer, so that none of them reconciles the take again.
    */
-  private failedTake(state: LeaseState, err: unknown): unknown {
-    if (!(err instanceof StoreUnavailable) || !err.late) return err;
+  private failedTake(state: LeaseState, err: unknown): TakeOutcome {
+    if (!(err instanceof StoreUnavailable) || !err.late) return { failed: err };
     (err.late as Promise<TakeVerdict>).then(
       (verdict) => {
         if (verdict.granted) return this.refund(state.resource, state.scope, verdict.taken, verdict.now);
       },
       () => undefined,
     );
-    return new StoreUnavailable(err.reason, err.message, { cause: err.cause });
+    return { failed: new StoreUnavailable(err.reason, err.message, { cause: err.cause }) };
   }
 
   private async giveBack(state: LeaseState): Promise<void> {
@@ -266,6 +304,8 @@ export class Leases {
     this.holding.delete(state);
     this.figures.held -= heldBack;
     if (heldBack === 0) return;
+    // The store has these units back: a denial that stood without them no longer does.
+    state.deniedUntil = 0;
     await this.refund(state.resource, state.scope, units, takenAt);
   }
 
@@ -311,6 +351,8 @@ export class Leases {
       retryAt: 0,
       deniedNeed: 0,
       denial: null,
+      waitingRequests: 0,
+      waitingCost: 0,
       requests,
       // Costs were not tracked while cold: take the recent requests, this one included, to cost
       // what this one does.
@@ -337,6 +379,17 @@ const sentinel = Math.floor(Math.random() * 2 ** 32).toString(36);
 
 /** How often keys with nothing leased and no recent demand are forgotten. */
 const SWEEP_EVERY_MS = 10_000;
+
+function holdsAny(state: LeaseState): boolean {
+  return state.units.some((units) => units > 0);
+}
+
+/** What the lease holds plus what the store has left (`left`, per limit) would grant a request of `cost`. */
+function coveredWithHeld(state: LeaseState, cost: number, left: readonly number[]): boolean {
+  const limits = state.resource.limits;
+  for (let i = 0; i < limits.length; i++) if (state.units[i]! + left[i]! < costFor(limits[i]!, cost)) return false;
+  return true;
+}
 
 function sumOfCosts(resource: Resource, cost: number): number {
   let sum = 0;

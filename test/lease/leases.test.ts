@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { parsePolicy } from '../../src/config/load.js';
 import type { Resource } from '../../src/config/policy.js';
 import type { AcquireInput, Decision } from '../../src/decide/decision.js';
+import { Decider } from '../../src/decide/decider.js';
 import { scopeOf } from '../../src/decide/scope.js';
 import { IDLE_MS, Leases } from '../../src/lease/leases.js';
 import { MemoryStore } from '../../src/store/memory/memory-store.js';
@@ -11,10 +12,11 @@ import type { Store } from '../../src/store/store.js';
 
 const START = Date.UTC(2026, 0, 1, 12, 0, 0);
 
-function setup(limitsYaml: string, lease = '{ enabled: true, max_fraction: 0.1, ttl: 1s }') {
+/** `extra`: more fields of the resource, each line indented by four spaces. */
+function setup(limitsYaml: string, lease = '{ enabled: true, max_fraction: 0.1, ttl: 1s }', extra = '') {
   let now = START;
   const clock = () => now;
-  const policy = parsePolicy(`resources:\n  - name: r\n    keys: [k]\n    lease: ${lease}\n    limits:\n${limitsYaml}`, 'p.yaml');
+  const policy = parsePolicy(`resources:\n  - name: r\n    keys: [k]\n    lease: ${lease}\n${extra}    limits:\n${limitsYaml}`, 'p.yaml');
   const resource = policy.resources.get('r')!;
   const store = new MemoryStore({ maxKeys: 1000, now: clock, sweepEveryMs: 0 });
   const takes = countTakes(store);
@@ -90,15 +92,16 @@ describe('leases', () => {
     expect(t.takes.count / outcomes.length).toBeLessThan(0.02);
   });
 
-  it('coalesce: requests that find the lease short wait for the one take in flight', async () => {
+  it('coalesce: requests that find the lease short wait for the one take in flight, and the next take is sized for them', async () => {
     const t = setup('      - { name: l, algorithm: token_bucket, rate: 100000/1s }\n');
     const leases = t.sidecar();
     await demand(t, leases, 1000, 200);
     const before = t.takes.count;
-    // A burst far beyond what is leased, all at the same instant.
+    // A burst far beyond what is leased, all at the same instant: served by a few takes, none
+    // of its requests passed on to the store one by one.
     const burst = await Promise.all(Array.from({ length: 500 }, () => leases.acquire(t.input())));
-    expect(t.takes.count - before).toBeLessThanOrEqual(2);
-    expect(burst.filter((d) => d?.granted).length).toBeGreaterThan(0);
+    expect(t.takes.count - before).toBeLessThanOrEqual(3);
+    expect(burst.every((d) => d?.granted && d.decidedBy === 'LEASE')).toBe(true);
   });
 
   it('never grant more than the limit allows, across several sidecars', async () => {
@@ -235,6 +238,112 @@ describe('leases', () => {
     await leases.close();
     expect(granted).toBeLessThanOrEqual(100); // 5000 tokens / 50 each
     expect(granted).toBeGreaterThanOrEqual(95);
+  });
+});
+
+describe('no false denials on one sidecar', () => {
+  /** One sidecar as it decides: its leases, and the store for what they pass on. */
+  function sidecarOf(t: ReturnType<typeof setup>) {
+    const leases = t.sidecar();
+    return { leases, decider: new Decider(t.store, { maxPermits: 1000, now: () => t.now, leases }) };
+  }
+
+  function burst(decider: Decider, input: AcquireInput, requests: number): Promise<Decision[]> {
+    return Promise.all(Array.from({ length: requests }, () => decider.acquire(input)));
+  }
+
+  for (const [rate, requests, budget] of [
+    ['50/1m', 60, 50],
+    ['100/1m', 100, 100],
+  ] as const) {
+    it(`grant exactly the budget to ${requests} requests at once on a fresh ${rate}, leases included`, async () => {
+      const t = setup(`      - { name: l, algorithm: token_bucket, rate: ${rate} }\n`);
+      const { leases, decider } = sidecarOf(t);
+      const answers = await burst(decider, t.input(), requests);
+      expect(answers.filter((d) => d.granted).length).toBe(budget);
+      expect(answers.filter((d) => d.granted && d.decidedBy === 'LEASE').length).toBeGreaterThan(0);
+      // Every unit taken was served: none is held while a request was denied.
+      expect(leases.figures.held).toBe(0);
+    });
+  }
+
+  it('after the burst, serve nothing beyond the budget, and grant again when the store has a unit back', async () => {
+    const t = setup('      - { name: l, algorithm: token_bucket, rate: 50/1m }\n');
+    const { decider } = sidecarOf(t);
+    expect((await burst(decider, t.input(), 60)).filter((d) => d.granted).length).toBe(50);
+    t.advance(500); // one unit comes back every 1.2 s: none yet
+    const early = await burst(decider, t.input(), 5);
+    expect(early.filter((d) => d.granted)).toEqual([]);
+    const retryAfter = Math.max(...early.map((d) => d.retryAfterMs));
+    expect(retryAfter).toBeGreaterThan(0);
+    expect(retryAfter).toBeLessThanOrEqual(700);
+    t.advance(retryAfter);
+    expect((await burst(decider, t.input(), 5)).filter((d) => d.granted).length).toBe(1);
+  });
+
+  /** A hot key whose lease holds some units while the store has exactly one left. */
+  async function heldWithOneLeft(lease = '{ enabled: true, max_fraction: 0.1, ttl: 1s }') {
+    const t = setup('      - { name: tokens, algorithm: fixed_window, rate: 1000/1h }\n', lease);
+    const sidecar = sidecarOf(t);
+    await demand(t, sidecar.leases, 1000, 100);
+    const held = sidecar.leases.figures.held;
+    expect(held).toBeGreaterThan(0);
+    const scope = t.input().scope;
+    const left = await storeRemaining(t.store, t.resource, scope);
+    expect((await t.store.acquire(t.resource, scope, left - 1, '')).granted).toBe(true); // another sidecar spends the rest
+    return { t, ...sidecar, held };
+  }
+
+  it('never answer a standing denial that the held units and what the store has left could grant', async () => {
+    const { t, decider, leases, held } = await heldWithOneLeft();
+    // More than the lease holds, and more than the store has: only both together cover it.
+    const answer = await decider.acquire(t.input('a', held + 1));
+    expect(answer.granted).toBe(true);
+    expect(leases.figures.held).toBe(0);
+    expect(await storeRemaining(t.store, t.resource, t.input().scope)).toBe(0);
+    // Now nothing is left anywhere: a denial is the truth.
+    expect((await decider.acquire(t.input())).granted).toBe(false);
+  });
+
+  it('ask the store again, with the held units back, for a request it denied after demand faded', async () => {
+    const { t, decider, leases, held } = await heldWithOneLeft('{ enabled: true, max_fraction: 0.1, ttl: 10s }');
+    t.advance(3_000); // the key is cold again; no tick ran, so the lease still holds its units
+    const answer = await decider.acquire(t.input('a', held + 1));
+    expect(answer).toMatchObject({ granted: true, decidedBy: 'STORE' });
+    expect(leases.figures.held).toBe(0);
+    expect(await storeRemaining(t.store, t.resource, t.input().scope)).toBe(0);
+  });
+
+  it('end a standing denial at once when a settlement gives budget back', async () => {
+    const t = setup('      - { name: tokens, algorithm: fixed_window, rate: 100/1h }\n', '{ enabled: true, max_fraction: 0.1, ttl: 10s }', '    settle_within: 1m\n');
+    const { decider } = sidecarOf(t);
+    const answers: Decision[] = [];
+    for (let i = 0; i < 120; i++) {
+      answers.push(await decider.acquire(t.input()));
+      t.advance(1);
+    }
+    expect(answers.filter((d) => d.granted).length).toBe(100);
+    expect(answers.at(-1)).toMatchObject({ granted: false, decidedBy: 'LEASE' }); // a standing denial, good for the ttl
+    expect(await decider.release(answers[0]!.permitId, 0)).toBe(true); // the first request cost nothing after all
+    expect((await decider.acquire(t.input())).granted).toBe(true);
+    expect((await decider.acquire(t.input())).granted).toBe(false);
+  });
+
+  it('never grant more than the limit allows across several sidecars, bursts included', async () => {
+    // 1000/s with a burst of 100; four sidecars, each asked 1 to 3 requests at once every ms.
+    const t = setup('      - { name: l, algorithm: token_bucket, rate: 1000/1s, burst: 100 }\n');
+    const sidecars = [sidecarOf(t), sidecarOf(t), sidecarOf(t), sidecarOf(t)];
+    let granted = 0;
+    const durationMs = 3000;
+    for (let elapsed = 0; elapsed < durationMs; elapsed += 1) {
+      const answers = await Promise.all(sidecars.map((s, i) => burst(s.decider, t.input(), 1 + ((elapsed + i) % 3))));
+      for (const d of answers.flat()) if (d.granted) granted++;
+      t.advance(1);
+      if (elapsed % 10 === 0) await Promise.all(sidecars.map((s) => s.leases.tick()));
+    }
+    const allowance = 100 + 1000 * (durationMs / 1000);
+    expect(granted).toBeLessThanOrEqual(allowance);
+    expect(granted).toBeGreaterThan(0.95 * allowance);
   });
 });
 
