@@ -13,6 +13,7 @@ import { startLoad, type LoadResult, type RunningLoad } from './load.js';
 import { HOT_REQUEST, outagePolicy } from './policies.js';
 import { measureScenario, type ScenarioResult, type Timing } from './scenario.js';
 import { roundOrder, roundTo } from './stats.js';
+import { sumTallies } from './tally.js';
 
 export const OUTAGE_STORE_TIMEOUT_MS = 20;
 /** The lease ttl of the outage policy: a dead window shorter than this could still see old leases. */
@@ -208,10 +209,4 @@ async function pollStoreUp(admin: string, want: 0 | 1, timeoutMs: number): Promi
     if (now > deadline) throw new Error(`sluice-outage: sluice_store_up did not read ${want} within ${timeoutMs} ms`);
     await sleep(POLL_MS);
   }
-}
-
-function sumTallies(tallies: Record<string, number>[]): Record<string, number> {
-  const sum: Record<string, number> = {};
-  for (const tally of tallies) for (const [key, n] of Object.entries(tally)) sum[key] = (sum[key] ?? 0) + n;
-  return sum;
 }

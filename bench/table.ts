@@ -7,7 +7,8 @@ import type { OverloadResult, OverloadRun } from './overload.js';
 import type { Pass } from './pass.js';
 import { cellsOf, figuresByRound, floorOf, peersOf, ratiosByRound, sameCell, type Figure } from './ratios.js';
 import { scenarioName, type Cell, type ScenarioResult } from './scenario.js';
-import { median, summarise, type Bound, type Summary } from './stats.js';
+import { summarise, type Bound, type Summary } from './stats.js';
+import { sumTallies } from './tally.js';
 import type { TargetResult } from './targets.js';
 
 type Value = string | number | null | undefined;
@@ -39,7 +40,7 @@ export function fmtSummary(s: Summary, places: number): string {
   return s.n > 1 && s.min !== s.max ? `${fmt(s.median, places)} (${fmt(s.min, places)}–${fmt(s.max, places)})` : fmt(s.median, places);
 }
 
-const medianOf = (values: number[]) => median(values.filter(Number.isFinite));
+const medianOf = (values: number[]) => summarise(values).median;
 const cellLabel = (c: Cell) => `${scenarioName(c)} @${c.inFlight}`;
 
 /** Per cell, the median over the rounds of each figure: context for the ratios, not a result. */
@@ -91,8 +92,7 @@ export function peerRatioTable(runs: readonly ScenarioResult[]): string {
 export function decidedByLines(runs: readonly ScenarioResult[]): string {
   const lines: string[] = [];
   for (const cell of cellsOf(runs)) {
-    const tally: Record<string, number> = {};
-    for (const r of runs.filter((x) => sameCell(x, cell))) for (const [by, n] of Object.entries(r.decidedBy)) tally[by] = (tally[by] ?? 0) + n;
+    const tally = sumTallies(runs.filter((r) => sameCell(r, cell)).map((r) => r.decidedBy));
     if (Object.keys(tally).some((by) => by !== 'STORE')) lines.push(`${cellLabel(cell)}: decided_by ${tallyText(tally)}`);
   }
   return lines.join('\n');
@@ -101,12 +101,13 @@ export function decidedByLines(runs: readonly ScenarioResult[]): string {
 /** Everything printed for one pass. */
 export function passTables(pass: Pass): string {
   const rounds = `${pass.rounds} rounds`;
+  const peers = peerRatioTable(pass.runs);
   return [
     `figures (median of ${rounds}; context only: compare the ratios below)`,
     figuresTable(pass.runs),
     `\nagainst the floor, same API and requests in flight: median (min–max) of the ${rounds}' ratios`,
     floorRatioTable(pass.runs),
-    ...(pass.runs.some((r) => r.api === 'in-process') ? ['\nagainst the peers: median (min–max) of per-round ratios', peerRatioTable(pass.runs)] : []),
+    ...(peers ? [`\nagainst the peers: median (min–max) of the ${rounds}' ratios`, peers] : []),
     decidedByLines(pass.runs),
   ]
     .filter((part) => part !== '')
@@ -192,8 +193,7 @@ export function outageTable(o: OutageResult): string {
 }
 
 export function outageLines(o: OutageResult): string {
-  const dead: Record<string, number> = {};
-  for (const r of o.dead) for (const [by, n] of Object.entries(r.decidedBy)) dead[by] = (dead[by] ?? 0) + n;
+  const dead = sumTallies(o.dead.map((r) => r.decidedBy));
   return [
     `Redis dead: ${o.dead.length} rounds of ${o.inFlight} in flight, interleaved with ${o.floor.length} of the unary floor ` +
       `(${o.circuitOpenThroughout ? 'circuit open throughout' : 'CIRCUIT NOT OPEN THROUGHOUT'}; decided_by ${tallyText(dead)})`,
