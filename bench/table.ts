@@ -252,6 +252,8 @@ const boundText = (b: Bound) => `${b.at === 'most' ? '≤' : '≥'} ${b.value}`;
 
 /** Every target: its bound, median (min–max) over its rounds, how many, and the verdict. */
 export function targetsTable(results: readonly TargetResult[]): string {
-  const rows = results.map((t) => [t.text, boundText(t.bound), fmtSummary(t.summary, 3), fmt(t.summary.n), t.verdict]);
+  // Ratios near their bound need three decimals to show which side they are on; MB do not.
+  const places = (s: Summary) => (Math.abs(s.max) >= 10 ? 1 : 3);
+  const rows = results.map((t) => [t.text, boundText(t.bound), fmtSummary(t.summary, places(t.summary)), fmt(t.summary.n), t.verdict]);
   return renderTable(['target', 'bound', 'median (min–max)', 'rounds', 'verdict'], rows);
 }
