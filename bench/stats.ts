@@ -42,26 +42,31 @@ export function roundRatios(a: readonly (number | undefined)[], b: readonly (num
   });
 }
 
-/** Where a figure must stay: at most or at least `value`, the bound itself included. */
+/**
+ * Where a figure must stay: at most or at least `value`, the bound itself included. `everyRun`
+ * marks an invariant (no overshoot, no answer by the failure policy): one run on the bad side
+ * breaks it, whatever the others did.
+ */
 export interface Bound {
   at: 'most' | 'least';
   value: number;
+  everyRun?: boolean;
 }
 
 export type Verdict = 'met' | 'not met' | 'not resolved' | 'not measured';
 
 /**
  * "met" only when the whole spread is on the good side of the bound, "not met" when the whole
- * spread is on the bad side, "not resolved" when it straddles the bound or when fewer than
- * `minRounds` values were measured; "not measured" when there is none.
+ * spread is on the bad side (for an invariant: when any run is), "not resolved" when it straddles
+ * the bound or when fewer than `minRounds` values were measured; "not measured" when there is none.
  */
 export function verdict(s: Summary, bound: Bound, minRounds = 1): Verdict {
   if (s.n === 0) return 'not measured';
-  if (s.n < minRounds) return 'not resolved';
   const good = (x: number) => (bound.at === 'most' ? x <= bound.value : x >= bound.value);
-  if (good(s.min) && good(s.max)) return 'met';
-  if (!good(s.min) && !good(s.max)) return 'not met';
-  return 'not resolved';
+  const bad = bound.everyRun ? !good(s.min) || !good(s.max) : !good(s.min) && !good(s.max);
+  if (bad) return 'not met';
+  if (s.n < minRounds) return 'not resolved';
+  return good(s.min) && good(s.max) ? 'met' : 'not resolved';
 }
 
 /**

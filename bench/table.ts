@@ -248,7 +248,7 @@ export function overloadTable(o: OverloadResult): string {
   return renderTable(['in flight', 'decisions/s', 'p50 ms', 'p99 ms', 'granted÷allowed (max)', 'shed %', 'by policy', 'loop lag p99 ms'], rows);
 }
 
-const boundText = (b: Bound) => `${b.at === 'most' ? '≤' : '≥'} ${b.value}`;
+const boundText = (b: Bound) => `${b.at === 'most' ? '≤' : '≥'} ${b.value}${b.everyRun ? ', every run' : ''}`;
 
 /** Every target: its bound, median (min–max) over its rounds, how many, and the verdict. */
 export function targetsTable(results: readonly TargetResult[]): string {

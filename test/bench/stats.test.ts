@@ -61,6 +61,13 @@ describe('verdict', () => {
     expect(verdict(spread(0.9, 1.2, 1.3), atLeast)).toBe('not resolved');
   });
 
+  it('is not met for an invariant as soon as one run breaks it', () => {
+    const never: Bound = { at: 'most', value: 0, everyRun: true };
+    expect(verdict(summarise([0, 0, 64, 0]), never)).toBe('not met');
+    expect(verdict(summarise([0, 0, 0]), never)).toBe('met');
+    expect(verdict({ min: 0, median: 0, max: 1, n: 2 }, never, 3)).toBe('not met');
+  });
+
   it('is not resolved with fewer rounds than asked for, and not measured with none', () => {
     expect(verdict({ min: 1, median: 1, max: 1, n: 2 }, atMost, 3)).toBe('not resolved');
     expect(verdict({ min: 1, median: 1, max: 1, n: 1 }, atMost)).toBe('met');
