@@ -2,7 +2,8 @@
 // and what they granted against what the limit allowed over the demand period.
 //
 // Phase "hot": one key, token_bucket 2000/1s burst 200, demand 2x the rate for 10 s, split evenly
-// (round robin) over the sidecars. Phase "many": 10,000 keys, each with a low limit, each key's
+// (round robin) over the sidecars, repeated on a fresh key each round so that its figures come
+// with a spread. Phase "many": 10,000 keys, each with a low limit, each key's
 // requests going to a different sidecar every round. allowed = keys x (burst + rate x elapsed),
 // elapsed measured with Redis TIME around the demand (first request to last answer). "ideal" is
 // what a perfect token bucket would grant for the same requests at the moments they were sent.
@@ -15,6 +16,7 @@ import { accuracyPolicy, type AccuracyLimits } from './policies.js';
 import { cpuSeconds, rssMb } from './process-stats.js';
 import { commandCalls, commandsBetween, redisTimeMs } from './redis-stats.js';
 import { commandFigures, type RedisCommandFigures } from './scenario.js';
+import { roundTo } from './stats.js';
 import { Tally } from './tally.js';
 
 export interface AccuracyOptions {
@@ -28,6 +30,8 @@ export interface AccuracyOptions {
   limits: AccuracyLimits;
   /** Demand on the hot key as a multiple of its rate. */
   hotDemandFactor: number;
+  /** How many times the hot-key phase runs, each time on a fresh key. */
+  hotRounds: number;
   /** Requests per second over all the keys of phase "many". */
   manyDemandPerS: number;
 }
@@ -38,11 +42,14 @@ export const DEFAULT_ACCURACY: Omit<AccuracyOptions, 'redisUrl' | 'stats'> = {
   keys: 10_000,
   limits: { hot: { ratePerS: 2000, burst: 200 }, many: { ratePerMin: 12, burst: 1 } },
   hotDemandFactor: 2,
+  hotRounds: 3,
   manyDemandPerS: 4000,
 };
 
 export interface PhaseResult {
   phase: string;
+  /** The hot-key phase's round (0-based); 0 for a phase that runs once. */
+  round: number;
   keys: number;
   limit: string;
   demandPerS: number;
@@ -84,15 +91,16 @@ export interface AccuracyResult {
 
 interface Phase {
   name: string;
+  round: number;
   keys: number;
+  /** Tenant k of the phase is `${tenantPrefix}${k}`. */
+  tenantPrefix: string;
   ratePerS: number;
   burst: number;
   demandPerS: number;
   resource: string;
   limitText: string;
 }
-
-const round = (x: number, places = 3) => Math.round(x * 10 ** places) / 10 ** places;
 
 export async function runAccuracy(options: AccuracyOptions): Promise<AccuracyResult> {
   const { limits } = options;
@@ -106,34 +114,39 @@ export async function runAccuracy(options: AccuracyOptions): Promise<AccuracyRes
     for (const s of sidecars) clients.push(...(await openClients(s.address, 1)));
     const cpuBefore = sidecars.map((s) => cpuSeconds(s.pid));
 
-    const hot: Phase = {
+    const hot = (round: number): Phase => ({
       name: 'hot key',
+      round,
       keys: 1,
+      tenantPrefix: `hot-${round}-`,
       ratePerS: limits.hot.ratePerS,
       burst: limits.hot.burst,
       demandPerS: limits.hot.ratePerS * options.hotDemandFactor,
       resource: 'hot',
       limitText: `token_bucket ${limits.hot.ratePerS}/1s burst ${limits.hot.burst}`,
-    };
+    });
     const many: Phase = {
       name: `${options.keys} keys`,
+      round: 0,
       keys: options.keys,
+      tenantPrefix: 'k',
       ratePerS: limits.many.ratePerMin / 60,
       burst: limits.many.burst,
       demandPerS: options.manyDemandPerS,
       resource: 'many',
       limitText: `token_bucket ${limits.many.ratePerMin}/1m burst ${limits.many.burst} per key`,
     };
-    const phases = [await runPhase(hot, clients, options)];
-    const rssMbBeforeManyKeys = sidecars.map((s) => round(rssMb(s.pid), 1));
+    const phases: PhaseResult[] = [];
+    for (let round = 0; round < options.hotRounds; round++) phases.push(await runPhase(hot(round), clients, options));
+    const rssMbBeforeManyKeys = sidecars.map((s) => roundTo(rssMb(s.pid), 1));
     phases.push(await runPhase(many, clients, options));
     return {
       sidecars: options.sidecars,
       redisUrl: options.redisUrl,
       phases,
       rssMbBeforeManyKeys,
-      rssMbAfterManyKeys: sidecars.map((s) => round(rssMb(s.pid), 1)),
-      sidecarCpuS: sidecars.map((s, i) => round(cpuSeconds(s.pid) - cpuBefore[i]!, 2)),
+      rssMbAfterManyKeys: sidecars.map((s) => roundTo(rssMb(s.pid), 1)),
+      sidecarCpuS: sidecars.map((s, i) => roundTo(cpuSeconds(s.pid) - cpuBefore[i]!, 2)),
     };
   } finally {
     for (const c of clients) c.close();
@@ -146,7 +159,7 @@ async function runPhase(phase: Phase, clients: RateLimiterClient[], options: Acc
   const total = Math.round(phase.demandPerS * options.demandS);
   const requests: WireRequest[] = Array.from({ length: phase.keys }, (_, k) => ({
     resource: phase.resource,
-    descriptors: { tenant: phase.keys === 1 ? 'hot' : `k${k}` },
+    descriptors: { tenant: `${phase.tenantPrefix}${k}` },
     cost: 1,
   }));
   const counts = new Tally();
@@ -223,6 +236,7 @@ async function runPhase(phase: Phase, clients: RateLimiterClient[], options: Acc
   const overshoot = Math.max(0, counts.granted - allowed);
   return {
     phase: phase.name,
+    round: phase.round,
     keys: phase.keys,
     limit: phase.limitText,
     demandPerS: phase.demandPerS,
@@ -231,13 +245,13 @@ async function runPhase(phase: Phase, clients: RateLimiterClient[], options: Acc
     denied: counts.denied,
     failed: counts.failed + (timedOut ? total - counts.answered - counts.failed : 0),
     decidedBy: counts.decidedBy,
-    elapsedS: round(elapsedS),
-    allowed: round(allowed, 1),
-    overshoot: round(overshoot, 1),
-    overshootPct: round((overshoot / allowed) * 100, 2),
-    utilisation: round(counts.granted / allowed),
+    elapsedS: roundTo(elapsedS),
+    allowed: roundTo(allowed, 1),
+    overshoot: roundTo(overshoot, 1),
+    overshootPct: roundTo((overshoot / allowed) * 100, 2),
+    utilisation: roundTo(counts.granted / allowed),
     ideal,
-    ofIdeal: round(counts.granted / ideal),
+    ofIdeal: roundTo(counts.granted / ideal),
     redisCommands: commandFigures(commands, counts.granted + counts.denied, counts.granted),
   };
 }

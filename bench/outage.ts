@@ -1,8 +1,8 @@
 // The outage scenario: a sidecar (leases on, on_store_failure: open, store.timeout 20ms) on a
 // redis-server of its own, under the same unary load as the other scenarios. Its Redis is killed
-// with SIGKILL (kill -9); once the circuit is open (/metrics: sluice_store_up 0) the decisions are
-// measured for the scenario's duration, then redis-server is started again on the same port and
-// the time until Redis decides again is measured. The main Redis of the bench is never touched.
+// with SIGKILL (kill -9); once the circuit is open (/metrics: sluice_store_up 0) the sidecar and
+// the floor are measured in interleaved rounds, then redis-server is started again on the same
+// port and the time until Redis decides again is measured. No other Redis of the bench is touched.
 import { once } from 'node:events';
 import { performance } from 'node:perf_hooks';
 import { launchRedis, serverArgs, startRedis, type RedisProcess } from '../test/support/redis-server.js';
@@ -11,8 +11,9 @@ import { adopt, startSluiceProcess } from './children.js';
 import { unaryTarget } from './grpc-load.js';
 import { startLoad, type LoadResult, type RunningLoad } from './load.js';
 import { HOT_REQUEST, outagePolicy } from './policies.js';
-import { cpuSeconds, ownCpuSeconds, rssMb } from './process-stats.js';
-import { commandFigures, type LoadShape, type ScenarioResult } from './scenario.js';
+import { measureScenario, type ScenarioResult, type Timing } from './scenario.js';
+import { roundOrder, roundTo } from './stats.js';
+import { sumTallies } from './tally.js';
 
 export const OUTAGE_STORE_TIMEOUT_MS = 20;
 /** The lease ttl of the outage policy: a dead window shorter than this could still see old leases. */
@@ -43,8 +44,15 @@ export interface OutageResult {
   killToOpenMs: number;
   /** Answers between the kill and the circuit seen open: these may wait out the 20 ms deadline. */
   transition: Stretch;
-  /** The measured window, Redis dead and the circuit open: the row in the table. */
-  dead: ScenarioResult;
+  /** Requests in flight, as in the unary load scenarios. */
+  inFlight: number;
+  /**
+   * The measured window, Redis dead and the circuit open: one run per round (the row in the
+   * table), interleaved with the floor's unary runs at the same requests in flight (`floor`,
+   * empty when there is no floor to compare with).
+   */
+  dead: ScenarioResult[];
+  floor: ScenarioResult[];
   /** No answer in the dead window came from Redis, and sluice_store_up was still 0 after it. */
   circuitOpenThroughout: boolean;
   /** From the SIGKILL to starting redis-server again. */
@@ -59,10 +67,19 @@ export interface OutageResult {
   recovery: Stretch;
 }
 
-const round = (x: number, places = 3) => Math.round(x * 10 ** places) / 10 ** places;
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
-export async function runOutage(shape: LoadShape, channels: number, log: (line: string) => void): Promise<OutageResult> {
+export interface OutageOptions {
+  timing: Timing;
+  rounds: number;
+  inFlight: number;
+  channels: number;
+  /** Measures the floor's unary cell at `inFlight` for a round; null when there is no floor. */
+  floor: ((round: number) => Promise<ScenarioResult>) | null;
+}
+
+export async function runOutage(options: OutageOptions, log: (line: string) => void): Promise<OutageResult> {
+  const { timing, inFlight } = options;
   const redis = await startRedis();
   adopt(redis.child);
   let restarted: RedisProcess | null = null;
@@ -74,7 +91,7 @@ export async function runOutage(shape: LoadShape, channels: number, log: (line: 
       // The first answer decided by Redis after the restart, timed as it arrives.
       let watchFrom = Number.POSITIVE_INFINITY;
       let firstRedisAt = Number.NaN;
-      const target = await unaryTarget(sidecar.address, channels, HOT_REQUEST, (decidedBy) => {
+      const target = await unaryTarget(sidecar.address, options.channels, HOT_REQUEST, (decidedBy) => {
         if (Number.isNaN(firstRedisAt) && (decidedBy === 'STORE' || decidedBy === 'LEASE') && performance.now() >= watchFrom) {
           firstRedisAt = performance.now();
         }
@@ -90,8 +107,8 @@ export async function runOutage(shape: LoadShape, channels: number, log: (line: 
           return delta;
         };
 
-        load = startLoad(target, shape.concurrency);
-        await sleep(shape.warmupMs);
+        load = startLoad(target, inFlight);
+        await sleep(timing.warmupMs);
         if ((await storeUp(admin)) !== 1) throw new Error('sluice-outage: the store was not up before the kill');
         const beforeKill = stretch(load.take(), decidedSince());
 
@@ -100,36 +117,32 @@ export async function runOutage(shape: LoadShape, channels: number, log: (line: 
         redis.child.kill('SIGKILL');
         const openAt = await pollStoreUp(admin, 0, 10_000);
         const transition = stretch(load.take(), decidedSince());
+        await load.stop();
+        load = null;
 
-        // Redis dead, circuit open: measured as any other scenario (no /metrics polling meanwhile).
-        const cpuBefore = { server: cpuSeconds(sidecar.pid), own: ownCpuSeconds() };
-        await sleep(Math.max(shape.durationMs, LEASE_TTL_MS + 500));
-        const deadLoad = load.take();
-        const cpuAfter = { server: cpuSeconds(sidecar.pid), own: ownCpuSeconds() };
-        const deadDecidedBy = decidedSince();
+        // Redis dead, circuit open: the sidecar and the floor in interleaved rounds, measured as
+        // any other scenario (no /metrics polling meanwhile).
+        const deadStartedAt = performance.now();
+        const dead: ScenarioResult[] = [];
+        const floor: ScenarioResult[] = [];
+        const deadSpec = { system: 'sluice-outage', api: 'unary' as const, inFlight, target, serverPid: sidecar.pid };
+        for (let round = 0; round < options.rounds; round++) {
+          for (const side of roundOrder(options.floor ? (['sluice', 'floor'] as const) : (['sluice'] as const), round)) {
+            if (side === 'floor') floor.push(await options.floor!(round));
+            else dead.push(await measureScenario(deadSpec, { redisDelayMs: 0 }, timing, round));
+          }
+        }
+        // A lease taken before the kill must have expired before Redis comes back.
+        await sleep(LEASE_TTL_MS + 500 - (performance.now() - deadStartedAt));
+        const deadDecidedBy = sumTallies(dead.map((r) => r.decidedBy));
         const stillOpen = (await storeUp(admin)) === 0;
-        const dead: ScenarioResult = {
-          name: 'sluice-outage unary (Redis dead)',
-          system: 'sluice-outage',
-          api: 'unary',
-          redisDelayMs: 0,
-          ...deadLoad,
-          decisionsPerS: round(deadLoad.decisionsPerS, 1),
-          elapsedS: round(deadLoad.elapsedS),
-          latencyUs: mapValues(deadLoad.latencyUs, (x) => round(x, 1)),
-          // Its Redis is dead: no command reaches it.
-          redisCommands: commandFigures({ total: 0, calls: 0, byCommand: {} }, deadLoad.decisions, deadLoad.granted),
-          server: { cpuS: round(cpuAfter.server - cpuBefore.server, 2), rssMb: round(rssMb(sidecar.pid), 1) },
-          loadGeneratorCpuS: round(cpuAfter.own - cpuBefore.own, 2),
-          redisCpuS: 0,
-          proxyCpuS: null,
-          decidedBy: deadDecidedBy,
-        };
+        seen = { ...target.decidedBy };
 
         if (redis.child.exitCode === null && redis.child.signalCode === null) await once(redis.child, 'exit');
         log('  outage: redis-server started again on the same port');
         const restartAt = performance.now();
         watchFrom = restartAt;
+        load = startLoad(target, inFlight);
         restarted = await launchRedis({ port: redis.port, args: serverArgs(redis.port) });
         adopt(restarted.child);
         const readyAt = performance.now();
@@ -147,14 +160,16 @@ export async function runOutage(shape: LoadShape, channels: number, log: (line: 
           storeTimeoutMs: OUTAGE_STORE_TIMEOUT_MS,
           onStoreFailure: 'open',
           beforeKill,
-          killToOpenMs: round(openAt - killedAt, 1),
+          killToOpenMs: roundTo(openAt - killedAt, 1),
           transition,
+          inFlight,
           dead,
+          floor,
           circuitOpenThroughout: stillOpen && !deadDecidedBy.STORE && !deadDecidedBy.LEASE,
-          deadForMs: round(restartAt - killedAt, 1),
-          restartMs: round(readyAt - restartAt, 1),
-          recoveryMs: round(upAt - readyAt, 1),
-          firstRedisDecisionMs: round(firstRedisAt - readyAt, 1),
+          deadForMs: roundTo(restartAt - killedAt, 1),
+          restartMs: roundTo(readyAt - restartAt, 1),
+          recoveryMs: roundTo(upAt - readyAt, 1),
+          firstRedisDecisionMs: roundTo(firstRedisAt - readyAt, 1),
           recovery,
         };
       } finally {
@@ -175,11 +190,11 @@ function stretch(load: LoadResult, decidedBy: Record<string, number>): Stretch {
   return {
     decisions: load.decisions,
     failed: load.failed,
-    elapsedS: round(load.elapsedS),
-    decisionsPerS: round(load.decisionsPerS, 1),
-    p50Us: round(load.latencyUs.p50, 1),
-    p99Us: round(load.latencyUs.p99, 1),
-    maxUs: round(load.latencyUs.max, 1),
+    elapsedS: roundTo(load.elapsedS),
+    decisionsPerS: roundTo(load.decisionsPerS, 1),
+    p50Us: roundTo(load.latencyUs.p50, 1),
+    p99Us: roundTo(load.latencyUs.p99, 1),
+    maxUs: roundTo(load.latencyUs.max, 1),
     decidedBy,
   };
 }
@@ -194,8 +209,4 @@ async function pollStoreUp(admin: string, want: 0 | 1, timeoutMs: number): Promi
     if (now > deadline) throw new Error(`sluice-outage: sluice_store_up did not read ${want} within ${timeoutMs} ms`);
     await sleep(POLL_MS);
   }
-}
-
-function mapValues<T extends object>(obj: T, fn: (x: number) => number): T {
-  return Object.fromEntries(Object.entries(obj).map(([k, v]) => [k, fn(v as number)])) as T;
 }

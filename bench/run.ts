@@ -1,39 +1,45 @@
-// `npm run bench`: every scenario, one after another, against one redis-server started here (the
-// outage scenario kills a redis-server of its own), then the accuracy run and the memory run; a
-// table on stdout and everything in bench/results/<timestamp>.json.
+// `npm run bench`: the load comparison (every system side by side with the no-op floor, in
+// interleaved rounds), the Redis outage, the accuracy run, the memory run and the overload run; a
+// table per part and the targets on stdout, and everything in bench/results/<timestamp>.json.
 //
-//   node dist/bench/run.js [--quick] [--redis-delay-ms N] [--only load|outage|accuracy|memory|overload]
-//                          [--duration S] [--warmup S] [--concurrency N] [--channels N]
+//   node dist/bench/run.js [--quick] [--rounds N] [--redis-delay-ms N] [--only load|outage|accuracy|memory|overload]
+//                          [--systems LIST] [--in-flight LIST] [--duration S] [--warmup S] [--channels N]
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { packageRoot } from '../src/paths.js';
-import { startRedis, type RedisProcess } from '../test/support/redis-server.js';
+import { startRedis } from '../test/support/redis-server.js';
 import { DEFAULT_ACCURACY, runAccuracy, type AccuracyResult } from './accuracy.js';
-import { DEFAULT_MEMORY, runMemory, type MemoryResult } from './memory.js';
-import { runOutage, type OutageResult } from './outage.js';
-import { DEFAULT_OVERLOAD, runOverload, type OverloadResult } from './overload.js';
-import { adopt, killAll, startFloorProcess, startProxyProcess, startSluiceProcess, type Child } from './children.js';
-import { streamTarget, unaryTarget } from './grpc-load.js';
-import type { Target } from './load.js';
+import { adopt, killAll } from './children.js';
 import { machineFacts, type Machine } from './machine.js';
-import { bottleneckTarget, rateLimiterFlexibleTarget } from './peers.js';
-import { HOT_REQUEST, loadPolicy, type SluiceMode } from './policies.js';
-import { floorRatios, leaseVsPeers, type PeerRatio } from './ratios.js';
+import { DEFAULT_MEMORY, runMemory, type MemoryResult } from './memory.js';
+import type { OutageResult } from './outage.js';
+import { DEFAULT_OVERLOAD, runOverload, type OverloadResult } from './overload.js';
+import { runPass, SYSTEMS, type Pass, type System } from './pass.js';
 import { redisVersion } from './redis-stats.js';
-import { measureScenario, type LoadShape, type Probes, type ScenarioResult } from './scenario.js';
-import { accuracyTable, machineHeader, memoryTable, outageLines, outageTable, overloadTable, ratioLines, scenarioTable } from './table.js';
+import type { Timing } from './scenario.js';
+import { roundTo } from './stats.js';
+import { evaluate, MIN_ROUNDS, TARGETS, type TargetResult } from './targets.js';
+import { accuracyTable, machineHeader, memoryTable, outageLines, outageTable, overloadTable, passTables, targetsTable } from './table.js';
 
 const USAGE = `usage: npm run bench -- [options]
 
-  --quick               2 s per scenario (0.5 s warm-up), no second pass with a Redis delay
-  --redis-delay-ms N    delay of the second pass's proxy, each way (default 1; 0 = no second pass)
+  --quick               3 rounds of 1 s runs (0.25 s warm-up), no second pass with a Redis delay,
+                        one overload repeat
+  --rounds N            measured rounds of the load comparison and of the outage (default 5,
+                        quick 3; at least ${MIN_ROUNDS}): every cell runs once per round, odd rounds backwards
+  --redis-delay-ms N    delay of the second pass's proxies, each way (default 1; 0 = no second pass)
   --only WHAT           run only one part: load (the passes, the outage scenario included),
                         outage (the unary floor and the outage scenario), accuracy, memory,
                         or overload (one sidecar at 32 to 5,000 in flight on a healthy Redis)
-  --duration S          seconds per scenario (default 5, quick 2)
-  --warmup S            warm-up seconds before each scenario (default 1, quick 0.5)
-  --concurrency N       requests in flight (default 32)
+  --systems LIST        compare only these with the floor (comma-separated; default all):
+                        ${SYSTEMS.join(', ')}
+  --in-flight LIST      requests in flight of the unary and peer cells (default 1,32); streams run
+                        at the largest
+  --duration S          seconds per measured run (default 1.5, quick 1)
+  --warmup S            warm-up seconds before each measured run (default 0.3, quick 0.25); a first,
+                        unmeasured round runs each cell for twice as long
   --channels N          gRPC channels (HTTP/2 connections) the requests are spread over (default 4)
   --accuracy-s S        seconds of demand per accuracy phase (default 10)
   --memory-keys N       distinct keys of the memory run (default 100000)
@@ -45,9 +51,12 @@ type Part = (typeof PARTS)[number];
 interface Options {
   quick: boolean;
   only: Part | null;
+  rounds: number;
   /** Redis delays of the passes, each way: 0 is straight to Redis. */
   delays: number[];
-  shape: LoadShape;
+  systems: System[];
+  inFlight: number[];
+  timing: Timing;
   channels: number;
   accuracyS: number;
   memoryKeys: number;
@@ -58,11 +67,13 @@ function parseOptions(argv: string[]): Options {
     args: argv,
     options: {
       quick: { type: 'boolean', default: false },
+      rounds: { type: 'string' },
       'redis-delay-ms': { type: 'string' },
       only: { type: 'string' },
+      systems: { type: 'string' },
+      'in-flight': { type: 'string', default: '1,32' },
       duration: { type: 'string' },
       warmup: { type: 'string' },
-      concurrency: { type: 'string', default: '32' },
       channels: { type: 'string', default: '4' },
       'accuracy-s': { type: 'string', default: String(DEFAULT_ACCURACY.demandS) },
       'memory-keys': { type: 'string', default: String(DEFAULT_MEMORY.keys) },
@@ -79,21 +90,26 @@ function parseOptions(argv: string[]): Options {
     if (!Number.isFinite(n) || n < min) throw new Error(`--${name} must be a number of at least ${min}, got "${text}"`);
     return n;
   };
-  if (values.only !== undefined && !(PARTS as readonly string[]).includes(values.only)) {
-    throw new Error(`--only must be one of ${PARTS.join(', ')}, got "${values.only}"`);
-  }
+  const oneOf = <T extends string>(name: string, text: string, allowed: readonly T[]): T => {
+    if (!(allowed as readonly string[]).includes(text)) throw new Error(`--${name} must be one of ${allowed.join(', ')}, got "${text}"`);
+    return text as T;
+  };
   const quick = values.quick!;
   const delayGiven = values['redis-delay-ms'] !== undefined;
   const delay = number('redis-delay-ms', values['redis-delay-ms'], 1, 0);
+  const picked = values.systems?.split(',').map((name) => oneOf('systems', name.trim(), SYSTEMS));
+  const inFlight = values['in-flight']!.split(',').map((n) => Math.round(number('in-flight', n.trim(), 0, 1)));
   return {
     quick,
-    only: (values.only as Options['only']) ?? null,
+    only: values.only === undefined ? null : oneOf('only', values.only, PARTS),
+    rounds: Math.round(number('rounds', values.rounds, quick ? 3 : 5, MIN_ROUNDS)),
     // The second pass runs in a full run, or in a quick one when a delay was asked for.
     delays: delay > 0 && (!quick || delayGiven) ? [0, delay] : [0],
-    shape: {
-      durationMs: number('duration', values.duration, quick ? 2 : 5, 0.1) * 1000,
-      warmupMs: number('warmup', values.warmup, quick ? 0.5 : 1, 0) * 1000,
-      concurrency: Math.round(number('concurrency', values.concurrency, 32, 1)),
+    systems: SYSTEMS.filter((system) => !picked || picked.includes(system)),
+    inFlight: [...new Set(inFlight)].sort((a, b) => a - b),
+    timing: {
+      durationMs: number('duration', values.duration, quick ? 1 : 1.5, 0.1) * 1000,
+      warmupMs: number('warmup', values.warmup, quick ? 0.25 : 0.3, 0) * 1000,
     },
     channels: Math.round(number('channels', values.channels, 4, 1)),
     accuracyS: number('accuracy-s', values['accuracy-s'], DEFAULT_ACCURACY.demandS, 1),
@@ -102,108 +118,6 @@ function parseOptions(argv: string[]): Options {
 }
 
 const log = (line: string) => process.stderr.write(`${line}\n`);
-
-interface Pass {
-  redisDelayMs: number;
-  scenarios: (ScenarioResult & { vsFloor: ReturnType<typeof floorRatios> })[];
-  leaseVsPeers: PeerRatio[];
-  /** The outage scenario (first pass only); its dead-Redis window is also a row of `scenarios`. */
-  outage: (OutageResult & { deadVsFloor: ReturnType<typeof floorRatios> }) | null;
-  /** Systems that could not be measured (say, a sidecar that would not start): the rest still are. */
-  errors: { system: string; error: string }[];
-}
-
-/**
- * All scenarios at one Redis delay, one after another. `outageOnly`: just the unary floor (for the
- * ratios) and the outage scenario.
- */
-async function runPass(redis: RedisProcess, delayMs: number, options: Options, outageOnly = false): Promise<Pass> {
-  const proxy = delayMs > 0 ? await startProxyProcess(redis.port, delayMs) : null;
-  const redisUrl = proxy ? `redis://${proxy.address}` : redis.url;
-  const probes: Probes = { stats: redis.client, redisPid: redis.child.pid!, proxyPid: proxy?.pid, redisDelayMs: delayMs };
-  const results: ScenarioResult[] = [];
-  const errors: Pass['errors'] = [];
-  const { concurrency } = options.shape;
-  const guarded = async (system: string, run: () => Promise<void>) => {
-    try {
-      await run();
-    } catch (err) {
-      errors.push({ system, error: (err as Error).message ?? String(err) });
-      log(`  ${system} failed: ${(err as Error).message}`);
-    }
-  };
-
-  const measure = async (system: string, api: ScenarioResult['api'], makeTarget: () => Promise<Target>, server?: Child) => {
-    await redis.client.flushall();
-    const target = await makeTarget();
-    try {
-      const result = await measureScenario({ system, api, target, serverPid: server?.pid }, probes, options.shape);
-      results.push(result);
-      log(
-        `  ${result.name}: ${Math.round(result.decisionsPerS)}/s, p50 ${Math.round(result.latencyUs.p50)} µs, ` +
-          `p99 ${Math.round(result.latencyUs.p99)} µs, ${result.redisCommands.callsPerGrant} calls and ` +
-          `${result.redisCommands.perGrant} commands per grant` +
-          (result.failed ? `, ${result.failed} failed` : ''),
-      );
-    } finally {
-      await target.close();
-    }
-  };
-  const overGrpc = async (system: string, start: () => Promise<Child>, apis: ('unary' | 'stream')[] = ['unary', 'stream']) => {
-    const server = await start();
-    try {
-      if (apis.includes('unary')) await measure(system, 'unary', () => unaryTarget(server.address, options.channels, HOT_REQUEST), server);
-      if (apis.includes('stream')) {
-        await measure(system, 'stream', () => streamTarget(server.address, options.channels, HOT_REQUEST, concurrency), server);
-      }
-    } finally {
-      await server.stop();
-    }
-  };
-
-  let outage: OutageResult | null = null;
-  const withRatios = (o: OutageResult | null) => (o ? { ...o, deadVsFloor: floorRatios(o.dead, results) } : null);
-  const measureOutage = () =>
-    guarded('sluice-outage', async () => {
-      outage = await runOutage(options.shape, options.channels, log);
-      results.push(outage.dead);
-      const o: OutageResult = outage;
-      log(
-        `  ${o.dead.name}: ${Math.round(o.dead.decisionsPerS)}/s, p50 ${Math.round(o.dead.latencyUs.p50)} µs, ` +
-          `p99 ${Math.round(o.dead.latencyUs.p99)} µs; circuit open ${o.killToOpenMs} ms after the kill, ` +
-          `store up ${o.recoveryMs} ms after Redis was back`,
-      );
-    });
-
-  log(`pass: Redis ${delayMs > 0 ? `behind a ${delayMs} ms proxy (each way)` : 'direct'}${outageOnly ? ', outage only' : ''}`);
-  if (outageOnly) {
-    await guarded('floor', () => overGrpc('floor', startFloorProcess, ['unary']));
-    await measureOutage();
-    return { redisDelayMs: delayMs, scenarios: results.map((r) => ({ ...r, vsFloor: floorRatios(r, results) })), leaseVsPeers: [], outage: withRatios(outage), errors };
-  }
-  try {
-    await guarded('floor', () => overGrpc('floor', startFloorProcess));
-    // The memory store never touches Redis: its figures would not change with the delay.
-    const modes: SluiceMode[] = delayMs > 0 ? ['redis', 'lease'] : ['memory', 'redis', 'lease'];
-    for (const mode of modes) {
-      const system = `sluice-${mode}`;
-      await guarded(system, () => overGrpc(system, () => startSluiceProcess(system, loadPolicy(mode, redisUrl))));
-    }
-    // Its own redis-server, killed and restarted; straight, never through the proxy: first pass only.
-    if (delayMs === 0) await measureOutage();
-    await guarded('rate-limiter-flexible', () => measure('rate-limiter-flexible', 'in-process', () => rateLimiterFlexibleTarget(redisUrl, concurrency)));
-    await guarded('bottleneck', () => measure('bottleneck', 'in-process', () => bottleneckTarget(redisUrl, concurrency)));
-  } finally {
-    await proxy?.stop();
-  }
-  return {
-    redisDelayMs: delayMs,
-    scenarios: results.map((r) => ({ ...r, vsFloor: floorRatios(r, results) })),
-    leaseVsPeers: leaseVsPeers(results),
-    outage: withRatios(outage),
-    errors,
-  };
-}
 
 interface Report {
   startedAt: string;
@@ -215,11 +129,15 @@ interface Report {
   accuracyError?: string;
   memory: MemoryResult | null;
   overload: OverloadResult | null;
+  targets: TargetResult[];
+  /** How long each part took, seconds. */
+  seconds: Partial<Record<Part, number>>;
 }
 
 async function main(): Promise<void> {
   const options = parseOptions(process.argv.slice(2));
   const startedAt = new Date();
+  // For the accuracy and memory runs; the load passes start a redis-server per system.
   const redis = await startRedis();
   adopt(redis.child);
   try {
@@ -229,35 +147,52 @@ async function main(): Promise<void> {
     print(machineHeader(machine));
     const runs = (part: Part) => options.only === null || options.only === part;
     if (runs('load') || runs('outage')) {
+      const { durationMs, warmupMs } = options.timing;
       print(
-        `load: ${options.shape.concurrency} in flight over ${options.channels} channels, ` +
-          `${options.shape.durationMs / 1000} s per scenario after ${options.shape.warmupMs / 1000} s warm-up; ` +
-          `redis-server on port ${redis.port}`,
+        `load: ${options.rounds} interleaved rounds (odd rounds backwards) after an unmeasured one; ` +
+          `${options.inFlight.join(' and ')} in flight over ${options.channels} channels; ${durationMs / 1000} s per run after ${warmupMs / 1000} s warm-up`,
       );
     }
 
     const passes: Pass[] = [];
     const printPass = (pass: Pass) => {
-      print(`\n== Redis ${pass.redisDelayMs > 0 ? `behind a ${pass.redisDelayMs} ms delay each way` : 'direct'} ==`);
-      print(scenarioTable(pass.scenarios));
-      print(ratioLines(pass.scenarios));
+      if (pass.runs.length > 0) {
+        print(`\n== load, Redis ${pass.redisDelayMs > 0 ? `behind a ${pass.redisDelayMs} ms delay each way` : 'direct'} ==`);
+        print(passTables(pass));
+      }
       if (pass.outage) {
         print(`\n-- outage: ${outageHeading(pass.outage)} --`);
-        print(outageTable(pass.outage, pass.scenarios));
-        print(outageLines(pass.outage, pass.scenarios));
+        print(outageTable(pass.outage));
+        print(outageLines(pass.outage));
       }
       for (const e of pass.errors) print(`${e.system}: NOT MEASURED: ${e.error.split('\n')[0]}`);
     };
+    // Seconds each part took, to keep `npm run bench` within its 10 minutes.
+    const seconds: Partial<Record<Part, number>> = {};
+    let lapStart = performance.now();
+    const lap = (part: Part) => {
+      const now = performance.now();
+      seconds[part] = roundTo((now - lapStart) / 1000, 1);
+      lapStart = now;
+    };
+
+    const passOptions = { rounds: options.rounds, timing: options.timing, inFlight: options.inFlight, channels: options.channels };
     if (runs('load')) {
       for (const delay of options.delays) {
-        const pass = await runPass(redis, delay, options);
+        log(`pass: Redis ${delay > 0 ? `behind a ${delay} ms proxy (each way)` : 'direct'}`);
+        // The memory store never touches Redis: its figures would not change with the delay.
+        const systems = delay > 0 ? options.systems.filter((s) => s !== 'sluice-memory') : options.systems;
+        const pass = await runPass({ ...passOptions, redisDelayMs: delay, systems, load: true, outage: delay === 0 }, log);
         passes.push(pass);
         printPass(pass);
       }
+      lap('load');
     } else if (runs('outage')) {
-      const pass = await runPass(redis, 0, options, true);
+      log('pass: the unary floor and the outage');
+      const pass = await runPass({ ...passOptions, redisDelayMs: 0, systems: [], load: false, outage: true }, log);
       passes.push(pass);
       printPass(pass);
+      lap('outage');
     }
 
     let accuracy: AccuracyResult | null = null;
@@ -273,6 +208,7 @@ async function main(): Promise<void> {
         accuracyError = (err as Error).message ?? String(err);
         print(`\naccuracy: NOT MEASURED: ${accuracyError.split('\n')[0]}`);
       }
+      lap('accuracy');
     }
 
     let memory: MemoryResult | null = null;
@@ -282,6 +218,7 @@ async function main(): Promise<void> {
       print(`\n== memory: ${memory.keys.toLocaleString('en-US')} distinct keys, ${memory.requestsPerKey} requests each, one sidecar ==`);
       print(memoryTable(memory));
       for (const e of memory.errors) print(`memory, ${e.store} store: NOT MEASURED: ${e.error.split('\n')[0]}`);
+      lap('memory');
     }
 
     let overload: OverloadResult | null = null;
@@ -295,6 +232,13 @@ async function main(): Promise<void> {
           `median (min–max) of ${shape.repeats} ==`,
       );
       print(overloadTable(overload));
+      lap('overload');
+    }
+
+    const targets = TARGETS.map((t) => evaluate(t, { passes, accuracy, memory, overload })).filter((t): t is TargetResult => t !== null);
+    if (targets.length > 0) {
+      print('\n== targets: median (min–max) over the rounds; "met" only if the whole spread is on the good side ==');
+      print(targetsTable(targets));
     }
 
     const finishedAt = new Date();
@@ -308,12 +252,16 @@ async function main(): Promise<void> {
       accuracyError,
       memory,
       overload,
+      targets,
+      seconds,
     };
     const dir = join(packageRoot, 'bench', 'results');
     mkdirSync(dir, { recursive: true });
     const file = join(dir, `${startedAt.toISOString().replace(/:/g, '-')}.json`);
     writeFileSync(file, `${JSON.stringify(report, null, 2)}\n`);
-    print(`\nresults: ${file} (${((finishedAt.getTime() - startedAt.getTime()) / 1000).toFixed(0)} s in all)`);
+    print(`\nload average at the end ${report.machine.loadAverageAtEnd.join(' ')}`);
+    const parts = Object.entries(seconds).map(([part, s]) => `${part} ${Math.round(s)} s`);
+    print(`results: ${file} (${((finishedAt.getTime() - startedAt.getTime()) / 1000).toFixed(0)} s in all: ${parts.join(', ')})`);
   } finally {
     await redis.stop();
     killAll();

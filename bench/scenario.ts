@@ -1,39 +1,48 @@
-// One scenario: warm a target up, then run the measured load between two snapshots of Redis's
-// command counts and of the processes' CPU time.
+// One measured run of one cell (a system, an API, a number of requests in flight) in one round:
+// warm the target up, then run the measured load between two snapshots of Redis's command counts
+// and of the processes' CPU time.
 import type { Redis } from 'ioredis';
 import { runLoad, type LatencySummary, type Target } from './load.js';
 import { cpuSeconds, ownCpuSeconds, rssMb } from './process-stats.js';
 import { commandCalls, commandsBetween, type CommandCalls, type CommandDelta } from './redis-stats.js';
+import { roundTo } from './stats.js';
 
 export type Api = 'unary' | 'stream' | 'in-process';
 
-export interface ScenarioSpec {
+/** What is compared across rounds: one system, one API, one number of requests in flight. */
+export interface Cell {
   /** e.g. "sluice-lease", "floor", "rate-limiter-flexible". */
   system: string;
   api: Api;
+  inFlight: number;
+}
+
+export interface ScenarioSpec extends Cell {
   target: Target;
   /** The server process under test (the floor or a sidecar); none for in-process peers. */
   serverPid?: number;
 }
 
+/** Where a system's Redis work is read: its own redis-server, so no other system's calls count. */
 export interface Probes {
-  /** A client straight to Redis, for INFO only. */
-  stats: Redis;
-  redisPid: number;
+  /** A client straight to that Redis, for INFO only; none for systems without Redis. */
+  stats?: Redis;
+  redisPid?: number;
   proxyPid?: number;
   redisDelayMs: number;
 }
 
-export interface LoadShape {
-  concurrency: number;
+/** How long each measured run lasts, after its own warm-up. */
+export interface Timing {
   durationMs: number;
   warmupMs: number;
 }
 
-export interface ScenarioResult {
+export interface ScenarioResult extends Cell {
+  /** e.g. "sluice-lease unary", "rate-limiter-flexible". */
   name: string;
-  system: string;
-  api: Api;
+  /** The round this run belongs to (0-based): ratios pair runs of the same round. */
+  round: number;
   redisDelayMs: number;
   decisions: number;
   granted: number;
@@ -47,7 +56,7 @@ export interface ScenarioResult {
   /** The server process (floor or sidecar): CPU seconds over the measured run, RSS after it. */
   server: { cpuS: number; rssMb: number } | null;
   loadGeneratorCpuS: number;
-  redisCpuS: number;
+  redisCpuS: number | null;
   proxyCpuS: number | null;
   decidedBy: Record<string, number>;
 }
@@ -67,11 +76,9 @@ export interface RedisCommandFigures {
   perDecisionByCommand: CommandCalls;
 }
 
-const round = (x: number, places = 3) => Math.round(x * 10 ** places) / 10 ** places;
-
 /** The figures for `delta` over `decisions` answers of which `granted` were grants. */
 export function commandFigures(delta: CommandDelta, decisions: number, granted: number): RedisCommandFigures {
-  const per = (n: number, d: number) => (d > 0 ? round(n / d, 6) : NaN);
+  const per = (n: number, d: number) => (d > 0 ? roundTo(n / d, 6) : NaN);
   const perDecisionByCommand: CommandCalls = {};
   for (const [command, n] of Object.entries(delta.byCommand)) perDecisionByCommand[command] = per(n, decisions);
   return {
@@ -85,38 +92,46 @@ export function commandFigures(delta: CommandDelta, decisions: number, granted: 
   };
 }
 
-export async function measureScenario(spec: ScenarioSpec, probes: Probes, shape: LoadShape): Promise<ScenarioResult> {
-  const name = spec.api === 'in-process' ? spec.system : `${spec.system} ${spec.api}`;
-  await runLoad(spec.target, { concurrency: shape.concurrency, durationMs: shape.warmupMs });
-  for (const key of Object.keys(spec.target.decidedBy)) delete spec.target.decidedBy[key];
+/** The name a cell is printed with. */
+export function scenarioName(cell: Cell): string {
+  return cell.api === 'in-process' ? cell.system : `${cell.system} ${cell.api}`;
+}
+
+export async function measureScenario(spec: ScenarioSpec, probes: Probes, timing: Timing, round: number): Promise<ScenarioResult> {
+  const { target, inFlight } = spec;
+  await runLoad(target, { concurrency: inFlight, durationMs: timing.warmupMs });
+  for (const key of Object.keys(target.decidedBy)) delete target.decidedBy[key];
 
   const cpu = () => ({
     server: spec.serverPid ? cpuSeconds(spec.serverPid) : NaN,
-    redis: cpuSeconds(probes.redisPid),
+    redis: probes.redisPid ? cpuSeconds(probes.redisPid) : NaN,
     proxy: probes.proxyPid ? cpuSeconds(probes.proxyPid) : NaN,
     own: ownCpuSeconds(),
   });
-  const callsBefore = await commandCalls(probes.stats);
+  const commands = () => (probes.stats ? commandCalls(probes.stats) : Promise.resolve({}));
+  const callsBefore = await commands();
   const cpuBefore = cpu();
-  const load = await runLoad(spec.target, { concurrency: shape.concurrency, durationMs: shape.durationMs });
+  const load = await runLoad(target, { concurrency: inFlight, durationMs: timing.durationMs });
   const cpuAfter = cpu();
-  const calls = commandsBetween(callsBefore, await commandCalls(probes.stats));
+  const calls = commandsBetween(callsBefore, await commands());
 
   return {
-    name,
+    name: scenarioName(spec),
     system: spec.system,
     api: spec.api,
+    inFlight,
+    round,
     redisDelayMs: probes.redisDelayMs,
     ...load,
-    decisionsPerS: round(load.decisionsPerS, 1),
-    elapsedS: round(load.elapsedS),
-    latencyUs: mapValues(load.latencyUs, (x) => round(x, 1)),
+    decisionsPerS: roundTo(load.decisionsPerS, 1),
+    elapsedS: roundTo(load.elapsedS),
+    latencyUs: mapValues(load.latencyUs, (x) => roundTo(x, 1)),
     redisCommands: commandFigures(calls, load.decisions, load.granted),
-    server: spec.serverPid ? { cpuS: round(cpuAfter.server - cpuBefore.server, 2), rssMb: round(rssMb(spec.serverPid), 1) } : null,
-    loadGeneratorCpuS: round(cpuAfter.own - cpuBefore.own, 2),
-    redisCpuS: round(cpuAfter.redis - cpuBefore.redis, 2),
-    proxyCpuS: probes.proxyPid ? round(cpuAfter.proxy - cpuBefore.proxy, 2) : null,
-    decidedBy: { ...spec.target.decidedBy },
+    server: spec.serverPid ? { cpuS: roundTo(cpuAfter.server - cpuBefore.server, 2), rssMb: roundTo(rssMb(spec.serverPid), 1) } : null,
+    loadGeneratorCpuS: roundTo(cpuAfter.own - cpuBefore.own, 2),
+    redisCpuS: probes.redisPid ? roundTo(cpuAfter.redis - cpuBefore.redis, 2) : null,
+    proxyCpuS: probes.proxyPid ? roundTo(cpuAfter.proxy - cpuBefore.proxy, 2) : null,
+    decidedBy: { ...target.decidedBy },
   };
 }
 

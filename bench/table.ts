@@ -4,12 +4,16 @@ import type { Machine } from './machine.js';
 import type { MemoryResult } from './memory.js';
 import type { OutageResult } from './outage.js';
 import type { OverloadResult, OverloadRun } from './overload.js';
-import { floorRatios, leaseVsPeers } from './ratios.js';
-import type { ScenarioResult } from './scenario.js';
+import type { Pass } from './pass.js';
+import { cellsOf, figuresByRound, floorOf, peersOf, ratiosByRound, sameCell, type Figure } from './ratios.js';
+import { scenarioName, type Cell, type ScenarioResult } from './scenario.js';
+import { summarise, type Bound, type Summary } from './stats.js';
+import { sumTallies } from './tally.js';
+import type { TargetResult } from './targets.js';
 
-type Cell = string | number | null | undefined;
+type Value = string | number | null | undefined;
 
-function fmt(value: Cell, places = 0): string {
+function fmt(value: Value, places = 0): string {
   if (value === null || value === undefined || (typeof value === 'number' && !Number.isFinite(value))) return '-';
   if (typeof value === 'string') return value;
   return value.toLocaleString('en-US', { minimumFractionDigits: places, maximumFractionDigits: places });
@@ -30,62 +34,92 @@ export function machineHeader(m: Machine): string {
   ].join('\n');
 }
 
-const SCENARIO_HEADER = [
-  'scenario',
-  'decisions/s',
-  'p50 µs',
-  'p99 µs',
-  'calls/grant',
-  'cmds/grant',
-  'CPU s',
-  'CPU µs/dec',
-  'RSS MB',
-  'x floor p50',
-  'x floor p99',
-  'x floor d/s',
-  'gen CPU s',
-];
-
-export function scenarioTable(pass: readonly ScenarioResult[]): string {
-  const rows = pass.map((r) => {
-    const ratios = floorRatios(r, pass);
-    const failures = r.failed + r.unfinished;
-    return [
-      failures > 0 ? `${r.name} (${failures} failed)` : r.name,
-      fmt(r.decisionsPerS),
-      fmt(r.latencyUs.p50),
-      fmt(r.latencyUs.p99),
-      fmt(r.redisCommands.callsPerGrant, 4),
-      fmt(r.redisCommands.perGrant, 4),
-      fmt(r.server?.cpuS, 2),
-      fmt(r.server && r.decisions > 0 ? (r.server.cpuS / r.decisions) * 1e6 : null, 1),
-      fmt(r.server?.rssMb, 1),
-      fmt(ratios?.p50, 2),
-      fmt(ratios?.p99, 2),
-      fmt(ratios?.throughput, 2),
-      fmt(r.loadGeneratorCpuS, 2),
-    ];
-  });
-  return renderTable(SCENARIO_HEADER, rows);
+/** `median (min–max)`, or the value alone when there is only one. */
+export function fmtSummary(s: Summary, places: number): string {
+  if (s.n === 0) return '-';
+  return s.n > 1 && s.min !== s.max ? `${fmt(s.median, places)} (${fmt(s.min, places)}–${fmt(s.max, places)})` : fmt(s.median, places);
 }
 
-/** The ratios the brief asks for beyond the table: stream throughput and lease vs peers. */
-export function ratioLines(pass: readonly ScenarioResult[]): string {
+const medianOf = (values: number[]) => summarise(values).median;
+const cellLabel = (c: Cell) => `${scenarioName(c)} @${c.inFlight}`;
+
+/** Per cell, the median over the rounds of each figure: context for the ratios, not a result. */
+export function figuresTable(runs: readonly ScenarioResult[]): string {
+  const rows = cellsOf(runs).map((cell) => {
+    const mine = runs.filter((r) => sameCell(r, cell));
+    const at = (figure: Figure) => medianOf(figuresByRound(runs, cell, figure));
+    const failures = mine.reduce((n, r) => n + r.failed + r.unfinished, 0);
+    return [
+      failures > 0 ? `${cellLabel(cell)} (${failures} failed)` : cellLabel(cell),
+      fmt(mine.length),
+      fmt(at('throughput')),
+      fmt(at('p50')),
+      fmt(at('p99')),
+      fmt(at('callsPerGrant'), 4),
+      fmt(at('cmdsPerGrant'), 4),
+      fmt(at('cpuPerDecision'), 1),
+      fmt(medianOf(mine.map((r) => r.server?.rssMb ?? Number.NaN)), 1),
+    ];
+  });
+  return renderTable(['scenario @ in flight', 'rounds', 'decisions/s', 'p50 µs', 'p99 µs', 'calls/grant', 'cmds/grant', 'CPU µs/dec', 'RSS MB'], rows);
+}
+
+/** Each sidecar cell against the floor with the same API and requests in flight: median (min–max) of the per-round ratios. */
+export function floorRatioTable(runs: readonly ScenarioResult[]): string {
+  const rows = cellsOf(runs)
+    .filter((c) => c.system !== 'floor' && c.api !== 'in-process')
+    .map((cell) => {
+      const ratio = (figure: Figure) => fmtSummary(summarise(ratiosByRound(runs, cell, floorOf(cell), figure)), 2);
+      return [cellLabel(cell), ratio('p50'), ratio('p99'), ratio('throughput'), ratio('cpuPerDecision')];
+    });
+  return renderTable(['scenario @ in flight', 'x floor p50', 'x floor p99', 'x floor d/s', 'x floor CPU/dec'], rows);
+}
+
+/** sluice-lease's p50 over each in-process peer's at the same requests in flight (below 1: sluice answers faster). */
+export function peerRatioTable(runs: readonly ScenarioResult[]): string {
+  const rows = cellsOf(runs)
+    .filter((c) => c.system === 'sluice-lease')
+    .flatMap((cell) =>
+      peersOf(runs, cell).map((peer) => [
+        `${cellLabel(cell)} / ${peer.system}`,
+        fmtSummary(summarise(ratiosByRound(runs, cell, peer, 'p50')), 2),
+      ]),
+    );
+  return rows.length > 0 ? renderTable(['lease p50 / peer p50', 'median (min–max)'], rows) : '';
+}
+
+/** decided_by over all rounds, for the cells where anything but STORE decided. */
+export function decidedByLines(runs: readonly ScenarioResult[]): string {
   const lines: string[] = [];
-  for (const r of pass.filter((x) => x.api === 'stream' && x.system !== 'floor')) {
-    lines.push(`${r.name}: throughput ${fmt(floorRatios(r, pass)?.throughput, 2)}x the stream floor`);
-  }
-  for (const p of leaseVsPeers(pass)) lines.push(`${p.sluice} p50 / ${p.peer} p50 = ${fmt(p.p50, 2)}`);
-  for (const r of pass) {
-    const other = Object.entries(r.decidedBy).filter(([by]) => by !== 'STORE');
-    if (other.length > 0) lines.push(`${r.name}: decided_by ${Object.entries(r.decidedBy).map(([k, v]) => `${k}=${v}`).join(' ')}`);
+  for (const cell of cellsOf(runs)) {
+    const tally = sumTallies(runs.filter((r) => sameCell(r, cell)).map((r) => r.decidedBy));
+    if (Object.keys(tally).some((by) => by !== 'STORE')) lines.push(`${cellLabel(cell)}: decided_by ${tallyText(tally)}`);
   }
   return lines.join('\n');
 }
 
+/** Everything printed for one pass. */
+export function passTables(pass: Pass): string {
+  const rounds = `${pass.rounds} rounds`;
+  const peers = peerRatioTable(pass.runs);
+  return [
+    `figures (median of ${rounds}; context only: compare the ratios below)`,
+    figuresTable(pass.runs),
+    `\nagainst the floor, same API and requests in flight: median (min–max) of the ${rounds}' ratios`,
+    floorRatioTable(pass.runs),
+    ...(peers ? [`\nagainst the peers: median (min–max) of the ${rounds}' ratios`, peers] : []),
+    decidedByLines(pass.runs),
+  ]
+    .filter((part) => part !== '')
+    .join('\n');
+}
+
+const tallyText = (tally: Record<string, number>) => Object.entries(tally).map(([k, v]) => `${k}=${v}`).join(' ') || 'none';
+
 export function accuracyTable(result: AccuracyResult): string {
+  const rounds = (phase: string) => result.phases.filter((p) => p.phase === phase).length;
   const rows = result.phases.map((p) => [
-    p.phase,
+    rounds(p.phase) > 1 ? `${p.phase}, round ${p.round + 1}` : p.phase,
     p.limit,
     fmt(p.demandPerS),
     fmt(p.elapsedS, 2),
@@ -122,40 +156,33 @@ export function accuracyTable(result: AccuracyResult): string {
     rows,
   );
   const decided = result.phases
-    .map((p) => `${p.phase}: decided_by ${Object.entries(p.decidedBy).map(([k, v]) => `${k}=${v}`).join(' ')}`)
+    .map((p) => `${rows[result.phases.indexOf(p)]![0]}: decided_by ${tallyText(p.decidedBy)}`)
     .join('\n');
-  const mem = `sidecar RSS MB before ${result.phases[1]?.phase ?? 'many keys'}: ${result.rssMbBeforeManyKeys.join(' ')}; after: ${result.rssMbAfterManyKeys.join(' ')}`;
-  const cpu = `sidecar CPU s over both phases: ${result.sidecarCpuS.join(' ')}`;
+  const mem = `sidecar RSS MB before ${result.phases.at(-1)?.phase ?? 'many keys'}: ${result.rssMbBeforeManyKeys.join(' ')}; after: ${result.rssMbAfterManyKeys.join(' ')}`;
+  const cpu = `sidecar CPU s over all phases: ${result.sidecarCpuS.join(' ')}`;
   return [table, decided, mem, cpu].join('\n');
 }
 
-/** The outage scenario in one row: the dead window against the unary floor, and the recovery. */
-export function outageTable(o: OutageResult, pass: readonly ScenarioResult[]): string {
-  const ratios = floorRatios(o.dead, pass);
-  const d = o.dead;
+/**
+ * The outage scenario in one row: the dead window's medians over its rounds, its per-round ratios
+ * to the unary floor measured between them, and the recovery.
+ */
+export function outageTable(o: OutageResult): string {
+  const runs = [...o.dead, ...o.floor];
+  const cell: Cell = { system: 'sluice-outage', api: 'unary', inFlight: o.inFlight };
+  const at = (figure: Figure) => medianOf(figuresByRound(runs, cell, figure));
+  const ratio = (figure: Figure) => fmtSummary(summarise(ratiosByRound(runs, cell, floorOf(cell), figure)), 2);
   return renderTable(
-    [
-      'kill -> open ms',
-      'dead decisions/s',
-      'dead p50 µs',
-      'dead p99 µs',
-      'x floor p50',
-      'x floor p99',
-      'x floor d/s',
-      'dead for ms',
-      'restart ms',
-      'recovery ms',
-      'first Redis decision ms',
-    ],
+    ['kill -> open ms', 'dead decisions/s', 'dead p50 µs', 'dead p99 µs', 'x floor p50', 'x floor p99', 'x floor d/s', 'dead for ms', 'restart ms', 'recovery ms', 'first Redis decision ms'],
     [
       [
         fmt(o.killToOpenMs, 1),
-        fmt(d.decisionsPerS),
-        fmt(d.latencyUs.p50),
-        fmt(d.latencyUs.p99),
-        fmt(ratios?.p50, 2),
-        fmt(ratios?.p99, 2),
-        fmt(ratios?.throughput, 2),
+        fmt(at('throughput')),
+        fmt(at('p50')),
+        fmt(at('p99')),
+        ratio('p50'),
+        ratio('p99'),
+        ratio('throughput'),
         fmt(o.deadForMs),
         fmt(o.restartMs),
         fmt(o.recoveryMs),
@@ -165,15 +192,14 @@ export function outageTable(o: OutageResult, pass: readonly ScenarioResult[]): s
   );
 }
 
-export function outageLines(o: OutageResult, pass: readonly ScenarioResult[]): string {
-  const ratios = floorRatios(o.dead, pass);
-  const by = (tally: Record<string, number>) => Object.entries(tally).map(([k, v]) => `${k}=${v}`).join(' ') || 'none';
+export function outageLines(o: OutageResult): string {
+  const dead = sumTallies(o.dead.map((r) => r.decidedBy));
   return [
-    `${o.dead.name}: p50 ${fmt(ratios?.p50, 2)}x, p99 ${fmt(ratios?.p99, 2)}x, decisions/s ${fmt(ratios?.throughput, 2)}x the unary floor` +
-      ` (${o.circuitOpenThroughout ? 'circuit open throughout' : 'CIRCUIT NOT OPEN THROUGHOUT'}; decided_by ${by(o.dead.decidedBy)})`,
-    `before the kill (Redis up): ${fmt(o.beforeKill.decisionsPerS)}/s, p50 ${fmt(o.beforeKill.p50Us)} µs, p99 ${fmt(o.beforeKill.p99Us)} µs; decided_by ${by(o.beforeKill.decidedBy)}`,
+    `Redis dead: ${o.dead.length} rounds of ${o.inFlight} in flight, interleaved with ${o.floor.length} of the unary floor ` +
+      `(${o.circuitOpenThroughout ? 'circuit open throughout' : 'CIRCUIT NOT OPEN THROUGHOUT'}; decided_by ${tallyText(dead)})`,
+    `before the kill (Redis up): ${fmt(o.beforeKill.decisionsPerS)}/s, p50 ${fmt(o.beforeKill.p50Us)} µs, p99 ${fmt(o.beforeKill.p99Us)} µs; decided_by ${tallyText(o.beforeKill.decidedBy)}`,
     `kill -9 -> circuit open (sluice_store_up 0): ${fmt(o.killToOpenMs, 1)} ms; ${fmt(o.transition.decisions)} answers meanwhile, ` +
-      `max ${fmt(o.transition.maxUs)} µs, ${o.transition.failed} failed; decided_by ${by(o.transition.decidedBy)}`,
+      `max ${fmt(o.transition.maxUs)} µs, ${o.transition.failed} failed; decided_by ${tallyText(o.transition.decidedBy)}`,
     `recovery: redis-server ready ${fmt(o.restartMs)} ms after its restart (${fmt(o.deadForMs)} ms after the kill); ` +
       `sluice_store_up 1 after ${fmt(o.recoveryMs)} ms, first STORE/LEASE answer after ${fmt(o.firstRedisDecisionMs)} ms; ` +
       `${fmt(o.recovery.decisions)} answers meanwhile, max ${fmt(o.recovery.maxUs)} µs, ${o.recovery.failed} failed`,
@@ -199,31 +225,35 @@ export function memoryTable(m: MemoryResult): string {
     ['store', 'keys', 'requests', 'granted', 'failed', 'elapsed s', 'decisions/s', 'RSS MB before', 'RSS MB after', 'RSS MB peak', 'heap MB after', 'Redis keys'],
     rows,
   );
-  const decided = m.runs.map((r) => `${r.store}: decided_by ${Object.entries(r.decidedBy).map(([k, v]) => `${k}=${v}`).join(' ')}`);
+  const decided = m.runs.map((r) => `${r.store}: decided_by ${tallyText(r.decidedBy)}`);
   return [table, ...decided].join('\n');
-}
-
-/** Median and spread of one figure over a level's repeats: `median (min–max)`. */
-function spread(values: number[], places: number): string {
-  const sorted = [...values].sort((a, b) => a - b);
-  const median = sorted[Math.floor(sorted.length / 2)]!;
-  return sorted.length > 1 ? `${fmt(median, places)} (${fmt(sorted[0], places)}–${fmt(sorted.at(-1), places)})` : fmt(median, places);
 }
 
 export function overloadTable(o: OverloadResult): string {
   const rows = o.options.levels.map((level) => {
     const runs = o.runs.filter((r) => r.inFlight === level);
     const pick = (f: (r: OverloadRun) => number) => runs.map(f);
+    const spread = (f: (r: OverloadRun) => number, places: number) => fmtSummary(summarise(pick(f)), places);
     return [
       fmt(level),
-      spread(pick((r) => r.decisionsPerS), 0),
-      spread(pick((r) => r.p50Ms), 1),
-      spread(pick((r) => r.p99Ms), 1),
+      spread((r) => r.decisionsPerS, 0),
+      spread((r) => r.p50Ms, 1),
+      spread((r) => r.p99Ms, 1),
       fmt(Math.max(...pick((r) => r.grantedRatio)), 3),
-      spread(pick((r) => r.shedShare * 100), 1),
+      spread((r) => r.shedShare * 100, 1),
       fmt(pick((r) => r.byPolicy).reduce((a, b) => a + b, 0)),
-      spread(pick((r) => r.lagP99Ms), 1),
+      spread((r) => r.lagP99Ms, 1),
     ];
   });
   return renderTable(['in flight', 'decisions/s', 'p50 ms', 'p99 ms', 'granted÷allowed (max)', 'shed %', 'by policy', 'loop lag p99 ms'], rows);
+}
+
+const boundText = (b: Bound) => `${b.at === 'most' ? '≤' : '≥'} ${b.value}${b.everyRun ? ', every run' : ''}`;
+
+/** Every target: its bound, median (min–max) over its rounds, how many, and the verdict. */
+export function targetsTable(results: readonly TargetResult[]): string {
+  // Ratios near their bound need three decimals to show which side they are on; MB do not.
+  const places = (s: Summary) => (Math.abs(s.max) >= 10 ? 1 : 3);
+  const rows = results.map((t) => [t.text, boundText(t.bound), fmtSummary(t.summary, places(t.summary)), fmt(t.summary.n), t.verdict]);
+  return renderTable(['target', 'bound', 'median (min–max)', 'rounds', 'verdict'], rows);
 }

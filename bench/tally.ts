@@ -14,3 +14,10 @@ export class Tally {
     this.decidedBy[res.decided_by] = (this.decidedBy[res.decided_by] ?? 0) + 1;
   }
 }
+
+/** Counts by name added up, e.g. the decided_by tallies of several runs. */
+export function sumTallies(tallies: readonly Record<string, number>[]): Record<string, number> {
+  const sum: Record<string, number> = {};
+  for (const tally of tallies) for (const [key, n] of Object.entries(tally)) sum[key] = (sum[key] ?? 0) + n;
+  return sum;
+}

@@ -1,0 +1,37 @@
+// The targets table read against made-up runs: the right cells, per-round ratios, the verdict, and
+// nothing said about a part the run left out.
+import { describe, expect, it } from 'vitest';
+import type { Pass } from '../../bench/pass.js';
+import type { ScenarioResult } from '../../bench/scenario.js';
+import { evaluate, TARGETS, type RunParts } from '../../bench/targets.js';
+
+const P50_AT_1 = TARGETS.find((t) => t.text === 'lease unary p50, 1 in flight, x floor')!;
+
+const run = (system: string, round: number, p50: number): ScenarioResult =>
+  ({ system, api: 'unary', inFlight: 1, round, latencyUs: { p50 } }) as ScenarioResult;
+
+function parts(runs: ScenarioResult[], redisDelayMs = 0): RunParts {
+  const pass: Pass = { redisDelayMs, rounds: 3, runs, outage: null, errors: [] };
+  return { passes: [pass], accuracy: null, memory: null, overload: null };
+}
+
+describe('evaluate', () => {
+  it('takes the lease p50 over the same round floor p50 of the direct pass', () => {
+    const runs = [run('floor', 0, 100), run('sluice-lease', 0, 105), run('sluice-lease', 1, 99), run('floor', 1, 110), run('floor', 2, 100), run('sluice-lease', 2, 108)];
+    const result = evaluate(P50_AT_1, parts(runs))!;
+    expect(result.values).toEqual([1.05, 0.9, 1.08]);
+    expect(result.summary).toMatchObject({ median: 1.05, min: 0.9, max: 1.08, n: 3 });
+    expect(result.verdict).toBe('met');
+  });
+
+  it('is not resolved when one round crosses the bound, or when only two rounds were measured', () => {
+    const crossing = [run('floor', 0, 100), run('sluice-lease', 0, 105), run('floor', 1, 100), run('sluice-lease', 1, 120), run('floor', 2, 100), run('sluice-lease', 2, 101)];
+    expect(evaluate(P50_AT_1, parts(crossing))!.verdict).toBe('not resolved');
+    expect(evaluate(P50_AT_1, parts([run('floor', 0, 100), run('sluice-lease', 0, 100), run('floor', 1, 100), run('sluice-lease', 1, 100)]))!.verdict).toBe('not resolved');
+  });
+
+  it('says nothing about a part the run left out, and "not measured" about a cell that did not run', () => {
+    expect(evaluate(P50_AT_1, parts([run('floor', 0, 100)], 1))).toBeNull();
+    expect(evaluate(P50_AT_1, parts([run('floor', 0, 100)]))!.verdict).toBe('not measured');
+  });
+});
