@@ -145,10 +145,12 @@ export class RedisStore implements Store {
 
   private call<T>(command: keyof typeof SCRIPTS, args: (string | number)[]): Promise<T> {
     const sent = this.batcher ? this.batcher.call<T>(command, args) : this.callAlone<T>(command, args);
-    return sent.catch((err: unknown) => {
-      throw this.explain(err);
-    });
+    return sent.catch(this.explained);
   }
+
+  private readonly explained = (err: unknown): never => {
+    throw this.explain(err);
+  };
 
   /** On a Cluster: one command, routed by its keys, under the watchdog by itself. */
   private callAlone<T>(command: keyof typeof SCRIPTS, args: (string | number)[]): Promise<T> {
