@@ -43,8 +43,7 @@ export interface PolicySource {
 export function createStore(policy: Policy): Store {
   const redis = policy.store.redis;
   if (!redis) return new MemoryStore({ maxKeys: policy.store.maxKeys });
-  // The guard's deadline answers callers; this bounds what waits in ioredis on a frozen Redis.
-  return new RedisStore({ ...redis, timeoutMs: policy.store.timeoutMs, redis: { commandTimeout: Math.max(1_000, 20 * policy.store.timeoutMs) } });
+  return new RedisStore({ ...redis, timeoutMs: policy.store.timeoutMs });
 }
 
 /**

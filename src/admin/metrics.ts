@@ -1,27 +1,24 @@
-// Prometheus figures. Children are bound once per label set, so counting a decision is a map
-// lookup and an add, not a label hash.
+// Prometheus figures. What is counted per request is a plain number in a table, read into its
+// series at scrape time: prom-client hashes the labels on every inc(), even on a bound child.
 import { status as grpcStatus } from '@grpc/grpc-js';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
-import type { Decision } from '../decide/decision.js';
+import { DECIDED_BY, type DecidedBy, type Decision } from '../decide/decision.js';
 import type { LeaseFigures } from '../lease/leases.js';
 import type { Admission } from '../guard/admission.js';
 import type { ReloadResult } from '../config/reload.js';
 
+const OUTCOMES = ['granted', 'denied'] as const;
+const DECIDED_BY_INDEX = Object.fromEntries(DECIDED_BY.map((by, i) => [by, i])) as Record<DecidedBy, number>;
+
 export class Metrics {
   readonly registry = new Registry();
-  private readonly decisions = new Counter({
-    name: 'sluice_decisions_total',
-    help: 'Acquire decisions by resource, outcome and who decided',
-    labelNames: ['resource', 'outcome', 'decided_by'] as const,
-    registers: [this.registry],
-  });
-  private readonly rejections = new Counter({
-    name: 'sluice_rejected_requests_total',
-    help: 'Requests answered with a gRPC error, by status code',
-    labelNames: ['code'] as const,
-    registers: [this.registry],
-  });
-  private readonly bound = new Map<string, Counter.Internal>();
+  /**
+   * Decisions per resource name: granted by each of DECIDED_BY, then denied by each. Counting a
+   * decision finds its slot by index and builds no string.
+   */
+  private readonly decisions = new Map<string, Float64Array>();
+  /** Requests answered with a gRPC error, by status code. */
+  private readonly rejections: number[] = [];
   /** AcquireStream calls whose client has neither finished nor cancelled them. */
   openStreams = 0;
 
@@ -67,6 +64,32 @@ export class Metrics {
     collectDefaultMetrics({ register: this.registry, prefix: 'sluice_' });
     // Every result is exported from the start, so a rate() over a first refusal sees it.
     for (const result of ['applied', 'unchanged', 'rejected'] as const) this.policyReloads.labels(result);
+    const decisions = this.decisions;
+    new Counter({
+      name: 'sluice_decisions_total',
+      help: 'Acquire decisions by resource, outcome and who decided',
+      labelNames: ['resource', 'outcome', 'decided_by'] as const,
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const [resource, counts] of decisions) {
+          counts.forEach((n, i) => {
+            if (n > 0) this.labels(resource, OUTCOMES[Math.floor(i / DECIDED_BY.length)]!, DECIDED_BY[i % DECIDED_BY.length]!).inc(n);
+          });
+        }
+      },
+    });
+    const rejections = this.rejections;
+    new Counter({
+      name: 'sluice_rejected_requests_total',
+      help: 'Requests answered with a gRPC error, by status code',
+      labelNames: ['code'] as const,
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        rejections.forEach((n, code) => this.labels(grpcStatus[code] ?? String(code)).inc(n));
+      },
+    });
     gaugeOf(this.registry, 'sluice_decisions_in_flight', 'Decisions under way (bounded by server.max_in_flight)', () => gauges.admission()?.inFlight ?? 0);
     new Counter({
       name: 'sluice_shed_total',
@@ -112,13 +135,9 @@ export class Metrics {
   }
 
   decided(resource: string, d: Decision): void {
-    const key = resource + (d.granted ? '\u0000g\u0000' : '\u0000d\u0000') + d.decidedBy;
-    let child = this.bound.get(key);
-    if (!child) {
-      child = this.decisions.labels(resource, d.granted ? 'granted' : 'denied', d.decidedBy);
-      this.bound.set(key, child);
-    }
-    child.inc();
+    let counts = this.decisions.get(resource);
+    if (!counts) this.decisions.set(resource, (counts = new Float64Array(OUTCOMES.length * DECIDED_BY.length)));
+    counts[(d.granted ? 0 : DECIDED_BY.length) + DECIDED_BY_INDEX[d.decidedBy]]!++;
   }
 
   /**
@@ -126,12 +145,7 @@ export class Metrics {
    * resources, every name ever served would otherwise stay, in memory and in each scrape.
    */
   forgetResource(resource: string): void {
-    for (const key of this.bound.keys()) {
-      const [name, outcome, decidedBy] = key.split('\u0000') as [string, string, string];
-      if (name !== resource) continue;
-      this.decisions.remove(name, outcome === 'g' ? 'granted' : 'denied', decidedBy);
-      this.bound.delete(key);
-    }
+    this.decisions.delete(resource);
   }
 
   policyReloaded(result: ReloadResult): void {
@@ -155,7 +169,7 @@ export class Metrics {
   }
 
   rejected(code: grpcStatus): void {
-    this.rejections.labels(grpcStatus[code] ?? String(code)).inc();
+    this.rejections[code] = (this.rejections[code] ?? 0) + 1;
   }
 }
 

@@ -3,17 +3,29 @@
 import { costFor } from '../config/policy.js';
 import { holdsSlots } from '../limits/registry.js';
 import type { Store, StoreVerdict } from '../store/store.js';
-import type { Leases } from '../lease/leases.js';
 import type { FailurePolicy } from '../guard/failure-policy.js';
 import { StoreUnavailable } from '../guard/store-unavailable.js';
 import { PermitTable } from './permits.js';
 import { denialReason, fromVerdict, type AcquireInput, type Decision } from './decision.js';
 
+/**
+ * What the decider asks of leases: a decision now when the lease can answer at once, null when
+ * the request should go to the store, a promise while a take is under way.
+ */
+export interface LeaseSource {
+  acquire(input: AcquireInput): Decision | null | Promise<Decision | null>;
+  /** Gives back what the key's lease holds, if anything (then a promise that resolves once it is back). */
+  reclaim(scope: string): Promise<void> | null;
+  /** Budget came back to the key in the store (a settlement for less): a standing denial ends. */
+  budgetBack(scope: string): void;
+  close(): Promise<void>;
+}
+
 export interface DeciderOptions {
   maxPermits: number;
   now?: () => number;
   /** Serve hot keys of leasable resources from local leases (worth it only on a remote store). */
-  leases?: Leases | null;
+  leases?: LeaseSource | null;
   /** What to do when the store cannot decide; without it, store errors reach the caller. */
   failurePolicy?: FailurePolicy | null;
   /** Told when a late store answer could not be reconciled (the store failed again). */
@@ -22,7 +34,7 @@ export interface DeciderOptions {
 
 export class Decider {
   readonly permits: PermitTable;
-  readonly leases: Leases | null;
+  readonly leases: LeaseSource | null;
   readonly failurePolicy: FailurePolicy | null;
   private readonly now: () => number;
   private readonly onReconcileError: (err: unknown) => void;
@@ -38,39 +50,78 @@ export class Decider {
     this.onReconcileError = options.onReconcileError ?? (() => undefined);
   }
 
-  async acquire(input: AcquireInput): Promise<Decision> {
-    const { resource, scope, cost } = input;
-    const permitId = resource.permitTtlMs > 0 ? this.permits.nextId() : '';
-    let decision: Decision;
+  /**
+   * The decision, as soon as it is known: a plain Decision when the lease answers at once (a
+   * lease hit awaits nothing), a promise when the store or the failure policy has to be asked.
+   */
+  decideNow(input: AcquireInput): Decision | Promise<Decision> {
+    if (!this.leases || !input.resource.leasable) return this.fromStore(input);
+    let leased: Decision | null | Promise<Decision | null>;
     try {
-      decision = (this.leases && resource.leasable && (await this.leases.acquire(input))) || (await this.fromStore(input, permitId));
-      // The store denied a request the lease passed on (the key was cold, or its demand faded)
-      // while this sidecar's lease on the key holds units: with those back, it may grant it.
-      const reclaiming =
-        this.leases && resource.leasable && !decision.granted && decision.decidedBy === 'STORE' && decision.retryAfterMs !== Number.POSITIVE_INFINITY
-          ? this.leases.reclaim(scope)
-          : null;
-      if (reclaiming) {
-        await reclaiming;
-        decision = await this.fromStore(input, permitId);
-      }
+      leased = this.leases.acquire(input);
     } catch (err) {
-      if (!this.failurePolicy || !(err instanceof StoreUnavailable)) throw err;
-      decision = await this.failurePolicy.decide(input, permitId, err);
-      if (err.late) this.reconcile(input, permitId, decision, err.late as Promise<StoreVerdict>);
+      return this.byPolicy(input, this.permitIdFor(input), err);
     }
-    // Only grants whose budget was charged can be settled: never those failed open.
+    if (!(leased instanceof Promise)) return leased ? this.recorded(input, this.permitIdFor(input), leased) : this.passedOn(input);
+    return leased.then(
+      (decision) => (decision ? this.recorded(input, this.permitIdFor(input), decision) : this.passedOn(input)),
+      (err: unknown) => this.byPolicy(input, this.permitIdFor(input), err),
+    );
+  }
+
+  /** decideNow, always as a promise, for callers that wait anyway. */
+  async acquire(input: AcquireInput): Promise<Decision> {
+    return this.decideNow(input);
+  }
+
+  /**
+   * The store's answer to a request the lease passed on. When the store denies it (the key was
+   * cold, or its demand faded) while this sidecar's lease on the key holds units, those go back
+   * and the store is asked once more: with them, it may grant it.
+   */
+  private async passedOn(input: AcquireInput): Promise<Decision> {
+    const decision = await this.fromStore(input);
+    if (decision.granted || decision.decidedBy !== 'STORE' || decision.retryAfterMs === Number.POSITIVE_INFINITY) return decision;
+    const reclaiming = this.leases?.reclaim(input.scope);
+    if (!reclaiming) return decision;
+    await reclaiming;
+    return this.fromStore(input);
+  }
+
+  private async fromStore(input: AcquireInput): Promise<Decision> {
+    const { resource, scope, cost } = input;
+    const permitId = this.permitIdFor(input);
+    let verdict: StoreVerdict;
+    try {
+      verdict = await this.store.acquire(resource, scope, cost, permitId);
+    } catch (err) {
+      return this.byPolicy(input, permitId, err);
+    }
+    const decision = fromVerdict(resource, verdict, 'STORE', (limit) => verdict.reason ?? denialReason(limit, verdict.remaining, verdict.retryAfterMs, costFor(limit, cost)));
+    return this.recorded(input, permitId, decision);
+  }
+
+  /** The store could not decide: the failure policy does, for store failures only. */
+  private async byPolicy(input: AcquireInput, permitId: string, err: unknown): Promise<Decision> {
+    if (!this.failurePolicy || !(err instanceof StoreUnavailable)) throw err;
+    const decision = await this.failurePolicy.decide(input, permitId, err);
+    if (err.late) this.reconcile(input, permitId, decision, err.late as Promise<StoreVerdict>);
+    return this.recorded(input, permitId, decision);
+  }
+
+  /** The id a grant of this resource can be released or settled by; empty when it cannot be. */
+  private permitIdFor({ resource }: AcquireInput): string {
+    return resource.permitTtlMs > 0 ? this.permits.nextId() : '';
+  }
+
+  /** Gives a grant its permit, when it has one. Only grants whose budget was charged can be settled: never those failed open. */
+  private recorded({ resource, scope, cost }: AcquireInput, permitId: string, decision: Decision): Decision {
     if (decision.granted && permitId !== '' && decision.decidedBy !== 'FAIL_OPEN') {
       decision.permitId = permitId;
       const local = decision.decidedBy === 'LOCAL_FALLBACK';
       this.permits.add(permitId, { resource, scope, cost, grantedAt: decision.decidedAt, expiresAt: this.now() + resource.permitTtlMs, local });
     }
     return decision;
-  }
-
-  private async fromStore({ resource, scope, cost }: AcquireInput, permitId: string): Promise<Decision> {
-    const verdict = await this.store.acquire(resource, scope, cost, permitId);
-    return fromVerdict(resource, verdict, 'STORE', (limit) => verdict.reason ?? denialReason(limit, verdict.remaining, verdict.retryAfterMs, costFor(limit, cost)));
   }
 
   /**

@@ -3,7 +3,9 @@
 import type { Limit, Resource } from '../config/policy.js';
 import type { StoreVerdict } from '../store/store.js';
 
-export type DecidedBy = 'LEASE' | 'STORE' | 'FAIL_OPEN' | 'FAIL_CLOSED' | 'LOCAL_FALLBACK';
+/** Who decided, as AcquireResponse.decided_by names it. */
+export const DECIDED_BY = ['LEASE', 'STORE', 'FAIL_OPEN', 'FAIL_CLOSED', 'LOCAL_FALLBACK'] as const;
+export type DecidedBy = (typeof DECIDED_BY)[number];
 
 export interface AcquireInput {
   resource: Resource;

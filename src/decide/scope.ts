@@ -15,6 +15,11 @@ export function escapeValue(value: string): string {
 /** `values` are the descriptor values for resource.keys, in that order. */
 export function scopeOf(resource: Resource, values: readonly string[]): string {
   let scope = resource.name;
-  for (const value of values) scope += '|' + escapeValue(value);
+  for (const value of values) scope = withValue(scope, value);
   return scope;
+}
+
+/** The scope with the next key's value added: scopeOf one value at a time, with no list of values. */
+export function withValue(scope: string, value: string): string {
+  return scope + '|' + escapeValue(value);
 }

@@ -4,7 +4,7 @@ import { status, type ServerUnaryCall, type sendUnaryData, type UntypedServiceIm
 import type { Decider } from '../decide/decider.js';
 import type { Metrics } from '../admin/metrics.js';
 import type { EnvoyConfig } from '../envoy/config.js';
-import { EnvoyStoreError, shouldRateLimit, type EnvoyAnswer, type EnvoyDescriptor, type EnvoyRequest } from '../envoy/limiter.js';
+import { EnvoyStoreError, shouldRateLimit, type EnvoyAnswer, type LimiterHooks, type EnvoyDescriptor, type EnvoyRequest } from '../envoy/limiter.js';
 import { UNIT_SECONDS, unitFromWire } from '../envoy/units.js';
 import { Overloaded, type Admission } from '../guard/admission.js';
 import { internal, invalid, RequestError } from './request-error.js';
@@ -44,6 +44,7 @@ interface WireDescriptor {
 }
 
 export function envoyService(ctx: EnvoyServiceContext): UntypedServiceImplementation {
+  const hooks: LimiterHooks = { decided: (resource, decision) => ctx.metrics.decided(resource, decision), warn: ctx.warn };
   return {
     ShouldRateLimit(call: ServerUnaryCall<WireRequest, unknown>, callback: sendUnaryData<unknown>) {
       const config = ctx.config();
@@ -64,10 +65,7 @@ export function envoyService(ctx: EnvoyServiceContext): UntypedServiceImplementa
         callback(toStatus(ctx.admission.refuse(), ctx));
         return;
       }
-      shouldRateLimit(ctx.decider, config, request, {
-        decided: (resource, decision) => ctx.metrics.decided(resource, decision),
-        warn: ctx.warn,
-      })
+      shouldRateLimit(ctx.decider, config, request, hooks)
         .then(
           (answer) => callback(null, toResponse(answer)),
           (err) => callback(toStatus(err, ctx)),

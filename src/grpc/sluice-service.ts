@@ -1,13 +1,13 @@
 // sluice.v1.RateLimiter: wire messages in, decisions out. No decision logic lives here.
 import { status, type ServerDuplexStream, type ServerUnaryCall, type sendUnaryData, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import type { Resource } from '../config/policy.js';
+import { Fifo } from '../fifo.js';
 import type { Decider } from '../decide/decider.js';
 import type { AcquireInput, Decision } from '../decide/decision.js';
 import type { Metrics } from '../admin/metrics.js';
 import { Overloaded, type Admission } from '../guard/admission.js';
 import { isStoreFailure, StoreUnavailable } from '../guard/store-unavailable.js';
-import { internal } from './request-error.js';
-import { RequestError } from './request-error.js';
+import { internal, RequestError } from './request-error.js';
 import { parseAcquire, parseRelease, type WireAcquireRequest, type WireDuration, type WireReleaseRequest } from './validate.js';
 
 /** Requests of one AcquireStream decided at once; past this the stream stops reading. */
@@ -32,31 +32,47 @@ export interface ServiceContext {
 }
 
 export function sluiceService(ctx: ServiceContext): UntypedServiceImplementation {
-  /** Decides with a place in the admission already taken, and gives it back. */
-  const decide = async (input: AcquireInput): Promise<Decision> => {
+  const decided = (input: AcquireInput, decision: Decision): Decision => {
+    ctx.admission.leave();
+    ctx.metrics.decided(input.resource.name, decision);
+    return decision;
+  };
+  const failed = (err: unknown): never => {
+    ctx.admission.leave();
+    throw err;
+  };
+  /**
+   * Decides with a place in the admission already taken, and gives it back. A decision known at
+   * once (a lease hit) comes back as it is: nothing on the way to the caller awaits it.
+   */
+  const decide = (input: AcquireInput): Decision | Promise<Decision> => {
+    let outcome: Decision | Promise<Decision>;
     try {
-      const decision = await ctx.decider.acquire(input);
-      ctx.metrics.decided(input.resource.name, decision);
-      return decision;
-    } finally {
-      ctx.admission.leave();
+      outcome = ctx.decider.decideNow(input);
+    } catch (err) {
+      return failed(err);
     }
+    if (!(outcome instanceof Promise)) return decided(input, outcome);
+    return outcome.then((decision) => decided(input, decision), failed);
   };
 
   return {
     Acquire(call: ServerUnaryCall<WireAcquireRequest, unknown>, callback: sendUnaryData<unknown>) {
       let input: AcquireInput;
+      let outcome: Decision | Promise<Decision>;
       try {
         input = parseAcquire(call.request, ctx.resources());
+        if (!ctx.admission.tryEnter()) throw ctx.admission.refuse();
+        outcome = decide(input);
       } catch (err) {
         callback(toStatus(err, ctx));
         return;
       }
-      if (!ctx.admission.tryEnter()) {
-        callback(toStatus(ctx.admission.refuse(), ctx));
+      if (!(outcome instanceof Promise)) {
+        callback(null, toResponse(outcome, call.request.request_id));
         return;
       }
-      decide(input).then(
+      outcome.then(
         (decision) => callback(null, toResponse(decision, call.request.request_id)),
         (err) => callback(toStatus(err, ctx)),
       );
@@ -106,10 +122,12 @@ export function sluiceService(ctx: ServiceContext): UntypedServiceImplementation
       let ended = false;
       let failure: { code: status; details: string } | undefined;
       const open = () => !call.cancelled && !call.writableEnded && !call.destroyed;
-      // Grants written that the HTTP/2 stream has not taken yet. grpc-js calls a write back once
-      // the stream took the message; when the client resets the stream first (its reset is read
-      // before 'cancelled' is emitted), the message is dropped and the write never called back.
-      const unsent = new Set<Grant>();
+      // Grants written that the HTTP/2 stream has not taken yet, oldest first. grpc-js calls a
+      // write back once the stream took the message, in the order written; when the client resets
+      // the stream first (its reset is read before 'cancelled' is emitted), the message is dropped
+      // and the write never called back.
+      const unsent = new Fifo<Grant>();
+      const handedOver = () => void unsent.shift();
       const giveBack = (input: AcquireInput, decision: Decision) => {
         if (decision.granted) ctx.metrics.grantRevoked();
         return ctx.decider.revoke(input, decision).catch((err) => ctx.warn({ err }, 'could not revoke a grant of a cancelled stream'));
@@ -125,6 +143,47 @@ export function sluiceService(ctx: ServiceContext): UntypedServiceImplementation
         failure ??= { code: s.code, details: requestId ? `request ${requestId}: ${s.details}` : s.details };
         call.pause();
       };
+      const answer = (input: AcquireInput, requestId: string, decision: Decision) => {
+        // Nobody will see this grant: give it back rather than strand it.
+        if (!open()) {
+          void giveBack(input, decision);
+          return;
+        }
+        const response = toResponse(decision, requestId);
+        if (!decision.granted) {
+          send(response);
+          return;
+        }
+        unsent.push({ input, decision });
+        send(response, handedOver);
+      };
+      /** A request is answered or has failed: room for another. */
+      const settled = () => {
+        pending--;
+        readIfAllowed();
+        finish();
+      };
+      const decideFor = (input: AcquireInput, requestId: string) => {
+        let outcome: Decision | Promise<Decision>;
+        try {
+          outcome = decide(input);
+        } catch (err) {
+          fail(err, requestId);
+          settled();
+          return;
+        }
+        if (!(outcome instanceof Promise)) {
+          answer(input, requestId, outcome);
+          settled();
+          return;
+        }
+        outcome
+          .then(
+            (decision) => answer(input, requestId, decision),
+            (err) => fail(err, requestId),
+          )
+          .finally(settled);
+      };
       call.on('data', (req: WireAcquireRequest) => {
         if (failure) return;
         let input: AcquireInput;
@@ -136,36 +195,25 @@ export function sluiceService(ctx: ServiceContext): UntypedServiceImplementation
           return;
         }
         if (++pending >= STREAM_WINDOW) call.pause();
+        if (ctx.admission.tryEnter()) {
+          decideFor(input, req.request_id);
+          return;
+        }
         // No room: stop reading this stream until there is (backpressure), shed if none comes.
-        let admitted: Promise<unknown> | null = null;
-        if (!ctx.admission.tryEnter()) {
-          if (waiting++ === 0) call.pause();
-          admitted = ctx.admission.enter().finally(() => {
+        if (waiting++ === 0) call.pause();
+        ctx.admission
+          .enter()
+          .finally(() => {
             waiting--;
             readIfAllowed();
-          });
-        }
-        (admitted ? admitted.then(() => decide(input)) : decide(input))
+          })
           .then(
-            (decision) => {
-              // Nobody will see this grant: give it back rather than strand it.
-              if (!open()) return giveBack(input, decision);
-              const response = toResponse(decision, req.request_id);
-              if (!decision.granted) {
-                send(response);
-                return;
-              }
-              const grant: Grant = { input, decision };
-              unsent.add(grant);
-              send(response, () => unsent.delete(grant));
+            () => decideFor(input, req.request_id),
+            (err) => {
+              fail(err, req.request_id);
+              settled();
             },
-            (err) => fail(err, req.request_id),
-          )
-          .finally(() => {
-            pending--;
-            readIfAllowed();
-            finish();
-          });
+          );
       });
       ctx.metrics.openStreams++;
       let closed = false;
@@ -175,8 +223,7 @@ export function sluiceService(ctx: ServiceContext): UntypedServiceImplementation
       };
       call.on('cancelled', () => {
         close();
-        for (const { input, decision } of unsent) void giveBack(input, decision);
-        unsent.clear();
+        for (let grant = unsent.shift(); grant; grant = unsent.shift()) void giveBack(grant.input, grant.decision);
       });
       call.on('finish', close);
       call.on('end', () => {

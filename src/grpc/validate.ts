@@ -4,7 +4,7 @@ import { status } from '@grpc/grpc-js';
 import type { Resource } from '../config/policy.js';
 import type { AcquireInput } from '../decide/decision.js';
 import { PERMIT_ID } from '../decide/permits.js';
-import { scopeOf } from '../decide/scope.js';
+import { withValue } from '../decide/scope.js';
 import { invalid, RequestError } from './request-error.js';
 
 export const MAX_STRING_BYTES = 256;
@@ -51,21 +51,22 @@ export function parseAcquire(req: WireAcquireRequest, resources: ReadonlyMap<str
   for (const key in req.descriptors) {
     if (++count > MAX_DESCRIPTORS) throw invalid(`descriptors: more than ${MAX_DESCRIPTORS} entries`);
     checkLength('descriptors key', key);
-    checkLength(`descriptors["${key}"]`, req.descriptors[key]!);
+    // The field is named only when it is wrong: nothing is built for a request that is fine.
+    if (tooLong(req.descriptors[key]!)) throw invalid(`descriptors["${key}"]: longer than ${MAX_STRING_BYTES} bytes`);
   }
 
   const resource = resources.get(req.resource);
   if (!resource) throw new RequestError(status.NOT_FOUND, `resource: "${req.resource}" is not in the policy`);
-  const values: string[] = [];
+  let scope = resource.name;
   for (const key of resource.keys) {
     // Own properties only: the decoded map is a plain object, so `constructor` is always "there".
     const value = Object.hasOwn(req.descriptors, key) ? req.descriptors[key] : undefined;
     if (typeof value !== 'string' || value === '') {
       throw invalid(`descriptors: resource "${resource.name}" needs a non-empty "${key}"`);
     }
-    values.push(value);
+    scope = withValue(scope, value);
   }
-  return { resource, scope: scopeOf(resource, values), cost };
+  return { resource, scope, cost };
 }
 
 export function parseRelease(req: WireReleaseRequest): { permitId: string; actualCost: number | undefined } {
@@ -84,10 +85,12 @@ function parseCost(field: string, cost: number): number {
 }
 
 function checkLength(field: string, value: string): void {
+  if (tooLong(value)) throw invalid(`${field}: longer than ${MAX_STRING_BYTES} bytes`);
+}
+
+function tooLong(value: string): boolean {
   // A UTF-16 unit is at most 3 UTF-8 bytes, so short strings need no byte count.
-  if (value.length * 3 > MAX_STRING_BYTES && Buffer.byteLength(value, 'utf8') > MAX_STRING_BYTES) {
-    throw invalid(`${field}: longer than ${MAX_STRING_BYTES} bytes`);
-  }
+  return value.length * 3 > MAX_STRING_BYTES && Buffer.byteLength(value, 'utf8') > MAX_STRING_BYTES;
 }
 
 function checkDuration(field: string, d: WireDuration | null): void {

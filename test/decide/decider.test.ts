@@ -2,8 +2,9 @@
 // released or settled once, and which failures the failure policy answers.
 import { describe, expect, it } from 'vitest';
 import { parsePolicy } from '../../src/config/load.js';
-import { Decider } from '../../src/decide/decider.js';
-import type { AcquireInput } from '../../src/decide/decision.js';
+import { Decider, type LeaseSource } from '../../src/decide/decider.js';
+import { granted, type AcquireInput, type Decision } from '../../src/decide/decision.js';
+import { PERMIT_ID } from '../../src/decide/permits.js';
 import { scopeOf } from '../../src/decide/scope.js';
 import { FailurePolicy } from '../../src/guard/failure-policy.js';
 import { StoreUnavailable } from '../../src/guard/store-unavailable.js';
@@ -28,6 +29,13 @@ resources:
     on_store_failure: closed
     limits:
       - { name: inflight, algorithm: concurrency, max: 2, ttl: 30s }
+  - name: metered
+    keys: [tenant]
+    on_store_failure: closed
+    settle_within: 10s
+    lease: { enabled: true }
+    limits:
+      - { name: tokens, algorithm: token_bucket, rate: 100/1s }
 `,
   'p.yaml',
 );
@@ -35,14 +43,22 @@ resources:
 /** 12:00:00.000 UTC: the start of a minute, so fixed windows close a minute later. */
 const START = Date.UTC(2026, 0, 1, 12);
 
-function world(wrap: (store: MemoryStore) => Store = (store) => store) {
+function world(wrap: (store: MemoryStore) => Store = (store) => store, leases: LeaseSource | null = null) {
   const clock = { now: START };
   const now = () => clock.now;
   const memory = new MemoryStore({ maxKeys: 1_000, now, sweepEveryMs: 0 });
   const failurePolicy = new FailurePolicy({ maxKeys: 100, now, retryAfterMs: () => 500 });
-  const decider = new Decider(wrap(memory), { maxPermits: 100, now, failurePolicy });
+  const decider = new Decider(wrap(memory), { maxPermits: 100, now, failurePolicy, leases });
   return { clock, decider };
 }
+
+/** Stands for the leases: each request gets what `answer` gives, or what it throws, as it comes. */
+function leases(answer: () => Decision | null | Promise<Decision | null>): LeaseSource {
+  return { acquire: answer, reclaim: () => null, budgetBack: () => undefined, close: async () => undefined };
+}
+
+const tokens = policy.resources.get('metered')!.limits[0]!;
+const fromLease = () => granted(tokens, 'LEASE', { remaining: 41, resetAfterMs: 0, decidedAt: START });
 
 function input(name: string, cost = 1, tenant = 'acme'): AcquireInput {
   const resource = policy.resources.get(name)!;
@@ -139,5 +155,47 @@ describe('the decider', () => {
     await expect(decider.acquire(input('slots'))).rejects.toBe(failWith);
     failWith = null;
     expect(await decider.acquire(input('slots'))).toMatchObject({ granted: true, decidedBy: 'STORE' });
+  });
+});
+
+describe('decideNow', () => {
+  it('a lease that answers at once is answered at once: a Decision, not a promise, with its permit', () => {
+    const { decider } = world(undefined, leases(fromLease));
+    const decision = decider.decideNow(input('metered', 5));
+    expect(decision).not.toBeInstanceOf(Promise);
+    expect(decision).toMatchObject({ granted: true, decidedBy: 'LEASE', remaining: 41 });
+    expect((decision as Decision).permitId).toMatch(PERMIT_ID);
+    expect(decider.permits.size).toBe(1);
+  });
+
+  it('a lease that has nothing to say sends the request to the store, and a lease still taking is followed', async () => {
+    let answer: Decision | null | Promise<Decision | null> = null;
+    const { decider } = world(undefined, leases(() => answer));
+    const fromStore = decider.decideNow(input('metered'));
+    expect(fromStore).toBeInstanceOf(Promise);
+    expect(await fromStore).toMatchObject({ granted: true, decidedBy: 'STORE', remaining: 99 });
+    answer = Promise.resolve(fromLease());
+    const taking = decider.decideNow(input('metered'));
+    expect(taking).toBeInstanceOf(Promise);
+    expect(await taking).toMatchObject({ granted: true, decidedBy: 'LEASE' });
+    expect(decider.permits.size).toBe(2);
+    // Resources that cannot be leased never ask the lease.
+    answer = Promise.reject(new Error('asked'));
+    answer.catch(() => undefined);
+    expect(await decider.decideNow(input('slots'))).toMatchObject({ granted: true, decidedBy: 'STORE' });
+  });
+
+  it('a lease that fails at once on the store is answered by on_store_failure; on a bug, the caller gets the bug', async () => {
+    let failWith: Error = new StoreUnavailable('timeout', 'store unavailable: no answer within 20ms');
+    const { decider } = world(
+      undefined,
+      leases(() => {
+        throw failWith;
+      }),
+    );
+    expect(await decider.decideNow(input('metered'))).toMatchObject({ granted: false, decidedBy: 'FAIL_CLOSED', reason: 'store unavailable: no answer within 20ms' });
+    failWith = new TypeError('a bug');
+    await expect(decider.decideNow(input('metered'))).rejects.toBe(failWith);
+    expect(decider.permits.size).toBe(0);
   });
 });

@@ -9,7 +9,7 @@
 // here is this process's, not Redis's) and is kept by the watchdog.
 import type { Redis } from 'ioredis';
 import { Fifo } from '../../fifo.js';
-import { Watchdog, type Outstanding } from './watchdog.js';
+import { lateAnswer, Watchdog, type Outstanding } from './watchdog.js';
 
 type Args = (string | number)[];
 
@@ -83,8 +83,7 @@ export class ScriptBatcher {
     // An error reply is an answer too; a lost connection is not.
     if (!err || err.name === 'ReplyError') this.watchdog.replied(performance.now());
     if (pending.settled) {
-      if (err) pending.late?.reject(err);
-      else pending.late?.resolve(value);
+      lateAnswer(pending, err, value);
       return;
     }
     pending.settled = true;

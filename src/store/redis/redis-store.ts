@@ -8,7 +8,7 @@ import { algorithmOf, holdsSlots } from '../../limits/registry.js';
 import { luaDir } from '../../paths.js';
 import { ScriptBatcher } from './batcher.js';
 import { closeRedis, connectionFromUrl, connectRedis, type RedisClient, type RedisConnection } from './connect.js';
-import { Watchdog, type Outstanding } from './watchdog.js';
+import { lateAnswer, Watchdog, type Outstanding } from './watchdog.js';
 import { ONCE_TTL_MS, ScriptError, StoreError, StoreTimeout, type Grant, type Store, type StoreVerdict, type TakeVerdict } from '../store.js';
 
 /** What a resource's limits contribute to every script call, computed once per resource. */
@@ -45,6 +45,13 @@ export type RedisStoreOptions = (RedisConfig & Tuning) | ({ url?: string | undef
  */
 export const PATIENCE = 10;
 
+/**
+ * A command failed for silence is still waited for (its late answer reconciles what was decided
+ * without it) until this many deadlines after it was written, and at least GIVE_UP_MIN_MS.
+ */
+export const GIVE_UP = 20;
+export const GIVE_UP_MIN_MS = 1_000;
+
 /** The scope of the probe: no resource's scope starts with `|`. */
 const PROBE_SCOPE = '|probe';
 
@@ -77,6 +84,7 @@ export class RedisStore implements Store {
     this.watchdog = new Watchdog({
       timeoutMs,
       patienceMs: PATIENCE * timeoutMs,
+      giveUpMs: Math.max(GIVE_UP_MIN_MS, GIVE_UP * timeoutMs),
       // One connection answers in order; a Cluster's nodes answer each for itself.
       fifo: !(this.client instanceof Cluster),
       explain: () => (this.lastConnectionError ? `; last connection error: ${this.lastConnectionError.message}` : ''),
@@ -137,10 +145,12 @@ export class RedisStore implements Store {
 
   private call<T>(command: keyof typeof SCRIPTS, args: (string | number)[]): Promise<T> {
     const sent = this.batcher ? this.batcher.call<T>(command, args) : this.callAlone<T>(command, args);
-    return sent.catch((err: unknown) => {
-      throw this.explain(err);
-    });
+    return sent.catch(this.explained);
   }
+
+  private readonly explained = (err: unknown): never => {
+    throw this.explain(err);
+  };
 
   /** On a Cluster: one command, routed by its keys, under the watchdog by itself. */
   private callAlone<T>(command: keyof typeof SCRIPTS, args: (string | number)[]): Promise<T> {
@@ -149,12 +159,12 @@ export class RedisStore implements Store {
       (this.client as unknown as Record<typeof command, (...args: (string | number)[]) => Promise<T>>)[command](...args).then(
         (value) => {
           if (!entry.settled) resolve(value);
-          else entry.late?.resolve(value);
+          else lateAnswer(entry, null, value);
           entry.settled = true;
         },
         (err: unknown) => {
           if (!entry.settled) reject(err);
-          else entry.late?.reject(err);
+          else lateAnswer(entry, err, undefined);
           entry.settled = true;
         },
       );
