@@ -7,7 +7,7 @@ import type { SluiceClient } from '../support/client.js';
 import { byStore, load, OPEN_AND_CLOSED, rssMb, storeDecidesAgain, until } from '../support/load.js';
 import { startCluster, type ClusterSetup } from '../support/redis-cluster.js';
 import { startSentinel, type SentinelSetup } from '../support/redis-sentinel.js';
-import { useSidecar, type SidecarProcess } from '../support/sidecar.js';
+import { DEPLOYED_NODE_FLAGS, useSidecar, type SidecarProcess } from '../support/sidecar.js';
 
 const BUDGET_MS = 50;
 const MARGIN_MS = 450; // small shared machines: a gRPC round trip alone can take tens of ms
@@ -65,6 +65,8 @@ function expectRules(outcome: Awaited<ReturnType<typeof underLoad>>) {
   expect(outcome.slowest).toBeLessThan(BUDGET_MS + MARGIN_MS);
   for (const a of outcome.openAnswers) expect(a.res.granted).toBe(true);
   for (const a of outcome.closedAnswers) expect(a.res.granted ? byStore(a.res) : a.res.decided_by === 'FAIL_CLOSED').toBe(true);
+  // The sidecar runs with the deployed heap flags: without them, V8 sizes its heap from the
+  // machine's memory (Node 24's young generation alone can grow by 100 MB here).
   expect(outcome.rssGrowthMb).toBeLessThan(64);
 }
 
@@ -76,7 +78,7 @@ describe('Sentinel: the master killed under load', () => {
   afterAll(async () => {
     await setup?.stop();
   });
-  const running = useSidecar(() => policy(`    sentinel: { master: ${setup.name}, nodes: [${setup.sentinelNodes.join(', ')}] }`));
+  const running = useSidecar(() => policy(`    sentinel: { master: ${setup.name}, nodes: [${setup.sentinelNodes.join(', ')}] }`), undefined, DEPLOYED_NODE_FLAGS);
 
   it('answers by policy within the budget until the replica is promoted, then the limit holds', async () => {
     // Half a tenant's budget before the failover; the rest after must be what is left, give or
@@ -108,7 +110,7 @@ describe('Cluster: a master killed under load', () => {
   afterAll(async () => {
     await cluster?.stop();
   });
-  const running = useSidecar(() => policy(`    cluster: { nodes: [${cluster.nodes.join(', ')}] }`));
+  const running = useSidecar(() => policy(`    cluster: { nodes: [${cluster.nodes.join(', ')}] }`), undefined, DEPLOYED_NODE_FLAGS);
 
   it('answers by policy within the budget for the lost slots, then the limit holds', async () => {
     const slot = await cluster.keySlot('sluice:{limited|across}:hourly');
