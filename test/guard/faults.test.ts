@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { answersWhileFrozen, byStore, FAULT_BUDGET_MS, FAULT_MARGIN_MS, load, OPEN_AND_CLOSED, rssMb, storeDecidesAgain, until } from '../support/load.js';
 import { launchRedis, serverArgs } from '../support/redis-server.js';
 import { useRedis } from '../support/use-redis.js';
-import { useSidecar } from '../support/sidecar.js';
+import { DEPLOYED_NODE_FLAGS, useSidecar } from '../support/sidecar.js';
 
 
 const POLICY = `
@@ -22,7 +22,8 @@ ${OPEN_AND_CLOSED}  - name: local
 /** A fresh Redis and a sidecar on it for the describe block; the Redis may be replaced by a test. */
 function sidecarOnRedis() {
   const world = useRedis();
-  const running = useSidecar(() => POLICY, () => ({ SLUICE_REDIS_URL: world.redis.url }));
+  // With the deployed heap flags, so that the memory bound below measures sluice, not V8's defaults.
+  const running = useSidecar(() => POLICY, () => ({ SLUICE_REDIS_URL: world.redis.url }), DEPLOYED_NODE_FLAGS);
   return { world, running };
 }
 
