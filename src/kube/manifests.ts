@@ -2,6 +2,7 @@
 // Names, labels, webhooks and RBAC follow the Kubernetes contract in DESIGN.md exactly; the
 // injector finds its Secret, Service and webhook configuration by these names.
 import { stringify } from 'yaml';
+import { restrictedSecurityContext } from './sidecar-container.js';
 
 export type FailurePolicy = 'Ignore' | 'Fail';
 
@@ -183,15 +184,7 @@ function deployment(options: InstallOptions): KubeObject {
     readinessProbe: probe('/readyz', 5),
     livenessProbe: probe('/healthz', 10),
     resources: { requests: { cpu: '50m', memory: '64Mi' }, limits: { memory: '256Mi' } },
-    securityContext: {
-      runAsNonRoot: true,
-      runAsUser: 1000,
-      runAsGroup: 1000,
-      readOnlyRootFilesystem: true,
-      allowPrivilegeEscalation: false,
-      capabilities: { drop: ['ALL'] },
-      seccompProfile: { type: 'RuntimeDefault' },
-    },
+    securityContext: restrictedSecurityContext(),
     ...(options.certManager ? { volumeMounts: [{ name: 'tls', mountPath: TLS_DIR, readOnly: true }] } : {}),
   };
   return {

@@ -14,7 +14,24 @@ const POLICY_KEY = 'policy.yaml';
 export const MAX_STOP_DELAY_MS = 3_600_000;
 
 /** The user the image runs as. */
-const SIDECAR_UID = 1000;
+const IMAGE_UID = 1000;
+
+/**
+ * What every container sluice writes runs under (the injected sidecar, the injector): the image's
+ * own non-root user, a read-only root, no privilege escalation, no capabilities, RuntimeDefault.
+ */
+export function restrictedSecurityContext(): Json {
+  // A new object each time: a patch or a manifest that is changed later must not change another.
+  return {
+    runAsNonRoot: true,
+    runAsUser: IMAGE_UID,
+    runAsGroup: IMAGE_UID,
+    readOnlyRootFilesystem: true,
+    allowPrivilegeEscalation: false,
+    capabilities: { drop: ['ALL'] },
+    seccompProfile: { type: 'RuntimeDefault' },
+  };
+}
 
 type Json = Record<string, unknown>;
 
@@ -60,15 +77,7 @@ export function sidecarContainer(settings: SidecarSettings, stopDelay: string | 
     startupProbe: { ...probe('/readyz'), periodSeconds: 1, failureThreshold: 30 },
     readinessProbe: { ...probe('/readyz'), periodSeconds: 5 },
     livenessProbe: { ...probe('/healthz'), periodSeconds: 10, failureThreshold: 3 },
-    securityContext: {
-      runAsNonRoot: true,
-      runAsUser: SIDECAR_UID,
-      runAsGroup: SIDECAR_UID,
-      readOnlyRootFilesystem: true,
-      allowPrivilegeEscalation: false,
-      capabilities: { drop: ['ALL'] },
-      seccompProfile: { type: 'RuntimeDefault' },
-    },
+    securityContext: restrictedSecurityContext(),
   };
 }
 
