@@ -73,9 +73,9 @@ export class GuardedStore implements Store {
     return this.inner.acquire(resource, scope, cost, permitId).then(this.passed, this.caught);
   }
 
-  take(resource: Resource, scope: string, cost: number, want: readonly number[]): Promise<TakeVerdict> {
+  take(resource: Resource, scope: string, cost: number, want: readonly number[], aheadMs: number): Promise<TakeVerdict> {
     if (this.breaker.isOpen) return this.refuse();
-    return this.inner.take(resource, scope, cost, want).then(this.passed, this.caught);
+    return this.inner.take(resource, scope, cost, want, aheadMs).then(this.passed, this.caught);
   }
 
   release(resource: Resource, scope: string, grant: Grant, delta: number): Promise<void> {

@@ -35,16 +35,26 @@ export interface BlockInput {
   storeLeft: number;
   /** What the waiting request needs: a block is never smaller. */
   need: number;
+  /** For a limit with a schedule (a token bucket), ms between its units; 0 otherwise. */
+  stepMs: number;
 }
 
 /**
- * The units to ask a limit for: about LEASE_HORIZON_MS of local demand, at most maxFraction of the
- * limit, and at most a quarter of what the store still has, so that when the budget is nearly
- * gone blocks shrink towards single requests and no sidecar strands what others could use.
+ * The units to ask a limit for: about LEASE_HORIZON_MS of local demand, and at most maxFraction
+ * of the limit.
+ * - A window's units are all there at once: a block takes at most a quarter of what the store
+ *   still has, so that blocks shrink towards single requests as the window runs out and no
+ *   sidecar strands what others could use.
+ * - A token bucket's units fall due one by one, and a block may take them ahead of their time (a
+ *   slice of the schedule): at its limit the bucket never has more than a few units at once, and
+ *   a slice is what keeps the key off the store. It spans at most maxFraction of a second of the
+ *   schedule (or maxFraction of the burst, if more), so a sidecar that dies holding one strands
+ *   at most that. Slices follow each sidecar's demand, so sidecars share the schedule in
+ *   proportion to what they are asked.
  */
 export function blockSize(b: BlockInput): number {
   const demand = Math.ceil((b.demandPerSecond * LEASE_HORIZON_MS) / 1000);
-  const cap = Math.floor(b.capacity * b.maxFraction);
-  const share = Math.floor(b.storeLeft / 4);
-  return Math.max(b.need, Math.min(demand, cap, share));
+  const ofCapacity = Math.floor(b.capacity * b.maxFraction);
+  if (b.stepMs > 0) return Math.max(b.need, Math.min(demand, Math.max(ofCapacity, Math.floor((b.maxFraction * 1000) / b.stepMs))));
+  return Math.max(b.need, Math.min(demand, ofCapacity, Math.floor(b.storeLeft / 4)));
 }

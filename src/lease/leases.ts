@@ -1,12 +1,16 @@
 // Local token leases: for a hot key, take a block of budget from the store in one call and serve
-// requests from it in this process. Budget is always taken before it is served, so leasing can
-// only under-admit (units stranded here while another sidecar is denied), never over-admit.
-// Unused units go back when the lease expires, when demand stops, and on shutdown.
-import { costFor, type Resource } from '../config/policy.js';
+// requests from it in this process. Budget is always taken before it is served, and a token
+// bucket's units (a slice of its schedule, possibly ahead of their time) are served no sooner
+// than they fall due, so leasing can only under-admit (units stranded here while another sidecar
+// is denied), never over-admit. Unused units go back when the lease expires, when demand stops,
+// and on shutdown. The argument is in docs/leases.md.
+import { costFor, type Limit, type Resource } from '../config/policy.js';
 import { denialReason, denied, granted, type AcquireInput, type Decision } from '../decide/decision.js';
+import { algorithmOf } from '../limits/registry.js';
 import type { Store, TakeVerdict } from '../store/store.js';
 import { StoreUnavailable } from '../guard/store-unavailable.js';
 import { blockSize, LEASE_HORIZON_MS, MIN_LEASED_REQUESTS, observe, rateAt, type DecayingRate } from './demand.js';
+import { HeldUnits } from './held-units.js';
 
 /** A lease unused this long goes back before its ttl: demand has moved on. */
 export const IDLE_MS = 3 * LEASE_HORIZON_MS;
@@ -14,12 +18,17 @@ export const IDLE_MS = 3 * LEASE_HORIZON_MS;
 /** What a take came to, for the requests that waited on it: units to serve from, a denial, or the store's failure. */
 type TakeOutcome = 'units' | 'denied' | { failed: unknown };
 
+/** What a request needs when the lease cannot answer it at once. */
+const TAKE = 1;
+const GIVE_BACK = 2;
+type Next = typeof TAKE | typeof GIVE_BACK;
+
 interface LeaseState {
   resource: Resource;
   scope: string;
-  /** Units held here, per limit; served from, never beyond. */
-  units: number[];
-  /** What each limit had left in the store at the last take. */
+  /** Units held here, per limit; served from when due, never beyond. */
+  held: HeldUnits[];
+  /** What each limit had left in the store at the last take (due then, for a schedule). */
   storeLeft: number[];
   /** Store time of the take the units came from: a refund goes back to that window. */
   takenAt: number;
@@ -27,6 +36,8 @@ interface LeaseState {
   expiresAt: number;
   /** Local time at which the deciding limit is full again, as of the last take. */
   resetAt: number;
+  /** How far ahead of their time a take may lease a schedule's units: half the ttl, so they are served within it. */
+  aheadMs: number;
   /** The take in flight; it resolves with what it came to. */
   refill: Promise<TakeOutcome> | null;
   /**
@@ -91,10 +102,60 @@ export class Leases {
 
   /**
    * A decision from a lease, or null when this request should go to the store directly (the key
-   * is cold, or the lease could not cover it).
+   * is cold, or the lease could not cover it): at once when the lease can answer, else once the
+   * take it waits for has come back.
    */
-  async acquire(input: AcquireInput): Promise<Decision | null> {
+  acquire(input: AcquireInput): Decision | null | Promise<Decision | null> {
     const now = this.now();
+    const state = this.stateFor(input, now);
+    if (!state) return null;
+    const next = this.answer(state, input.cost, now, null);
+    return typeof next === 'number' ? this.afterTakes(state, input.cost, next) : next;
+  }
+
+  /**
+   * Until it is served or denied, a request that finds the lease short asks the store through
+   * takes: a take in flight may have been sent before the request was seen, or its units may go
+   * to requests ahead of it; the next take is sent for every request still waiting.
+   */
+  private async afterTakes(state: LeaseState, cost: number, first: Next): Promise<Decision | null> {
+    for (let next: Decision | null | Next = first; ; ) {
+      let outcome: TakeOutcome | null = null;
+      if (next === GIVE_BACK) {
+        // Short only by what this lease holds: no denial. The units go back (which ends the
+        // standing denial), and the store is asked again.
+        await this.giveBack(state);
+      } else {
+        state.waitingRequests++;
+        state.waitingCost += cost;
+        if (!state.refill) this.refill(state, cost);
+        // Coalesce: every request that finds the lease short waits for the one take in flight.
+        outcome = await state.refill!;
+        state.waitingRequests--;
+        state.waitingCost -= cost;
+      }
+      next = this.answer(state, cost, this.now(), outcome);
+      if (typeof next !== 'number') return next;
+    }
+  }
+
+  /** The lease's answer at `now`, null to pass the request on to the store, or what it needs first. */
+  private answer(state: LeaseState, cost: number, now: number, outcome: TakeOutcome | null): Decision | null | Next {
+    const held = this.fromHeld(state, cost, now);
+    if (held) return held;
+    if (state.deniedUntil > now && cost >= state.deniedNeed) {
+      return holdsAny(state) && coveredWithHeld(state, cost, now) ? GIVE_BACK : this.standingDenial(state, now);
+    }
+    // A take denied for another cost, or for one that never fits: the store answers this request itself.
+    if (outcome === 'denied') return null;
+    // The store failed on the take: asking it again now would only wait out another deadline.
+    if (outcome !== null && outcome !== 'units') throw outcome.failed;
+    if (!state.refill && rateAt(state.requests, now) * LEASE_HORIZON_MS < MIN_LEASED_REQUESTS * 1000) return null;
+    return TAKE;
+  }
+
+  /** The key's lease state, its demand counted; null while the key is cold. */
+  private stateFor(input: AcquireInput, now: number): LeaseState | null {
     let state = this.states.get(input.scope);
     if (state && state.resource !== input.resource) {
       // The policy was reloaded with new numbers for this resource: the key is as hot as it
@@ -112,35 +173,7 @@ export class Leases {
       observe(state.costs, now, input.cost);
     }
     state.lastUsed = now;
-
-    // Until it is served or denied, a request that finds the lease short asks the store through
-    // takes: a take in flight may have been sent before the request was seen, or its units may go
-    // to requests ahead of it; the next take is sent for every request still waiting.
-    let outcome: TakeOutcome | null = null;
-    for (let at = now; ; at = this.now()) {
-      const served = this.serve(state, input.cost, at);
-      if (served) return served;
-      if (state.deniedUntil > at && input.cost >= state.deniedNeed) {
-        if (!holdsAny(state) || !coveredWithHeld(state, input.cost, state.storeLeft)) return this.standingDenial(state, at);
-        // Short only by what this lease holds: no denial. The units go back (which ends the
-        // standing denial), and the store is asked again.
-        await this.giveBack(state);
-        outcome = null;
-        continue;
-      }
-      // A take denied for another cost, or for one that never fits: the store answers this request itself.
-      if (outcome === 'denied') return null;
-      // The store failed on the take: asking it again now would only wait out another deadline.
-      if (outcome !== null && outcome !== 'units') throw outcome.failed;
-      if (!state.refill && rateAt(state.requests, at) * LEASE_HORIZON_MS < MIN_LEASED_REQUESTS * 1000) return null;
-      state.waitingRequests++;
-      state.waitingCost += input.cost;
-      if (!state.refill) this.refill(state, input.cost);
-      // Coalesce: every request that finds the lease short waits for the one take in flight.
-      outcome = await state.refill;
-      state.waitingRequests--;
-      state.waitingCost -= input.cost;
-    }
+    return state;
   }
 
   /**
@@ -183,23 +216,54 @@ export class Leases {
     this.states.clear();
   }
 
-  private serve(state: LeaseState, cost: number, now: number): Decision | null {
+  /**
+   * A grant from what the lease holds when every limit has the units due; a denial when it holds
+   * them but some are not due yet (its retry_after: when they are); null when it holds too few.
+   */
+  private fromHeld(state: LeaseState, cost: number, now: number): Decision | null {
     if (now >= state.expiresAt) return null;
     const limits = state.resource.limits;
-    for (let i = 0; i < limits.length; i++) if (state.units[i]! < costFor(limits[i]!, cost)) return null;
+    let dueAt = now;
+    let waitingOn = 0;
+    for (let i = 0; i < limits.length; i++) {
+      const need = costFor(limits[i]!, cost);
+      const held = state.held[i]!;
+      if (held.total < need) return null;
+      if (held.stepMs > 0 && held.dueBy(now) < need) {
+        const at = held.dueAt(need);
+        if (at > dueAt) {
+          dueAt = at;
+          waitingOn = i;
+        }
+      }
+    }
+    if (dueAt > now) return this.notYetDue(state, limits[waitingOn]!, costFor(limits[waitingOn]!, cost), dueAt, now);
     let tightest = 0;
     for (let i = 0; i < limits.length; i++) {
-      state.units[i]! -= costFor(limits[i]!, cost);
-      if (state.units[i]! + state.storeLeft[i]! < state.units[tightest]! + state.storeLeft[tightest]!) tightest = i;
+      state.held[i]!.take(costFor(limits[i]!, cost), now);
+      if (state.held[i]!.total + state.storeLeft[i]! < state.held[tightest]!.total + state.storeLeft[tightest]!) tightest = i;
     }
     this.figures.held -= sumOfCosts(state.resource, cost);
     this.figures.served++;
     if (this.runningLow(state, now)) this.refill(state, cost);
     return granted(limits[tightest]!, 'LEASE', {
-      remaining: state.units[tightest]! + state.storeLeft[tightest]!,
+      remaining: state.held[tightest]!.total + state.storeLeft[tightest]!,
       resetAfterMs: Math.max(0, state.resetAt - now),
       decidedAt: state.takenAt,
     });
+  }
+
+  /** The lease holds the units, and the schedule has them due at `dueAt`: not sooner. */
+  private notYetDue(state: LeaseState, limit: Limit, need: number, dueAt: number, now: number): Decision {
+    this.figures.served++;
+    if (this.runningLow(state, now)) this.refill(state, need);
+    const retryAfterMs = dueAt - now;
+    return denied(
+      limit,
+      'LEASE',
+      { remaining: 0, retryAfterMs, resetAfterMs: Math.max(0, state.resetAt - now), decidedAt: state.takenAt },
+      denialReason(limit, 0, retryAfterMs, need),
+    );
   }
 
   private standingDenial(state: LeaseState, now: number): Decision {
@@ -221,8 +285,8 @@ export class Leases {
     const limits = state.resource.limits;
     for (let i = 0; i < limits.length; i++) {
       const perSecond = limits[i]!.countsRequests ? rateAt(state.requests, now) : rateAt(state.costs, now);
-      // Less left than half a horizon of demand: the take will be back before it is gone.
-      if (state.units[i]! * 2000 < perSecond * LEASE_HORIZON_MS) return true;
+      // Less held than half a horizon of demand: the take will be back before it is gone.
+      if (state.held[i]!.total * 2000 < perSecond * LEASE_HORIZON_MS) return true;
     }
     return false;
   }
@@ -237,14 +301,15 @@ export class Leases {
           maxFraction: state.resource.lease.maxFraction,
           storeLeft: state.storeLeft[i]!,
           need: costFor(limit, cost),
+          stepMs: state.held[i]!.stepMs,
         }),
         // Requests already waiting are served from this take as far as the store has room.
-        (limit.countsRequests ? state.waitingRequests : state.waitingCost) - state.units[i]!,
+        (limit.countsRequests ? state.waitingRequests : state.waitingCost) - state.held[i]!.total,
       ),
     );
     this.figures.takes++;
     state.refill = this.store
-      .take(state.resource, state.scope, cost, want)
+      .take(state.resource, state.scope, cost, want, state.aheadMs)
       .then(
         (verdict) => this.received(state, verdict, now, cost),
         // A failed take leaves the lease as it was; the requests waiting on it see the error.
@@ -257,21 +322,25 @@ export class Leases {
 
   private received(state: LeaseState, verdict: TakeVerdict, sentAt: number, cost: number): TakeOutcome {
     const now = this.now();
-    const roundTrip = now - sentAt;
     state.storeLeft = verdict.left;
     state.resetAt = now + verdict.resetAfterMs;
     if (!verdict.granted) {
       state.denial = verdict;
       state.deniedNeed = cost;
-      state.retryAt = now + verdict.retryAfterMs - roundTrip;
-      state.deniedUntil = verdict.retryAfterMs === Number.POSITIVE_INFINITY ? 0 : Math.min(state.retryAt, now + state.resource.lease.ttlMs);
+      // Store times are read on this clock from when the answer came: never sooner than they are.
+      state.retryAt = now + verdict.retryAfterMs;
+      // A schedule's units can be taken before they fall due: the next take may go that much sooner.
+      const takeAgainAt = state.held[verdict.decider]!.stepMs > 0 ? state.retryAt - state.aheadMs : state.retryAt;
+      state.deniedUntil = verdict.retryAfterMs === Number.POSITIVE_INFINITY ? 0 : Math.min(takeAgainAt, now + state.resource.lease.ttlMs);
       return 'denied';
     }
     state.deniedUntil = 0;
     // Units left from a closed window must not mix with the new ones: give them back first.
     if (now >= state.expiresAt && this.holding.has(state)) void this.giveBack(state);
-    for (let i = 0; i < state.units.length; i++) state.units[i]! += verdict.taken[i]!;
-    for (const taken of verdict.taken) this.figures.held += taken;
+    for (let i = 0; i < state.held.length; i++) {
+      state.held[i]!.add(now + verdict.dueInMs[i]!, verdict.taken[i]!);
+      this.figures.held += verdict.taken[i]!;
+    }
     this.holding.add(state);
     state.takenAt = verdict.now;
     // The window may close before the ttl does; its end is counted from when the take was sent.
@@ -296,10 +365,9 @@ export class Leases {
   }
 
   private async giveBack(state: LeaseState): Promise<void> {
-    const units = state.units.slice();
+    const units = state.held.map((held) => held.clear());
     const takenAt = state.takenAt;
     const heldBack = units.reduce((a, b) => a + b, 0);
-    state.units.fill(0);
     state.expiresAt = 0;
     this.holding.delete(state);
     this.figures.held -= heldBack;
@@ -337,15 +405,16 @@ export class Leases {
   private warmUp(input: AcquireInput, requests: DecayingRate, now: number): LeaseState {
     const old = this.states.get(input.scope);
     if (old && this.holding.has(old)) void this.giveBack(old);
-    const n = input.resource.limits.length;
+    const { limits, lease } = input.resource;
     const state: LeaseState = {
       resource: input.resource,
       scope: input.scope,
-      units: new Array<number>(n).fill(0),
-      storeLeft: new Array<number>(n).fill(Number.POSITIVE_INFINITY),
+      held: limits.map((limit) => new HeldUnits(algorithmOf(limit).scheduleStepMs?.(limit) ?? 0)),
+      storeLeft: limits.map(() => Number.POSITIVE_INFINITY),
       takenAt: 0,
       expiresAt: 0,
       resetAt: 0,
+      aheadMs: lease.ttlMs / 2,
       refill: null,
       deniedUntil: 0,
       retryAt: 0,
@@ -381,13 +450,13 @@ const sentinel = Math.floor(Math.random() * 2 ** 32).toString(36);
 const SWEEP_EVERY_MS = 10_000;
 
 function holdsAny(state: LeaseState): boolean {
-  return state.units.some((units) => units > 0);
+  return state.held.some((held) => held.total > 0);
 }
 
-/** What the lease holds plus what the store has left (`left`, per limit) would grant a request of `cost`. */
-function coveredWithHeld(state: LeaseState, cost: number, left: readonly number[]): boolean {
+/** What the lease has due at `now` plus what the store had left at the last take would grant a request of `cost`. */
+function coveredWithHeld(state: LeaseState, cost: number, now: number): boolean {
   const limits = state.resource.limits;
-  for (let i = 0; i < limits.length; i++) if (state.units[i]! + left[i]! < costFor(limits[i]!, cost)) return false;
+  for (let i = 0; i < limits.length; i++) if (state.held[i]!.dueBy(now) + state.storeLeft[i]! < costFor(limits[i]!, cost)) return false;
   return true;
 }
 

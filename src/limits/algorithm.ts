@@ -18,8 +18,10 @@ export interface Algorithm<Params extends LimitParams, State, V extends Verdict 
   /**
    * Whether `need` units fit now, and how many of `want` (a lease block, at least `need`) it would
    * take. Changes nothing that commit would not (slot algorithms may drop what has expired).
+   * Algorithms with a schedule (scheduleStepMs) may lease units that fall due up to `aheadMs`
+   * from now; the others ignore it.
    */
-  take(state: State, now: number, need: number, want: number, p: Params): V;
+  take(state: State, now: number, need: number, want: number, p: Params, aheadMs?: number): V;
   /** The state after a granted take; `permitId` names the slot taken, for algorithms that hold them. */
   commit(state: State, verdict: V, now: number, permitId: string, p: Params): State;
   /**
@@ -31,6 +33,11 @@ export interface Algorithm<Params extends LimitParams, State, V extends Verdict 
   expiresAt(state: State, p: Params): number;
   /** The limit with 1/n of its budget: one sidecar's share while the store is away. */
   share<L extends Params>(limit: L, n: number): L;
+  /**
+   * For algorithms whose units fall due one by one (a schedule): ms between units. A lease may
+   * hold such units before they are due, and serves each no sooner (its verdict's dueInMs).
+   */
+  scheduleStepMs?(p: Params): number;
   /** For window algorithms: ms from `now` until the window closes (leased units must not outlive it). */
   windowEndsInMs?(now: number, p: Params): number;
   /**

@@ -1,6 +1,11 @@
 // GCRA, the token bucket kept as one number: the theoretical arrival time (TAT) at which the
 // bucket would be full again. A request of `cost` units moves the TAT by cost x interval and is
 // allowed when the new TAT is at most `capacity` (burst) intervals ahead of now.
+//
+// The TAT is also a schedule: the unit that moves it to `t` is due (conforms) at t - burst x
+// interval. A lease may take units ahead of their time (a slice of the schedule, up to `aheadMs`
+// past now) and serve each no sooner than it falls due, so whoever serves them, the grants follow
+// the one schedule and never exceed burst + rate x elapsed (docs/leases.md).
 import { shareOfCapacity, type Algorithm } from './algorithm.js';
 import { EPSILON, NEVER, type Verdict } from './verdict.js';
 
@@ -16,8 +21,13 @@ export interface TokenBucketVerdict extends Verdict {
   nextTat: number;
 }
 
-/** `tat` is the stored TAT, or 0 for a key never seen (a full bucket). */
-export function takeTokens(tat: number, now: number, cost: number, p: TokenBucketParams, want = cost): TokenBucketVerdict {
+/**
+ * `tat` is the stored TAT, or 0 for a key never seen (a full bucket). With `aheadMs` > 0 (a lease),
+ * the take is allowed when `cost` units fall due within aheadMs, and takes up to `want` units
+ * that do; `dueInMs` says when the first of them falls due, the rest follow one interval apart.
+ * A refused take's retryAfterMs is when `cost` units would conform now, whatever aheadMs.
+ */
+export function takeTokens(tat: number, now: number, cost: number, p: TokenBucketParams, want = cost, aheadMs = 0): TokenBucketVerdict {
   const base = Math.max(tat, now);
   const window = p.capacity * p.intervalMs;
   const available = units(now + window - base, p);
@@ -25,23 +35,35 @@ export function takeTokens(tat: number, now: number, cost: number, p: TokenBucke
     return { allowed: false, taken: 0, remaining: available, retryAfterMs: NEVER, resetAfterMs: base - now, nextTat: tat };
   }
   const allowAt = base + cost * p.intervalMs - window;
-  if (allowAt > now + EPSILON) {
+  if (allowAt > now + aheadMs + EPSILON) {
     return { allowed: false, taken: 0, remaining: available, retryAfterMs: allowAt - now, resetAfterMs: base - now, nextTat: tat };
   }
-  const taken = Math.max(cost, Math.min(want, available));
+  const taken = Math.max(cost, Math.min(want, aheadMs > 0 ? units(now + aheadMs + window - base, p) : available));
   const nextTat = base + taken * p.intervalMs;
-  return { allowed: true, taken, remaining: units(now + window - nextTat, p), retryAfterMs: 0, resetAfterMs: nextTat - now, nextTat };
+  return {
+    allowed: true,
+    taken,
+    remaining: units(now + window - nextTat, p),
+    retryAfterMs: 0,
+    resetAfterMs: nextTat - now,
+    dueInMs: base + p.intervalMs - window - now,
+    nextTat,
+  };
 }
 
 /**
  * Settles a granted request's real cost: a negative delta refunds (never past a full bucket), a
  * positive one charges the extra, at most to an empty bucket (TAT now + burst x interval). A
  * larger charge would lock the key for longer than the limit's own horizon: a settlement can
- * drain a limit, never more.
+ * drain a limit, never more. A TAT already further ahead (units leased ahead of their time) is
+ * never pulled back by a charge; a refund moves it back by what it returns, which only moves
+ * units no sidecar holds any more (docs/leases.md).
  */
 export function settleTokens(tat: number, now: number, delta: number, p: TokenBucketParams): number {
-  const settled = Math.max(tat, now) + delta * p.intervalMs;
-  return Math.min(Math.max(settled, now), now + p.capacity * p.intervalMs);
+  const base = Math.max(tat, now);
+  const settled = base + delta * p.intervalMs;
+  if (delta < 0) return Math.max(settled, now);
+  return Math.min(settled, Math.max(base, now + p.capacity * p.intervalMs));
 }
 
 function units(ms: number, p: TokenBucketParams): number {
@@ -52,10 +74,11 @@ function units(ms: number, p: TokenBucketParams): number {
 export const tokenBucket: Algorithm<TokenBucketParams, number, TokenBucketVerdict> = {
   name: 'token_bucket',
   initial: () => 0,
-  take: (tat, now, need, want, p) => takeTokens(tat, now, need, p, want),
+  take: (tat, now, need, want, p, aheadMs) => takeTokens(tat, now, need, p, want, aheadMs),
   commit: (_tat, verdict) => verdict.nextTat,
   settle: (tat, now, _grantedAt, delta, p) => settleTokens(tat, now, delta, p),
   expiresAt: (tat) => tat,
+  scheduleStepMs: (p) => p.intervalMs,
   // 1/n of the burst, refilled at 1/n of the rate.
   share: (limit, n) => ({ ...limit, capacity: shareOfCapacity(limit.capacity, n), intervalMs: limit.intervalMs * n }),
   redis: { code: 1, keys: ['|tb'], args: (p) => [p.intervalMs, p.capacity] },

@@ -12,6 +12,11 @@ export interface Verdict {
   retryAfterMs: number;
   /** Until the limit is back to full capacity if nothing more is taken. */
   resetAfterMs: number;
+  /**
+   * For an algorithm with a schedule: ms from now until the first unit taken falls due (0 or less:
+   * at once); the rest follow one scheduleStepMs apart. Absent: every unit taken is due at once.
+   */
+  dueInMs?: number;
 }
 
 /** Slack for floating-point time arithmetic: far below a millisecond, far above rounding error. */

@@ -20,8 +20,13 @@ export interface StoreVerdict {
 export interface TakeVerdict extends StoreVerdict {
   /** Units taken from each limit (all 0 when not granted). */
   taken: number[];
-  /** Units each limit has left after the take. */
+  /** Units each limit has left after the take (due now, for a limit with a schedule). */
   left: number[];
+  /**
+   * Per limit, ms from `now` until the first unit taken falls due (0 or less: at once); the rest
+   * follow one scheduleStepMs apart (limits/algorithm.ts). 0 for limits without a schedule.
+   */
+  dueInMs: number[];
   /** Milliseconds from `now` until the soonest window of a window limit closes (Infinity if none). */
   windowEndsInMs: number;
 }
@@ -42,9 +47,11 @@ export interface Store {
   acquire(resource: Resource, scope: string, cost: number, permitId: string): Promise<StoreVerdict>;
   /**
    * Like acquire, for a lease: granted when `cost` fits every limit, and then takes up to
-   * `want[i]` units (at least the cost) from limit i. Only for resources with no concurrency limit.
+   * `want[i]` units (at least the cost) from limit i. A limit with a schedule (a token bucket)
+   * counts units that fall due within `aheadMs` of now as fitting, but never past the end of a
+   * window limit of the resource. Only for resources with no concurrency limit.
    */
-  take(resource: Resource, scope: string, cost: number, want: readonly number[]): Promise<TakeVerdict>;
+  take(resource: Resource, scope: string, cost: number, want: readonly number[], aheadMs: number): Promise<TakeVerdict>;
   /**
    * Frees the grant's concurrency slots and charges `delta` more units (a refund when negative)
    * to its rate limits. Applied at most once per permit id.

@@ -2,74 +2,10 @@
 // how they serve, that they never over-admit, and that unused budget goes back exactly once.
 import { describe, expect, it } from 'vitest';
 import { parsePolicy } from '../../src/config/load.js';
-import type { Resource } from '../../src/config/policy.js';
 import type { AcquireInput, Decision } from '../../src/decide/decision.js';
 import { Decider } from '../../src/decide/decider.js';
-import { scopeOf } from '../../src/decide/scope.js';
-import { IDLE_MS, Leases } from '../../src/lease/leases.js';
-import { MemoryStore } from '../../src/store/memory/memory-store.js';
-import type { Store } from '../../src/store/store.js';
-
-const START = Date.UTC(2026, 0, 1, 12, 0, 0);
-
-/** `extra`: more fields of the resource, each line indented by four spaces. */
-function setup(limitsYaml: string, lease = '{ enabled: true, max_fraction: 0.1, ttl: 1s }', extra = '') {
-  let now = START;
-  const clock = () => now;
-  const policy = parsePolicy(`resources:\n  - name: r\n    keys: [k]\n    lease: ${lease}\n${extra}    limits:\n${limitsYaml}`, 'p.yaml');
-  const resource = policy.resources.get('r')!;
-  const store = new MemoryStore({ maxKeys: 1000, now: clock, sweepEveryMs: 0 });
-  const takes = countTakes(store);
-  const sidecar = () => new Leases(store, { maxLeasedKeys: 1000, maxTrackedKeys: 1000, now: clock });
-  const input = (key = 'a', cost = 1): AcquireInput => ({ resource, scope: scopeOf(resource, [key]), cost });
-  return {
-    resource,
-    store,
-    takes,
-    sidecar,
-    input,
-    advance: (ms: number) => (now += ms),
-    get now() {
-      return now;
-    },
-  };
-}
-
-function countTakes(store: Store): { count: number } {
-  const counter = { count: 0 };
-  const take = store.take.bind(store);
-  store.take = (...args) => {
-    counter.count++;
-    return take(...args);
-  };
-  return counter;
-}
-
-/** What the store alone would say now, for a request of `cost`: its remaining in the deciding limit. */
-async function storeRemaining(store: Store, resource: Resource, scope: string): Promise<number> {
-  const v = await store.take(resource, scope, 1, resource.limits.map(() => 0));
-  if (v.granted) await store.refund(resource, scope, `probe-${Math.random()}`, v.taken, v.now);
-  return v.granted ? Math.min(...v.left.map((left, i) => left + v.taken[i]!)) : v.remaining;
-}
-
-interface Outcome {
-  granted: boolean;
-  /** Undefined when the store decided directly (the lease passed the request on). */
-  leased?: Decision;
-}
-
-/** Demand of `perSecond` requests, spread evenly over `ms`, through one sidecar, as the decider drives it. */
-async function demand(t: ReturnType<typeof setup>, leases: Leases, perSecond: number, ms: number): Promise<Outcome[]> {
-  const outcomes: Outcome[] = [];
-  const gap = 1000 / perSecond;
-  for (let elapsed = 0; elapsed < ms; elapsed += gap) {
-    const leased = await leases.acquire(t.input());
-    outcomes.push(leased ? { granted: leased.granted, leased } : { granted: (await directAcquire(t)).granted });
-    t.advance(gap);
-    await leases.tick();
-  }
-  return outcomes;
-}
+import { IDLE_MS } from '../../src/lease/leases.js';
+import { demand, directAcquire, leaseClock as setup, storeRemaining, type LeaseClock } from '../support/lease-clock.js';
 
 describe('leases', () => {
   it('leave a cold key to the store', async () => {
@@ -243,7 +179,7 @@ describe('leases', () => {
 
 describe('no false denials on one sidecar', () => {
   /** One sidecar as it decides: its leases, and the store for what they pass on. */
-  function sidecarOf(t: ReturnType<typeof setup>) {
+  function sidecarOf(t: LeaseClock) {
     const leases = t.sidecar();
     return { leases, decider: new Decider(t.store, { maxPermits: 1000, now: () => t.now, leases }) };
   }
@@ -351,15 +287,10 @@ describe('refunds', () => {
   it('are applied once per id, however often they are retried', async () => {
     const t = setup('      - { name: l, algorithm: fixed_window, rate: 100/1d }\n');
     const scope = t.input().scope;
-    const v = await t.store.take(t.resource, scope, 1, [30]);
+    const v = await t.store.take(t.resource, scope, 1, [30], 0);
     expect(v.taken).toEqual([30]);
     expect(await t.store.refund(t.resource, scope, 'once', [30], v.now)).toBe(true);
     expect(await t.store.refund(t.resource, scope, 'once', [30], v.now)).toBe(false);
     expect(await storeRemaining(t.store, t.resource, scope)).toBe(100);
   });
 });
-
-async function directAcquire(t: ReturnType<typeof setup>, cost = 1) {
-  const input = t.input('a', cost);
-  return t.store.acquire(input.resource, input.scope, cost, '');
-}

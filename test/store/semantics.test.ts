@@ -13,8 +13,8 @@ import type { Grant, Store as FullStore, StoreVerdict } from '../../src/store/st
 import { startRedis, type RedisProcess } from '../support/redis-server.js';
 import { checkCostAtBound, checkSettleExtremes, RATE_ALGORITHMS } from '../support/store-checks.js';
 
-/** The part of the store contract this suite covers (acquire, release with settlement, close). */
-type Store = Pick<FullStore, 'acquire' | 'release' | 'close'>;
+/** The part of the store contract this suite covers (acquire, lease takes and refunds, release with settlement, close). */
+type Store = Pick<FullStore, 'acquire' | 'take' | 'refund' | 'release' | 'close'>;
 
 const HOUR = 3_600_000;
 const DAY = 86_400_000;
@@ -496,6 +496,58 @@ describe.each(FACTORIES)('$kind store semantics', (factory) => {
       const none = await acquire(store, res, scope, 1);
       expect(none.granted).toBe(false);
       expect(none.limitName).toBe('tokens');
+    });
+  });
+
+  describe('lease takes: a slice of a token bucket\'s schedule', () => {
+    const UNIT = HOUR / 5; // 5/1h: one unit every 12 minutes, a burst of 5
+    const MINUTE = 60_000;
+
+    it('takes units up to ahead of their time, says when the first falls due, and a later request waits for all of them', async () => {
+      const res = resource([RATE_LIMITS.token_bucket]);
+      const scope = scopeOf(res, ['t']);
+      // The full burst of 5 is due now; 2 more fall due within 30 minutes (at 12 and 24).
+      const slice = await store.take(res, scope, 1, [8], 30 * MINUTE);
+      expect(slice.granted).toBe(true);
+      expect(slice.taken).toEqual([7]);
+      expect(slice.left).toEqual([0]);
+      expect(slice.dueInMs[0]!).toBeLessThanOrEqual(0); // the first of them is due at once
+      expect(slice.dueInMs[0]!).toBeCloseTo(UNIT - 5 * UNIT, -4);
+      // The 8th unit falls due at 36 minutes: an acquire is told exactly that.
+      const after = await acquire(store, res, scope);
+      expect(after.granted).toBe(false);
+      expect(after.retryAfterMs).toBeGreaterThan(3 * UNIT - MINUTE);
+      expect(after.retryAfterMs).toBeLessThanOrEqual(3 * UNIT);
+      // A take may not reach past its ahead: at 30 minutes the 8th is not there...
+      const short = await store.take(res, scope, 1, [4], 30 * MINUTE);
+      expect(short.granted).toBe(false);
+      expect(short.retryAfterMs).toBeGreaterThan(3 * UNIT - MINUTE);
+      // ...at 40 it is, and only it, due in 36 minutes.
+      const next = await store.take(res, scope, 1, [4], 40 * MINUTE);
+      expect(next.taken).toEqual([1]);
+      expect(next.dueInMs[0]!).toBeCloseTo(3 * UNIT, -4);
+    });
+
+    it('a charge never pulls a schedule leased ahead back; a refund moves it back by what it returns', async () => {
+      const res = resource([RATE_LIMITS.token_bucket]);
+      const scope = scopeOf(res, ['t']);
+      const slice = await store.take(res, scope, 1, [8], 30 * MINUTE);
+      expect(slice.taken).toEqual([7]);
+      const grant = { permitId: `p${++permitSeq}`, cost: 1, grantedAt: slice.now };
+      await store.release(res, scope, grant, 1); // settled for one more: the bucket was empty already
+      const charged = await acquire(store, res, scope);
+      expect(charged.retryAfterMs).toBeGreaterThan(3 * UNIT - MINUTE); // not 1 unit (12 minutes)
+      expect(await store.refund(res, scope, `r${++permitSeq}`, [3], slice.now)).toBe(true);
+      const refunded = await acquire(store, res, scope);
+      expect(refunded.granted).toBe(true); // 3 back: the 5th..7th units' places are free again
+      expect(refunded.remaining).toBe(0);
+    });
+
+    it('a window limit is leased as before: every unit due at once', async () => {
+      const res = resource([RATE_LIMITS.fixed_window]);
+      const scope = scopeOf(res, ['t']);
+      const v = await store.take(res, scope, 1, [3], 30 * MINUTE);
+      expect(v).toMatchObject({ granted: true, taken: [3], left: [2], dueInMs: [0] });
     });
   });
 

@@ -63,22 +63,24 @@ export class MemoryStore implements Store {
     return verdict;
   }
 
-  async take(resource: Resource, scope: string, cost: number, want: readonly number[]): Promise<TakeVerdict> {
-    const decided = this.decide(resource, scope, cost, want, '');
-    if (!decided) {
-      const none = resource.limits.map(() => 0);
-      return { ...this.full(), taken: none, left: none, windowEndsInMs: Number.POSITIVE_INFINITY };
-    }
-    const { verdicts, ...verdict } = decided;
+  async take(resource: Resource, scope: string, cost: number, want: readonly number[], aheadMs: number): Promise<TakeVerdict> {
+    const now = this.now();
     let windowEndsInMs = Number.POSITIVE_INFINITY;
     for (const limit of resource.limits) {
-      const endsIn = algorithmOf(limit).windowEndsInMs?.(verdict.now, limit);
+      const endsIn = algorithmOf(limit).windowEndsInMs?.(now, limit);
       if (endsIn !== undefined) windowEndsInMs = Math.min(windowEndsInMs, endsIn);
     }
+    const decided = this.decide(resource, scope, cost, want, '', Math.min(aheadMs, windowEndsInMs));
+    if (!decided) {
+      const none = resource.limits.map(() => 0);
+      return { ...this.full(), taken: none, left: none, dueInMs: none, windowEndsInMs: Number.POSITIVE_INFINITY };
+    }
+    const { verdicts, ...verdict } = decided;
     return {
       ...verdict,
       taken: verdicts.map((v) => (verdict.granted ? v.taken : 0)),
       left: verdicts.map((v) => v.remaining),
+      dueInMs: verdicts.map((v) => (verdict.granted ? (v.dueInMs ?? 0) : 0)),
       windowEndsInMs,
     };
   }
@@ -131,13 +133,13 @@ export class MemoryStore implements Store {
     for (const [id, until] of this.settled) if (until <= now) this.settled.delete(id);
   }
 
-  private decide(resource: Resource, scope: string, cost: number, want: readonly number[] | undefined, permitId: string) {
+  private decide(resource: Resource, scope: string, cost: number, want: readonly number[] | undefined, permitId: string, aheadMs = 0) {
     const now = this.now();
     const entry = this.entry(resource, scope, now);
     if (!entry) return undefined;
     const verdicts: Verdict[] = resource.limits.map((limit, i) => {
       const need = costFor(limit, cost);
-      return algorithmOf(limit).take(entry.states[i], now, need, Math.max(need, want?.[i] ?? need), limit);
+      return algorithmOf(limit).take(entry.states[i], now, need, Math.max(need, want?.[i] ?? need), limit, aheadMs);
     });
     const decider = decidingLimit(verdicts);
     const granted = verdicts.every((v) => v.allowed);

@@ -110,10 +110,10 @@ export class RedisStore implements Store {
     return this.call<number[]>('sluiceAcquire', [keys.length, ...keys, cost, permitId, ...plan.limitArgs]).then(verdictOf, lateVerdict);
   }
 
-  take(resource: Resource, scope: string, cost: number, want: readonly number[]): Promise<TakeVerdict> {
+  take(resource: Resource, scope: string, cost: number, want: readonly number[], aheadMs: number): Promise<TakeVerdict> {
     const plan = this.plan(resource);
     const keys = this.keys(plan, scope);
-    return this.call<number[]>('sluiceAcquire', [keys.length, ...keys, cost, '', ...plan.limitArgs, ...want]).then(takeVerdictOf, lateTakeVerdict);
+    return this.call<number[]>('sluiceAcquire', [keys.length, ...keys, cost, '', ...plan.limitArgs, ...want, aheadMs]).then(takeVerdictOf, lateTakeVerdict);
   }
 
   async release(resource: Resource, scope: string, grant: Grant, delta: number): Promise<void> {
@@ -249,12 +249,15 @@ const lateTakeVerdict = lateAs(takeVerdictOf);
 function takeVerdictOf(reply: number[]): TakeVerdict {
   const taken: number[] = [];
   const left: number[] = [];
-  for (let i = 7; i < reply.length; i += 2) {
+  const dueInMs: number[] = [];
+  for (let i = 7; i < reply.length; i += 3) {
     taken.push(reply[i]!);
     left.push(reply[i + 1]!);
+    // Whole microseconds, rounded up by the script: a unit is never taken to be due sooner.
+    dueInMs.push(reply[i + 2]! / 1_000);
   }
   const windowEnds = reply[6]!;
-  return { ...verdictOf(reply), taken, left, windowEndsInMs: windowEnds < 0 ? Number.POSITIVE_INFINITY : windowEnds };
+  return { ...verdictOf(reply), taken, left, dueInMs, windowEndsInMs: windowEnds < 0 ? Number.POSITIVE_INFINITY : windowEnds };
 }
 
 /** The head of acquire.lua's reply. */

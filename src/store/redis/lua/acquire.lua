@@ -16,9 +16,13 @@
 --            4 concurrency     a = ttl ms,               b = capacity
 --          per_request 1: the limit counts 1 per request instead of the cost
 -- ARGV[4+4n .. 3+5n]  optional, for a lease: want per limit (units to take if there)
+-- ARGV[4+5n]  with want, for a lease: ahead_ms: a token bucket counts units that fall due within
+--          ahead_ms of now (but before the soonest window end) as there: a slice of its schedule
 -- Returns  {granted 0|1, decider (1-based limit), remaining, retry_after_ms (-1 = never),
 --           reset_after_ms, now_ms, window_ends_in_ms (-1 = no window limit),
---           then per limit: taken, left}
+--           then per limit: taken, left, due_in_us}
+--          due_in_us: whole microseconds from now, rounded up, until the first unit taken falls
+--          due (0 or less: at once); a token bucket's next units follow one interval apart.
 --          The decider is the limit that denies longest, or on a grant the one with least left.
 -- Time is Redis TIME, never the caller's clock. Every key written gets a TTL.
 -- Loaded after prelude.lua (store_now, load_fixed_window, load_sliding_window).
@@ -30,8 +34,17 @@ local now = store_now()
 local cost = tonumber(ARGV[1])
 local permit = ARGV[2]
 local n = tonumber(ARGV[3])
-local leasing = #ARGV >= 3 + 5 * n
+local leasing = #ARGV >= 4 + 5 * n
 local window_ends = NEVER
+local ahead = 0
+if leasing then
+  ahead = tonumber(ARGV[4 + 5 * n])
+  -- Units due after a window of the resource closes could not be served with that window's.
+  for i = 1, n do
+    local algorithm, period = tonumber(ARGV[4 + 4 * (i - 1)]), tonumber(ARGV[5 + 4 * (i - 1)])
+    if algorithm == 2 or algorithm == 3 then ahead = math.min(ahead, (math.floor(now / period) + 1) * period - now) end
+  end
+end
 
 local function floor_units(x)
   if x < 0 then return 0 end
@@ -43,8 +56,11 @@ local function take_of(need, want, available)
 end
 
 -- Each check takes the units `need` this limit counts for the request and `want` for a lease,
--- and returns allowed, taken, left, retry_after, reset_after, and a function that commits.
+-- and returns allowed, taken, left, retry_after, reset_after, a function that commits, and for
+-- a schedule the ms until the first unit taken falls due.
 
+-- The TAT is a schedule: the unit that moves it to t falls due at t - burst x interval. A lease
+-- may take units up to `ahead` ms before they fall due; it serves none of them sooner.
 local function token_bucket(key, need, want, interval, burst)
   local tat = tonumber(redis.call('GET', key)) or 0
   local base = math.max(tat, now)
@@ -52,12 +68,13 @@ local function token_bucket(key, need, want, interval, burst)
   local available = floor_units((now + window - base) / interval)
   if need > burst then return false, 0, available, NEVER, base - now end
   local allow_at = base + need * interval - window
-  if allow_at > now + EPSILON then return false, 0, available, allow_at - now, base - now end
+  if allow_at > now + ahead + EPSILON then return false, 0, available, allow_at - now, base - now end
+  if ahead > 0 then available = floor_units((now + ahead + window - base) / interval) end
   local taken = take_of(need, want, available)
   local next_tat = base + taken * interval
   return true, taken, floor_units((now + window - next_tat) / interval), 0, next_tat - now, function()
     redis.call('SET', key, string.format('%.3f', next_tat), 'PX', math.ceil(next_tat - now) + 1)
-  end
+  end, base + interval - window - now
 end
 
 local function fixed_window(key, need, want, period, capacity)
@@ -143,7 +160,7 @@ local function concurrency(set, total, need, ttl, capacity)
   end
 end
 
-local commits, taken, left = {}, {}, {}
+local commits, taken, left, due_in = {}, {}, {}, {}
 local granted = true
 local decider, decider_remaining, decider_retry, decider_reset = 0, 0, 0, 0
 local tightest = NEVER
@@ -155,9 +172,9 @@ for i = 1, n do
   if ARGV[at + 3] == '1' then need = 1 end
   local want = need
   if leasing then want = math.max(need, tonumber(ARGV[3 + 4 * n + i])) end
-  local allowed, took, remaining, retry, reset, commit
+  local allowed, took, remaining, retry, reset, commit, due
   if algorithm == 1 then
-    allowed, took, remaining, retry, reset, commit = token_bucket(KEYS[key], need, want, a, b)
+    allowed, took, remaining, retry, reset, commit, due = token_bucket(KEYS[key], need, want, a, b)
   elseif algorithm == 2 then
     allowed, took, remaining, retry, reset, commit = fixed_window(KEYS[key], need, want, a, b)
   elseif algorithm == 3 then
@@ -176,7 +193,7 @@ for i = 1, n do
     tightest = remaining
     decider, decider_remaining, decider_retry, decider_reset = i, remaining, 0, reset
   end
-  commits[i], taken[i], left[i] = commit, took, remaining
+  commits[i], taken[i], left[i], due_in[i] = commit, took, remaining, due or 0
 end
 
 if granted then
@@ -191,5 +208,6 @@ local reply = {granted and 1 or 0, decider, decider_remaining, retry_ms, math.ce
 for i = 1, n do
   reply[#reply + 1] = granted and taken[i] or 0
   reply[#reply + 1] = left[i]
+  reply[#reply + 1] = granted and math.ceil(due_in[i] * 1000 - EPSILON) or 0
 end
 return reply

@@ -28,9 +28,17 @@ local taken_at = tonumber(ARGV[4 + 5 * n]) or now
 -- Each settles one limit from what it reads and returns the function that writes the result,
 -- or nil when nothing changes.
 
+-- A TAT leased ahead of now + burst (units taken before they fall due) is never pulled back by a
+-- charge; a refund moves it back by what it returns.
 local function token_bucket(key, delta, interval, burst)
   local tat = tonumber(redis.call('GET', key)) or 0
-  local next_tat = math.min(math.max(math.max(tat, now) + delta * interval, now), now + burst * interval)
+  local base = math.max(tat, now)
+  local next_tat = base + delta * interval
+  if delta < 0 then
+    next_tat = math.max(next_tat, now)
+  else
+    next_tat = math.min(next_tat, math.max(base, now + burst * interval))
+  end
   if next_tat > now then
     return function() redis.call('SET', key, string.format('%.3f', next_tat), 'PX', math.ceil(next_tat - now) + 1) end
   end
