@@ -51,7 +51,7 @@ export interface Resource {
 
 export interface LeaseSettings {
   enabled: boolean;
-  /** Largest block one sidecar takes, as a fraction of a limit's capacity. */
+  /** Largest take of one sidecar, as a fraction of a limit (lease/demand.ts blockSize says of what). */
   maxFraction: number;
   /** How long leased budget may be served before what is left goes back. */
   ttlMs: number;
