@@ -1,23 +1,35 @@
 // How much budget a sidecar should lease for a key: pure arithmetic over the key's recent demand.
 
-/** An exponentially decaying event rate. Mutated in place: it lives on a hot path. */
-export interface DecayingRate {
-  /** Events per second, as of `at`. */
-  perSecond: number;
+/**
+ * A key's recent demand on this sidecar, decaying exponentially: requests and the units they
+ * cost, per second, as of `at`. Both decay together, so a request costs one Math.exp. Mutated in
+ * place: it lives on a hot path.
+ */
+export interface Demand {
+  requests: number;
+  units: number;
   at: number;
 }
 
 /** Demand is averaged over about this long: short enough to follow a burst, long enough to be steady. */
 export const DEMAND_WINDOW_MS = 1_000;
 
-export function observe(rate: DecayingRate, now: number, amount: number): void {
-  const decay = now > rate.at ? Math.exp((rate.at - now) / DEMAND_WINDOW_MS) : 1;
-  rate.perSecond = rate.perSecond * decay + (amount * 1000) / DEMAND_WINDOW_MS;
-  rate.at = Math.max(now, rate.at);
+/** Counts one request of `cost` units at `now`. */
+export function observe(demand: Demand, now: number, cost: number): void {
+  if (now > demand.at) {
+    const decay = Math.exp((demand.at - now) / DEMAND_WINDOW_MS);
+    demand.requests *= decay;
+    demand.units *= decay;
+    demand.at = now;
+  }
+  demand.requests += 1000 / DEMAND_WINDOW_MS;
+  demand.units += (cost * 1000) / DEMAND_WINDOW_MS;
 }
 
-export function rateAt(rate: DecayingRate, now: number): number {
-  return now > rate.at ? rate.perSecond * Math.exp((rate.at - now) / DEMAND_WINDOW_MS) : rate.perSecond;
+/** Requests per second at `now`, or units per second for a limit that counts cost. */
+export function demandAt(demand: Demand, now: number, countsRequests: boolean): number {
+  const perSecond = countsRequests ? demand.requests : demand.units;
+  return now > demand.at ? perSecond * Math.exp((demand.at - now) / DEMAND_WINDOW_MS) : perSecond;
 }
 
 /** A lease covers about this much of the local demand, so refills are rare but blocks small. */

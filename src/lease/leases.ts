@@ -9,7 +9,7 @@ import { denialReason, denied, granted, type AcquireInput, type Decision } from 
 import { algorithmOf } from '../limits/registry.js';
 import type { Store, TakeVerdict } from '../store/store.js';
 import { StoreUnavailable } from '../guard/store-unavailable.js';
-import { blockSize, LEASE_HORIZON_MS, MIN_LEASED_REQUESTS, observe, rateAt, type DecayingRate } from './demand.js';
+import { blockSize, demandAt, LEASE_HORIZON_MS, MIN_LEASED_REQUESTS, observe, type Demand } from './demand.js';
 import { HeldUnits } from './held-units.js';
 
 /** A lease unused this long goes back before its ttl: demand has moved on. */
@@ -53,8 +53,7 @@ interface LeaseState {
   /** Requests waiting on a take, and what they cost: the next take asks for at least that much. */
   waitingRequests: number;
   waitingCost: number;
-  requests: DecayingRate;
-  costs: DecayingRate;
+  demand: Demand;
   lastUsed: number;
 }
 
@@ -85,7 +84,7 @@ export class Leases {
    * Request rates of keys with no lease state: most keys stay cold, and a rate is all they need
    * until they are hot enough to lease. Kept apart so that many cold keys cost little memory.
    */
-  private readonly cold = new Map<string, DecayingRate>();
+  private readonly cold = new Map<string, Demand>();
   /** The states holding units: the only ones a tick has to look at. */
   private readonly holding = new Set<LeaseState>();
   private lastSweep = 0;
@@ -150,7 +149,7 @@ export class Leases {
     if (outcome === 'denied') return null;
     // The store failed on the take: asking it again now would only wait out another deadline.
     if (outcome !== null && outcome !== 'units') throw outcome.failed;
-    if (!state.refill && rateAt(state.requests, now) * LEASE_HORIZON_MS < MIN_LEASED_REQUESTS * 1000) return null;
+    if (!state.refill && !isHot(demandAt(state.demand, now, true))) return null;
     return TAKE;
   }
 
@@ -160,17 +159,16 @@ export class Leases {
     if (state && state.resource !== input.resource) {
       // The policy was reloaded with new numbers for this resource: the key is as hot as it
       // was, and what its old lease holds goes back now (warmUp), taken under the old numbers.
-      observe(state.requests, now, 1);
-      state = this.warmUp(input, state.requests, now);
+      observe(state.demand, now, input.cost);
+      state = this.warmUp(input, state.demand, now);
     } else if (!state) {
-      const rate = this.coldRate(input.scope, now);
-      observe(rate, now, 1);
-      if (rate.perSecond * LEASE_HORIZON_MS < MIN_LEASED_REQUESTS * 1000) return null;
+      const demand = this.coldDemand(input.scope, now);
+      observe(demand, now, input.cost);
+      if (!isHot(demand.requests)) return null;
       this.cold.delete(input.scope);
-      state = this.warmUp(input, rate, now);
+      state = this.warmUp(input, demand, now);
     } else {
-      observe(state.requests, now, 1);
-      observe(state.costs, now, input.cost);
+      observe(state.demand, now, input.cost);
     }
     state.lastUsed = now;
     return state;
@@ -204,7 +202,7 @@ export class Leases {
       for (const [scope, state] of this.states) {
         if (!state.refill && !this.holding.has(state) && now - state.lastUsed >= SWEEP_EVERY_MS && now >= state.deniedUntil) this.states.delete(scope);
       }
-      for (const [scope, rate] of this.cold) if (now - rate.at >= SWEEP_EVERY_MS) this.cold.delete(scope);
+      for (const [scope, demand] of this.cold) if (now - demand.at >= SWEEP_EVERY_MS) this.cold.delete(scope);
     }
     await Promise.all(returning);
   }
@@ -284,7 +282,7 @@ export class Leases {
     if (state.refill || state.deniedUntil > now) return false;
     const limits = state.resource.limits;
     for (let i = 0; i < limits.length; i++) {
-      const perSecond = limits[i]!.countsRequests ? rateAt(state.requests, now) : rateAt(state.costs, now);
+      const perSecond = demandAt(state.demand, now, limits[i]!.countsRequests);
       // Less held than half a horizon of demand: the take will be back before it is gone.
       if (state.held[i]!.total * 2000 < perSecond * LEASE_HORIZON_MS) return true;
     }
@@ -296,7 +294,7 @@ export class Leases {
     const want = state.resource.limits.map((limit, i) =>
       Math.max(
         blockSize({
-          demandPerSecond: limit.countsRequests ? rateAt(state.requests, now) : rateAt(state.costs, now),
+          demandPerSecond: demandAt(state.demand, now, limit.countsRequests),
           capacity: limit.capacity,
           maxFraction: state.resource.lease.maxFraction,
           storeLeft: state.storeLeft[i]!,
@@ -391,18 +389,18 @@ export class Leases {
     }
   }
 
-  private coldRate(scope: string, now: number): DecayingRate {
-    let rate = this.cold.get(scope);
-    if (!rate) {
-      rate = { perSecond: 0, at: now };
-      this.cold.set(scope, rate);
+  private coldDemand(scope: string, now: number): Demand {
+    let demand = this.cold.get(scope);
+    if (!demand) {
+      demand = { requests: 0, units: 0, at: now };
+      this.cold.set(scope, demand);
       if (this.cold.size > this.options.maxTrackedKeys) this.cold.delete(this.cold.keys().next().value!);
     }
-    return rate;
+    return demand;
   }
 
   /** Lease state for a key that has become hot, its request rate carried over. */
-  private warmUp(input: AcquireInput, requests: DecayingRate, now: number): LeaseState {
+  private warmUp(input: AcquireInput, demand: Demand, now: number): LeaseState {
     const old = this.states.get(input.scope);
     if (old && this.holding.has(old)) void this.giveBack(old);
     const { limits, lease } = input.resource;
@@ -422,10 +420,7 @@ export class Leases {
       denial: null,
       waitingRequests: 0,
       waitingCost: 0,
-      requests,
-      // Costs were not tracked while cold: take the recent requests, this one included, to cost
-      // what this one does.
-      costs: { perSecond: requests.perSecond * input.cost, at: now },
+      demand,
       lastUsed: now,
     };
     this.states.set(input.scope, state);
@@ -448,6 +443,11 @@ const sentinel = Math.floor(Math.random() * 2 ** 32).toString(36);
 
 /** How often keys with nothing leased and no recent demand are forgotten. */
 const SWEEP_EVERY_MS = 10_000;
+
+/** Enough requests per second that a lease serves more than it would strand. */
+function isHot(requestsPerSecond: number): boolean {
+  return requestsPerSecond * LEASE_HORIZON_MS >= MIN_LEASED_REQUESTS * 1000;
+}
 
 function holdsAny(state: LeaseState): boolean {
   return state.held.some((held) => held.total > 0);
