@@ -149,6 +149,11 @@ export async function runPhase(phase: Phase, clients: readonly RateLimiterClient
       granted: shares.granted.map((x) => roundTo(x, 4)),
       shareError: roundTo(shares.shareError, 4),
     },
-    retry: retry && { ...retry, retryEarly: roundTo(retry.retryEarly, 4), retryLateMs: roundTo(retry.retryLateMs, 2) },
+    retry: retry && {
+      ...retry,
+      retryEarly: roundTo(retry.retryEarly, 4),
+      retryLateMs: roundTo(retry.retryLateMs, 2),
+      retryAfterMs: roundTo(retry.retryAfterMs, 2),
+    },
   };
 }

@@ -18,6 +18,8 @@ export interface RetryTruth {
   retryEarly: number;
   /** Median over the judged denials of max(0, g - (t + r)), ms: how long after retry_after the next grant came. */
   retryLateMs: number;
+  /** Median r of the judged denials, ms: with r at most EARLY_SLACK_MS no grant can be early. */
+  retryAfterMs: number;
 }
 
 /**
@@ -30,6 +32,7 @@ export interface RetryTruth {
 export function retryTruth(log: AnswerLog, sidecars: number): RetryTruth {
   const nextGrantAt = new Float64Array(sidecars).fill(Number.NaN);
   const lateMs = new Float64Array(log.count);
+  const retryAfterMs = new Float64Array(log.count);
   let denials = 0;
   let judged = 0;
   let early = 0;
@@ -45,7 +48,15 @@ export function retryTruth(log: AnswerLog, sidecars: number): RetryTruth {
     const retryAt = log.sentAt[n]! + log.retryAfterMs[n]!;
     if (Number.isNaN(g) || Number.isNaN(retryAt)) continue;
     if (g < retryAt - EARLY_SLACK_MS) early++;
+    retryAfterMs[judged] = log.retryAfterMs[n]!;
     lateMs[judged++] = Math.max(0, g - retryAt);
   }
-  return { denials, judged, early, retryEarly: judged > 0 ? early / judged : Number.NaN, retryLateMs: median(lateMs.subarray(0, judged)) };
+  return {
+    denials,
+    judged,
+    early,
+    retryEarly: judged > 0 ? early / judged : Number.NaN,
+    retryLateMs: median(lateMs.subarray(0, judged)),
+    retryAfterMs: median(retryAfterMs.subarray(0, judged)),
+  };
 }

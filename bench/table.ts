@@ -170,7 +170,8 @@ export function accuracyTable(result: AccuracyResult): string {
     p.shares && p.retry
       ? [
           `${rows[i]![0]}: sent ${fmt(p.sentPerS)}/s; per sidecar, demand ${percents(p.shares.demand)}, grants ${percents(p.shares.granted)}; ` +
-            `retry_after: ${fmt(p.retry.judged)} of ${fmt(p.retry.denials)} denials followed by a grant on their sidecar, ${fmt(p.retry.early)} of them more than ${EARLY_SLACK_MS} ms early`,
+            `retry_after: ${fmt(p.retry.judged)} of ${fmt(p.retry.denials)} denials followed by a grant on their sidecar, ${fmt(p.retry.early)} of them more than ${EARLY_SLACK_MS} ms early ` +
+            `(median retry_after ${fmt(p.retry.retryAfterMs, 1)} ms)`,
         ]
       : [],
   );

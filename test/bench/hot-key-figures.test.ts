@@ -83,14 +83,14 @@ describe('retryTruth', () => {
     // Denied at 0 for 20 ms, granted at 10: early. Denied at 100 for 12 ms, granted at 110: 2 ms
     // before, within the slack, and 0 ms late.
     const truth = retryTruth(logOf([[0, 0, 'd', 20], [0, 10, 'g'], [0, 100, 'd', 12], [0, 110, 'g']]), 1);
-    expect(truth).toEqual({ denials: 2, judged: 2, early: 1, retryEarly: 0.5, retryLateMs: 0 });
+    expect(truth).toEqual({ denials: 2, judged: 2, early: 1, retryEarly: 0.5, retryLateMs: 0, retryAfterMs: 16 });
   });
 
   it('judges a denial only by later grants on its own sidecar', () => {
     // Sidecar 1 grants at once; sidecar 0's next grant comes 10 ms after its retry_after. The
     // grant on sidecar 0 before the denial does not count.
     const truth = retryTruth(logOf([[0, 0, 'g'], [0, 1, 'd', 20], [1, 2, 'g'], [0, 31, 'g']]), 2);
-    expect(truth).toEqual({ denials: 1, judged: 1, early: 0, retryEarly: 0, retryLateMs: 10 });
+    expect(truth).toEqual({ denials: 1, judged: 1, early: 0, retryEarly: 0, retryLateMs: 10, retryAfterMs: 20 });
   });
 
   it('judges every denial made while windows were open against the grant that ends them', () => {
@@ -107,11 +107,13 @@ describe('retryTruth', () => {
     expect(truth.judged).toBe(0);
     expect(truth.retryEarly).toBeNaN();
     expect(truth.retryLateMs).toBeNaN();
+    expect(truth.retryAfterMs).toBeNaN();
   });
 
-  it('takes the median lateness', () => {
-    const truth = retryTruth(logOf([[0, 0, 'd', 1], [0, 3, 'g'], [0, 10, 'd', 1], [0, 20, 'g'], [0, 30, 'd', 1], [0, 35, 'g']]), 1);
-    expect(truth.retryLateMs).toBe(4);
+  it('takes the median lateness and the median retry_after', () => {
+    const truth = retryTruth(logOf([[0, 0, 'd', 1], [0, 3, 'g'], [0, 10, 'd', 1], [0, 20, 'g'], [0, 30, 'd', 2], [0, 35, 'g']]), 1);
+    expect(truth.retryLateMs).toBe(3);
+    expect(truth.retryAfterMs).toBe(1);
   });
 });
 

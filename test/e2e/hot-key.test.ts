@@ -62,7 +62,7 @@ describe('a hot key at twice its limit, four sidecars with leases, demand dealt 
       `hot key, 4 sidecars: sent ${r.sent} at ${r.sentPerS}/s over ${r.elapsedS} s, granted ${r.granted} of ${r.allowed} allowed ` +
         `(ideal ${r.ideal}); utilisation ${r.utilisation}, calls per grant ${r.redisCommands.callsPerGrant}, ` +
         `demand ${percents(r.shares!.demand)} %, grants ${percents(r.shares!.granted)} %, share error ${r.shares!.shareError}, ` +
-        `retry early ${r.retry!.retryEarly} (${r.retry!.early} of ${r.retry!.judged} judged), late median ${r.retry!.retryLateMs} ms; ` +
+        `retry early ${r.retry!.retryEarly} (${r.retry!.early} of ${r.retry!.judged} judged), late median ${r.retry!.retryLateMs} ms, retry_after median ${r.retry!.retryAfterMs} ms; ` +
         `decided_by ${JSON.stringify(r.decidedBy)}`,
     );
     expect(r.sent).toBe(2 * RATE_PER_S * DEMAND_S);
