@@ -8,6 +8,7 @@ import {
   type ServiceError,
 } from '@grpc/grpc-js';
 import { serviceOf, sluicePackage } from '../src/grpc/proto.js';
+import type { Duration } from '../test/support/client.js';
 import { DENIED, FAILED, GRANTED, type Complete, type Target } from './load.js';
 
 const RateLimiter = makeGenericClientConstructor(serviceOf(sluicePackage, 'sluice.v1.RateLimiter'), 'RateLimiter');
@@ -21,6 +22,8 @@ export interface WireRequest {
 
 export interface WireResponse {
   granted: boolean;
+  /** Set on a denial: when to ask again. */
+  retry_after: Duration | null;
   decided_by: string;
   request_id: string;
 }

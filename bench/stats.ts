@@ -3,9 +3,9 @@
 // range the rounds covered, says how far a figure can be trusted. Pure: no I/O, no clock.
 
 /** The middle of the values (the mean of the two middle ones for an even count); NaN when empty. */
-export function median(values: readonly number[]): number {
-  if (values.length === 0) return Number.NaN;
+export function median(values: Iterable<number>): number {
   const sorted = [...values].sort((a, b) => a - b);
+  if (sorted.length === 0) return Number.NaN;
   const mid = sorted.length >> 1;
   return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }

@@ -6,6 +6,7 @@ import type { OutageResult } from './outage.js';
 import type { OverloadResult, OverloadRun } from './overload.js';
 import type { Pass } from './pass.js';
 import { cellsOf, figuresByRound, floorOf, peersOf, ratiosByRound, sameCell, type Figure } from './ratios.js';
+import { EARLY_SLACK_MS } from './retry-truth.js';
 import { scenarioName, type Cell, type ScenarioResult } from './scenario.js';
 import { summarise, type Bound, type Summary } from './stats.js';
 import { sumTallies } from './tally.js';
@@ -134,6 +135,9 @@ export function accuracyTable(result: AccuracyResult): string {
     fmt(p.failed),
     fmt(p.redisCommands.callsPerGrant, 4),
     fmt(p.redisCommands.perGrant, 4),
+    fmt(p.shares?.shareError, 3),
+    p.retry ? `${fmt(p.retry.retryEarly * 100, 2)}%` : '-',
+    fmt(p.retry?.retryLateMs, 1),
   ]);
   const table = renderTable(
     [
@@ -152,15 +156,28 @@ export function accuracyTable(result: AccuracyResult): string {
       'failed',
       'calls/grant',
       'cmds/grant',
+      'share error',
+      'retry early',
+      'late ms',
     ],
     rows,
   );
   const decided = result.phases
-    .map((p) => `${rows[result.phases.indexOf(p)]![0]}: decided_by ${tallyText(p.decidedBy)}`)
+    .map((p, i) => `${rows[i]![0]}: decided_by ${tallyText(p.decidedBy)}`)
     .join('\n');
+  const percents = (shares: number[]) => `${shares.map((x) => fmt(x * 100, 1)).join(' / ')} %`;
+  const split = result.phases.flatMap((p, i) =>
+    p.shares && p.retry
+      ? [
+          `${rows[i]![0]}: sent ${fmt(p.sentPerS)}/s; per sidecar, demand ${percents(p.shares.demand)}, grants ${percents(p.shares.granted)}; ` +
+            `retry_after: ${fmt(p.retry.judged)} of ${fmt(p.retry.denials)} denials followed by a grant on their sidecar, ${fmt(p.retry.early)} of them more than ${EARLY_SLACK_MS} ms early ` +
+            `(median retry_after ${fmt(p.retry.retryAfterMs, 1)} ms)`,
+        ]
+      : [],
+  );
   const mem = `sidecar RSS MB before ${result.phases.at(-1)?.phase ?? 'many keys'}: ${result.rssMbBeforeManyKeys.join(' ')}; after: ${result.rssMbAfterManyKeys.join(' ')}`;
   const cpu = `sidecar CPU s over all phases: ${result.sidecarCpuS.join(' ')}`;
-  return [table, decided, mem, cpu].join('\n');
+  return [table, decided, ...split, mem, cpu].join('\n');
 }
 
 /**

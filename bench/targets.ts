@@ -1,6 +1,7 @@
 // sluice's targets, in one table, and what a run says about each: the median and spread of its
 // values over the rounds, and a verdict that is "met" only when the whole spread is on the good
 // side of the bound. Invariants (`everyRun`) are not met as soon as one run breaks them.
+import type { PhaseResult } from './accuracy-phase.js';
 import type { AccuracyResult } from './accuracy.js';
 import type { MemoryResult } from './memory.js';
 import type { OverloadResult } from './overload.js';
@@ -20,7 +21,7 @@ type Source =
   /** The cell's own figure, per round. */
   | { from: 'load'; pass: PassName; cell: Cell; figure: Figure }
   /** Per round of a phase of the accuracy run. */
-  | { from: 'accuracy'; phase: 'hot' | 'many'; figure: 'callsPerGrant' | 'utilisation' | 'overshoot' }
+  | { from: 'accuracy'; phase: 'hot' | 'many'; figure: 'callsPerGrant' | 'utilisation' | 'overshoot' | 'shareError' | 'retryEarly' }
   /** Peak RSS of the memory run on one store. */
   | { from: 'memory'; store: 'redis' | 'memory' }
   /** Granted ÷ allowed, or the answers made by the failure policy, of every overload run. */
@@ -51,6 +52,8 @@ export const TARGETS: readonly Target[] = [
   { text: 'hot key at its limit (4 sidecars, 2x demand): script calls per grant', bound: { at: 'most', value: 0.05 }, source: { from: 'accuracy', phase: 'hot', figure: 'callsPerGrant' } },
   { text: 'hot key at its limit: utilisation of what the limit allows', bound: { at: 'least', value: 0.98 }, source: { from: 'accuracy', phase: 'hot', figure: 'utilisation' } },
   { text: 'hot key at its limit: overshoot (grants above the limit)', bound: { at: 'most', value: 0, everyRun: true }, source: { from: 'accuracy', phase: 'hot', figure: 'overshoot' } },
+  { text: "hot key at its limit: each sidecar's share of grants within 10% of its share of demand", bound: { at: 'most', value: 0.1 }, source: { from: 'accuracy', phase: 'hot', figure: 'shareError' } },
+  { text: 'hot key at its limit: denials granted on their sidecar over 5 ms before their retry_after', bound: { at: 'most', value: 0.01 }, source: { from: 'accuracy', phase: 'hot', figure: 'retryEarly' } },
   { text: '10,000 keys, each asked through changing sidecars: overshoot', bound: { at: 'most', value: 0, everyRun: true }, source: { from: 'accuracy', phase: 'many', figure: 'overshoot' } },
   { text: '100,000 active keys, Redis with leases: peak RSS MB', bound: { at: 'most', value: 150, everyRun: true }, source: { from: 'memory', store: 'redis' } },
   { text: '100,000 active keys, memory store: peak RSS MB', bound: { at: 'most', value: 150, everyRun: true }, source: { from: 'memory', store: 'memory' } },
@@ -119,13 +122,27 @@ function valuesOf(source: Source, parts: RunParts): { values: number[]; minRound
     }
     case 'accuracy': {
       const phases = (parts.accuracy?.phases ?? []).filter((p) => (source.phase === 'hot') === (p.keys === 1));
-      const value = (p: (typeof phases)[number]) =>
-        source.figure === 'callsPerGrant' ? p.redisCommands.callsPerGrant : source.figure === 'utilisation' ? p.granted / p.allowed : p.overshoot;
-      return { values: phases.map(value), minRounds: source.phase === 'hot' ? MIN_ROUNDS : 1 };
+      return { values: phases.map((p) => accuracyFigure(p, source.figure)), minRounds: source.phase === 'hot' ? MIN_ROUNDS : 1 };
     }
     case 'memory':
       return { values: (parts.memory?.runs ?? []).filter((r) => r.store === source.store).map((r) => r.rssMbPeak), minRounds: 1 };
     case 'overload':
       return { values: (parts.overload?.runs ?? []).map((r) => r[source.figure]), minRounds: 1 };
+  }
+}
+
+/** A phase's figure; NaN (not measured) for one the phase has not (shares and retry_after: one key only). */
+function accuracyFigure(p: PhaseResult, figure: (Source & { from: 'accuracy' })['figure']): number {
+  switch (figure) {
+    case 'callsPerGrant':
+      return p.redisCommands.callsPerGrant;
+    case 'utilisation':
+      return p.granted / p.allowed;
+    case 'overshoot':
+      return p.overshoot;
+    case 'shareError':
+      return p.shares?.shareError ?? Number.NaN;
+    case 'retryEarly':
+      return p.retry?.retryEarly ?? Number.NaN;
   }
 }

@@ -1,6 +1,7 @@
 // The targets table read against made-up runs: the right cells, per-round ratios, the verdict, and
 // nothing said about a part the run left out.
 import { describe, expect, it } from 'vitest';
+import type { PhaseResult } from '../../bench/accuracy-phase.js';
 import type { Pass } from '../../bench/pass.js';
 import type { ScenarioResult } from '../../bench/scenario.js';
 import { evaluate, TARGETS, type RunParts } from '../../bench/targets.js';
@@ -33,5 +34,32 @@ describe('evaluate', () => {
   it('says nothing about a part the run left out, and "not measured" about a cell that did not run', () => {
     expect(evaluate(P50_AT_1, parts([run('floor', 0, 100)], 1))).toBeNull();
     expect(evaluate(P50_AT_1, parts([run('floor', 0, 100)]))!.verdict).toBe('not measured');
+  });
+});
+
+describe('the hot key targets of the accuracy run', () => {
+  const SHARES = TARGETS.find((t) => t.text.includes('share of grants within 10%'))!;
+  const RETRY = TARGETS.find((t) => t.text.includes('retry_after'))!;
+  const hot = (shareError: number, retryEarly: number) =>
+    ({ keys: 1, shares: { demand: [], granted: [], shareError }, retry: { retryEarly } }) as unknown as PhaseResult;
+  const many = { keys: 10_000, shares: null, retry: null } as unknown as PhaseResult;
+  const accuracy = (phases: PhaseResult[]): RunParts => ({
+    passes: [],
+    accuracy: { sidecars: 4, redisUrl: '', phases, rssMbBeforeManyKeys: [], rssMbAfterManyKeys: [], sidecarCpuS: [] },
+    memory: null,
+    overload: null,
+  });
+
+  it('read each hot round, never the many-keys phase, and need three rounds to be met', () => {
+    const run = accuracy([hot(0.04, 0), hot(0.09, 0.002), hot(0.06, 0.01), many]);
+    expect(evaluate(SHARES, run)).toMatchObject({ values: [0.04, 0.09, 0.06], verdict: 'met' });
+    expect(evaluate(RETRY, run)).toMatchObject({ values: [0, 0.002, 0.01], verdict: 'met' });
+    expect(evaluate(SHARES, accuracy([hot(0.04, 0), hot(0.05, 0), many]))!.verdict).toBe('not resolved');
+  });
+
+  it('are not met when every round is past the bound', () => {
+    const run = accuracy([hot(0.2, 0.05), hot(0.11, 0.02), hot(0.3, 0.5)]);
+    expect(evaluate(SHARES, run)!.verdict).toBe('not met');
+    expect(evaluate(RETRY, run)!.verdict).toBe('not met');
   });
 });
