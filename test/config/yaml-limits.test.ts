@@ -150,7 +150,7 @@ describe('YAML limits', () => {
   }, 120_000);
 
   it('10,000 resources serve under the deployed heap: the last one answers', async () => {
-    const sidecar = await startSidecar(manyResources(10_000), { NODE_OPTIONS: DEPLOYED_NODE_FLAGS.join(' ') });
+    const sidecar = await startSidecar(manyResources(10_000), {}, DEPLOYED_NODE_FLAGS);
     const client = connect(sidecar.address);
     try {
       const res = await client.acquire({ resource: 'r9999' });
@@ -162,7 +162,7 @@ describe('YAML limits', () => {
   }, 60_000);
 
   it('10,000 verbose resources serve under the deployed heap: the last one answers', async () => {
-    const sidecar = await startSidecar(verboseResources(10_000), { NODE_OPTIONS: DEPLOYED_NODE_FLAGS.join(' ') });
+    const sidecar = await startSidecar(verboseResources(10_000), {}, DEPLOYED_NODE_FLAGS);
     const client = connect(sidecar.address);
     try {
       const res = await client.acquire({ resource: 'r9999', descriptors: { tenant: 'acme' } });
