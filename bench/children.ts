@@ -127,12 +127,12 @@ const benchDir = join(packageRoot, 'dist', 'bench');
 const CLI = join(packageRoot, 'dist', 'src', 'cli', 'main.js');
 
 /**
- * The no-op gRPC server, in its own process. Its heap starts at 64 MB: with V8's default a process
- * this small runs a major GC every second or so under load (sluice's larger heap does not), which
- * is V8's sizing, not gRPC's cost, and would put the floor above sluice itself.
+ * The no-op gRPC server, in its own process, under the same V8 flags as every sidecar: heap sizing
+ * alone moves a small server's CPU per call by 10 to 30%, so a ratio between processes run
+ * with different flags would measure the flags, not sluice's code.
  */
 export function startFloorProcess(): Promise<Child> {
-  return startListening('floor', join(benchDir, 'floor-server.js'), [], {}, ['--initial-heap-size=64']);
+  return startListening('floor', join(benchDir, 'floor-server.js'), [], {}, DEPLOYED_NODE_FLAGS);
 }
 
 /** The delay proxy, in its own process, in front of Redis on targetPort. */

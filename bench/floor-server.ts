@@ -1,6 +1,7 @@
 // The floor: a grpc-js server for the same sluice.v1 proto that decides nothing. Acquire is granted
 // at once; AcquireStream answers each message at once. The answer has the same fields filled as a
-// real sluice grant, so the floor pays the same serialization. Run as its own process:
+// real sluice grant, so the floor pays the same serialization, and the server has sluice's
+// per-call options (no channelz bookkeeping), so it pays no more per call than sluice's does. Run as its own process:
 //   node dist/bench/floor-server.js      (logs {"msg":"listening","address":...} on stdout)
 import { pathToFileURL } from 'node:url';
 import {
@@ -11,6 +12,7 @@ import {
   type sendUnaryData,
 } from '@grpc/grpc-js';
 import { serviceOf, sluicePackage } from '../src/grpc/proto.js';
+import { CALL_OPTIONS } from '../src/grpc/server-options.js';
 
 interface Request {
   request_id: string;
@@ -32,7 +34,7 @@ const GRANT = {
 const answer = (req: Request) => ({ ...GRANT, request_id: req.request_id });
 
 export async function startFloor(listen = '127.0.0.1:0'): Promise<{ server: Server; address: string }> {
-  const server = new Server({ 'grpc.max_receive_message_length': 64 * 1024 });
+  const server = new Server(CALL_OPTIONS);
   server.addService(serviceOf(sluicePackage, 'sluice.v1.RateLimiter'), {
     Acquire(call: ServerUnaryCall<Request, unknown>, callback: sendUnaryData<unknown>) {
       callback(null, answer(call.request));

@@ -7,6 +7,7 @@ import { Server, ServerCredentials } from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
 import { ReflectionService } from '@grpc/reflection';
 import { servedPackage, serviceOf } from './proto.js';
+import { CALL_OPTIONS } from './server-options.js';
 import { sluiceService, type ServiceContext } from './sluice-service.js';
 import { ENVOY_SERVICE, envoyService } from './envoy-service.js';
 import type { EnvoyConfig } from '../envoy/config.js';
@@ -40,10 +41,7 @@ export async function startGrpcServer(
   envoyConfig: (() => EnvoyConfig | null) | null = null,
 ): Promise<GrpcServer> {
   const server = new Server({
-    // A sidecar's callers are on the same host; keep messages small and connections cheap.
-    'grpc.max_receive_message_length': 64 * 1024,
-    // Per-connection and per-call bookkeeping for a channelz service that sluice does not serve.
-    'grpc.enable_channelz': 0,
+    ...CALL_OPTIONS,
     'grpc.max_concurrent_streams': limits.maxStreamsPerConnection,
     'grpc.max_connection_idle_ms': limits.idleMs,
     'grpc.max_connection_age_ms': limits.maxAgeMs,

@@ -32,28 +32,29 @@ export interface ServiceContext {
 }
 
 export function sluiceService(ctx: ServiceContext): UntypedServiceImplementation {
+  // A request holds a place in the admission from before it is decided until it is: whoever
+  // gets the outcome gives the place back, through one of these two.
   const decided = (input: AcquireInput, decision: Decision): Decision => {
     ctx.admission.leave();
     ctx.metrics.decided(input.resource.name, decision);
     return decision;
   };
-  const failed = (err: unknown): never => {
+  const undecided = (err: unknown): unknown => {
     ctx.admission.leave();
-    throw err;
+    return err;
   };
   /**
-   * Decides with a place in the admission already taken, and gives it back. A decision known at
-   * once (a lease hit) comes back as it is: nothing on the way to the caller awaits it.
+   * The decider's outcome, with a place in the admission already taken: a decision known at once
+   * (a lease hit) comes back as it is, and nothing on the way to the caller awaits it. A promise
+   * is not chained here: its caller's one continuation counts it and answers, so that a decision
+   * that waits costs one promise in this layer, not one per step.
    */
   const decide = (input: AcquireInput): Decision | Promise<Decision> => {
-    let outcome: Decision | Promise<Decision>;
     try {
-      outcome = ctx.decider.decideNow(input);
+      return ctx.decider.decideNow(input);
     } catch (err) {
-      return failed(err);
+      throw undecided(err);
     }
-    if (!(outcome instanceof Promise)) return decided(input, outcome);
-    return outcome.then((decision) => decided(input, decision), failed);
   };
 
   return {
@@ -69,12 +70,12 @@ export function sluiceService(ctx: ServiceContext): UntypedServiceImplementation
         return;
       }
       if (!(outcome instanceof Promise)) {
-        callback(null, toResponse(outcome, call.request.request_id));
+        callback(null, toResponse(decided(input, outcome), call.request.request_id));
         return;
       }
       outcome.then(
-        (decision) => callback(null, toResponse(decision, call.request.request_id)),
-        (err) => callback(toStatus(err, ctx)),
+        (decision) => callback(null, toResponse(decided(input, decision), call.request.request_id)),
+        (err) => callback(toStatus(undecided(err), ctx)),
       );
     },
 
@@ -173,16 +174,20 @@ export function sluiceService(ctx: ServiceContext): UntypedServiceImplementation
           return;
         }
         if (!(outcome instanceof Promise)) {
-          answer(input, requestId, outcome);
+          answer(input, requestId, decided(input, outcome));
           settled();
           return;
         }
-        outcome
-          .then(
-            (decision) => answer(input, requestId, decision),
-            (err) => fail(err, requestId),
-          )
-          .finally(settled);
+        outcome.then(
+          (decision) => {
+            answer(input, requestId, decided(input, decision));
+            settled();
+          },
+          (err) => {
+            fail(undecided(err), requestId);
+            settled();
+          },
+        );
       };
       call.on('data', (req: WireAcquireRequest) => {
         if (failure) return;

@@ -5,12 +5,10 @@ import { writeFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { loadPolicyFile, parsePolicy, PolicyError } from '../../src/config/load.js';
-import { CLI, startSidecar, writePolicy } from '../support/sidecar.js';
+import { CLI, DEPLOYED_NODE_FLAGS, startSidecar, writePolicy } from '../support/sidecar.js';
 import { connect } from '../support/client.js';
 
 const run = promisify(execFile);
-/** The heap `npm start` and the image give the sidecar. */
-const DEPLOYED_HEAP = ['--max-old-space-size=128', '--max-semi-space-size=8'];
 
 function problems(yaml: string): string[] {
   try {
@@ -45,7 +43,7 @@ function verboseResources(n: number): string {
 /** Exit code, stdout and stderr of the CLI under the deployed heap. */
 async function checkUnderDeployedHeap(file: string): Promise<{ code: number; signal: string | null; out: string }> {
   try {
-    const { stdout } = await run(process.execPath, [...DEPLOYED_HEAP, CLI, 'check', file]);
+    const { stdout } = await run(process.execPath, [...DEPLOYED_NODE_FLAGS, CLI, 'check', file]);
     return { code: 0, signal: null, out: stdout };
   } catch (err) {
     const e = err as { code: number; signal: string | null; stdout: string; stderr: string };
@@ -152,7 +150,7 @@ describe('YAML limits', () => {
   }, 120_000);
 
   it('10,000 resources serve under the deployed heap: the last one answers', async () => {
-    const sidecar = await startSidecar(manyResources(10_000), { NODE_OPTIONS: DEPLOYED_HEAP.join(' ') });
+    const sidecar = await startSidecar(manyResources(10_000), {}, DEPLOYED_NODE_FLAGS);
     const client = connect(sidecar.address);
     try {
       const res = await client.acquire({ resource: 'r9999' });
@@ -164,7 +162,7 @@ describe('YAML limits', () => {
   }, 60_000);
 
   it('10,000 verbose resources serve under the deployed heap: the last one answers', async () => {
-    const sidecar = await startSidecar(verboseResources(10_000), { NODE_OPTIONS: DEPLOYED_HEAP.join(' ') });
+    const sidecar = await startSidecar(verboseResources(10_000), {}, DEPLOYED_NODE_FLAGS);
     const client = connect(sidecar.address);
     try {
       const res = await client.acquire({ resource: 'r9999', descriptors: { tenant: 'acme' } });

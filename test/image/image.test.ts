@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { packageRoot } from '../../src/paths.js';
 import { nodeBaseImage } from '../support/base-image.js';
 import { connect, type SluiceClient } from '../support/client.js';
-import { DEPLOYED_NODE_FLAGS } from '../support/deployed.js';
+import { DEPLOYED_ENTRYPOINT_FLAGS, DEPLOYED_NODE_OPTIONS } from '../support/deployed.js';
 import { buildImage, inspectImage, mountImage, unmountImage, type ImageConfig } from '../support/podman.js';
 import { freePort } from '../support/ports.js';
 import { commandPid, execBeside, startReadOnly } from '../support/read-only-root.js';
@@ -47,10 +47,10 @@ afterAll(async () => {
 describe('the image', () => {
   it('runs sluice as uid 1000 with the deployed heap flags, the policy from /etc/sluice', () => {
     expect(image.user).toBe('1000:1000');
-    expect(image.entrypoint).toEqual(['node', 'bin/sluice.js']);
+    expect(image.entrypoint).toEqual(['node', ...DEPLOYED_ENTRYPOINT_FLAGS, 'bin/sluice.js']);
     expect(image.cmd).toEqual(['serve', '--config', '/etc/sluice/policy.yaml']);
     expect(image.workingDir).toBe('/app');
-    expect(image.env.NODE_OPTIONS).toBe(DEPLOYED_NODE_FLAGS.join(' '));
+    expect(image.env.NODE_OPTIONS).toBe(DEPLOYED_NODE_OPTIONS.join(' '));
     expect(image.env.NODE_ENV).toBe('production');
   });
 
