@@ -823,6 +823,21 @@ describe('HeldUnits', () => {
       }
     }
   });
+
+  it('dueAt answers a moment at which n units are due, within a microsecond of the first, at epoch times and every step', () => {
+    const r = random(23);
+    for (const step of [0.001, 0.002, 0.5, 3, 86_400_000]) {
+      for (let trial = 0; trial < 50; trial++) {
+        const held = new HeldUnits(step);
+        for (let k = 0; k < 1 + Math.floor(r() * 6); k++) held.add(START + r() * 100 * step, 1 + Math.floor(r() * 30));
+        const n = 1 + Math.floor(r() * held.total);
+        const at = held.dueAt(n);
+        // It used to answer a moment just before the last unit of a run, when dueBy does not count it yet.
+        expect(held.dueBy(at), `step ${step}`).toBeGreaterThanOrEqual(n);
+        expect(held.dueBy(at - 0.0011), `step ${step}`).toBeLessThan(n);
+      }
+    }
+  });
 });
 
 describe('through real sidecars on a real Redis', () => {
