@@ -42,8 +42,9 @@ interface LeaseState {
   refill: Promise<TakeOutcome> | null;
   /**
    * A denial from the store stands until then (local time) for requests costing `deniedNeed` or
-   * more: its retry_after, or the lease ttl if sooner, so that budget the store has back early
-   * (a flushed or restarted Redis, a refund) is seen within a ttl.
+   * more (those that need more units of some limit are told their own retry_after by the store):
+   * its retry_after, or the lease ttl if sooner, so that budget the store has back early (a
+   * flushed or restarted Redis, a refund) is seen within a ttl.
    */
   deniedUntil: number;
   /** Local time the standing denial said to retry at. */
@@ -143,7 +144,10 @@ export class Leases {
     const held = this.fromHeld(state, cost, now);
     if (held) return held;
     if (state.deniedUntil > now && cost >= state.deniedNeed) {
-      return holdsAny(state) && coveredWithHeld(state, cost, now) ? GIVE_BACK : this.standingDenial(state, now);
+      if (holdsAny(state) && coveredWithHeld(state, cost, now)) return GIVE_BACK;
+      // The store's retry_after is for the units it refused: a request needing more of some
+      // limit fits later, by as much as only the store knows, so it is asked.
+      if (sumOfCosts(state.resource, cost) === sumOfCosts(state.resource, state.deniedNeed)) return this.standingDenial(state, now);
     }
     // A take denied for another cost, or for one that never fits: the store answers this request itself.
     if (outcome === 'denied') return null;

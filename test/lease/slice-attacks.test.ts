@@ -761,6 +761,37 @@ describe("a lease's retry_after is the truth on its sidecar: asked again then, t
       expect(probed).toBe(25);
     });
   }
+
+  /**
+   * Two sidecars a and b, hot on a bucket of 100/1s (burst 10) and holding nothing; then a crowd
+   * of `crowd` requests at once on b, whose take leases the schedule up to half a ttl ahead.
+   */
+  async function crowdedOut(crowd: number) {
+    const w = world('      - { name: b, algorithm: token_bucket, rate: 100/1s, burst: 10 }\n');
+    const [a, b] = [w.sidecar(), w.sidecar()];
+    await drive(w, 600, { perMs: () => 0.2 });
+    // Idle long enough to give back what they hold, not long enough to be cold.
+    await wait(w, 350);
+    for (let i = 0; i < crowd; i++) w.ask(b);
+    await w.advance(0);
+    return { w, a: a!, b: b! };
+  }
+
+  it('a costlier request than the take the store refused is told when its own cost fits', async () => {
+    const { w, a, b } = await crowdedOut(100);
+    // b dies holding the schedule half a ttl ahead: a's take is refused, and nothing but a moves
+    // the schedule from here on.
+    b.dead = true;
+    const cheap = await decide(w, a, 1);
+    const costly = await decide(w, a, 5);
+    const never = await decide(w, a, 11);
+    expect([cheap.granted, costly.granted, never.granted]).toEqual([false, false, false]);
+    // 4 more units, 10 ms each; a cost past the burst never fits.
+    expect(costly.retryAfterMs).toBeCloseTo(cheap.retryAfterMs + 40, 0);
+    expect(never.retryAfterMs).toBe(Infinity);
+    await wait(w, costly.retryAfterMs);
+    expect((await decide(w, a, 5)).granted).toBe(true);
+  });
 });
 
 describe('HeldUnits', () => {
@@ -905,5 +936,20 @@ resources:
     });
     expect(worst).toBeLessThanOrEqual(0);
     expect(leased).toBeGreaterThan(grants.length / 2);
+  });
+
+  it('a standing denial never tells a request that can never fit to come back', async () => {
+    const { client } = running[0]!;
+    const ask = (cost: number) => client.acquire({ resource: 'hourly', descriptors: { tenant: 'h' }, cost });
+    // The hour's 200 used up through one sidecar's lease: its next take is refused.
+    for (let i = 0; i < 5; i++) await Promise.all(Array.from({ length: 50 }, () => ask(1)));
+    const cheap = await ask(1);
+    const never = await ask(201);
+    expect(cheap.granted).toBe(false);
+    expect(cheap.retry_after).not.toBeNull();
+    // It used to be told to come back when the hour ends, as the cost-1 request was.
+    expect(never.granted).toBe(false);
+    expect(never.retry_after, never.reason).toBeNull();
+    expect(never.reason).toContain('can never be granted');
   });
 });
