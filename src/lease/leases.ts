@@ -174,7 +174,8 @@ export class Leases {
     } else {
       observe(state.demand, now, input.cost);
     }
-    state.lastUsed = now;
+    // Later already when a denial told a client to come back then (notYetDue).
+    if (now > state.lastUsed) state.lastUsed = now;
     return state;
   }
 
@@ -258,6 +259,8 @@ export class Leases {
   /** The lease holds the units, and the schedule has them due at `dueAt`: not sooner. */
   private notYetDue(state: LeaseState, limit: Limit, need: number, dueAt: number, now: number): Decision {
     this.figures.served++;
+    // Its client comes back then: idle or not, the units it was told of are held until it has.
+    state.lastUsed = Math.max(state.lastUsed, dueAt);
     if (this.runningLow(state, now)) this.refill(state, need);
     const retryAfterMs = dueAt - now;
     return denied(

@@ -12,7 +12,7 @@ import { Decider } from '../../src/decide/decider.js';
 import type { Decision } from '../../src/decide/decision.js';
 import { scopeOf } from '../../src/decide/scope.js';
 import { HeldUnits } from '../../src/lease/held-units.js';
-import { Leases } from '../../src/lease/leases.js';
+import { IDLE_MS, Leases } from '../../src/lease/leases.js';
 import { holdsSlots } from '../../src/limits/registry.js';
 import { MemoryStore } from '../../src/store/memory/memory-store.js';
 import type { Grant, Store, StoreVerdict, TakeVerdict } from '../../src/store/store.js';
@@ -732,6 +732,7 @@ describe("a lease's retry_after is the truth on its sidecar: asked again then, t
   for (const [name, limits, cost, lease] of [
     ['cost 1', BUCKET, () => 1, undefined],
     ['mixed costs 1..50', BUCKET, (r: () => number) => 1 + Math.floor(r() * 50), undefined],
+    ['costs near the burst', BUCKET, (r: () => number) => 180 + Math.floor(r() * 21), undefined],
     [
       'requests and cost limits',
       '      - { name: rps, algorithm: token_bucket, rate: 400/1s, burst: 40, counts: requests }\n      - { name: tps, algorithm: token_bucket, rate: 4000/1s, burst: 400 }\n',
@@ -791,6 +792,19 @@ describe("a lease's retry_after is the truth on its sidecar: asked again then, t
     expect(never.retryAfterMs).toBe(Infinity);
     await wait(w, costly.retryAfterMs);
     expect((await decide(w, a, 5)).granted).toBe(true);
+  });
+
+  it('the units a denial told its client to come back for are still held when it does, however long after', async () => {
+    // b holds most of half a ttl of the schedule: a's take comes after it.
+    const { w, a } = await crowdedOut(60);
+    const denial = await decide(w, a, 1);
+    expect(denial.decidedBy).toBe('LEASE');
+    expect(denial.retryAfterMs).toBeGreaterThan(IDLE_MS);
+    // b goes on asking at twice the rate while a's client waits: units a gave back, b takes.
+    await drive(w, denial.retryAfterMs, { perMs: (i) => (i === 1 ? 0.2 : 0) });
+    expect((await decide(w, a, 1)).granted).toBe(true);
+    await w.drain();
+    expectWithinLimits(w);
   });
 });
 
