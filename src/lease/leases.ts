@@ -9,7 +9,7 @@ import { denialReason, denied, granted, type AcquireInput, type Decision } from 
 import { algorithmOf } from '../limits/registry.js';
 import type { Store, TakeVerdict } from '../store/store.js';
 import { StoreUnavailable } from '../guard/store-unavailable.js';
-import { blockSize, demandAt, LEASE_HORIZON_MS, MIN_LEASED_REQUESTS, observe, type Demand } from './demand.js';
+import { blockSize, demandAt, LEASE_HORIZON_MS, MIN_LEASED_REQUESTS, observe, sliceUnits, type Demand } from './demand.js';
 import { HeldUnits } from './held-units.js';
 
 /** A lease unused this long goes back before its ttl: demand has moved on. */
@@ -289,9 +289,15 @@ export class Leases {
     if (state.refill || state.deniedUntil > now) return false;
     const limits = state.resource.limits;
     for (let i = 0; i < limits.length; i++) {
-      const perSecond = demandAt(state.demand, now, limits[i]!.countsRequests);
-      // Less held than half a horizon of demand: the take will be back before it is gone.
-      if (state.held[i]!.total * 2000 < perSecond * LEASE_HORIZON_MS) return true;
+      const limit = limits[i]!;
+      const held = state.held[i]!;
+      const perSecond = demandAt(state.demand, now, limit.countsRequests);
+      // Less held than half a horizon of demand: the take will be back before it is gone. A
+      // schedule's units wait until they fall due, so demand past a slice's worth takes no more:
+      // half a slice held, the next is taken, and what a sidecar holds (and would strand if it
+      // died) stays within one and a half slices however hot the key.
+      const wanted = (perSecond * LEASE_HORIZON_MS) / 1000;
+      if (held.total * 2 < (held.stepMs > 0 ? Math.min(wanted, sliceUnits(limit.capacity, state.resource.lease.maxFraction, held.stepMs)) : wanted)) return true;
     }
     return false;
   }

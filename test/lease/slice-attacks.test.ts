@@ -577,12 +577,14 @@ describe('sidecars and demand that come and go, a token bucket at its limit', ()
     expectWithinLimits(w);
   });
 
-  it('one sidecar at 100x the rate and three at 0.1x', async () => {
+  it('one sidecar at 100x the rate and three at 0.1x: within the limit, and the three are not starved', async () => {
     const w = world(BUCKET);
     for (let i = 0; i < 4; i++) w.sidecar();
     await drive(w, 1000, { perMs: (i) => (i === 0 ? 200 : 0.2) });
     await w.drain();
     expectWithinLimits(w);
+    // The hot one used to hold the schedule half a ttl ahead, and the three got nothing.
+    for (const s of w.sidecars.slice(1)) expect(s.granted / s.asked).toBeGreaterThan(0.2);
   });
 
   it('thousands of keys, a hundred of them hot, past maxLeasedKeys: lease state bounded, every key within its limit', async () => {
@@ -606,6 +608,28 @@ describe('sidecars and demand that come and go, a token bucket at its limit', ()
     expect(most).toBeGreaterThan(45);
     expect(most).toBeLessThanOrEqual(60);
   });
+});
+
+describe('what one sidecar holds, and would strand if it died', () => {
+  for (const [perMs, ttl] of [
+    [4, '1s'],
+    [20, '1s'],
+    [200, '1s'],
+    [20, '1m'],
+  ] as const) {
+    it(`stays within two slices at ${perMs / 2}x the rate, ttl ${ttl}`, async () => {
+      const w = world(BUCKET, { lease: `{ enabled: true, max_fraction: 0.1, ttl: ${ttl} }` });
+      const s = w.sidecar();
+      let most = 0;
+      await drive(w, 1000, { perMs: () => perMs, each: () => void (most = Math.max(most, s.leases.figures.held)) });
+      expectWithinLimits(w);
+      // A slice spans max_fraction (0.1) of a second of the schedule: 200 units. Held ahead as
+      // demand grew, it used to reach half the ttl of the schedule (1000 units at ttl 1s).
+      expect(most).toBeLessThanOrEqual(2 * 200);
+      // About one take per slice, not one per grant.
+      expect(s.leases.figures.takes / s.granted).toBeLessThan(0.05);
+    });
+  }
 });
 
 describe('settlements and revokes while slices are held', () => {
