@@ -66,7 +66,11 @@ export interface BlockInput {
  */
 export function blockSize(b: BlockInput): number {
   const demand = Math.ceil((b.demandPerSecond * LEASE_HORIZON_MS) / 1000);
-  const ofCapacity = Math.floor(b.capacity * b.maxFraction);
-  if (b.stepMs > 0) return Math.max(b.need, Math.min(demand, Math.max(ofCapacity, Math.floor((b.maxFraction * 1000) / b.stepMs))));
-  return Math.max(b.need, Math.min(demand, ofCapacity, Math.floor(b.storeLeft / 4)));
+  if (b.stepMs > 0) return Math.max(b.need, Math.min(demand, sliceUnits(b.capacity, b.maxFraction, b.stepMs)));
+  return Math.max(b.need, Math.min(demand, Math.floor(b.capacity * b.maxFraction), Math.floor(b.storeLeft / 4)));
+}
+
+/** The most units a take asks of a schedule for demand: maxFraction of the burst, or of one second of its rate, whichever is more. */
+export function sliceUnits(capacity: number, maxFraction: number, stepMs: number): number {
+  return Math.max(Math.floor(capacity * maxFraction), Math.floor((maxFraction * 1000) / stepMs));
 }

@@ -52,7 +52,9 @@ export class HeldUnits {
     let high = Number.NEGATIVE_INFINITY;
     for (let i = 0; i < this.counts.length; i++) {
       low = Math.min(low, this.firstDue[i]!);
-      high = Math.max(high, this.firstDue[i]! + (this.counts[i]! - 1) * this.stepMs);
+      // Half a step past a run's last unit: at epoch milliseconds a double is a quarter of a
+      // microsecond coarse, and dueBy, dividing by the step, may not count a unit at its exact time.
+      high = Math.max(high, this.firstDue[i]! + (this.counts[i]! - 0.5) * this.stepMs);
     }
     if (this.dueBy(low) >= n) return low;
     // dueBy only steps at a run's unit times; a microsecond is finer than any step the policy allows.

@@ -9,7 +9,7 @@ import { denialReason, denied, granted, type AcquireInput, type Decision } from 
 import { algorithmOf } from '../limits/registry.js';
 import type { Store, TakeVerdict } from '../store/store.js';
 import { StoreUnavailable } from '../guard/store-unavailable.js';
-import { blockSize, demandAt, LEASE_HORIZON_MS, MIN_LEASED_REQUESTS, observe, type Demand } from './demand.js';
+import { blockSize, demandAt, LEASE_HORIZON_MS, MIN_LEASED_REQUESTS, observe, sliceUnits, type Demand } from './demand.js';
 import { HeldUnits } from './held-units.js';
 
 /** A lease unused this long goes back before its ttl: demand has moved on. */
@@ -42,8 +42,9 @@ interface LeaseState {
   refill: Promise<TakeOutcome> | null;
   /**
    * A denial from the store stands until then (local time) for requests costing `deniedNeed` or
-   * more: its retry_after, or the lease ttl if sooner, so that budget the store has back early
-   * (a flushed or restarted Redis, a refund) is seen within a ttl.
+   * more (those that need more units of some limit are told their own retry_after by the store):
+   * its retry_after, or the lease ttl if sooner, so that budget the store has back early (a
+   * flushed or restarted Redis, a refund) is seen within a ttl.
    */
   deniedUntil: number;
   /** Local time the standing denial said to retry at. */
@@ -143,7 +144,10 @@ export class Leases {
     const held = this.fromHeld(state, cost, now);
     if (held) return held;
     if (state.deniedUntil > now && cost >= state.deniedNeed) {
-      return holdsAny(state) && coveredWithHeld(state, cost, now) ? GIVE_BACK : this.standingDenial(state, now);
+      if (holdsAny(state) && coveredWithHeld(state, cost, now)) return GIVE_BACK;
+      // The store's retry_after is for the units it refused: a request needing more of some
+      // limit fits later, by as much as only the store knows, so it is asked.
+      if (sumOfCosts(state.resource, cost) === sumOfCosts(state.resource, state.deniedNeed)) return this.standingDenial(state, now);
     }
     // A take denied for another cost, or for one that never fits: the store answers this request itself.
     if (outcome === 'denied') return null;
@@ -170,7 +174,8 @@ export class Leases {
     } else {
       observe(state.demand, now, input.cost);
     }
-    state.lastUsed = now;
+    // Later already when a denial told a client to come back then (notYetDue).
+    if (now > state.lastUsed) state.lastUsed = now;
     return state;
   }
 
@@ -254,6 +259,8 @@ export class Leases {
   /** The lease holds the units, and the schedule has them due at `dueAt`: not sooner. */
   private notYetDue(state: LeaseState, limit: Limit, need: number, dueAt: number, now: number): Decision {
     this.figures.served++;
+    // Its client comes back then: idle or not, the units it was told of are held until it has.
+    state.lastUsed = Math.max(state.lastUsed, dueAt);
     if (this.runningLow(state, now)) this.refill(state, need);
     const retryAfterMs = dueAt - now;
     return denied(
@@ -282,9 +289,15 @@ export class Leases {
     if (state.refill || state.deniedUntil > now) return false;
     const limits = state.resource.limits;
     for (let i = 0; i < limits.length; i++) {
-      const perSecond = demandAt(state.demand, now, limits[i]!.countsRequests);
-      // Less held than half a horizon of demand: the take will be back before it is gone.
-      if (state.held[i]!.total * 2000 < perSecond * LEASE_HORIZON_MS) return true;
+      const limit = limits[i]!;
+      const held = state.held[i]!;
+      const perSecond = demandAt(state.demand, now, limit.countsRequests);
+      // Less held than half a horizon of demand: the take will be back before it is gone. A
+      // schedule's units wait until they fall due, so demand past a slice's worth takes no more:
+      // half a slice held, the next is taken, and what a sidecar holds (and would strand if it
+      // died) stays within one and a half slices however hot the key.
+      const wanted = (perSecond * LEASE_HORIZON_MS) / 1000;
+      if (held.total * 2 < (held.stepMs > 0 ? Math.min(wanted, sliceUnits(limit.capacity, state.resource.lease.maxFraction, held.stepMs)) : wanted)) return true;
     }
     return false;
   }
