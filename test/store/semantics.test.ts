@@ -476,6 +476,22 @@ describe.each(FACTORIES)('$kind store semantics', (factory) => {
       expect(denied.granted).toBe(false);
     });
 
+    it('a grant settled after a reload added a limit leaves that limit\'s count as it was', async () => {
+      const name = `reload${++resourceSeq}`;
+      const version = (limits: string[]) =>
+        parsePolicy(['resources:', `  - name: ${name}`, '    keys: [tenant]', '    limits:', ...limits.map((l) => `      - ${l}`), ''].join('\n'), 'p.yaml').resources.get(name)!;
+      const v1 = version(['{ name: rate, algorithm: token_bucket, rate: 100/1h }']);
+      const v2 = version(['{ name: rate, algorithm: token_bucket, rate: 100/1h }', '{ name: hourly, algorithm: fixed_window, rate: 1/1h }']);
+      const scope = scopeOf(v1, ['t']);
+      const before = await acquire(store, v1, scope);
+      expect((await acquire(store, v2, scope)).granted).toBe(true);
+      expect((await acquire(store, v2, scope)).limitName).toBe('hourly');
+      await store.release(v1, scope, before.grant, 1); // settled under the version it was granted in
+      const after = await acquire(store, v2, scope);
+      expect(after.granted).toBe(false);
+      expect(after.limitName).toBe('hourly');
+    });
+
     it('one release frees the concurrency slot and settles the rate limits', async () => {
       const res = resource([
         '{ name: inflight, algorithm: concurrency, max: 1, ttl: 1h, counts: requests }',

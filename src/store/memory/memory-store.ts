@@ -14,6 +14,8 @@ type LimitState = unknown;
 interface ScopeEntry {
   /** What each state belongs to (limitTags): a state is only ever fed to the limit it was made for. */
   tags: readonly string[];
+  /** The limits the entry was last fitted to, in the order of its states. */
+  limits: readonly Limit[];
   states: LimitState[];
   /** When every state is back to its initial value, so the entry can be dropped. */
   expiresAt: number;
@@ -87,30 +89,46 @@ export class MemoryStore implements Store {
 
   async release(resource: Resource, scope: string, grant: Grant, delta: number): Promise<void> {
     if (!this.once(grant.permitId)) return;
-    const now = this.now();
-    // Refused only for a scope with no live state: no slot to free, only an extra charge is lost.
-    const entry = this.entry(resource, scope, now);
-    if (!entry) return;
-    resource.limits.forEach((limit, i) => {
+    this.settleEach(resource, scope, (limit, state, now) => {
       const algorithm = algorithmOf(limit);
-      if (algorithm.release) algorithm.release(entry.states[i], grant.permitId);
-      else if (!limit.countsRequests && delta !== 0) entry.states[i] = algorithm.settle(entry.states[i], now, grant.grantedAt, delta, limit);
+      if (algorithm.release) algorithm.release(state, grant.permitId);
+      else if (!limit.countsRequests && delta !== 0) return algorithm.settle(state, now, grant.grantedAt, delta, limit);
+      return state;
     });
-    this.settleExpiry(scope, entry, resource.limits, now);
   }
 
   async refund(resource: Resource, scope: string, refundId: string, units: readonly number[], takenAt: number): Promise<boolean> {
     if (!this.once(refundId)) return false;
-    const now = this.now();
-    // A scope with no live state is full already: nothing to give back.
-    const entry = this.entry(resource, scope, now);
-    if (!entry) return true;
-    resource.limits.forEach((limit, i) => {
+    this.settleEach(resource, scope, (limit, state, now, i) => {
       const amount = units[i] ?? 0;
-      if (amount > 0) entry.states[i] = algorithmOf(limit).settle(entry.states[i], now, takenAt, -amount, limit);
+      return amount > 0 ? algorithmOf(limit).settle(state, now, takenAt, -amount, limit) : state;
     });
-    this.settleExpiry(scope, entry, resource.limits, now);
     return true;
+  }
+
+  /**
+   * Settles a grant made under `resource`, which a reloaded policy may have replaced since: each of
+   * its limits settles the state kept under the limit's name and algorithm, if the scope still has
+   * one, and the scope keeps the version it was fitted to (as the Redis store keeps a key per
+   * limit). Re-fitting the scope to the old version would drop the state of limits added since.
+   */
+  private settleEach(resource: Resource, scope: string, settle: (limit: Limit, state: LimitState, now: number, i: number) => LimitState): void {
+    const now = this.now();
+    let entry = this.scopes.get(scope);
+    if (entry && entry.expiresAt > now) {
+      this.scopes.delete(scope);
+      this.scopes.set(scope, entry);
+    } else {
+      // Refused only for a new scope in a full table: no slot to free, only an extra charge is lost.
+      entry = this.entry(resource, scope, now);
+      if (!entry) return;
+    }
+    const tags = limitTags(resource);
+    for (let i = 0; i < tags.length; i++) {
+      const at = entry.tags === tags ? i : entry.tags.indexOf(tags[i]!);
+      if (at >= 0) entry.states[at] = settle(resource.limits[i]!, entry.states[at], now, i);
+    }
+    this.settleExpiry(scope, entry, entry.limits, now);
   }
 
   /** One process, one sidecar. */
@@ -191,7 +209,7 @@ export class MemoryStore implements Store {
       this.refusedScopes++;
       return undefined;
     }
-    entry ??= { tags, states: resource.limits.map((limit) => algorithmOf(limit).initial()), expiresAt: now };
+    entry ??= { tags, limits: resource.limits, states: resource.limits.map((limit) => algorithmOf(limit).initial()), expiresAt: now };
     this.scopes.set(scope, entry);
     return entry;
   }
@@ -244,6 +262,7 @@ function adopt(entry: ScopeEntry, resource: Resource, tags: readonly string[]): 
     });
   }
   entry.tags = tags;
+  entry.limits = resource.limits;
 }
 
 /** The moment after which the scope's state equals a fresh one, so dropping it changes nothing. */
