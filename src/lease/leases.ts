@@ -70,7 +70,7 @@ export interface LeaseFigures {
 }
 
 export interface LeasesOptions {
-  /** Hot keys with lease state at once; past it the least recently used goes (its units go back). */
+  /** Hot keys with lease state at once; past it the one that became hot first goes (its units go back). */
   maxLeasedKeys: number;
   /** Cold keys whose request rate is tracked; past it the oldest is forgotten. */
   maxTrackedKeys: number;
