@@ -164,6 +164,14 @@ export function sluiceService(ctx: ServiceContext): UntypedServiceImplementation
         readIfAllowed();
         finish();
       };
+      /** Room for the next request whatever answering this one meets. */
+      const answered = (input: AcquireInput, requestId: string, decision: Decision) => {
+        try {
+          answer(input, requestId, decided(input, decision));
+        } finally {
+          settled();
+        }
+      };
       const decideFor = (input: AcquireInput, requestId: string) => {
         let outcome: Decision | Promise<Decision>;
         try {
@@ -174,15 +182,11 @@ export function sluiceService(ctx: ServiceContext): UntypedServiceImplementation
           return;
         }
         if (!(outcome instanceof Promise)) {
-          answer(input, requestId, decided(input, outcome));
-          settled();
+          answered(input, requestId, outcome);
           return;
         }
         outcome.then(
-          (decision) => {
-            answer(input, requestId, decided(input, decision));
-            settled();
-          },
+          (decision) => answered(input, requestId, decision),
           (err) => {
             fail(undecided(err), requestId);
             settled();

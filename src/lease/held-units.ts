@@ -27,13 +27,14 @@ export class HeldUnits {
     this.firstDue.push(firstDue);
     this.counts.push(count);
     if (this.counts.length > MAX_RUNS) {
-      // One run from the later start, with both counts: its k-th unit falls due when the two runs
-      // had at least k units due, so merging only ever serves later.
+      // One run of both counts, from the earlier run's start or from where the later run's start
+      // would put the earlier run's units before it, whichever is later: its k-th unit falls due
+      // when the two runs had at least k units due, so merging only ever serves later.
       const count = this.counts.pop()!;
       const due = this.firstDue.pop()!;
       const at = this.counts.length - 1;
+      this.firstDue[at] = Math.max(this.firstDue[at]!, due - this.counts[at]! * this.stepMs);
       this.counts[at]! += count;
-      this.firstDue[at] = Math.max(this.firstDue[at]!, due);
     }
   }
 
@@ -57,7 +58,7 @@ export class HeldUnits {
       high = Math.max(high, this.firstDue[i]! + (this.counts[i]! - 0.5) * this.stepMs);
     }
     if (this.dueBy(low) >= n) return low;
-    // dueBy only steps at a run's unit times; a microsecond is finer than any step the policy allows.
+    // dueBy only steps at a run's unit times; the search ends at most a microsecond after the moment.
     while (high - low > 0.001) {
       const mid = (low + high) / 2;
       if (this.dueBy(mid) >= n) high = mid;

@@ -74,6 +74,7 @@ export interface LeasesOptions {
   maxLeasedKeys: number;
   /** Cold keys whose request rate is tracked; past it the oldest is forgotten. */
   maxTrackedKeys: number;
+  /** Local time in ms: monotonic and finer than a millisecond (default performance.now). */
   now?: () => number;
   /** Called with what could not be given back (the store failed); the figures count it as stranded. */
   onRefundError?: (err: unknown) => void;
@@ -97,7 +98,10 @@ export class Leases {
     private readonly store: Store,
     private readonly options: LeasesOptions,
   ) {
-    this.now = options.now ?? Date.now;
+    // Due times are mapped onto this clock from when a take's answer arrived, which must be no
+    // sooner than when the script ran: a whole-millisecond wall clock (Date.now) reads up to a
+    // millisecond early, and steps with NTP. performance.now is monotonic and finer.
+    this.now = options.now ?? (() => performance.now());
   }
 
   /**
@@ -240,28 +244,36 @@ export class Leases {
         }
       }
     }
-    if (dueAt > now) return this.notYetDue(state, limits[waitingOn]!, costFor(limits[waitingOn]!, cost), dueAt, now);
+    if (dueAt > now) return this.notYetDue(state, limits[waitingOn]!, cost, dueAt, now);
     let tightest = 0;
+    let tightestLeft = Number.POSITIVE_INFINITY;
     for (let i = 0; i < limits.length; i++) {
-      state.held[i]!.take(costFor(limits[i]!, cost), now);
-      if (state.held[i]!.total + state.storeLeft[i]! < state.held[tightest]!.total + state.storeLeft[tightest]!) tightest = i;
+      const held = state.held[i]!;
+      held.take(costFor(limits[i]!, cost), now);
+      // What another request could get now: a schedule's units that are not due yet are not left.
+      const left = (held.stepMs > 0 ? held.dueBy(now) : held.total) + state.storeLeft[i]!;
+      if (left < tightestLeft) {
+        tightest = i;
+        tightestLeft = left;
+      }
     }
     this.figures.held -= sumOfCosts(state.resource, cost);
     this.figures.served++;
     if (this.runningLow(state, now)) this.refill(state, cost);
     return granted(limits[tightest]!, 'LEASE', {
-      remaining: state.held[tightest]!.total + state.storeLeft[tightest]!,
+      remaining: tightestLeft,
       resetAfterMs: Math.max(0, state.resetAt - now),
       decidedAt: state.takenAt,
     });
   }
 
   /** The lease holds the units, and the schedule has them due at `dueAt`: not sooner. */
-  private notYetDue(state: LeaseState, limit: Limit, need: number, dueAt: number, now: number): Decision {
+  private notYetDue(state: LeaseState, limit: Limit, cost: number, dueAt: number, now: number): Decision {
     this.figures.served++;
     // Its client comes back then: idle or not, the units it was told of are held until it has.
     state.lastUsed = Math.max(state.lastUsed, dueAt);
-    if (this.runningLow(state, now)) this.refill(state, need);
+    if (this.runningLow(state, now)) this.refill(state, cost);
+    const need = costFor(limit, cost);
     const retryAfterMs = dueAt - now;
     return denied(
       limit,
@@ -304,20 +316,22 @@ export class Leases {
 
   private refill(state: LeaseState, cost: number): void {
     const now = this.now();
-    const want = state.resource.limits.map((limit, i) =>
-      Math.max(
-        blockSize({
-          demandPerSecond: demandAt(state.demand, now, limit.countsRequests),
-          capacity: limit.capacity,
-          maxFraction: state.resource.lease.maxFraction,
-          storeLeft: state.storeLeft[i]!,
-          need: costFor(limit, cost),
-          stepMs: state.held[i]!.stepMs,
-        }),
-        // Requests already waiting are served from this take as far as the store has room.
-        (limit.countsRequests ? state.waitingRequests : state.waitingCost) - state.held[i]!.total,
-      ),
-    );
+    const { maxFraction } = state.resource.lease;
+    const want = state.resource.limits.map((limit, i) => {
+      const { stepMs, total } = state.held[i]!;
+      const block = blockSize({
+        demandPerSecond: demandAt(state.demand, now, limit.countsRequests),
+        capacity: limit.capacity,
+        maxFraction,
+        storeLeft: state.storeLeft[i]!,
+        need: costFor(limit, cost),
+        stepMs,
+      });
+      // Requests already waiting are served from this take as far as the store has room; of a
+      // schedule, no more than a slice: units due later would only tell them to come back.
+      const waiting = (limit.countsRequests ? state.waitingRequests : state.waitingCost) - total;
+      return Math.max(block, stepMs > 0 ? Math.min(waiting, sliceUnits(limit.capacity, maxFraction, stepMs)) : waiting);
+    });
     this.figures.takes++;
     state.refill = this.store
       .take(state.resource, state.scope, cost, want, state.aheadMs)
@@ -340,8 +354,10 @@ export class Leases {
       state.deniedNeed = cost;
       // Store times are read on this clock from when the answer came: never sooner than they are.
       state.retryAt = now + verdict.retryAfterMs;
-      // A schedule's units can be taken before they fall due: the next take may go that much sooner.
-      const takeAgainAt = state.held[verdict.decider]!.stepMs > 0 ? state.retryAt - state.aheadMs : state.retryAt;
+      // A schedule's units can be taken before they fall due: the next take may go that much
+      // sooner, but not into this window of a window limit, which clipped how far ahead it took.
+      const windowEndsAt = verdict.windowEndsInMs === Number.POSITIVE_INFINITY ? 0 : now + verdict.windowEndsInMs;
+      const takeAgainAt = state.held[verdict.decider]!.stepMs > 0 ? Math.max(state.retryAt - state.aheadMs, windowEndsAt) : state.retryAt;
       state.deniedUntil = verdict.retryAfterMs === Number.POSITIVE_INFINITY ? 0 : Math.min(takeAgainAt, now + state.resource.lease.ttlMs);
       return 'denied';
     }

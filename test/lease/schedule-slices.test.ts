@@ -141,4 +141,42 @@ describe('a token bucket at its limit, leased as slices of its schedule', () => 
     }
     expect(checked).toBeGreaterThan(10);
   });
+
+  it('stays nearly off the store beside a window that never binds (the window clips how far ahead a take reaches)', async () => {
+    const t = leaseClock(HOT + '      - { name: per-second, algorithm: fixed_window, rate: 100000/1s }\n');
+    const sidecars = [t.sidecar(), t.sidecar(), t.sidecar(), t.sidecar()];
+    await saturate(t, sidecars, [1, 1, 1, 1], 500);
+    const run = await saturate(t, sidecars, [1, 1, 1, 1], 3_000);
+    expect(run.worstExcess).toBeLessThanOrEqual(0);
+    expect(run.takes / sum(run.asked)).toBeLessThanOrEqual(0.02);
+  });
+
+  it('takes no more than a slice ahead for a crowd of requests that arrive at once', async () => {
+    const t = leaseClock(HOT, '{ enabled: true, max_fraction: 0.1, ttl: 1m }');
+    const leases = t.sidecar();
+    await saturate(t, [leases], [4], 500);
+    t.advance(400); // idle: what it held goes back, the key is still hot
+    await leases.tick();
+    expect(leases.figures.held).toBe(0);
+    await Promise.all(Array.from({ length: 5_000 }, () => leases.acquire(t.input())));
+    // A slice is 200 units (max_fraction of a second at 2000/s), the burst is all due at once.
+    expect(leases.figures.held).toBeLessThanOrEqual(200 + BURST);
+  });
+
+  it("answers a leased grant's remaining with what is due, not what is held for later", async () => {
+    const t = leaseClock(HOT);
+    const sidecars = [t.sidecar(), t.sidecar()];
+    await saturate(t, sidecars, [2, 2], 500);
+    let checked = 0;
+    for (let probe = 0; probe < 200 && checked < 20; probe++) {
+      const first = (await sidecars[0]!.acquire(t.input())) as Decision | null;
+      if (first?.granted) {
+        const next = (await sidecars[0]!.acquire(t.input())) as Decision;
+        expect(next.granted).toBe(first.remaining > 0);
+        checked++;
+      }
+      t.advance(0.1);
+    }
+    expect(checked).toBe(20);
+  });
 });

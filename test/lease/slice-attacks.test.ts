@@ -819,14 +819,21 @@ describe("a lease's retry_after is the truth on its sidecar: asked again then, t
   });
 
   it('the units a denial told its client to come back for are still held when it does, however long after', async () => {
-    // b holds most of half a ttl of the schedule: a's take comes after it.
-    const { w, a } = await crowdedOut(60);
-    const denial = await decide(w, a, 1);
+    // Slices of up to half a second (max_fraction 0.5), taken up to a second ahead (ttl 2s): b's
+    // waiters take one, and a's take comes after it, due about 400 ms on.
+    const w = world('      - { name: b, algorithm: token_bucket, rate: 100/1s, burst: 10 }\n', { lease: '{ enabled: true, max_fraction: 0.5, ttl: 2s }' });
+    const [a, b] = [w.sidecar(), w.sidecar()];
+    await drive(w, 600, { perMs: () => 0.2 });
+    // Idle long enough to give back what they hold, not long enough to be cold.
+    await wait(w, 350);
+    for (let i = 0; i < 60; i++) w.ask(b!);
+    await w.advance(0);
+    const denial = await decide(w, a!, 1);
     expect(denial.decidedBy).toBe('LEASE');
     expect(denial.retryAfterMs).toBeGreaterThan(IDLE_MS);
-    // b goes on asking at twice the rate while a's client waits: units a gave back, b takes.
+    // Another goes on asking at twice the rate while a's client waits: units a gave back, it takes.
     await drive(w, denial.retryAfterMs, { perMs: (i) => (i === 1 ? 0.2 : 0) });
-    expect((await decide(w, a, 1)).granted).toBe(true);
+    expect((await decide(w, a!, 1)).granted).toBe(true);
     await w.drain();
     expectWithinLimits(w);
   });
