@@ -3,6 +3,7 @@
 import { parseArgs } from 'node:util';
 import { join } from 'node:path';
 import { loadPolicyFile, PolicyError } from '../config/load.js';
+import { lowestUsable, type Resource } from '../config/policy.js';
 import { createLogger } from '../log.js';
 import { packageRoot } from '../paths.js';
 import { EnvoyConfigError, loadEnvoyDirectory } from '../envoy/runtime.js';
@@ -52,11 +53,19 @@ function check(file: string | undefined): number {
     if (policy.envoy) loadEnvoyDirectory(policy.envoy);
     const domains = policy.envoy ? `, Envoy config from ${policy.envoy.configDir}` : '';
     process.stdout.write(`${file}: ok, ${policy.resources.size} resource(s)${domains}\n`);
+    for (const resource of policy.resources.values()) if (resource.reserve.length > 0) process.stdout.write(`${describeReserve(resource)}\n`);
     return 0;
   } catch (err) {
     process.stderr.write(`${invalidPolicy(file, err).message}\n`);
     return 1;
   }
+}
+
+/** `openai: reserve 20% for priority >= 5, 10% for priority >= 9 (priority < 5 may use 70% of every limit)` */
+function describeReserve(resource: Resource): string {
+  const percent = (fraction: number) => `${Number((fraction * 100).toFixed(4))}%`;
+  const entries = resource.reserve.map((entry) => `${percent(entry.fraction)} for priority >= ${entry.minPriority}`);
+  return `  ${resource.name}: reserve ${entries.join(', ')} (priority < ${resource.reserve[0]!.minPriority} may use ${percent(lowestUsable(resource))} of every limit)`;
 }
 
 /** A bad Envoy config directory is reported as a problem of the policy that names it. */

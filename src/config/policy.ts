@@ -36,6 +36,12 @@ export interface ConcurrencyLimit extends LimitBase {
 
 export type Limit = TokenBucketLimit | WindowLimit | ConcurrencyLimit;
 
+/** Part of every limit held back for requests of at least a priority (README, "Reserved capacity"). */
+export interface Reserve {
+  fraction: number;
+  minPriority: number;
+}
+
 export interface Resource {
   name: string;
   /** Descriptor keys whose values scope every limit, in this order. */
@@ -47,6 +53,13 @@ export interface Resource {
   lease: LeaseSettings;
   /** Leases are on and every limit can be leased (concurrency slots never are). */
   leasable: boolean;
+  /** By min_priority, lowest first; empty when nothing is reserved. */
+  reserve: readonly Reserve[];
+  /**
+   * Per reserve entry k, the fraction of every limit a request may use when entries k.. are
+   * above its priority: 1 - the sum of their fractions. usableFraction reads it.
+   */
+  usableBelow: readonly number[];
 }
 
 export interface LeaseSettings {
@@ -231,7 +244,34 @@ function compileResource(res: ResourceFile): Resource {
     permitTtlMs,
     lease: compileLease(res.lease),
     leasable: res.lease.enabled && !limits.some(holdsSlots),
+    ...compileReserve(res.reserve),
   };
+}
+
+function compileReserve(entries: ResourceFile['reserve']): Pick<Resource, 'reserve' | 'usableBelow'> {
+  const reserve = entries.map((entry) => ({ fraction: entry.fraction, minPriority: entry.min_priority })).sort((a, b) => a.minPriority - b.minPriority);
+  const usableBelow: number[] = [];
+  let above = 0;
+  for (let k = reserve.length - 1; k >= 0; k--) {
+    above += reserve[k]!.fraction;
+    usableBelow[k] = 1 - above;
+  }
+  return { reserve, usableBelow };
+}
+
+/**
+ * The fraction of every limit a request of `priority` may use: all of it but what is reserved
+ * for priorities above it. 1 at once for a resource without a reserve.
+ */
+export function usableFraction(resource: Resource, priority: number): number {
+  const reserve = resource.reserve;
+  for (let k = 0; k < reserve.length; k++) if (reserve[k]!.minPriority > priority) return resource.usableBelow[k]!;
+  return 1;
+}
+
+/** The least any request may use: what a lease takes, so that any request may be served from it. */
+export function lowestUsable(resource: Resource): number {
+  return resource.usableBelow.length > 0 ? resource.usableBelow[0]! : 1;
 }
 
 function compileLimit(limit: LimitFile): Limit {

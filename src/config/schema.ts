@@ -100,6 +100,22 @@ const limit = z.discriminatedUnion('algorithm', [tokenBucket, fixedWindow, slidi
   error: `expected algorithm to be one of ${ALGORITHMS.join(', ')}`,
 });
 
+// Reserved capacity: a fraction of every limit of the resource held back for requests of
+// priority min_priority or more (README, "Reserved capacity"). Priorities are the request's int32.
+const INT32_MIN = -(2 ** 31);
+const INT32_MAX = 2 ** 31 - 1;
+/** Reserve entries per resource: each is a priority band; more than a few is a mistake. */
+const MAX_RESERVES = 16;
+const FRACTION_HINT = 'expected a number above 0 and below 1';
+const reserveEntry = z.strictObject({
+  fraction: z.number({ error: FRACTION_HINT }).gt(0, { error: FRACTION_HINT }).lt(1, { error: FRACTION_HINT }),
+  min_priority: z
+    .number({ error: 'expected a whole number (a priority, int32)' })
+    .int({ error: 'expected a whole number (a priority, int32)' })
+    .min(INT32_MIN, { error: `expected at least ${INT32_MIN} (int32)` })
+    .max(INT32_MAX, { error: `expected at most ${INT32_MAX} (int32)` }),
+});
+
 const resource = z.strictObject({
   name,
   keys: z
@@ -117,6 +133,7 @@ const resource = z.strictObject({
   settle_within: duration(MAX_PERMIT_TTL).optional(),
   lease,
   limits: z.array(limit).min(1, { error: 'expected at least one limit' }),
+  reserve: z.array(reserveEntry, { error: 'expected a list of { fraction, min_priority }' }).max(MAX_RESERVES, { error: `expected at most ${MAX_RESERVES} entries` }).default([]),
 });
 
 const listen = z.string().refine((text) => isListenAddress(text), {
@@ -387,6 +404,7 @@ export const policySchema = z
         if (seen.has(key)) ctx.addIssue({ code: 'custom', path: ['resources', i, 'keys', k], message: `duplicate key "${key}"` });
         seen.add(key);
       });
+      reportReserveProblems(res.reserve, ['resources', i, 'reserve'], ctx);
     });
   });
 
@@ -402,6 +420,22 @@ function reportDuplicates(items: { name: string }[], path: (string | number)[], 
     if (seen.has(item.name)) ctx.addIssue({ code: 'custom', path: [...path, i, 'name'], message: `duplicate name "${item.name}"` });
     seen.add(item.name);
   });
+}
+
+/** Each priority reserved for once, and the fractions leave some of every limit to everyone. */
+function reportReserveProblems(reserve: { fraction: number; min_priority: number }[], path: (string | number)[], ctx: z.RefinementCtx): void {
+  const seen = new Set<number>();
+  let sum = 0;
+  reserve.forEach((entry, i) => {
+    if (seen.has(entry.min_priority)) {
+      ctx.addIssue({ code: 'custom', path: [...path, i, 'min_priority'], message: `duplicate min_priority ${entry.min_priority}: give one fraction per priority` });
+    }
+    seen.add(entry.min_priority);
+    sum += entry.fraction;
+  });
+  if (sum >= 1) {
+    ctx.addIssue({ code: 'custom', path, message: `the fractions add up to ${Number(sum.toFixed(6))}: expected less than 1, so that the lowest priority can use some of every limit` });
+  }
 }
 
 /** `host:port`, `[v6]:port`, `:port` (every interface, IPv6 and IPv4) or `unix:/path`. */

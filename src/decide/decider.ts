@@ -1,12 +1,12 @@
 // The pipeline below the wire: a validated request -> the store -> a decision. Shared by every
 // transport (sluice.v1 unary and stream; Envoy RLS later).
-import { costFor } from '../config/policy.js';
+import { costFor, usableFraction, type Limit } from '../config/policy.js';
 import { holdsSlots } from '../limits/registry.js';
 import type { Store, StoreVerdict } from '../store/store.js';
 import type { FailurePolicy } from '../guard/failure-policy.js';
 import { StoreUnavailable } from '../guard/store-unavailable.js';
 import { PermitTable } from './permits.js';
-import { denialReason, fromVerdict, type AcquireInput, type Decision } from './decision.js';
+import { denialReason, fromVerdict, reserveReason, type AcquireInput, type Decision } from './decision.js';
 
 /**
  * What the decider asks of leases: a decision now when the lease can answer at once, null when
@@ -89,15 +89,15 @@ export class Decider {
   }
 
   private async fromStore(input: AcquireInput): Promise<Decision> {
-    const { resource, scope, cost } = input;
+    const { resource, scope, cost, priority } = input;
     const permitId = this.permitIdFor(input);
     let verdict: StoreVerdict;
     try {
-      verdict = await this.store.acquire(resource, scope, cost, permitId);
+      verdict = await this.store.acquire(resource, scope, cost, permitId, usableFraction(resource, priority));
     } catch (err) {
       return this.byPolicy(input, permitId, err);
     }
-    const decision = fromVerdict(resource, verdict, 'STORE', (limit) => verdict.reason ?? denialReason(limit, verdict.remaining, verdict.retryAfterMs, costFor(limit, cost)));
+    const decision = fromVerdict(resource, verdict, 'STORE', (limit) => verdict.reason ?? storeReason(verdict, limit, costFor(limit, cost), priority));
     return this.recorded(input, permitId, decision);
   }
 
@@ -193,4 +193,11 @@ export class Decider {
     await this.failurePolicy?.close();
     await this.store.close();
   }
+}
+
+/** Why the store denied: the limit, or the part of it reserved above the request's priority. */
+function storeReason(verdict: StoreVerdict, limit: Limit, cost: number, priority: number): string {
+  return verdict.reserved
+    ? reserveReason(limit, verdict.remaining, verdict.retryAfterMs, cost, priority)
+    : denialReason(limit, verdict.remaining, verdict.retryAfterMs, cost);
 }

@@ -13,6 +13,11 @@ export interface AcquireInput {
   scope: string;
   /** Units, at least 1. */
   cost: number;
+  /**
+   * Higher is more important; the resource's reserve decides how much of each limit it may use
+   * (usableFraction). Envoy traffic has none: 0.
+   */
+  priority: number;
 }
 
 export interface Decision {
@@ -68,6 +73,13 @@ export function denied(limit: Limit, decidedBy: DecidedBy, standing: Standing & 
     reason,
     decidedAt: standing.decidedAt,
   };
+}
+
+/** Why the reserve denied `cost` units of a limit to a request of `priority`. */
+export function reserveReason(limit: Limit, remaining: number, retryAfterMs: number, cost: number, priority: number): string {
+  const held = `the rest of limit "${limit.name}" is reserved for priorities above ${priority}`;
+  if (retryAfterMs === Number.POSITIVE_INFINITY) return `cost ${cost} exceeds what priority ${priority} may use of limit "${limit.name}" (capacity ${limit.capacity}): ${held}`;
+  return `priority ${priority} has ${remaining} of limit "${limit.name}" left; ${held}`;
 }
 
 /** A store's verdict over a resource: its deciding limit speaks; `reason` says why on a denial. */

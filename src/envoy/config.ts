@@ -486,6 +486,9 @@ export function compileRule(
           permitTtlMs: 0,
           lease: options.lease,
           leasable: options.lease.enabled,
+          // Envoy sends no priority: its traffic is priority 0, and nothing is reserved from it.
+          reserve: [],
+          usableBelow: [],
         };
   // The scope carries the limits' algorithms and units: budgets of different shapes never share
   // a scope (the memory store keeps a scope's state by limit position), while an override and a

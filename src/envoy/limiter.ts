@@ -91,7 +91,7 @@ export function planDescriptors(config: EnvoyConfig, request: EnvoyRequest): Pla
     const descriptor = request.descriptors[i]!;
     const hits = descriptor.hits ?? request.hits;
     const scope = scopeOf(request.domain, descriptor.entries, match);
-    return { kind: 'limit', rule, input: { resource: rule.resource, scope, cost: hits === 0 ? 1 : hits }, checkOnly: hits === 0 };
+    return { kind: 'limit', rule, input: { resource: rule.resource, scope, cost: hits === 0 ? 1 : hits, priority: 0 }, checkOnly: hits === 0 };
   });
 }
 

@@ -66,7 +66,7 @@ export function parseAcquire(req: WireAcquireRequest, resources: ReadonlyMap<str
     }
     scope = withValue(scope, value);
   }
-  return { resource, scope, cost };
+  return { resource, scope, cost, priority: req.priority };
 }
 
 export function parseRelease(req: WireReleaseRequest): { permitId: string; actualCost: number | undefined } {

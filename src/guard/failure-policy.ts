@@ -1,6 +1,6 @@
 // What a resource's `on_store_failure` says to do when the store cannot decide in time:
 // open (grant), closed (deny), or local (enforce this sidecar's share of each limit in memory).
-import type { Limit, Resource } from '../config/policy.js';
+import { usableFraction, type Limit, type Resource } from '../config/policy.js';
 import { denied, fromVerdict, granted, type AcquireInput, type Decision } from '../decide/decision.js';
 import { algorithmOf } from '../limits/registry.js';
 import { MemoryStore } from '../store/memory/memory-store.js';
@@ -26,7 +26,7 @@ export class FailurePolicy {
     this.local = new MemoryStore({ maxKeys: options.maxKeys, now: this.now });
   }
 
-  async decide({ resource, scope, cost }: AcquireInput, permitId: string, err: StoreUnavailable): Promise<Decision> {
+  async decide({ resource, scope, cost, priority }: AcquireInput, permitId: string, err: StoreUnavailable): Promise<Decision> {
     const first = resource.limits[0]!;
     switch (resource.onStoreFailure) {
       case 'open':
@@ -35,7 +35,8 @@ export class FailurePolicy {
         return denied(first, 'FAIL_CLOSED', { remaining: 0, resetAfterMs: 0, retryAfterMs: this.options.retryAfterMs(), decidedAt: this.now() }, err.message);
       case 'local': {
         const share = this.shareOf(resource);
-        const verdict = await this.local.acquire(share, scope, cost, permitId);
+        // The share keeps the resource's reserve: each sidecar holds back its part of it.
+        const verdict = await this.local.acquire(share, scope, cost, permitId, usableFraction(resource, priority));
         const decision = fromVerdict(
           share,
           verdict,

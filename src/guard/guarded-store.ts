@@ -68,14 +68,14 @@ export class GuardedStore implements Store {
     }
   }
 
-  acquire(resource: Resource, scope: string, cost: number, permitId: string): Promise<StoreVerdict> {
+  acquire(resource: Resource, scope: string, cost: number, permitId: string, usable?: number): Promise<StoreVerdict> {
     if (this.breaker.isOpen) return this.refuse();
-    return this.inner.acquire(resource, scope, cost, permitId).then(this.passed, this.caught);
+    return this.inner.acquire(resource, scope, cost, permitId, usable).then(this.passed, this.caught);
   }
 
-  take(resource: Resource, scope: string, cost: number, want: readonly number[], aheadMs: number): Promise<TakeVerdict> {
+  take(resource: Resource, scope: string, cost: number, want: readonly number[], aheadMs: number, usable?: number): Promise<TakeVerdict> {
     if (this.breaker.isOpen) return this.refuse();
-    return this.inner.take(resource, scope, cost, want, aheadMs).then(this.passed, this.caught);
+    return this.inner.take(resource, scope, cost, want, aheadMs, usable).then(this.passed, this.caught);
   }
 
   release(resource: Resource, scope: string, grant: Grant, delta: number): Promise<void> {

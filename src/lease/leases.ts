@@ -4,7 +4,13 @@
 // than they fall due, so leasing can only under-admit (units stranded here while another sidecar
 // is denied), never over-admit. Unused units go back when the lease expires, when demand stops,
 // and on shutdown. The argument is in docs/leases.md.
-import { costFor, type Limit, type Resource } from '../config/policy.js';
+//
+// Reserve: a lease takes its units as the lowest priority would (the usable part of each limit
+// only), so any request may be served from them and none ever dips into a reserve it may not use.
+// A request of a priority that may use more than that is served from held units when they are
+// due, and otherwise passed on to the store with its own priority: neither a standing denial
+// (a low-priority take's) nor units not yet due answer it.
+import { costFor, lowestUsable, usableFraction, type Limit, type Resource } from '../config/policy.js';
 import { denialReason, denied, granted, type AcquireInput, type Decision } from '../decide/decision.js';
 import { algorithmOf } from '../limits/registry.js';
 import type { Store, TakeVerdict } from '../store/store.js';
@@ -38,6 +44,8 @@ interface LeaseState {
   resetAt: number;
   /** How far ahead of their time a take may lease a schedule's units: half the ttl, so they are served within it. */
   aheadMs: number;
+  /** The fraction of every limit a take may use: the lowest priority's (1 without a reserve). */
+  usable: number;
   /** The take in flight; it resolves with what it came to. */
   refill: Promise<TakeOutcome> | null;
   /**
@@ -113,6 +121,8 @@ export class Leases {
     const now = this.now();
     const state = this.stateFor(input, now);
     if (!state) return null;
+    // Units due now serve it; anything else is for the store to say, at its priority.
+    if (state.usable < 1 && usableFraction(input.resource, input.priority) > state.usable) return this.fromHeld(state, input.cost, now, false);
     const next = this.answer(state, input.cost, now, null);
     return typeof next === 'number' ? this.afterTakes(state, input.cost, next) : next;
   }
@@ -225,9 +235,10 @@ export class Leases {
 
   /**
    * A grant from what the lease holds when every limit has the units due; a denial when it holds
-   * them but some are not due yet (its retry_after: when they are); null when it holds too few.
+   * them but some are not due yet (its retry_after: when they are), or null for a request that
+   * may not be told to wait for them (`mayWait` false); null when it holds too few.
    */
-  private fromHeld(state: LeaseState, cost: number, now: number): Decision | null {
+  private fromHeld(state: LeaseState, cost: number, now: number, mayWait = true): Decision | null {
     if (now >= state.expiresAt) return null;
     const limits = state.resource.limits;
     let dueAt = now;
@@ -244,7 +255,7 @@ export class Leases {
         }
       }
     }
-    if (dueAt > now) return this.notYetDue(state, limits[waitingOn]!, cost, dueAt, now);
+    if (dueAt > now) return mayWait ? this.notYetDue(state, limits[waitingOn]!, cost, dueAt, now) : null;
     let tightest = 0;
     let tightestLeft = Number.POSITIVE_INFINITY;
     for (let i = 0; i < limits.length; i++) {
@@ -334,7 +345,7 @@ export class Leases {
     });
     this.figures.takes++;
     state.refill = this.store
-      .take(state.resource, state.scope, cost, want, state.aheadMs)
+      .take(state.resource, state.scope, cost, want, state.aheadMs, state.usable)
       .then(
         (verdict) => this.received(state, verdict, now, cost),
         // A failed take leaves the lease as it was; the requests waiting on it see the error.
@@ -442,6 +453,7 @@ export class Leases {
       expiresAt: 0,
       resetAt: 0,
       aheadMs: lease.ttlMs / 2,
+      usable: lowestUsable(input.resource),
       refill: null,
       deniedUntil: 0,
       retryAt: 0,

@@ -19,9 +19,11 @@ export interface Algorithm<Params extends LimitParams, State, V extends Verdict 
    * Whether `need` units fit now, and how many of `want` (a lease block, at least `need`) it would
    * take. Changes nothing that commit would not (slot algorithms may drop what has expired).
    * Algorithms with a schedule (scheduleStepMs) may lease units that fall due up to `aheadMs`
-   * from now; the others ignore it.
+   * from now; the others ignore it. `usable` (0 < usable <= 1, default 1) is the fraction of the
+   * limit this request may use: the rest is reserved for higher priorities (usableUnits rounds
+   * it), and the verdict's remaining and retryAfterMs are as this request sees the limit.
    */
-  take(state: State, now: number, need: number, want: number, p: Params, aheadMs?: number): V;
+  take(state: State, now: number, need: number, want: number, p: Params, aheadMs?: number, usable?: number): V;
   /** The state after a granted take; `permitId` names the slot taken, for algorithms that hold them. */
   commit(state: State, verdict: V, now: number, permitId: string, p: Params): State;
   /**
@@ -59,6 +61,15 @@ export interface RedisShape<Params> {
   readonly keys: readonly string[];
   /** The two numbers a and b of the limit's ARGV. */
   args(p: Params): [number, number];
+}
+
+/**
+ * The units of `capacity` a request may use when only the fraction `usable` of it is its to use:
+ * floored, so that what is held back is never less than the reserve says. The slack only absorbs
+ * the rounding error of 1 - a sum of fractions (0.7 x 10 = 6.9999...).
+ */
+export function usableUnits(capacity: number, usable: number): number {
+  return usable >= 1 ? capacity : Math.floor(capacity * usable + 1e-9);
 }
 
 /** A share of a capacity: at least one unit. */

@@ -1,6 +1,8 @@
 // Concurrency permits: at most `capacity` units held at once. Every permit carries an expiry,
 // so a holder that dies without releasing is reclaimed once its ttl has passed.
-import { shareOfCapacity, type Algorithm } from './algorithm.js';
+// Reserve: a request that may use only `usable` of the limit fits when held + cost <=
+// usableUnits(capacity, usable); the rest of the permits are for higher priorities.
+import { shareOfCapacity, usableUnits, type Algorithm } from './algorithm.js';
 import { NEVER, type Verdict } from './verdict.js';
 
 export interface ConcurrencyParams {
@@ -34,15 +36,18 @@ export function reclaimExpired(state: ConcurrencyState, now: number): void {
 }
 
 /** Call after reclaimExpired. Slots are never leased: a grant takes exactly its cost. */
-export function checkConcurrency(state: ConcurrencyState, now: number, cost: number, p: ConcurrencyParams): Verdict {
+export function checkConcurrency(state: ConcurrencyState, now: number, cost: number, p: ConcurrencyParams, usable = 1): Verdict {
   const lastExpiry = state.permits.length > 0 ? state.permits[state.permits.length - 1]!.expiresAt : now;
-  if (cost > p.capacity) {
-    return { allowed: false, taken: 0, remaining: p.capacity - state.held, retryAfterMs: NEVER, resetAfterMs: lastExpiry - now };
+  const capacity = usableUnits(p.capacity, usable);
+  const remaining = Math.max(0, capacity - state.held);
+  if (cost > capacity) {
+    return { allowed: false, taken: 0, remaining, retryAfterMs: NEVER, resetAfterMs: lastExpiry - now, reserved: cost <= p.capacity };
   }
-  if (state.held + cost > p.capacity) {
-    return { allowed: false, taken: 0, remaining: p.capacity - state.held, retryAfterMs: untilFreed(state, now, cost, p), resetAfterMs: lastExpiry - now };
+  if (state.held + cost > capacity) {
+    const reserved = state.held + cost <= p.capacity;
+    return { allowed: false, taken: 0, remaining, retryAfterMs: untilFreed(state, now, cost, capacity), resetAfterMs: lastExpiry - now, reserved };
   }
-  return { allowed: true, taken: cost, remaining: p.capacity - state.held - cost, retryAfterMs: 0, resetAfterMs: p.ttlMs };
+  return { allowed: true, taken: cost, remaining: capacity - state.held - cost, retryAfterMs: 0, resetAfterMs: p.ttlMs };
 }
 
 export function holdPermit(state: ConcurrencyState, now: number, id: string, cost: number, p: ConcurrencyParams): void {
@@ -73,14 +78,15 @@ export function releasePermit(state: ConcurrencyState, id: string): boolean {
 }
 
 /**
- * When enough held permits will have expired for `cost` to fit, if none is released first. Reads
- * only the soonest to expire, and at most as many as units are lacking (each holds one or more).
+ * When enough held permits will have expired for `cost` to fit under `capacity` (the part of the
+ * limit the request may use), if none is released first. Reads only the soonest to expire, and at
+ * most as many as units are lacking (each holds one or more).
  */
-function untilFreed(state: ConcurrencyState, now: number, cost: number, p: ConcurrencyParams): number {
+function untilFreed(state: ConcurrencyState, now: number, cost: number, capacity: number): number {
   let held = state.held;
   for (const permit of state.permits) {
     held -= permit.cost;
-    if (held + cost <= p.capacity) return permit.expiresAt - now;
+    if (held + cost <= capacity) return permit.expiresAt - now;
   }
   return NEVER;
 }
@@ -88,9 +94,9 @@ function untilFreed(state: ConcurrencyState, now: number, cost: number, p: Concu
 export const concurrency: Algorithm<ConcurrencyParams, ConcurrencyState> = {
   name: 'concurrency',
   initial: () => ({ held: 0, permits: [] }),
-  take: (state, now, need, _want, p) => {
+  take: (state, now, need, _want, p, _aheadMs, usable) => {
     reclaimExpired(state, now);
-    return checkConcurrency(state, now, need, p);
+    return checkConcurrency(state, now, need, p, usable);
   },
   commit: (state, verdict, now, permitId, p) => {
     holdPermit(state, now, permitId, verdict.taken, p);

@@ -1,5 +1,7 @@
 // A counter per epoch-aligned window (Envoy's windows: a 1m window starts on the minute).
-import { shareOfCapacity, type Algorithm } from './algorithm.js';
+// Reserve: a request that may use only `usable` of the limit fits when count + cost <=
+// usableUnits(capacity, usable); the rest of the window is for higher priorities.
+import { shareOfCapacity, usableUnits, type Algorithm } from './algorithm.js';
 import { NEVER, type Verdict } from './verdict.js';
 
 export interface WindowParams {
@@ -22,16 +24,18 @@ export function windowIndex(now: number, periodMs: number): number {
   return Math.floor(now / periodMs);
 }
 
-export function takeFixedWindow(state: FixedWindowState, now: number, cost: number, p: WindowParams, want = cost): FixedWindowVerdict {
+export function takeFixedWindow(state: FixedWindowState, now: number, cost: number, p: WindowParams, want = cost, usable = 1): FixedWindowVerdict {
   const window = windowIndex(now, p.periodMs);
   const count = state.window === window ? state.count : 0;
-  const available = Math.max(0, p.capacity - count);
+  const capacity = usableUnits(p.capacity, usable);
+  const available = Math.max(0, capacity - count);
   const untilNext = (window + 1) * p.periodMs - now;
-  if (cost > p.capacity) {
-    return { allowed: false, taken: 0, remaining: available, retryAfterMs: NEVER, resetAfterMs: count > 0 ? untilNext : 0, next: state };
+  if (cost > capacity) {
+    const reserved = cost <= p.capacity;
+    return { allowed: false, taken: 0, remaining: available, retryAfterMs: NEVER, resetAfterMs: count > 0 ? untilNext : 0, next: state, reserved };
   }
   if (cost > available) {
-    return { allowed: false, taken: 0, remaining: available, retryAfterMs: untilNext, resetAfterMs: untilNext, next: state };
+    return { allowed: false, taken: 0, remaining: available, retryAfterMs: untilNext, resetAfterMs: untilNext, next: state, reserved: count + cost <= p.capacity };
   }
   const taken = Math.max(cost, Math.min(want, available));
   return { allowed: true, taken, remaining: available - taken, retryAfterMs: 0, resetAfterMs: untilNext, next: { window, count: count + taken } };
@@ -60,7 +64,7 @@ export function untilWindowEnds(now: number, periodMs: number): number {
 export const fixedWindow: Algorithm<WindowParams, FixedWindowState, FixedWindowVerdict> = {
   name: 'fixed_window',
   initial: () => ({ window: -1, count: 0 }),
-  take: (state, now, need, want, p) => takeFixedWindow(state, now, need, p, want),
+  take: (state, now, need, want, p, _aheadMs, usable) => takeFixedWindow(state, now, need, p, want, usable),
   commit: (_state, verdict) => verdict.next,
   settle: settleFixedWindow,
   expiresAt: (state, p) => (state.window + 1) * p.periodMs,

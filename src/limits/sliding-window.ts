@@ -2,9 +2,12 @@
 // before it. The previous count is weighted by how much of it the sliding window still covers,
 // so the estimate moves smoothly instead of resetting at the window edge. Constant memory per
 // key, unlike a sliding log.
+//
+// Reserve: a request that may use only `usable` of the limit fits when estimate + cost <=
+// usableUnits(capacity, usable), and its retry_after is when the estimate leaves room under that.
 import { EPSILON, NEVER, type Verdict } from './verdict.js';
 import { untilWindowEnds, windowIndex, type WindowParams } from './fixed-window.js';
-import { shareOfCapacity, type Algorithm } from './algorithm.js';
+import { shareOfCapacity, usableUnits, type Algorithm } from './algorithm.js';
 
 export interface SlidingWindowState {
   window: number;
@@ -24,27 +27,30 @@ export function rollSlidingWindow(state: SlidingWindowState, now: number, period
   return { window, current: 0, previous: 0 };
 }
 
-export function takeSlidingWindow(state: SlidingWindowState, now: number, cost: number, p: WindowParams, want = cost): SlidingWindowVerdict {
+export function takeSlidingWindow(state: SlidingWindowState, now: number, cost: number, p: WindowParams, want = cost, usable = 1): SlidingWindowVerdict {
   const rolled = rollSlidingWindow(state, now, p.periodMs);
   const elapsed = now - rolled.window * p.periodMs;
   const estimate = (rolled.previous * (p.periodMs - elapsed)) / p.periodMs + rolled.current;
-  const available = left(p.capacity - estimate);
-  if (cost > p.capacity) {
-    return { allowed: false, taken: 0, remaining: available, retryAfterMs: NEVER, resetAfterMs: resetAfter(rolled, elapsed, p), next: state };
+  const capacity = usableUnits(p.capacity, usable);
+  const available = left(capacity - estimate);
+  if (cost > capacity) {
+    const reserved = cost <= p.capacity;
+    return { allowed: false, taken: 0, remaining: available, retryAfterMs: NEVER, resetAfterMs: resetAfter(rolled, elapsed, p), next: state, reserved };
   }
-  if (estimate + cost > p.capacity + EPSILON) {
+  if (estimate + cost > capacity + EPSILON) {
     return {
       allowed: false,
       taken: 0,
       remaining: available,
-      retryAfterMs: retryAfter(rolled, elapsed, cost, p),
+      retryAfterMs: retryAfter(rolled, elapsed, cost, p.periodMs, capacity),
       resetAfterMs: resetAfter(rolled, elapsed, p),
       next: state,
+      reserved: estimate + cost <= p.capacity + EPSILON,
     };
   }
   const taken = Math.max(cost, Math.min(want, available));
   const next = { window: rolled.window, current: rolled.current + taken, previous: rolled.previous };
-  return { allowed: true, taken, remaining: left(p.capacity - estimate - taken), retryAfterMs: 0, resetAfterMs: resetAfter(next, elapsed, p), next };
+  return { allowed: true, taken, remaining: left(capacity - estimate - taken), retryAfterMs: 0, resetAfterMs: resetAfter(next, elapsed, p), next };
 }
 
 /**
@@ -62,15 +68,16 @@ export function settleSlidingWindow(state: SlidingWindowState, now: number, gran
 }
 
 /**
- * The earliest moment the estimate leaves room for `cost`. While the current count fits, that is
- * when enough of the previous window has slid out; otherwise it is in the next window, once
- * enough of today's current count has slid out in turn.
+ * The earliest moment the estimate leaves room for `cost` under `capacity` (the part of the limit
+ * the request may use). While the current count fits, that is when enough of the previous window
+ * has slid out; otherwise it is in the next window, once enough of today's current count has slid
+ * out in turn.
  */
-function retryAfter(s: SlidingWindowState, elapsed: number, cost: number, p: WindowParams): number {
-  const room = p.capacity - cost;
+function retryAfter(s: SlidingWindowState, elapsed: number, cost: number, periodMs: number, capacity: number): number {
+  const room = capacity - cost;
   const sinceNow = s.current <= room
-    ? p.periodMs - elapsed - (p.periodMs * (room - s.current)) / s.previous
-    : p.periodMs - elapsed + p.periodMs - (p.periodMs * room) / s.current;
+    ? periodMs - elapsed - (periodMs * (room - s.current)) / s.previous
+    : periodMs - elapsed + periodMs - (periodMs * room) / s.current;
   return Math.max(sinceNow, EPSILON);
 }
 
@@ -87,7 +94,7 @@ function left(units: number): number {
 export const slidingWindow: Algorithm<WindowParams, SlidingWindowState, SlidingWindowVerdict> = {
   name: 'sliding_window',
   initial: () => ({ window: -2, current: 0, previous: 0 }),
-  take: (state, now, need, want, p) => takeSlidingWindow(state, now, need, p, want),
+  take: (state, now, need, want, p, _aheadMs, usable) => takeSlidingWindow(state, now, need, p, want, usable),
   commit: (_state, verdict) => verdict.next,
   settle: settleSlidingWindow,
   // The current count still weighs on the next window.

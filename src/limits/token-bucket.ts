@@ -6,7 +6,13 @@
 // interval. A lease may take units ahead of their time (a slice of the schedule, up to `aheadMs`
 // past now) and serve each no sooner than it falls due, so whoever serves them, the grants follow
 // the one schedule and never exceed burst + rate x elapsed (docs/leases.md).
-import { shareOfCapacity, type Algorithm } from './algorithm.js';
+//
+// Reserve: a request that may use only `usable` of the limit is allowed when the new TAT is at
+// most usableUnits(burst, usable) intervals ahead of now: it cannot take the last, reserved part
+// of the burst. The rate is shared, not split: refill goes first to whoever asks when the bucket
+// is below the reserve line, so higher priorities, while they ask, get the refill before lower
+// ones, and lower ones get the rest.
+import { shareOfCapacity, usableUnits, type Algorithm } from './algorithm.js';
 import { EPSILON, NEVER, type Verdict } from './verdict.js';
 
 export interface TokenBucketParams {
@@ -27,16 +33,18 @@ export interface TokenBucketVerdict extends Verdict {
  * that do; `dueInMs` says when the first of them falls due, the rest follow one interval apart.
  * A refused take's retryAfterMs is when `cost` units would conform now, whatever aheadMs.
  */
-export function takeTokens(tat: number, now: number, cost: number, p: TokenBucketParams, want = cost, aheadMs = 0): TokenBucketVerdict {
+export function takeTokens(tat: number, now: number, cost: number, p: TokenBucketParams, want = cost, aheadMs = 0, usable = 1): TokenBucketVerdict {
   const base = Math.max(tat, now);
-  const window = p.capacity * p.intervalMs;
+  const burst = usableUnits(p.capacity, usable);
+  const window = burst * p.intervalMs;
   const available = units(now + window - base, p);
-  if (cost > p.capacity) {
-    return { allowed: false, taken: 0, remaining: available, retryAfterMs: NEVER, resetAfterMs: base - now, nextTat: tat };
+  if (cost > burst) {
+    return { allowed: false, taken: 0, remaining: available, retryAfterMs: NEVER, resetAfterMs: base - now, nextTat: tat, reserved: cost <= p.capacity };
   }
   const allowAt = base + cost * p.intervalMs - window;
   if (allowAt > now + aheadMs + EPSILON) {
-    return { allowed: false, taken: 0, remaining: available, retryAfterMs: allowAt - now, resetAfterMs: base - now, nextTat: tat };
+    const reserved = burst < p.capacity && allowAt - (p.capacity - burst) * p.intervalMs <= now + aheadMs + EPSILON;
+    return { allowed: false, taken: 0, remaining: available, retryAfterMs: allowAt - now, resetAfterMs: base - now, nextTat: tat, reserved };
   }
   const taken = Math.max(cost, Math.min(want, aheadMs > 0 ? units(now + aheadMs + window - base, p) : available));
   const nextTat = base + taken * p.intervalMs;
@@ -74,7 +82,7 @@ function units(ms: number, p: TokenBucketParams): number {
 export const tokenBucket: Algorithm<TokenBucketParams, number, TokenBucketVerdict> = {
   name: 'token_bucket',
   initial: () => 0,
-  take: (tat, now, need, want, p, aheadMs) => takeTokens(tat, now, need, p, want, aheadMs),
+  take: (tat, now, need, want, p, aheadMs, usable) => takeTokens(tat, now, need, p, want, aheadMs, usable),
   commit: (_tat, verdict) => verdict.nextTat,
   settle: (tat, now, _grantedAt, delta, p) => settleTokens(tat, now, delta, p),
   expiresAt: (tat) => tat,

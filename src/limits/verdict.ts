@@ -1,7 +1,8 @@
 /**
  * What one limit says about one request. A request may ask for more than its cost (`want`, a
- * lease block): it is allowed when the cost fits and then takes up to `want` of what is there. Times are milliseconds from `now`; a retryAfterMs of
- * Infinity means the request can never be granted (its cost exceeds the limit's capacity).
+ * lease block): it is allowed when the cost fits and then takes up to `want` of what is there.
+ * Times are milliseconds from `now`; a retryAfterMs of Infinity means the request can never be
+ * granted (its cost exceeds the limit's capacity, or the part of it the request may use).
  */
 export interface Verdict {
   allowed: boolean;
@@ -17,6 +18,11 @@ export interface Verdict {
    * at once); the rest follow one scheduleStepMs apart. Absent: every unit taken is due at once.
    */
   dueInMs?: number;
+  /**
+   * Denied only because of the part of the limit reserved for higher priorities: the whole
+   * limit would have allowed it now, or (retryAfterMs Infinity) ever.
+   */
+  reserved?: boolean;
 }
 
 /** Slack for floating-point time arithmetic: far below a millisecond, far above rounding error. */

@@ -14,6 +14,8 @@ export interface StoreVerdict {
   now: number;
   /** Why the store denied when no limit did (the memory store full of live budgets). */
   reason?: string;
+  /** The deciding limit denied only because of the part reserved for higher priorities. */
+  reserved?: boolean;
 }
 
 /** A take for a lease: what each limit gave and has left, in policy order. */
@@ -42,16 +44,17 @@ export interface Grant {
 export interface Store {
   /**
    * All-or-nothing over resource.limits: either every limit is charged `cost`, or none is.
-   * `permitId` names the concurrency slot taken when granted.
+   * `permitId` names the concurrency slot taken when granted. `usable` is the fraction of every
+   * limit the request may use (config/policy.ts usableFraction; 1, all of it, when absent).
    */
-  acquire(resource: Resource, scope: string, cost: number, permitId: string): Promise<StoreVerdict>;
+  acquire(resource: Resource, scope: string, cost: number, permitId: string, usable?: number): Promise<StoreVerdict>;
   /**
    * Like acquire, for a lease: granted when `cost` fits every limit, and then takes up to
    * `want[i]` units (at least the cost) from limit i. A limit with a schedule (a token bucket)
    * counts units that fall due within `aheadMs` of now as fitting, but never past the end of a
-   * window limit of the resource. Only for resources with no concurrency limit.
+   * window limit of the resource. Only for resources with no concurrency limit. `usable` as for acquire.
    */
-  take(resource: Resource, scope: string, cost: number, want: readonly number[], aheadMs: number): Promise<TakeVerdict>;
+  take(resource: Resource, scope: string, cost: number, want: readonly number[], aheadMs: number, usable?: number): Promise<TakeVerdict>;
   /**
    * Frees the grant's concurrency slots and charges `delta` more units (a refund when negative)
    * to its rate limits. Applied at most once per permit id.

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parsePolicy, PolicyError } from '../../src/config/load.js';
+import { lowestUsable, usableFraction } from '../../src/config/policy.js';
 import { CLI, writePolicy } from '../support/sidecar.js';
 
 const run = promisify(execFile);
@@ -385,5 +386,59 @@ describe('sluice check', () => {
     expect(failed?.code).toBe(1);
     expect(failed?.stderr).toContain('resources');
     expect(failed?.stdout).not.toContain('listening');
+  });
+});
+
+function withReserve(reserve: string): string {
+  return `
+resources:
+  - name: openai
+    limits:
+      - { name: rpm, algorithm: fixed_window, rate: 10/s }
+    reserve: ${reserve}
+`;
+}
+
+describe('reserve in a policy', () => {
+  it('compiles entries by priority, and the part of every limit each priority may use', () => {
+    const policy = parsePolicy(withReserve('[{ fraction: 0.1, min_priority: 9 }, { fraction: 0.2, min_priority: 5 }]'), 'p.yaml');
+    const resource = policy.resources.get('openai')!;
+    expect(resource.reserve).toEqual([
+      { fraction: 0.2, minPriority: 5 },
+      { fraction: 0.1, minPriority: 9 },
+    ]);
+    expect(usableFraction(resource, 0)).toBeCloseTo(0.7, 12);
+    expect(usableFraction(resource, -2_147_483_648)).toBeCloseTo(0.7, 12);
+    expect(usableFraction(resource, 4)).toBeCloseTo(0.7, 12);
+    expect(usableFraction(resource, 5)).toBeCloseTo(0.9, 12);
+    expect(usableFraction(resource, 8)).toBeCloseTo(0.9, 12);
+    expect(usableFraction(resource, 9)).toBe(1);
+    expect(lowestUsable(resource)).toBeCloseTo(0.7, 12);
+  });
+
+  it('a resource without reserve lets every priority use all of every limit', () => {
+    const resource = parsePolicy(withReserve('[]'), 'p.yaml').resources.get('openai')!;
+    expect(usableFraction(resource, -5)).toBe(1);
+    expect(lowestUsable(resource)).toBe(1);
+  });
+
+  it('rejects fractions outside (0, 1), sums of 1 or more, duplicate and non-int32 priorities, with their paths', () => {
+    expect(problems(withReserve('[{ fraction: 0, min_priority: 1 }]'))).toEqual(['resources[0].reserve[0].fraction (line 6): expected a number above 0 and below 1']);
+    expect(problems(withReserve('[{ fraction: 1, min_priority: 1 }]'))[0]).toMatch(/^resources\[0\]\.reserve\[0\]\.fraction .*above 0 and below 1/);
+    expect(problems(withReserve('[{ fraction: 0.6, min_priority: 1 }, { fraction: 0.4, min_priority: 2 }]'))).toEqual([
+      'resources[0].reserve (line 6): the fractions add up to 1: expected less than 1, so that the lowest priority can use some of every limit',
+    ]);
+    expect(problems(withReserve('[{ fraction: 0.1, min_priority: 3 }, { fraction: 0.2, min_priority: 3 }]'))[0]).toMatch(
+      /^resources\[0\]\.reserve\[1\]\.min_priority .*duplicate min_priority 3/,
+    );
+    expect(problems(withReserve('[{ fraction: 0.1, min_priority: 2147483648 }]'))[0]).toMatch(/min_priority .*expected at most 2147483647/);
+    expect(problems(withReserve('[{ fraction: 0.1, min_priority: 1.5 }]'))[0]).toMatch(/min_priority .*expected a whole number/);
+    expect(problems(withReserve('[{ fraction: 0.1 }]'))[0]).toMatch(/^resources\[0\]\.reserve\[0\]\.min_priority/);
+    expect(problems(withReserve('[{ fraction: 0.1, min_priority: 1, lane: x }]'))[0]).toMatch(/unknown key "lane"/);
+  });
+
+  it('sluice check prints each resource\'s reserve', async () => {
+    const { stdout } = await run(process.execPath, [CLI, 'check', writePolicy(withReserve('[{ fraction: 0.2, min_priority: 5 }]'))]);
+    expect(stdout).toContain('openai: reserve 20% for priority >= 5 (priority < 5 may use 80% of every limit)');
   });
 });

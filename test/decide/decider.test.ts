@@ -62,7 +62,7 @@ const fromLease = () => granted(tokens, 'LEASE', { remaining: 41, resetAfterMs: 
 
 function input(name: string, cost = 1, tenant = 'acme'): AcquireInput {
   const resource = policy.resources.get(name)!;
-  return { resource, scope: scopeOf(resource, [tenant]), cost };
+  return { resource, scope: scopeOf(resource, [tenant]), cost, priority: 0 };
 }
 
 describe('the decider', () => {

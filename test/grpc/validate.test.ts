@@ -21,8 +21,12 @@ describe('parseAcquire', () => {
   it('scopes by the values of the keys in the order the resource lists them, escaped as scopeOf escapes them', () => {
     const llm = resources.get('llm')!;
     const input = parseAcquire(request({ model: 'gpt|4}', user: 'ignored', tenant: 'a%b{' }), resources);
-    expect(input).toEqual({ resource: llm, scope: scopeOf(llm, ['a%b{', 'gpt|4}']), cost: 1 });
+    expect(input).toEqual({ resource: llm, scope: scopeOf(llm, ['a%b{', 'gpt|4}']), cost: 1, priority: 0 });
     expect(input.scope).toBe('llm|a%25b%7B|gpt%7C4%7D');
+  });
+
+  it('carries the priority, which decides how much of a reserved limit the request may use', () => {
+    expect(parseAcquire({ ...request({ tenant: 't', model: 'm' }), priority: -7 }, resources).priority).toBe(-7);
   });
 
   it('names the descriptor whose value is too long', () => {

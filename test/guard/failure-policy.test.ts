@@ -29,7 +29,7 @@ const DOWN = new StoreUnavailable('timeout', 'store unavailable: no answer withi
 
 function input(name: string, cost = 1, tenant = 't'): AcquireInput {
   const resource = policy.resources.get(name)!;
-  return { resource, scope: scopeOf(resource, resource.keys.map(() => tenant)), cost };
+  return { resource, scope: scopeOf(resource, resource.keys.map(() => tenant)), cost, priority: 0 };
 }
 
 describe('failure policy', () => {

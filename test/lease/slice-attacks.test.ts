@@ -329,7 +329,7 @@ function world(limits: string, options: WorldOptions = {}) {
     /** A request through a sidecar; its grant goes into the ledger when the answer comes. */
     ask(s: Sidecar, cost = 1, key = 'a', then?: (d: Decision) => void): void {
       s.asked++;
-      const input = { resource, scope: scope(key), cost };
+      const input = { resource, scope: scope(key), cost, priority: 0 };
       const answered = (d: Decision) => {
         if (s.dead) return;
         if (d.granted) {
@@ -655,7 +655,7 @@ describe('settlements and revokes while slices are held', () => {
           } else if (roll < 0.6) {
             // As the Envoy service does when another descriptor of the request is over its limit.
             settled.revoked++;
-            void s.decider.revoke({ resource: w.resource, scope: w.scope(key), cost }, d);
+            void s.decider.revoke({ resource: w.resource, scope: w.scope(key), cost, priority: 0 }, d);
           }
         });
       },
@@ -675,7 +675,7 @@ describe('settlements and revokes while slices are held', () => {
       then: (s, d, cost, key) => {
         if (d.granted && d.decidedBy === 'LEASE' && r() < 0.3) {
           revoked++;
-          void s.decider.revoke({ resource: w.resource, scope: w.scope(key), cost }, d);
+          void s.decider.revoke({ resource: w.resource, scope: w.scope(key), cost, priority: 0 }, d);
         }
       },
     });

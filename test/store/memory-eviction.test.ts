@@ -110,7 +110,7 @@ describe('memory store: a full table refuses new scopes and keeps every live bud
     const res = testResource(['{ name: daily, algorithm: fixed_window, rate: 2/1d }']);
     const local = { ...res, onStoreFailure: 'local' as const };
     const down = new StoreUnavailable('timeout', 'store timed out');
-    const decide = (tenant: string) => failures.decide({ resource: local, scope: scopeOf(local, [tenant]), cost: 1 }, '', down);
+    const decide = (tenant: string) => failures.decide({ resource: local, scope: scopeOf(local, [tenant]), cost: 1, priority: 0 }, '', down);
     for (const tenant of ['a', 'b', 'c']) expect((await decide(tenant)).granted).toBe(true);
     expect((await decide('a')).granted).toBe(true);
     expect((await decide('a')).granted).toBe(false); // a's share is spent, and stays spent

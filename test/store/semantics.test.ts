@@ -64,12 +64,13 @@ let resourceSeq = 0;
 let permitSeq = 0;
 
 /** A resource of its own for one test, compiled from YAML as a policy file would be. */
-function resource(limits: string[], keys: string[] = ['tenant']): Resource {
+function resource(limits: string[], keys: string[] = ['tenant'], reserve = '[]'): Resource {
   const name = `res${++resourceSeq}`;
   const yaml = [
     'resources:',
     `  - name: ${name}`,
     `    keys: [${keys.join(', ')}]`,
+    `    reserve: ${reserve}`,
     '    limits:',
     ...limits.map((limit) => `      - ${limit}`),
     '',
@@ -84,9 +85,9 @@ interface Taken extends StoreVerdict {
   grant: Grant;
 }
 
-async function acquire(store: Store, res: Resource, scope: string, cost = 1): Promise<Taken> {
+async function acquire(store: Store, res: Resource, scope: string, cost = 1, usable = 1): Promise<Taken> {
   const permitId = `p${++permitSeq}`;
-  const v = await store.acquire(res, scope, cost, permitId);
+  const v = await store.acquire(res, scope, cost, permitId, usable);
   return { ...v, limitName: res.limits[v.decider]?.name, grant: { permitId, cost, grantedAt: v.now } };
 }
 
@@ -564,6 +565,79 @@ describe.each(FACTORIES)('$kind store semantics', (factory) => {
       const scope = scopeOf(res, ['t']);
       const v = await store.take(res, scope, 1, [3], 30 * MINUTE);
       expect(v).toMatchObject({ granted: true, taken: [3], left: [2], dueInMs: [0] });
+    });
+  });
+
+  describe('reserve: a request may use only the part of each limit not reserved above its priority', () => {
+    // 20% of every limit for priority 5 and up: a priority 0 request may use 0.8 of it.
+    const RESERVE = '[{ fraction: 0.2, min_priority: 5 }]';
+    const ALL_CASES = [
+      { algorithm: 'token_bucket', limit: '{ name: rate, algorithm: token_bucket, rate: 10/1h }' },
+      { algorithm: 'fixed_window', limit: '{ name: rate, algorithm: fixed_window, rate: 10/1d }' },
+      { algorithm: 'sliding_window', limit: '{ name: rate, algorithm: sliding_window, rate: 10/1d }' },
+      { algorithm: 'concurrency', limit: '{ name: rate, algorithm: concurrency, max: 10, ttl: 1h }' },
+    ];
+
+    it.each(ALL_CASES)('$algorithm: a low priority gets 8 of 10 and is then denied by the reserve; a high one gets the last 2', async ({ limit }) => {
+      const res = resource([limit], ['tenant'], RESERVE);
+      const scope = scopeOf(res, ['t']);
+      for (let i = 1; i <= 8; i++) {
+        const v = await acquire(store, res, scope, 1, 0.8);
+        expect(v.granted).toBe(true);
+        expect(v.remaining).toBe(8 - i);
+      }
+      const low = await acquire(store, res, scope, 1, 0.8);
+      expect(low).toMatchObject({ granted: false, remaining: 0, reserved: true });
+      expect(low.retryAfterMs).toBeGreaterThan(0);
+      expect(Number.isFinite(low.retryAfterMs)).toBe(true);
+      // The denial took nothing: the high priority gets both reserved units, then the limit is out for it too.
+      for (let i = 1; i <= 2; i++) expect(await acquire(store, res, scope, 1, 1)).toMatchObject({ granted: true, remaining: 2 - i });
+      expect(await acquire(store, res, scope, 1, 1)).toMatchObject({ granted: false, reserved: false });
+    });
+
+    it.each(ALL_CASES)('$algorithm: a cost past the usable part can never be granted to that priority, and the reserve is named', async ({ limit }) => {
+      const res = resource([limit], ['tenant'], RESERVE);
+      const scope = scopeOf(res, ['t']);
+      expect(await acquire(store, res, scope, 9, 0.8)).toMatchObject({ granted: false, retryAfterMs: Infinity, reserved: true, remaining: 8 });
+      expect(await acquire(store, res, scope, 11, 0.8)).toMatchObject({ granted: false, retryAfterMs: Infinity, reserved: false });
+      expect(await acquire(store, res, scope, 9, 1)).toMatchObject({ granted: true, remaining: 1 });
+    });
+
+    it('a usable part that rounds down keeps at least the fraction back (0.75 of 10 uses 7)', async () => {
+      const res = resource(['{ name: rate, algorithm: fixed_window, rate: 10/1d }'], ['tenant'], '[{ fraction: 0.25, min_priority: 5 }]');
+      const scope = scopeOf(res, ['t']);
+      expect(await acquire(store, res, scope, 7, 0.75)).toMatchObject({ granted: true, remaining: 0 });
+      expect(await acquire(store, res, scope, 1, 0.75)).toMatchObject({ granted: false, reserved: true });
+    });
+
+    it('over several limits: the reserve of each holds, and a low-priority denial charges none of them', async () => {
+      const res = resource(
+        [
+          '{ name: burst, algorithm: token_bucket, rate: 20/1h }',
+          '{ name: daily, algorithm: fixed_window, rate: 10/1d }',
+          '{ name: sliding, algorithm: sliding_window, rate: 15/1d }',
+          '{ name: inflight, algorithm: concurrency, max: 30, ttl: 1h }',
+        ],
+        ['tenant'],
+        RESERVE,
+      );
+      const scope = scopeOf(res, ['t']);
+      // daily is the tightest: 8 of its 10 for the low priority.
+      expect(await acquire(store, res, scope, 8, 0.8)).toMatchObject({ granted: true, limitName: 'daily', remaining: 0 });
+      const low = await acquire(store, res, scope, 1, 0.8);
+      expect(low).toMatchObject({ granted: false, limitName: 'daily', reserved: true });
+      // Nothing was charged by the denial: the high priority finds daily's 2, sliding's 7 and burst's 12.
+      expect(await acquire(store, res, scope, 2, 1)).toMatchObject({ granted: true, limitName: 'daily', remaining: 0 });
+      // sliding (15, 12 usable) now holds 10: 2 left for the low priority, but daily has none for anyone.
+      expect(await acquire(store, res, scope, 1, 1)).toMatchObject({ granted: false, limitName: 'daily', reserved: false });
+    });
+
+    it('a lease take for the lowest priority takes the usable part only', async () => {
+      const res = resource(['{ name: rate, algorithm: fixed_window, rate: 10/1d }'], ['tenant'], RESERVE);
+      const scope = scopeOf(res, ['t']);
+      expect(await store.take(res, scope, 1, [10], 0, 0.8)).toMatchObject({ granted: true, taken: [8], left: [0] });
+      expect(await store.take(res, scope, 1, [10], 0, 0.8)).toMatchObject({ granted: false, reserved: true });
+      expect(await acquire(store, res, scope, 2, 1)).toMatchObject({ granted: true, remaining: 0 });
     });
   });
 

@@ -19,7 +19,7 @@ export function leaseClock(limitsYaml: string, lease = '{ enabled: true, max_fra
   const store = new MemoryStore({ maxKeys: 1000, now: clock, sweepEveryMs: 0 });
   const takes = countTakes(store);
   const sidecar = () => new Leases(store, { maxLeasedKeys: 1000, maxTrackedKeys: 1000, now: clock });
-  const input = (key = 'a', cost = 1): AcquireInput => ({ resource, scope: scopeOf(resource, [key]), cost });
+  const input = (key = 'a', cost = 1, priority = 0): AcquireInput => ({ resource, scope: scopeOf(resource, [key]), cost, priority });
   return {
     resource,
     store,

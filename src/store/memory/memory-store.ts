@@ -58,21 +58,21 @@ export class MemoryStore implements Store {
     return this.scopes.size;
   }
 
-  async acquire(resource: Resource, scope: string, cost: number, permitId: string): Promise<StoreVerdict> {
-    const decided = this.decide(resource, scope, cost, undefined, permitId);
+  async acquire(resource: Resource, scope: string, cost: number, permitId: string, usable = 1): Promise<StoreVerdict> {
+    const decided = this.decide(resource, scope, cost, undefined, permitId, 0, usable);
     if (!decided) return this.full();
     const { verdicts, ...verdict } = decided;
     return verdict;
   }
 
-  async take(resource: Resource, scope: string, cost: number, want: readonly number[], aheadMs: number): Promise<TakeVerdict> {
+  async take(resource: Resource, scope: string, cost: number, want: readonly number[], aheadMs: number, usable = 1): Promise<TakeVerdict> {
     const now = this.now();
     let windowEndsInMs = Number.POSITIVE_INFINITY;
     for (const limit of resource.limits) {
       const endsIn = algorithmOf(limit).windowEndsInMs?.(now, limit);
       if (endsIn !== undefined) windowEndsInMs = Math.min(windowEndsInMs, endsIn);
     }
-    const decided = this.decide(resource, scope, cost, want, '', Math.min(aheadMs, windowEndsInMs));
+    const decided = this.decide(resource, scope, cost, want, '', Math.min(aheadMs, windowEndsInMs), usable);
     if (!decided) {
       const none = resource.limits.map(() => 0);
       return { ...this.full(), taken: none, left: none, dueInMs: none, windowEndsInMs: Number.POSITIVE_INFINITY };
@@ -151,13 +151,13 @@ export class MemoryStore implements Store {
     for (const [id, until] of this.settled) if (until <= now) this.settled.delete(id);
   }
 
-  private decide(resource: Resource, scope: string, cost: number, want: readonly number[] | undefined, permitId: string, aheadMs = 0) {
+  private decide(resource: Resource, scope: string, cost: number, want: readonly number[] | undefined, permitId: string, aheadMs: number, usable: number) {
     const now = this.now();
     const entry = this.entry(resource, scope, now);
     if (!entry) return undefined;
     const verdicts: Verdict[] = resource.limits.map((limit, i) => {
       const need = costFor(limit, cost);
-      return algorithmOf(limit).take(entry.states[i], now, need, Math.max(need, want?.[i] ?? need), limit, aheadMs);
+      return algorithmOf(limit).take(entry.states[i], now, need, Math.max(need, want?.[i] ?? need), limit, aheadMs, usable);
     });
     const decider = decidingLimit(verdicts);
     const granted = verdicts.every((v) => v.allowed);
@@ -168,7 +168,8 @@ export class MemoryStore implements Store {
     }
     this.settleExpiry(scope, entry, resource.limits, now);
     const v = verdicts[decider]!;
-    return { granted, decider, remaining: v.remaining, retryAfterMs: v.retryAfterMs, resetAfterMs: v.resetAfterMs, now, verdicts };
+    const reserved = v.reserved === true;
+    return { granted, decider, remaining: v.remaining, retryAfterMs: v.retryAfterMs, resetAfterMs: v.resetAfterMs, now, reserved, verdicts };
   }
 
   /** True the first time an id is seen within ONCE_TTL_MS. */

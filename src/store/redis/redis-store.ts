@@ -15,7 +15,7 @@ import { ONCE_TTL_MS, ScriptError, StoreError, StoreTimeout, type Grant, type St
 interface ScriptPlan {
   /** Appended to `<prefix>:{<scope>` to make each key. */
   keySuffixes: string[];
-  /** n, then four values per limit: the ARGV after cost and permit id. */
+  /** n, then four values per limit: the ARGV after cost, usable and permit id. */
   limitArgs: (string | number)[];
 }
 
@@ -104,16 +104,16 @@ export class RedisStore implements Store {
     });
   }
 
-  acquire(resource: Resource, scope: string, cost: number, permitId: string): Promise<StoreVerdict> {
+  acquire(resource: Resource, scope: string, cost: number, permitId: string, usable = 1): Promise<StoreVerdict> {
     const plan = this.plan(resource);
     const keys = this.keys(plan, scope);
-    return this.call<number[]>('sluiceAcquire', [keys.length, ...keys, cost, permitId, ...plan.limitArgs]).then(verdictOf, lateVerdict);
+    return this.call<number[]>('sluiceAcquire', [keys.length, ...keys, cost, usable, permitId, ...plan.limitArgs]).then(verdictOf, lateVerdict);
   }
 
-  take(resource: Resource, scope: string, cost: number, want: readonly number[], aheadMs: number): Promise<TakeVerdict> {
+  take(resource: Resource, scope: string, cost: number, want: readonly number[], aheadMs: number, usable = 1): Promise<TakeVerdict> {
     const plan = this.plan(resource);
     const keys = this.keys(plan, scope);
-    return this.call<number[]>('sluiceAcquire', [keys.length, ...keys, cost, '', ...plan.limitArgs, ...want, aheadMs]).then(takeVerdictOf, lateTakeVerdict);
+    return this.call<number[]>('sluiceAcquire', [keys.length, ...keys, cost, usable, '', ...plan.limitArgs, ...want, aheadMs]).then(takeVerdictOf, lateTakeVerdict);
   }
 
   async release(resource: Resource, scope: string, grant: Grant, delta: number): Promise<void> {
@@ -233,6 +233,8 @@ function probeResource(): Resource {
     permitTtlMs: 0,
     lease: { enabled: false, maxFraction: 0.1, ttlMs: 1_000 },
     leasable: false,
+    reserve: [],
+    usableBelow: [],
   };
 }
 
@@ -250,7 +252,7 @@ function takeVerdictOf(reply: number[]): TakeVerdict {
   const taken: number[] = [];
   const left: number[] = [];
   const dueInMs: number[] = [];
-  for (let i = 7; i < reply.length; i += 3) {
+  for (let i = 8; i < reply.length; i += 3) {
     taken.push(reply[i]!);
     left.push(reply[i + 1]!);
     // Whole microseconds, rounded up by the script: a unit is never taken to be due sooner.
@@ -270,6 +272,7 @@ function verdictOf(reply: number[]): StoreVerdict {
     retryAfterMs: retry < 0 ? Number.POSITIVE_INFINITY : retry,
     resetAfterMs: reply[4]!,
     now: reply[5]!,
+    reserved: reply[7] === 1,
   };
 }
 
