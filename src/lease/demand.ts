@@ -47,8 +47,8 @@ export interface BlockInput {
   storeLeft: number;
   /** What the waiting request needs: a block is never smaller. */
   need: number;
-  /** For a limit with a schedule (a token bucket), ms between its units; 0 otherwise. */
-  stepMs: number;
+  /** For a limit with a schedule (a token bucket), the most units one take asks for demand (sliceUnits); 0 otherwise. */
+  slice: number;
 }
 
 /**
@@ -66,7 +66,7 @@ export interface BlockInput {
  */
 export function blockSize(b: BlockInput): number {
   const demand = Math.ceil((b.demandPerSecond * LEASE_HORIZON_MS) / 1000);
-  if (b.stepMs > 0) return Math.max(b.need, Math.min(demand, sliceUnits(b.capacity, b.maxFraction, b.stepMs)));
+  if (b.slice > 0) return Math.max(b.need, Math.min(demand, b.slice));
   return Math.max(b.need, Math.min(demand, Math.floor(b.capacity * b.maxFraction), Math.floor(b.storeLeft / 4)));
 }
 

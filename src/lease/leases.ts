@@ -34,6 +34,8 @@ interface LeaseState {
   scope: string;
   /** Units held here, per limit; served from when due, never beyond. */
   held: HeldUnits[];
+  /** Per limit with a schedule, the most units one take asks for demand (sliceUnits); 0 for the others. */
+  slices: number[];
   /** What each limit had left in the store at the last take (due then, for a schedule). */
   storeLeft: number[];
   /** Store time of the take the units came from: a refund goes back to that window. */
@@ -320,7 +322,8 @@ export class Leases {
       // half a slice held, the next is taken, and what a sidecar holds (and would strand if it
       // died) stays within one and a half slices however hot the key.
       const wanted = (perSecond * LEASE_HORIZON_MS) / 1000;
-      if (held.total * 2 < (held.stepMs > 0 ? Math.min(wanted, sliceUnits(limit.capacity, state.resource.lease.maxFraction, held.stepMs)) : wanted)) return true;
+      const slice = state.slices[i]!;
+      if (held.total * 2 < (slice > 0 ? Math.min(wanted, slice) : wanted)) return true;
     }
     return false;
   }
@@ -329,19 +332,19 @@ export class Leases {
     const now = this.now();
     const { maxFraction } = state.resource.lease;
     const want = state.resource.limits.map((limit, i) => {
-      const { stepMs, total } = state.held[i]!;
+      const slice = state.slices[i]!;
       const block = blockSize({
         demandPerSecond: demandAt(state.demand, now, limit.countsRequests),
         capacity: limit.capacity,
         maxFraction,
         storeLeft: state.storeLeft[i]!,
         need: costFor(limit, cost),
-        stepMs,
+        slice,
       });
       // Requests already waiting are served from this take as far as the store has room; of a
       // schedule, no more than a slice: units due later would only tell them to come back.
-      const waiting = (limit.countsRequests ? state.waitingRequests : state.waitingCost) - total;
-      return Math.max(block, stepMs > 0 ? Math.min(waiting, sliceUnits(limit.capacity, maxFraction, stepMs)) : waiting);
+      const waiting = (limit.countsRequests ? state.waitingRequests : state.waitingCost) - state.held[i]!.total;
+      return Math.max(block, slice > 0 ? Math.min(waiting, slice) : waiting);
     });
     this.figures.takes++;
     state.refill = this.store
@@ -444,10 +447,12 @@ export class Leases {
     const old = this.states.get(input.scope);
     if (old && this.holding.has(old)) void this.giveBack(old);
     const { limits, lease } = input.resource;
+    const steps = limits.map((limit) => algorithmOf(limit).scheduleStepMs?.(limit) ?? 0);
     const state: LeaseState = {
       resource: input.resource,
       scope: input.scope,
-      held: limits.map((limit) => new HeldUnits(algorithmOf(limit).scheduleStepMs?.(limit) ?? 0)),
+      held: steps.map((stepMs) => new HeldUnits(stepMs)),
+      slices: steps.map((stepMs, i) => (stepMs > 0 ? sliceUnits(limits[i]!.capacity, lease.maxFraction, stepMs) : 0)),
       storeLeft: limits.map(() => Number.POSITIVE_INFINITY),
       takenAt: 0,
       expiresAt: 0,
