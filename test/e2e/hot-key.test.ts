@@ -3,48 +3,18 @@
 // loop (4,000/s for 10 s over one AcquireStream per sidecar), dealt 1:2:3:4. The limit must hold
 // against Redis's clock and every request must be answered; the other figures are printed and
 // judged by the bench's targets, not here.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { hotKeyPhase, runPhase } from '../../bench/accuracy-phase.js';
-import { openClients, type RateLimiterClient } from '../../bench/grpc-load.js';
-import { DEPLOYED_NODE_FLAGS, startSidecar, type SidecarProcess } from '../support/sidecar.js';
-import { useRedis } from '../support/use-redis.js';
+import { useHotKey } from '../support/hot-key.js';
 
 const RATE_PER_S = 2000;
 const BURST = 200;
 const WEIGHTS = [1, 2, 3, 4];
 const DEMAND_S = 10;
 
-const POLICY = `
-# Generous: on this busy machine a slow answer from Redis is waited for, never ruled on by a
-# failure policy; and if one ever were, closed denies where open would grant past the limit.
-store:
-  timeout: 10s
-resources:
-  - name: hot
-    keys: [tenant]
-    on_store_failure: closed
-    lease: { enabled: true, max_fraction: 0.1, ttl: 1s }
-    limits:
-      - { name: rps, algorithm: token_bucket, rate: ${RATE_PER_S}/1s, burst: ${BURST} }
-`;
-
 describe('a hot key at twice its limit, four sidecars with leases, demand dealt 1:2:3:4', () => {
-  const world = useRedis({ prioritised: true });
-  const sidecars: SidecarProcess[] = [];
-  const clients: RateLimiterClient[] = [];
-
-  beforeAll(async () => {
-    await Promise.all(
-      WEIGHTS.map(async () => {
-        sidecars.push(await startSidecar(POLICY, { SLUICE_REDIS_URL: world.redis.url }, DEPLOYED_NODE_FLAGS));
-      }),
-    );
-    for (const sidecar of sidecars) clients.push(...(await openClients(sidecar.address, 1)));
-  });
-  afterAll(async () => {
-    for (const client of clients) client.close();
-    await Promise.all(sidecars.map((sidecar) => sidecar.stop()));
-  });
+  // Generous: on this busy machine a slow answer from Redis is waited for, not ruled on by closed.
+  const world = useHotKey({ sidecars: WEIGHTS.length, ratePerS: RATE_PER_S, burst: BURST, storeTimeout: '10s' });
 
   it('grants no more than burst + rate x elapsed by Redis TIME, and answers every request', async () => {
     const phase = hotKeyPhase({
@@ -56,7 +26,7 @@ describe('a hot key at twice its limit, four sidecars with leases, demand dealt 
       demandPerS: 2 * RATE_PER_S,
       weights: WEIGHTS,
     });
-    const r = await runPhase(phase, clients, world.redis.client, DEMAND_S);
+    const r = await runPhase(phase, world.clients, world.redis.client, DEMAND_S);
     const percents = (shares: number[]) => shares.map((x) => (x * 100).toFixed(1)).join('/');
     console.log(
       `hot key, 4 sidecars: sent ${r.sent} at ${r.sentPerS}/s over ${r.elapsedS} s, granted ${r.granted} of ${r.allowed} allowed ` +

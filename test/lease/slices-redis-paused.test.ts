@@ -2,42 +2,16 @@
 // Redis is frozen (SIGSTOP) for two seconds in the middle: what the sidecars already hold is still
 // served on its schedule, the takes that Redis cannot answer are denied by on_store_failure
 // closed, and across the whole run the grants never pass burst + rate x elapsed by Redis TIME.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { hotKeyPhase, runPhase } from '../../bench/accuracy-phase.js';
-import { openClients, type RateLimiterClient } from '../../bench/grpc-load.js';
-import { DEPLOYED_NODE_FLAGS, startSidecar, type SidecarProcess } from '../support/sidecar.js';
-import { useRedis } from '../support/use-redis.js';
+import { useHotKey } from '../support/hot-key.js';
 
 const RATE_PER_S = 1000;
 const BURST = 100;
 const DEMAND_S = 6;
 
-const POLICY = `
-store:
-  timeout: 50ms
-resources:
-  - name: hot
-    keys: [tenant]
-    on_store_failure: closed
-    lease: { enabled: true, max_fraction: 0.1, ttl: 1s }
-    limits:
-      - { name: rps, algorithm: token_bucket, rate: ${RATE_PER_S}/1s, burst: ${BURST} }
-`;
-
 describe('slices of a hot key while Redis is frozen', () => {
-  const world = useRedis({ prioritised: true });
-  const sidecars: SidecarProcess[] = [];
-  const clients: RateLimiterClient[] = [];
-
-  beforeAll(async () => {
-    for (let i = 0; i < 2; i++) sidecars.push(await startSidecar(POLICY, { SLUICE_REDIS_URL: world.redis.url }, DEPLOYED_NODE_FLAGS));
-    for (const sidecar of sidecars) clients.push(...(await openClients(sidecar.address, 1)));
-  });
-  afterAll(async () => {
-    world.redis.resume();
-    for (const client of clients) client.close();
-    await Promise.all(sidecars.map((sidecar) => sidecar.stop()));
-  });
+  const world = useHotKey({ sidecars: 2, ratePerS: RATE_PER_S, burst: BURST, storeTimeout: '50ms' });
 
   it('answers every request, by closed while no take can be made, and never grants past the limit', async () => {
     const phase = hotKeyPhase({
@@ -53,7 +27,7 @@ describe('slices of a hot key while Redis is frozen', () => {
     const thaw = setTimeout(() => world.redis.resume(), 4_000);
     let r;
     try {
-      r = await runPhase(phase, clients, world.redis.client, DEMAND_S);
+      r = await runPhase(phase, world.clients, world.redis.client, DEMAND_S);
     } finally {
       clearTimeout(freeze);
       clearTimeout(thaw);
