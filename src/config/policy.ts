@@ -60,6 +60,12 @@ export interface Resource {
    * above its priority: 1 - the sum of their fractions. usableFraction reads it.
    */
   usableBelow: readonly number[];
+  /** Requests that may wait in one scope's line, across every sidecar. */
+  maxWaiters: number;
+  /** Lane names in file order; the first is the lane of a request that names none. Empty: no lanes. */
+  lanes: readonly string[];
+  /** Each lane's share, in the order of `lanes`. */
+  laneShares: readonly number[];
 }
 
 export interface LeaseSettings {
@@ -98,6 +104,8 @@ export interface Policy {
     connections: ConnectionLimits;
     /** AcquireStreams open at once across the sidecar. */
     maxStreams: number;
+    /** Requests waiting (max_wait) in this sidecar at once. */
+    maxWaiters: number;
   };
   store: { redis: RedisConfig | null; timeoutMs: number; maxKeys: number };
   resources: ReadonlyMap<string, Resource>;
@@ -171,6 +179,7 @@ export function compilePolicy(file: PolicyFile, placeOf: PlaceOf): Policy {
         keepaliveTimeoutMs: file.server.keepalive_timeout,
       },
       maxStreams: file.server.max_streams,
+      maxWaiters: file.server.max_waiters,
     },
     store: { redis: file.store.redis ? compileRedis(file.store.redis) : null, timeoutMs: file.store.timeout, maxKeys: file.store.max_keys },
     resources: new Map((file.resources ?? []).map((res) => [res.name, compileResource(res)])),
@@ -245,7 +254,17 @@ function compileResource(res: ResourceFile): Resource {
     lease: compileLease(res.lease),
     leasable: res.lease.enabled && !limits.some(holdsSlots),
     ...compileReserve(res.reserve),
+    maxWaiters: res.wait.max_waiters,
+    lanes: Object.keys(res.lanes),
+    laneShares: Object.values(res.lanes),
   };
+}
+
+/** The 1-based lane a request names ('' for the resource's first); undefined when it has no such lane. */
+export function laneOf(resource: Resource, lane: string): number | undefined {
+  if (lane === '') return 1;
+  const at = resource.lanes.indexOf(lane);
+  return at < 0 ? undefined : at + 1;
 }
 
 function compileReserve(entries: ResourceFile['reserve']): Pick<Resource, 'reserve' | 'usableBelow'> {

@@ -116,6 +116,20 @@ const reserveEntry = z.strictObject({
     .max(INT32_MAX, { error: `expected at most ${INT32_MAX} (int32)` }),
 });
 
+// Waiting (README, "Waiting"): how many requests may wait in a scope's line across every sidecar,
+// and named lanes whose shares of every limit order the line when more than one waits.
+const MAX_LANES = 16;
+const waitSettings = z.strictObject({
+  max_waiters: wholeNumber(1_000_000).default(1_000),
+});
+const SHARE_HINT = 'expected a share above 0 and at most 1';
+const lanes = z
+  .record(name, z.number({ error: SHARE_HINT }).gt(0, { error: SHARE_HINT }).max(1, { error: SHARE_HINT }), { error: 'expected a map of lane name to share, such as { interactive: 0.7, batch: 0.3 }' })
+  .refine((map) => Object.keys(map).length <= MAX_LANES, { error: `expected at most ${MAX_LANES} lanes` })
+  .refine((map) => Object.keys(map).length === 0 || Math.abs(Object.values(map).reduce((a, b) => a + b, 0) - 1) < 1e-6, {
+    error: 'expected the shares to add up to 1',
+  });
+
 const resource = z.strictObject({
   name,
   keys: z
@@ -134,6 +148,8 @@ const resource = z.strictObject({
   lease,
   limits: z.array(limit).min(1, { error: 'expected at least one limit' }),
   reserve: z.array(reserveEntry, { error: 'expected a list of { fraction, min_priority }' }).max(MAX_RESERVES, { error: `expected at most ${MAX_RESERVES} entries` }).default([]),
+  wait: waitSettings.default({ max_waiters: 1_000 }),
+  lanes: lanes.default({}),
 });
 
 const listen = z.string().refine((text) => isListenAddress(text), {
@@ -146,6 +162,7 @@ const CONNECTION_DEFAULTS = {
   max_in_flight: 1_000,
   max_connections: 1_000,
   max_streams: 1_000,
+  max_waiters: 10_000,
   max_streams_per_connection: 100,
   handshake_timeout: 10_000,
   connection_idle: 300_000,
@@ -164,6 +181,8 @@ const server = z.strictObject({
   // Node closes connections past maxConnections itself; 100,000 sockets is far past one pod's need.
   max_connections: wholeNumber(100_000).default(CONNECTION_DEFAULTS.max_connections),
   max_streams: wholeNumber(100_000).default(CONNECTION_DEFAULTS.max_streams),
+  // Requests waiting in this sidecar (max_wait), across every scope; past it RESOURCE_EXHAUSTED.
+  max_waiters: wholeNumber(1_000_000).default(CONNECTION_DEFAULTS.max_waiters),
   max_streams_per_connection: wholeNumber(10_000).default(CONNECTION_DEFAULTS.max_streams_per_connection),
   handshake_timeout: duration('5m').default(CONNECTION_DEFAULTS.handshake_timeout),
   // Timers in node hold at most 2^31-1 ms (24.8 days); a day is the longest any of these needs.

@@ -489,6 +489,9 @@ export function compileRule(
           // Envoy sends no priority: its traffic is priority 0, and nothing is reserved from it.
           reserve: [],
           usableBelow: [],
+          maxWaiters: 0,
+          lanes: [],
+          laneShares: [],
         };
   // The scope carries the limits' algorithms and units: budgets of different shapes never share
   // a scope (the memory store keeps a scope's state by limit position), while an override and a

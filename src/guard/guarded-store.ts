@@ -6,7 +6,18 @@
 // Failures surface as StoreUnavailable, for the failure policy. What is not a store failure (a bug
 // in sluice) passes through untouched: it is neither met by on_store_failure nor counted.
 import type { Resource } from '../config/policy.js';
-import { ScriptError, StoreError, StoreTimeout, type Grant, type Store, type StoreVerdict, type TakeVerdict } from '../store/store.js';
+import {
+  ScriptError,
+  StoreError,
+  StoreTimeout,
+  type Grant,
+  type LineEvents,
+  type LineVerdict,
+  type Store,
+  type StoreVerdict,
+  type TakeVerdict,
+  type Ticket,
+} from '../store/store.js';
 import { Breaker } from './breaker.js';
 import { StoreUnavailable } from './store-unavailable.js';
 
@@ -68,9 +79,28 @@ export class GuardedStore implements Store {
     }
   }
 
-  acquire(resource: Resource, scope: string, cost: number, permitId: string, usable?: number): Promise<StoreVerdict> {
+  acquire(resource: Resource, scope: string, cost: number, permitId: string, usable?: number, priority?: number): Promise<StoreVerdict> {
     if (this.breaker.isOpen) return this.refuse();
-    return this.inner.acquire(resource, scope, cost, permitId, usable).then(this.passed, this.caught);
+    return this.inner.acquire(resource, scope, cost, permitId, usable, priority).then(this.passed, this.caught);
+  }
+
+  join(resource: Resource, scope: string, ticket: Ticket, maxWaiters: number): Promise<LineVerdict> {
+    if (this.breaker.isOpen) return this.refuse();
+    return this.inner.join(resource, scope, ticket, maxWaiters).then(this.passed, this.caught);
+  }
+
+  retry(resource: Resource, scope: string, ticket: string): Promise<LineVerdict> {
+    if (this.breaker.isOpen) return this.refuse();
+    return this.inner.retry(resource, scope, ticket).then(this.passed, this.caught);
+  }
+
+  leave(resource: Resource, scope: string, ticket: string): Promise<LineVerdict> {
+    if (this.breaker.isOpen) return this.refuse();
+    return this.inner.leave(resource, scope, ticket).then(this.passed, this.caught);
+  }
+
+  listen(sidecarId: string, events: LineEvents): void {
+    this.inner.listen(sidecarId, events);
   }
 
   take(resource: Resource, scope: string, cost: number, want: readonly number[], aheadMs: number, usable?: number): Promise<TakeVerdict> {

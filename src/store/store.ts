@@ -16,6 +16,8 @@ export interface StoreVerdict {
   reason?: string;
   /** The deciding limit denied only because of the part reserved for higher priorities. */
   reserved?: boolean;
+  /** Denied because this many requests wait in the scope's line ahead of it. */
+  waiting?: number;
 }
 
 /** A take for a lease: what each limit gave and has left, in policy order. */
@@ -33,6 +35,58 @@ export interface TakeVerdict extends StoreVerdict {
   windowEndsInMs: number;
 }
 
+/**
+ * A request that may wait, as it asks to join its scope's line. The line serves the highest
+ * priority first; among lanes whose first tickets share it, the lane served least for its share;
+ * then the earliest arrival, by the store's clock, across every sidecar.
+ */
+export interface Ticket {
+  /** Unique across sidecars: "<sidecar>.<n>"; that sidecar hears about it (LineEvents). */
+  id: string;
+  cost: number;
+  priority: number;
+  /** The fraction of every limit it may use (config/policy.ts usableFraction of its priority). */
+  usable: number;
+  /** Its lane, 1-based (1 for a resource without lanes). */
+  lane: number;
+  /** Names the slot a concurrency limit gives it; empty when none is to be held. */
+  permitId: string;
+  /** How long it may wait, ms: then the store drops it. */
+  waitMs: number;
+}
+
+export type LineState = 'granted' | 'waiting' | 'full' | 'never' | 'gone';
+
+/** What the line says of a ticket: served now, still waiting, or why it is not in line. */
+export interface LineVerdict extends StoreVerdict {
+  /**
+   * granted: served (charged); waiting: in line; full: the scope's line holds maxWaiters already;
+   * never: the cost can never fit (granted false, retryAfterMs Infinity); gone: not in line (it
+   * was dropped, or it left).
+   */
+  state: LineState;
+  /** The ticket as the store holds it: what to ask again or leave with. Empty unless waiting. */
+  ticket: string;
+  /** When waiting and first in line: ms until it fits. Infinity: unknown (it will be told). */
+  turnInMs: number;
+  /** Tickets waiting in the scope's line after the call. */
+  waiting: number;
+}
+
+/** What the store tells a sidecar about its tickets, and every sidecar about lines that form. */
+export interface LineEvents {
+  /** Another call served the ticket (verdict.granted: charged), or found it can never fit. */
+  answered(ticketId: string, verdict: StoreVerdict): void;
+  /** The ticket is first in line and fits in `inMs`: ask again then. */
+  turn(ticketId: string, inMs: number): void;
+  /** Budget came back to the ticket's scope while it was first in its lane: ask again now. */
+  wake(ticketId: string): void;
+  /** Requests began to wait in the scope's line: no lease may serve ahead of them. */
+  formed(scope: string): void;
+  /** Messages may have been lost (the connection that hears them was lost and is back). */
+  resync(): void;
+}
+
 /** A grant that can still be released or settled. */
 export interface Grant {
   /** Member of every concurrency limit's permit set. */
@@ -45,14 +99,17 @@ export interface Store {
   /**
    * All-or-nothing over resource.limits: either every limit is charged `cost`, or none is.
    * `permitId` names the concurrency slot taken when granted. `usable` is the fraction of every
-   * limit the request may use (config/policy.ts usableFraction; 1, all of it, when absent).
+   * limit the request may use (config/policy.ts usableFraction; 1, all of it, when absent). With
+   * requests waiting in the scope's line it is granted only when its `priority` (default 0) is
+   * above all of theirs (`waiting` says how many it was denied for).
    */
-  acquire(resource: Resource, scope: string, cost: number, permitId: string, usable?: number): Promise<StoreVerdict>;
+  acquire(resource: Resource, scope: string, cost: number, permitId: string, usable?: number, priority?: number): Promise<StoreVerdict>;
   /**
    * Like acquire, for a lease: granted when `cost` fits every limit, and then takes up to
    * `want[i]` units (at least the cost) from limit i. A limit with a schedule (a token bucket)
    * counts units that fall due within `aheadMs` of now as fitting, but never past the end of a
-   * window limit of the resource. Only for resources with no concurrency limit. `usable` as for acquire.
+   * window limit of the resource. Only for resources with no concurrency limit. `usable` as for
+   * acquire. Never granted while requests wait in the scope's line.
    */
   take(resource: Resource, scope: string, cost: number, want: readonly number[], aheadMs: number, usable?: number): Promise<TakeVerdict>;
   /**
@@ -66,6 +123,20 @@ export interface Store {
    * refund never refunds twice; false when it had been applied already.
    */
   refund(resource: Resource, scope: string, refundId: string, units: readonly number[], takenAt: number): Promise<boolean>;
+  /**
+   * Joins the scope's line, and serves it: the ticket is granted at once when nobody waits ahead
+   * of it and it fits. Past maxWaiters tickets in the line, it is not kept ('full').
+   */
+  join(resource: Resource, scope: string, ticket: Ticket, maxWaiters: number): Promise<LineVerdict>;
+  /** Asks again for a ticket in line (after a turn, a wake, or a lost message), serving the line. */
+  retry(resource: Resource, scope: string, ticket: string): Promise<LineVerdict>;
+  /**
+   * Takes the ticket out of the line ('gone'). A ticket served before it left answers 'granted':
+   * its grant must be given back by whoever gives up on it.
+   */
+  leave(resource: Resource, scope: string, ticket: string): Promise<LineVerdict>;
+  /** Where this sidecar hears about its tickets and about lines that form. */
+  listen(sidecarId: string, events: LineEvents): void;
   /** Says this sidecar is alive; answers how many sidecars share the store, this one included. */
   heartbeat(sidecarId: string, ttlMs: number): Promise<number>;
   /** Resolves when the store answers. */

@@ -6,7 +6,8 @@ import { costFor, type Limit, type Resource } from '../../config/policy.js';
 import { decidingLimit } from '../../limits/combine.js';
 import { algorithmOf } from '../../limits/registry.js';
 import type { Verdict } from '../../limits/verdict.js';
-import { ONCE_TTL_MS, type Grant, type Store, type StoreVerdict, type TakeVerdict } from '../store.js';
+import { ONCE_TTL_MS, type Grant, type LineEvents, type LineVerdict, type Store, type StoreVerdict, type TakeVerdict, type Ticket } from '../store.js';
+import { MemoryLines } from './memory-line.js';
 
 /** A limit's state, as its algorithm made it (limits/registry.ts): only that algorithm reads it. */
 type LimitState = unknown;
@@ -45,9 +46,16 @@ export class MemoryStore implements Store {
   private readonly maxKeys: number;
   private readonly fullReason: string;
   private readonly sweeper: NodeJS.Timeout | undefined;
+  private readonly lines: MemoryLines;
 
   constructor(options: MemoryStoreOptions) {
     this.now = options.now ?? Date.now;
+    this.lines = new MemoryLines(this.now, (resource, scope, cost, permitId, usable, commit) => {
+      const decided = this.decide(resource, scope, cost, undefined, permitId, 0, usable, commit);
+      if (!decided) return undefined;
+      const { verdicts, ...verdict } = decided;
+      return verdict;
+    });
     this.maxKeys = options.maxKeys;
     this.fullReason = `memory store full: ${options.maxKeys} scopes hold live budgets (store.max_keys)`;
     const every = options.sweepEveryMs ?? 10_000;
@@ -58,11 +66,36 @@ export class MemoryStore implements Store {
     return this.scopes.size;
   }
 
-  async acquire(resource: Resource, scope: string, cost: number, permitId: string, usable = 1): Promise<StoreVerdict> {
-    const decided = this.decide(resource, scope, cost, undefined, permitId, 0, usable);
+  async acquire(resource: Resource, scope: string, cost: number, permitId: string, usable = 1, priority = 0): Promise<StoreVerdict> {
+    const first = this.lines.firstPriority(scope);
+    const lined = first !== undefined && priority <= first;
+    const decided = this.decide(resource, scope, cost, undefined, permitId, 0, usable, !lined);
     if (!decided) return this.full();
     const { verdicts, ...verdict } = decided;
+    if (lined) return this.lined(verdict, scope);
     return verdict;
+  }
+
+  join(resource: Resource, scope: string, ticket: Ticket, maxWaiters: number): Promise<LineVerdict> {
+    return Promise.resolve(this.lines.join(resource, scope, ticket, maxWaiters));
+  }
+
+  retry(resource: Resource, scope: string, ticket: string): Promise<LineVerdict> {
+    return Promise.resolve(this.lines.retry(resource, scope, ticket));
+  }
+
+  leave(resource: Resource, scope: string, ticket: string): Promise<LineVerdict> {
+    return Promise.resolve(this.lines.leave(resource, scope, ticket));
+  }
+
+  listen(_sidecarId: string, events: LineEvents): void {
+    this.lines.listen(events);
+  }
+
+  /** A verdict turned into a denial for the requests waiting ahead (acquire.lua alike). */
+  private lined(verdict: StoreVerdict, scope: string): StoreVerdict {
+    const retryAfterMs = verdict.granted ? 1 : Math.max(1, verdict.retryAfterMs);
+    return { ...verdict, granted: false, retryAfterMs, reserved: verdict.granted ? false : verdict.reserved, waiting: this.lines.waiting(scope) };
   }
 
   async take(resource: Resource, scope: string, cost: number, want: readonly number[], aheadMs: number, usable = 1): Promise<TakeVerdict> {
@@ -72,12 +105,14 @@ export class MemoryStore implements Store {
       const endsIn = algorithmOf(limit).windowEndsInMs?.(now, limit);
       if (endsIn !== undefined) windowEndsInMs = Math.min(windowEndsInMs, endsIn);
     }
-    const decided = this.decide(resource, scope, cost, want, '', Math.min(aheadMs, windowEndsInMs), usable);
+    const lined = this.lines.waiting(scope) > 0;
+    const decided = this.decide(resource, scope, cost, want, '', Math.min(aheadMs, windowEndsInMs), usable, !lined);
     if (!decided) {
       const none = resource.limits.map(() => 0);
       return { ...this.full(), taken: none, left: none, dueInMs: none, windowEndsInMs: Number.POSITIVE_INFINITY };
     }
-    const { verdicts, ...verdict } = decided;
+    const { verdicts, ...decidedVerdict } = decided;
+    const verdict = lined ? this.lined(decidedVerdict, scope) : decidedVerdict;
     return {
       ...verdict,
       taken: verdicts.map((v) => (verdict.granted ? v.taken : 0)),
@@ -95,6 +130,7 @@ export class MemoryStore implements Store {
       else if (!limit.countsRequests && delta !== 0) return algorithm.settle(state, now, grant.grantedAt, delta, limit);
       return state;
     });
+    this.lines.wake(scope);
   }
 
   async refund(resource: Resource, scope: string, refundId: string, units: readonly number[], takenAt: number): Promise<boolean> {
@@ -103,6 +139,7 @@ export class MemoryStore implements Store {
       const amount = units[i] ?? 0;
       return amount > 0 ? algorithmOf(limit).settle(state, now, takenAt, -amount, limit) : state;
     });
+    this.lines.wake(scope);
     return true;
   }
 
@@ -151,7 +188,8 @@ export class MemoryStore implements Store {
     for (const [id, until] of this.settled) if (until <= now) this.settled.delete(id);
   }
 
-  private decide(resource: Resource, scope: string, cost: number, want: readonly number[] | undefined, permitId: string, aheadMs: number, usable: number) {
+  /** Decides over every limit; commits a grant only when `commit` (a check that changes nothing otherwise). */
+  private decide(resource: Resource, scope: string, cost: number, want: readonly number[] | undefined, permitId: string, aheadMs: number, usable: number, commit = true) {
     const now = this.now();
     const entry = this.entry(resource, scope, now);
     if (!entry) return undefined;
@@ -161,7 +199,7 @@ export class MemoryStore implements Store {
     });
     const decider = decidingLimit(verdicts);
     const granted = verdicts.every((v) => v.allowed);
-    if (granted) {
+    if (granted && commit) {
       resource.limits.forEach((limit, i) => {
         entry.states[i] = algorithmOf(limit).commit(entry.states[i], verdicts[i]!, now, permitId, limit);
       });

@@ -9,25 +9,46 @@ import { luaDir } from '../../paths.js';
 import { ScriptBatcher } from './batcher.js';
 import { closeRedis, connectionFromUrl, connectRedis, type RedisClient, type RedisConnection } from './connect.js';
 import { lateAnswer, Watchdog, type Outstanding } from './watchdog.js';
-import { ONCE_TTL_MS, ScriptError, StoreError, StoreTimeout, type Grant, type Store, type StoreVerdict, type TakeVerdict } from '../store.js';
+import {
+  ONCE_TTL_MS,
+  ScriptError,
+  StoreError,
+  StoreTimeout,
+  type Grant,
+  type LineEvents,
+  type LineState,
+  type LineVerdict,
+  type Store,
+  type StoreVerdict,
+  type TakeVerdict,
+  type Ticket,
+} from '../store.js';
 
 /** What a resource's limits contribute to every script call, computed once per resource. */
 interface ScriptPlan {
-  /** Appended to `<prefix>:{<scope>` to make each key. */
+  /** Appended to `<prefix>:{<scope>` to make each key: the limits' keys, then the line's. */
   keySuffixes: string[];
   /** n, then four values per limit: the ARGV after cost, usable and permit id. */
   limitArgs: (string | number)[];
+  /** Each lane's share (wait.lua), when the resource has lanes. */
+  laneShares: readonly number[];
 }
 
-const SCRIPTS = { sluiceAcquire: 'acquire.lua', sluiceSettle: 'settle.lua', sluiceHeartbeat: 'heartbeat.lua' } as const;
-/** Scripts that begin with prelude.lua (what acquire.lua and settle.lua share; Redis has no include). */
-const WITH_PRELUDE: ReadonlySet<string> = new Set(['acquire.lua', 'settle.lua']);
+const SCRIPTS = { sluiceAcquire: 'acquire.lua', sluiceWait: 'wait.lua', sluiceSettle: 'settle.lua', sluiceHeartbeat: 'heartbeat.lua' } as const;
+/** What each script is loaded after, in order: the parts it shares with others (Redis has no include). */
+const PARTS: Readonly<Record<string, readonly string[]>> = {
+  'acquire.lua': ['prelude.lua', 'limits.lua', 'line.lua'],
+  'wait.lua': ['prelude.lua', 'limits.lua', 'line.lua'],
+  'settle.lua': ['prelude.lua', 'line.lua'],
+};
 
-/** A script's text as Redis runs it (and hashes it): its file, after the prelude when it needs one. */
+/** A script's text as Redis runs it (and hashes it): its parts, then its file. */
 function scriptText(file: string): string {
-  const text = readFileSync(join(luaDir, file), 'utf8');
-  return WITH_PRELUDE.has(file) ? `${readFileSync(join(luaDir, 'prelude.lua'), 'utf8')}\n${text}` : text;
+  return [...(PARTS[file] ?? []), file].map((part) => readFileSync(join(luaDir, part), 'utf8')).join('\n');
 }
+
+/** wait.lua's states, by number. */
+const LINE_STATES: readonly LineState[] = ['waiting', 'granted', 'full', 'never', 'gone'];
 
 /** Options every form takes: `redis` adds ioredis options (tests shorten timeouts with it). */
 interface Tuning {
@@ -69,9 +90,14 @@ export class RedisStore implements Store {
   private lastConnectionError: Error | null = null;
   private readonly watchdog: Watchdog;
   private readonly probe: Resource;
+  /** A sidecar's tickets are told of on `<channels><sidecar id>` (line.lua). */
+  private readonly channels: string;
+  /** The connection that hears about lines, once listen() is called. */
+  private subscriber: RedisClient | null = null;
 
   constructor(options: RedisStoreOptions) {
     this.prefix = options.prefix;
+    this.channels = `${options.prefix}:line:`;
     let connection: RedisConnection;
     if ('topology' in options) connection = options;
     else if (options.url !== undefined) connection = connectionFromUrl(options.url);
@@ -104,16 +130,59 @@ export class RedisStore implements Store {
     });
   }
 
-  acquire(resource: Resource, scope: string, cost: number, permitId: string, usable = 1): Promise<StoreVerdict> {
+  acquire(resource: Resource, scope: string, cost: number, permitId: string, usable = 1, priority = 0): Promise<StoreVerdict> {
     const plan = this.plan(resource);
     const keys = this.keys(plan, scope);
-    return this.call<number[]>('sluiceAcquire', [keys.length, ...keys, cost, usable, permitId, ...plan.limitArgs]).then(verdictOf, lateVerdict);
+    return this.call<number[]>('sluiceAcquire', [keys.length, ...keys, cost, usable, permitId, ...plan.limitArgs, priority]).then(verdictOf, lateVerdict);
   }
 
   take(resource: Resource, scope: string, cost: number, want: readonly number[], aheadMs: number, usable = 1): Promise<TakeVerdict> {
     const plan = this.plan(resource);
     const keys = this.keys(plan, scope);
-    return this.call<number[]>('sluiceAcquire', [keys.length, ...keys, cost, usable, '', ...plan.limitArgs, ...want, aheadMs]).then(takeVerdictOf, lateTakeVerdict);
+    return this.call<number[]>('sluiceAcquire', [keys.length, ...keys, cost, usable, '', ...plan.limitArgs, 0, ...want, aheadMs]).then(takeVerdictOf, lateTakeVerdict);
+  }
+
+  join(resource: Resource, scope: string, ticket: Ticket, maxWaiters: number): Promise<LineVerdict> {
+    const spec = `${ticket.id}|${ticket.priority}|${ticket.cost}|${ticket.usable}|${ticket.lane}|${ticket.permitId}`;
+    return this.line(resource, scope, 'join', spec, Math.ceil(ticket.waitMs), maxWaiters);
+  }
+
+  retry(resource: Resource, scope: string, ticket: string): Promise<LineVerdict> {
+    return this.line(resource, scope, 'try', ticket, 0, 0);
+  }
+
+  leave(resource: Resource, scope: string, ticket: string): Promise<LineVerdict> {
+    return this.line(resource, scope, 'leave', ticket, 0, 0);
+  }
+
+  /**
+   * Hears this sidecar's channel and the channel of lines that form, on a connection of its own
+   * (a subscribed connection can do nothing else). Redis keeps no message for a connection that
+   * is away: when it is back, `resync` says so, and the sidecar asks about its tickets again.
+   */
+  listen(sidecarId: string, events: LineEvents): void {
+    const subscriber = this.client.duplicate();
+    this.subscriber = subscriber;
+    const own = this.channels + sidecarId;
+    const formed = `${this.channels}formed`;
+    subscriber.on('error', () => undefined); // the main connection reports; this one reconnects
+    let connected = false;
+    subscriber.on('ready', () => {
+      if (connected) events.resync();
+      connected = true;
+    });
+    subscriber.on('message', (channel: string, message: string) => {
+      if (channel === formed) events.formed(message);
+      else if (channel === own) heard(message, events);
+    });
+    subscriber.subscribe(own, formed).catch(() => undefined);
+  }
+
+  private line(resource: Resource, scope: string, op: string, ticket: string, waitMs: number, maxWaiters: number): Promise<LineVerdict> {
+    const plan = this.plan(resource);
+    const keys = this.keys(plan, scope);
+    const args = [keys.length, ...keys, op, ticket, waitMs, ...plan.limitArgs, maxWaiters, this.channels, scope, ...plan.laneShares];
+    return this.call<(number | string)[]>('sluiceWait', args).then(lineVerdictOf, lateLineVerdict);
   }
 
   async release(resource: Resource, scope: string, grant: Grant, delta: number): Promise<void> {
@@ -140,6 +209,7 @@ export class RedisStore implements Store {
   }
 
   async close(): Promise<void> {
+    if (this.subscriber) await closeRedis(this.subscriber);
     await closeRedis(this.client);
   }
 
@@ -189,14 +259,19 @@ export class RedisStore implements Store {
 
   /** The Redis key of each limit of a scope, as the scripts see them (for tests and tools). */
   keysOf(resource: Resource, scope: string): string[] {
-    return this.keys(this.plan(resource), scope);
+    return this.keys(this.plan(resource), scope).slice(0, -lineSuffixes(resource).length);
+  }
+
+  /** The keys of a scope's waiting line (line.lua), for tests and tools. */
+  lineKeysOf(resource: Resource, scope: string): string[] {
+    return this.keys(this.plan(resource), scope).slice(-lineSuffixes(resource).length);
   }
 
   private async settle(resource: Resource, scope: string, onceId: string, permitId: string, amounts: number[], takenAt: number): Promise<boolean> {
     const plan = this.plan(resource);
     const keys = this.keys(plan, scope);
     keys.push(`${this.prefix}:{${scope}}|once|${onceId}`);
-    const applied = await this.call<number>('sluiceSettle', [keys.length, ...keys, ONCE_TTL_MS, permitId, ...plan.limitArgs, ...amounts, takenAt]);
+    const applied = await this.call<number>('sluiceSettle', [keys.length, ...keys, ONCE_TTL_MS, permitId, ...plan.limitArgs, ...amounts, takenAt, this.channels]);
     return applied === 1;
   }
 
@@ -208,7 +283,11 @@ export class RedisStore implements Store {
   private plan(resource: Resource): ScriptPlan {
     let plan = this.plans.get(resource);
     if (!plan) {
-      plan = { keySuffixes: resource.limits.flatMap(keySuffixes), limitArgs: [resource.limits.length, ...resource.limits.flatMap(limitArgs)] };
+      plan = {
+        keySuffixes: [...resource.limits.flatMap(keySuffixes), ...lineSuffixes(resource)],
+        limitArgs: [resource.limits.length, ...resource.limits.flatMap(limitArgs)],
+        laneShares: resource.laneShares,
+      };
       this.plans.set(resource, plan);
     }
     return plan;
@@ -235,6 +314,9 @@ function probeResource(): Resource {
     leasable: false,
     reserve: [],
     usableBelow: [],
+    maxWaiters: 0,
+    lanes: [],
+    laneShares: [],
   };
 }
 
@@ -246,13 +328,14 @@ function lateAs(read: (reply: number[]) => unknown): (err: unknown) => never {
 }
 const lateVerdict = lateAs(verdictOf);
 const lateTakeVerdict = lateAs(takeVerdictOf);
+const lateLineVerdict = lateAs(lineVerdictOf as (reply: unknown[]) => unknown);
 
 /** acquire.lua's whole reply, for a lease's take. */
 function takeVerdictOf(reply: number[]): TakeVerdict {
   const taken: number[] = [];
   const left: number[] = [];
   const dueInMs: number[] = [];
-  for (let i = 8; i < reply.length; i += 3) {
+  for (let i = 9; i < reply.length; i += 3) {
     taken.push(reply[i]!);
     left.push(reply[i + 1]!);
     // Whole microseconds, rounded up by the script: a unit is never taken to be due sooner.
@@ -273,7 +356,53 @@ function verdictOf(reply: number[]): StoreVerdict {
     resetAfterMs: reply[4]!,
     now: reply[5]!,
     reserved: reply[7] === 1,
+    waiting: reply[8]!,
   };
+}
+
+/** wait.lua's reply. */
+function lineVerdictOf(reply: (number | string)[]): LineVerdict {
+  const [state, decider, remaining, retry, reset, now, reserved, turn, ticket, waiting] = reply as [number, number, number, number, number, number, number, number, string, number];
+  return {
+    state: LINE_STATES[state]!,
+    granted: state === 1,
+    decider: Math.max(0, decider - 1),
+    remaining,
+    retryAfterMs: retry < 0 ? Number.POSITIVE_INFINITY : retry,
+    resetAfterMs: reset,
+    now,
+    reserved: reserved === 1,
+    turnInMs: turn < 0 ? Number.POSITIVE_INFINITY : turn,
+    ticket,
+    waiting,
+  };
+}
+
+/** A message on a sidecar's own channel (line.lua says what each means). */
+function heard(message: string, events: LineEvents): void {
+  const parts = message.split('|');
+  const id = parts[1] ?? '';
+  switch (parts[0]) {
+    case 's':
+    case 'n': {
+      const [, , decider, remaining, retry, reset, now, reserved] = parts.map(Number);
+      events.answered(id, {
+        granted: parts[0] === 's',
+        decider: decider! - 1,
+        remaining: remaining!,
+        retryAfterMs: retry! < 0 ? Number.POSITIVE_INFINITY : retry!,
+        resetAfterMs: reset!,
+        now: now!,
+        reserved: reserved === 1,
+      });
+      return;
+    }
+    case 't':
+      events.turn(id, Number(parts[2]));
+      return;
+    case 'w':
+      events.wake(id);
+  }
 }
 
 /**
@@ -284,6 +413,12 @@ function verdictOf(reply: number[]): StoreVerdict {
  */
 function keySuffixes(limit: Limit): string[] {
   return algorithmOf(limit).redis.keys.map((suffix) => `}:${limit.name}${suffix}`);
+}
+
+/** The line's keys (line.lua): `}|wait|...` never collides with a limit's `}:<name>...`. */
+function lineSuffixes(resource: Resource): string[] {
+  const lines = Array.from({ length: Math.max(1, resource.lanes.length) }, (_, l) => `}|wait|line|${l + 1}`);
+  return ['}|wait|due', '}|wait|served', '}|wait|lanes', ...lines];
 }
 
 /** algorithm, a, b, per_request: see the ARGV contract in acquire.lua. */

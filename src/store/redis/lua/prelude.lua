@@ -1,4 +1,4 @@
--- prelude.lua: what acquire.lua and settle.lua share. Redis scripts cannot include files, so
+-- prelude.lua: what every script that reads limits shares. Redis scripts cannot include files, so
 -- redis-store.ts prepends this text to each of them when it loads them (the SHA is of the whole).
 -- It only defines; each script runs from its own first line.
 
@@ -7,6 +7,9 @@ local function store_now()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
 end
+
+-- One clock reading a call: every decision in it is made at the same moment.
+local now = store_now()
 
 -- A fixed window's count, as of `window` (0 once the stored window has closed).
 local function load_fixed_window(key, window)

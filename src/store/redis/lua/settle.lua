@@ -4,7 +4,7 @@
 -- The math mirrors the settle* functions of src/limits/*.ts: a refund never fills a limit past
 -- full, and a charge drains it at most (never locks a key beyond the limit's own horizon).
 --
--- KEYS     as for acquire.lua (one key per limit, two for a concurrency limit), then the marker
+-- KEYS     as for acquire.lua (the limits' keys, then the line's), then the marker
 -- ARGV[1]  marker ttl ms: how long the marker remembers that this settlement was applied
 -- ARGV[2]  permit id, or '' when no concurrency slot is to be freed
 -- ARGV[3]  n: number of limits
@@ -12,15 +12,16 @@
 -- ARGV[4+4n .. 3+5n]  amount per limit: for a rate limit, units to charge (> 0) or refund (< 0);
 --          for a concurrency limit, the units the permit holds (its member is "<units>:<id>")
 -- ARGV[4+5n]  taken_at: the store's time (ms) of the grant, which finds the window it charged
+-- ARGV[5+5n]  channel prefix: with requests waiting in the scope's line, the sidecars of those
+--          first in line are woken, since budget may have come back (line.lua)
 -- Returns  1 when applied, 0 when the marker shows it was applied before.
 --
 -- Redis does not undo a script's writes when it fails part-way, so everything is read and
 -- computed first and written last: the marker and the settlement land together or not at all.
--- Loaded after prelude.lua (store_now, load_fixed_window, load_sliding_window).
+-- Loaded after prelude.lua and line.lua.
 
 if redis.call('EXISTS', KEYS[#KEYS]) == 1 then return 0 end
 
-local now = store_now()
 local permit = ARGV[2]
 local n = tonumber(ARGV[3])
 local taken_at = tonumber(ARGV[4 + 5 * n]) or now
@@ -119,4 +120,6 @@ end
 
 redis.call('SET', KEYS[#KEYS], '1', 'PX', ARGV[1])
 for _, write in ipairs(writes) do write() end
+use_line(key, #KEYS - key - 3)
+if redis.call('EXISTS', KEYS[DUE]) == 1 then wake_heads(ARGV[5 + 5 * n]) end
 return 1
