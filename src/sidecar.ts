@@ -14,6 +14,7 @@ import { Leases } from './lease/leases.js';
 import { GuardedStore } from './guard/guarded-store.js';
 import { Admission } from './guard/admission.js';
 import { FailurePolicy } from './guard/failure-policy.js';
+import { StoreUnavailable } from './guard/store-unavailable.js';
 import { randomBytes } from 'node:crypto';
 import { EnvoyRuntime } from './envoy/runtime.js';
 import { PolicyReloader } from './config/reload.js';
@@ -90,6 +91,8 @@ export async function startSidecar(policy: Policy, log: Logger, source: PolicySo
   // leases (they pay off only across a network; the memory store is already local).
   let failurePolicy: FailurePolicy | null = null;
   let heartbeat: NodeJS.Timeout | undefined;
+  // Names this sidecar's heartbeat and its tickets in waiting lines.
+  const sidecarId = randomBytes(8).toString('hex');
   if (policy.store.redis) {
     const store = new GuardedStore(raw, {
       failuresToOpen: FAILURES_TO_OPEN,
@@ -98,14 +101,20 @@ export async function startSidecar(policy: Policy, log: Logger, source: PolicySo
         metrics.storeFailed(err.reason);
         warn({ reason: err.reason, err: err.message }, 'store call failed; deciding by on_store_failure');
       },
-      onCircuit: (open) =>
-        open ? log.warn('store circuit open: decisions follow on_store_failure until it answers') : log.info('store circuit closed: the store answers again'),
+      onCircuit: (open) => {
+        if (!open) {
+          log.info('store circuit closed: the store answers again');
+          return;
+        }
+        log.warn('store circuit open: decisions follow on_store_failure until it answers');
+        // Requests waiting in line hear nothing from a store that is gone: they are answered now.
+        decider?.waiters?.storeDown(new StoreUnavailable('circuit_open', 'store unavailable: circuit open after repeated failures'));
+      },
     });
     guarded = store;
     const policyForFailures = new FailurePolicy({ maxKeys: policy.store.maxKeys, retryAfterMs: () => store.retryAfterMs });
     failurePolicy = policyForFailures;
     leases = new Leases(store, { maxLeasedKeys: MAX_LEASED_KEYS, maxTrackedKeys: MAX_TRACKED_KEYS, onRefundError: (err) => warn({ err }, 'could not give leased budget back') });
-    const sidecarId = randomBytes(8).toString('hex');
     const beat = () =>
       store.heartbeat(sidecarId, HEARTBEAT_TTL_MS).then(
         (sidecars) => (policyForFailures.sidecars = sidecars),
@@ -121,6 +130,7 @@ export async function startSidecar(policy: Policy, log: Logger, source: PolicySo
     leases,
     failurePolicy,
     onReconcileError: (err) => warn({ err }, 'could not undo what the store granted after a decision by on_store_failure'),
+    waiting: { sidecarId, maxWaiters: policy.server.maxWaiters, observer: metrics },
   });
   decider = active;
   const sweeper = setInterval(() => active.permits.sweep(), 10_000).unref();

@@ -1,8 +1,9 @@
 // Prometheus figures. What is counted per request is a plain number in a table, read into its
 // series at scrape time: prom-client hashes the labels on every inc(), even on a bound child.
 import { status as grpcStatus } from '@grpc/grpc-js';
-import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
-import { DECIDED_BY, type DecidedBy, type Decision } from '../decide/decision.js';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { DECIDED_BY, type AcquireInput, type DecidedBy, type Decision } from '../decide/decision.js';
+import type { WaitEnd, WaitObserver } from '../wait/waiters.js';
 import type { LeaseFigures } from '../lease/leases.js';
 import type { Admission } from '../guard/admission.js';
 import type { ReloadResult } from '../config/reload.js';
@@ -10,7 +11,10 @@ import type { ReloadResult } from '../config/reload.js';
 const OUTCOMES = ['granted', 'denied'] as const;
 const DECIDED_BY_INDEX = Object.fromEntries(DECIDED_BY.map((by, i) => [by, i])) as Record<DecidedBy, number>;
 
-export class Metrics {
+/** Priorities a resource's waiters are labelled by, at most; the rest are labelled "other" (callers choose them). */
+const MAX_PRIORITY_LABELS = 16;
+
+export class Metrics implements WaitObserver {
   readonly registry = new Registry();
   /**
    * Decisions per resource name: granted by each of DECIDED_BY, then denied by each. Counting a
@@ -49,6 +53,22 @@ export class Metrics {
     name: 'sluice_store_failures_total',
     help: 'Store calls that failed, timed out, or were not made because the circuit was open',
     labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+
+  /** Requests waiting in this sidecar, by resource, then by priority label. */
+  private readonly waiting = new Map<string, Map<string, number>>();
+  private readonly waitSeconds = new Histogram({
+    name: 'sluice_wait_seconds',
+    help: 'How long requests with max_wait waited in line, by resource and how the wait ended: granted, never (the cost can never fit), timeout (max_wait passed), cancelled (the caller went away), lost (the store lost the line), failed (the store failed; on_store_failure answered)',
+    labelNames: ['resource', 'end'] as const,
+    buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300],
+    registers: [this.registry],
+  });
+  private readonly waitRefusals = new Counter({
+    name: 'sluice_wait_refused_total',
+    help: 'Requests with max_wait refused with RESOURCE_EXHAUSTED, by resource and which cap: scope (wait.max_waiters across every sidecar) or sidecar (server.max_waiters)',
+    labelNames: ['resource', 'cap'] as const,
     registers: [this.registry],
   });
 
@@ -124,6 +144,17 @@ export class Metrics {
     counterOf(this.registry, 'sluice_lease_units_returned_total', 'Leased units given back to the store', lease((f) => f.returned));
     counterOf(this.registry, 'sluice_lease_takes_total', 'Store calls that took a block for a lease', lease((f) => f.takes));
     counterOf(this.registry, 'sluice_lease_decisions_total', 'Decisions answered from a lease', lease((f) => f.served));
+    const waiting = this.waiting;
+    new Gauge({
+      name: 'sluice_waiters',
+      help: `Requests waiting in line in this sidecar, by resource and priority (at most ${MAX_PRIORITY_LABELS} priorities a resource; the rest are "other")`,
+      labelNames: ['resource', 'priority'] as const,
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const [resource, byPriority] of waiting) for (const [priority, n] of byPriority) this.labels(resource, priority).set(n);
+      },
+    });
     new Gauge({
       name: 'sluice_open_permits',
       help: 'Grants that can still be released or settled',
@@ -146,6 +177,32 @@ export class Metrics {
    */
   forgetResource(resource: string): void {
     this.decisions.delete(resource);
+    this.waiting.delete(resource);
+  }
+
+  started(input: AcquireInput): void {
+    const byPriority = this.waitingOf(input.resource.name);
+    const label = priorityLabel(byPriority, input.priority);
+    byPriority.set(label, (byPriority.get(label) ?? 0) + 1);
+  }
+
+  ended(input: AcquireInput, end: WaitEnd, waitedMs: number): void {
+    const byPriority = this.waitingOf(input.resource.name);
+    const label = priorityLabel(byPriority, input.priority);
+    const left = (byPriority.get(label) ?? 1) - 1;
+    // A priority with nobody waiting keeps its series at 0 while there is room for it (a rate() over it stays whole).
+    byPriority.set(label, left);
+    this.waitSeconds.labels(input.resource.name, end).observe(waitedMs / 1000);
+  }
+
+  refused(input: AcquireInput, which: 'scope' | 'sidecar'): void {
+    this.waitRefusals.labels(input.resource.name, which).inc();
+  }
+
+  private waitingOf(resource: string): Map<string, number> {
+    let byPriority = this.waiting.get(resource);
+    if (!byPriority) this.waiting.set(resource, (byPriority = new Map()));
+    return byPriority;
   }
 
   policyReloaded(result: ReloadResult): void {
@@ -171,6 +228,12 @@ export class Metrics {
   rejected(code: grpcStatus): void {
     this.rejections[code] = (this.rejections[code] ?? 0) + 1;
   }
+}
+
+/** A priority's label: itself while the resource has room for one more, else "other". */
+function priorityLabel(byPriority: Map<string, number>, priority: number): string {
+  const label = String(priority);
+  return byPriority.has(label) || byPriority.size < MAX_PRIORITY_LABELS ? label : 'other';
 }
 
 /** A gauge read from elsewhere at scrape time. */

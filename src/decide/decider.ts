@@ -6,7 +6,8 @@ import type { Store, StoreVerdict } from '../store/store.js';
 import type { FailurePolicy } from '../guard/failure-policy.js';
 import { StoreUnavailable } from '../guard/store-unavailable.js';
 import { PermitTable } from './permits.js';
-import { denialReason, fromVerdict, reserveReason, type AcquireInput, type Decision } from './decision.js';
+import { Waiters, type WaitObserver, type Waited } from '../wait/waiters.js';
+import { denialReason, denied, fromVerdict, reserveReason, type AcquireInput, type Decision, type WaitTerms } from './decision.js';
 
 /**
  * What the decider asks of leases: a decision now when the lease can answer at once, null when
@@ -18,6 +19,8 @@ export interface LeaseSource {
   reclaim(scope: string): Promise<void> | null;
   /** Budget came back to the key in the store (a settlement for less): a standing denial ends. */
   budgetBack(scope: string): void;
+  /** Requests wait in the key's line somewhere: the lease gives back what it holds and serves none ahead of them. */
+  lineFormed(scope: string): void;
   close(): Promise<void>;
 }
 
@@ -30,12 +33,15 @@ export interface DeciderOptions {
   failurePolicy?: FailurePolicy | null;
   /** Told when a late store answer could not be reconciled (the store failed again). */
   onReconcileError?: (err: unknown) => void;
+  /** Requests with max_wait wait in their scopes' lines; without it they are answered at once. */
+  waiting?: { sidecarId: string; maxWaiters: number; observer?: WaitObserver } | null;
 }
 
 export class Decider {
   readonly permits: PermitTable;
   readonly leases: LeaseSource | null;
   readonly failurePolicy: FailurePolicy | null;
+  readonly waiters: Waiters | null;
   private readonly now: () => number;
   private readonly onReconcileError: (err: unknown) => void;
 
@@ -48,6 +54,15 @@ export class Decider {
     this.leases = options.leases ?? null;
     this.failurePolicy = options.failurePolicy ?? null;
     this.onReconcileError = options.onReconcileError ?? (() => undefined);
+    const waiting = options.waiting;
+    this.waiters = waiting
+      ? new Waiters(store, {
+          ...waiting,
+          now: this.now,
+          giveBack: (input, permitId, verdict, ticketId) => this.undo(input, permitId, verdict.now, `undo.${ticketId}`).catch(this.onReconcileError),
+          lineFormed: (scope) => this.leases?.lineFormed(scope),
+        })
+      : null;
   }
 
   /**
@@ -55,6 +70,7 @@ export class Decider {
    * lease hit awaits nothing), a promise when the store or the failure policy has to be asked.
    */
   decideNow(input: AcquireInput): Decision | Promise<Decision> {
+    if (input.wait && this.waiters) return this.leasedOrWaited(input, input.wait, this.waiters);
     if (!this.leases || !input.resource.leasable) return this.fromStore(input);
     let leased: Decision | null | Promise<Decision | null>;
     try {
@@ -67,6 +83,50 @@ export class Decider {
       (decision) => (decision ? this.recorded(input, this.permitIdFor(input), decision) : this.passedOn(input)),
       (err: unknown) => this.byPolicy(input, this.permitIdFor(input), err),
     );
+  }
+
+  /**
+   * A request that may wait: a lease grant if the lease has its units due (no line exists here
+   * then: a line stops the lease), else its place in the scope's line until it is served.
+   */
+  private leasedOrWaited(input: AcquireInput, terms: WaitTerms, waiters: Waiters): Decision | Promise<Decision> {
+    if (!this.leases || !input.resource.leasable || waiters.waitingIn(input.scope)) return this.waited(input, terms, waiters);
+    let leased: Decision | null | Promise<Decision | null>;
+    try {
+      leased = this.leases.acquire(input);
+    } catch {
+      return this.waited(input, terms, waiters);
+    }
+    const grantOrWait = (decision: Decision | null) => (decision?.granted ? this.recorded(input, this.permitIdFor(input), decision) : this.waited(input, terms, waiters));
+    if (!(leased instanceof Promise)) return grantOrWait(leased);
+    return leased.then(grantOrWait, () => this.waited(input, terms, waiters));
+  }
+
+  /** Waits in the scope's line: granted when served, denied when its time is up or it can never fit. */
+  private async waited(input: AcquireInput, terms: WaitTerms, waiters: Waiters): Promise<Decision> {
+    const { resource, priority, cost } = input;
+    const permitId = this.permitIdFor(input);
+    let waited: Waited;
+    try {
+      waited = await waiters.wait({ input, terms, permitId, usable: usableFraction(resource, priority) });
+    } catch (err) {
+      const decision = await this.byPolicy(input, permitId, err);
+      return decision;
+    }
+    const { verdict } = waited;
+    let decision: Decision;
+    if (verdict && (waited.end === 'granted' || waited.end === 'never')) {
+      decision = fromVerdict(resource, verdict, 'STORE', (limit) => storeReason(verdict, limit, costFor(limit, cost), priority));
+    } else {
+      const limit = resource.limits[0]!;
+      const why =
+        waited.end === 'lost'
+          ? 'its place in the line was lost (the store no longer held it); try again'
+          : `waited ${Math.round(waited.waitedMs)}ms (max_wait) in the line of resource "${resource.name}" (${waited.waiting} waiting)`;
+      decision = denied(limit, 'STORE', { remaining: 0, resetAfterMs: 0, retryAfterMs: 0, decidedAt: this.now() }, why);
+    }
+    decision.waitedMs = waited.waitedMs;
+    return this.recorded(input, permitId, decision);
   }
 
   /** decideNow, always as a promise, for callers that wait anyway. */
@@ -136,14 +196,23 @@ export class Decider {
       .then(async (verdict) => {
         if (!verdict.granted) return;
         const id = permitId || this.permits.nextId();
-        const grant = { permitId: id, cost, grantedAt: verdict.now };
         if (!answered.granted) {
-          const units = resource.limits.map((limit) => (holdsSlots(limit) ? 0 : costFor(limit, cost)));
-          await this.store.refund(resource, scope, `undo.${id}`, units, verdict.now);
+          await this.undo({ resource, scope, cost, priority: 0 }, id, verdict.now, `undo.${id}`);
+        } else if (resource.limits.some(holdsSlots)) {
+          await this.store.release(resource, scope, { permitId: id, cost, grantedAt: verdict.now }, 0);
         }
-        if (resource.limits.some(holdsSlots)) await this.store.release(resource, scope, grant, 0);
       }, () => undefined) // never answered: nothing ran, nothing to undo
       .catch(this.onReconcileError);
+  }
+
+  /**
+   * Undoes a store grant that nobody received: refunds its cost whole (applied once, by
+   * `refundId`) and frees its concurrency slots.
+   */
+  private async undo({ resource, scope, cost }: AcquireInput, permitId: string, grantedAt: number, refundId: string): Promise<void> {
+    const units = resource.limits.map((limit) => (holdsSlots(limit) ? 0 : costFor(limit, cost)));
+    if (units.some((unit) => unit > 0)) await this.store.refund(resource, scope, refundId, units, grantedAt);
+    if (resource.limits.some(holdsSlots)) await this.store.release(resource, scope, { permitId, cost, grantedAt }, 0);
   }
 
   /**
@@ -189,6 +258,7 @@ export class Decider {
 
   /** Gives leased budget back, then closes the store. */
   async close(): Promise<void> {
+    this.waiters?.close();
     await this.leases?.close();
     await this.failurePolicy?.close();
     await this.store.close();

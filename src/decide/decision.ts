@@ -18,6 +18,18 @@ export interface AcquireInput {
    * (usableFraction). Envoy traffic has none: 0.
    */
   priority: number;
+  /** Present when it may wait for a grant (max_wait > 0); absent, it is answered at once. */
+  wait?: WaitTerms;
+}
+
+/** How a request may wait in its scope's line. */
+export interface WaitTerms {
+  /** Longest wait, ms, > 0. */
+  maxWaitMs: number;
+  /** Its lane of the resource, 1-based (1 when the resource has none). */
+  lane: number;
+  /** Aborted when its caller goes away: it leaves the line, charged nothing. */
+  signal: AbortSignal | null;
 }
 
 export interface Decision {
@@ -35,6 +47,8 @@ export interface Decision {
   reason: string;
   /** The store's time of the decision. */
   decidedAt: number;
+  /** How long it waited in line, ms (0 unless it waited). */
+  waitedMs: number;
 }
 
 /** What the limit that speaks for a decision says about it. */
@@ -57,6 +71,7 @@ export function granted(limit: Limit, decidedBy: DecidedBy, standing: Standing):
     decidedBy,
     reason: '',
     decidedAt: standing.decidedAt,
+    waitedMs: 0,
   };
 }
 
@@ -72,6 +87,7 @@ export function denied(limit: Limit, decidedBy: DecidedBy, standing: Standing & 
     decidedBy,
     reason,
     decidedAt: standing.decidedAt,
+    waitedMs: 0,
   };
 }
 

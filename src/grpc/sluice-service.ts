@@ -3,10 +3,11 @@ import { status, type ServerDuplexStream, type ServerUnaryCall, type sendUnaryDa
 import type { Resource } from '../config/policy.js';
 import { Fifo } from '../fifo.js';
 import type { Decider } from '../decide/decider.js';
-import type { AcquireInput, Decision } from '../decide/decision.js';
+import type { AcquireInput, Decision, WaitTerms } from '../decide/decision.js';
 import type { Metrics } from '../admin/metrics.js';
 import { Overloaded, type Admission } from '../guard/admission.js';
 import { isStoreFailure, StoreUnavailable } from '../guard/store-unavailable.js';
+import { WaitRefused } from '../wait/waiters.js';
 import { internal, RequestError } from './request-error.js';
 import { parseAcquire, parseRelease, type WireAcquireRequest, type WireDuration, type WireReleaseRequest } from './validate.js';
 
@@ -33,14 +34,15 @@ export interface ServiceContext {
 
 export function sluiceService(ctx: ServiceContext): UntypedServiceImplementation {
   // A request holds a place in the admission from before it is decided until it is: whoever
-  // gets the outcome gives the place back, through one of these two.
+  // gets the outcome gives the place back, through one of these two. A request that may wait
+  // holds none (it may wait for minutes): the waiting line has caps of its own.
   const decided = (input: AcquireInput, decision: Decision): Decision => {
-    ctx.admission.leave();
+    if (!input.wait) ctx.admission.leave();
     ctx.metrics.decided(input.resource.name, decision);
     return decision;
   };
-  const undecided = (err: unknown): unknown => {
-    ctx.admission.leave();
+  const undecided = (input: AcquireInput, err: unknown): unknown => {
+    if (!input.wait) ctx.admission.leave();
     return err;
   };
   /**
@@ -53,9 +55,11 @@ export function sluiceService(ctx: ServiceContext): UntypedServiceImplementation
     try {
       return ctx.decider.decideNow(input);
     } catch (err) {
-      throw undecided(err);
+      throw undecided(input, err);
     }
   };
+  /** Takes a place in the admission, unless the request may wait (see decided). */
+  const admitted = (input: AcquireInput): boolean => input.wait !== undefined || ctx.admission.tryEnter();
 
   return {
     Acquire(call: ServerUnaryCall<WireAcquireRequest, unknown>, callback: sendUnaryData<unknown>) {
@@ -63,7 +67,8 @@ export function sluiceService(ctx: ServiceContext): UntypedServiceImplementation
       let outcome: Decision | Promise<Decision>;
       try {
         input = parseAcquire(call.request, ctx.resources());
-        if (!ctx.admission.tryEnter()) throw ctx.admission.refuse();
+        if (input.wait) waitUntilGone(input.wait, call);
+        if (!admitted(input)) throw ctx.admission.refuse();
         outcome = decide(input);
       } catch (err) {
         callback(toStatus(err, ctx));
@@ -75,7 +80,7 @@ export function sluiceService(ctx: ServiceContext): UntypedServiceImplementation
       }
       outcome.then(
         (decision) => callback(null, toResponse(decided(input, decision), call.request.request_id)),
-        (err) => callback(toStatus(undecided(err), ctx)),
+        (err) => callback(toStatus(undecided(input, err), ctx)),
       );
     },
 
@@ -188,11 +193,13 @@ export function sluiceService(ctx: ServiceContext): UntypedServiceImplementation
         outcome.then(
           (decision) => answered(input, requestId, decision),
           (err) => {
-            fail(undecided(err), requestId);
+            fail(undecided(input, err), requestId);
             settled();
           },
         );
       };
+      // Requests of the stream that wait leave their lines when it is cancelled.
+      let gone: AbortController | null = null;
       call.on('data', (req: WireAcquireRequest) => {
         if (failure) return;
         let input: AcquireInput;
@@ -204,7 +211,11 @@ export function sluiceService(ctx: ServiceContext): UntypedServiceImplementation
           return;
         }
         if (++pending >= STREAM_WINDOW) call.pause();
-        if (ctx.admission.tryEnter()) {
+        if (input.wait) {
+          gone ??= new AbortController();
+          input.wait.signal = gone.signal;
+        }
+        if (admitted(input)) {
           decideFor(input, req.request_id);
           return;
         }
@@ -232,6 +243,7 @@ export function sluiceService(ctx: ServiceContext): UntypedServiceImplementation
       };
       call.on('cancelled', () => {
         close();
+        gone?.abort();
         for (let grant = unsent.shift(); grant; grant = unsent.shift()) void giveBack(grant.input, grant.decision);
       });
       call.on('finish', close);
@@ -249,6 +261,10 @@ function toStatus(err: unknown, ctx: ServiceContext): { code: status; details: s
   if (err instanceof RequestError) {
     ctx.metrics.rejected(err.code);
     return { code: err.code, details: err.message };
+  }
+  if (err instanceof WaitRefused) {
+    ctx.metrics.rejected(status.RESOURCE_EXHAUSTED);
+    return { code: status.RESOURCE_EXHAUSTED, details: err.message };
   }
   if (err instanceof Overloaded) {
     ctx.metrics.rejected(status.RESOURCE_EXHAUSTED);
@@ -272,11 +288,25 @@ function toResponse(d: Decision, requestId: string) {
     reset_after: duration(d.resetAfterMs),
     limit_name: d.limitName,
     decided_by: d.decidedBy,
-    waited: null,
+    waited: d.waitedMs > 0 ? duration(d.waitedMs) : null,
     request_id: requestId,
     reason: d.reason,
   };
 }
+
+/** Answers no later than the call's deadline, and leaves the line when the call is cancelled. */
+function waitUntilGone(terms: WaitTerms, call: ServerUnaryCall<WireAcquireRequest, unknown>): void {
+  const deadline = call.getDeadline();
+  const left = (deadline instanceof Date ? deadline.getTime() : deadline) - Date.now();
+  // A little before the deadline, so that the caller is told it waited instead of only DEADLINE_EXCEEDED.
+  if (Number.isFinite(left)) terms.maxWaitMs = Math.max(1, Math.min(terms.maxWaitMs, left - DEADLINE_MARGIN_MS));
+  const gone = new AbortController();
+  terms.signal = gone.signal;
+  call.once('cancelled', () => gone.abort());
+}
+
+/** How long before a caller's deadline its wait ends. */
+const DEADLINE_MARGIN_MS = 5;
 
 function duration(ms: number): WireDuration {
   const whole = Math.ceil(ms);

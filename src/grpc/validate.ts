@@ -1,7 +1,7 @@
 // Wire messages -> the internal request shape. Everything a caller can get wrong is caught here,
 // before any store is touched, with a message naming the field.
 import { status } from '@grpc/grpc-js';
-import type { Resource } from '../config/policy.js';
+import { laneOf, type Resource } from '../config/policy.js';
 import type { AcquireInput } from '../decide/decision.js';
 import { PERMIT_ID } from '../decide/permits.js';
 import { withValue } from '../decide/scope.js';
@@ -17,6 +17,9 @@ export const MAX_DESCRIPTORS = 16;
  * clamped to the limit) to stay exact, and it is a bound a caller can remember.
  */
 export const MAX_COST = 1_000_000_000_000_000;
+
+/** The longest max_wait: a wait longer than this is no longer rate limiting but a job queue. */
+export const MAX_WAIT_MS = 300_000;
 
 /** google.protobuf.Duration as proto-loader gives it (longs as Number). */
 export interface WireDuration {
@@ -45,7 +48,7 @@ export function parseAcquire(req: WireAcquireRequest, resources: ReadonlyMap<str
   checkLength('request_id', req.request_id);
   checkLength('lane', req.lane);
   const cost = parseCost('cost', req.cost) || 1;
-  checkDuration('max_wait', req.max_wait);
+  const maxWaitMs = parseMaxWait(req.max_wait);
 
   let count = 0;
   for (const key in req.descriptors) {
@@ -66,7 +69,14 @@ export function parseAcquire(req: WireAcquireRequest, resources: ReadonlyMap<str
     }
     scope = withValue(scope, value);
   }
-  return { resource, scope, cost, priority: req.priority };
+  const lane = laneOf(resource, req.lane);
+  if (lane === undefined) {
+    const lanes = resource.lanes.length > 0 ? `its lanes are ${resource.lanes.join(', ')}` : 'it has no lanes';
+    throw invalid(`lane: resource "${resource.name}" has no lane "${req.lane}" (${lanes})`);
+  }
+  const input: AcquireInput = { resource, scope, cost, priority: req.priority };
+  if (maxWaitMs > 0) input.wait = { maxWaitMs, lane, signal: null };
+  return input;
 }
 
 export function parseRelease(req: WireReleaseRequest): { permitId: string; actualCost: number | undefined } {
@@ -93,9 +103,14 @@ function tooLong(value: string): boolean {
   return value.length * 3 > MAX_STRING_BYTES && Buffer.byteLength(value, 'utf8') > MAX_STRING_BYTES;
 }
 
-function checkDuration(field: string, d: WireDuration | null): void {
-  if (d === null) return;
+/** max_wait in whole milliseconds (a part of one rounds up: it waits at least as long as asked). */
+function parseMaxWait(d: WireDuration | null): number {
+  if (d === null) return 0;
   if (d.seconds < 0 || d.nanos < 0 || d.nanos > 999_999_999 || !Number.isSafeInteger(d.seconds)) {
-    throw invalid(`${field}: must be a non-negative duration`);
+    throw invalid('max_wait: must be a non-negative duration');
   }
+  if (d.seconds > MAX_WAIT_MS / 1000) throw invalid(`max_wait: must be at most ${MAX_WAIT_MS / 1000}s`);
+  const ms = d.seconds * 1000 + Math.ceil(d.nanos / 1_000_000);
+  if (ms > MAX_WAIT_MS) throw invalid(`max_wait: must be at most ${MAX_WAIT_MS / 1000}s`);
+  return ms;
 }

@@ -61,6 +61,11 @@ interface LeaseState {
   retryAt: number;
   deniedNeed: number;
   denial: TakeVerdict | null;
+  /**
+   * Requests wait in the key's line (a take was refused for them, or a line formed): until then
+   * (local time) every request goes to the store, which serves the line first.
+   */
+  linedUntil: number;
   /** Requests waiting on a take, and what they cost: the next take asks for at least that much. */
   waitingRequests: number;
   waitingCost: number;
@@ -122,7 +127,7 @@ export class Leases {
   acquire(input: AcquireInput): Decision | null | Promise<Decision | null> {
     const now = this.now();
     const state = this.stateFor(input, now);
-    if (!state) return null;
+    if (!state || state.linedUntil > now) return null;
     // Units due now serve it; anything else is for the store to say, at its priority.
     if (state.usable < 1 && usableFraction(input.resource, input.priority) > state.usable) return this.fromHeld(state, input.cost, now, false);
     const next = this.answer(state, input.cost, now, null);
@@ -203,6 +208,19 @@ export class Leases {
   reclaim(scope: string): Promise<void> | null {
     const state = this.states.get(scope);
     return state && holdsAny(state) ? this.giveBack(state) : null;
+  }
+
+  /** Requests began to wait in the key's line: what the lease holds goes back, and it serves nothing ahead of them. */
+  lineFormed(scope: string): void {
+    const state = this.states.get(scope);
+    if (!state) return;
+    this.lined(state, this.now());
+    if (holdsAny(state)) void this.giveBack(state);
+  }
+
+  private lined(state: LeaseState, now: number): void {
+    state.linedUntil = now + state.resource.lease.ttlMs;
+    state.deniedUntil = 0;
   }
 
   /** Budget of this key went back to the store (a settlement refunded it): a standing denial is stale. */
@@ -363,6 +381,10 @@ export class Leases {
     const now = this.now();
     state.storeLeft = verdict.left;
     state.resetAt = now + verdict.resetAfterMs;
+    if ((verdict.waiting ?? 0) > 0) {
+      this.lined(state, now);
+      return 'denied';
+    }
     if (!verdict.granted) {
       state.denial = verdict;
       state.deniedNeed = cost;
@@ -464,6 +486,7 @@ export class Leases {
       retryAt: 0,
       deniedNeed: 0,
       denial: null,
+      linedUntil: 0,
       waitingRequests: 0,
       waitingCost: 0,
       demand,

@@ -81,6 +81,7 @@ describe('the decider', () => {
         decidedBy: 'STORE',
         reason: '',
         decidedAt: START + 15_000,
+        waitedMs: 0,
       });
     }
     expect(await decider.acquire(input('api'))).toMatchObject({

@@ -89,6 +89,8 @@ describe('Acquire: bad input gets an exact status naming the field and charges n
     ['resource of 86 chars / 258 bytes', (t) => ({ resource: '€'.repeat(86), descriptors: { tenant: t } }), status.INVALID_ARGUMENT, ['resource', '256']],
     ['lane over 256 bytes', (t) => ({ resource: 'api', descriptors: { tenant: t }, lane: 'l'.repeat(MAX + 1) }), status.INVALID_ARGUMENT, ['lane', '256']],
     ['lane of 130 UTF-16 units / 260 bytes', (t) => ({ resource: 'api', descriptors: { tenant: t }, lane: '😀'.repeat(65) }), status.INVALID_ARGUMENT, ['lane']],
+    ['a lane the resource does not have', (t) => ({ resource: 'api', descriptors: { tenant: t }, lane: 'bulk' }), status.INVALID_ARGUMENT, ['lane', 'bulk', 'no lanes']],
+    ['max_wait past 300 s', (t) => ({ resource: 'api', descriptors: { tenant: t }, max_wait: { seconds: 301, nanos: 0 } }), status.INVALID_ARGUMENT, ['max_wait', '300s']],
     ['request_id over 256 bytes', (t) => ({ resource: 'api', descriptors: { tenant: t }, request_id: 'q'.repeat(MAX + 1) }), status.INVALID_ARGUMENT, ['request_id', '256']],
     ['request_id of 129 chars / 258 bytes', (t) => ({ resource: 'api', descriptors: { tenant: t }, request_id: 'é'.repeat(129) }), status.INVALID_ARGUMENT, ['request_id']],
     ['descriptor key over 256 bytes', (t) => ({ resource: 'api', descriptors: { tenant: t, ['k'.repeat(MAX + 1)]: 'v' } }), status.INVALID_ARGUMENT, ['descriptors', 'key']],
@@ -123,6 +125,8 @@ describe('Acquire: bad input gets an exact status naming the field and charges n
 });
 
 describe('Acquire: the limits themselves are accepted', () => {
+  // A lane is a name from the policy (a resource without lanes takes only ''), so its length is
+  // checked (above) before it is looked up: no lane of 256 bytes can exist.
   it('exactly 256 bytes everywhere, 16 descriptors, and multi-byte strings of exactly 256 bytes', async () => {
     const tenant = freshTenant();
     const exact = 'x'.repeat(MAX);
@@ -131,7 +135,7 @@ describe('Acquire: the limits themselves are accepted', () => {
     const before = await probe(tenant);
     const descriptors = { tenant, [exact]: exact, model: exactMultiByte, ...manyDescriptors(13) };
     expect(Object.keys(descriptors)).toHaveLength(16);
-    const res = await running.client.acquire({ resource: 'api', descriptors, lane: exactMultiByte, request_id: exact });
+    const res = await running.client.acquire({ resource: 'api', descriptors, request_id: exact });
     expect(res).toMatchObject({ granted: true, remaining: before - 1, request_id: exact, limit_name: 'slow' });
     const multi = await running.client.acquire({ resource: 'api', descriptors: { tenant }, request_id: exactMultiByte });
     expect(multi).toMatchObject({ granted: true, remaining: before - 2, request_id: exactMultiByte });
