@@ -95,3 +95,13 @@ local function keep_line_for(ms)
     if redis.call('PTTL', KEYS[k]) < ms then redis.call('PEXPIRE', KEYS[k], ms) end
   end
 end
+
+-- Keys the line wrote after its tickets joined (served verdicts, lane times) live as long as
+-- its tickets: a key never outlives them without a TTL.
+local function keep_line_written()
+  local ttl = redis.call('PTTL', KEYS[DUE])
+  if ttl < 0 then ttl = 1000 end
+  for k = SERVED, LANES do
+    if redis.call('PTTL', KEYS[k]) == -1 then redis.call('PEXPIRE', KEYS[k], ttl) end
+  end
+end

@@ -136,6 +136,7 @@ else
 end
 
 local outcome, first, turn = serve(caller)
+keep_line_written()
 if first ~= nil and first ~= first_before and first ~= caller then
   local ticket = parse_ticket(first)
   redis.call('PUBLISH', channel_of(prefix, ticket.id), 't|' .. ticket.id .. '|' .. math.ceil(turn))
