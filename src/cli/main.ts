@@ -53,7 +53,10 @@ function check(file: string | undefined): number {
     if (policy.envoy) loadEnvoyDirectory(policy.envoy);
     const domains = policy.envoy ? `, Envoy config from ${policy.envoy.configDir}` : '';
     process.stdout.write(`${file}: ok, ${policy.resources.size} resource(s)${domains}\n`);
-    for (const resource of policy.resources.values()) if (resource.reserve.length > 0) process.stdout.write(`${describeReserve(resource)}\n`);
+    for (const resource of policy.resources.values()) {
+      if (resource.reserve.length > 0) process.stdout.write(`${describeReserve(resource)}\n`);
+      if (resource.lanes.length > 0) process.stdout.write(`${describeLanes(resource)}\n`);
+    }
     return 0;
   } catch (err) {
     process.stderr.write(`${invalidPolicy(file, err).message}\n`);
@@ -61,11 +64,18 @@ function check(file: string | undefined): number {
   }
 }
 
+const percent = (fraction: number) => `${Number((fraction * 100).toFixed(4))}%`;
+
 /** `openai: reserve 20% for priority >= 5, 10% for priority >= 9 (priority < 5 may use 70% of every limit)` */
 function describeReserve(resource: Resource): string {
-  const percent = (fraction: number) => `${Number((fraction * 100).toFixed(4))}%`;
   const entries = resource.reserve.map((entry) => `${percent(entry.fraction)} for priority >= ${entry.minPriority}`);
   return `  ${resource.name}: reserve ${entries.join(', ')} (priority < ${resource.reserve[0]!.minPriority} may use ${percent(lowestUsable(resource))} of every limit)`;
+}
+
+/** `openai: lanes interactive 70% (the default), batch 30%` */
+function describeLanes(resource: Resource): string {
+  const lanes = resource.lanes.map((lane, i) => `${lane} ${percent(resource.laneShares[i]!)}${i === 0 ? ' (the default)' : ''}`);
+  return `  ${resource.name}: lanes ${lanes.join(', ')}`;
 }
 
 /** A bad Envoy config directory is reported as a problem of the policy that names it. */

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parsePolicy, PolicyError } from '../../src/config/load.js';
-import { lowestUsable, usableFraction } from '../../src/config/policy.js';
+import { laneOf, lowestUsable, usableFraction } from '../../src/config/policy.js';
 import { CLI, writePolicy } from '../support/sidecar.js';
 
 const run = promisify(execFile);
@@ -440,5 +440,52 @@ describe('reserve in a policy', () => {
   it('sluice check prints each resource\'s reserve', async () => {
     const { stdout } = await run(process.execPath, [CLI, 'check', writePolicy(withReserve('[{ fraction: 0.2, min_priority: 5 }]'))]);
     expect(stdout).toContain('openai: reserve 20% for priority >= 5 (priority < 5 may use 80% of every limit)');
+  });
+});
+
+function withWaiting(extra: string): string {
+  return `
+resources:
+  - name: openai
+    limits:
+      - { name: rpm, algorithm: fixed_window, rate: 10/s }
+${extra}
+`;
+}
+
+describe('waiting in a policy', () => {
+  it('compiles lanes in file order (the first is the default), their shares, and the caps, with defaults', () => {
+    const policy = parsePolicy(withWaiting('    lanes: { interactive: 0.7, batch: 0.3 }\n    wait: { max_waiters: 50 }\nserver: { max_waiters: 7 }'), 'p.yaml');
+    const resource = policy.resources.get('openai')!;
+    expect(resource.lanes).toEqual(['interactive', 'batch']);
+    expect(resource.laneShares).toEqual([0.7, 0.3]);
+    expect(resource.maxWaiters).toBe(50);
+    expect(policy.server.maxWaiters).toBe(7);
+    expect(laneOf(resource, '')).toBe(1);
+    expect(laneOf(resource, 'batch')).toBe(2);
+    expect(laneOf(resource, 'bulk')).toBeUndefined();
+    const plain = parsePolicy(withWaiting(''), 'p.yaml');
+    expect(plain.resources.get('openai')!).toMatchObject({ lanes: [], laneShares: [], maxWaiters: 1_000 });
+    expect(plain.server.maxWaiters).toBe(10_000);
+    expect(laneOf(plain.resources.get('openai')!, '')).toBe(1);
+    expect(laneOf(plain.resources.get('openai')!, 'interactive')).toBeUndefined();
+  });
+
+  it('rejects shares that do not add up to 1, shares outside (0, 1], too many lanes, bad names and caps, with their paths', () => {
+    expect(problems(withWaiting('    lanes: { a: 0.5, b: 0.4 }'))).toEqual(['resources[0].lanes (line 6): expected the shares to add up to 1']);
+    expect(problems(withWaiting('    lanes: { a: 0, b: 1 }'))[0]).toMatch(/^resources\[0\]\.lanes\.a .*expected a share above 0 and at most 1/);
+    expect(problems(withWaiting('    lanes: { a: 1.5 }'))[0]).toMatch(/lanes\.a .*at most 1/);
+    const seventeen = Array.from({ length: 17 }, (_, i) => `l${i}: ${i === 0 ? 0.84 : 0.01}`).join(', ');
+    expect(problems(withWaiting(`    lanes: { ${seventeen} }`))).toContain('resources[0].lanes (line 6): expected at most 16 lanes');
+    expect(problems(withWaiting('    lanes: { "a b": 1 }'))[0]).toMatch(/lanes/);
+    expect(problems(withWaiting('    lanes: [a, b]'))[0]).toMatch(/^resources\[0\]\.lanes .*expected a map of lane name to share/);
+    expect(problems(withWaiting('    wait: { max_waiters: 0 }'))).toEqual(['resources[0].wait.max_waiters (line 6): expected at least 1']);
+    expect(problems(withWaiting('    wait: { max_waiters: 5, max_wait: 1s }'))[0]).toMatch(/unknown key "max_wait"/);
+    expect(problems(withWaiting('server: { max_waiters: 1000001 }'))[0]).toMatch(/^server\.max_waiters .*at most 1000000/);
+  });
+
+  it('sluice check prints each resource\'s lanes', async () => {
+    const { stdout } = await run(process.execPath, [CLI, 'check', writePolicy(withWaiting('    lanes: { interactive: 0.7, batch: 0.3 }'))]);
+    expect(stdout).toContain('openai: lanes interactive 70% (the default), batch 30%');
   });
 });
