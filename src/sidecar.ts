@@ -194,7 +194,10 @@ export async function startSidecar(policy: Policy, log: Logger, source: PolicySo
       reloadPolicy: () => reloader?.requestReload(),
       async stop() {
         serving = false;
-        await drainGrpcServer(running, policy.server.shutdownGraceMs);
+        const drained = drainGrpcServer(running, policy.server.shutdownGraceMs);
+        // Waiting calls are answered now (they leave their lines), not cut when the grace ends.
+        active.waiters?.close();
+        await drained;
         stopTimers();
         // Scrapes and probes cut short are harmless; a kept-alive one must not hold the exit up.
         admin?.close();

@@ -60,7 +60,7 @@ export class Metrics implements WaitObserver {
   private readonly waiting = new Map<string, Map<string, number>>();
   private readonly waitSeconds = new Histogram({
     name: 'sluice_wait_seconds',
-    help: 'How long requests with max_wait waited in line, by resource and how the wait ended: granted, never (the cost can never fit), timeout (max_wait passed), cancelled (the caller went away), lost (the store lost the line), failed (the store failed; on_store_failure answered)',
+    help: 'How long requests with max_wait waited in line, by resource and how the wait ended: granted, never (the cost can never fit), timeout (max_wait passed), cancelled (the caller went away), closed (the sidecar shut down), lost (the store lost the line), failed (the store failed; on_store_failure answered)',
     labelNames: ['resource', 'end'] as const,
     buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300],
     registers: [this.registry],

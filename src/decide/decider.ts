@@ -122,7 +122,9 @@ export class Decider {
       const why =
         waited.end === 'lost'
           ? 'its place in the line was lost (the store no longer held it); try again'
-          : `waited ${Math.round(waited.waitedMs)}ms (max_wait) in the line of resource "${resource.name}" (${waited.waiting} waiting)`;
+          : waited.end === 'closed'
+            ? 'the sidecar is shutting down: it left the line; try again'
+            : `waited ${Math.round(waited.waitedMs)}ms (max_wait) in the line of resource "${resource.name}" (${waited.waiting} waiting)`;
       decision = denied(limit, 'STORE', { remaining: 0, resetAfterMs: 0, retryAfterMs: 0, decidedAt: this.now() }, why);
     }
     decision.waitedMs = waited.waitedMs;

@@ -12,7 +12,7 @@ import { StoreUnavailable } from '../guard/store-unavailable.js';
 export const STALL_CHECK_MS = 1_000;
 
 /** How a wait ended. */
-export type WaitEnd = 'granted' | 'never' | 'timeout' | 'cancelled' | 'lost' | 'failed';
+export type WaitEnd = 'granted' | 'never' | 'timeout' | 'cancelled' | 'closed' | 'lost' | 'failed';
 
 /** A request that waits: its input, and what its ticket says. */
 export interface WaitRequest {
@@ -26,7 +26,7 @@ export interface WaitRequest {
 
 /** What waiting came to. A store failure rejects instead (StoreUnavailable), for the failure policy. */
 export interface Waited {
-  end: 'granted' | 'never' | 'timeout' | 'cancelled' | 'lost';
+  end: 'granted' | 'never' | 'timeout' | 'cancelled' | 'closed' | 'lost';
   /** The store's verdict when granted or never; the last known otherwise (or null). */
   verdict: StoreVerdict | null;
   waitedMs: number;
@@ -167,6 +167,7 @@ export class Waiters implements LineEvents {
   answered(ticketId: string, verdict: StoreVerdict): void {
     const waiter = this.byId.get(ticketId);
     if (waiter) {
+      this.heard(waiter.request.input.scope);
       this.finish(waiter, verdict.granted ? 'granted' : 'never', verdict);
       return;
     }
@@ -198,9 +199,9 @@ export class Waiters implements LineEvents {
     for (const waiter of [...this.byId.values()]) this.failed(waiter, err);
   }
 
-  /** Every waiter leaves the line (shutdown): their callers are answered as if their time were up. */
+  /** Every waiter leaves the line (shutdown), charged nothing, and its caller is told so. */
   close(): void {
-    for (const waiter of [...this.byId.values()]) this.giveUp(waiter, 'timeout');
+    for (const waiter of [...this.byId.values()]) this.giveUp(waiter, 'closed');
   }
 
   private heardBack(waiter: Waiter, verdict: LineVerdict): void {
@@ -304,7 +305,7 @@ export class Waiters implements LineEvents {
   }
 
   /** Its max_wait passed or its caller went away: it leaves the line, charged nothing. */
-  private giveUp(waiter: Waiter, end: 'timeout' | 'cancelled'): void {
+  private giveUp(waiter: Waiter, end: 'timeout' | 'cancelled' | 'closed'): void {
     if (waiter.ended !== null) return;
     const waitedMs = this.end(waiter, end);
     this.remember(waiter);
