@@ -155,7 +155,7 @@ export class Decider {
     const permitId = this.permitIdFor(input);
     let verdict: StoreVerdict;
     try {
-      verdict = await this.store.acquire(resource, scope, cost, permitId, usableFraction(resource, priority));
+      verdict = await this.store.acquire(resource, scope, cost, permitId, usableFraction(resource, priority), priority);
     } catch (err) {
       return this.byPolicy(input, permitId, err);
     }
@@ -267,8 +267,9 @@ export class Decider {
   }
 }
 
-/** Why the store denied: the limit, or the part of it reserved above the request's priority. */
+/** Why the store denied: requests waiting ahead, the limit, or the part of it reserved above the request's priority. */
 function storeReason(verdict: StoreVerdict, limit: Limit, cost: number, priority: number): string {
+  if ((verdict.waiting ?? 0) > 0) return `${verdict.waiting} requests wait in line for this scope, at priority ${priority} or above: wait with max_wait, or come back later`;
   return verdict.reserved
     ? reserveReason(limit, verdict.remaining, verdict.retryAfterMs, cost, priority)
     : denialReason(limit, verdict.remaining, verdict.retryAfterMs, cost);

@@ -72,7 +72,7 @@ export class MemoryStore implements Store {
     const decided = this.decide(resource, scope, cost, undefined, permitId, 0, usable, !lined);
     if (!decided) return this.full();
     const { verdicts, ...verdict } = decided;
-    if (lined) return this.lined(verdict, scope);
+    if (lined) return this.lined(resource, verdict, scope);
     return verdict;
   }
 
@@ -92,10 +92,16 @@ export class MemoryStore implements Store {
     this.lines.listen(events);
   }
 
-  /** A verdict turned into a denial for the requests waiting ahead (acquire.lua alike). */
-  private lined(verdict: StoreVerdict, scope: string): StoreVerdict {
-    const retryAfterMs = verdict.granted ? 1 : Math.max(1, verdict.retryAfterMs);
-    return { ...verdict, granted: false, retryAfterMs, reserved: verdict.granted ? false : verdict.reserved, waiting: this.lines.waiting(scope) };
+  /**
+   * A verdict turned into a denial for the requests waiting ahead: come back about when they will
+   * have been served, at the pace of the slowest token bucket (acquire.lua alike).
+   */
+  private lined(resource: Resource, verdict: StoreVerdict, scope: string): StoreVerdict {
+    const waiting = this.lines.waiting(scope);
+    let interval = 0;
+    for (const limit of resource.limits) if (limit.algorithm === 'token_bucket') interval = Math.max(interval, limit.intervalMs);
+    const retryAfterMs = verdict.retryAfterMs === Number.POSITIVE_INFINITY ? verdict.retryAfterMs : Math.max(verdict.granted ? 0 : verdict.retryAfterMs, Math.ceil(waiting * interval), 1);
+    return { ...verdict, granted: false, retryAfterMs, reserved: verdict.granted ? false : verdict.reserved, waiting };
   }
 
   async take(resource: Resource, scope: string, cost: number, want: readonly number[], aheadMs: number, usable = 1): Promise<TakeVerdict> {
@@ -112,7 +118,7 @@ export class MemoryStore implements Store {
       return { ...this.full(), taken: none, left: none, dueInMs: none, windowEndsInMs: Number.POSITIVE_INFINITY };
     }
     const { verdicts, ...decidedVerdict } = decided;
-    const verdict = lined ? this.lined(decidedVerdict, scope) : decidedVerdict;
+    const verdict = lined ? this.lined(resource, decidedVerdict, scope) : decidedVerdict;
     return {
       ...verdict,
       taken: verdicts.map((v) => (verdict.granted ? v.taken : 0)),

@@ -58,7 +58,15 @@ if granted then commit_limits(r) end
 
 local retry_ms = -1
 if r.retry ~= NEVER then retry_ms = math.ceil(r.retry) end
-if not granted and retry_ms == 0 then retry_ms = 1 end
+if waiting > 0 and retry_ms >= 0 then
+  -- Denied for those ahead: come back about when they will have been served, at the pace of
+  -- the slowest token bucket (one unit each, at least), never sooner than the limits say.
+  local interval = 0
+  for i = 1, n do
+    if ARGV[5 + 4 * (i - 1)] == '1' then interval = math.max(interval, tonumber(ARGV[6 + 4 * (i - 1)])) end
+  end
+  retry_ms = math.max(retry_ms, math.ceil(waiting * interval), 1)
+end
 local window_ms = -1
 if window_ends ~= NEVER then window_ms = math.floor(window_ends) end
 local reply = {granted and 1 or 0, r.decider, r.remaining, retry_ms, math.ceil(r.reset), math.floor(now), window_ms,
