@@ -5,15 +5,9 @@ import type { Resource } from '../../config/policy.js';
 import type { LineEvents, LineVerdict, StoreVerdict, Ticket } from '../store.js';
 
 /** A ticket in line. */
-interface Waiting {
+interface Waiting extends Omit<Ticket, 'waitMs'> {
   /** What the store answers as the ticket: "<arrival>|<n>|<id>". */
   key: string;
-  id: string;
-  cost: number;
-  priority: number;
-  usable: number;
-  lane: number;
-  permitId: string;
   /** Sequence of arrival in this process: first come, first served. */
   order: number;
   dropAt: number;
