@@ -9,12 +9,12 @@ import { scopeOf } from '../../src/decide/scope.js';
 import { MAX_COST } from '../../src/grpc/validate.js';
 import { MemoryStore } from '../../src/store/memory/memory-store.js';
 import { RedisStore } from '../../src/store/redis/redis-store.js';
-import type { Grant, Store as FullStore, StoreVerdict } from '../../src/store/store.js';
+import type { Grant, Store as FullStore, StoreVerdict, Ticket } from '../../src/store/store.js';
 import { startRedis, type RedisProcess } from '../support/redis-server.js';
 import { checkCostAtBound, checkSettleExtremes, RATE_ALGORITHMS } from '../support/store-checks.js';
 
-/** The part of the store contract this suite covers (acquire, lease takes and refunds, release with settlement, close). */
-type Store = Pick<FullStore, 'acquire' | 'take' | 'refund' | 'release' | 'close'>;
+/** The part of the store contract this suite covers (acquire, lease takes and refunds, release with settlement, the waiting line, close). */
+type Store = Pick<FullStore, 'acquire' | 'take' | 'refund' | 'release' | 'join' | 'retry' | 'leave' | 'listen' | 'close'>;
 
 const HOUR = 3_600_000;
 const DAY = 86_400_000;
@@ -63,14 +63,15 @@ const FACTORIES: StoreFactory[] = [
 let resourceSeq = 0;
 let permitSeq = 0;
 
-/** A resource of its own for one test, compiled from YAML as a policy file would be. */
-function resource(limits: string[], keys: string[] = ['tenant'], reserve = '[]'): Resource {
+/** A resource of its own for one test, compiled from YAML as a policy file would be. `more`: other fields, one a line. */
+function resource(limits: string[], keys: string[] = ['tenant'], reserve = '[]', more: string[] = []): Resource {
   const name = `res${++resourceSeq}`;
   const yaml = [
     'resources:',
     `  - name: ${name}`,
     `    keys: [${keys.join(', ')}]`,
     `    reserve: ${reserve}`,
+    ...more.map((field) => `    ${field}`),
     '    limits:',
     ...limits.map((limit) => `      - ${limit}`),
     '',
@@ -108,6 +109,16 @@ const RATE_LIMITS = {
   sliding_window: '{ name: rate, algorithm: sliding_window, rate: 5/1d }',
 } as const;
 const RATE_CASES = Object.entries(RATE_LIMITS).map(([algorithm, limit]) => ({ algorithm, limit }));
+
+// The waiting line: tickets of one listening sidecar, and what the store tells it.
+const SIDECAR = 'semantics';
+let ticketSeq = 0;
+
+/** A ticket of the listening sidecar: cost 1, priority 0, all of every limit, lane 1, a minute to wait. */
+function ticket(cost = 1, more: Partial<Ticket> = {}): Ticket {
+  const n = ++ticketSeq;
+  return { id: `${SIDECAR}.${n}`, cost, priority: 0, usable: 1, lane: 1, permitId: `w${n}`, waitMs: 60_000, ...more };
+}
 
 // ---------------------------------------------------------------------------------------------
 
@@ -719,6 +730,26 @@ describe.each(FACTORIES)('$kind store semantics', (factory) => {
       const d = await acquire(store, res, scope, 1);
       expect(d.granted).toBe(false);
       expect(d.limitName).toBe('c:held');
+    });
+  });
+
+  describe('the waiting line', () => {
+    const LANES = 'lanes: { interactive: 0.5, batch: 0.5 }';
+
+    it.runIf(factory.kind === 'redis')('every Redis key of the line has a TTL, whichever call wrote it', async () => {
+      const res = resource(['{ name: inflight, algorithm: concurrency, max: 1, ttl: 1h }'], ['tenant'], '[]', [LANES]);
+      const scope = scopeOf(res, ['t']);
+      const holder = await acquire(store, res, scope);
+      const inLine: string[] = [];
+      for (const t of [ticket(1, { lane: 1 }), ticket(1, { lane: 2 }), ticket(1, { lane: 1 })]) inLine.push((await store.join(res, scope, t, 10)).ticket);
+      await store.release(res, scope, holder.grant, 0);
+      // The second ticket's retry serves the first: it writes the record of that grant and the lanes' times.
+      expect((await store.retry(res, scope, inLine[1]!)).state).toBe('waiting');
+      const client = redisServer!.client;
+      const keys = (store as RedisStore).lineKeysOf(res, scope);
+      expect(keys.map((key) => key.slice(key.lastIndexOf('}') + 1))).toEqual(['|wait|due', '|wait|served', '|wait|lanes', '|wait|line|1', '|wait|line|2']);
+      const ttls = Object.fromEntries(await Promise.all(keys.map(async (key) => [key, await client.pttl(key)] as const)));
+      for (const key of keys) expect({ key, ttl: ttls[key]! > 0 }).toEqual({ key, ttl: true });
     });
   });
 
