@@ -734,7 +734,39 @@ describe.each(FACTORIES)('$kind store semantics', (factory) => {
   });
 
   describe('the waiting line', () => {
+    const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
     const LANES = 'lanes: { interactive: 0.5, batch: 0.5 }';
+
+    it('a line emptied by dropped tickets starts afresh: no lane keeps credit from before', async () => {
+      const res = resource(['{ name: inflight, algorithm: concurrency, max: 1, ttl: 1h }'], ['tenant'], '[]', [LANES]);
+      const scope = scopeOf(res, ['t']);
+      const serve = async (holder: Grant, next: Ticket, inLine: string) => {
+        await store.release(res, scope, holder, 0);
+        expect({ served: await store.retry(res, scope, inLine) }).toMatchObject({ served: { state: 'granted' } });
+        return { permitId: next.permitId, cost: 1, grantedAt: 0 };
+      };
+      const join = async (t: Ticket) => {
+        const v = await store.join(res, scope, t, 10);
+        expect(v.state).toBe('waiting');
+        return v.ticket;
+      };
+      let holder = (await acquire(store, res, scope)).grant;
+      // Lane 2 is served twice, lane 1 joins in between and is served never; then lane 1's ticket,
+      // and lane 2's last, are dropped.
+      const [b1, b2] = [ticket(1, { lane: 2 }), ticket(1, { lane: 2 })];
+      const inLine = [await join(b1), await join(b2)];
+      holder = await serve(holder, b1, inLine[0]!);
+      await join(ticket(1, { lane: 1, waitMs: 200 }));
+      await join(ticket(1, { lane: 2, waitMs: 200 }));
+      holder = await serve(holder, b2, inLine[1]!);
+      await sleep(400);
+      // A new busy period: both lanes equal again, so each is served in turn.
+      const [a2, a3, b4] = [ticket(1, { lane: 1 }), ticket(1, { lane: 1 }), ticket(1, { lane: 2 })];
+      const again = [await join(a2), await join(a3), await join(b4)];
+      holder = await serve(holder, a2, again[0]!);
+      holder = await serve(holder, b4, again[2]!);
+      await serve(holder, a3, again[1]!);
+    });
 
     it.runIf(factory.kind === 'redis')('every Redis key of the line has a TTL, whichever call wrote it', async () => {
       const res = resource(['{ name: inflight, algorithm: concurrency, max: 1, ttl: 1h }'], ['tenant'], '[]', [LANES]);
