@@ -9,7 +9,7 @@ import { scopeOf } from '../../src/decide/scope.js';
 import { MAX_COST } from '../../src/grpc/validate.js';
 import { MemoryStore } from '../../src/store/memory/memory-store.js';
 import { RedisStore } from '../../src/store/redis/redis-store.js';
-import type { Grant, Store as FullStore, StoreVerdict, Ticket } from '../../src/store/store.js';
+import type { Grant, LineEvents, Store as FullStore, StoreVerdict, Ticket } from '../../src/store/store.js';
 import { startRedis, type RedisProcess } from '../support/redis-server.js';
 import { checkCostAtBound, checkSettleExtremes, RATE_ALGORITHMS } from '../support/store-checks.js';
 
@@ -118,6 +118,65 @@ let ticketSeq = 0;
 function ticket(cost = 1, more: Partial<Ticket> = {}): Ticket {
   const n = ++ticketSeq;
   return { id: `${SIDECAR}.${n}`, cost, priority: 0, usable: 1, lane: 1, permitId: `w${n}`, waitMs: 60_000, ...more };
+}
+
+type Heard =
+  | { kind: 'answered'; id: string; verdict: StoreVerdict }
+  | { kind: 'turn'; id: string; inMs: number }
+  | { kind: 'wake'; id: string }
+  | { kind: 'formed'; id: string };
+
+/** What the store tells the listening sidecar; a test awaits the event it expects. */
+class Listener implements LineEvents {
+  private readonly unclaimed: Heard[] = [];
+  private readonly awaited: { kind: Heard['kind']; id: string; resolve: (event: Heard) => void }[] = [];
+
+  answered(id: string, verdict: StoreVerdict): void {
+    this.hear({ kind: 'answered', id, verdict });
+  }
+  turn(id: string, inMs: number): void {
+    this.hear({ kind: 'turn', id, inMs });
+  }
+  wake(id: string): void {
+    this.hear({ kind: 'wake', id });
+  }
+  formed(scope: string): void {
+    this.hear({ kind: 'formed', id: scope });
+  }
+  resync(): void {}
+
+  /** The next event of `kind` about ticket (or scope) `id`, heard already or to come. */
+  next<K extends Heard['kind']>(kind: K, id: string, timeoutMs = 10_000): Promise<Extract<Heard, { kind: K }>> {
+    const at = this.unclaimed.findIndex((event) => event.kind === kind && event.id === id);
+    if (at >= 0) return Promise.resolve(this.unclaimed.splice(at, 1)[0] as Extract<Heard, { kind: K }>);
+    return new Promise((resolve, reject) => {
+      const entry = { kind, id, resolve: (event: Heard) => resolve(event as Extract<Heard, { kind: K }>) };
+      this.awaited.push(entry);
+      setTimeout(() => {
+        const left = this.awaited.indexOf(entry);
+        if (left < 0) return;
+        this.awaited.splice(left, 1);
+        reject(new Error(`no ${kind} heard for ${id} within ${timeoutMs} ms`));
+      }, timeoutMs);
+    });
+  }
+
+  private hear(event: Heard): void {
+    const at = this.awaited.findIndex((entry) => entry.kind === event.kind && entry.id === event.id);
+    if (at >= 0) this.awaited.splice(at, 1)[0]!.resolve(event);
+    else this.unclaimed.push(event);
+  }
+}
+
+/** Resolves once a connection listens on `channel` (Redis says nothing to a subscriber about its own subscription). */
+async function subscribed(client: RedisProcess['client'], channel: string): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const [, count] = (await client.pubsub('NUMSUB', channel)) as [string, number];
+    if (Number(count) > 0) return;
+    if (Date.now() > deadline) throw new Error(`nobody subscribed to ${channel}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -734,8 +793,43 @@ describe.each(FACTORIES)('$kind store semantics', (factory) => {
   });
 
   describe('the waiting line', () => {
+    const listener = new Listener();
     const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
     const LANES = 'lanes: { interactive: 0.5, batch: 0.5 }';
+
+    beforeAll(async () => {
+      store.listen(SIDECAR, listener);
+      if (factory.kind === 'redis') await subscribed(redisServer!.client, `sluice:line:${SIDECAR}`);
+    });
+
+    it('a ticket served by another call is told so (answered); its leave, or its retry, then answers granted, once', async () => {
+      const res = resource(['{ name: inflight, algorithm: concurrency, max: 1, ttl: 1h }']);
+      const scope = scopeOf(res, ['t']);
+      const holder = await acquire(store, res, scope);
+      expect(holder.granted).toBe(true);
+      const [a, b, c] = [ticket(), ticket(), ticket()];
+      const inLine = { a: await store.join(res, scope, a, 10), b: await store.join(res, scope, b, 10) };
+      expect([inLine.a.state, inLine.b.state]).toEqual(['waiting', 'waiting']);
+      await store.release(res, scope, holder.grant, 0);
+      await listener.next('wake', a.id);
+      // b's retry serves the line: a is first, and fits; b waits on.
+      expect(await store.retry(res, scope, inLine.b.ticket)).toMatchObject({ state: 'waiting', waiting: 1 });
+      const told = await listener.next('answered', a.id);
+      expect(told.verdict).toMatchObject({ granted: true, remaining: 0 });
+      // a's sidecar gave up on it before it heard: its leave says it was served, so that the grant goes back.
+      expect(await store.leave(res, scope, inLine.a.ticket)).toMatchObject({ state: 'granted', granted: true, remaining: 0 });
+      expect((await store.leave(res, scope, inLine.a.ticket)).state).toBe('gone');
+      // a's slot back: c's join serves b, first in line, then waits behind it.
+      await store.release(res, scope, { permitId: a.permitId, cost: 1, grantedAt: told.verdict.now }, 0);
+      await listener.next('wake', b.id);
+      const joined = await store.join(res, scope, c, 10);
+      expect(joined).toMatchObject({ state: 'waiting', waiting: 1 });
+      expect((await listener.next('answered', b.id)).verdict.granted).toBe(true);
+      // Had b's sidecar missed the message, its retry collects the grant.
+      expect(await store.retry(res, scope, inLine.b.ticket)).toMatchObject({ state: 'granted', granted: true });
+      expect((await store.retry(res, scope, inLine.b.ticket)).state).toBe('gone');
+      expect(await store.retry(res, scope, joined.ticket)).toMatchObject({ state: 'waiting', waiting: 1 });
+    });
 
     it('a line emptied by dropped tickets starts afresh: no lane keeps credit from before', async () => {
       const res = resource(['{ name: inflight, algorithm: concurrency, max: 1, ttl: 1h }'], ['tenant'], '[]', [LANES]);
