@@ -831,6 +831,20 @@ describe.each(FACTORIES)('$kind store semantics', (factory) => {
       expect(await store.retry(res, scope, joined.ticket)).toMatchObject({ state: 'waiting', waiting: 1 });
     });
 
+    it('a ticket whose wait is over is dropped: no longer in line, ahead of acquire, or counted', async () => {
+      const res = resource(['{ name: daily, algorithm: fixed_window, rate: 5/1d }']);
+      const scope = scopeOf(res, ['t']);
+      expect((await acquire(store, res, scope, 3)).granted).toBe(true);
+      const dropped = await store.join(res, scope, ticket(3, { waitMs: 100 }), 10);
+      expect(dropped).toMatchObject({ state: 'waiting', waiting: 1 });
+      expect(await store.acquire(res, scope, 1, '', 1, 0)).toMatchObject({ granted: false, waiting: 1 });
+      // Nothing is told when a ticket is dropped: its time has to pass.
+      await sleep(300);
+      expect(await store.acquire(res, scope, 1, '', 1, 0)).toMatchObject({ granted: true, remaining: 1 });
+      expect(await store.join(res, scope, ticket(2), 10)).toMatchObject({ state: 'waiting', waiting: 1 });
+      expect(await store.retry(res, scope, dropped.ticket)).toMatchObject({ state: 'gone', waiting: 1 });
+    });
+
     it('a line emptied by dropped tickets starts afresh: no lane keeps credit from before', async () => {
       const res = resource(['{ name: inflight, algorithm: concurrency, max: 1, ttl: 1h }'], ['tenant'], '[]', [LANES]);
       const scope = scopeOf(res, ['t']);

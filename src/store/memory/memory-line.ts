@@ -89,7 +89,7 @@ export class MemoryLines {
     const served = this.collect(key);
     if (served) return answer('granted', served, this.waiting(scope));
     const waiting = line?.byKey.get(key);
-    if (!line || !waiting) return answer('gone', this.fullVerdict(), 0);
+    if (!line || !waiting) return answer('gone', this.fullVerdict(), this.waiting(scope));
     return this.afterServing(resource, scope, line, this.first(line, resource), waiting, Number.POSITIVE_INFINITY);
   }
 
