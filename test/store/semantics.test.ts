@@ -794,12 +794,83 @@ describe.each(FACTORIES)('$kind store semantics', (factory) => {
 
   describe('the waiting line', () => {
     const listener = new Listener();
+    const UNIT = HOUR / 5; // 5/1h: one unit every 12 minutes
+    const MINUTE = 60_000;
     const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
     const LANES = 'lanes: { interactive: 0.5, batch: 0.5 }';
 
     beforeAll(async () => {
       store.listen(SIDECAR, listener);
       if (factory.kind === 'redis') await subscribed(redisServer!.client, `sluice:line:${SIDECAR}`);
+    });
+
+    it('join: granted when nobody waits and it fits; else waiting, the first in line told when it fits; full past max_waiters; never', async () => {
+      const res = resource(['{ name: daily, algorithm: fixed_window, rate: 3/1d }'], ['tenant'], '[]', ['wait: { max_waiters: 2 }']);
+      const scope = scopeOf(res, ['t']);
+      expect(await store.join(res, scope, ticket(2), 2)).toMatchObject({ state: 'granted', granted: true, remaining: 1, ticket: '', waiting: 0 });
+      const first = await store.join(res, scope, ticket(2), 2);
+      expect(first).toMatchObject({ state: 'waiting', granted: false, waiting: 1 });
+      expect(first.ticket).not.toBe('');
+      expect(first.turnInMs).toBeGreaterThan(0);
+      expect(first.turnInMs).toBeLessThanOrEqual(DAY);
+      // Every sidecar hears that a line formed: its leases serve none of this scope ahead of it.
+      await listener.next('formed', scope);
+      // The unit left would fit this one: it waits all the same, behind the first.
+      const second = await store.join(res, scope, ticket(1), 2);
+      expect(second).toMatchObject({ state: 'waiting', waiting: 2, turnInMs: Infinity });
+      expect(await store.join(res, scope, ticket(1), 2)).toMatchObject({ state: 'full', granted: false, ticket: '', waiting: 2 });
+      expect(await store.join(res, scope, ticket(4), 2)).toMatchObject({ state: 'never', granted: false, retryAfterMs: Infinity, ticket: '', waiting: 2 });
+      // Asked again, each keeps its place.
+      expect(await store.retry(res, scope, second.ticket)).toMatchObject({ state: 'waiting', ticket: second.ticket, waiting: 2, turnInMs: Infinity });
+      const again = await store.retry(res, scope, first.ticket);
+      expect(again).toMatchObject({ state: 'waiting', ticket: first.ticket, waiting: 2 });
+      expect(again.turnInMs).toBeLessThanOrEqual(first.turnInMs);
+      // None of them was charged: the unit left goes to a request above every waiter.
+      expect(await store.acquire(res, scope, 1, '', 1, 1)).toMatchObject({ granted: true, remaining: 0 });
+    });
+
+    it('leave takes a ticket out of the line (gone); asked about again, or left again, it is gone', async () => {
+      const res = resource(['{ name: daily, algorithm: fixed_window, rate: 1/1d }']);
+      const scope = scopeOf(res, ['t']);
+      expect((await acquire(store, res, scope)).granted).toBe(true);
+      const w = await store.join(res, scope, ticket(), 10);
+      expect(w).toMatchObject({ state: 'waiting', waiting: 1 });
+      expect(await store.leave(res, scope, w.ticket)).toMatchObject({ state: 'gone', granted: false, ticket: '', waiting: 0 });
+      expect(await store.retry(res, scope, w.ticket)).toMatchObject({ state: 'gone', granted: false, waiting: 0 });
+      expect((await store.leave(res, scope, w.ticket)).state).toBe('gone');
+      expect((await store.retry(res, scope, 'no ticket at all')).state).toBe('gone');
+    });
+
+    it('the first in line is told when its units fall due; the one after it, when it becomes first', async () => {
+      const res = resource([RATE_LIMITS.token_bucket]);
+      const scope = scopeOf(res, ['t']);
+      expect((await acquire(store, res, scope, 5)).granted).toBe(true);
+      const a = await store.join(res, scope, ticket(1), 10);
+      expect(a.state).toBe('waiting');
+      expect(a.turnInMs).toBeGreaterThan(UNIT - MINUTE);
+      expect(a.turnInMs).toBeLessThanOrEqual(UNIT);
+      const second = ticket(2);
+      expect(await store.join(res, scope, second, 10)).toMatchObject({ state: 'waiting', turnInMs: Infinity });
+      await store.leave(res, scope, a.ticket);
+      const turn = await listener.next('turn', second.id);
+      expect(turn.inMs).toBeGreaterThan(2 * UNIT - MINUTE);
+      expect(turn.inMs).toBeLessThanOrEqual(2 * UNIT);
+    });
+
+    it('while requests wait, acquire is denied unless its priority is above every waiter, and a lease take always is', async () => {
+      const res = resource(['{ name: daily, algorithm: fixed_window, rate: 5/1d }']);
+      const scope = scopeOf(res, ['t']);
+      expect((await acquire(store, res, scope, 3)).granted).toBe(true);
+      const w = await store.join(res, scope, ticket(3, { priority: 2 }), 10);
+      expect(w.state).toBe('waiting');
+      // 2 units are left: enough for each of these, but for the line.
+      expect(await store.acquire(res, scope, 1, '', 1, 0)).toMatchObject({ granted: false, waiting: 1, retryAfterMs: 1 });
+      expect(await store.acquire(res, scope, 1, '', 1, 2)).toMatchObject({ granted: false, waiting: 1 });
+      expect(await store.take(res, scope, 1, [2], 0)).toMatchObject({ granted: false, waiting: 1, taken: [0] });
+      expect(await store.acquire(res, scope, 1, '', 1, 3)).toMatchObject({ granted: true, remaining: 1 });
+      // With nobody in line, priority 0 is served again.
+      expect((await store.leave(res, scope, w.ticket)).state).toBe('gone');
+      expect(await store.acquire(res, scope, 1, '', 1, 0)).toMatchObject({ granted: true, remaining: 0 });
     });
 
     it('a ticket served by another call is told so (answered); its leave, or its retry, then answers granted, once', async () => {
@@ -829,6 +900,52 @@ describe.each(FACTORIES)('$kind store semantics', (factory) => {
       expect(await store.retry(res, scope, inLine.b.ticket)).toMatchObject({ state: 'granted', granted: true });
       expect((await store.retry(res, scope, inLine.b.ticket)).state).toBe('gone');
       expect(await store.retry(res, scope, joined.ticket)).toMatchObject({ state: 'waiting', waiting: 1 });
+    });
+
+    it('release, a settlement for less and a refund wake the first in line of every lane', async () => {
+      const res = resource([RATE_LIMITS.token_bucket], ['tenant'], '[]', [LANES]);
+      const scope = scopeOf(res, ['t']);
+      const drained = await acquire(store, res, scope, 5);
+      expect(drained.granted).toBe(true);
+      const [first, other, behind] = [ticket(1, { lane: 1 }), ticket(1, { lane: 2 }), ticket(1, { lane: 1 })];
+      const inLine = new Map<Ticket, string>();
+      for (const t of [first, other, behind]) {
+        const v = await store.join(res, scope, t, 10);
+        expect(v.state).toBe('waiting');
+        inLine.set(t, v.ticket);
+      }
+      await store.release(res, scope, drained.grant, -1); // it cost 1 less
+      await Promise.all([listener.next('wake', first.id), listener.next('wake', other.id)]);
+      expect((await store.retry(res, scope, inLine.get(first)!)).state).toBe('granted');
+      expect(await store.refund(res, scope, `r${++permitSeq}`, [1], drained.now)).toBe(true);
+      await Promise.all([listener.next('wake', behind.id), listener.next('wake', other.id)]);
+      // Lane 1 was served last: lane 2 goes first.
+      expect((await store.retry(res, scope, inLine.get(other)!)).state).toBe('granted');
+      expect((await store.retry(res, scope, inLine.get(behind)!)).state).toBe('waiting');
+    });
+
+    it('serves the highest priority first, then the lane served least for its share, then the earliest arrival', async () => {
+      const res = resource(['{ name: inflight, algorithm: concurrency, max: 1, ttl: 1h }'], ['tenant'], '[]', [LANES]);
+      const scope = scopeOf(res, ['t']);
+      let holder = (await acquire(store, res, scope)).grant;
+      const low1 = ticket(1, { lane: 1 });
+      const high1 = ticket(1, { lane: 1, priority: 5 });
+      const low2 = ticket(1, { lane: 1 });
+      const high2 = ticket(1, { lane: 2, priority: 5 });
+      const low3 = ticket(1, { lane: 2 });
+      const inLine = new Map<Ticket, string>();
+      for (const t of [low1, high1, low2, high2, low3]) {
+        const v = await store.join(res, scope, t, 10);
+        expect(v.state).toBe('waiting');
+        inLine.set(t, v.ticket);
+      }
+      // The two priority 5 first, the earlier first; then low1 (both lanes served once: the
+      // earliest); then low3 before low2, which came first, since lane 1 was served more.
+      for (const next of [high1, high2, low1, low3, low2]) {
+        await store.release(res, scope, holder, 0);
+        expect({ served: await store.retry(res, scope, inLine.get(next)!) }).toMatchObject({ served: { state: 'granted' } });
+        holder = { permitId: next.permitId, cost: 1, grantedAt: 0 };
+      }
     });
 
     it('a ticket whose wait is over is dropped: no longer in line, ahead of acquire, or counted', async () => {
