@@ -138,6 +138,18 @@ describe('the decider', () => {
     expect((await decider.acquire(input('api', 3))).granted).toBe(true);
   });
 
+  it('a request that does not wait goes ahead of those waiting in line only with a priority above all of theirs', async () => {
+    let memory: MemoryStore | undefined;
+    const { decider } = world((store) => (memory = store));
+    const api = input('api', 1);
+    expect((await decider.acquire(input('api', 2))).granted).toBe(true);
+    // 1 of 3 is left; a priority 1 request waits for 2.
+    const ticket = { id: 's.1', cost: 2, priority: 1, usable: 1, lane: 1, permitId: '', waitMs: 30_000 };
+    expect((await memory!.join(api.resource, api.scope, ticket, 10)).state).toBe('waiting');
+    expect((await decider.acquire({ ...api, priority: 1 })).granted).toBe(false);
+    expect(await decider.acquire({ ...api, priority: 2 })).toMatchObject({ granted: true, remaining: 0 });
+  });
+
   it('a store failure is answered by on_store_failure; a bug is not: it reaches the caller', async () => {
     let failWith: unknown = null;
     const { decider } = world((memory) => {

@@ -9,12 +9,12 @@ import { scopeOf } from '../../src/decide/scope.js';
 import { MAX_COST } from '../../src/grpc/validate.js';
 import { MemoryStore } from '../../src/store/memory/memory-store.js';
 import { RedisStore } from '../../src/store/redis/redis-store.js';
-import type { Grant, Store as FullStore, StoreVerdict } from '../../src/store/store.js';
+import type { Grant, LineEvents, Store as FullStore, StoreVerdict, Ticket } from '../../src/store/store.js';
 import { startRedis, type RedisProcess } from '../support/redis-server.js';
 import { checkCostAtBound, checkSettleExtremes, RATE_ALGORITHMS } from '../support/store-checks.js';
 
-/** The part of the store contract this suite covers (acquire, lease takes and refunds, release with settlement, close). */
-type Store = Pick<FullStore, 'acquire' | 'take' | 'refund' | 'release' | 'close'>;
+/** The part of the store contract this suite covers (acquire, lease takes and refunds, release with settlement, the waiting line, close). */
+type Store = Pick<FullStore, 'acquire' | 'take' | 'refund' | 'release' | 'join' | 'retry' | 'leave' | 'listen' | 'close'>;
 
 const HOUR = 3_600_000;
 const DAY = 86_400_000;
@@ -63,14 +63,15 @@ const FACTORIES: StoreFactory[] = [
 let resourceSeq = 0;
 let permitSeq = 0;
 
-/** A resource of its own for one test, compiled from YAML as a policy file would be. */
-function resource(limits: string[], keys: string[] = ['tenant'], reserve = '[]'): Resource {
+/** A resource of its own for one test, compiled from YAML as a policy file would be. `more`: other fields, one a line. */
+function resource(limits: string[], keys: string[] = ['tenant'], reserve = '[]', more: string[] = []): Resource {
   const name = `res${++resourceSeq}`;
   const yaml = [
     'resources:',
     `  - name: ${name}`,
     `    keys: [${keys.join(', ')}]`,
     `    reserve: ${reserve}`,
+    ...more.map((field) => `    ${field}`),
     '    limits:',
     ...limits.map((limit) => `      - ${limit}`),
     '',
@@ -108,6 +109,75 @@ const RATE_LIMITS = {
   sliding_window: '{ name: rate, algorithm: sliding_window, rate: 5/1d }',
 } as const;
 const RATE_CASES = Object.entries(RATE_LIMITS).map(([algorithm, limit]) => ({ algorithm, limit }));
+
+// The waiting line: tickets of one listening sidecar, and what the store tells it.
+const SIDECAR = 'semantics';
+let ticketSeq = 0;
+
+/** A ticket of the listening sidecar: cost 1, priority 0, all of every limit, lane 1, a minute to wait. */
+function ticket(cost = 1, more: Partial<Ticket> = {}): Ticket {
+  const n = ++ticketSeq;
+  return { id: `${SIDECAR}.${n}`, cost, priority: 0, usable: 1, lane: 1, permitId: `w${n}`, waitMs: 60_000, ...more };
+}
+
+type Heard =
+  | { kind: 'answered'; id: string; verdict: StoreVerdict }
+  | { kind: 'turn'; id: string; inMs: number }
+  | { kind: 'wake'; id: string }
+  | { kind: 'formed'; id: string };
+
+/** What the store tells the listening sidecar; a test awaits the event it expects. */
+class Listener implements LineEvents {
+  private readonly unclaimed: Heard[] = [];
+  private readonly awaited: { kind: Heard['kind']; id: string; resolve: (event: Heard) => void }[] = [];
+
+  answered(id: string, verdict: StoreVerdict): void {
+    this.hear({ kind: 'answered', id, verdict });
+  }
+  turn(id: string, inMs: number): void {
+    this.hear({ kind: 'turn', id, inMs });
+  }
+  wake(id: string): void {
+    this.hear({ kind: 'wake', id });
+  }
+  formed(scope: string): void {
+    this.hear({ kind: 'formed', id: scope });
+  }
+  resync(): void {}
+
+  /** The next event of `kind` about ticket (or scope) `id`, heard already or to come. */
+  next<K extends Heard['kind']>(kind: K, id: string, timeoutMs = 10_000): Promise<Extract<Heard, { kind: K }>> {
+    const at = this.unclaimed.findIndex((event) => event.kind === kind && event.id === id);
+    if (at >= 0) return Promise.resolve(this.unclaimed.splice(at, 1)[0] as Extract<Heard, { kind: K }>);
+    return new Promise((resolve, reject) => {
+      const entry = { kind, id, resolve: (event: Heard) => resolve(event as Extract<Heard, { kind: K }>) };
+      this.awaited.push(entry);
+      setTimeout(() => {
+        const left = this.awaited.indexOf(entry);
+        if (left < 0) return;
+        this.awaited.splice(left, 1);
+        reject(new Error(`no ${kind} heard for ${id} within ${timeoutMs} ms`));
+      }, timeoutMs);
+    });
+  }
+
+  private hear(event: Heard): void {
+    const at = this.awaited.findIndex((entry) => entry.kind === event.kind && entry.id === event.id);
+    if (at >= 0) this.awaited.splice(at, 1)[0]!.resolve(event);
+    else this.unclaimed.push(event);
+  }
+}
+
+/** Resolves once a connection listens on `channel` (Redis says nothing to a subscriber about its own subscription). */
+async function subscribed(client: RedisProcess['client'], channel: string): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const [, count] = (await client.pubsub('NUMSUB', channel)) as [string, number];
+    if (Number(count) > 0) return;
+    if (Date.now() > deadline) throw new Error(`nobody subscribed to ${channel}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
 
 // ---------------------------------------------------------------------------------------------
 
@@ -719,6 +789,224 @@ describe.each(FACTORIES)('$kind store semantics', (factory) => {
       const d = await acquire(store, res, scope, 1);
       expect(d.granted).toBe(false);
       expect(d.limitName).toBe('c:held');
+    });
+  });
+
+  describe('the waiting line', () => {
+    const listener = new Listener();
+    const UNIT = HOUR / 5; // 5/1h: one unit every 12 minutes
+    const MINUTE = 60_000;
+    const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+    const LANES = 'lanes: { interactive: 0.5, batch: 0.5 }';
+
+    beforeAll(async () => {
+      store.listen(SIDECAR, listener);
+      if (factory.kind === 'redis') await subscribed(redisServer!.client, `sluice:line:${SIDECAR}`);
+    });
+
+    it('join: granted when nobody waits and it fits; else waiting, the first in line told when it fits; full past max_waiters; never', async () => {
+      const res = resource(['{ name: daily, algorithm: fixed_window, rate: 3/1d }'], ['tenant'], '[]', ['wait: { max_waiters: 2 }']);
+      const scope = scopeOf(res, ['t']);
+      expect(await store.join(res, scope, ticket(2), 2)).toMatchObject({ state: 'granted', granted: true, remaining: 1, ticket: '', waiting: 0 });
+      const first = await store.join(res, scope, ticket(2), 2);
+      expect(first).toMatchObject({ state: 'waiting', granted: false, waiting: 1 });
+      expect(first.ticket).not.toBe('');
+      expect(first.turnInMs).toBeGreaterThan(0);
+      expect(first.turnInMs).toBeLessThanOrEqual(DAY);
+      // Every sidecar hears that a line formed: its leases serve none of this scope ahead of it.
+      await listener.next('formed', scope);
+      // The unit left would fit this one: it waits all the same, behind the first.
+      const second = await store.join(res, scope, ticket(1), 2);
+      expect(second).toMatchObject({ state: 'waiting', waiting: 2, turnInMs: Infinity });
+      expect(await store.join(res, scope, ticket(1), 2)).toMatchObject({ state: 'full', granted: false, ticket: '', waiting: 2 });
+      expect(await store.join(res, scope, ticket(4), 2)).toMatchObject({ state: 'never', granted: false, retryAfterMs: Infinity, ticket: '', waiting: 2 });
+      // Asked again, each keeps its place.
+      expect(await store.retry(res, scope, second.ticket)).toMatchObject({ state: 'waiting', ticket: second.ticket, waiting: 2, turnInMs: Infinity });
+      const again = await store.retry(res, scope, first.ticket);
+      expect(again).toMatchObject({ state: 'waiting', ticket: first.ticket, waiting: 2 });
+      expect(again.turnInMs).toBeLessThanOrEqual(first.turnInMs);
+      // None of them was charged: the unit left goes to a request above every waiter.
+      expect(await store.acquire(res, scope, 1, '', 1, 1)).toMatchObject({ granted: true, remaining: 0 });
+    });
+
+    it('leave takes a ticket out of the line (gone); asked about again, or left again, it is gone', async () => {
+      const res = resource(['{ name: daily, algorithm: fixed_window, rate: 1/1d }']);
+      const scope = scopeOf(res, ['t']);
+      expect((await acquire(store, res, scope)).granted).toBe(true);
+      const w = await store.join(res, scope, ticket(), 10);
+      expect(w).toMatchObject({ state: 'waiting', waiting: 1 });
+      expect(await store.leave(res, scope, w.ticket)).toMatchObject({ state: 'gone', granted: false, ticket: '', waiting: 0 });
+      expect(await store.retry(res, scope, w.ticket)).toMatchObject({ state: 'gone', granted: false, waiting: 0 });
+      expect((await store.leave(res, scope, w.ticket)).state).toBe('gone');
+      expect((await store.retry(res, scope, 'no ticket at all')).state).toBe('gone');
+    });
+
+    it('the first in line is told when its units fall due; the one after it, when it becomes first', async () => {
+      const res = resource([RATE_LIMITS.token_bucket]);
+      const scope = scopeOf(res, ['t']);
+      expect((await acquire(store, res, scope, 5)).granted).toBe(true);
+      const a = await store.join(res, scope, ticket(1), 10);
+      expect(a.state).toBe('waiting');
+      expect(a.turnInMs).toBeGreaterThan(UNIT - MINUTE);
+      expect(a.turnInMs).toBeLessThanOrEqual(UNIT);
+      const second = ticket(2);
+      expect(await store.join(res, scope, second, 10)).toMatchObject({ state: 'waiting', turnInMs: Infinity });
+      await store.leave(res, scope, a.ticket);
+      const turn = await listener.next('turn', second.id);
+      expect(turn.inMs).toBeGreaterThan(2 * UNIT - MINUTE);
+      expect(turn.inMs).toBeLessThanOrEqual(2 * UNIT);
+    });
+
+    it('while requests wait, acquire is denied unless its priority is above every waiter, and a lease take always is', async () => {
+      const res = resource(['{ name: daily, algorithm: fixed_window, rate: 5/1d }']);
+      const scope = scopeOf(res, ['t']);
+      expect((await acquire(store, res, scope, 3)).granted).toBe(true);
+      const w = await store.join(res, scope, ticket(3, { priority: 2 }), 10);
+      expect(w.state).toBe('waiting');
+      // 2 units are left: enough for each of these, but for the line.
+      expect(await store.acquire(res, scope, 1, '', 1, 0)).toMatchObject({ granted: false, waiting: 1, retryAfterMs: 1 });
+      expect(await store.acquire(res, scope, 1, '', 1, 2)).toMatchObject({ granted: false, waiting: 1 });
+      expect(await store.take(res, scope, 1, [2], 0)).toMatchObject({ granted: false, waiting: 1, taken: [0] });
+      expect(await store.acquire(res, scope, 1, '', 1, 3)).toMatchObject({ granted: true, remaining: 1 });
+      // With nobody in line, priority 0 is served again.
+      expect((await store.leave(res, scope, w.ticket)).state).toBe('gone');
+      expect(await store.acquire(res, scope, 1, '', 1, 0)).toMatchObject({ granted: true, remaining: 0 });
+    });
+
+    it('a ticket served by another call is told so (answered); its leave, or its retry, then answers granted, once', async () => {
+      const res = resource(['{ name: inflight, algorithm: concurrency, max: 1, ttl: 1h }']);
+      const scope = scopeOf(res, ['t']);
+      const holder = await acquire(store, res, scope);
+      expect(holder.granted).toBe(true);
+      const [a, b, c] = [ticket(), ticket(), ticket()];
+      const inLine = { a: await store.join(res, scope, a, 10), b: await store.join(res, scope, b, 10) };
+      expect([inLine.a.state, inLine.b.state]).toEqual(['waiting', 'waiting']);
+      await store.release(res, scope, holder.grant, 0);
+      await listener.next('wake', a.id);
+      // b's retry serves the line: a is first, and fits; b waits on.
+      expect(await store.retry(res, scope, inLine.b.ticket)).toMatchObject({ state: 'waiting', waiting: 1 });
+      const told = await listener.next('answered', a.id);
+      expect(told.verdict).toMatchObject({ granted: true, remaining: 0 });
+      // a's sidecar gave up on it before it heard: its leave says it was served, so that the grant goes back.
+      expect(await store.leave(res, scope, inLine.a.ticket)).toMatchObject({ state: 'granted', granted: true, remaining: 0 });
+      expect((await store.leave(res, scope, inLine.a.ticket)).state).toBe('gone');
+      // a's slot back: c's join serves b, first in line, then waits behind it.
+      await store.release(res, scope, { permitId: a.permitId, cost: 1, grantedAt: told.verdict.now }, 0);
+      await listener.next('wake', b.id);
+      const joined = await store.join(res, scope, c, 10);
+      expect(joined).toMatchObject({ state: 'waiting', waiting: 1 });
+      expect((await listener.next('answered', b.id)).verdict.granted).toBe(true);
+      // Had b's sidecar missed the message, its retry collects the grant.
+      expect(await store.retry(res, scope, inLine.b.ticket)).toMatchObject({ state: 'granted', granted: true });
+      expect((await store.retry(res, scope, inLine.b.ticket)).state).toBe('gone');
+      expect(await store.retry(res, scope, joined.ticket)).toMatchObject({ state: 'waiting', waiting: 1 });
+    });
+
+    it('release, a settlement for less and a refund wake the first in line of every lane', async () => {
+      const res = resource([RATE_LIMITS.token_bucket], ['tenant'], '[]', [LANES]);
+      const scope = scopeOf(res, ['t']);
+      const drained = await acquire(store, res, scope, 5);
+      expect(drained.granted).toBe(true);
+      const [first, other, behind] = [ticket(1, { lane: 1 }), ticket(1, { lane: 2 }), ticket(1, { lane: 1 })];
+      const inLine = new Map<Ticket, string>();
+      for (const t of [first, other, behind]) {
+        const v = await store.join(res, scope, t, 10);
+        expect(v.state).toBe('waiting');
+        inLine.set(t, v.ticket);
+      }
+      await store.release(res, scope, drained.grant, -1); // it cost 1 less
+      await Promise.all([listener.next('wake', first.id), listener.next('wake', other.id)]);
+      expect((await store.retry(res, scope, inLine.get(first)!)).state).toBe('granted');
+      expect(await store.refund(res, scope, `r${++permitSeq}`, [1], drained.now)).toBe(true);
+      await Promise.all([listener.next('wake', behind.id), listener.next('wake', other.id)]);
+      // Lane 1 was served last: lane 2 goes first.
+      expect((await store.retry(res, scope, inLine.get(other)!)).state).toBe('granted');
+      expect((await store.retry(res, scope, inLine.get(behind)!)).state).toBe('waiting');
+    });
+
+    it('serves the highest priority first, then the lane served least for its share, then the earliest arrival', async () => {
+      const res = resource(['{ name: inflight, algorithm: concurrency, max: 1, ttl: 1h }'], ['tenant'], '[]', [LANES]);
+      const scope = scopeOf(res, ['t']);
+      let holder = (await acquire(store, res, scope)).grant;
+      const low1 = ticket(1, { lane: 1 });
+      const high1 = ticket(1, { lane: 1, priority: 5 });
+      const low2 = ticket(1, { lane: 1 });
+      const high2 = ticket(1, { lane: 2, priority: 5 });
+      const low3 = ticket(1, { lane: 2 });
+      const inLine = new Map<Ticket, string>();
+      for (const t of [low1, high1, low2, high2, low3]) {
+        const v = await store.join(res, scope, t, 10);
+        expect(v.state).toBe('waiting');
+        inLine.set(t, v.ticket);
+      }
+      // The two priority 5 first, the earlier first; then low1 (both lanes served once: the
+      // earliest); then low3 before low2, which came first, since lane 1 was served more.
+      for (const next of [high1, high2, low1, low3, low2]) {
+        await store.release(res, scope, holder, 0);
+        expect({ served: await store.retry(res, scope, inLine.get(next)!) }).toMatchObject({ served: { state: 'granted' } });
+        holder = { permitId: next.permitId, cost: 1, grantedAt: 0 };
+      }
+    });
+
+    it('a ticket whose wait is over is dropped: no longer in line, ahead of acquire, or counted', async () => {
+      const res = resource(['{ name: daily, algorithm: fixed_window, rate: 5/1d }']);
+      const scope = scopeOf(res, ['t']);
+      expect((await acquire(store, res, scope, 3)).granted).toBe(true);
+      const dropped = await store.join(res, scope, ticket(3, { waitMs: 100 }), 10);
+      expect(dropped).toMatchObject({ state: 'waiting', waiting: 1 });
+      expect(await store.acquire(res, scope, 1, '', 1, 0)).toMatchObject({ granted: false, waiting: 1 });
+      // Nothing is told when a ticket is dropped: its time has to pass.
+      await sleep(300);
+      expect(await store.acquire(res, scope, 1, '', 1, 0)).toMatchObject({ granted: true, remaining: 1 });
+      expect(await store.join(res, scope, ticket(2), 10)).toMatchObject({ state: 'waiting', waiting: 1 });
+      expect(await store.retry(res, scope, dropped.ticket)).toMatchObject({ state: 'gone', waiting: 1 });
+    });
+
+    it('a line emptied by dropped tickets starts afresh: no lane keeps credit from before', async () => {
+      const res = resource(['{ name: inflight, algorithm: concurrency, max: 1, ttl: 1h }'], ['tenant'], '[]', [LANES]);
+      const scope = scopeOf(res, ['t']);
+      const serve = async (holder: Grant, next: Ticket, inLine: string) => {
+        await store.release(res, scope, holder, 0);
+        expect({ served: await store.retry(res, scope, inLine) }).toMatchObject({ served: { state: 'granted' } });
+        return { permitId: next.permitId, cost: 1, grantedAt: 0 };
+      };
+      const join = async (t: Ticket) => {
+        const v = await store.join(res, scope, t, 10);
+        expect(v.state).toBe('waiting');
+        return v.ticket;
+      };
+      let holder = (await acquire(store, res, scope)).grant;
+      // Lane 2 is served twice, lane 1 joins in between and is served never; then lane 1's ticket,
+      // and lane 2's last, are dropped.
+      const [b1, b2] = [ticket(1, { lane: 2 }), ticket(1, { lane: 2 })];
+      const inLine = [await join(b1), await join(b2)];
+      holder = await serve(holder, b1, inLine[0]!);
+      await join(ticket(1, { lane: 1, waitMs: 200 }));
+      await join(ticket(1, { lane: 2, waitMs: 200 }));
+      holder = await serve(holder, b2, inLine[1]!);
+      await sleep(400);
+      // A new busy period: both lanes equal again, so each is served in turn.
+      const [a2, a3, b4] = [ticket(1, { lane: 1 }), ticket(1, { lane: 1 }), ticket(1, { lane: 2 })];
+      const again = [await join(a2), await join(a3), await join(b4)];
+      holder = await serve(holder, a2, again[0]!);
+      holder = await serve(holder, b4, again[2]!);
+      await serve(holder, a3, again[1]!);
+    });
+
+    it.runIf(factory.kind === 'redis')('every Redis key of the line has a TTL, whichever call wrote it', async () => {
+      const res = resource(['{ name: inflight, algorithm: concurrency, max: 1, ttl: 1h }'], ['tenant'], '[]', [LANES]);
+      const scope = scopeOf(res, ['t']);
+      const holder = await acquire(store, res, scope);
+      const inLine: string[] = [];
+      for (const t of [ticket(1, { lane: 1 }), ticket(1, { lane: 2 }), ticket(1, { lane: 1 })]) inLine.push((await store.join(res, scope, t, 10)).ticket);
+      await store.release(res, scope, holder.grant, 0);
+      // The second ticket's retry serves the first: it writes the record of that grant and the lanes' times.
+      expect((await store.retry(res, scope, inLine[1]!)).state).toBe('waiting');
+      const client = redisServer!.client;
+      const keys = (store as RedisStore).lineKeysOf(res, scope);
+      expect(keys.map((key) => key.slice(key.lastIndexOf('}') + 1))).toEqual(['|wait|due', '|wait|served', '|wait|lanes', '|wait|line|1', '|wait|line|2']);
+      const ttls = Object.fromEntries(await Promise.all(keys.map(async (key) => [key, await client.pttl(key)] as const)));
+      for (const key of keys) expect({ key, ttl: ttls[key]! > 0 }).toEqual({ key, ttl: true });
     });
   });
 

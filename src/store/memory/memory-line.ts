@@ -27,9 +27,13 @@ export type DecideFn = (resource: Resource, scope: string, cost: number, permitI
 
 /** Tickets served by one call at most, as wait.lua. */
 const MAX_SERVED = 64;
+/** A ticket served by another call keeps its verdict this long, for a retry or leave to collect (as wait.lua). */
+const SERVED_KEEP_MS = 2_000;
 
 export class MemoryLines {
   private readonly lines = new Map<string, ScopeLine>();
+  /** Verdicts of tickets served by another call, by ticket key, oldest first. */
+  private readonly served = new Map<string, { verdict: StoreVerdict; dropAt: number }>();
   private events: LineEvents | null = null;
   private order = 0;
 
@@ -82,14 +86,18 @@ export class MemoryLines {
   retry(resource: Resource, scope: string, key: string): LineVerdict {
     const line = this.lines.get(scope);
     if (line) this.prune(scope, line);
+    const served = this.collect(key);
+    if (served) return answer('granted', served, this.waiting(scope));
     const waiting = line?.byKey.get(key);
-    if (!line || !waiting) return answer('gone', this.fullVerdict(), 0);
+    if (!line || !waiting) return answer('gone', this.fullVerdict(), this.waiting(scope));
     return this.afterServing(resource, scope, line, this.first(line, resource), waiting, Number.POSITIVE_INFINITY);
   }
 
   leave(resource: Resource, scope: string, key: string): LineVerdict {
     const line = this.lines.get(scope);
     if (line) this.prune(scope, line);
+    const served = this.collect(key);
+    if (served) return answer('granted', served, this.waiting(scope));
     const waiting = line?.byKey.get(key);
     if (line && waiting) {
       const firstBefore = this.first(line, resource);
@@ -125,7 +133,7 @@ export class MemoryLines {
       this.remove(line, first);
       if (verdict.granted && resource.lanes.length > 1) line.virtual[first.lane - 1] = (line.virtual[first.lane - 1] ?? 0) + first.cost / resource.laneShares[first.lane - 1]!;
       if (first === caller) outcome = answer(verdict.granted ? 'granted' : 'never', verdict, 0);
-      else this.tell(first.id, verdict);
+      else this.tell(first, verdict);
     }
     if (first && first !== firstBefore && first !== caller) {
       const { id } = first;
@@ -144,8 +152,26 @@ export class MemoryLines {
     return { ...answer('waiting', this.fullVerdict(), count), ticket: caller.key, turnInMs: first === caller ? turnInMs : Number.POSITIVE_INFINITY };
   }
 
-  private tell(id: string, verdict: StoreVerdict): void {
+  /** Tells the ticket's sidecar; a grant is also kept for the ticket's retry or leave to collect. */
+  private tell(served: Waiting, verdict: StoreVerdict): void {
+    const { id, key } = served;
+    if (verdict.granted) {
+      const now = this.now();
+      for (const [old, kept] of this.served) {
+        if (kept.dropAt > now) break;
+        this.served.delete(old);
+      }
+      this.served.set(key, { verdict, dropAt: now + SERVED_KEEP_MS });
+    }
     queueMicrotask(() => this.events?.answered(id, verdict));
+  }
+
+  /** The verdict a ticket was served with by another call, once, while it is kept. */
+  private collect(key: string): StoreVerdict | undefined {
+    const kept = this.served.get(key);
+    if (!kept) return undefined;
+    this.served.delete(key);
+    return kept.dropAt > this.now() ? kept.verdict : undefined;
   }
 
   /** An idle lane that starts waiting joins the others at the least served of them (as wait.lua). */

@@ -57,6 +57,9 @@ local function prune()
     end
     redis.call('ZREM', KEYS[DUE], member)
   end
+  -- A line its dropped tickets leave empty forgets its lanes' times, as one emptied by serving
+  -- does (wait.lua): the next tickets start afresh, no lane owed anything from before.
+  if #expired > 0 and waiting_count() == 0 then redis.call('DEL', KEYS[LANES]) end
 end
 
 -- The first in line: the highest priority; among lanes whose heads share it, the lane served
