@@ -116,7 +116,7 @@ export class Decider {
     const { verdict } = waited;
     let decision: Decision;
     if (verdict && (waited.end === 'granted' || waited.end === 'never')) {
-      decision = fromVerdict(resource, verdict, 'STORE', (limit) => storeReason(verdict, limit, costFor(limit, cost), priority));
+      decision = fromVerdict(resource, verdict, 'STORE', (limit) => verdict.reason ?? storeReason(verdict, limit, costFor(limit, cost), priority));
     } else {
       const limit = resource.limits[0]!;
       const why =

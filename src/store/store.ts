@@ -61,8 +61,8 @@ export type LineState = 'granted' | 'waiting' | 'full' | 'never' | 'gone';
 export interface LineVerdict extends StoreVerdict {
   /**
    * granted: served (charged); waiting: in line; full: the scope's line holds maxWaiters already;
-   * never: the cost can never fit (granted false, retryAfterMs Infinity); gone: not in line (it
-   * was dropped, or it left).
+   * never: denied at once, not kept (the cost can never fit: retryAfterMs Infinity; or the store
+   * has no room for the scope: `reason` says so); gone: not in line (it was dropped, or it left).
    */
   state: LineState;
   /** The ticket as the store holds it: what to ask again or leave with. Empty unless waiting. */

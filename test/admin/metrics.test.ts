@@ -11,7 +11,7 @@ function metrics(): Metrics {
 }
 
 function decision(granted: boolean, decidedBy: DecidedBy): Decision {
-  return { granted, permitId: '', retryAfterMs: 0, remaining: 0, limit: 1, resetAfterMs: 0, limitName: 'l', decidedBy, reason: '', decidedAt: 0 };
+  return { granted, permitId: '', retryAfterMs: 0, remaining: 0, limit: 1, resetAfterMs: 0, limitName: 'l', decidedBy, reason: '', decidedAt: 0, waitedMs: 0 };
 }
 
 /** The scraped lines of one family, without its HELP and TYPE. */

@@ -54,7 +54,7 @@ function world(wrap: (store: MemoryStore) => Store = (store) => store, leases: L
 
 /** Stands for the leases: each request gets what `answer` gives, or what it throws, as it comes. */
 function leases(answer: () => Decision | null | Promise<Decision | null>): LeaseSource {
-  return { acquire: answer, reclaim: () => null, budgetBack: () => undefined, close: async () => undefined };
+  return { acquire: answer, reclaim: () => null, budgetBack: () => undefined, lineFormed: () => undefined, close: async () => undefined };
 }
 
 const tokens = policy.resources.get('metered')!.limits[0]!;

@@ -268,6 +268,10 @@ describe('when the store cannot decide', () => {
     refund: () => Promise.reject(new StoreUnavailable('timeout', 'x')),
     heartbeat: () => Promise.reject(new StoreUnavailable('timeout', 'x')),
     ping: () => Promise.reject(new StoreUnavailable('timeout', 'x')),
+    join: () => Promise.reject(new StoreUnavailable('timeout', 'x')),
+    retry: () => Promise.reject(new StoreUnavailable('timeout', 'x')),
+    leave: () => Promise.reject(new StoreUnavailable('timeout', 'x')),
+    listen: () => undefined,
     close: () => Promise.resolve(),
   };
   const deciderFor = () => new Decider(down, { maxPermits: 10, failurePolicy: new FailurePolicy({ maxKeys: 100, retryAfterMs: () => 500 }) });
@@ -302,6 +306,10 @@ describe('when the store cannot decide', () => {
       take: (...args) => store.take(...args),
       heartbeat: (sidecarId, ttlMs) => down.heartbeat(sidecarId, ttlMs),
       ping: () => store.ping(),
+      join: (...args) => store.join(...args),
+      retry: (...args) => store.retry(...args),
+      leave: (...args) => store.leave(...args),
+      listen: (...args) => store.listen(...args),
       close: () => store.close(),
     };
     const flakyDecider = new Decider(flaky, { maxPermits: 10, now: () => now, failurePolicy: new FailurePolicy({ maxKeys: 100, retryAfterMs: () => 500, now: () => now }) });
@@ -320,6 +328,10 @@ describe('when the store cannot decide', () => {
       take: (...args) => store.take(...args),
       heartbeat: () => store.heartbeat(),
       ping: () => store.ping(),
+      join: (...args) => store.join(...args),
+      retry: (...args) => store.retry(...args),
+      leave: (...args) => store.leave(...args),
+      listen: (...args) => store.listen(...args),
       close: () => store.close(),
     };
     const decider = new Decider(buggy, { maxPermits: 10, now: () => now, failurePolicy: new FailurePolicy({ maxKeys: 100, retryAfterMs: () => 500, now: () => now }) });

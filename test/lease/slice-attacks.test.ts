@@ -15,7 +15,7 @@ import { HeldUnits } from '../../src/lease/held-units.js';
 import { IDLE_MS, Leases } from '../../src/lease/leases.js';
 import { holdsSlots } from '../../src/limits/registry.js';
 import { MemoryStore } from '../../src/store/memory/memory-store.js';
-import type { Grant, Store, StoreVerdict, TakeVerdict } from '../../src/store/store.js';
+import type { Grant, LineEvents, LineVerdict, Store, StoreVerdict, TakeVerdict, Ticket } from '../../src/store/store.js';
 import { useSidecars } from '../support/sidecar.js';
 import { useRedis } from '../support/use-redis.js';
 
@@ -134,6 +134,23 @@ class SlowStore implements Store {
 
   ping(): Promise<void> {
     return Promise.resolve();
+  }
+
+  // Nothing here waits in line: the line passes straight to the memory store.
+  join(resource: Resource, scope: string, ticket: Ticket, maxWaiters: number): Promise<LineVerdict> {
+    return this.inner.join(resource, scope, ticket, maxWaiters);
+  }
+
+  retry(resource: Resource, scope: string, ticket: string): Promise<LineVerdict> {
+    return this.inner.retry(resource, scope, ticket);
+  }
+
+  leave(resource: Resource, scope: string, ticket: string): Promise<LineVerdict> {
+    return this.inner.leave(resource, scope, ticket);
+  }
+
+  listen(sidecarId: string, events: LineEvents): void {
+    this.inner.listen(sidecarId, events);
   }
 
   close(): Promise<void> {

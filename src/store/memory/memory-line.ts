@@ -22,8 +22,11 @@ interface ScopeLine {
   nextDropAt: number;
 }
 
-/** How the store decides for the line: commits a grant when `commit`; undefined when the store has no room. */
-export type DecideFn = (resource: Resource, scope: string, cost: number, permitId: string, usable: number, commit: boolean) => StoreVerdict | undefined;
+/**
+ * How the store decides for the line: commits a grant when `commit`. A denial with a `reason` is
+ * the store's own (no room for the scope), not the limits'.
+ */
+export type DecideFn = (resource: Resource, scope: string, cost: number, permitId: string, usable: number, commit: boolean) => StoreVerdict;
 
 /** Tickets served by one call at most, as wait.lua. */
 const MAX_SERVED = 64;
@@ -66,8 +69,8 @@ export class MemoryLines {
     if (existing) this.prune(scope, existing);
     let line = this.lines.get(scope);
     const check = this.decide(resource, scope, ticket.cost, ticket.permitId, ticket.usable, false);
-    if (!check) return answer('full', this.fullVerdict(), 0);
-    if (!check.granted && check.retryAfterMs === Number.POSITIVE_INFINITY) return answer('never', check, this.waiting(scope));
+    // The store has no room for the scope: denied now, by the store's own reason, not kept waiting.
+    if (check.reason !== undefined || (!check.granted && check.retryAfterMs === Number.POSITIVE_INFINITY)) return answer('never', check, this.waiting(scope));
     if (!line || line.byKey.size === 0) {
       if (check.granted) return answer('granted', this.decide(resource, scope, ticket.cost, ticket.permitId, ticket.usable, true)!, 0);
       line = { lanes: [], virtual: [], byKey: new Map(), nextDropAt: Number.POSITIVE_INFINITY };
@@ -126,8 +129,8 @@ export class MemoryLines {
       first = this.first(line, resource);
       if (!first || served === MAX_SERVED) break;
       const verdict = this.decide(resource, scope, first.cost, first.permitId, first.usable, true);
-      if (!verdict || (!verdict.granted && verdict.retryAfterMs !== Number.POSITIVE_INFINITY)) {
-        turnInMs = verdict ? verdict.retryAfterMs : Number.POSITIVE_INFINITY;
+      if (verdict.reason !== undefined || (!verdict.granted && verdict.retryAfterMs !== Number.POSITIVE_INFINITY)) {
+        turnInMs = verdict.retryAfterMs;
         break;
       }
       this.remove(line, first);

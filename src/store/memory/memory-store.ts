@@ -52,7 +52,7 @@ export class MemoryStore implements Store {
     this.now = options.now ?? Date.now;
     this.lines = new MemoryLines(this.now, (resource, scope, cost, permitId, usable, commit) => {
       const decided = this.decide(resource, scope, cost, undefined, permitId, 0, usable, commit);
-      if (!decided) return undefined;
+      if (!decided) return this.full();
       const { verdicts, ...verdict } = decided;
       return verdict;
     });
