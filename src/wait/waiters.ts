@@ -225,6 +225,9 @@ export class Waiters implements LineEvents {
         return;
       case 'gone':
         this.finish(waiter, 'lost', null);
+        // A store that lost one ticket (flushed, restarted empty) has likely lost the scope's
+        // others: the next waiter here asks now, not at one stall check each.
+        this.askFirst(this.scopes.get(waiter.request.input.scope));
         return;
       case 'full': {
         this.forget(waiter);
@@ -374,7 +377,12 @@ export class Waiters implements LineEvents {
   private checkStall(entry: ScopeWaiters): void {
     if (this.now() - entry.lastHeard < STALL_CHECK_MS) return;
     entry.lastHeard = this.now();
-    const first = entry.waiters.values().next().value;
+    this.askFirst(entry);
+  }
+
+  /** The scope's earliest waiter here asks the store now. */
+  private askFirst(entry: ScopeWaiters | undefined): void {
+    const first = entry?.waiters.values().next().value;
     if (first) this.ask(first);
   }
 }
