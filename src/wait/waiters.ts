@@ -45,7 +45,11 @@ export class WaitRefused extends Error {
   }
 }
 
-/** What the metrics hear about waiting. */
+/**
+ * What the metrics hear about waiting. A request that starts to wait then either ends or is
+ * refused by its scope's full line (the store says so once it has started); one refused by this
+ * sidecar never starts.
+ */
 export interface WaitObserver {
   started(input: AcquireInput): void;
   ended(input: AcquireInput, end: WaitEnd, waitedMs: number): void;
