@@ -290,8 +290,11 @@ export class Waiters implements LineEvents {
     for (const each of failing) {
       if (each.ended !== null) continue;
       this.end(each, 'failed');
-      // The store may still have it: its ticket is dropped when its time is up; a grant it makes of it is given back.
+      // A grant the store makes of it is given back. Its ticket leaves: a frozen Redis runs the
+      // leave when it thaws; a ticket left in line would hold the line, and every request of the
+      // scope that does not wait, until its max_wait.
       this.remember(each);
+      this.leaveIfHeld(each);
       each.fail(err);
     }
   }
@@ -316,8 +319,13 @@ export class Waiters implements LineEvents {
     if (waiter.ended !== null) return;
     const waitedMs = this.end(waiter, end);
     this.remember(waiter);
-    if (waiter.ticket !== '' && !waiter.asking) this.leave(waiter.id, waiter.request, waiter.ticket);
+    this.leaveIfHeld(waiter);
     waiter.settle({ end, verdict: null, waitedMs, waiting: waiter.waiting });
+  }
+
+  /** A waiter answered leaves the line, if it holds a ticket there; one being asked about leaves when the answer comes (heardBack). */
+  private leaveIfHeld(waiter: Waiter): void {
+    if (waiter.ticket !== '' && !waiter.asking) this.leave(waiter.id, waiter.request, waiter.ticket);
   }
 
   private leave(id: string, request: WaitRequest, ticket: string): void {
