@@ -56,6 +56,13 @@ resources:${slow('open', 'open')}${slow('closed', 'closed')}${slow('local', 'loc
     wait: { max_waiters: 3 }
     limits:
       - { name: inflight, algorithm: concurrency, max: 1, ttl: 1h }
+  - name: windowed
+    keys: [tenant]
+    on_store_failure: closed
+    settle_within: 1h
+    lease: { enabled: false }
+    limits:
+      - { name: hourly, algorithm: fixed_window, rate: 10/1h }
   - name: hot
     keys: [tenant]
     on_store_failure: closed
@@ -404,6 +411,41 @@ describe('the waiting line under faults, floods and leases', () => {
     }
     await untilNoLine(redis.client, 'capped', 'deadline', 5_000);
     expect(await a.release(holder.permit_id)).toBe(true);
+  }, 30_000);
+
+  it('a waiter\'s call that Redis runs late, after every waiter of its scope was answered by on_store_failure, is given back once: the window still counts each grant received', async () => {
+    const scope = { resource: 'windowed', descriptors: { tenant: 'late' } };
+    const holder = await a.acquire({ ...scope, cost: 5 });
+    expect(holder.granted).toBe(true);
+    const received = await Promise.all(Array.from({ length: 5 }, () => a.acquire(scope)));
+    expect(received.every((r) => r.granted)).toBe(true);
+    // The window is full: six wait.
+    const waiters = Array.from({ length: 6 }, () => acquire(a, waitReq('windowed', 'late', 30_000)));
+    await untilWaiting(redis.client, 'windowed', 'late', 6);
+    redis.pause();
+    let outcomes: Outcome[];
+    try {
+      // Into the freeze, ahead of the waiters' next call: when Redis thaws it frees the holder's 5
+      // first, so that the call the sidecar gave up on (its stall check's) serves five of them.
+      void a.release(holder.permit_id, 0).catch(() => false);
+      outcomes = await Promise.all(waiters.map((w) => w.done));
+    } finally {
+      redis.resume();
+    }
+    expect(outcomes.map((o) => o.res?.decided_by)).toEqual(Array(6).fill('FAIL_CLOSED'));
+    await untilNoLine(redis.client, 'windowed', 'late', 5_000);
+    // No event says the give-backs are done: the count is read once it has held still for half a second.
+    const counted = () => redis.client.hget('sluice:{windowed|late}:hourly|fw', 'c');
+    let count = await counted();
+    for (let still = performance.now(); performance.now() - still < 500; ) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      const now = await counted();
+      if (now !== count) [count, still] = [now, performance.now()];
+    }
+    // What the line was served at the thaw went back (nobody received it): the 5 received stay counted.
+    expect(count).toBe('5');
+    const more = await Promise.all(Array.from({ length: 6 }, () => a.acquire(scope)));
+    expect(more.filter((m) => m.granted).length).toBe(5);
   }, 30_000);
 
   it('Redis flushed under waiting requests: each is denied, its place lost, within a couple of seconds, or served; the limit holds after', async () => {
