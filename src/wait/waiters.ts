@@ -284,6 +284,9 @@ export class Waiters implements LineEvents {
         else if (verdict.state === 'granted') this.giveBackOnce(waiter.id, verdict);
       }, () => undefined);
     }
+    // The late answer is undone above, once: the waiters are failed without it, or the failure
+    // policy would undo it again for each of them (Decider.reconcile), refunding grants others received.
+    const told = err instanceof StoreUnavailable && err.late ? new StoreUnavailable(err.reason, err.message, { cause: err.cause }) : err;
     // One call's script error is that waiter's; a store that fails fails every waiter of the scope.
     const scope = this.scopes.get(waiter.request.input.scope);
     const failing = err instanceof StoreUnavailable && err.reason !== 'script' && scope ? [...scope.waiters] : [waiter];
@@ -295,7 +298,7 @@ export class Waiters implements LineEvents {
       // scope that does not wait, until its max_wait.
       this.remember(each);
       this.leaveIfHeld(each);
-      each.fail(err);
+      each.fail(told);
     }
   }
 
