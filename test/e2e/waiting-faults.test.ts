@@ -255,6 +255,23 @@ describe('the waiting line under faults, floods and leases', () => {
     for (const s of [holder, ...slots]) expect(await (s === holder ? a : c).release(s.permit_id)).toBe(true);
   }, 30_000);
 
+  it('a request that does not wait, while others wait for more than is left, is denied with a reason saying how many wait', async () => {
+    const scope = { resource: 'storm', descriptors: { tenant: 'ahead' } };
+    const held = await Promise.all(Array.from({ length: 4 }, () => a.acquire(scope)));
+    expect(held.every((h) => h.granted)).toBe(true);
+    // One slot is free: the waiter needs two.
+    const waiter = acquire(b, waitReq('storm', 'ahead', 30_000, { cost: 2 }));
+    await untilWaiting(redis.client, 'storm', 'ahead', 1);
+    const plain = await a.acquire(scope);
+    console.log(`not waiting, one slot free, one waiting for two: granted ${plain.granted}, retry_after ${ms(plain.retry_after)} ms, reason "${plain.reason}"`);
+    expect(plain.granted).toBe(false);
+    expect(plain.reason).toMatch(/1 (request )?wait/);
+    waiter.cancel();
+    await waiter.done;
+    await untilNoLine(redis.client, 'storm', 'ahead', 5_000);
+    for (const h of held) expect(await a.release(h.permit_id)).toBe(true);
+  }, 30_000);
+
   it('a cancel storm: 1000 waiting calls cancelled at once leave no ticket, the budget whole, the sidecar bounded and answering', async () => {
     const A = sidecars[0]!;
     const WAITERS = 1000;
