@@ -1,9 +1,10 @@
 // The waiting line under faults, floods and leases, on real sidecars (dist, deployed node flags)
 // on one real redis-server: what the README's "Waiting" and docs/waiting.md promise when Redis is
 // killed, frozen or flushed under waiting requests, when a thousand waiting calls are cancelled at
-// once, at the caps, with leases on the key, in the metrics, and for a unary deadline shorter than
-// max_wait. Sidecars A and B share one policy; C has a small server.max_waiters. The store is
-// destroyed by the last tests (flushed, frozen, then killed), so they run in that order, last.
+// once, at the caps, to requests that do not wait, with leases on the key, in the metrics, for a
+// unary deadline shorter than max_wait, and for a waiter's call that Redis runs after the sidecar
+// gave up on it. Sidecars A and B share one policy; C has a small server.max_waiters. Redis is
+// frozen, flushed, frozen again and killed by the last tests, so they run in that order, last.
 import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import type { ServiceError } from '@grpc/grpc-js';
