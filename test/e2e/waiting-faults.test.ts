@@ -256,7 +256,7 @@ describe('the waiting line under faults, floods and leases', () => {
     for (const s of [holder, ...slots]) expect(await (s === holder ? a : c).release(s.permit_id)).toBe(true);
   }, 30_000);
 
-  it('a request that does not wait, while others wait for more than is left, is denied with a reason saying how many wait', async () => {
+  it('while others wait for more than is left: a request that does not wait is denied saying how many wait; one that can never fit, saying so', async () => {
     const scope = { resource: 'storm', descriptors: { tenant: 'ahead' } };
     const held = await Promise.all(Array.from({ length: 4 }, () => a.acquire(scope)));
     expect(held.every((h) => h.granted)).toBe(true);
@@ -266,7 +266,12 @@ describe('the waiting line under faults, floods and leases', () => {
     const plain = await a.acquire(scope);
     console.log(`not waiting, one slot free, one waiting for two: granted ${plain.granted}, retry_after ${ms(plain.retry_after)} ms, reason "${plain.reason}"`);
     expect(plain.granted).toBe(false);
-    expect(plain.reason).toMatch(/1 (request )?wait/);
+    expect(plain.reason).toMatch(/\b1 requests? waits? in line/);
+    // A waiting request that can never fit is denied at once, as without max_wait, whoever waits.
+    const never = await acquire(a, waitReq('storm', 'ahead', 30_000, { cost: 6 })).done;
+    console.log(`waiting, cost 6 of a limit of 5, one waiting: granted ${never.res?.granted}, reason "${never.res?.reason}"`);
+    expect(never.res!.granted).toBe(false);
+    expect(never.res!.reason).toContain('can never be granted');
     waiter.cancel();
     await waiter.done;
     await untilNoLine(redis.client, 'storm', 'ahead', 5_000);
