@@ -187,16 +187,23 @@ export class Metrics implements WaitObserver {
   }
 
   ended(input: AcquireInput, end: WaitEnd, waitedMs: number): void {
+    this.stopped(input);
+    this.waitSeconds.labels(input.resource.name, end).observe(waitedMs / 1000);
+  }
+
+  refused(input: AcquireInput, which: 'scope' | 'sidecar'): void {
+    // The scope's line is found full after the request started to wait here (WaitObserver).
+    if (which === 'scope') this.stopped(input);
+    this.waitRefusals.labels(input.resource.name, which).inc();
+  }
+
+  /** A request waits here no more. */
+  private stopped(input: AcquireInput): void {
     const byPriority = this.waitingOf(input.resource.name);
     const label = priorityLabel(byPriority, input.priority);
     const left = (byPriority.get(label) ?? 1) - 1;
     // A priority with nobody waiting keeps its series at 0 while there is room for it (a rate() over it stays whole).
     byPriority.set(label, left);
-    this.waitSeconds.labels(input.resource.name, end).observe(waitedMs / 1000);
-  }
-
-  refused(input: AcquireInput, which: 'scope' | 'sidecar'): void {
-    this.waitRefusals.labels(input.resource.name, which).inc();
   }
 
   private waitingOf(resource: string): Map<string, number> {

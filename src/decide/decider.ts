@@ -116,7 +116,8 @@ export class Decider {
     const { verdict } = waited;
     let decision: Decision;
     if (verdict && (waited.end === 'granted' || waited.end === 'never')) {
-      decision = fromVerdict(resource, verdict, 'STORE', (limit) => verdict.reason ?? storeReason(verdict, limit, costFor(limit, cost), priority));
+      // A line's `waiting` counts its tickets, not requests this one was denied for: the limit speaks.
+      decision = fromVerdict(resource, verdict, 'STORE', (limit) => verdict.reason ?? limitReason(verdict, limit, costFor(limit, cost), priority));
     } else {
       const limit = resource.limits[0]!;
       const why =
@@ -270,6 +271,11 @@ export class Decider {
 /** Why the store denied: requests waiting ahead, the limit, or the part of it reserved above the request's priority. */
 function storeReason(verdict: StoreVerdict, limit: Limit, cost: number, priority: number): string {
   if ((verdict.waiting ?? 0) > 0) return `${verdict.waiting} requests wait in line for this scope, at priority ${priority} or above: wait with max_wait, or come back later`;
+  return limitReason(verdict, limit, cost, priority);
+}
+
+/** Why the limit denied, or the part of it reserved above the request's priority. */
+function limitReason(verdict: StoreVerdict, limit: Limit, cost: number, priority: number): string {
   return verdict.reserved
     ? reserveReason(limit, verdict.remaining, verdict.retryAfterMs, cost, priority)
     : denialReason(limit, verdict.remaining, verdict.retryAfterMs, cost);

@@ -305,8 +305,12 @@ function waitUntilGone(terms: WaitTerms, call: ServerUnaryCall<WireAcquireReques
   call.once('cancelled', () => gone.abort());
 }
 
-/** How long before a caller's deadline its wait ends. */
-const DEADLINE_MARGIN_MS = 5;
+/**
+ * How long before a caller's deadline its wait ends. The deadline here counts from when the call
+ * arrived, later than the caller's own by the call's way in, and the answer still has its way out:
+ * on a busy node each can take tens of milliseconds (5 ms left most answers too late).
+ */
+const DEADLINE_MARGIN_MS = 50;
 
 function duration(ms: number): WireDuration {
   const whole = Math.ceil(ms);

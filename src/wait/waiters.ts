@@ -45,7 +45,11 @@ export class WaitRefused extends Error {
   }
 }
 
-/** What the metrics hear about waiting. */
+/**
+ * What the metrics hear about waiting. A request that starts to wait then either ends or is
+ * refused by its scope's full line (the store says so once it has started); one refused by this
+ * sidecar never starts.
+ */
 export interface WaitObserver {
   started(input: AcquireInput): void;
   ended(input: AcquireInput, end: WaitEnd, waitedMs: number): void;
@@ -225,6 +229,9 @@ export class Waiters implements LineEvents {
         return;
       case 'gone':
         this.finish(waiter, 'lost', null);
+        // A store that lost one ticket (flushed, restarted empty) has likely lost the scope's
+        // others: the next waiter here asks now, not at one stall check each.
+        this.askFirst(this.scopes.get(waiter.request.input.scope));
         return;
       case 'full': {
         this.forget(waiter);
@@ -277,15 +284,21 @@ export class Waiters implements LineEvents {
         else if (verdict.state === 'granted') this.giveBackOnce(waiter.id, verdict);
       }, () => undefined);
     }
+    // The late answer is undone above, once: the waiters are failed without it, or the failure
+    // policy would undo it again for each of them (Decider.reconcile), refunding grants others received.
+    const told = err instanceof StoreUnavailable && err.late ? new StoreUnavailable(err.reason, err.message, { cause: err.cause }) : err;
     // One call's script error is that waiter's; a store that fails fails every waiter of the scope.
     const scope = this.scopes.get(waiter.request.input.scope);
     const failing = err instanceof StoreUnavailable && err.reason !== 'script' && scope ? [...scope.waiters] : [waiter];
     for (const each of failing) {
       if (each.ended !== null) continue;
       this.end(each, 'failed');
-      // The store may still have it: its ticket is dropped when its time is up; a grant it makes of it is given back.
+      // A grant the store makes of it is given back. Its ticket leaves: a frozen Redis runs the
+      // leave when it thaws; a ticket left in line would hold the line, and every request of the
+      // scope that does not wait, until its max_wait.
       this.remember(each);
-      each.fail(err);
+      this.leaveIfHeld(each);
+      each.fail(told);
     }
   }
 
@@ -309,8 +322,13 @@ export class Waiters implements LineEvents {
     if (waiter.ended !== null) return;
     const waitedMs = this.end(waiter, end);
     this.remember(waiter);
-    if (waiter.ticket !== '' && !waiter.asking) this.leave(waiter.id, waiter.request, waiter.ticket);
+    this.leaveIfHeld(waiter);
     waiter.settle({ end, verdict: null, waitedMs, waiting: waiter.waiting });
+  }
+
+  /** A waiter answered leaves the line, if it holds a ticket there; one being asked about leaves when the answer comes (heardBack). */
+  private leaveIfHeld(waiter: Waiter): void {
+    if (waiter.ticket !== '' && !waiter.asking) this.leave(waiter.id, waiter.request, waiter.ticket);
   }
 
   private leave(id: string, request: WaitRequest, ticket: string): void {
@@ -374,7 +392,12 @@ export class Waiters implements LineEvents {
   private checkStall(entry: ScopeWaiters): void {
     if (this.now() - entry.lastHeard < STALL_CHECK_MS) return;
     entry.lastHeard = this.now();
-    const first = entry.waiters.values().next().value;
+    this.askFirst(entry);
+  }
+
+  /** The scope's earliest waiter here asks the store now. */
+  private askFirst(entry: ScopeWaiters | undefined): void {
+    const first = entry?.waiters.values().next().value;
     if (first) this.ask(first);
   }
 }

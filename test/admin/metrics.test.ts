@@ -4,7 +4,7 @@
 import { status } from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
 import { Metrics } from '../../src/admin/metrics.js';
-import type { Decision, DecidedBy } from '../../src/decide/decision.js';
+import type { AcquireInput, Decision, DecidedBy } from '../../src/decide/decision.js';
 
 function metrics(): Metrics {
   return new Metrics({ permits: () => 0, permitsEvicted: () => 0, leases: () => null, storeUp: () => 1, admission: () => null, memoryScopesRefused: () => 0 });
@@ -58,6 +58,26 @@ describe('decision and rejection counts', () => {
     expect((await series(m, 'sluice_rejected_requests_total')).sort()).toEqual([
       'sluice_rejected_requests_total{code="INVALID_ARGUMENT"} 2',
       'sluice_rejected_requests_total{code="RESOURCE_EXHAUSTED"} 1',
+    ]);
+  });
+});
+
+describe('waiting', () => {
+  // Only the resource's name and the priority are read.
+  const waiter = { resource: { name: 'api' }, priority: 2, scope: 'api', cost: 1 } as unknown as AcquireInput;
+
+  it('a request refused by its scope\'s full line waits no more; one refused by the sidecar never waited', async () => {
+    const m = metrics();
+    m.started(waiter);
+    m.started(waiter);
+    m.refused(waiter, 'scope');
+    m.refused(waiter, 'sidecar');
+    expect(await series(m, 'sluice_waiters')).toEqual(['sluice_waiters{resource="api",priority="2"} 1']);
+    m.ended(waiter, 'timeout', 1000);
+    expect(await series(m, 'sluice_waiters')).toEqual(['sluice_waiters{resource="api",priority="2"} 0']);
+    expect((await series(m, 'sluice_wait_refused_total')).sort()).toEqual([
+      'sluice_wait_refused_total{resource="api",cap="scope"} 1',
+      'sluice_wait_refused_total{resource="api",cap="sidecar"} 1',
     ]);
   });
 });
