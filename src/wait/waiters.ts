@@ -10,6 +10,8 @@ import { StoreUnavailable } from '../guard/store-unavailable.js';
 
 /** A scope nothing was heard of for this long is asked about again (its first waiter here). */
 export const STALL_CHECK_MS = 1_000;
+/** How often scopes are looked at for that: a stall is noticed within STALL_CHECK_MS and a quarter. */
+const STALL_LOOK_EVERY_MS = STALL_CHECK_MS / 4;
 
 /** How a wait ended. */
 export type WaitEnd = 'granted' | 'never' | 'timeout' | 'cancelled' | 'closed' | 'lost' | 'failed';
@@ -375,7 +377,7 @@ export class Waiters implements LineEvents {
   private scopeOf(scope: string): ScopeWaiters {
     let entry = this.scopes.get(scope);
     if (!entry) {
-      const created: ScopeWaiters = { waiters: new Set(), lastHeard: this.now(), stall: setInterval(() => this.checkStall(created), STALL_CHECK_MS) };
+      const created: ScopeWaiters = { waiters: new Set(), lastHeard: this.now(), stall: setInterval(() => this.checkStall(created), STALL_LOOK_EVERY_MS) };
       created.stall.unref?.();
       entry = created;
       this.scopes.set(scope, entry);

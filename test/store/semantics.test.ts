@@ -863,14 +863,30 @@ describe.each(FACTORIES)('$kind store semantics', (factory) => {
       expect((await acquire(store, res, scope, 3)).granted).toBe(true);
       const w = await store.join(res, scope, ticket(3, { priority: 2 }), 10);
       expect(w.state).toBe('waiting');
-      // 2 units are left: enough for each of these, but for the line.
-      expect(await store.acquire(res, scope, 1, '', 1, 0)).toMatchObject({ granted: false, waiting: 1, retryAfterMs: 1 });
+      // 2 units are left: enough for each of these, but for the line. With no token bucket to pace by, come back in a second (the day's window ends later).
+      expect(await store.acquire(res, scope, 1, '', 1, 0)).toMatchObject({ granted: false, waiting: 1, retryAfterMs: 1000 });
       expect(await store.acquire(res, scope, 1, '', 1, 2)).toMatchObject({ granted: false, waiting: 1 });
       expect(await store.take(res, scope, 1, [2], 0)).toMatchObject({ granted: false, waiting: 1, taken: [0] });
       expect(await store.acquire(res, scope, 1, '', 1, 3)).toMatchObject({ granted: true, remaining: 1 });
       // With nobody in line, priority 0 is served again.
       expect((await store.leave(res, scope, w.ticket)).state).toBe('gone');
       expect(await store.acquire(res, scope, 1, '', 1, 0)).toMatchObject({ granted: true, remaining: 0 });
+    });
+
+    it('a line moves on any call to its scope: a request that does not wait first serves the ticket that fits, whose sidecar never asked again', async () => {
+      const res = resource(['{ name: rps, algorithm: token_bucket, rate: 10/1s, burst: 1 }']);
+      const scope = scopeOf(res, ['t']);
+      expect((await acquire(store, res, scope)).granted).toBe(true);
+      const a = ticket();
+      expect((await store.join(res, scope, a, 10)).state).toBe('waiting');
+      // a's sidecar is gone: nothing asks for it again. Once its unit falls due, any call serves it.
+      await sleep(120);
+      const after = await store.acquire(res, scope, 1, '', 1, 0);
+      // Denied by the bucket (a took the unit), not for anyone waiting.
+      expect(after.granted).toBe(false);
+      expect(after.waiting ?? 0).toBe(0);
+      expect((await listener.next('answered', a.id)).verdict).toMatchObject({ granted: true });
+      expect((await store.retry(res, scope, 'x')).waiting).toBe(0);
     });
 
     it('a ticket served by another call is told so (answered); its leave, or its retry, then answers granted, once', async () => {

@@ -110,6 +110,14 @@ export class MemoryLines {
     return answer('gone', this.fullVerdict(), this.waiting(scope));
   }
 
+  /** Serves whoever in the scope's line fits now (before a request that does not wait is decided, as acquire.lua). */
+  serve(resource: Resource, scope: string): void {
+    const line = this.lines.get(scope);
+    if (!line) return;
+    this.prune(scope, line);
+    if (this.lines.has(scope)) this.afterServing(resource, scope, line, this.first(line, resource), null, Number.POSITIVE_INFINITY);
+  }
+
   /** Budget came back to the scope: the sidecar of each lane's first ticket is told to ask again. */
   wake(scope: string): void {
     const line = this.lines.get(scope);

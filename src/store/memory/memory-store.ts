@@ -29,6 +29,9 @@ export interface MemoryStoreOptions {
   sweepEveryMs?: number;
 }
 
+/** A request denied for those waiting ahead, with no token bucket to pace by, comes back after this at most. */
+const LINED_RETRY_MS = 1_000;
+
 /** When the table is full, expired scopes are looked for in all of it at most this often. */
 const FULL_SWEEP_EVERY_MS = 1_000;
 /** Expired scopes dropped from the least recently used end per new scope, at most. */
@@ -67,6 +70,7 @@ export class MemoryStore implements Store {
   }
 
   async acquire(resource: Resource, scope: string, cost: number, permitId: string, usable = 1, priority = 0): Promise<StoreVerdict> {
+    this.lines.serve(resource, scope);
     const first = this.lines.firstPriority(scope);
     const lined = first !== undefined && priority <= first;
     const decided = this.decide(resource, scope, cost, undefined, permitId, 0, usable, !lined);
@@ -94,13 +98,20 @@ export class MemoryStore implements Store {
 
   /**
    * A verdict turned into a denial for the requests waiting ahead: come back about when they will
-   * have been served, at the pace of the slowest token bucket (acquire.lua alike).
+   * have been served, at the pace of the slowest token bucket; without one, when the window ends
+   * or in a second (acquire.lua alike).
    */
   private lined(resource: Resource, verdict: StoreVerdict, scope: string): StoreVerdict {
     const waiting = this.lines.waiting(scope);
+    const now = this.now();
     let interval = 0;
-    for (const limit of resource.limits) if (limit.algorithm === 'token_bucket') interval = Math.max(interval, limit.intervalMs);
-    const retryAfterMs = verdict.retryAfterMs === Number.POSITIVE_INFINITY ? verdict.retryAfterMs : Math.max(verdict.granted ? 0 : verdict.retryAfterMs, Math.ceil(waiting * interval), 1);
+    let windowEndsInMs = LINED_RETRY_MS;
+    for (const limit of resource.limits) {
+      if (limit.algorithm === 'token_bucket') interval = Math.max(interval, limit.intervalMs);
+      windowEndsInMs = Math.min(windowEndsInMs, algorithmOf(limit).windowEndsInMs?.(now, limit) ?? windowEndsInMs);
+    }
+    const hint = interval > 0 ? Math.ceil(waiting * interval) : Math.ceil(windowEndsInMs);
+    const retryAfterMs = verdict.retryAfterMs === Number.POSITIVE_INFINITY ? verdict.retryAfterMs : Math.max(verdict.granted ? 0 : verdict.retryAfterMs, hint, 1);
     return { ...verdict, granted: false, retryAfterMs, reserved: verdict.granted ? false : verdict.reserved, waiting };
   }
 
@@ -111,6 +122,7 @@ export class MemoryStore implements Store {
       const endsIn = algorithmOf(limit).windowEndsInMs?.(now, limit);
       if (endsIn !== undefined) windowEndsInMs = Math.min(windowEndsInMs, endsIn);
     }
+    this.lines.serve(resource, scope);
     const lined = this.lines.waiting(scope) > 0;
     const decided = this.decide(resource, scope, cost, want, '', Math.min(aheadMs, windowEndsInMs), usable, !lined);
     if (!decided) {

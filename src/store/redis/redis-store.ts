@@ -30,15 +30,15 @@ interface ScriptPlan {
   keySuffixes: string[];
   /** n, then four values per limit: the ARGV after cost, usable and permit id. */
   limitArgs: (string | number)[];
-  /** Each lane's share (wait.lua), when the resource has lanes. */
+  /** Each lane's share (serve.lua), when the resource has more than one lane. */
   laneShares: readonly number[];
 }
 
 const SCRIPTS = { sluiceAcquire: 'acquire.lua', sluiceWait: 'wait.lua', sluiceSettle: 'settle.lua', sluiceHeartbeat: 'heartbeat.lua' } as const;
 /** What each script is loaded after, in order: the parts it shares with others (Redis has no include). */
 const PARTS: Readonly<Record<string, readonly string[]>> = {
-  'acquire.lua': ['prelude.lua', 'limits.lua', 'line.lua'],
-  'wait.lua': ['prelude.lua', 'limits.lua', 'line.lua'],
+  'acquire.lua': ['prelude.lua', 'limits.lua', 'line.lua', 'serve.lua'],
+  'wait.lua': ['prelude.lua', 'limits.lua', 'line.lua', 'serve.lua'],
   'settle.lua': ['prelude.lua', 'line.lua'],
 };
 
@@ -133,13 +133,17 @@ export class RedisStore implements Store {
   acquire(resource: Resource, scope: string, cost: number, permitId: string, usable = 1, priority = 0): Promise<StoreVerdict> {
     const plan = this.plan(resource);
     const keys = this.keys(plan, scope);
-    return this.call<number[]>('sluiceAcquire', [keys.length, ...keys, cost, usable, permitId, ...plan.limitArgs, priority]).then(verdictOf, lateVerdict);
+    return this.call<number[]>('sluiceAcquire', [keys.length, ...keys, cost, usable, permitId, ...plan.limitArgs, priority, this.channels, ...plan.laneShares]).then(
+      verdictOf,
+      lateVerdict,
+    );
   }
 
   take(resource: Resource, scope: string, cost: number, want: readonly number[], aheadMs: number, usable = 1): Promise<TakeVerdict> {
     const plan = this.plan(resource);
     const keys = this.keys(plan, scope);
-    return this.call<number[]>('sluiceAcquire', [keys.length, ...keys, cost, usable, '', ...plan.limitArgs, 0, ...want, aheadMs]).then(takeVerdictOf, lateTakeVerdict);
+    const args = [keys.length, ...keys, cost, usable, '', ...plan.limitArgs, 0, this.channels, ...plan.laneShares, ...want, aheadMs];
+    return this.call<number[]>('sluiceAcquire', args).then(takeVerdictOf, lateTakeVerdict);
   }
 
   join(resource: Resource, scope: string, ticket: Ticket, maxWaiters: number): Promise<LineVerdict> {
@@ -286,7 +290,7 @@ export class RedisStore implements Store {
       plan = {
         keySuffixes: [...resource.limits.flatMap(keySuffixes), ...lineSuffixes(resource)],
         limitArgs: [resource.limits.length, ...resource.limits.flatMap(limitArgs)],
-        laneShares: resource.laneShares,
+        laneShares: resource.lanes.length > 1 ? resource.laneShares : [],
       };
       this.plans.set(resource, plan);
     }

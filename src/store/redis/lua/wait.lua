@@ -21,27 +21,12 @@
 --          4 gone (the ticket is not in line: dropped, or left)
 --          turn_ms: when waiting and first in line, ms until its units fall due (-1: unknown,
 --          the sidecar hears when); ticket: the member to ask again with; waiting: tickets in line
--- Loaded after prelude.lua, limits.lua and line.lua.
-
--- A served ticket's verdict stays this long for a sidecar whose message was lost to collect.
-local SERVED_KEEP_MS = 2000
--- Tickets served by one call at most: the script stays short; the next first in line is told.
-local MAX_SERVED = 64
+-- Loaded after prelude.lua, limits.lua, line.lua and serve.lua.
 
 local op = ARGV[1]
 local prefix = ARGV[6 + 4 * n]
 use_line(limit_keys + 1, #KEYS - limit_keys - 3)
-local shares = nil
-if lane_count > 1 then
-  shares = {}
-  for l = 1, lane_count do shares[l] = tonumber(ARGV[7 + 4 * n + l]) end
-end
-
-local function verdict_of(r)
-  local retry = -1
-  if r.retry ~= NEVER then retry = math.ceil(r.retry) end
-  return r.decider .. '|' .. r.remaining .. '|' .. retry .. '|' .. math.ceil(r.reset) .. '|' .. math.floor(now) .. '|' .. (r.reserved and 1 or 0)
-end
+local shares = lane_shares(7 + 4 * n)
 
 local function reply(state, verdict, turn, ticket)
   local decider, remaining, retry, reset, at, held = string.match(verdict or '0|0|-1|0|0|0', '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)$')
@@ -62,39 +47,6 @@ local function activate(lane)
   end
   local own = tonumber(redis.call('HGET', KEYS[LANES], lane)) or 0
   if least and least > own then redis.call('HSET', KEYS[LANES], lane, string.format('%.17g', least)) end
-end
-
--- Serves the line in order while its first ticket fits. Returns the caller's outcome (nil, or
--- state and verdict), and the ticket left first in line with ms until it fits.
-local function serve(caller)
-  local outcome
-  for _ = 1, MAX_SERVED do
-    local lane, member = first_in_line(shares)
-    if not lane then return outcome end
-    local ticket = parse_ticket(member)
-    usable, permit = ticket.usable, ticket.permit
-    local r = check_limits(ticket.cost, nil)
-    if not r.granted and r.retry ~= NEVER then return outcome, member, r.retry end
-    redis.call('ZREM', line_key(lane), member)
-    local verdict = verdict_of(r)
-    if r.granted then
-      commit_limits(r)
-      if shares then redis.call('HINCRBYFLOAT', KEYS[LANES], lane, ticket.cost / shares[lane]) end
-    end
-    if member == caller then
-      outcome = {r.granted and 1 or 3, verdict}
-      redis.call('ZREM', KEYS[DUE], member)
-    elseif r.granted then
-      redis.call('HSET', KEYS[SERVED], ticket.id, verdict)
-      redis.call('ZADD', KEYS[DUE], now + SERVED_KEEP_MS, member)
-      redis.call('PUBLISH', channel_of(prefix, ticket.id), 's|' .. ticket.id .. '|' .. verdict)
-    else
-      redis.call('ZREM', KEYS[DUE], member)
-      redis.call('PUBLISH', channel_of(prefix, ticket.id), 'n|' .. ticket.id .. '|' .. verdict)
-    end
-  end
-  local _, member = first_in_line(shares)
-  return outcome, member, 0
 end
 
 prune()
@@ -135,13 +87,8 @@ else
   end
 end
 
-local outcome, first, turn = serve(caller)
-keep_line_written()
-if first ~= nil and first ~= first_before and first ~= caller then
-  local ticket = parse_ticket(first)
-  redis.call('PUBLISH', channel_of(prefix, ticket.id), 't|' .. ticket.id .. '|' .. math.ceil(turn))
-end
-if waiting_count() == 0 then redis.call('DEL', KEYS[LANES]) end
+local outcome, first, turn = serve_line(caller, prefix, shares)
+after_serving(first, first_before, caller, turn, prefix)
 if op == 'leave' then return reply(4) end
 if outcome then return reply(outcome[1], outcome[2]) end
 if op == 'join' and waiting_count() > tonumber(ARGV[5 + 4 * n]) then
