@@ -73,6 +73,11 @@ resources:
     on_store_failure: closed
     limits:
       - { name: rps, algorithm: token_bucket, rate: 1/1s, burst: 1 }
+  - name: dead-slot
+    keys: [tenant]
+    on_store_failure: closed
+    limits:
+      - { name: inflight, algorithm: concurrency, max: 1, ttl: 30s }
 `;
 const RESOURCES = parsePolicy(POLICY, 'waiting.yaml').resources;
 
@@ -457,4 +462,24 @@ describe('the waiting line across four sidecars on one Redis', () => {
     expect((await ticketsIn('dead', 'dead')).filter((ticket) => ticket.includes(victimId))).toEqual([]);
   });
 
+  // A bug, kept failing until it is fixed (then drop `.fails`): a killed sidecar's waiter that is
+  // first in line when the limit lets it go is served all the same: wait.lua serve() commits the
+  // grant and publishes it to a sidecar that is gone, and line.lua prune() later drops the verdict
+  // nobody collected without undoing it. Its units are lost; its concurrency slot stays held by a
+  // permit nobody has until the limit's ttl (30 s here), and the line behind it waits that long.
+  it.fails("a killed sidecar's waiter first in line does not take a concurrency slot nobody will release", async () => {
+    const descriptors = { tenant: 'dead-slot' };
+    const victim = SIDECARS - 2; // the fourth is dead already
+    const held = await client(0).acquire({ resource: 'dead-slot', descriptors });
+    expect(held.granted).toBe(true);
+    const doomed = ask(victim, { resource: 'dead-slot', descriptors, max_wait: { seconds: 2, nanos: 0 } }).catch(() => null);
+    await waitFor('the victim in line', 10_000, async () => ((await waitingIn('dead-slot', 'dead-slot')).length === 1 ? true : undefined), 2);
+    await sidecars[victim]!.stop('SIGKILL');
+    await doomed;
+    expect(await client(0).release(held.permit_id)).toBe(true);
+    // The next request joins behind the dead waiter (and serves the line as it joins). It may wait
+    // longer than the dead one's max_wait, and the 2 s its verdict is kept for collection.
+    const behind = await ask(0, { resource: 'dead-slot', descriptors, max_wait: { seconds: 6, nanos: 0 } });
+    expect(behind.res).toMatchObject({ granted: true, decided_by: 'STORE' });
+  });
 });
