@@ -119,7 +119,7 @@ describe('the waiting line across four sidecars on one Redis', () => {
     keys = new RedisStore({ url: world.redis.url, prefix: 'sluice' });
     // A deployed sidecar has run its code before: one line drained first, so that the tests do
     // not time the JIT compiler.
-    const warm = await paced(200, 5, (i) => [i % SIDECARS, { resource: 'order', descriptors: { tenant: 'warm-up' }, max_wait: LONG_WAIT }]);
+    const warm = await paced(120, 5, (i) => [i % SIDECARS, { resource: 'order', descriptors: { tenant: 'warm-up' }, max_wait: LONG_WAIT }]);
     expect(grantedByStore(warm)).toBe(true);
   });
   afterAll(async () => {
@@ -156,8 +156,8 @@ describe('the waiting line across four sidecars on one Redis', () => {
   /** Every ticket the scope's line keys hold: waiting in a lane, due to be dropped, or served and not yet collected. */
   async function ticketsIn(resourceName: string, tenant: string): Promise<string[]> {
     const { due, served, lines } = lineKeys(resourceName, tenant);
-    const client = world.redis.client;
-    const held = await Promise.all([client.zrange(due, 0, -1), client.hkeys(served), ...lines.map((line) => client.zrange(line, 0, -1))]);
+    const redis = world.redis.client;
+    const held = await Promise.all([redis.zrange(due, 0, -1), redis.hkeys(served), ...lines.map((line) => redis.zrange(line, 0, -1))]);
     return held.flat();
   }
 
