@@ -465,8 +465,9 @@ describe('the waiting line across four sidecars on one Redis', () => {
   // A bug, kept failing until it is fixed (then drop `.fails`): a killed sidecar's waiter that is
   // first in line when the limit lets it go is served all the same: wait.lua serve() commits the
   // grant and publishes it to a sidecar that is gone, and line.lua prune() later drops the verdict
-  // nobody collected without undoing it. Its units are lost; its concurrency slot stays held by a
-  // permit nobody has until the limit's ttl (30 s here), and the line behind it waits that long.
+  // nobody collected without undoing it. docs/waiting.md ("What it does not do") says its units
+  // are lost and the other waiters move on; for a concurrency limit they do not: the slot stays
+  // held by a permit nobody has until the limit's ttl (30 s here), and the line waits that long.
   it.fails("a killed sidecar's waiter first in line does not take a concurrency slot nobody will release", async () => {
     const descriptors = { tenant: 'dead-slot' };
     const victim = SIDECARS - 2; // the fourth is dead already
