@@ -1,30 +1,40 @@
 // Polyglot use: a Python service (Debian's python3-grpcio, stubs generated from the repo's proto
-// by Debian's protoc + grpc_python_plugin) drives the built sidecar over real gRPC.
+// by Debian's protoc + grpc_python_plugin) drives the built sidecar, started as deployed on a real
+// redis-server, over real gRPC.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { packageRoot } from '../../src/paths.js';
 import { generatePythonStubs, runPythonClient, type Step } from '../support/python.js';
-import { startSidecar, type SidecarProcess } from '../support/sidecar.js';
+import { DEPLOYED_NODE_FLAGS, startSidecar, type SidecarProcess } from '../support/sidecar.js';
+import { useRedis } from '../support/use-redis.js';
 
 const SCRIPT = join(packageRoot, 'test', 'e2e', 'python', 'client.py');
 
 const POLICY = `
+# Generous: this test is about the client and the wire, not store failures on a busy machine.
+store:
+  timeout: 10s
 resources:
   - name: py
     keys: [tenant]
     limits:
       - { name: inflight, algorithm: concurrency, max: 1, ttl: 30s }
       - { name: rps, algorithm: token_bucket, rate: 100/1s, burst: 100 }
+  - name: pywait
+    keys: [tenant]
+    limits:
+      - { name: rps, algorithm: token_bucket, rate: 1/1s, burst: 1 }
 `;
 
+const world = useRedis();
 let sidecar: SidecarProcess;
 let stubs: string;
 let step: (name: string) => Step;
 
 beforeAll(async () => {
   stubs = generatePythonStubs(['proto/sluice/v1/sluice.proto']);
-  sidecar = await startSidecar(POLICY);
+  sidecar = await startSidecar(POLICY, { SLUICE_REDIS_URL: world.redis.url }, DEPLOYED_NODE_FLAGS);
   step = await runPythonClient(SCRIPT, sidecar.address, stubs);
 });
 
@@ -81,6 +91,20 @@ describe('a Python grpcio client with stubs generated from proto/', () => {
     expect(step('huge_cost').details).toContain('cost');
     expect(step('garbage_permit')).toMatchObject({ code: 'INVALID_ARGUMENT' });
     expect(step('garbage_permit').details).toContain('permit_id');
+  });
+
+  it('max_wait: a request waits in the line (in Redis) and is granted with waited set; one whose max_wait passes first is denied, having waited', () => {
+    expect(sidecar.listening.store).toBe('redis');
+    expect(step('wait_first')).toMatchObject({ granted: true, waited_ms: null });
+    // The next unit was up to a second away.
+    const granted = step('wait_granted');
+    expect(granted).toMatchObject({ granted: true, decided_by: 'STORE', limit_name: 'rps' });
+    expect(granted.waited_ms).toBeGreaterThan(500);
+    expect(granted.waited_ms).toBeLessThanOrEqual(1_000 + 100);
+    const timedOut = step('wait_timeout');
+    expect(timedOut).toMatchObject({ granted: false, limit_name: 'rps' });
+    expect(timedOut.waited_ms).toBeGreaterThanOrEqual(50);
+    expect(timedOut.reason).toContain('max_wait');
   });
 
   it('AcquireStream answers every request, matched by request_id', () => {

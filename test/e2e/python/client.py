@@ -30,6 +30,7 @@ def acquire_result(pb, step, res):
         "reset_after_ms": duration_ms(res, "reset_after"),
         "limit_name": res.limit_name,
         "decided_by": pb.DecidedBy.Name(res.decided_by),
+        "waited_ms": duration_ms(res, "waited"),
         "request_id": res.request_id,
         "reason": res.reason,
     }
@@ -44,6 +45,7 @@ def main(address, stubs_dir):
     import grpc
     from sluice.v1 import sluice_pb2 as pb
     from sluice.v1 import sluice_pb2_grpc as pb_grpc
+    from google.protobuf.duration_pb2 import Duration
 
     emit({"step": "versions", "python": sys.version.split()[0], "grpc": grpc.__version__})
     timeout = 10
@@ -79,6 +81,13 @@ def main(address, stubs_dir):
         failing("missing_key", lambda: stub.Acquire(pb.AcquireRequest(resource="py"), timeout=timeout))
         failing("huge_cost", lambda: stub.Acquire(pb.AcquireRequest(cost=2**64 - 1, **req), timeout=timeout))
         failing("garbage_permit", lambda: stub.Release(pb.ReleaseRequest(permit_id="garbage"), timeout=timeout))
+
+        # Waiting: one unit a second, spent by the first; the second waits for the next unit; the
+        # third may wait 50 ms only, and the next unit is a second away.
+        waits = {"resource": "pywait", "descriptors": {"tenant": "acme"}}
+        acquire("wait_first", **waits)
+        acquire("wait_granted", max_wait=Duration(seconds=5), **waits)
+        acquire("wait_timeout", max_wait=Duration(nanos=50_000_000), **waits)
 
         # A stream: answers are matched by request_id.
         requests = [pb.AcquireRequest(resource="py", descriptors={"tenant": "stream-%d" % i}, request_id="s-%d" % i) for i in range(3)]
