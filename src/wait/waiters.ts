@@ -367,7 +367,9 @@ export class Waiters implements LineEvents {
   /** Remembers a ticket given up on, so that a grant the store makes of it is given back. Bounded. */
   private remember(waiter: Waiter): void {
     const now = this.now();
-    this.givenUp.set(waiter.id, { request: waiter.request, until: now + GIVEN_UP_MS });
+    // As long as the store may still serve its ticket (until its max_wait is up), and a while after.
+    const until = Math.max(now, waiter.startedAt + waiter.request.terms.maxWaitMs) + GIVEN_UP_MS;
+    this.givenUp.set(waiter.id, { request: waiter.request, until });
     for (const [id, entry] of this.givenUp) {
       if (entry.until > now && this.givenUp.size <= this.options.maxWaiters) break;
       this.givenUp.delete(id);
