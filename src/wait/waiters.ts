@@ -99,7 +99,7 @@ interface ScopeWaiters {
   stall: NodeJS.Timeout;
 }
 
-/** Tickets given up on are remembered this long: a grant the store made before it saw them go is given back. */
+/** Tickets given up on are remembered this long past their max_wait: a grant the store makes of them is given back. */
 const GIVEN_UP_MS = 10_000;
 
 export class Waiters implements LineEvents {
