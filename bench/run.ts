@@ -227,7 +227,7 @@ async function main(): Promise<void> {
       log(`wait: ${shape.sidecars} sidecars, ${shape.rounds} rounds of two phases, ${shape.demandS} s each`);
       await redis.client.flushall();
       try {
-        wait = await runWait({ ...shape, redisUrl: redis.url, stats: redis.client }, log);
+        wait = await runWait({ ...shape, redisUrl: redis.url, stats: redis.client, redisPid: redis.child.pid ?? null }, log);
         const { limit, priority } = shape;
         print(
           `\n== waiting: ${shape.sidecars} sidecars (${shape.streamsPerSidecar} AcquireStreams each), one Redis, token_bucket ${limit.ratePerS}/1s burst ${limit.burst}, ` +

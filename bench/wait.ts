@@ -27,6 +27,8 @@ export interface WaitOptions {
   redisUrl: string;
   /** Straight to Redis: its clock and command counts (nothing else may use it meanwhile). */
   stats: Redis;
+  /** redis-server's pid, for the CPU it spent on each phase; null when it is not on this machine. */
+  redisPid: number | null;
   sidecars: number;
   /**
    * AcquireStreams per sidecar, taking its requests in turn: a stream reads at most 256 requests
@@ -51,7 +53,7 @@ export interface WaitOptions {
   priority: { high: number; reserveFraction: number; weights: number[] };
 }
 
-export const DEFAULT_WAIT: Omit<WaitOptions, 'redisUrl' | 'stats'> = {
+export const DEFAULT_WAIT: Omit<WaitOptions, 'redisUrl' | 'stats' | 'redisPid'> = {
   sidecars: 4,
   streamsPerSidecar: 2,
   rounds: 3,
@@ -81,6 +83,8 @@ interface Demand {
   elapsedS: number;
   /** Per granted request: every Redis call of the phase (heartbeats and lease give-backs included). */
   redisCommands: RedisCommandFigures;
+  /** CPU seconds redis-server spent over the phase (NaN when not known): how busy the line kept it. */
+  redisCpuS: number;
   /** Per stream (sidecar-major), the most requests it held unanswered at once. */
   mostInFlight: number[];
 }
@@ -120,7 +124,7 @@ export interface WaitRound {
 }
 
 export interface WaitResult {
-  options: Omit<WaitOptions, 'redisUrl' | 'stats'>;
+  options: Omit<WaitOptions, 'redisUrl' | 'stats' | 'redisPid'>;
   rounds: WaitRound[];
   sidecarCpuS: number[];
 }
@@ -131,7 +135,7 @@ const GIVE_BACK_MS = 500;
 const ANSWER_WITHIN_MS = 30_000;
 
 export async function runWait(options: WaitOptions, log: (line: string) => void): Promise<WaitResult> {
-  const { redisUrl, stats, ...shape } = options;
+  const { redisUrl, stats, redisPid, ...shape } = options;
   if (options.weights.length !== options.sidecars || options.priority.weights.length !== options.sidecars) {
     throw new Error(`the waiting run deals its demand by one weight per sidecar (${options.sidecars})`);
   }
@@ -226,7 +230,9 @@ async function drive(
 ): Promise<{ demand: Demand; log: AnswerLog }> {
   const { stats, streamsPerSidecar: k } = options;
   const { order } = demand;
+  const redisCpu = () => (options.redisPid === null ? Number.NaN : cpuSeconds(options.redisPid));
   const callsBefore = await commandCalls(stats);
+  const redisCpuBefore = redisCpu();
   const startedAt = await redisTimeMs(stats);
   const run = await driveOpenLoop(streams, {
     total: Math.round(demand.perS * options.demandS),
@@ -240,6 +246,7 @@ async function drive(
   // Leases idle for 300 ms go back to Redis: count those give-backs with the phase.
   await new Promise((resolve) => setTimeout(resolve, GIVE_BACK_MS));
   const commands = commandsBetween(callsBefore, await commandCalls(stats));
+  const redisCpuS = roundTo(redisCpu() - redisCpuBefore, 2);
   const { tally } = run;
   // The figures are per sidecar: entry n's sidecar, not its stream.
   const log: AnswerLog = { ...run.log, sidecar: run.log.sidecar.map((stream) => Math.floor(stream / k)) };
@@ -256,6 +263,7 @@ async function drive(
       decidedBy: tally.decidedBy,
       elapsedS: (endedAt - startedAt) / 1000,
       redisCommands: commandFigures(commands, tally.granted + tally.denied, tally.granted),
+      redisCpuS,
       mostInFlight: mostInFlight(run.log, streams.length),
     },
   };
