@@ -288,6 +288,7 @@ export function waitTable(w: WaitResult): string {
       ['Redis calls per grant', fifo((p) => p.redisCommands.callsPerGrant, 2)],
       ['Redis commands per grant', fifo((p) => p.redisCommands.perGrant, 1)],
       ['Redis CPU µs per grant', fifo((p) => (p.redisCpuS / p.granted) * 1e6, 0)],
+      ['sidecar CPU µs per request (all four)', fifo((p) => (p.sidecarCpuS / p.sent) * 1e6, 0)],
       ["Jain's index of grant share ÷ demand share", fifo((p) => p.fairness, 4)],
       [`${high} flood: ${high} granted ÷ sent`, priority((p) => p.high.granted / p.high.sent, 3)],
       [`${high} flood: ${high} wait p99 ms`, priority((p) => p.high.p99Ms, 1)],
@@ -301,15 +302,15 @@ export function waitTable(w: WaitResult): string {
     const top = Math.max(...most);
     return `most in flight on one stream ${fmt(top)}${top >= STREAM_WINDOW ? ` (AT ITS WINDOW OF ${STREAM_WINDOW}: requests waited in the client too)` : ''}`;
   };
-  const redisBusy = (phase: { redisCpuS: number; elapsedS: number; redisCommands: { calls: number } }) =>
-    `Redis CPU ${fmt(phase.redisCpuS, 2)} s of ${fmt(phase.elapsedS, 1)} s, ${fmt((phase.redisCpuS / phase.redisCommands.calls) * 1e6)} µs per call`;
+  const cpu = (phase: { redisCpuS: number; sidecarCpuS: number; elapsedS: number; redisCommands: { calls: number } }) =>
+    `CPU over ${fmt(phase.elapsedS, 1)} s: Redis ${fmt(phase.redisCpuS, 2)} s (${fmt((phase.redisCpuS / phase.redisCommands.calls) * 1e6)} µs per call), sidecars ${fmt(phase.sidecarCpuS, 2)} s`;
   const lines = rounds.flatMap(({ round, fifo: f, priority: p }) => [
     `round ${round + 1}, fifo: sent ${fmt(f.sentPerS)}/s, granted ${fmt(f.granted)} of ${fmt(f.sent)} (allowed ${fmt(f.allowed)}, a perfect FIFO ${fmt(f.ideal.granted)}), ${fmt(f.failed)} failed; ` +
-      `per sidecar, demand ${percents(f.shares.demand)}, grants ${percents(f.shares.granted)}; ${window(f.mostInFlight)}; ${redisBusy(f)}; decided_by ${tallyText(f.decidedBy)}`,
+      `per sidecar, demand ${percents(f.shares.demand)}, grants ${percents(f.shares.granted)}; ${window(f.mostInFlight)}; ${cpu(f)}; decided_by ${tallyText(f.decidedBy)}`,
     `round ${round + 1}, priority: sent ${fmt(p.sentPerS)}/s, ${high} granted ${fmt(p.high.granted)} of ${fmt(p.high.sent)} (p50 ${fmt(p.high.p50Ms, 1)} ms), ` +
-      `priority 0 ${fmt(p.low.granted)} of ${fmt(p.low.sent)} (p99 ${fmt(p.low.p99Ms, 1)} ms), ${fmt(p.failed)} failed; ${window(p.mostInFlight)}; ${redisBusy(p)}; decided_by ${tallyText(p.decidedBy)}`,
+      `priority 0 ${fmt(p.low.granted)} of ${fmt(p.low.sent)} (p99 ${fmt(p.low.p99Ms, 1)} ms), ${fmt(p.failed)} failed; ${window(p.mostInFlight)}; ${cpu(p)}; decided_by ${tallyText(p.decidedBy)}`,
   ]);
-  return [table, ...lines, `sidecar CPU s over all rounds: ${w.sidecarCpuS.join(' ')}`].join('\n');
+  return [table, ...lines].join('\n');
 }
 
 const boundText = (b: Bound) => `${b.at === 'most' ? '≤' : '≥'} ${b.value}${b.everyRun ? ', every run' : ''}`;

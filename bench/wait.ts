@@ -85,6 +85,8 @@ interface Demand {
   redisCommands: RedisCommandFigures;
   /** CPU seconds redis-server spent over the phase (NaN when not known): how busy the line kept it. */
   redisCpuS: number;
+  /** CPU seconds the sidecars spent over the phase, all of them. */
+  sidecarCpuS: number;
   /** Per stream (sidecar-major), the most requests it held unanswered at once. */
   mostInFlight: number[];
 }
@@ -126,13 +128,24 @@ export interface WaitRound {
 export interface WaitResult {
   options: Omit<WaitOptions, 'redisUrl' | 'stats' | 'redisPid'>;
   rounds: WaitRound[];
-  sidecarCpuS: number[];
+}
+
+/** The running sidecars and their streams (sidecar-major: sidecar i's are i x streamsPerSidecar ...). */
+interface Setup {
+  options: WaitOptions;
+  sidecars: readonly Child[];
+  streams: readonly RateLimiterClient[];
 }
 
 /** After a phase, how long to wait for the sidecars to give idle leases back (idle after 300 ms). */
 const GIVE_BACK_MS = 500;
 /** After the last request, how long its answers may take (beyond its max_wait) before they count as failed. */
 const ANSWER_WITHIN_MS = 30_000;
+/**
+ * Seconds of fifo demand, unmeasured, before the first round: fresh sidecars compile the waiting
+ * path as they go, and late answers at 2x demand feed on themselves (see docs/benchmarks.md, "Waiting").
+ */
+const WARMUP_S = 2;
 
 export async function runWait(options: WaitOptions, log: (line: string) => void): Promise<WaitResult> {
   const { redisUrl, stats, redisPid, ...shape } = options;
@@ -145,14 +158,15 @@ export async function runWait(options: WaitOptions, log: (line: string) => void)
   try {
     sidecars.push(...(await Promise.all(Array.from({ length: options.sidecars }, (_, i) => startSluiceProcess(`sluice-wait-${i}`, policy)))));
     for (const s of sidecars) streams.push(...(await openClients(s.address, options.streamsPerSidecar)));
-    const cpuBefore = sidecars.map((s) => cpuSeconds(s.pid));
+    const setup: Setup = { options, sidecars, streams };
+    await fifoPhase({ ...setup, options: { ...options, demandS: WARMUP_S } }, -1, 'fifo-warmup');
     const rounds: WaitRound[] = [];
     for (let round = 0; round < options.rounds; round++) {
       // Odd rounds run the priority phase first, so that neither always runs on a fresher machine.
       const phases: Partial<Omit<WaitRound, 'round'>> = {};
       for (const phase of roundOrder(['fifo', 'priority'] as const, round)) {
-        if (phase === 'fifo') phases.fifo = await fifoPhase(options, streams, round);
-        else phases.priority = await priorityPhase(options, streams, round);
+        if (phase === 'fifo') phases.fifo = await fifoPhase(setup, round, `fifo-${round}`);
+        else phases.priority = await priorityPhase(setup, round);
       }
       const { fifo, priority } = phases as Omit<WaitRound, 'round'>;
       rounds.push({ round, fifo, priority });
@@ -162,17 +176,18 @@ export async function runWait(options: WaitOptions, log: (line: string) => void)
           `priority ${options.priority.high} p99 ${priority.high.p99Ms.toFixed(1)} ms against priority 0 p50 ${priority.low.p50Ms.toFixed(1)} ms`,
       );
     }
-    return { options: shape, rounds, sidecarCpuS: sidecars.map((s, i) => roundTo(cpuSeconds(s.pid) - cpuBefore[i]!, 2)) };
+    return { options: shape, rounds };
   } finally {
     for (const c of streams) c.close();
     await Promise.all(sidecars.map((s) => s.stop()));
   }
 }
 
-async function fifoPhase(options: WaitOptions, streams: readonly RateLimiterClient[], round: number): Promise<FifoPhase> {
+async function fifoPhase(setup: Setup, round: number, tenant: string): Promise<FifoPhase> {
+  const { options } = setup;
   const { limit, maxWaitMs } = options;
-  const request = waitingRequest('fifo', `fifo-${round}`, maxWaitMs, 0);
-  const { demand, log } = await drive(options, streams, {
+  const request = waitingRequest('fifo', tenant, maxWaitMs, 0);
+  const { demand, log } = await drive(setup, {
     perS: limit.ratePerS * options.demandFactor,
     order: weightedOrder(options.weights),
     request: () => request,
@@ -193,14 +208,15 @@ async function fifoPhase(options: WaitOptions, streams: readonly RateLimiterClie
   };
 }
 
-async function priorityPhase(options: WaitOptions, streams: readonly RateLimiterClient[], round: number): Promise<PriorityPhase> {
+async function priorityPhase(setup: Setup, round: number): Promise<PriorityPhase> {
+  const { options } = setup;
   const { weights, high: priority } = options.priority;
   const tenant = `priority-${round}`;
   const high = waitingRequest('priority', tenant, options.maxWaitMs, priority);
   const low = waitingRequest('priority', tenant, options.maxWaitMs, 0);
   const total = weights.reduce((a, b) => a + b, 0);
   const order = weightedOrder(weights);
-  const { demand, log } = await drive(options, streams, {
+  const { demand, log } = await drive(setup, {
     // The flood is demandFactor x the rate; the trickle comes on top.
     perS: (options.limit.ratePerS * options.demandFactor * total) / (total - weights[0]!),
     order,
@@ -224,15 +240,16 @@ function waitingRequest(resource: string, tenant: string, maxWaitMs: number, pri
 
 /** Open-loop demand for `demandS`, dealt to the sidecars by `order`, with Redis TIME and commands read around it. */
 async function drive(
-  options: WaitOptions,
-  streams: readonly RateLimiterClient[],
+  { options, sidecars, streams }: Setup,
   demand: { perS: number; order: Uint8Array; request: (n: number) => WireRequest },
 ): Promise<{ demand: Demand; log: AnswerLog }> {
   const { stats, streamsPerSidecar: k } = options;
   const { order } = demand;
   const redisCpu = () => (options.redisPid === null ? Number.NaN : cpuSeconds(options.redisPid));
+  const sidecarCpu = () => sidecars.reduce((sum, s) => sum + cpuSeconds(s.pid), 0);
   const callsBefore = await commandCalls(stats);
   const redisCpuBefore = redisCpu();
+  const sidecarCpuBefore = sidecarCpu();
   const startedAt = await redisTimeMs(stats);
   const run = await driveOpenLoop(streams, {
     total: Math.round(demand.perS * options.demandS),
@@ -247,6 +264,7 @@ async function drive(
   await new Promise((resolve) => setTimeout(resolve, GIVE_BACK_MS));
   const commands = commandsBetween(callsBefore, await commandCalls(stats));
   const redisCpuS = roundTo(redisCpu() - redisCpuBefore, 2);
+  const sidecarCpuS = roundTo(sidecarCpu() - sidecarCpuBefore, 2);
   const { tally } = run;
   // The figures are per sidecar: entry n's sidecar, not its stream.
   const log: AnswerLog = { ...run.log, sidecar: run.log.sidecar.map((stream) => Math.floor(stream / k)) };
@@ -264,6 +282,7 @@ async function drive(
       elapsedS: (endedAt - startedAt) / 1000,
       redisCommands: commandFigures(commands, tally.granted + tally.denied, tally.granted),
       redisCpuS,
+      sidecarCpuS,
       mostInFlight: mostInFlight(run.log, streams.length),
     },
   };
