@@ -14,6 +14,8 @@ export interface AnswerLog {
   outcome: Uint8Array;
   /** A denial's retry_after, ms; NaN for a grant, and for a denial that gave none (never). */
   retryAfterMs: Float64Array;
+  /** performance.now() when the answer was read, ms; NaN for a request that got none. */
+  answeredAt: Float64Array;
 }
 
 export function answerLog(capacity: number): AnswerLog {
@@ -23,5 +25,6 @@ export function answerLog(capacity: number): AnswerLog {
     sentAt: new Float64Array(capacity),
     outcome: new Uint8Array(capacity).fill(UNANSWERED),
     retryAfterMs: new Float64Array(capacity).fill(Number.NaN),
+    answeredAt: new Float64Array(capacity).fill(Number.NaN),
   };
 }

@@ -17,6 +17,9 @@ export interface WireRequest {
   resource: string;
   descriptors: Record<string, string>;
   cost: number;
+  /** How long it may wait in its scope's line; absent or 0: answer now. */
+  max_wait?: Duration;
+  priority?: number;
   request_id?: string;
 }
 

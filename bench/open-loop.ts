@@ -54,6 +54,7 @@ export async function driveOpenLoop(clients: readonly RateLimiterClient[], deman
     call.on('data', (res: WireResponse) => {
       const n = Number(res.request_id);
       if (!Number.isInteger(n) || n >= log.count || log.sidecar[n] !== s || log.outcome[n] !== UNANSWERED) return;
+      log.answeredAt[n] = performance.now();
       tally.count(res);
       log.outcome[n] = res.granted ? GRANTED : DENIED;
       if (!res.granted && res.retry_after) log.retryAfterMs[n] = ms(res.retry_after);

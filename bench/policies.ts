@@ -97,3 +97,36 @@ resources:
       - { name: rpm, algorithm: token_bucket, rate: ${limits.many.ratePerMin}/1m, burst: ${limits.many.burst} }
 `;
 }
+
+export interface WaitLimit {
+  ratePerS: number;
+  burst: number;
+}
+
+/**
+ * The waiting run: two resources with the same token bucket and leases on (the default), one
+ * plain and one with a reserve for priority 5 and above. The line holds about demand x max_wait
+ * requests (500), more when the sidecars answer late; wait.max_waiters is raised from 1,000 to
+ * 5,000 because a refused wait ends its whole AcquireStream, and the run measures the line, not its cap.
+ */
+export function waitPolicy(redisUrl: string, limit: WaitLimit, reserve: { fraction: number; minPriority: number }): string {
+  const limits = `    limits:
+      - { name: rps, algorithm: token_bucket, rate: ${limit.ratePerS}/1s, burst: ${limit.burst} }
+`;
+  return `server:
+  shutdown_grace: 2s
+store:
+  redis: { url: "${redisUrl}", prefix: wait }
+  timeout: 1s
+resources:
+  - name: fifo
+    keys: [tenant]
+    lease: ${LEASE_ON}
+    wait: { max_waiters: 5000 }
+${limits}  - name: priority
+    keys: [tenant]
+    lease: ${LEASE_ON}
+    wait: { max_waiters: 5000 }
+    reserve: [{ fraction: ${reserve.fraction}, min_priority: ${reserve.minPriority} }]
+${limits}`;
+}

@@ -1,8 +1,9 @@
 // `npm run bench`: the load comparison (every system side by side with the no-op floor, in
-// interleaved rounds), the Redis outage, the accuracy run, the memory run and the overload run; a
-// table per part and the targets on stdout, and everything in bench/results/<timestamp>.json.
+// interleaved rounds), the Redis outage, the accuracy run, the waiting run, the memory run and the
+// overload run; a table per part and the targets on stdout, and everything in
+// bench/results/<timestamp>.json.
 //
-//   node dist/bench/run.js [--quick] [--rounds N] [--redis-delay-ms N] [--only load|outage|accuracy|memory|overload]
+//   node dist/bench/run.js [--quick] [--rounds N] [--redis-delay-ms N] [--only load|outage|accuracy|wait|memory|overload]
 //                          [--systems LIST] [--in-flight LIST] [--duration S] [--warmup S] [--channels N]
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -21,7 +22,8 @@ import { redisVersion } from './redis-stats.js';
 import type { Timing } from './scenario.js';
 import { roundTo } from './stats.js';
 import { evaluate, MIN_ROUNDS, TARGETS, type TargetResult } from './targets.js';
-import { accuracyTable, machineHeader, memoryTable, outageLines, outageTable, overloadTable, passTables, targetsTable } from './table.js';
+import { accuracyTable, machineHeader, memoryTable, outageLines, outageTable, overloadTable, passTables, targetsTable, waitTable } from './table.js';
+import { DEFAULT_WAIT, runWait, type WaitResult } from './wait.js';
 
 const USAGE = `usage: npm run bench -- [options]
 
@@ -31,8 +33,9 @@ const USAGE = `usage: npm run bench -- [options]
                         quick 3; at least ${MIN_ROUNDS}): every cell runs once per round, odd rounds backwards
   --redis-delay-ms N    delay of the second pass's proxies, each way (default 1; 0 = no second pass)
   --only WHAT           run only one part: load (the passes, the outage scenario included),
-                        outage (the unary floor and the outage scenario), accuracy, memory,
-                        or overload (one sidecar at 32 to 5,000 in flight on a healthy Redis)
+                        outage (the unary floor and the outage scenario), accuracy, wait (the
+                        waiting line: 4 sidecars, 2x demand, every request with a max_wait),
+                        memory, or overload (one sidecar at 32 to 5,000 in flight on a healthy Redis)
   --systems LIST        compare only these with the floor (comma-separated; default all):
                         ${SYSTEMS.join(', ')}
   --in-flight LIST      requests in flight of the unary and peer cells (default 1,32); streams run
@@ -42,10 +45,11 @@ const USAGE = `usage: npm run bench -- [options]
                         unmeasured round runs each cell for twice as long
   --channels N          gRPC channels (HTTP/2 connections) the requests are spread over (default 4)
   --accuracy-s S        seconds of demand per accuracy phase (default 10)
+  --wait-s S            seconds of demand per phase of the waiting run (default ${DEFAULT_WAIT.demandS})
   --memory-keys N       distinct keys of the memory run (default 100000)
 `;
 
-const PARTS = ['load', 'outage', 'accuracy', 'memory', 'overload'] as const;
+const PARTS = ['load', 'outage', 'accuracy', 'wait', 'memory', 'overload'] as const;
 type Part = (typeof PARTS)[number];
 
 interface Options {
@@ -59,6 +63,7 @@ interface Options {
   timing: Timing;
   channels: number;
   accuracyS: number;
+  waitS: number;
   memoryKeys: number;
 }
 
@@ -76,6 +81,7 @@ function parseOptions(argv: string[]): Options {
       warmup: { type: 'string' },
       channels: { type: 'string', default: '4' },
       'accuracy-s': { type: 'string', default: String(DEFAULT_ACCURACY.demandS) },
+      'wait-s': { type: 'string', default: String(DEFAULT_WAIT.demandS) },
       'memory-keys': { type: 'string', default: String(DEFAULT_MEMORY.keys) },
       help: { type: 'boolean', short: 'h', default: false },
     },
@@ -113,6 +119,7 @@ function parseOptions(argv: string[]): Options {
     },
     channels: Math.round(number('channels', values.channels, 4, 1)),
     accuracyS: number('accuracy-s', values['accuracy-s'], DEFAULT_ACCURACY.demandS, 1),
+    waitS: number('wait-s', values['wait-s'], DEFAULT_WAIT.demandS, 1),
     memoryKeys: Math.round(number('memory-keys', values['memory-keys'], DEFAULT_MEMORY.keys, 1)),
   };
 }
@@ -127,6 +134,8 @@ interface Report {
   passes: Pass[];
   accuracy: AccuracyResult | null;
   accuracyError?: string;
+  wait: WaitResult | null;
+  waitError?: string;
   memory: MemoryResult | null;
   overload: OverloadResult | null;
   targets: TargetResult[];
@@ -211,6 +220,29 @@ async function main(): Promise<void> {
       lap('accuracy');
     }
 
+    let wait: WaitResult | null = null;
+    let waitError: string | undefined;
+    if (runs('wait')) {
+      const shape = { ...DEFAULT_WAIT, demandS: options.waitS };
+      log(`wait: ${shape.sidecars} sidecars, ${shape.rounds} rounds of two phases, ${shape.demandS} s each`);
+      await redis.client.flushall();
+      try {
+        wait = await runWait({ ...shape, redisUrl: redis.url, stats: redis.client, redisPid: redis.child.pid ?? null }, log);
+        const { limit, priority } = shape;
+        print(
+          `\n== waiting: ${shape.sidecars} sidecars (${shape.streamsPerSidecar} AcquireStreams each), one Redis, token_bucket ${limit.ratePerS}/1s burst ${limit.burst}, ` +
+            `${shape.demandFactor}x demand dealt ${shape.weights.join(':')}, every request with max_wait ${shape.maxWaitMs}ms; ` +
+            `then priority ${priority.high} from one sidecar under a priority 0 flood (reserve ${priority.reserveFraction} for priority ${priority.high}); ` +
+            `median (min–max) of ${shape.rounds} rounds ==`,
+        );
+        print(waitTable(wait));
+      } catch (err) {
+        waitError = (err as Error).message ?? String(err);
+        print(`\nwait: NOT MEASURED: ${waitError.split('\n')[0]}`);
+      }
+      lap('wait');
+    }
+
     let memory: MemoryResult | null = null;
     if (runs('memory')) {
       log(`memory: ${options.memoryKeys} keys x ${DEFAULT_MEMORY.requestsPerKey} requests through one sidecar`);
@@ -235,7 +267,7 @@ async function main(): Promise<void> {
       lap('overload');
     }
 
-    const targets = TARGETS.map((t) => evaluate(t, { passes, accuracy, memory, overload })).filter((t): t is TargetResult => t !== null);
+    const targets = TARGETS.map((t) => evaluate(t, { passes, accuracy, memory, overload, wait })).filter((t): t is TargetResult => t !== null);
     if (targets.length > 0) {
       print('\n== targets: median (min–max) over the rounds; "met" only if the whole spread is on the good side ==');
       print(targetsTable(targets));
@@ -250,6 +282,8 @@ async function main(): Promise<void> {
       passes,
       accuracy,
       accuracyError,
+      wait,
+      waitError,
       memory,
       overload,
       targets,

@@ -1,4 +1,5 @@
 // Plain-text tables for stdout.
+import { STREAM_WINDOW } from '../src/grpc/sluice-service.js';
 import type { AccuracyResult } from './accuracy.js';
 import type { Machine } from './machine.js';
 import type { MemoryResult } from './memory.js';
@@ -11,6 +12,7 @@ import { scenarioName, type Cell, type ScenarioResult } from './scenario.js';
 import { summarise, type Bound, type Summary } from './stats.js';
 import { sumTallies } from './tally.js';
 import type { TargetResult } from './targets.js';
+import type { WaitResult } from './wait.js';
 
 type Value = string | number | null | undefined;
 
@@ -263,6 +265,52 @@ export function overloadTable(o: OverloadResult): string {
     ];
   });
   return renderTable(['in flight', 'decisions/s', 'p50 ms', 'p99 ms', 'granted÷allowed (max)', 'shed %', 'by policy', 'loop lag p99 ms'], rows);
+}
+
+/** The waiting run: each figure as median (min–max) over its rounds, then a line per round. */
+export function waitTable(w: WaitResult): string {
+  const { rounds } = w;
+  const spread = (values: number[], places: number) => fmtSummary(summarise(values), places);
+  const fifo = (f: (p: WaitResult['rounds'][number]['fifo']) => number, places: number) => spread(rounds.map((r) => f(r.fifo)), places);
+  const priority = (f: (p: WaitResult['rounds'][number]['priority']) => number, places: number) => spread(rounds.map((r) => f(r.priority)), places);
+  const high = `priority ${w.options.priority.high}`;
+  const table = renderTable(
+    ['figure', 'median (min–max)'],
+    [
+      ['utilisation: grants ÷ what the limit allows', fifo((p) => p.utilisation, 3)],
+      ["grants ÷ a perfect FIFO's grants", fifo((p) => p.granted / p.ideal.granted, 3)],
+      ['granted: wait p50 ms', fifo((p) => p.waits.p50Ms, 1)],
+      ['  perfect FIFO: wait p50 ms', fifo((p) => p.ideal.p50Ms, 1)],
+      ['  p50 − perfect FIFO p50, ms', fifo((p) => p.waits.p50Ms - p.ideal.p50Ms, 1)],
+      ['granted: wait p99 ms', fifo((p) => p.waits.p99Ms, 1)],
+      ['  perfect FIFO: wait p99 ms', fifo((p) => p.ideal.p99Ms, 1)],
+      ['  p99 − perfect FIFO p99, ms', fifo((p) => p.waits.p99Ms - p.ideal.p99Ms, 1)],
+      ['Redis calls per grant', fifo((p) => p.redisCommands.callsPerGrant, 2)],
+      ['Redis commands per grant', fifo((p) => p.redisCommands.perGrant, 1)],
+      ['Redis CPU µs per grant', fifo((p) => (p.redisCpuS / p.granted) * 1e6, 0)],
+      ['sidecar CPU µs per request (all four)', fifo((p) => (p.sidecarCpuS / p.sent) * 1e6, 0)],
+      ["Jain's index of grant share ÷ demand share", fifo((p) => p.fairness, 4)],
+      [`${high} flood: ${high} granted ÷ sent`, priority((p) => p.high.granted / p.high.sent, 3)],
+      [`${high} flood: ${high} wait p99 ms`, priority((p) => p.high.p99Ms, 1)],
+      [`${high} flood: priority 0 wait p50 ms`, priority((p) => p.low.p50Ms, 1)],
+      [`${high} flood: ${high} p99 ÷ priority 0 p50`, priority((p) => p.highP99OverLowP50, 3)],
+      [`${high} flood: Redis calls per grant`, priority((p) => p.redisCommands.callsPerGrant, 2)],
+    ],
+  );
+  const percents = (shares: number[]) => `${shares.map((x) => fmt(x * 100, 1)).join(' / ')} %`;
+  const window = (most: number[]) => {
+    const top = Math.max(...most);
+    return `most in flight on one stream ${fmt(top)}${top >= STREAM_WINDOW ? ` (AT ITS WINDOW OF ${STREAM_WINDOW}: requests waited in the client too)` : ''}`;
+  };
+  const cpu = (phase: { redisCpuS: number; sidecarCpuS: number; elapsedS: number; redisCommands: { calls: number } }) =>
+    `CPU over ${fmt(phase.elapsedS, 1)} s: Redis ${fmt(phase.redisCpuS, 2)} s (${fmt((phase.redisCpuS / phase.redisCommands.calls) * 1e6)} µs per call), sidecars ${fmt(phase.sidecarCpuS, 2)} s`;
+  const lines = rounds.flatMap(({ round, fifo: f, priority: p }) => [
+    `round ${round + 1}, fifo: sent ${fmt(f.sentPerS)}/s, granted ${fmt(f.granted)} of ${fmt(f.sent)} (allowed ${fmt(f.allowed)}, a perfect FIFO ${fmt(f.ideal.granted)}), ${fmt(f.failed)} failed; ` +
+      `per sidecar, demand ${percents(f.shares.demand)}, grants ${percents(f.shares.granted)}; ${window(f.mostInFlight)}; ${cpu(f)}; decided_by ${tallyText(f.decidedBy)}`,
+    `round ${round + 1}, priority: sent ${fmt(p.sentPerS)}/s, ${high} granted ${fmt(p.high.granted)} of ${fmt(p.high.sent)} (p50 ${fmt(p.high.p50Ms, 1)} ms), ` +
+      `priority 0 ${fmt(p.low.granted)} of ${fmt(p.low.sent)} (p99 ${fmt(p.low.p99Ms, 1)} ms), ${fmt(p.failed)} failed; ${window(p.mostInFlight)}; ${cpu(p)}; decided_by ${tallyText(p.decidedBy)}`,
+  ]);
+  return [table, ...lines].join('\n');
 }
 
 const boundText = (b: Bound) => `${b.at === 'most' ? '≤' : '≥'} ${b.value}${b.everyRun ? ', every run' : ''}`;

@@ -9,6 +9,7 @@ import type { Pass } from './pass.js';
 import { figuresByRound, floorOf, ratiosByRound, type Figure } from './ratios.js';
 import type { Cell } from './scenario.js';
 import { summarise, verdict, type Bound, type Summary, type Verdict } from './stats.js';
+import type { WaitResult } from './wait.js';
 
 /** Which pass a load target reads: Redis direct, or behind the delay proxy. */
 type PassName = 'direct' | 'delayed';
@@ -25,7 +26,9 @@ type Source =
   /** Peak RSS of the memory run on one store. */
   | { from: 'memory'; store: 'redis' | 'memory' }
   /** Granted ÷ allowed, or the answers made by the failure policy, of every overload run. */
-  | { from: 'overload'; figure: 'grantedRatio' | 'byPolicy' };
+  | { from: 'overload'; figure: 'grantedRatio' | 'byPolicy' }
+  /** Per round of the waiting run's FIFO phase. */
+  | { from: 'wait'; figure: 'utilisation' | 'fairness' };
 
 export interface Target {
   /** What is promised, as printed. */
@@ -59,6 +62,8 @@ export const TARGETS: readonly Target[] = [
   { text: '100,000 active keys, memory store: peak RSS MB', bound: { at: 'most', value: 150, everyRun: true }, source: { from: 'memory', store: 'memory' } },
   { text: 'overload, 32 to 5,000 in flight: granted ÷ allowed', bound: { at: 'most', value: 1, everyRun: true }, source: { from: 'overload', figure: 'grantedRatio' } },
   { text: 'overload, Redis healthy: answers made by on_store_failure', bound: { at: 'most', value: 0, everyRun: true }, source: { from: 'overload', figure: 'byPolicy' } },
+  { text: 'waiting line (4 sidecars, 2x demand, max_wait): utilisation of what the limit allows', bound: { at: 'least', value: 0.98 }, source: { from: 'wait', figure: 'utilisation' } },
+  { text: "waiting line: Jain's index over the sidecars of grant share ÷ demand share", bound: { at: 'least', value: 0.99 }, source: { from: 'wait', figure: 'fairness' } },
 ];
 
 /** Interleaved comparisons need this many rounds before a spread can say "met" or "not met". */
@@ -69,6 +74,7 @@ export interface RunParts {
   accuracy: AccuracyResult | null;
   memory: MemoryResult | null;
   overload: OverloadResult | null;
+  wait: WaitResult | null;
 }
 
 export interface TargetResult {
@@ -103,6 +109,8 @@ function ran(source: Source, parts: RunParts): boolean {
       return parts.memory !== null;
     case 'overload':
       return parts.overload !== null;
+    case 'wait':
+      return parts.wait !== null;
   }
 }
 
@@ -128,6 +136,8 @@ function valuesOf(source: Source, parts: RunParts): { values: number[]; minRound
       return { values: (parts.memory?.runs ?? []).filter((r) => r.store === source.store).map((r) => r.rssMbPeak), minRounds: 1 };
     case 'overload':
       return { values: (parts.overload?.runs ?? []).map((r) => r[source.figure]), minRounds: 1 };
+    case 'wait':
+      return { values: (parts.wait?.rounds ?? []).map((r) => r.fifo[source.figure]), minRounds: MIN_ROUNDS };
   }
 }
 

@@ -1,26 +1,10 @@
 // The hot key's figures over made-up answer logs (no bench runs here): the weighted split, each
 // sidecar's share of demand and grants, whether denials' retry_after held, and the perfect bucket.
 import { describe, expect, it } from 'vitest';
-import { answerLog, UNANSWERED, type AnswerLog } from '../../bench/answer-log.js';
-import { DENIED, FAILED, GRANTED } from '../../bench/load.js';
 import { perfectBucketGrants } from '../../bench/perfect-bucket.js';
 import { retryTruth } from '../../bench/retry-truth.js';
 import { sidecarShares, weightedOrder } from '../../bench/weighted-split.js';
-
-const OUTCOMES = { g: GRANTED, d: DENIED, f: FAILED, '-': UNANSWERED } as const;
-
-/** Entries in the order sent: [sidecar, sent at ms, g(ranted) d(enied) f(ailed) -(unanswered), retry_after ms]. */
-function logOf(entries: [number, number, keyof typeof OUTCOMES, number?][]): AnswerLog {
-  const log = answerLog(entries.length);
-  entries.forEach(([sidecar, sentAt, outcome, retryAfterMs], n) => {
-    log.sidecar[n] = sidecar;
-    log.sentAt[n] = sentAt;
-    log.outcome[n] = OUTCOMES[outcome];
-    if (retryAfterMs !== undefined) log.retryAfterMs[n] = retryAfterMs;
-  });
-  log.count = entries.length;
-  return log;
-}
+import { logOf } from './answer-logs.js';
 
 describe('weightedOrder', () => {
   it('deals 1:2:3:4 as ten slots, each sidecar as often as its weight, spread out, the same every time', () => {

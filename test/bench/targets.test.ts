@@ -5,6 +5,7 @@ import type { PhaseResult } from '../../bench/accuracy-phase.js';
 import type { Pass } from '../../bench/pass.js';
 import type { ScenarioResult } from '../../bench/scenario.js';
 import { evaluate, TARGETS, type RunParts } from '../../bench/targets.js';
+import type { FifoPhase, WaitResult } from '../../bench/wait.js';
 
 const P50_AT_1 = TARGETS.find((t) => t.text === 'lease unary p50, 1 in flight, x floor')!;
 
@@ -13,7 +14,7 @@ const run = (system: string, round: number, p50: number): ScenarioResult =>
 
 function parts(runs: ScenarioResult[], redisDelayMs = 0): RunParts {
   const pass: Pass = { redisDelayMs, rounds: 3, runs, outage: null, errors: [] };
-  return { passes: [pass], accuracy: null, memory: null, overload: null };
+  return { passes: [pass], accuracy: null, memory: null, overload: null, wait: null };
 }
 
 describe('evaluate', () => {
@@ -48,6 +49,7 @@ describe('the hot key targets of the accuracy run', () => {
     accuracy: { sidecars: 4, redisUrl: '', phases, rssMbBeforeManyKeys: [], rssMbAfterManyKeys: [], sidecarCpuS: [] },
     memory: null,
     overload: null,
+    wait: null,
   });
 
   it('read each hot round, never the many-keys phase, and need three rounds to be met', () => {
@@ -61,5 +63,35 @@ describe('the hot key targets of the accuracy run', () => {
     const run = accuracy([hot(0.2, 0.05), hot(0.11, 0.02), hot(0.3, 0.5)]);
     expect(evaluate(SHARES, run)!.verdict).toBe('not met');
     expect(evaluate(RETRY, run)!.verdict).toBe('not met');
+  });
+});
+
+describe('the waiting line targets', () => {
+  const UTILISATION = TARGETS.find((t) => t.text.startsWith('waiting line') && t.text.includes('utilisation'))!;
+  const FAIRNESS = TARGETS.find((t) => t.text.startsWith('waiting line') && t.text.includes("Jain's index"))!;
+  const waitRun = (rounds: [utilisation: number, fairness: number][]): RunParts => ({
+    passes: [],
+    accuracy: null,
+    memory: null,
+    overload: null,
+    wait: {
+      rounds: rounds.map(([utilisation, fairness], round) => ({ round, fifo: { utilisation, fairness } as FifoPhase, priority: {} })),
+    } as unknown as WaitResult,
+  });
+
+  it("read each round's FIFO phase, at least 0.98 of what the limit allows and a fairness index of at least 0.99", () => {
+    const run = waitRun([[0.99, 0.995], [0.981, 0.999], [0.985, 0.99]]);
+    expect(evaluate(UTILISATION, run)).toMatchObject({ values: [0.99, 0.981, 0.985], verdict: 'met' });
+    expect(evaluate(FAIRNESS, run)).toMatchObject({ values: [0.995, 0.999, 0.99], verdict: 'met' });
+  });
+
+  it('are not resolved when a round crosses the bound, not met when every round is under it', () => {
+    expect(evaluate(UTILISATION, waitRun([[0.99, 1], [0.97, 1], [0.99, 1]]))!.verdict).toBe('not resolved');
+    expect(evaluate(FAIRNESS, waitRun([[1, 0.96], [1, 0.9], [1, 0.98]]))!.verdict).toBe('not met');
+    expect(evaluate(UTILISATION, waitRun([[0.99, 1], [0.99, 1]]))!.verdict).toBe('not resolved');
+  });
+
+  it('say nothing when the waiting run did not run', () => {
+    expect(evaluate(UTILISATION, { passes: [], accuracy: null, memory: null, overload: null, wait: null })).toBeNull();
   });
 });
