@@ -84,6 +84,8 @@ interface Waiter {
   turn: NodeJS.Timeout | undefined;
   asking: boolean;
   askAgain: boolean;
+  /** Its max_wait passed: it is leaving the line, and the store's answer says whether it was served first. */
+  due: boolean;
   waiting: number;
   /** Set once it is answered; a give-up (timeout, cancelled, failed) leaves a grant to give back. */
   ended: WaitEnd | null;
@@ -142,10 +144,11 @@ export class Waiters implements LineEvents {
         request,
         ticket: '',
         startedAt: this.now(),
-        timer: setTimeout(() => this.giveUp(waiter, 'timeout'), terms.maxWaitMs),
+        timer: setTimeout(() => this.timedOut(waiter), terms.maxWaitMs),
         turn: undefined,
         asking: true,
         askAgain: false,
+        due: false,
         waiting: 0,
         ended: null,
         settle: resolve,
@@ -244,7 +247,9 @@ export class Waiters implements LineEvents {
       }
       case 'waiting':
         waiter.ticket = verdict.ticket;
-        if (waiter.askAgain) {
+        if (waiter.due) {
+          this.leaveAtDeadline(waiter);
+        } else if (waiter.askAgain) {
           waiter.askAgain = false;
           this.ask(waiter);
         } else if (Number.isFinite(verdict.turnInMs)) {
@@ -257,6 +262,7 @@ export class Waiters implements LineEvents {
   private ask(waiter: Waiter): void {
     clearTimeout(waiter.turn);
     waiter.turn = undefined;
+    if (waiter.due) return;
     if (waiter.asking || waiter.ticket === '') {
       waiter.askAgain = true;
       return;
@@ -317,6 +323,46 @@ export class Waiters implements LineEvents {
     if (waiter.ended !== null) return;
     const waitedMs = this.end(waiter, end);
     waiter.settle({ end, verdict, waitedMs, waiting: waiter.waiting });
+  }
+
+  /**
+   * Its max_wait passed. The store has the last word: the ticket leaves the line, and if the line
+   * served it first it is granted, later by that one call, rather than given back. (The store
+   * drops a ticket max_wait after it joined, a little after this timer started, so at twice a
+   * limit's demand the first in line is often served just as its time here is up.)
+   */
+  private timedOut(waiter: Waiter): void {
+    if (waiter.ended !== null) return;
+    waiter.due = true;
+    clearTimeout(waiter.turn);
+    // A call under way answers first (heardBack), then it leaves.
+    if (!waiter.asking) this.leaveAtDeadline(waiter);
+  }
+
+  private leaveAtDeadline(waiter: Waiter): void {
+    const { input } = waiter.request;
+    const ticket = waiter.ticket;
+    // It leaves here, once: nothing else makes it leave again.
+    waiter.ticket = '';
+    waiter.asking = true;
+    this.store.leave(input.resource, input.scope, ticket).then(
+      (verdict) => {
+        waiter.asking = false;
+        // Cancelled meanwhile: a grant it was served goes back.
+        if (waiter.ended !== null) {
+          if (verdict.state === 'granted') this.giveBackOnce(waiter.id, verdict);
+        } else if (verdict.state === 'granted') {
+          this.finish(waiter, 'granted', verdict);
+        } else {
+          this.giveUp(waiter, 'timeout');
+        }
+      },
+      () => {
+        // The store may still serve it before it drops it: remembered, a grant is given back.
+        waiter.asking = false;
+        this.giveUp(waiter, 'timeout');
+      },
+    );
   }
 
   /** Its max_wait passed or its caller went away: it leaves the line, charged nothing. */
