@@ -1,8 +1,8 @@
 import { configDefaults, defineConfig } from 'vitest/config';
 
-// Attacks that keep both cores busy for a minute (a cancel storm, thousands of connections) run
+// Attacks that keep both cores busy for a minute (cancel storms, thousands of connections) run
 // after every other file, alone: beside them, tests that hold a 20 ms store budget would fail.
-const ALONE = ['test/grpc/connections.test.ts'];
+const ALONE = ['test/grpc/connections.test.ts', 'test/e2e/waiting-faults.test.ts'];
 // The image test builds and starts the container image: `npm run test:image` (vitest.image.config.ts).
 const IMAGE = 'test/image/**';
 
