@@ -1,7 +1,7 @@
 import { configDefaults, defineConfig } from 'vitest/config';
 
 // Attacks that keep both cores busy for a minute (cancel storms, thousands of connections) run
-// after every other file, alone: beside them, tests that hold a 20 ms store budget would fail.
+// after every other file, one at a time: beside them, tests that hold a 20 ms store budget would fail.
 const ALONE = ['test/grpc/connections.test.ts', 'test/e2e/waiting-faults.test.ts'];
 // The image test builds and starts the container image: `npm run test:image` (vitest.image.config.ts).
 const IMAGE = 'test/image/**';
@@ -16,7 +16,7 @@ export default defineConfig({
     reporters: ['default', './test/support/summary-reporter.ts'],
     projects: [
       { extends: true, test: { name: 'shared', include: ['test/**/*.test.ts'], exclude: [...configDefaults.exclude, ...ALONE, IMAGE], sequence: { groupOrder: 0 } } },
-      { extends: true, test: { name: 'alone', include: ALONE, sequence: { groupOrder: 1 } } },
+      { extends: true, test: { name: 'alone', include: ALONE, fileParallelism: false, sequence: { groupOrder: 1 } } },
     ],
   },
 });
