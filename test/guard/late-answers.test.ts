@@ -25,8 +25,17 @@ resources:
 
 /** Starts a 300 ms stall; resolves, once it has begun, with a promise of its end. */
 const STALLS: [string, (redis: Redis) => Promise<{ over: Promise<unknown> }>][] = [
-  // Written before any request reaches the sidecar; Redis answers it when it wakes.
-  ['DEBUG SLEEP 0.3', async (redis) => ({ over: redis.call('DEBUG', 'SLEEP', '0.3') })],
+  // Redis answers it when it wakes. A busy Redis may read a sidecar's request before it (it reads
+  // ready connections in its own order): the stall has begun once a PING on another connection,
+  // ready before, goes unanswered.
+  ['DEBUG SLEEP 0.3', async (redis) => {
+    const probe = redis.duplicate();
+    await probe.ping();
+    const over = redis.call('DEBUG', 'SLEEP', '0.3');
+    while (await Promise.race([probe.ping().then(() => true, () => false), new Promise((resolve) => setTimeout(resolve, 20, false))]));
+    probe.disconnect();
+    return { over };
+  }],
   // Answered at once, once the pause is in force.
   ['CLIENT PAUSE 300', async (redis) => {
     await redis.call('CLIENT', 'PAUSE', '300', 'ALL');
