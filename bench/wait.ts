@@ -17,6 +17,7 @@ import { driveOpenLoop } from './open-loop.js';
 import { waitPolicy, type WaitLimit } from './policies.js';
 import { cpuSeconds } from './process-stats.js';
 import { commandCalls, commandsBetween, redisTimeMs } from './redis-stats.js';
+import type { PhaseResult } from './accuracy-phase.js';
 import { commandFigures, type RedisCommandFigures } from './scenario.js';
 import { roundOrder, roundTo } from './stats.js';
 import { grantedWaits, jainIndex, mostInFlight, perfectFifo, type Waits } from './wait-figures.js';
@@ -68,19 +69,8 @@ export const DEFAULT_WAIT: Omit<WaitOptions, 'redisUrl' | 'stats' | 'redisPid'> 
   priority: { high: 5, reserveFraction: 0.2, weights: [3, 40, 40, 40] },
 };
 
-/** What one phase's demand and Redis did, whatever the phase. */
-interface Demand {
-  demandPerS: number;
-  sent: number;
-  /** Requests sent / time from the first to the last, per second. */
-  sentPerS: number;
-  granted: number;
-  /** Denied: at 2x demand, nearly all by their max_wait. */
-  denied: number;
-  failed: number;
-  decidedBy: Record<string, number>;
-  /** Redis TIME from just before the first request to just after the last answer. */
-  elapsedS: number;
+/** What one phase's demand and Redis did, whatever the phase: the accuracy phases' counts, and more. */
+interface Demand extends Pick<PhaseResult, 'demandPerS' | 'sent' | 'sentPerS' | 'granted' | 'denied' | 'failed' | 'decidedBy' | 'elapsedS'> {
   /** Per granted request: every Redis call of the phase (heartbeats and lease give-backs included). */
   redisCommands: RedisCommandFigures;
   /** CPU seconds redis-server spent over the phase (NaN when not known): how busy the line kept it. */
