@@ -1,8 +1,8 @@
 // The pipeline below the wire: a validated request -> the store -> a decision. Shared by every
 // transport (sluice.v1 unary and stream; Envoy RLS later).
-import { costFor, usableFraction, type Limit } from '../config/policy.js';
+import { costFor, usableFraction, type Limit, type Resource } from '../config/policy.js';
 import { holdsSlots } from '../limits/registry.js';
-import type { Store, StoreVerdict } from '../store/store.js';
+import type { ScopeLook, Store, StoreVerdict } from '../store/store.js';
 import type { FailurePolicy } from '../guard/failure-policy.js';
 import { StoreUnavailable } from '../guard/store-unavailable.js';
 import { PermitTable } from './permits.js';
@@ -216,6 +216,11 @@ export class Decider {
     const units = resource.limits.map((limit) => (holdsSlots(limit) ? 0 : costFor(limit, cost)));
     if (units.some((unit) => unit > 0)) await this.store.refund(resource, scope, refundId, units, grantedAt);
     if (resource.limits.some(holdsSlots)) await this.store.release(resource, scope, { permitId, cost, grantedAt }, 0);
+  }
+
+  /** The scope as the store holds it: no lease serves it, no failure policy answers for it. */
+  inspect(resource: Resource, scope: string): Promise<ScopeLook> {
+    return this.store.inspect(resource, scope);
   }
 
   /**

@@ -9,7 +9,8 @@ import { Overloaded, type Admission } from '../guard/admission.js';
 import { isStoreFailure, StoreUnavailable } from '../guard/store-unavailable.js';
 import { WaitRefused } from '../wait/waiters.js';
 import { internal, RequestError } from './request-error.js';
-import { parseAcquire, parseRelease, type WireAcquireRequest, type WireDuration, type WireReleaseRequest } from './validate.js';
+import type { ScopeLook } from '../store/store.js';
+import { parseAcquire, parseInspect, parseRelease, type WireAcquireRequest, type WireDuration, type WireInspectRequest, type WireReleaseRequest } from './validate.js';
 
 /** Requests of one AcquireStream decided at once; past this the stream stops reading. */
 export const STREAM_WINDOW = 256;
@@ -94,6 +95,21 @@ export function sluiceService(ctx: ServiceContext): UntypedServiceImplementation
       }
       ctx.decider.release(parsed.permitId, parsed.actualCost).then(
         (released) => callback(null, { released }),
+        (err) => callback(toStatus(err, ctx)),
+      );
+    },
+
+    Inspect(call: ServerUnaryCall<WireInspectRequest, unknown>, callback: sendUnaryData<unknown>) {
+      let resource: Resource;
+      let scope: string;
+      try {
+        ({ resource, scope } = parseInspect(call.request, ctx.resources()));
+      } catch (err) {
+        callback(toStatus(err, ctx));
+        return;
+      }
+      ctx.decider.inspect(resource, scope).then(
+        (look) => callback(null, toInspectResponse(resource, look)),
         (err) => callback(toStatus(err, ctx)),
       );
     },
@@ -291,6 +307,19 @@ function toResponse(d: Decision, requestId: string) {
     waited: d.waitedMs > 0 ? duration(d.waitedMs) : null,
     request_id: requestId,
     reason: d.reason,
+  };
+}
+
+function toInspectResponse(resource: Resource, look: ScopeLook) {
+  return {
+    limits: resource.limits.map((limit, i) => ({
+      name: limit.name,
+      algorithm: limit.algorithm,
+      remaining: look.limits[i]!.remaining,
+      limit: limit.capacity,
+      reset_after: duration(look.limits[i]!.resetAfterMs),
+    })),
+    waiters: look.waiting,
   };
 }
 

@@ -37,19 +37,36 @@ export interface WireAcquireRequest {
   request_id: string;
 }
 
+export interface WireInspectRequest {
+  resource: string;
+  descriptors: Record<string, string>;
+}
+
 export interface WireReleaseRequest {
   permit_id: string;
   actual_cost?: number;
 }
 
 export function parseAcquire(req: WireAcquireRequest, resources: ReadonlyMap<string, Resource>): AcquireInput {
-  checkLength('resource', req.resource);
-  if (req.resource === '') throw invalid('resource: must not be empty');
   checkLength('request_id', req.request_id);
   checkLength('lane', req.lane);
   const cost = parseCost('cost', req.cost) || 1;
   const maxWaitMs = parseMaxWait(req.max_wait);
+  const { resource, scope } = parseInspect(req, resources);
+  const lane = laneOf(resource, req.lane);
+  if (lane === undefined) {
+    const lanes = resource.lanes.length > 0 ? `its lanes are ${resource.lanes.join(', ')}` : 'it has no lanes';
+    throw invalid(`lane: resource "${resource.name}" has no lane "${req.lane}" (${lanes})`);
+  }
+  const input: AcquireInput = { resource, scope, cost, priority: req.priority };
+  if (maxWaitMs > 0) input.wait = { maxWaitMs, lane, signal: null };
+  return input;
+}
 
+/** The resource and the scope its descriptors name: what Acquire and Inspect both ask about. */
+export function parseInspect(req: WireInspectRequest, resources: ReadonlyMap<string, Resource>): { resource: Resource; scope: string } {
+  checkLength('resource', req.resource);
+  if (req.resource === '') throw invalid('resource: must not be empty');
   let count = 0;
   for (const key in req.descriptors) {
     if (++count > MAX_DESCRIPTORS) throw invalid(`descriptors: more than ${MAX_DESCRIPTORS} entries`);
@@ -69,14 +86,7 @@ export function parseAcquire(req: WireAcquireRequest, resources: ReadonlyMap<str
     }
     scope = withValue(scope, value);
   }
-  const lane = laneOf(resource, req.lane);
-  if (lane === undefined) {
-    const lanes = resource.lanes.length > 0 ? `its lanes are ${resource.lanes.join(', ')}` : 'it has no lanes';
-    throw invalid(`lane: resource "${resource.name}" has no lane "${req.lane}" (${lanes})`);
-  }
-  const input: AcquireInput = { resource, scope, cost, priority: req.priority };
-  if (maxWaitMs > 0) input.wait = { maxWaitMs, lane, signal: null };
-  return input;
+  return { resource, scope };
 }
 
 export function parseRelease(req: WireReleaseRequest): { permitId: string; actualCost: number | undefined } {

@@ -13,6 +13,7 @@ import {
   type Grant,
   type LineEvents,
   type LineVerdict,
+  type ScopeLook,
   type Store,
   type StoreVerdict,
   type TakeVerdict,
@@ -97,6 +98,11 @@ export class GuardedStore implements Store {
   leave(resource: Resource, scope: string, ticket: string): Promise<LineVerdict> {
     if (this.breaker.isOpen) return this.refuse();
     return this.inner.leave(resource, scope, ticket).then(this.passed, this.caught);
+  }
+
+  inspect(resource: Resource, scope: string): Promise<ScopeLook> {
+    if (this.breaker.isOpen) return this.refuse();
+    return this.inner.inspect(resource, scope).then(this.passed, this.caught);
   }
 
   listen(sidecarId: string, events: LineEvents): void {

@@ -47,7 +47,8 @@ export function checkConcurrency(state: ConcurrencyState, now: number, cost: num
     const reserved = state.held + cost <= p.capacity;
     return { allowed: false, taken: 0, remaining, retryAfterMs: untilFreed(state, now, cost, capacity), resetAfterMs: lastExpiry - now, reserved };
   }
-  return { allowed: true, taken: cost, remaining: capacity - state.held - cost, retryAfterMs: 0, resetAfterMs: p.ttlMs };
+  // A take of nothing (a look at the state) holds no slot: the limit is full again when the last held one expires.
+  return { allowed: true, taken: cost, remaining: capacity - state.held - cost, retryAfterMs: 0, resetAfterMs: cost > 0 ? p.ttlMs : lastExpiry - now };
 }
 
 export function holdPermit(state: ConcurrencyState, now: number, id: string, cost: number, p: ConcurrencyParams): void {

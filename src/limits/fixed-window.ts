@@ -38,7 +38,9 @@ export function takeFixedWindow(state: FixedWindowState, now: number, cost: numb
     return { allowed: false, taken: 0, remaining: available, retryAfterMs: untilNext, resetAfterMs: untilNext, next: state, reserved: count + cost <= p.capacity };
   }
   const taken = Math.max(cost, Math.min(want, available));
-  return { allowed: true, taken, remaining: available - taken, retryAfterMs: 0, resetAfterMs: untilNext, next: { window, count: count + taken } };
+  // A take of nothing (a look at the state) leaves a fresh window full: nothing to reset.
+  const resetAfterMs = count + taken > 0 ? untilNext : 0;
+  return { allowed: true, taken, remaining: available - taken, retryAfterMs: 0, resetAfterMs, next: { window, count: count + taken } };
 }
 
 /**

@@ -87,6 +87,22 @@ export interface LineEvents {
   resync(): void;
 }
 
+/** One limit of a scope, as a request would find it now (Inspect). */
+export interface LimitLook {
+  /** Units a request could take now (usable 1: the reserve included). */
+  remaining: number;
+  /** Milliseconds until the limit is full again if nothing more is taken; 0 when full. */
+  resetAfterMs: number;
+}
+
+/** A scope as the store holds it, read without charging anything. */
+export interface ScopeLook {
+  /** Per limit of the resource, in policy order. */
+  limits: LimitLook[];
+  /** Tickets waiting in the scope's line. */
+  waiting: number;
+}
+
 /** A grant that can still be released or settled. */
 export interface Grant {
   /** Member of every concurrency limit's permit set. */
@@ -135,6 +151,11 @@ export interface Store {
    * its grant must be given back by whoever gives up on it.
    */
   leave(resource: Resource, scope: string, ticket: string): Promise<LineVerdict>;
+  /**
+   * The scope's limits and line as they are, charging nothing and serving nobody. A scope never
+   * seen is full, and looking at it stores nothing.
+   */
+  inspect(resource: Resource, scope: string): Promise<ScopeLook>;
   /** Where this sidecar hears about its tickets and about lines that form. */
   listen(sidecarId: string, events: LineEvents): void;
   /** Says this sidecar is alive; answers how many sidecars share the store, this one included. */

@@ -271,6 +271,7 @@ describe('when the store cannot decide', () => {
     join: () => Promise.reject(new StoreUnavailable('timeout', 'x')),
     retry: () => Promise.reject(new StoreUnavailable('timeout', 'x')),
     leave: () => Promise.reject(new StoreUnavailable('timeout', 'x')),
+    inspect: () => Promise.reject(new StoreUnavailable('timeout', 'x')),
     listen: () => undefined,
     close: () => Promise.resolve(),
   };
@@ -309,6 +310,7 @@ describe('when the store cannot decide', () => {
       join: (...args) => store.join(...args),
       retry: (...args) => store.retry(...args),
       leave: (...args) => store.leave(...args),
+      inspect: (...args) => store.inspect(...args),
       listen: (...args) => store.listen(...args),
       close: () => store.close(),
     };
@@ -331,6 +333,7 @@ describe('when the store cannot decide', () => {
       join: (...args) => store.join(...args),
       retry: (...args) => store.retry(...args),
       leave: (...args) => store.leave(...args),
+      inspect: (...args) => store.inspect(...args),
       listen: (...args) => store.listen(...args),
       close: () => store.close(),
     };

@@ -76,39 +76,39 @@ const bytes = (s: string) => Buffer.byteLength(s, 'utf8');
 let tenants = 0;
 const freshTenant = () => `t${++tenants}`;
 
-describe('Acquire: bad input gets an exact status naming the field and charges nothing', () => {
-  // [what, request for a tenant, code, fragments the message must contain]
-  const cases: [string, (t: string) => AcquireRequest, status, string[]][] = [
-    ['unknown resource', (t) => ({ resource: 'no-such-resource', descriptors: { tenant: t } }), status.NOT_FOUND, ['resource', 'no-such-resource']],
-    ['empty resource', (t) => ({ resource: '', descriptors: { tenant: t } }), status.INVALID_ARGUMENT, ['resource']],
-    ['no descriptors at all', () => ({ resource: 'api' }), status.INVALID_ARGUMENT, ['descriptors', 'tenant']],
-    ['required descriptor key missing', (t) => ({ resource: 'api', descriptors: { user: t } }), status.INVALID_ARGUMENT, ['descriptors', 'tenant']],
-    ['required descriptor key with another case', (t) => ({ resource: 'api', descriptors: { Tenant: t } }), status.INVALID_ARGUMENT, ['descriptors', 'tenant']],
-    ['empty descriptor value', () => ({ resource: 'api', descriptors: { tenant: '' } }), status.INVALID_ARGUMENT, ['descriptors', 'tenant']],
-    ['resource over 256 bytes', (t) => ({ resource: 'r'.repeat(MAX + 1), descriptors: { tenant: t } }), status.INVALID_ARGUMENT, ['resource', '256']],
-    ['resource of 86 chars / 258 bytes', (t) => ({ resource: '€'.repeat(86), descriptors: { tenant: t } }), status.INVALID_ARGUMENT, ['resource', '256']],
-    ['lane over 256 bytes', (t) => ({ resource: 'api', descriptors: { tenant: t }, lane: 'l'.repeat(MAX + 1) }), status.INVALID_ARGUMENT, ['lane', '256']],
-    ['lane of 130 UTF-16 units / 260 bytes', (t) => ({ resource: 'api', descriptors: { tenant: t }, lane: '😀'.repeat(65) }), status.INVALID_ARGUMENT, ['lane']],
-    ['a lane the resource does not have', (t) => ({ resource: 'api', descriptors: { tenant: t }, lane: 'bulk' }), status.INVALID_ARGUMENT, ['lane', 'bulk', 'no lanes']],
-    ['max_wait past 300 s', (t) => ({ resource: 'api', descriptors: { tenant: t }, max_wait: { seconds: 301, nanos: 0 } }), status.INVALID_ARGUMENT, ['max_wait', '300s']],
-    ['request_id over 256 bytes', (t) => ({ resource: 'api', descriptors: { tenant: t }, request_id: 'q'.repeat(MAX + 1) }), status.INVALID_ARGUMENT, ['request_id', '256']],
-    ['request_id of 129 chars / 258 bytes', (t) => ({ resource: 'api', descriptors: { tenant: t }, request_id: 'é'.repeat(129) }), status.INVALID_ARGUMENT, ['request_id']],
-    ['descriptor key over 256 bytes', (t) => ({ resource: 'api', descriptors: { tenant: t, ['k'.repeat(MAX + 1)]: 'v' } }), status.INVALID_ARGUMENT, ['descriptors', 'key']],
-    ['descriptor key of 86 chars / 258 bytes', (t) => ({ resource: 'api', descriptors: { tenant: t, ['ключ'.repeat(32) + 'ю']: 'v' } }), status.INVALID_ARGUMENT, ['descriptors', 'key']],
-    ['descriptor value over 256 bytes (extra key)', (t) => ({ resource: 'api', descriptors: { tenant: t, model: 'v'.repeat(MAX + 1) } }), status.INVALID_ARGUMENT, ['descriptors', 'model', '256']],
-    ['descriptor value of 86 chars / 258 bytes (extra key)', (t) => ({ resource: 'api', descriptors: { tenant: t, model: '€'.repeat(86) } }), status.INVALID_ARGUMENT, ['descriptors', 'model']],
-    ['required descriptor value over 256 bytes', (t) => ({ resource: 'api', descriptors: { tenant: t + 'v'.repeat(MAX) } }), status.INVALID_ARGUMENT, ['descriptors', 'tenant', '256']],
-    ['17 descriptors', (t) => ({ resource: 'api', descriptors: { tenant: t, ...manyDescriptors(16) } }), status.INVALID_ARGUMENT, ['descriptors', '16']],
-    ['cost 2^64-1', (t) => ({ resource: 'api', descriptors: { tenant: t }, cost: '18446744073709551615' as unknown as number }), status.INVALID_ARGUMENT, ['cost']],
-    ['cost 2^53', (t) => ({ resource: 'api', descriptors: { tenant: t }, cost: '9007199254740992' as unknown as number }), status.INVALID_ARGUMENT, ['cost']],
-    ['cost 2^53-1', (t) => ({ resource: 'api', descriptors: { tenant: t }, cost: Number.MAX_SAFE_INTEGER }), status.INVALID_ARGUMENT, ['cost', 'at most 1000000000000000']],
-    ['cost 10^15+1', (t) => ({ resource: 'api', descriptors: { tenant: t }, cost: 1e15 + 1 }), status.INVALID_ARGUMENT, ['cost', 'at most 1000000000000000']],
-    ['negative max_wait seconds', (t) => ({ resource: 'api', descriptors: { tenant: t }, max_wait: { seconds: -1, nanos: 0 } }), status.INVALID_ARGUMENT, ['max_wait']],
-    ['negative max_wait nanos', (t) => ({ resource: 'api', descriptors: { tenant: t }, max_wait: { seconds: 0, nanos: -1 } }), status.INVALID_ARGUMENT, ['max_wait']],
-    ['max_wait nanos of a whole second', (t) => ({ resource: 'api', descriptors: { tenant: t }, max_wait: { seconds: 1, nanos: 1_000_000_000 } }), status.INVALID_ARGUMENT, ['max_wait']],
-    ['max_wait seconds past 2^53', (t) => ({ resource: 'api', descriptors: { tenant: t }, max_wait: { seconds: '9223372036854775807' as unknown as number, nanos: 0 } }), status.INVALID_ARGUMENT, ['max_wait']],
-  ];
+// [what, request for a tenant, code, fragments the message must contain]
+const cases: [string, (t: string) => AcquireRequest, status, string[]][] = [
+  ['unknown resource', (t) => ({ resource: 'no-such-resource', descriptors: { tenant: t } }), status.NOT_FOUND, ['resource', 'no-such-resource']],
+  ['empty resource', (t) => ({ resource: '', descriptors: { tenant: t } }), status.INVALID_ARGUMENT, ['resource']],
+  ['no descriptors at all', () => ({ resource: 'api' }), status.INVALID_ARGUMENT, ['descriptors', 'tenant']],
+  ['required descriptor key missing', (t) => ({ resource: 'api', descriptors: { user: t } }), status.INVALID_ARGUMENT, ['descriptors', 'tenant']],
+  ['required descriptor key with another case', (t) => ({ resource: 'api', descriptors: { Tenant: t } }), status.INVALID_ARGUMENT, ['descriptors', 'tenant']],
+  ['empty descriptor value', () => ({ resource: 'api', descriptors: { tenant: '' } }), status.INVALID_ARGUMENT, ['descriptors', 'tenant']],
+  ['resource over 256 bytes', (t) => ({ resource: 'r'.repeat(MAX + 1), descriptors: { tenant: t } }), status.INVALID_ARGUMENT, ['resource', '256']],
+  ['resource of 86 chars / 258 bytes', (t) => ({ resource: '€'.repeat(86), descriptors: { tenant: t } }), status.INVALID_ARGUMENT, ['resource', '256']],
+  ['lane over 256 bytes', (t) => ({ resource: 'api', descriptors: { tenant: t }, lane: 'l'.repeat(MAX + 1) }), status.INVALID_ARGUMENT, ['lane', '256']],
+  ['lane of 130 UTF-16 units / 260 bytes', (t) => ({ resource: 'api', descriptors: { tenant: t }, lane: '😀'.repeat(65) }), status.INVALID_ARGUMENT, ['lane']],
+  ['a lane the resource does not have', (t) => ({ resource: 'api', descriptors: { tenant: t }, lane: 'bulk' }), status.INVALID_ARGUMENT, ['lane', 'bulk', 'no lanes']],
+  ['max_wait past 300 s', (t) => ({ resource: 'api', descriptors: { tenant: t }, max_wait: { seconds: 301, nanos: 0 } }), status.INVALID_ARGUMENT, ['max_wait', '300s']],
+  ['request_id over 256 bytes', (t) => ({ resource: 'api', descriptors: { tenant: t }, request_id: 'q'.repeat(MAX + 1) }), status.INVALID_ARGUMENT, ['request_id', '256']],
+  ['request_id of 129 chars / 258 bytes', (t) => ({ resource: 'api', descriptors: { tenant: t }, request_id: 'é'.repeat(129) }), status.INVALID_ARGUMENT, ['request_id']],
+  ['descriptor key over 256 bytes', (t) => ({ resource: 'api', descriptors: { tenant: t, ['k'.repeat(MAX + 1)]: 'v' } }), status.INVALID_ARGUMENT, ['descriptors', 'key']],
+  ['descriptor key of 86 chars / 258 bytes', (t) => ({ resource: 'api', descriptors: { tenant: t, ['ключ'.repeat(32) + 'ю']: 'v' } }), status.INVALID_ARGUMENT, ['descriptors', 'key']],
+  ['descriptor value over 256 bytes (extra key)', (t) => ({ resource: 'api', descriptors: { tenant: t, model: 'v'.repeat(MAX + 1) } }), status.INVALID_ARGUMENT, ['descriptors', 'model', '256']],
+  ['descriptor value of 86 chars / 258 bytes (extra key)', (t) => ({ resource: 'api', descriptors: { tenant: t, model: '€'.repeat(86) } }), status.INVALID_ARGUMENT, ['descriptors', 'model']],
+  ['required descriptor value over 256 bytes', (t) => ({ resource: 'api', descriptors: { tenant: t + 'v'.repeat(MAX) } }), status.INVALID_ARGUMENT, ['descriptors', 'tenant', '256']],
+  ['17 descriptors', (t) => ({ resource: 'api', descriptors: { tenant: t, ...manyDescriptors(16) } }), status.INVALID_ARGUMENT, ['descriptors', '16']],
+  ['cost 2^64-1', (t) => ({ resource: 'api', descriptors: { tenant: t }, cost: '18446744073709551615' as unknown as number }), status.INVALID_ARGUMENT, ['cost']],
+  ['cost 2^53', (t) => ({ resource: 'api', descriptors: { tenant: t }, cost: '9007199254740992' as unknown as number }), status.INVALID_ARGUMENT, ['cost']],
+  ['cost 2^53-1', (t) => ({ resource: 'api', descriptors: { tenant: t }, cost: Number.MAX_SAFE_INTEGER }), status.INVALID_ARGUMENT, ['cost', 'at most 1000000000000000']],
+  ['cost 10^15+1', (t) => ({ resource: 'api', descriptors: { tenant: t }, cost: 1e15 + 1 }), status.INVALID_ARGUMENT, ['cost', 'at most 1000000000000000']],
+  ['negative max_wait seconds', (t) => ({ resource: 'api', descriptors: { tenant: t }, max_wait: { seconds: -1, nanos: 0 } }), status.INVALID_ARGUMENT, ['max_wait']],
+  ['negative max_wait nanos', (t) => ({ resource: 'api', descriptors: { tenant: t }, max_wait: { seconds: 0, nanos: -1 } }), status.INVALID_ARGUMENT, ['max_wait']],
+  ['max_wait nanos of a whole second', (t) => ({ resource: 'api', descriptors: { tenant: t }, max_wait: { seconds: 1, nanos: 1_000_000_000 } }), status.INVALID_ARGUMENT, ['max_wait']],
+  ['max_wait seconds past 2^53', (t) => ({ resource: 'api', descriptors: { tenant: t }, max_wait: { seconds: '9223372036854775807' as unknown as number, nanos: 0 } }), status.INVALID_ARGUMENT, ['max_wait']],
+];
 
+describe('Acquire: bad input gets an exact status naming the field and charges nothing', () => {
   it.each(cases)('%s', async (_what, request, code, fragments) => {
     const tenant = freshTenant();
     await chargesNothing(tenant, () => expectStatus(running.client.acquire(request(tenant)), code, ...fragments));
@@ -121,6 +121,20 @@ describe('Acquire: bad input gets an exact status naming the field and charges n
       const errors = await Promise.all(Array.from({ length: 50 }, () => failure(running.client.acquire(bad))));
       expect(new Set(errors.map((e) => e.code))).toEqual(new Set([status.INVALID_ARGUMENT]));
     });
+  });
+});
+
+describe('Inspect: the same bad scope gets the same status as Acquire, and charges nothing', () => {
+  // The cases about the resource and the descriptors: all that Inspect takes.
+  const scopeCases = cases.filter(([, request]) => Object.keys(request('t')).every((field) => field === 'resource' || field === 'descriptors'));
+
+  it('the filter keeps the scope cases (a filter that kept none would test nothing)', () => {
+    expect(scopeCases.map(([what]) => what)).toEqual(expect.arrayContaining(['unknown resource', 'empty resource', 'no descriptors at all', '17 descriptors']));
+  });
+
+  it.each(scopeCases)('%s', async (_what, request, code, fragments) => {
+    const tenant = freshTenant();
+    await chargesNothing(tenant, () => expectStatus(running.client.inspect(request(tenant)), code, ...fragments));
   });
 });
 
@@ -339,6 +353,7 @@ const sluicePkg = loadSync('sluice/v1/sluice.proto', LOADER_OPTIONS);
 const methods = sluicePkg['sluice.v1.RateLimiter'] as Record<string, { requestSerialize: (v: unknown) => Buffer }>;
 const encodeAcquire = (req: object) => methods.Acquire!.requestSerialize(req);
 const encodeRelease = (req: object) => methods.Release!.requestSerialize(req);
+const encodeInspect = (req: object) => methods.Inspect!.requestSerialize(req);
 /** grpc.health.v1.HealthCheckRequest { string service = 1; } */
 const encodeHealth = (service: string) => {
   const name = Buffer.from(service);
@@ -360,6 +375,13 @@ const RELEASE_SEEDS = [
   encodeRelease({ permit_id: 'a'.repeat(22), actual_cost: 0 }),
   encodeRelease({ permit_id: 'Zz-_0123456789abcdefgh', actual_cost: '18446744073709551615' }),
   encodeRelease({ permit_id: 'not a permit' }),
+];
+const INSPECT_SEEDS = [
+  encodeInspect({}),
+  encodeInspect({ resource: 'api', descriptors: { tenant: 'fuzz' } }),
+  encodeInspect({ resource: 'held', descriptors: { tenant: 'fuzz', extra: 'x' } }),
+  encodeInspect({ resource: 'proto-keys', descriptors: { constructor: 'a', toString: 'b' } }),
+  encodeInspect({ resource: 'api', descriptors: manyDescriptors(17) }),
 ];
 const HEALTH_SEEDS = [encodeHealth(''), encodeHealth('sluice.v1.RateLimiter'), encodeHealth('no.such.Service')];
 
@@ -455,6 +477,7 @@ describe(`fuzz (seed ${SEED}; set SLUICE_FUZZ_SEED to replay another)`, () => {
       };
       addUnary('/sluice.v1.RateLimiter/Acquire', ACQUIRE_SEEDS, 300);
       addUnary('/sluice.v1.RateLimiter/Release', RELEASE_SEEDS, 300);
+      addUnary('/sluice.v1.RateLimiter/Inspect', INSPECT_SEEDS, 200);
       addUnary('/grpc.health.v1.Health/Check', HEALTH_SEEDS, 200);
       for (let i = 0; i < 100; i++) {
         const bodies = Array.from({ length: 1 + Math.floor(rand() * 4) }, () => mutate(ACQUIRE_SEEDS));

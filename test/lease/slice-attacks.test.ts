@@ -15,7 +15,7 @@ import { HeldUnits } from '../../src/lease/held-units.js';
 import { IDLE_MS, Leases } from '../../src/lease/leases.js';
 import { holdsSlots } from '../../src/limits/registry.js';
 import { MemoryStore } from '../../src/store/memory/memory-store.js';
-import type { Grant, LineEvents, LineVerdict, Store, StoreVerdict, TakeVerdict, Ticket } from '../../src/store/store.js';
+import type { Grant, LineEvents, LineVerdict, ScopeLook, Store, StoreVerdict, TakeVerdict, Ticket } from '../../src/store/store.js';
 import { useSidecars } from '../support/sidecar.js';
 import { useRedis } from '../support/use-redis.js';
 
@@ -147,6 +147,10 @@ class SlowStore implements Store {
 
   leave(resource: Resource, scope: string, ticket: string): Promise<LineVerdict> {
     return this.inner.leave(resource, scope, ticket);
+  }
+
+  inspect(resource: Resource, scope: string): Promise<ScopeLook> {
+    return this.inner.inspect(resource, scope);
   }
 
   listen(sidecarId: string, events: LineEvents): void {

@@ -104,6 +104,17 @@ describe('memory store: a full table refuses new scopes and keeps every live bud
     expect(store.size).toBe(2);
   });
 
+  it('inspecting scopes takes no place in the table, and a full table still answers for its live ones', async () => {
+    const store = new MemoryStore({ maxKeys: 1, now: () => START, sweepEveryMs: 0 });
+    const res = testResource(['{ name: daily, algorithm: fixed_window, rate: 10/1d }']);
+    for (let i = 0; i < 100; i++) expect(await store.inspect(res, scopeOf(res, [`look${i}`]))).toEqual({ limits: [{ remaining: 10, resetAfterMs: 0 }], waiting: 0 });
+    expect(store.size).toBe(0);
+    expect((await store.acquire(res, scopeOf(res, ['a']), 3, ''))).toMatchObject({ granted: true });
+    expect((await store.inspect(res, scopeOf(res, ['a']))).limits[0]!.remaining).toBe(7);
+    expect(store.size).toBe(1);
+    expect(store.refusedScopes).toBe(0);
+  });
+
   it('the failure policy\'s local share keeps working on a full table: live shares kept, new scopes denied', async () => {
     let now = START;
     const failures = new FailurePolicy({ maxKeys: 3, now: () => now, retryAfterMs: () => 500 });

@@ -13,8 +13,8 @@ import type { Grant, LineEvents, Store as FullStore, StoreVerdict, Ticket } from
 import { startRedis, type RedisProcess } from '../support/redis-server.js';
 import { checkCostAtBound, checkSettleExtremes, RATE_ALGORITHMS } from '../support/store-checks.js';
 
-/** The part of the store contract this suite covers (acquire, lease takes and refunds, release with settlement, the waiting line, close). */
-type Store = Pick<FullStore, 'acquire' | 'take' | 'refund' | 'release' | 'join' | 'retry' | 'leave' | 'listen' | 'close'>;
+/** The part of the store contract this suite covers (acquire, lease takes and refunds, release with settlement, the waiting line, inspect, close). */
+type Store = Pick<FullStore, 'acquire' | 'take' | 'refund' | 'release' | 'join' | 'retry' | 'leave' | 'listen' | 'inspect' | 'close'>;
 
 const HOUR = 3_600_000;
 const DAY = 86_400_000;
@@ -1030,8 +1030,74 @@ describe.each(FACTORIES)('$kind store semantics', (factory) => {
   // -------------------------------------------------------------------------------------------
   // What only the Redis store has: keys, hash slots, TTLs, the release script's reply.
 
+  describe('inspect: a scope as it is, charging nothing', () => {
+    it.each(RATE_CASES)('$algorithm: a scope never seen is full; after grants, what acquire would see; looking charges nothing', async ({ limit }) => {
+      const res = resource([limit]);
+      const scope = scopeOf(res, ['t']);
+      expect(await store.inspect(res, scope)).toEqual({ limits: [{ remaining: 5, resetAfterMs: 0 }], waiting: 0 });
+      const granted = await acquire(store, res, scope, 2);
+      expect(granted.remaining).toBe(3);
+      for (let i = 0; i < 3; i++) {
+        const look = await store.inspect(res, scope);
+        expect(look.limits[0]!.remaining).toBe(3);
+        expect(look.limits[0]!.resetAfterMs).toBeGreaterThan(0);
+        expect(look.limits[0]!.resetAfterMs).toBeLessThanOrEqual(2 * DAY);
+      }
+      // The three looks took nothing: the 3 units left are all there.
+      expect(await acquire(store, res, scope, 3)).toMatchObject({ granted: true, remaining: 0 });
+      expect((await store.inspect(res, scope)).limits[0]!.remaining).toBe(0);
+    });
+
+    it('every limit of the resource, in policy order; a limit that counts requests is looked at, not counted', async () => {
+      const res = resource([
+        '{ name: tokens, algorithm: token_bucket, rate: 100/1h }',
+        '{ name: calls, algorithm: fixed_window, rate: 3/1d, counts: requests }',
+        '{ name: inflight, algorithm: concurrency, max: 2, ttl: 1h, counts: requests }',
+      ]);
+      const scope = scopeOf(res, ['t']);
+      const held = await acquire(store, res, scope, 40);
+      expect(held.granted).toBe(true);
+      const look = await store.inspect(res, scope);
+      expect(look.limits.map((l) => l.remaining)).toEqual([60, 2, 1]);
+      expect(look.limits[2]!.resetAfterMs).toBeGreaterThan(HOUR - 60_000);
+      expect(look.limits[2]!.resetAfterMs).toBeLessThanOrEqual(HOUR);
+      await store.release(res, scope, held.grant, 0);
+      const after = await store.inspect(res, scope);
+      expect(after.limits.map((l) => l.remaining)).toEqual([60, 2, 2]);
+      expect(after.limits[2]!.resetAfterMs).toBe(0);
+      // Two more requests fit the request count: looking counted none.
+      expect((await acquire(store, res, scope)).granted).toBe(true);
+      expect((await acquire(store, res, scope)).granted).toBe(true);
+      expect(await acquire(store, res, scope)).toMatchObject({ granted: false, limitName: 'calls' });
+    });
+
+    it('counts the tickets in line and serves none of them', async () => {
+      const res = resource(['{ name: daily, algorithm: fixed_window, rate: 2/1d }']);
+      const scope = scopeOf(res, ['t']);
+      expect((await acquire(store, res, scope)).granted).toBe(true);
+      const big = await store.join(res, scope, ticket(2), 10);
+      const small = await store.join(res, scope, ticket(1), 10);
+      expect([big.state, small.state]).toEqual(['waiting', 'waiting']);
+      expect(await store.inspect(res, scope)).toEqual({ limits: [{ remaining: 1, resetAfterMs: expect.any(Number) }], waiting: 2 });
+      // Still waiting, the unit left still there: inspect served nobody.
+      expect(await store.retry(res, scope, small.ticket)).toMatchObject({ state: 'waiting', waiting: 2 });
+      await store.leave(res, scope, big.ticket);
+      await store.leave(res, scope, small.ticket);
+      expect((await store.inspect(res, scope)).waiting).toBe(0);
+    });
+  });
+
   if (factory.kind === 'redis') describe('redis keys', () => {
     const redisStore = () => store as RedisStore;
+
+    it('inspecting scopes never seen writes no key', async () => {
+      const res = resource(['{ name: daily, algorithm: fixed_window, rate: 2/1d }', '{ name: inflight, algorithm: concurrency, max: 1, ttl: 1h }'], ['tenant'], '[]', [
+        'lanes: { a: 0.5, b: 0.5 }',
+      ]);
+      const before = await redisServer!.client.dbsize();
+      for (let i = 0; i < 50; i++) await store.inspect(res, scopeOf(res, [`never-${i}`]));
+      expect(await redisServer!.client.dbsize()).toBe(before);
+    });
 
     it('keys of scopes that would collide without escaping are distinct', () => {
       const res = resource(['{ name: daily, algorithm: fixed_window, rate: 2/1d }', '{ name: inflight, algorithm: concurrency, max: 1, ttl: 1h }'], ['a', 'b']);

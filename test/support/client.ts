@@ -35,10 +35,24 @@ export interface AcquireRequest {
   request_id?: string;
 }
 
+export interface LimitState {
+  name: string;
+  algorithm: string;
+  remaining: number;
+  limit: number;
+  reset_after: Duration | null;
+}
+
+export interface InspectResponse {
+  limits: LimitState[];
+  waiters: number;
+}
+
 export interface SluiceClient {
   raw: Client & Record<string, any>;
   acquire(req: AcquireRequest): Promise<AcquireResponse>;
   release(permitId: string, actualCost?: number): Promise<boolean>;
+  inspect(req: { resource: string; descriptors?: Record<string, string> }): Promise<InspectResponse>;
   stream(): ClientDuplexStream<AcquireRequest, AcquireResponse>;
   close(): void;
 }
@@ -53,6 +67,7 @@ export function connect(address: string, options: ChannelOptions = {}): SluiceCl
     acquire: (req) => unary<AcquireResponse>('Acquire', req),
     release: async (permitId, actualCost) =>
       (await unary<{ released: boolean }>('Release', actualCost === undefined ? { permit_id: permitId } : { permit_id: permitId, actual_cost: actualCost })).released,
+    inspect: (req) => unary<InspectResponse>('Inspect', req),
     stream: () => raw.AcquireStream(),
     close: () => raw.close(),
   };

@@ -6,7 +6,7 @@ import { costFor, type Limit, type Resource } from '../../config/policy.js';
 import { decidingLimit } from '../../limits/combine.js';
 import { algorithmOf } from '../../limits/registry.js';
 import type { Verdict } from '../../limits/verdict.js';
-import { ONCE_TTL_MS, type Grant, type LineEvents, type LineVerdict, type Store, type StoreVerdict, type TakeVerdict, type Ticket } from '../store.js';
+import { ONCE_TTL_MS, type Grant, type LineEvents, type LineVerdict, type ScopeLook, type Store, type StoreVerdict, type TakeVerdict, type Ticket } from '../store.js';
 import { MemoryLines } from './memory-line.js';
 
 /** A limit's state, as its algorithm made it (limits/registry.ts): only that algorithm reads it. */
@@ -90,6 +90,21 @@ export class MemoryStore implements Store {
 
   leave(resource: Resource, scope: string, ticket: string): Promise<LineVerdict> {
     return Promise.resolve(this.lines.leave(resource, scope, ticket));
+  }
+
+  /** Reads the scope's entry in place: it neither moves in the LRU order nor is made when absent. */
+  async inspect(resource: Resource, scope: string): Promise<ScopeLook> {
+    const now = this.now();
+    const found = this.scopes.get(scope);
+    const entry = found && found.expiresAt > now ? found : undefined;
+    const tags = limitTags(resource);
+    const limits = resource.limits.map((limit, i) => {
+      const at = !entry ? -1 : entry.tags === tags ? i : entry.tags.indexOf(tags[i]!);
+      const algorithm = algorithmOf(limit);
+      const { remaining, resetAfterMs } = algorithm.take(at >= 0 ? entry!.states[at] : algorithm.initial(), now, 0, 0, limit);
+      return { remaining, resetAfterMs: Math.max(0, resetAfterMs) };
+    });
+    return { limits, waiting: this.lines.waiting(scope) };
   }
 
   listen(_sidecarId: string, events: LineEvents): void {

@@ -18,6 +18,7 @@ import {
   type LineEvents,
   type LineState,
   type LineVerdict,
+  type ScopeLook,
   type Store,
   type StoreVerdict,
   type TakeVerdict,
@@ -34,12 +35,19 @@ interface ScriptPlan {
   laneShares: readonly number[];
 }
 
-const SCRIPTS = { sluiceAcquire: 'acquire.lua', sluiceWait: 'wait.lua', sluiceSettle: 'settle.lua', sluiceHeartbeat: 'heartbeat.lua' } as const;
+const SCRIPTS = {
+  sluiceAcquire: 'acquire.lua',
+  sluiceWait: 'wait.lua',
+  sluiceSettle: 'settle.lua',
+  sluiceInspect: 'inspect.lua',
+  sluiceHeartbeat: 'heartbeat.lua',
+} as const;
 /** What each script is loaded after, in order: the parts it shares with others (Redis has no include). */
 const PARTS: Readonly<Record<string, readonly string[]>> = {
   'acquire.lua': ['prelude.lua', 'limits.lua', 'line.lua', 'serve.lua'],
   'wait.lua': ['prelude.lua', 'limits.lua', 'line.lua', 'serve.lua'],
   'settle.lua': ['prelude.lua', 'line.lua'],
+  'inspect.lua': ['prelude.lua', 'limits.lua', 'line.lua'],
 };
 
 /** A script's text as Redis runs it (and hashes it): its parts, then its file. */
@@ -157,6 +165,12 @@ export class RedisStore implements Store {
 
   leave(resource: Resource, scope: string, ticket: string): Promise<LineVerdict> {
     return this.line(resource, scope, 'leave', ticket, 0, 0);
+  }
+
+  inspect(resource: Resource, scope: string): Promise<ScopeLook> {
+    const plan = this.plan(resource);
+    const keys = this.keys(plan, scope);
+    return this.call<number[]>('sluiceInspect', [keys.length, ...keys, '', '', '', ...plan.limitArgs]).then(scopeLookOf);
   }
 
   /**
@@ -362,6 +376,13 @@ function verdictOf(reply: number[]): StoreVerdict {
     reserved: reply[7] === 1,
     waiting: reply[8]!,
   };
+}
+
+/** inspect.lua's reply. */
+function scopeLookOf(reply: number[]): ScopeLook {
+  const limits = [];
+  for (let i = 2; i < reply.length; i += 2) limits.push({ remaining: reply[i]!, resetAfterMs: reply[i + 1]! });
+  return { limits, waiting: reply[1]! };
 }
 
 /** wait.lua's reply. */

@@ -98,7 +98,9 @@ local function fixed_window(key, need, want, period, full)
     return false, 0, available, until_next, until_next
   end
   local taken = take_of(need, want, available)
-  return true, taken, available - taken, 0, until_next, function()
+  local reset = 0
+  if count + taken > 0 then reset = until_next end
+  return true, taken, available - taken, 0, reset, function()
     redis.call('HSET', key, 'w', window, 'c', count + taken)
     redis.call('PEXPIRE', key, math.ceil(until_next) + 1)
   end
@@ -176,7 +178,8 @@ local function concurrency(set, total, need, ttl, full)
     end
     return false, 0, remaining, retry, reset
   end
-  return true, need, capacity - held - need, 0, ttl, function()
+  if need > 0 then reset = ttl end
+  return true, need, capacity - held - need, 0, reset, function()
     redis.call('ZADD', set, now + ttl, string.format('%d', need) .. ':' .. permit)
     redis.call('SET', total, held + need, 'PX', ttl + 1)
     redis.call('PEXPIRE', set, ttl + 1)
@@ -187,17 +190,19 @@ end
 -- for up to that many. Returns a table: granted, decider (the limit that denies longest, or on a
 -- grant the one with least left), remaining, retry (ms, NEVER = never), reset (ms), reserved
 -- (the decider denied only for what is reserved above the request), and per limit: commit (a
--- function that writes the take), taken, left, due (ms until the first unit taken falls due).
--- Nothing is written: the caller runs every commit on a grant.
+-- function that writes the take), taken, left, due (ms until the first unit taken falls due),
+-- resets (ms until the limit is full again).
+-- Nothing is written: the caller runs every commit on a grant. A cost of 0 (inspect.lua) takes
+-- nothing from any limit, also from one that counts requests: it reads each limit's state.
 local function check_limits(cost, want)
   local result = {granted = true, decider = 0, remaining = 0, retry = 0, reset = 0, reserved = false,
-    commits = {}, taken = {}, left = {}, due = {}}
+    commits = {}, taken = {}, left = {}, due = {}, resets = {}}
   local tightest = NEVER
   for i = 1, n do
     local at = 5 + 4 * (i - 1)
     local algorithm, a, b = tonumber(ARGV[at]), tonumber(ARGV[at + 1]), tonumber(ARGV[at + 2])
     local need = cost
-    if ARGV[at + 3] == '1' then need = 1 end
+    if ARGV[at + 3] == '1' and cost > 0 then need = 1 end
     local wanted = need
     if want then wanted = math.max(need, want[i]) end
     local key = limit_key[i]
@@ -223,6 +228,7 @@ local function check_limits(cost, want)
       result.decider, result.remaining, result.retry, result.reset = i, remaining, 0, reset
     end
     result.commits[i], result.taken[i], result.left[i], result.due[i] = commit, took, remaining, due or 0
+    result.resets[i] = reset
   end
   return result
 end
