@@ -17,6 +17,7 @@ async function main(argv: string[]): Promise<number> {
   // 8 MB of RSS and a little garbage collection for nothing.
   if (argv[0] === 'inject') return (await import('./inject.js')).inject(argv.slice(1));
   if (argv[0] === 'install') return (await import('./install.js')).install(argv.slice(1));
+  if (argv[0] === 'acquire' || argv[0] === 'release' || argv[0] === 'inspect') return (await import('./call.js')).call(argv[0], argv.slice(1));
   const { positionals, values } = parseArgs({
     args: argv,
     allowPositionals: true,

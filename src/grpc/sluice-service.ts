@@ -104,13 +104,21 @@ export function sluiceService(ctx: ServiceContext): UntypedServiceImplementation
       let scope: string;
       try {
         ({ resource, scope } = parseInspect(call.request, ctx.resources()));
+        // A look costs a store call like a decision: it holds a place in the admission too.
+        if (!ctx.admission.tryEnter()) throw ctx.admission.refuse();
       } catch (err) {
         callback(toStatus(err, ctx));
         return;
       }
       ctx.decider.inspect(resource, scope).then(
-        (look) => callback(null, toInspectResponse(resource, look)),
-        (err) => callback(toStatus(err, ctx)),
+        (look) => {
+          ctx.admission.leave();
+          callback(null, toInspectResponse(resource, look));
+        },
+        (err) => {
+          ctx.admission.leave();
+          callback(toStatus(err, ctx));
+        },
       );
     },
 
