@@ -7,6 +7,7 @@ import { lowestUsable, type Resource } from '../config/policy.js';
 import { createLogger } from '../log.js';
 import { packageRoot } from '../paths.js';
 import { EnvoyConfigError, loadEnvoyDirectory } from '../envoy/runtime.js';
+import type { UpstreamEnvReport } from '../config/upstream-env.js';
 import { startSidecar, type Sidecar } from '../sidecar.js';
 import { logLevel, packageVersion, stopDelayMs } from './environment.js';
 import { USAGE } from './usage.js';
@@ -54,6 +55,8 @@ function check(file: string | undefined): number {
     if (policy.envoy) loadEnvoyDirectory(policy.envoy);
     const domains = policy.envoy ? `, Envoy config from ${policy.envoy.configDir}` : '';
     process.stdout.write(`${file}: ok, ${policy.resources.size} resource(s)${domains}\n`);
+    const upstream = policy.envoy?.upstreamEnv;
+    if (upstream) process.stdout.write(describeUpstreamEnv(upstream));
     for (const resource of policy.resources.values()) {
       if (resource.reserve.length > 0) process.stdout.write(`${describeReserve(resource)}\n`);
       if (resource.lanes.length > 0) process.stdout.write(`${describeLanes(resource)}\n`);
@@ -79,6 +82,16 @@ function describeLanes(resource: Resource): string {
   return `  ${resource.name}: lanes ${lanes.join(', ')}`;
 }
 
+/** What envoy.upstream_env read: a line per variable applied or ignored, and the warnings. */
+function describeUpstreamEnv(report: UpstreamEnvReport): string {
+  const lines = [
+    ...report.applied.map(({ name, setting }) => `  ${name} -> ${setting}`),
+    ...report.ignored.map(({ name, reason }) => `  ${name} ignored: ${reason}`),
+    ...report.warnings.map((warning) => `  warning: ${warning}`),
+  ];
+  return lines.length > 0 ? `envoy.upstream_env:\n${lines.join('\n')}\n` : 'envoy.upstream_env: no envoyproxy/ratelimit variable is set\n';
+}
+
 /** A bad Envoy config directory is reported as a problem of the policy that names it. */
 function invalidPolicy(file: string, err: unknown): Error {
   return err instanceof EnvoyConfigError ? new PolicyError(file, err.problems) : (err as Error);
@@ -86,10 +99,8 @@ function invalidPolicy(file: string, err: unknown): Error {
 
 
 async function serve(file: string | undefined, pretty: boolean): Promise<number> {
-  const level = logLevel();
   const delayMs = stopDelayMs();
-  if (level === null || delayMs === undefined) return 2;
-  const log = createLogger(level, pretty);
+  if (logLevel() === null || delayMs === undefined) return 2;
   const policyFile = file ?? join(packageRoot, 'examples', 'quickstart.yaml');
   let policy;
   try {
@@ -98,6 +109,8 @@ async function serve(file: string | undefined, pretty: boolean): Promise<number>
     process.stderr.write(`${(err as Error).message}\n`);
     return 1;
   }
+  // Upstream's LOG_LEVEL, read with envoy.upstream_env, unless SLUICE_LOG_LEVEL says otherwise.
+  const log = createLogger(logLevel(policy.envoy?.upstreamEnv?.logLevel ?? 'info')!, pretty);
   let sidecar: Sidecar | undefined;
   let stopping = false;
   // SIGHUP reads the policy file again (it is also watched) instead of Node's default, exiting;

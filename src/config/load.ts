@@ -5,6 +5,7 @@ import type { z } from 'zod';
 import { policySchema, type PolicyFile } from './schema.js';
 import { compilePolicy, type Policy } from './policy.js';
 import { parseYaml, sizeProblem, type ParsedYaml } from './yaml.js';
+import { applyUpstreamEnv, type Environment, type UpstreamEnvResult } from './upstream-env.js';
 
 export class PolicyError extends Error {
   constructor(
@@ -16,13 +17,12 @@ export class PolicyError extends Error {
   }
 }
 
-/** Environment variables that override the file, as a newcomer would set them in a pod spec. */
-export interface Overrides {
-  SLUICE_LISTEN?: string | undefined;
-  SLUICE_ADMIN?: string | undefined;
-  SLUICE_REDIS_URL?: string | undefined;
-  SLUICE_REDIS_PASSWORD?: string | undefined;
-}
+/**
+ * The environment the policy is read with: SLUICE_LISTEN, SLUICE_ADMIN, SLUICE_REDIS_URL and
+ * SLUICE_REDIS_PASSWORD override the file, as a newcomer would set them in a pod spec; with
+ * envoy.upstream_env, upstream's variables are read too (upstream-env.ts), and SLUICE_* win.
+ */
+export type Overrides = Environment;
 
 /** Problems listed at once: enough to fix a file by, few enough to read. */
 const MAX_PROBLEMS = 100;
@@ -49,10 +49,18 @@ export function loadPolicyFile(file: string, env: Overrides = {}): Policy {
 export function parsePolicy(text: string, file: string, env: Overrides = {}): Policy {
   const parsed = parseYaml(text);
   if (Array.isArray(parsed)) throw new PolicyError(file, parsed);
-  const raw = applyOverrides(parsed.value ?? {}, env);
+  let raw: unknown = parsed.value ?? {};
+  let upstream: UpstreamEnvResult | null = null;
+  if (isObject(raw) && isObject(raw.envoy) && raw.envoy.upstream_env === true) {
+    upstream = applyUpstreamEnv(raw, env);
+    if (upstream.problems.length > 0) throw new PolicyError(file, upstream.problems);
+    raw = upstream.policy;
+  }
+  raw = applyOverrides(raw, env);
   const result = validate(raw);
-  if (result.success) return compilePolicy(result.data, (path) => placeOf(path, parsed));
-  const shown = result.issues.slice(0, MAX_PROBLEMS).map((issue) => describeIssue(issue, parsed));
+  const where = (path: readonly PropertyKey[]) => placeOf(path, parsed, upstream?.sources);
+  if (result.success) return compilePolicy(result.data, where, upstream?.report ?? null);
+  const shown = result.issues.slice(0, MAX_PROBLEMS).map((issue) => describeIssue(issue, where));
   if (result.count > MAX_PROBLEMS) shown.push(`... and ${result.count - MAX_PROBLEMS} more`);
   throw new PolicyError(file, shown);
 }
@@ -146,21 +154,28 @@ function isObject(value: unknown): value is Record<string, any> {
 }
 
 /** `resources[0].limits[1].rate (line 12): expected N/period such as 60/1m or 5/s` */
-function describeIssue(issue: z.core.$ZodIssue, parsed: ParsedYaml): string {
+function describeIssue(issue: z.core.$ZodIssue, where: (path: readonly PropertyKey[]) => string): string {
   let message = issue.message;
   if (issue.code === 'unrecognized_keys') {
     message = `unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `"${k}"`).join(', ')}`;
   } else if (issue.code === 'invalid_type' && message.endsWith('received undefined')) {
     message = `required (${issue.expected})`;
   }
-  const where = issue.path.length > 0 ? placeOf(issue.path, parsed) : '(top level)';
-  return `${where}: ${message}`;
+  return `${issue.path.length > 0 ? where(issue.path) : '(top level)'}: ${message}`;
 }
 
-/** `resources[0].limits[1].rate (line 12)`: the path, and its line when the file has it. */
-function placeOf(path: readonly PropertyKey[], parsed: ParsedYaml): string {
+/**
+ * `resources[0].limits[1].rate (line 12)`: the path, and its line when the file has it; or
+ * `envoy.near_limit_ratio (from NEAR_LIMIT_RATIO)` for a value that came from the environment.
+ */
+function placeOf(path: readonly PropertyKey[], parsed: ParsedYaml, fromEnv: ReadonlyMap<string, string> = new Map()): string {
+  const text = formatPath(path);
+  for (let n = path.length; n > 0; n--) {
+    const names = fromEnv.get(path.slice(0, n).join('.'));
+    if (names !== undefined) return `${text} (from ${names})`;
+  }
   const line = parsed.lineOf(path);
-  return line === undefined ? formatPath(path) : `${formatPath(path)} (line ${line})`;
+  return line === undefined ? text : `${text} (line ${line})`;
 }
 
 export function formatPath(path: readonly PropertyKey[]): string {

@@ -40,6 +40,8 @@ export interface Rule {
   replaces: readonly string[];
   unlimited: boolean;
   shadow: boolean;
+  /** detailed_metric: its statistics are labelled with the request's values (src/envoy/stats.ts). */
+  detailedMetric: boolean;
   /** rate_limit's own requests_per_unit and unit; null when unlimited. */
   main: ReportedLimit | null;
   /** Null when unlimited, or when requests_per_unit is 0 (every request is over the limit). */
@@ -302,7 +304,7 @@ function readDescriptors(r: Reader, field: Field | undefined, path: Path, parent
     const key = readString(r, fields.get('key'), [...at, 'key']) ?? '';
     const value = readString(r, fields.get('value'), [...at, 'value']) ?? '';
     const shadow = readBool(r, fields.get('shadow_mode'), [...at, 'shadow_mode']);
-    readBool(r, fields.get('detailed_metric'), [...at, 'detailed_metric']);
+    const detailedMetric = readBool(r, fields.get('detailed_metric'), [...at, 'detailed_metric']);
     readBool(r, fields.get('value_to_metric'), [...at, 'value_to_metric']);
     const share = readBool(r, fields.get('share_threshold'), [...at, 'share_threshold']);
     if (key === '') {
@@ -321,6 +323,7 @@ function readDescriptors(r: Reader, field: Field | undefined, path: Path, parent
     const node = newNode();
     const rateLimit = fields.get('rate_limit');
     if (rateLimit && !isNull(rateLimit.value)) node.rule = readRateLimit(r, rateLimit.value!, [...at, 'rate_limit'], ruleKey, shadow, ctx);
+    if (node.rule) node.rule.detailedMetric = detailedMetric;
     node.sharedValue = share && wildcard ? value : null;
     readDescriptors(r, fields.get('descriptors'), [...at, 'descriptors'], ruleKey, node, ctx);
     node.hasChildren = node.exact.size > 0 || node.keyOnly.size > 0;
@@ -370,7 +373,7 @@ function readRateLimit(r: Reader, node: YamlNode, path: Path, ruleKey: string, s
       if (fields.has(key)) r.fail([...path, key], fields.get(key)!.key, `${key} does not apply to an unlimited rate_limit`);
     }
     if (r.problems.length > before) return null;
-    return { key: ruleKey, name, replaces, unlimited: true, shadow, main: null, resource: null, reported: new Map(), shapeTag: '' };
+    return { key: ruleKey, name, replaces, unlimited: true, shadow, detailedMetric: false, main: null, resource: null, reported: new Map(), shapeTag: '' };
   }
   if (!unit) {
     r.fail([...path, 'unit'], fields.get('unit')?.value ?? node, `invalid rate limit unit '${unitText}'`);
@@ -497,7 +500,7 @@ export function compileRule(
   // a scope (the memory store keeps a scope's state by limit position), while an override and a
   // configured rule of the same unit share one, as upstream's cache keys do.
   const shapeTag = limits.map(limitNameOf).join('+');
-  return { key, name, replaces, unlimited: false, shadow, main, resource, reported, shapeTag };
+  return { key, name, replaces, unlimited: false, shadow, detailedMetric: false, main, resource, reported, shapeTag };
 }
 
 /** Past this many distinct overrides per config, the oldest rules are forgotten (and rebuilt on use). */

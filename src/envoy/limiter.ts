@@ -6,11 +6,12 @@
 // descriptor whose hits_addend is 0 only checks that one more would fit, and takes nothing.
 import type { Decider } from '../decide/decider.js';
 import type { AcquireInput, Decision } from '../decide/decision.js';
-import { costFor } from '../config/policy.js';
+import { costFor, type EnvoyOptions } from '../config/policy.js';
 import { overrideRule, type EnvoyConfig, type ReportedLimit, type Rule } from './config.js';
 import { matchRule, scopeOf, type Entry, type Match } from './match.js';
 import { secondsToWindowEnd, type Unit } from './units.js';
 import { isStoreFailure } from '../guard/store-unavailable.js';
+import { statLabel, type EnvoyStats, type StatLabel } from './stats.js';
 
 export interface EnvoyDescriptor {
   entries: Entry[];
@@ -55,21 +56,20 @@ export class EnvoyStoreError extends Error {
 export interface LimiterHooks {
   /** Every decision the Decider made, by resource name (for metrics). */
   decided?: (resource: string, decision: Decision) => void;
+  /** Upstream's per-rule statistics of every answered request. */
+  stats?: EnvoyStats;
   /** Throttled warnings: a grant that could not be given back. */
   warn?: (obj: object, msg: string) => void;
   now?: () => number;
 }
 
 export const UINT32_MAX = 0xffff_ffff;
-export const HEADER_LIMIT = 'RateLimit-Limit';
-export const HEADER_REMAINING = 'RateLimit-Remaining';
-export const HEADER_RESET = 'RateLimit-Reset';
 
 type Plan =
   | { kind: 'none' }
   | { kind: 'unlimited' }
-  | { kind: 'blocked'; rule: Rule; unit: Unit }
-  | { kind: 'limit'; rule: Rule; input: AcquireInput; checkOnly: boolean };
+  | { kind: 'blocked'; rule: Rule; unit: Unit; label: StatLabel; hits: number }
+  | { kind: 'limit'; rule: Rule; input: AcquireInput; checkOnly: boolean; label: StatLabel };
 
 /** What each descriptor is checked against: its override, its rule, or nothing. */
 export function planDescriptors(config: EnvoyConfig, request: EnvoyRequest): Plan[] {
@@ -87,11 +87,12 @@ export function planDescriptors(config: EnvoyConfig, request: EnvoyRequest): Pla
     const { rule } = match;
     if (rule.unlimited) return { kind: 'unlimited' };
     if (rule.name !== '' && replaced.has(rule.name)) return { kind: 'none' };
-    if (!rule.resource) return { kind: 'blocked', rule, unit: rule.main!.unit };
     const descriptor = request.descriptors[i]!;
     const hits = descriptor.hits ?? request.hits;
+    const label = statLabel(request.domain, rule, descriptor.entries, match.shared, descriptor.override !== null);
+    if (!rule.resource) return { kind: 'blocked', rule, unit: rule.main!.unit, label, hits };
     const scope = scopeOf(request.domain, descriptor.entries, match);
-    return { kind: 'limit', rule, input: { resource: rule.resource, scope, cost: hits === 0 ? 1 : hits, priority: 0 }, checkOnly: hits === 0 };
+    return { kind: 'limit', rule, input: { resource: rule.resource, scope, cost: hits === 0 ? 1 : hits, priority: 0 }, checkOnly: hits === 0, label };
   });
 }
 
@@ -117,15 +118,18 @@ export async function shouldRateLimit(decider: Decider, config: EnvoyConfig, req
     else if (!decision.granted && !plan.rule.shadow) over = true;
   }
 
-  // All or nothing: a request over the limit (or one that fails) takes nothing anywhere, and a
-  // check takes nothing ever.
+  // envoy.shadow_mode (upstream's SHADOW_MODE) lets a request over the limit through: it is
+  // answered OK, and what its other descriptors took stays taken, as the request goes ahead.
+  const denied = over && !config.options.shadowMode;
+  // All or nothing: a denied request (or one that fails) takes nothing anywhere, and a check takes
+  // nothing ever.
   const revoked = new Set<number>();
   const revokes: Promise<void>[] = [];
   for (let i = 0; i < plans.length; i++) {
     const plan = plans[i]!;
     const outcome = outcomes[i]!;
     if (plan.kind !== 'limit' || outcome.status !== 'fulfilled' || !outcome.value?.granted) continue;
-    if (failure === null && !over && !plan.checkOnly) continue;
+    if (failure === null && !denied && !plan.checkOnly) continue;
     revoked.add(i);
     revokes.push(
       decider.revoke(plan.input, outcome.value).catch((err: unknown) => hooks.warn?.({ err, scope: plan.input.scope }, 'could not give back the grant of an Envoy descriptor')),
@@ -159,11 +163,23 @@ export async function shouldRateLimit(decider: Decider, config: EnvoyConfig, req
       }
     }
   });
+  if (hooks.stats) count(hooks.stats, plans, outcomes, over && !denied);
   return {
-    overall: over ? 'OVER_LIMIT' : 'OK',
+    overall: denied ? 'OVER_LIMIT' : 'OK',
     statuses,
-    responseHeaders: config.options.responseHeaders ? rateLimitHeaders(statuses) : [],
+    responseHeaders: config.options.responseHeaders ? rateLimitHeaders(statuses, config.options.responseHeaderNames) : [],
   };
+}
+
+/** Upstream's statistics of an answered request: per rule, and global shadow mode. */
+function count(stats: EnvoyStats, plans: readonly Plan[], outcomes: readonly PromiseSettledResult<Decision | null>[], shadowed: boolean): void {
+  plans.forEach((plan, i) => {
+    if (plan.kind === 'blocked') stats.blocked(plan.label, plan.hits, plan.rule.shadow);
+    if (plan.kind !== 'limit') return;
+    const decision = (outcomes[i] as PromiseFulfilledResult<Decision>).value;
+    stats.decided(plan.label, decision, plan.checkOnly ? 0 : plan.input.cost, plan.rule.shadow);
+  });
+  if (shadowed) stats.shadowed();
 }
 
 function statusOf(rule: Rule, input: AcquireInput, decision: Decision, revoked: boolean): DescriptorStatus {
@@ -186,11 +202,12 @@ function statusOf(rule: Rule, input: AcquireInput, decision: Decision, revoked: 
 }
 
 /**
- * RateLimit-Limit, -Remaining and -Reset of the descriptor closest to its limit, as upstream
- * picks it: the least remaining among those with a limit, and any descriptor over its limit
- * before that (the last one over, if several).
+ * The limit, remaining and reset headers (RateLimit-Limit, -Remaining and -Reset unless renamed)
+ * of the descriptor closest to its limit, as upstream picks it: the least remaining among those
+ * with a limit, and any descriptor over its limit before that (the last one over, if several).
+ * Values are upstream's: whole numbers, the reset in seconds.
  */
-export function rateLimitHeaders(statuses: readonly DescriptorStatus[]): { key: string; value: string }[] {
+export function rateLimitHeaders(statuses: readonly DescriptorStatus[], names: EnvoyOptions['responseHeaderNames']): { key: string; value: string }[] {
   let chosen: DescriptorStatus | null = null;
   for (const status of statuses) {
     if (!status.currentLimit) continue;
@@ -199,8 +216,8 @@ export function rateLimitHeaders(statuses: readonly DescriptorStatus[]): { key: 
   }
   if (!chosen) return [];
   return [
-    { key: HEADER_LIMIT, value: String(chosen.currentLimit!.requestsPerUnit) },
-    { key: HEADER_REMAINING, value: String(chosen.remaining) },
-    { key: HEADER_RESET, value: String(chosen.resetSeconds ?? 0) },
+    { key: names.limit, value: String(chosen.currentLimit!.requestsPerUnit) },
+    { key: names.remaining, value: String(chosen.remaining) },
+    { key: names.reset, value: String(chosen.resetSeconds ?? 0) },
   ];
 }

@@ -11,6 +11,7 @@ import { CALL_OPTIONS } from './server-options.js';
 import { sluiceService, type ServiceContext } from './sluice-service.js';
 import { ENVOY_SERVICE, envoyService } from './envoy-service.js';
 import type { EnvoyConfig } from '../envoy/config.js';
+import type { EnvoyStats } from '../envoy/stats.js';
 import type { ConnectionLimits } from '../config/policy.js';
 
 export const SLUICE_SERVICE = 'sluice.v1.RateLimiter';
@@ -30,16 +31,24 @@ export interface GrpcServer {
   address: string;
 }
 
-/**
- * `envoyConfig` gives the Envoy config to decide with, read per request (it is reloaded); without
- * it, or when it answers null, ShouldRateLimit answers FAILED_PRECONDITION.
- */
-export async function startGrpcServer(
-  listen: string,
-  limits: ConnectionLimits,
-  ctx: ServiceContext,
-  envoyConfig: (() => EnvoyConfig | null) | null = null,
-): Promise<GrpcServer> {
+/** What the Envoy service decides with: the config (read per request: it is reloaded) and the statistics. */
+export interface EnvoyServing {
+  config: () => EnvoyConfig | null;
+  stats: EnvoyStats;
+  /** Whether its health names start SERVING (see setEnvoyServing). */
+  ready: boolean;
+}
+
+/** The names grpc.health.v1 reports the Envoy service under. */
+export const ENVOY_HEALTH_NAMES: readonly string[] = [ENVOY_SERVICE];
+
+/** Reports the Envoy service SERVING or NOT_SERVING (envoy.require_domains: while no domain is loaded). */
+export function setEnvoyServing(grpc: GrpcServer, serving: boolean): void {
+  for (const name of ENVOY_HEALTH_NAMES) grpc.health.setStatus(name, serving ? 'SERVING' : 'NOT_SERVING');
+}
+
+/** Without `envoy`, ShouldRateLimit answers FAILED_PRECONDITION. */
+export async function startGrpcServer(listen: string, limits: ConnectionLimits, ctx: ServiceContext, envoy: EnvoyServing | null = null): Promise<GrpcServer> {
   const server = new Server({
     ...CALL_OPTIONS,
     'grpc.max_concurrent_streams': limits.maxStreamsPerConnection,
@@ -52,9 +61,10 @@ export async function startGrpcServer(
   server.addService(serviceOf(servedPackage, SLUICE_SERVICE), sluiceService(ctx));
   server.addService(
     serviceOf(servedPackage, ENVOY_SERVICE),
-    envoyService({ decider: ctx.decider, metrics: ctx.metrics, admission: ctx.admission, warn: ctx.warn, config: envoyConfig ?? (() => null) }),
+    envoyService({ decider: ctx.decider, metrics: ctx.metrics, admission: ctx.admission, warn: ctx.warn, config: envoy?.config ?? (() => null), stats: envoy?.stats ?? null }),
   );
-  const health = new HealthImplementation({ '': 'SERVING', [SLUICE_SERVICE]: 'SERVING', [ENVOY_SERVICE]: 'SERVING' });
+  const envoyHealth = envoy?.ready === false ? 'NOT_SERVING' : 'SERVING';
+  const health = new HealthImplementation({ '': 'SERVING', [SLUICE_SERVICE]: 'SERVING', ...Object.fromEntries(ENVOY_HEALTH_NAMES.map((name) => [name, envoyHealth])) });
   health.addToServer(server);
   new ReflectionService(servedPackage).addToServer(server);
   const injector = server.createConnectionInjector(ServerCredentials.createInsecure());
@@ -108,7 +118,7 @@ function listenOn(listener: NetServer, listen: string): Promise<number> {
 export function drainGrpcServer(grpc: GrpcServer, graceMs: number): Promise<void> {
   grpc.health.setStatus('', 'NOT_SERVING');
   grpc.health.setStatus(SLUICE_SERVICE, 'NOT_SERVING');
-  grpc.health.setStatus(ENVOY_SERVICE, 'NOT_SERVING');
+  setEnvoyServing(grpc, false);
   grpc.listener.close();
   // GOAWAY to every connection now; calls still open after graceMs are cut.
   grpc.injector.drain(graceMs);

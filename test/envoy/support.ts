@@ -3,6 +3,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { EnvoyOptions } from '../../src/config/policy.js';
+import { RESPONSE_HEADER_DEFAULTS } from '../../src/config/schema.js';
 import { loadEnvoyConfig, parseDomainFile, type Domain, type EnvoyConfig } from '../../src/envoy/config.js';
 
 export function options(overrides: Partial<EnvoyOptions> = {}): EnvoyOptions {
@@ -10,8 +11,14 @@ export function options(overrides: Partial<EnvoyOptions> = {}): EnvoyOptions {
     configDir: '/nonexistent',
     configDirAt: 'envoy.config_dir',
     responseHeaders: false,
+    responseHeaderNames: { ...RESPONSE_HEADER_DEFAULTS },
     onStoreFailure: 'error',
+    shadowMode: false,
+    nearLimitRatio: 0.8,
+    dynamicMetadata: false,
+    requireDomains: false,
     lease: { enabled: true, maxFraction: 0.1, ttlMs: 1_000 },
+    upstreamEnv: null,
     ...overrides,
   };
 }
