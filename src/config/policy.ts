@@ -131,8 +131,6 @@ export interface EnvoyOptions {
   shadowMode: boolean;
   /** Hits past this share of a limit count as near_limit. */
   nearLimitRatio: number;
-  /** Describe each request in the answer's dynamic_metadata, as upstream does. */
-  dynamicMetadata: boolean;
   /** The Envoy service is not serving (health, readiness) while config_dir holds no domain. */
   requireDomains: boolean;
   lease: LeaseSettings;
@@ -209,7 +207,6 @@ function compileEnvoy(envoy: EnvoyFile, placeOf: PlaceOf, upstreamEnv: UpstreamE
     onStoreFailure: envoy.on_store_failure,
     shadowMode: envoy.shadow_mode,
     nearLimitRatio: envoy.near_limit_ratio,
-    dynamicMetadata: envoy.dynamic_metadata,
     requireDomains: envoy.require_domains,
     lease: compileLease(envoy.lease),
     upstreamEnv: envoy.upstream_env ? upstreamEnv : null,

@@ -424,8 +424,6 @@ const envoy = z.strictObject({
   shadow_mode: flag.default(false),
   /** Upstream's NEAR_LIMIT_RATIO: the share of a limit past which hits count as near_limit. */
   near_limit_ratio: z.number({ error: RATIO_HINT }).min(0, { error: RATIO_HINT }).max(1, { error: RATIO_HINT }).default(0.8),
-  /** Upstream's RESPONSE_DYNAMIC_METADATA: the request, as upstream describes it, in dynamic_metadata. */
-  dynamic_metadata: flag.default(false),
   /** Upstream's HEALTHY_WITH_AT_LEAST_ONE_CONFIG_LOADED: not serving until config_dir holds a domain. */
   require_domains: flag.default(false),
   /** Read upstream's environment variables (SHADOW_MODE, REDIS_URL, ...) over this file's settings. */

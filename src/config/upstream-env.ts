@@ -46,7 +46,9 @@ const NO_XDS = 'sluice reads config files only (CONFIG_TYPE=FILE); xDS is not su
 const NO_PER_SECOND = 'sluice keeps every budget in one store (store.redis), per-second limits too';
 const NO_MEMCACHE = 'memcached is not supported (BACKEND_TYPE=memcache stops the start)';
 const NO_TRACING = 'sluice exports no traces';
-const POOL = 'sluice pipelines every decision over a few connections per Redis node; there is no pool to size';
+const PIPELINE =
+  'sluice sends the calls of one event-loop turn to a Redis server as one pipeline (on a Cluster, each call as it is made); there is nothing to set';
+const POOL = 'sluice sends every call over one connection per Redis node; there is no pool to size';
 
 /**
  * Every variable of upstream's settings that sluice does not turn into a setting, with why. The
@@ -92,14 +94,15 @@ export const IGNORED: Readonly<Record<string, string>> = {
   RUNTIME_IGNOREDOTFILES: 'sluice always skips hidden files in config_dir (a ConfigMap’s ..data among them)',
   RUNTIME_WATCH_ROOT:
     'sluice watches config_dir itself: a write in it or a ConfigMap’s ..data swap reloads; a symlink swap above it (of RUNTIME_ROOT) is not seen',
-  EXPIRATION_JITTER_MAX_SECONDS: 'sluice’s keys expire with their window; each decision is one script, so expiries bunching up cost nothing extra',
+  EXPIRATION_JITTER_MAX_SECONDS:
+    'sluice keeps one key per descriptor, not one per window, and each use moves its expiry: keys expire as their descriptors go idle, not all at a window’s end',
   LOCAL_CACHE_SIZE_IN_BYTES: 'sluice serves hot descriptors from leases (envoy.lease), which hold grants as well as denials',
   STOP_CACHE_KEY_INCREMENT_WHEN_OVERLIMIT: 'always so in sluice: a request over the limit takes nothing from any of its descriptors',
   MERGE_DOMAIN_CONFIG: 'a domain in two files is refused when config_dir loads, naming both files',
   REDIS_POOL_SIZE: POOL,
-  REDIS_PIPELINE_WINDOW: 'sluice pipelines every decision made in the same event-loop turn; there is no window to set',
-  REDIS_PIPELINE_LIMIT: 'sluice pipelines every decision made in the same event-loop turn; there is no limit to set',
-  REDIS_CLUSTER_PIPELINE_PARALLELISM: 'on a Cluster, sluice sends each node its share of a pipeline at once',
+  REDIS_PIPELINE_WINDOW: PIPELINE,
+  REDIS_PIPELINE_LIMIT: PIPELINE,
+  REDIS_CLUSTER_PIPELINE_PARALLELISM: 'on a Cluster, sluice sends each call to its node as it is made, without waiting for the others',
   REDIS_PERSECOND: NO_PER_SECOND,
   REDIS_PERSECOND_SOCKET_TYPE: NO_PER_SECOND,
   REDIS_PERSECOND_TYPE: NO_PER_SECOND,
@@ -194,9 +197,7 @@ export function applyUpstreamEnv(policy: Record<string, unknown>, env: Environme
 
 function readEnvoySettings(r: Reading): void {
   r.bool('SHADOW_MODE', (on) => r.set(['envoy', 'shadow_mode'], on, 'SHADOW_MODE'));
-  r.bool('QUOTA_MODE', (on) => {
-    if (on) r.refuse('QUOTA_MODE', 'quota mode is not supported: descriptors over their quota would be answered OVER_LIMIT');
-  });
+  r.bool('QUOTA_MODE', (on) => r.set(['envoy', 'quota_mode'], on, 'QUOTA_MODE'));
   r.bool('LIMIT_RESPONSE_HEADERS_ENABLED', (on) => r.set(['envoy', 'response_headers'], on, 'LIMIT_RESPONSE_HEADERS_ENABLED'));
   for (const [name, which] of [
     ['LIMIT_LIMIT_HEADER', 'limit'],
@@ -212,7 +213,7 @@ function readEnvoySettings(r: Reading): void {
     if (/^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(ratio)) r.set(['envoy', 'near_limit_ratio'], Number(ratio), 'NEAR_LIMIT_RATIO');
     else r.refuse('NEAR_LIMIT_RATIO', `expected a number from 0 to 1, not ${JSON.stringify(ratio)}`);
   }
-  r.bool('RESPONSE_DYNAMIC_METADATA', (on) => r.set(['envoy', 'dynamic_metadata'], on, 'RESPONSE_DYNAMIC_METADATA'));
+  r.bool('RESPONSE_DYNAMIC_METADATA', (on) => r.set(['envoy', 'response_dynamic_metadata'], on, 'RESPONSE_DYNAMIC_METADATA'));
   r.bool('HEALTHY_WITH_AT_LEAST_ONE_CONFIG_LOADED', (on) => r.set(['envoy', 'require_domains'], on, 'HEALTHY_WITH_AT_LEAST_ONE_CONFIG_LOADED'));
 
   const runtime = ['RUNTIME_ROOT', 'RUNTIME_SUBDIRECTORY', 'RUNTIME_APPDIRECTORY'] as const;

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parsePolicy, PolicyError } from '../../src/config/load.js';
 import type { Policy } from '../../src/config/policy.js';
-import { IGNORED, MAPPED, parseGoDuration, UPSTREAM_VARIABLES } from '../../src/config/upstream-env.js';
+import { applyUpstreamEnv, IGNORED, MAPPED, parseGoDuration, UPSTREAM_VARIABLES } from '../../src/config/upstream-env.js';
 import { packageRoot } from '../../src/paths.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'sluice-upstream-env-'));
@@ -65,7 +65,7 @@ describe('the variables', () => {
 });
 
 describe('settings that change answers', () => {
-  it('SHADOW_MODE, LIMIT_*, NEAR_LIMIT_RATIO, RESPONSE_DYNAMIC_METADATA and HEALTHY_WITH_AT_LEAST_ONE_CONFIG_LOADED, over the file', () => {
+  it('SHADOW_MODE, LIMIT_*, NEAR_LIMIT_RATIO and HEALTHY_WITH_AT_LEAST_ONE_CONFIG_LOADED, over the file', () => {
     const policy = load(
       {
         SHADOW_MODE: 'true',
@@ -74,7 +74,6 @@ describe('settings that change answers', () => {
         LIMIT_REMAINING_HEADER: 'X-RateLimit-Remaining',
         LIMIT_RESET_HEADER: 'X-RateLimit-Reset',
         NEAR_LIMIT_RATIO: '0.9',
-        RESPONSE_DYNAMIC_METADATA: '1',
         HEALTHY_WITH_AT_LEAST_ONE_CONFIG_LOADED: 't',
       },
       `${POLICY}  near_limit_ratio: 0.5\n  shadow_mode: false\n`,
@@ -84,7 +83,6 @@ describe('settings that change answers', () => {
       responseHeaders: true,
       responseHeaderNames: { limit: 'X-RateLimit-Limit', remaining: 'X-RateLimit-Remaining', reset: 'X-RateLimit-Reset' },
       nearLimitRatio: 0.9,
-      dynamicMetadata: true,
       requireDomains: true,
     });
     expect(policy.envoy!.upstreamEnv!.applied).toEqual(
@@ -99,8 +97,17 @@ describe('settings that change answers', () => {
 
   it('false and unset leave sluice’s defaults, which are upstream’s', () => {
     const policy = load({ SHADOW_MODE: 'false', LIMIT_RESPONSE_HEADERS_ENABLED: 'F' });
-    expect(policy.envoy).toMatchObject({ shadowMode: false, responseHeaders: false, nearLimitRatio: 0.8, dynamicMetadata: false, requireDomains: false });
+    expect(policy.envoy).toMatchObject({ shadowMode: false, responseHeaders: false, nearLimitRatio: 0.8, requireDomains: false });
     expect(policy.envoy!.responseHeaderNames).toEqual({ limit: 'RateLimit-Limit', remaining: 'RateLimit-Remaining', reset: 'RateLimit-Reset' });
+  });
+
+  it('QUOTA_MODE and RESPONSE_DYNAMIC_METADATA become envoy.quota_mode and envoy.response_dynamic_metadata', () => {
+    const { policy, report } = applyUpstreamEnv({ envoy: { upstream_env: true } }, { QUOTA_MODE: 'true', RESPONSE_DYNAMIC_METADATA: '1' });
+    expect(policy.envoy).toEqual({ upstream_env: true, quota_mode: true, response_dynamic_metadata: true });
+    expect(report.applied).toEqual([
+      { name: 'QUOTA_MODE', setting: 'envoy.quota_mode' },
+      { name: 'RESPONSE_DYNAMIC_METADATA', setting: 'envoy.response_dynamic_metadata' },
+    ]);
   });
 
   it('refuses values upstream would refuse, naming the variable', () => {

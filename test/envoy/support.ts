@@ -15,7 +15,6 @@ export function options(overrides: Partial<EnvoyOptions> = {}): EnvoyOptions {
     onStoreFailure: 'error',
     shadowMode: false,
     nearLimitRatio: 0.8,
-    dynamicMetadata: false,
     requireDomains: false,
     lease: { enabled: true, maxFraction: 0.1, ttlMs: 1_000 },
     upstreamEnv: null,
