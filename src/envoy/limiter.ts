@@ -4,6 +4,8 @@
 // Unlike envoyproxy/ratelimit, a request that is over the limit consumes nothing: every
 // descriptor is reserved, and if any is over, what the others took is given back (revoke). A
 // descriptor whose hits_addend is 0 only checks that one more would fit, and takes nothing.
+// With envoy.shadow_mode the request is answered OK and goes ahead, keeping what it took. Every
+// answered request is counted in upstream's per-rule statistics (stats.ts).
 import type { Decider } from '../decide/decider.js';
 import type { AcquireInput, Decision } from '../decide/decision.js';
 import { costFor, type EnvoyOptions } from '../config/policy.js';
@@ -120,7 +122,8 @@ export async function shouldRateLimit(decider: Decider, config: EnvoyConfig, req
 
   // envoy.shadow_mode (upstream's SHADOW_MODE) lets a request over the limit through: it is
   // answered OK, and what its other descriptors took stays taken, as the request goes ahead.
-  const denied = over && !config.options.shadowMode;
+  const shadowed = over && config.options.shadowMode;
+  const denied = over && !shadowed;
   // All or nothing: a denied request (or one that fails) takes nothing anywhere, and a check takes
   // nothing ever.
   const revoked = new Set<number>();
@@ -163,7 +166,7 @@ export async function shouldRateLimit(decider: Decider, config: EnvoyConfig, req
       }
     }
   });
-  if (hooks.stats) count(hooks.stats, plans, outcomes, over && !denied);
+  if (hooks.stats) countStatistics(hooks.stats, plans, outcomes, shadowed);
   return {
     overall: denied ? 'OVER_LIMIT' : 'OK',
     statuses,
@@ -172,7 +175,7 @@ export async function shouldRateLimit(decider: Decider, config: EnvoyConfig, req
 }
 
 /** Upstream's statistics of an answered request: per rule, and global shadow mode. */
-function count(stats: EnvoyStats, plans: readonly Plan[], outcomes: readonly PromiseSettledResult<Decision | null>[], shadowed: boolean): void {
+function countStatistics(stats: EnvoyStats, plans: readonly Plan[], outcomes: readonly PromiseSettledResult<Decision | null>[], shadowed: boolean): void {
   plans.forEach((plan, i) => {
     if (plan.kind === 'blocked') stats.blocked(plan.label, plan.hits, plan.rule.shadow);
     if (plan.kind !== 'limit') return;

@@ -141,8 +141,9 @@ export class EnvoyStats {
         labelNames: ['domain', 'rule'] as const,
         registers: [registry],
         collect() {
+          // Every statistic of a rule hit once is exported, at 0 too, so a rate() over its first over_limit sees it.
           this.reset();
-          for (const s of series.values()) if (s.counts[index]! > 0) this.labels(s.domain, s.rule).inc(s.counts[index]!);
+          for (const s of series.values()) this.labels(s.domain, s.rule).inc(s.counts[index]!);
         },
       });
     });
@@ -189,11 +190,7 @@ export class EnvoyStats {
 
   private add(label: StatLabel, counts: HitCounts): void {
     const row = this.row(label);
-    row[0]! += counts.totalHits;
-    row[1]! += counts.overLimit;
-    row[2]! += counts.nearLimit;
-    row[3]! += counts.withinLimit;
-    row[4]! += counts.shadowMode;
+    STATS.forEach(([field], index) => (row[index]! += counts[field]));
   }
 
   /**

@@ -63,7 +63,7 @@ describe('shadow_mode (upstream’s SHADOW_MODE)', () => {
     expect(answer.overall).toBe('OK');
     expect(answer.statuses.map((s) => s.code)).toEqual(['OK', 'OVER_LIMIT']);
     expect(await series('sluice_envoy_global_shadow_mode_total')).toEqual(['1']);
-    expect(await series('sluice_envoy_over_limit_total')).toEqual(['path_/expensive 1']);
+    expect(await series('sluice_envoy_over_limit_total')).toEqual(['path_/expensive 1', 'user 0']);
   });
 
   it('the request goes ahead, so its other descriptors stay charged (without shadow_mode they are given back)', async () => {

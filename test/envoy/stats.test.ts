@@ -123,7 +123,7 @@ describe('EnvoyStats', () => {
   }
   const grant = (remaining: number): Decision => ({ granted: true, permitId: '', retryAfterMs: 0, remaining, limit: 10, resetAfterMs: 0, limitName: 'l', decidedBy: 'STORE', reason: '', decidedAt: 0, waitedMs: 0 });
 
-  it('exports each statistic by domain and rule, with global shadow mode', async () => {
+  it('exports each statistic by domain and rule, at 0 too once the rule is hit, with global shadow mode', async () => {
     const registry = new Registry();
     const stats = new EnvoyStats(registry, 0.8);
     const label = { domain: 'd', rule: 'user', detailed: false, coarse: 'user' };
@@ -131,10 +131,10 @@ describe('EnvoyStats', () => {
     stats.blocked({ domain: 'd', rule: 'ip_10.0.0.1', detailed: false, coarse: 'ip_10.0.0.1' }, 2, true);
     stats.shadowed();
     expect(await read(registry, 'sluice_envoy_hits_total')).toEqual(['d user 1', 'd ip_10.0.0.1 2']);
-    expect(await read(registry, 'sluice_envoy_near_limit_total')).toEqual(['d user 1']);
-    expect(await read(registry, 'sluice_envoy_within_limit_total')).toEqual(['d user 1']);
-    expect(await read(registry, 'sluice_envoy_over_limit_total')).toEqual(['d ip_10.0.0.1 2']);
-    expect(await read(registry, 'sluice_envoy_shadow_mode_total')).toEqual(['d ip_10.0.0.1 2']);
+    expect(await read(registry, 'sluice_envoy_near_limit_total')).toEqual(['d user 1', 'd ip_10.0.0.1 0']);
+    expect(await read(registry, 'sluice_envoy_within_limit_total')).toEqual(['d user 1', 'd ip_10.0.0.1 0']);
+    expect(await read(registry, 'sluice_envoy_over_limit_total')).toEqual(['d user 0', 'd ip_10.0.0.1 2']);
+    expect(await read(registry, 'sluice_envoy_shadow_mode_total')).toEqual(['d user 0', 'd ip_10.0.0.1 2']);
     expect(await read(registry, 'sluice_envoy_global_shadow_mode_total')).toEqual(['1']);
   });
 
