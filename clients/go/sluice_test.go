@@ -172,20 +172,25 @@ func TestMaxWait(t *testing.T) {
 	client := sidecar(t)
 	scope := tenant("wait")
 	held := acquire(t, client, "slot", scope)
-	granted := make(chan *sluice.Permit, 1)
+	type answer struct {
+		permit *sluice.Permit
+		err    error
+	}
+	answered := make(chan answer, 1)
 	go func() {
 		permit, err := client.Acquire(context.Background(), "slot", scope, sluice.WithMaxWait(30*time.Second))
-		if err != nil {
-			t.Errorf("a wait for a slot that is released: %v", err)
-		}
-		granted <- permit
+		answered <- answer{permit, err}
 	}()
 	checkpoint(t, "waiting", "slot", scope)
 	if err := held.Release(context.Background()); err != nil {
 		t.Fatalf("Release: %v", err)
 	}
-	permit := <-granted
-	if permit == nil || permit.Waited <= 0 || permit.Waited > 30*time.Second || permit.PermitID == "" {
+	got := <-answered
+	if got.err != nil {
+		t.Fatalf("a wait for a slot that is released: %v", got.err)
+	}
+	permit := got.permit
+	if permit.Waited <= 0 || permit.Waited > 30*time.Second || permit.PermitID == "" {
 		t.Fatalf("granted after waiting: %+v", permit)
 	}
 	if err := permit.Release(context.Background()); err != nil {
