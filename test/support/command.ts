@@ -2,7 +2,7 @@
 import { execFile } from 'node:child_process';
 
 /** stdout of `command args`; rejects with the exit status and stderr's last lines. */
-export function run(command: string, args: string[], options: { cwd?: string } = {}): Promise<string> {
+export function run(command: string, args: string[], options: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<string> {
   return new Promise((resolve, reject) => {
     execFile(command, args, { ...options, encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
       if (!err) return resolve(stdout);
