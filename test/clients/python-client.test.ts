@@ -122,8 +122,8 @@ describe.each([
     expect(step('slow_first')).toMatchObject({ outcome: permit, waited: null });
     const waited = step('waited');
     expect(waited).toMatchObject({ outcome: permit, granted: true, limit_name: 'per-2s', decided_by: 'STORE' });
-    // The next unit was up to 2 s away; the clients' timeout is 0.5 s.
-    expect(waited.waited).toBeGreaterThan(1);
+    // The next unit was up to 2 s away: it waited longer than the client's timeout of 0.5 s.
+    expect(waited.waited).toBeGreaterThan(0.5);
     expect(waited.waited).toBeLessThan(5); // far from its max_wait of 10 s
     expect(waited.elapsed).toBeGreaterThanOrEqual(waited.waited);
   });
@@ -194,6 +194,19 @@ describe('sluice_client.Client only', () => {
     const closed = step('deadline_closed');
     expect(closed).toMatchObject({ outcome: 'Denied', decided_by: 'CLIENT_CLOSED', retry_after: null });
     expect(closed.reason).toContain('DEADLINE_EXCEEDED');
+  });
+
+  it('a block that raises still releases its permit, and the exception goes on', () => {
+    expect(step('slot_raised')).toMatchObject({ error: 'the work failed', outcome: 'Permit', granted: true, limit_name: 'inflight' });
+  });
+
+  it('refuses an unknown on_unavailable, a zero timeout and a negative max_wait with ValueError', () => {
+    expect(step('bad_arguments')).toEqual({
+      step: 'bad_arguments',
+      on_unavailable: "on_unavailable must be one of raise, open, closed, not 'maybe'",
+      timeout: 'timeout must be more than 0 seconds',
+      max_wait: 'max_wait must be zero or more seconds, not -1',
+    });
   });
 
   it('Client() takes its target from SLUICE_ADDR', () => {

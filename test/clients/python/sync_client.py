@@ -48,6 +48,11 @@ with client.acquire("slot", tenant=TENANT) as held:
 emit("slot_left", released=held.released, release_again=held.release())
 again = client.acquire("slot", tenant=TENANT)
 emit("slot_again", **permit_fields(again), release=again.release(), release_again=again.release())
+try:
+    with client.acquire("slot", tenant=TENANT):
+        raise RuntimeError("the work failed")
+except RuntimeError as err:
+    emit("slot_raised", error=str(err), **outcome(lambda: client.acquire("slot", tenant=TENANT)))
 
 # Settling: 600 acquired, 100 used.
 with client.acquire("tokens", cost=600, tenant=TENANT) as permit:
@@ -72,6 +77,19 @@ silent.close()
 with Client(address, on_unavailable="open", timeout=30) as lenient:
     emit("unknown_resource", **outcome(lambda: lenient.acquire("nope", tenant=TENANT)))
     emit("missing_key", **outcome(lambda: lenient.acquire("bucket", user="x")))
+
+# Arguments the client refuses itself.
+refused = {}
+for name, make in {
+    "on_unavailable": lambda: Client(address, on_unavailable="maybe"),
+    "timeout": lambda: Client(address, timeout=0),
+    "max_wait": lambda: client.acquire("bucket", max_wait=-1, tenant=TENANT),
+}.items():
+    try:
+        make()
+    except ValueError as err:
+        refused[name] = str(err)
+emit("bad_arguments", **refused)
 
 # The target from $SLUICE_ADDR.
 os.environ["SLUICE_ADDR"] = address

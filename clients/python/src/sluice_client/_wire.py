@@ -6,7 +6,7 @@ import logging
 import math
 import os
 from datetime import timedelta
-from typing import Any, Literal, Mapping, NamedTuple, Optional, Union
+from typing import Any, Literal, Mapping, NamedTuple, Optional, Union, get_args
 
 import grpc
 from google.protobuf.duration_pb2 import Duration
@@ -25,7 +25,7 @@ DEFAULT_TIMEOUT = 2.0
 """Seconds a call may take beyond its max_wait. A sidecar decides within its store.timeout
 (20 ms by default) and answers a waiting request when its max_wait passes."""
 
-ON_UNAVAILABLE = ("raise", "open", "closed")
+ON_UNAVAILABLE = get_args(OnUnavailable)
 # The sidecar is on this host: an http_proxy in the environment must not carry calls to it.
 CHANNEL_OPTIONS = [("grpc.enable_http_proxy", 0)]
 UNAVAILABLE_CODES = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
