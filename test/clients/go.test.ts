@@ -12,7 +12,7 @@ import { packageRoot } from '../../src/paths.js';
 import { requireTools, run } from '../support/command.js';
 import { DEPLOYED_NODE_FLAGS, metric, useSidecar } from '../support/sidecar.js';
 import { useRedis } from '../support/use-redis.js';
-import { untilNoLine, untilWaiting } from '../support/waiting-line.js';
+import { untilNoLine, untilWaiting } from '../support/line.js';
 
 const MODULE = 'github.com/sluice/sluice/clients/go';
 const CLIENT = join(packageRoot, 'clients', 'go');

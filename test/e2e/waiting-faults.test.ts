@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, ms, type AcquireRequest, type AcquireResponse, type SluiceClient } from '../support/client.js';
 import { startRedis, waitFor, type RedisProcess } from '../support/redis-server.js';
 import { DEPLOYED_NODE_FLAGS, metric, startSidecar, type SidecarProcess } from '../support/sidecar.js';
-import { untilNoLine, untilWaiting } from '../support/waiting-line.js';
+import { untilNoLine, untilWaiting } from '../support/line.js';
 
 /** server.max_waiters of sidecar C. */
 const C_MAX_WAITERS = 30;
