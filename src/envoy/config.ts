@@ -1,5 +1,5 @@
 // envoyproxy/ratelimit's YAML configuration, read unchanged: one domain per file, descriptors
-// nested to any depth, exact and wildcard (`*`-suffixed) values, key-only defaults, rate_limit
+// nested to any depth, exact and wildcard values (`*` anywhere), key-only defaults, rate_limit
 // with unit, requests_per_unit, unlimited, name and replaces, shadow_mode, detailed_metric. Plus
 // sluice's own keys, all prefixed `sluice_` so a file that uses none stays loadable by upstream.
 //
@@ -56,8 +56,8 @@ export interface DescriptorNode {
   exact: Map<string, Map<string, DescriptorNode>>;
   /** Descriptors with a key and no value: the default for any value. */
   keyOnly: Map<string, DescriptorNode>;
-  /** Values ending in `*`, in file order: the first whose prefix matches wins. */
-  wildcards: { key: string; prefix: string; node: DescriptorNode }[];
+  /** Values with a `*`, in file order: the first that matches wins (see matchesWildcard in match.ts). */
+  wildcards: { key: string; parts: readonly string[]; node: DescriptorNode }[];
   rule: Rule | null;
   /** share_threshold: every value this wildcard matches shares one budget, kept under this value. */
   sharedValue: string | null;
@@ -313,9 +313,9 @@ function readDescriptors(r: Reader, field: Field | undefined, path: Path, parent
     const ruleKey = `${parentKey}.${finalKey}`;
     const duplicate = value === '' ? into.keyOnly.has(key) : (into.exact.get(key)?.has(value) ?? false);
     if (duplicate) r.fail(at, item, `duplicate descriptor composite key '${ruleKey}'`);
-    const wildcard = value.endsWith('*');
+    const wildcard = value.includes('*');
     if (share && !wildcard) {
-      r.fail([...at, 'share_threshold'], fields.get('share_threshold')!.value, `share_threshold can only be used with wildcard values (ending with '*'), but found key '${finalKey}'`);
+      r.fail([...at, 'share_threshold'], fields.get('share_threshold')!.value, `share_threshold can only be used with wildcard values (containing '*'), but found key '${finalKey}'`);
     }
 
     const node = newNode();
@@ -332,7 +332,7 @@ function readDescriptors(r: Reader, field: Field | undefined, path: Path, parent
       let values = into.exact.get(key);
       if (!values) into.exact.set(key, (values = new Map()));
       values.set(value, node);
-      if (wildcard) into.wildcards.push({ key, prefix: value.slice(0, -1), node });
+      if (wildcard) into.wildcards.push({ key, parts: value.split('*'), node });
     }
   });
 }

@@ -146,7 +146,7 @@ describe('problems in a file', () => {
     ['a duplicate nested descriptor', 'domain: d\ndescriptors:\n  - key: a\n    descriptors:\n      - key: b\n      - key: b\n', /descriptors\[0\]\.descriptors\[1\] .*duplicate descriptor composite key 'd\.a\.b'/],
     ['an empty replaces entry', 'domain: d\ndescriptors:\n  - key: k\n    rate_limit: { unit: second, requests_per_unit: 1, name: n, replaces: [{ name: "" }] }\n', /should not have an empty replaces entry/],
     ['replacing itself', 'domain: d\ndescriptors:\n  - key: k\n    rate_limit: { unit: second, requests_per_unit: 1, name: n, replaces: [{ name: n }] }\n', /replaces should not contain name of same descriptor/],
-    ['share_threshold without a wildcard', 'domain: d\ndescriptors:\n  - key: k\n    value: v\n    share_threshold: true\n', /share_threshold can only be used with wildcard values \(ending with '\*'\), but found key 'k_v'/],
+    ['share_threshold without a wildcard', 'domain: d\ndescriptors:\n  - key: k\n    value: v\n    share_threshold: true\n', /share_threshold can only be used with wildcard values \(containing '\*'\), but found key 'k_v'/],
     ['a negative requests_per_unit', 'domain: d\ndescriptors:\n  - key: k\n    rate_limit: { unit: second, requests_per_unit: -1 }\n', /requests_per_unit \(line 4\): expected a whole number from 0 to 4294967295/],
     ['a fractional requests_per_unit', 'domain: d\ndescriptors:\n  - key: k\n    rate_limit: { unit: second, requests_per_unit: 1.0 }\n', /expected a whole number/],
     ['a quoted requests_per_unit', 'domain: d\ndescriptors:\n  - key: k\n    rate_limit: { unit: second, requests_per_unit: "5" }\n', /expected a whole number/],
