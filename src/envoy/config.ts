@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Node as YamlNode, type Pair, type YAMLMap, type YAMLSeq } from 'yaml';
 import type { EnvoyOptions, Limit, Resource } from '../config/policy.js';
 import { parseUnit, unitMs, type Unit } from './units.js';
+import { yamlV2Number } from './yaml-v2.js';
 
 export type EnvoyAlgorithm = 'fixed_window' | 'token_bucket' | 'sliding_window';
 const ALGORITHMS: readonly EnvoyAlgorithm[] = ['fixed_window', 'token_bucket', 'sliding_window'];
@@ -67,6 +68,8 @@ export interface DescriptorNode {
 export interface Domain {
   name: string;
   file: string;
+  /** The line of the file that names the domain. */
+  line: number;
   root: DescriptorNode;
 }
 
@@ -121,7 +124,7 @@ export function loadEnvoyConfig(options: EnvoyOptions): Loaded<EnvoyConfig> {
     }
     const other = domains.get(parsed.value.name);
     if (other) {
-      problems.push(`${file}: duplicate domain '${parsed.value.name}' (also in ${other.file}): one file per domain`);
+      problems.push(`${file}: domain (line ${parsed.value.line}): duplicate domain '${parsed.value.name}' (also in ${other.file}): one file per domain`);
       continue;
     }
     domains.set(parsed.value.name, parsed.value);
@@ -193,17 +196,21 @@ export function parseDomainFile(text: string, file: string, options: EnvoyOption
   const r = new Reader(file, lines);
   const root = doc.contents;
   let domain = '';
+  let line = 1;
   const tree = newNode();
   if (root !== null && !isMap(root) && !(isScalar(root) && root.value === null)) {
     r.fail([], root, 'expected a map with domain and descriptors');
   } else {
     const fields = isMap(root) ? readFields(r, root, [], TOP_KEYS) : new Map<string, Field>();
-    domain = readString(r, fields.get('domain'), ['domain']) ?? '';
-    if (domain === '') r.fail(fields.has('domain') ? ['domain'] : [], fields.get('domain')?.value ?? root, 'config file cannot have empty domain');
+    const named = readString(r, fields.get('domain'), ['domain']);
+    const namedAt = fields.get('domain')?.value?.range;
+    if (namedAt) line = lines.linePos(namedAt[0]).line;
+    domain = named ?? '';
+    if (named === '' || !fields.has('domain')) r.fail(['domain'], fields.get('domain')?.value ?? root, 'config file cannot have empty domain');
     readDescriptors(r, fields.get('descriptors'), ['descriptors'], domain, tree, { domain, options });
   }
   if (r.problems.length > 0) return { ok: false, problems: r.problems };
-  return { ok: true, value: { name: domain, file, root: tree } };
+  return { ok: true, value: { name: domain, file, line, root: tree } };
 }
 
 interface Field {
@@ -244,7 +251,10 @@ function isNull(node: YamlNode | null | undefined): boolean {
   return node === null || node === undefined || (isScalar(node) && node.value === null);
 }
 
-/** A string field, as yaml.v2 fills one: any scalar, as written (`value: 010` is "010"); null is "". */
+/**
+ * A string field, as yaml.v2 fills one: a scalar as written (`value: 010` is "010"); null is "".
+ * Undefined (reported) for a collection, and for a number upstream refuses (see yaml-v2.ts).
+ */
 function readString(r: Reader, field: Field | undefined, path: Path): string | undefined {
   if (!field || isNull(field.value)) return field ? '' : undefined;
   const node = field.value!;
@@ -252,8 +262,12 @@ function readString(r: Reader, field: Field | undefined, path: Path): string | u
     r.fail(path, node, 'expected a string');
     return undefined;
   }
-  if (typeof node.value === 'string') return node.value;
-  return node.source ?? String(node.value);
+  const text = node.source ?? String(node.value);
+  if (node.type === 'PLAIN' && yamlV2Number(text) === 'other number') {
+    r.fail(path, node, `expected a string, not the number ${text} (envoyproxy/ratelimit refuses it too); quote it to mean the text: "${text}"`);
+    return undefined;
+  }
+  return typeof node.value === 'string' ? node.value : text;
 }
 
 function readBool(r: Reader, field: Field | undefined, path: Path): boolean {
@@ -299,16 +313,16 @@ function readDescriptors(r: Reader, field: Field | undefined, path: Path, parent
       return;
     }
     const fields = readFields(r, item, at, DESCRIPTOR_KEYS);
-    const key = readString(r, fields.get('key'), [...at, 'key']) ?? '';
-    const value = readString(r, fields.get('value'), [...at, 'value']) ?? '';
+    const keyText = readString(r, fields.get('key'), [...at, 'key']) ?? (fields.has('key') ? undefined : '');
+    const valueText = readString(r, fields.get('value'), [...at, 'value']) ?? (fields.has('value') ? undefined : '');
     const shadow = readBool(r, fields.get('shadow_mode'), [...at, 'shadow_mode']);
     readBool(r, fields.get('detailed_metric'), [...at, 'detailed_metric']);
     readBool(r, fields.get('value_to_metric'), [...at, 'value_to_metric']);
     const share = readBool(r, fields.get('share_threshold'), [...at, 'share_threshold']);
-    if (key === '') {
-      r.fail(fields.has('key') ? [...at, 'key'] : at, fields.get('key')?.value ?? item, 'descriptor has empty key');
-      return;
-    }
+    if (keyText === '') r.fail([...at, 'key'], fields.get('key')?.value ?? item, 'descriptor has empty key');
+    if (!keyText || valueText === undefined) return;
+    const key = keyText;
+    const value = valueText;
     const finalKey = value === '' ? key : `${key}_${value}`;
     const ruleKey = `${parentKey}.${finalKey}`;
     const duplicate = value === '' ? into.keyOnly.has(key) : (into.exact.get(key)?.has(value) ?? false);

@@ -137,8 +137,8 @@ describe('problems in a file', () => {
     ],
     ['an unknown algorithm', 'domain: d\ndescriptors:\n  - key: k\n    rate_limit: { unit: second, requests_per_unit: 1, sluice_algorithm: leaky }\n', /sluice_algorithm \(line 4\): expected one of fixed_window, token_bucket, sliding_window, not 'leaky'/],
     ['sluice_burst without a token bucket', 'domain: d\ndescriptors:\n  - key: k\n    rate_limit: { unit: second, requests_per_unit: 1, sluice_burst: 5 }\n', /sluice_burst applies to sluice_algorithm: token_bucket only/],
-    ['an empty domain', 'descriptors: []\n', /^test\.yaml: \(top level\) \(line 1\): config file cannot have empty domain$/],
-    ['an empty key', 'domain: d\ndescriptors:\n  - value: v\n', /descriptors\[0\] \(line 3\): descriptor has empty key/],
+    ['an empty domain', 'descriptors: []\n', /^test\.yaml: domain \(line 1\): config file cannot have empty domain$/],
+    ['an empty key', 'domain: d\ndescriptors:\n  - value: v\n', /descriptors\[0\]\.key \(line 3\): descriptor has empty key/],
     ['a bad unit', 'domain: d\ndescriptors:\n  - key: k\n    rate_limit:\n      unit: minutes\n      requests_per_unit: 5\n', /descriptors\[0\]\.rate_limit\.unit \(line 5\): invalid rate limit unit 'minutes'/],
     ['a missing unit', 'domain: d\ndescriptors:\n  - key: k\n    rate_limit: { requests_per_unit: 5 }\n', /invalid rate limit unit ''/],
     ['a unit with unlimited', 'domain: d\ndescriptors:\n  - key: k\n    rate_limit: { unlimited: true, unit: second }\n', /should not specify rate limit unit when unlimited/],
@@ -153,6 +153,13 @@ describe('problems in a file', () => {
     ['a non-boolean shadow_mode', 'domain: d\ndescriptors:\n  - key: k\n    shadow_mode: "true"\n', /shadow_mode \(line 4\): expected true or false/],
     ['a descriptor that is not a map', 'domain: d\ndescriptors:\n  - just a string\n', /list of type other than map/],
     ['a non-string key', 'domain: d\n5: x\n', /key is not of type string: 5/],
+    ['a float value', 'domain: d\ndescriptors:\n  - key: k\n    value: 0.25\n', /^test\.yaml: descriptors\[0\]\.value \(line 4\): expected a string, not the number 0\.25 \(envoyproxy\/ratelimit refuses it too\); quote it to mean the text: "0\.25"$/],
+    ['a float key', 'domain: d\ndescriptors:\n  - key: 1.50\n', /descriptors\[0\]\.key \(line 3\): expected a string, not the number 1\.50/],
+    ['a float domain', 'domain: 1e3\n', /^test\.yaml: domain \(line 1\): expected a string, not the number 1e3/],
+    ['a float unit', 'domain: d\ndescriptors:\n  - key: k\n    rate_limit: { unit: .inf, requests_per_unit: 1 }\n', /rate_limit\.unit \(line 4\): expected a string, not the number \.inf/],
+    ['a float replaces name', 'domain: d\ndescriptors:\n  - key: k\n    rate_limit: { unit: second, requests_per_unit: 1, name: n, replaces: [{ name: 2.5 }] }\n', /replaces\[0\]\.name \(line 4\): expected a string, not the number 2\.5/],
+    ['08, not octal, so a float to yaml.v2', 'domain: d\ndescriptors:\n  - key: k\n    value: 08\n', /value \(line 4\): expected a string, not the number 08/],
+    ['a whole number past int64', 'domain: d\ndescriptors:\n  - key: k\n    value: 9223372036854775808\n', /value \(line 4\): expected a string, not the number 9223372036854775808/],
     ['broken YAML', 'domain: d\ndescriptors: [\n', /^test\.yaml: line \d+, column \d+: /],
     ['duplicate map keys', 'domain: d\ndomain: e\n', /Map keys must be unique/],
     ['two documents', 'domain: d\n---\ndomain: e\n', /multiple documents/],
@@ -181,7 +188,7 @@ describe('problems in a file', () => {
     ]);
     // b.yaml names a domain a.yaml also names; a.yaml did not load, so it is c.yaml's turn to fail.
     const again = loadEnvoyConfig(options({ configDir: configDir({ 'a.yaml': 'domain: a\n', 'b.yaml': 'domain: a\n' }) }));
-    expect(again.ok ? [] : again.problems).toEqual([expect.stringMatching(/b\.yaml: duplicate domain 'a' \(also in .*a\.yaml\)/)]);
+    expect(again.ok ? [] : again.problems).toEqual([expect.stringMatching(/b\.yaml: domain \(line 1\): duplicate domain 'a' \(also in .*a\.yaml\)/)]);
   });
 
   it('says so when the directory cannot be read', () => {
@@ -195,7 +202,7 @@ describe('YAML as upstream reads it (yaml.v2, YAML 1.1)', () => {
     const domain = domainOf(`
 domain: 42
 descriptors:
-  - key: 1.50
+  - key: "1.50"
     value: 007
     shadow_mode: yes
     rate_limit: { unit: SECOND, requests_per_unit: 0x10 }
@@ -207,6 +214,30 @@ descriptors:
     const rule = matchRule(domain, [{ key: '1.50', value: '007' }])!.rule;
     expect(rule).toMatchObject({ shadow: true, main: { requestsPerUnit: 16, unit: 'SECOND' } });
     expect(matchRule(domain, [{ key: 'k', value: 'anything' }])!.rule.main!.requestsPerUnit).toBe(1000);
+  });
+
+  it('takes whole numbers, timestamps, sexagesimals and booleans as written where it reads a string', () => {
+    const domain = domainOf(`
+domain: d
+descriptors:
+  - { key: k, value: 9223372036854775807, rate_limit: { unit: second, requests_per_unit: 1, name: int64-max } }
+  - { key: k, value: 0x1F, rate_limit: { unit: second, requests_per_unit: 1, name: hex } }
+  - { key: k, value: 1_000, rate_limit: { unit: second, requests_per_unit: 1, name: underscored } }
+  - { key: k, value: 2001-12-14, rate_limit: { unit: second, requests_per_unit: 1, name: timestamp } }
+  - { key: k, value: 1:30.5, rate_limit: { unit: second, requests_per_unit: 1, name: sexagesimal } }
+  - { key: k, value: yes, rate_limit: { unit: second, requests_per_unit: 1, name: boolean } }
+  - { key: k, value: '0.25', rate_limit: { unit: second, requests_per_unit: 1, name: quoted } }
+`);
+    const named = (value: string) => matchRule(domain, [{ key: 'k', value }])?.rule.name;
+    expect(['9223372036854775807', '0x1F', '1_000', '2001-12-14', '1:30.5', 'yes', '0.25'].map(named)).toEqual([
+      'int64-max',
+      'hex',
+      'underscored',
+      'timestamp',
+      'sexagesimal',
+      'boolean',
+      'quoted',
+    ]);
   });
 
   it('accepts an empty rate_limit list entry set and null descriptors', () => {
