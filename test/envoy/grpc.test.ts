@@ -127,12 +127,12 @@ describe('ShouldRateLimit on the memory store', () => {
     }
   });
 
-  it('serves health for the Envoy service and lists it in reflection', async () => {
+  it('serves health for the Envoy service and for envoyproxy/ratelimit’s name, and lists the service in reflection', async () => {
     const health = new healthPkg.grpc.health.v1.Health(sidecar.address, credentials.createInsecure());
-    const res = await new Promise<any>((resolve, reject) =>
-      health.Check({ service: 'envoy.service.ratelimit.v3.RateLimitService' }, (err: Error | null, r: unknown) => (err ? reject(err) : resolve(r))),
-    );
-    expect(res.status).toBe('SERVING');
+    for (const service of ['envoy.service.ratelimit.v3.RateLimitService', 'ratelimit']) {
+      const res = await new Promise<any>((resolve, reject) => health.Check({ service }, (err: Error | null, r: unknown) => (err ? reject(err) : resolve(r))));
+      expect(res.status).toBe('SERVING');
+    }
     health.close();
     const pkg = loadPackageDefinition(loadSync(reflectionProto, { keepCase: true })) as any;
     const reflection = new pkg.grpc.reflection.v1.ServerReflection(sidecar.address, credentials.createInsecure());
