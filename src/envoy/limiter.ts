@@ -6,7 +6,8 @@
 // descriptor whose hits_addend is 0 only checks that one more would fit, and takes nothing.
 import type { Decider } from '../decide/decider.js';
 import type { AcquireInput, Decision } from '../decide/decision.js';
-import { costFor } from '../config/policy.js';
+import { costFor, type Limit } from '../config/policy.js';
+import { untilWindowEnds } from '../limits/fixed-window.js';
 import { overrideRule, type EnvoyConfig, type ReportedLimit, type Rule } from './config.js';
 import { matchRule, scopeOf, type Entry, type Match } from './match.js';
 import { secondsToWindowEnd, type Unit } from './units.js';
@@ -168,21 +169,29 @@ export async function shouldRateLimit(decider: Decider, config: EnvoyConfig, req
 
 function statusOf(rule: Rule, input: AcquireInput, decision: Decision, revoked: boolean): DescriptorStatus {
   const reported = rule.reported.get(decision.limitName) ?? rule.main!;
+  const limit = input.resource.limits.find((l) => l.name === decision.limitName);
   let remaining = decision.remaining;
-  if (revoked) {
+  if (revoked && limit) {
     // Given back: what is left is what was left before this request.
-    const limit = input.resource.limits.find((l) => l.name === decision.limitName);
-    remaining = limit ? Math.min(limit.capacity, remaining + costFor(limit, input.cost)) : remaining;
+    remaining = Math.min(limit.capacity, remaining + costFor(limit, input.cost));
   }
-  // When it is over the limit: when the same request would fit (exact for every algorithm);
-  // otherwise when the deciding limit is back to full (a window's end, for fixed windows).
-  const ms = !decision.granted && Number.isFinite(decision.retryAfterMs) ? decision.retryAfterMs : decision.resetAfterMs;
   return {
     code: decision.granted || rule.shadow ? 'OK' : 'OVER_LIMIT',
     currentLimit: { ...reported, name: rule.name },
     remaining: Math.max(0, Math.min(UINT32_MAX, Math.floor(remaining))),
-    resetSeconds: Math.max(0, Math.ceil(ms / 1000)),
+    resetSeconds: Math.max(0, Math.ceil(untilReset(limit, decision) / 1000)),
   };
+}
+
+/**
+ * When it is over the limit: when the same request would fit (exact for every algorithm);
+ * otherwise when the deciding limit is back to full (a window's end, for fixed windows). A
+ * request that can never fit a fixed window is told the window's end, as upstream tells it.
+ */
+function untilReset(limit: Limit | undefined, decision: Decision): number {
+  if (decision.granted) return decision.resetAfterMs;
+  if (Number.isFinite(decision.retryAfterMs)) return decision.retryAfterMs;
+  return limit?.algorithm === 'fixed_window' ? untilWindowEnds(decision.decidedAt, limit.periodMs) : decision.resetAfterMs;
 }
 
 /**

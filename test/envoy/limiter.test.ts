@@ -160,6 +160,14 @@ describe('hits_addend', () => {
     expect((await ask([d({ user: 'eve' })])).statuses[0]).toMatchObject({ code: 'OK', remaining: 0 });
   });
 
+  it('a hits_addend that can never fit is over the limit until the window ends, as upstream says', async () => {
+    const fresh = await ask([d({ user: 'hugo' })], { hits: 4 });
+    expect(fresh.statuses[0]).toEqual({ code: 'OVER_LIMIT', currentLimit: { name: 'per-user', requestsPerUnit: 3, unit: 'MINUTE' }, remaining: 3, resetSeconds: 45 });
+    await ask([d({ user: 'hugo' })]);
+    now += 10_000;
+    expect((await ask([d({ user: 'hugo' })], { hits: 40 })).statuses[0]).toMatchObject({ code: 'OVER_LIMIT', remaining: 2, resetSeconds: 35 });
+  });
+
   it('a descriptor hits_addend overrides the request; a present 0 only checks', async () => {
     const answer = await ask([d({ user: 'fay' }, { hits: 3 }), d({ user: 'gus' })], { hits: 2 });
     expect(answer.statuses.map((s) => s.remaining)).toEqual([0, 1]);
