@@ -1,6 +1,7 @@
 // envoyproxy/ratelimit's YAML configuration, read unchanged: one domain per file, descriptors
 // nested to any depth, exact and wildcard values (`*` anywhere), key-only defaults, rate_limit
-// with unit, requests_per_unit, unlimited, name and replaces, shadow_mode, detailed_metric. Plus
+// with unit, requests_per_unit, unlimited, name and replaces, shadow_mode, quota_mode, metadata,
+// share_threshold, detailed_metric and value_to_metric. Plus
 // sluice's own keys, all prefixed `sluice_` so a file that uses none stays loadable by upstream.
 //
 // Every rate_limit is compiled here, once per load, into a sluice Resource (fixed_window with the
@@ -9,10 +10,11 @@
 import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Node as YamlNode, type Pair, type YAMLMap, type YAMLSeq } from 'yaml';
+import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Node as YamlNode, type Pair, type Scalar, type YAMLMap, type YAMLSeq } from 'yaml';
 import type { EnvoyOptions, Limit, Resource } from '../config/policy.js';
 import { parseUnit, unitMs, type Unit } from './units.js';
 import { yamlV2Number } from './yaml-v2.js';
+import { setEntry, type Metadata, type MetadataValue } from './metadata.js';
 
 export type EnvoyAlgorithm = 'fixed_window' | 'token_bucket' | 'sliding_window';
 const ALGORITHMS: readonly EnvoyAlgorithm[] = ['fixed_window', 'token_bucket', 'sliding_window'];
@@ -41,6 +43,10 @@ export interface Rule {
   replaces: readonly string[];
   unlimited: boolean;
   shadow: boolean;
+  /** quota_mode: over its limit, it makes the request OVER_LIMIT only if every quota descriptor of the request is over. */
+  quota: boolean;
+  /** The descriptor's metadata, returned in the answer's dynamic metadata when it passes; null when it has none. */
+  metadata: Metadata | null;
   /** rate_limit's own requests_per_unit and unit; null when unlimited. */
   main: ReportedLimit | null;
   /** Null when unlimited, or when requests_per_unit is 0 (every request is over the limit). */
@@ -50,6 +56,9 @@ export interface Rule {
   /** The limits' algorithms and units, `fw_minute+tb_second`: the end of the scope (see scopeOf in match.ts). */
   shapeTag: string;
 }
+
+/** What a rule takes from its descriptor and its rate_limit, besides the limits. */
+type RuleHead = Pick<Rule, 'key' | 'name' | 'replaces' | 'shadow' | 'quota' | 'metadata'>;
 
 /** One level of a domain's descriptor tree. */
 export interface DescriptorNode {
@@ -147,7 +156,7 @@ function readError(err: unknown): string {
 type Path = (string | number)[];
 
 const TOP_KEYS = ['domain', 'descriptors'];
-const DESCRIPTOR_KEYS = ['key', 'value', 'rate_limit', 'descriptors', 'shadow_mode', 'detailed_metric', 'value_to_metric', 'share_threshold'];
+const DESCRIPTOR_KEYS = ['key', 'value', 'rate_limit', 'descriptors', 'shadow_mode', 'quota_mode', 'metadata', 'detailed_metric', 'value_to_metric', 'share_threshold'];
 const RATE_LIMIT_KEYS = ['unit', 'requests_per_unit', 'unlimited', 'name', 'replaces', 'sluice_algorithm', 'sluice_burst', 'sluice_limits'];
 const REPLACES_KEYS = ['name'];
 const EXTRA_LIMIT_KEYS = ['unit', 'requests_per_unit', 'sluice_algorithm', 'sluice_burst'];
@@ -263,7 +272,7 @@ function readString(r: Reader, field: Field | undefined, path: Path): string | u
     return undefined;
   }
   const text = node.source ?? String(node.value);
-  if (node.type === 'PLAIN' && yamlV2Number(text) === 'other number') {
+  if (node.type === 'PLAIN' && yamlV2Number(text)?.int64 === false) {
     r.fail(path, node, `expected a string, not the number ${text} (envoyproxy/ratelimit refuses it too); quote it to mean the text: "${text}"`);
     return undefined;
   }
@@ -301,6 +310,48 @@ function readSeq(r: Reader, field: Field | undefined, path: Path, what: string):
   return field.value as YAMLSeq<YamlNode | null>;
 }
 
+/** A descriptor's metadata: a map of any YAML (upstream does not check it), or null when absent or empty. */
+function readMetadata(r: Reader, field: Field | undefined, path: Path): Metadata | null {
+  if (!field || isNull(field.value)) return null;
+  if (!isMap(field.value)) {
+    r.fail(path, field.value, 'expected a map of metadata');
+    return null;
+  }
+  const metadata = metadataValue(r, field.value, path) as Metadata;
+  return Object.keys(metadata).length > 0 ? metadata : null;
+}
+
+/** A YAML node as a protobuf Struct value, typed as yaml.v2 types it. */
+function metadataValue(r: Reader, node: YamlNode | null, path: Path): MetadataValue {
+  if (isNull(node)) return null;
+  if (isMap(node)) {
+    const map: Metadata = {};
+    for (const pair of node.items as Pair<YamlNode, YamlNode | null>[]) {
+      if (!isScalar(pair.key)) {
+        r.fail(path, pair.key, 'expected a string, number or boolean as a metadata key');
+        continue;
+      }
+      const key = pair.key.source ?? String(pair.key.value);
+      setEntry(map, key, metadataValue(r, pair.value, [...path, key]));
+    }
+    return map;
+  }
+  if (isSeq(node)) return node.items.map((item, i) => metadataValue(r, item as YamlNode | null, [...path, i]));
+  if (!isScalar(node)) {
+    r.fail(path, node, 'expected a map, a list or a scalar (YAML aliases are not read)');
+    return null;
+  }
+  const scalar: Scalar = node;
+  const text = scalar.source ?? String(scalar.value);
+  if (scalar.type === 'PLAIN') {
+    const number = yamlV2Number(text);
+    if (number) return number.value;
+  }
+  if (typeof scalar.value === 'boolean' || typeof scalar.value === 'string') return scalar.value;
+  // Anything else (a timestamp, a sexagesimal, binary) is its text, as yaml.v2 leaves it.
+  return text;
+}
+
 const UINT32_MAX = 0xffff_ffff;
 
 function readDescriptors(r: Reader, field: Field | undefined, path: Path, parentKey: string, into: DescriptorNode, ctx: Context): void {
@@ -316,6 +367,8 @@ function readDescriptors(r: Reader, field: Field | undefined, path: Path, parent
     const keyText = readString(r, fields.get('key'), [...at, 'key']) ?? (fields.has('key') ? undefined : '');
     const valueText = readString(r, fields.get('value'), [...at, 'value']) ?? (fields.has('value') ? undefined : '');
     const shadow = readBool(r, fields.get('shadow_mode'), [...at, 'shadow_mode']);
+    const quota = readBool(r, fields.get('quota_mode'), [...at, 'quota_mode']);
+    const metadata = readMetadata(r, fields.get('metadata'), [...at, 'metadata']);
     readBool(r, fields.get('detailed_metric'), [...at, 'detailed_metric']);
     readBool(r, fields.get('value_to_metric'), [...at, 'value_to_metric']);
     const share = readBool(r, fields.get('share_threshold'), [...at, 'share_threshold']);
@@ -334,7 +387,7 @@ function readDescriptors(r: Reader, field: Field | undefined, path: Path, parent
 
     const node = newNode();
     const rateLimit = fields.get('rate_limit');
-    if (rateLimit && !isNull(rateLimit.value)) node.rule = readRateLimit(r, rateLimit.value!, [...at, 'rate_limit'], ruleKey, shadow, ctx);
+    if (rateLimit && !isNull(rateLimit.value)) node.rule = readRateLimit(r, rateLimit.value!, [...at, 'rate_limit'], { key: ruleKey, shadow, quota, metadata }, ctx);
     node.sharedValue = share && wildcard ? value : null;
     readDescriptors(r, fields.get('descriptors'), [...at, 'descriptors'], ruleKey, node, ctx);
     node.hasChildren = node.exact.size > 0 || node.keyOnly.size > 0;
@@ -351,7 +404,7 @@ function readDescriptors(r: Reader, field: Field | undefined, path: Path, parent
   });
 }
 
-function readRateLimit(r: Reader, node: YamlNode, path: Path, ruleKey: string, shadow: boolean, ctx: Context): Rule | null {
+function readRateLimit(r: Reader, node: YamlNode, path: Path, descriptor: Omit<RuleHead, 'name' | 'replaces'>, ctx: Context): Rule | null {
   if (!isMap(node)) {
     r.fail(path, node, 'expected a map (unit, requests_per_unit, ...)');
     return null;
@@ -384,7 +437,7 @@ function readRateLimit(r: Reader, node: YamlNode, path: Path, ruleKey: string, s
       if (fields.has(key)) r.fail([...path, key], fields.get(key)!.key, `${key} does not apply to an unlimited rate_limit`);
     }
     if (r.problems.length > before) return null;
-    return { key: ruleKey, name, replaces, unlimited: true, shadow, main: null, resource: null, reported: new Map(), shapeTag: '' };
+    return { ...descriptor, name, replaces, unlimited: true, main: null, resource: null, reported: new Map(), shapeTag: '' };
   }
   if (!unit) {
     r.fail([...path, 'unit'], fields.get('unit')?.value ?? node, `invalid rate limit unit '${unitText}'`);
@@ -421,7 +474,7 @@ function readRateLimit(r: Reader, node: YamlNode, path: Path, ruleKey: string, s
     seen.add(limitName);
   }
   if (r.problems.length > before || !unit) return null;
-  return compileRule(ctx, ruleKey, name, replaces, shadow, { unit, requestsPerUnit }, requestsPerUnit === 0 ? [] : limits);
+  return compileRule(ctx, { ...descriptor, name, replaces }, { unit, requestsPerUnit }, requestsPerUnit === 0 ? [] : limits);
 }
 
 /** sluice_algorithm and sluice_burst of a rate_limit or of a sluice_limits entry. */
@@ -476,15 +529,7 @@ function toLimit(spec: LimitSpec): Limit {
 }
 
 /** A rule's sluice Resource (none when `limits` is empty: requests_per_unit 0 blocks). */
-export function compileRule(
-  ctx: Context,
-  key: string,
-  name: string,
-  replaces: readonly string[],
-  shadow: boolean,
-  main: ReportedLimit,
-  limits: readonly LimitSpec[],
-): Rule {
+export function compileRule(ctx: Context, head: RuleHead, main: ReportedLimit, limits: readonly LimitSpec[]): Rule {
   const reported = new Map<string, ReportedLimit>();
   for (const limit of limits) reported.set(limitNameOf(limit), { requestsPerUnit: limit.requestsPerUnit, unit: limit.unit });
   const { options } = ctx;
@@ -511,7 +556,7 @@ export function compileRule(
   // a scope (the memory store keeps a scope's state by limit position), while an override and a
   // configured rule of the same unit share one, as upstream's cache keys do.
   const shapeTag = limits.map(limitNameOf).join('+');
-  return { key, name, replaces, unlimited: false, shadow, main, resource, reported, shapeTag };
+  return { ...head, unlimited: false, main, resource, reported, shapeTag };
 }
 
 /** Past this many distinct overrides per config, the oldest rules are forgotten (and rebuilt on use). */
@@ -519,7 +564,8 @@ export const MAX_OVERRIDE_RULES = 1_000;
 
 /**
  * The rule for a descriptor's limit override: upstream's fixed window with the given
- * requests_per_unit and unit, never shadowed, unnamed. It shares its budget with a config rule
+ * requests_per_unit and unit, unnamed, never shadowed nor in quota mode, without metadata, as
+ * upstream makes it. It shares its budget with a config rule
  * of the same unit on the same descriptor, as upstream's cache keys do.
  */
 export function overrideRule(config: EnvoyConfig, domain: string, requestsPerUnit: number, unit: Unit): Rule {
@@ -528,7 +574,8 @@ export function overrideRule(config: EnvoyConfig, domain: string, requestsPerUni
   if (!rule) {
     const main = { requestsPerUnit, unit };
     const limits: LimitSpec[] = requestsPerUnit === 0 ? [] : [{ unit, requestsPerUnit, algorithm: 'fixed_window', burst: null }];
-    rule = compileRule({ domain, options: config.options }, `${domain}.(override)`, '', [], false, main, limits);
+    const head = { key: `${domain}.(override)`, name: '', replaces: [], shadow: false, quota: false, metadata: null };
+    rule = compileRule({ domain, options: config.options }, head, main, limits);
     if (config.overrides.size >= MAX_OVERRIDE_RULES) config.overrides.delete(config.overrides.keys().next().value!);
     config.overrides.set(id, rule);
   }

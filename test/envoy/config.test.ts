@@ -246,6 +246,51 @@ descriptors:
   });
 });
 
+describe('quota_mode and metadata', () => {
+  it('reads quota_mode and any metadata map, typed as yaml.v2 types it; the rule carries both', () => {
+    const domain = domainOf(`
+domain: d
+descriptors:
+  - key: k
+    quota_mode: true
+    metadata:
+      name: svc
+      count: 010
+      ratio: 0.5
+      on: yes
+      none: ~
+      when: 2001-12-14
+      clock: 1:30
+      list: [1, "2", { deep: [true] }]
+      nested: { __proto__: data, 7: seven }
+    rate_limit: { unit: minute, requests_per_unit: 1 }
+  - key: plain
+    metadata: {}
+    rate_limit: { unit: minute, requests_per_unit: 1 }
+`);
+    const rule = matchRule(domain, [{ key: 'k', value: 'v' }])!.rule;
+    expect(rule.quota).toBe(true);
+    expect(rule.metadata).toEqual({
+      name: 'svc',
+      count: 8,
+      ratio: 0.5,
+      on: true,
+      none: null,
+      when: '2001-12-14',
+      clock: '1:30',
+      list: [1, '2', { deep: [true] }],
+      nested: Object.defineProperty({ 7: 'seven' }, '__proto__', { value: 'data', enumerable: true }),
+    });
+    expect(Object.getPrototypeOf(rule.metadata!.nested)).toBe(Object.prototype);
+    expect(matchRule(domain, [{ key: 'plain', value: 'v' }])!.rule).toMatchObject({ quota: false, metadata: null });
+  });
+
+  it('refuses metadata that is not a map, and a quota_mode that is not a boolean', () => {
+    expect(problemsOf('domain: d\ndescriptors:\n  - key: k\n    metadata: [a, b]\n')).toEqual(['test.yaml: descriptors[0].metadata (line 4): expected a map of metadata']);
+    expect(problemsOf('domain: d\ndescriptors:\n  - key: k\n    quota_mode: 1\n')).toEqual(['test.yaml: descriptors[0].quota_mode (line 4): expected true or false']);
+  });
+});
+
 describe('sluice extensions', () => {
   it('token_bucket with a burst, sliding_window, several limits per descriptor', () => {
     const domain = domainOf(`

@@ -10,6 +10,8 @@ export function options(overrides: Partial<EnvoyOptions> = {}): EnvoyOptions {
     configDir: '/nonexistent',
     configDirAt: 'envoy.config_dir',
     responseHeaders: false,
+    responseDynamicMetadata: false,
+    quotaMode: false,
     onStoreFailure: 'error',
     lease: { enabled: true, maxFraction: 0.1, ttlMs: 1_000 },
     ...overrides,
