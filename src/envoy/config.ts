@@ -243,7 +243,7 @@ function readFields(r: Reader, map: YAMLMap, path: Path, allowed: readonly strin
     const keyNode = pair.key;
     const key = isScalar(keyNode) ? keyNode.value : undefined;
     if (typeof key !== 'string') {
-      r.fail(path, keyNode, `config error, key is not of type string: ${isScalar(keyNode) ? String(keyNode.source ?? keyNode.value) : 'a collection'}`);
+      r.fail(path, keyNode, `config error, key is not of type string: ${textOf(keyNode)}`);
       continue;
     }
     if (!allowed.includes(key)) {
@@ -254,6 +254,12 @@ function readFields(r: Reader, map: YAMLMap, path: Path, allowed: readonly strin
     fields.set(key, { key: keyNode, value: pair.value ?? null });
   }
   return fields;
+}
+
+/** A node as the file writes it, for a problem's message; a collection by its kind. */
+function textOf(node: YamlNode | null): string {
+  if (isScalar(node)) return node.source ?? String(node.value);
+  return isSeq(node) ? 'a list' : node === null ? 'null' : 'a collection';
 }
 
 function isNull(node: YamlNode | null | undefined): boolean {
@@ -360,7 +366,7 @@ function readDescriptors(r: Reader, field: Field | undefined, path: Path, parent
   seq.items.forEach((item, i) => {
     const at = [...path, i];
     if (!isMap(item)) {
-      r.fail(at, item ?? seq, `config error, yaml file contains list of type other than map: expected a descriptor (key, value, rate_limit, descriptors)`);
+      r.fail(at, item ?? seq, `config error, yaml file contains list of type other than map: ${textOf(item)} (expected a descriptor: key, value, rate_limit, descriptors)`);
       return;
     }
     const fields = readFields(r, item, at, DESCRIPTOR_KEYS);
@@ -422,7 +428,7 @@ function readRateLimit(r: Reader, node: YamlNode, path: Path, descriptor: Omit<R
   replacesSeq?.items.forEach((item, i) => {
     const at = [...path, 'replaces', i];
     if (!isMap(item)) {
-      r.fail(at, item ?? replacesSeq, 'config error, yaml file contains list of type other than map: expected { name: ... }');
+      r.fail(at, item ?? replacesSeq, `config error, yaml file contains list of type other than map: ${textOf(item)} (expected { name: ... })`);
       return;
     }
     const replaced = readString(r, readFields(r, item, at, REPLACES_KEYS).get('name'), [...at, 'name']) ?? '';
