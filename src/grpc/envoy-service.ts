@@ -129,7 +129,10 @@ function toResponse(answer: EnvoyAnswer) {
   };
 }
 
-/** google.protobuf.Struct as proto-loader encodes it (keepCase). */
+/**
+ * google.protobuf.Struct as proto-loader encodes it. Its field names are camelCase whatever
+ * keepCase says: protobufjs brings its own definition of the well-known types.
+ */
 function structOf(map: Metadata): { fields: Record<string, unknown> } {
   const fields: Record<string, unknown> = {};
   for (const key of Object.keys(map)) Object.defineProperty(fields, key, { value: structValueOf(map[key]!), enumerable: true });
@@ -137,12 +140,12 @@ function structOf(map: Metadata): { fields: Record<string, unknown> } {
 }
 
 function structValueOf(value: MetadataValue): unknown {
-  if (value === null) return { null_value: 'NULL_VALUE' };
-  if (typeof value === 'boolean') return { bool_value: value };
-  if (typeof value === 'number') return { number_value: value };
-  if (typeof value === 'string') return { string_value: value };
-  if (Array.isArray(value)) return { list_value: { values: value.map(structValueOf) } };
-  return { struct_value: structOf(value) };
+  if (value === null) return { nullValue: 'NULL_VALUE' };
+  if (typeof value === 'boolean') return { boolValue: value };
+  if (typeof value === 'number') return { numberValue: value };
+  if (typeof value === 'string') return { stringValue: value };
+  if (Array.isArray(value)) return { listValue: { values: value.map(structValueOf) } };
+  return { structValue: structOf(value) };
 }
 
 function toStatus(err: unknown, ctx: EnvoyServiceContext): { code: status; details: string } {
