@@ -235,4 +235,10 @@ describe('upstream test/config/config_test.go', () => {
     const loaded = loadEnvoyConfig(options({ configDir: dir }));
     expect(loaded.ok ? [] : loaded.problems).toEqual([expect.stringMatching(/merge_domain_key2\.yaml: domain \(line 2\): duplicate domain 'test-domain'/)]);
   });
+
+  it('differs from TestDuplicateKeyDomainMerge: the second file is refused for its domain, before its keys are compared', () => {
+    const text = UPSTREAM_CONFIG_FILES['merge_domain_key1.yaml'];
+    const loaded = loadEnvoyConfig(options({ configDir: configDir({ 'a.yaml': text, 'b.yaml': text }) }));
+    expect(loaded.ok ? [] : loaded.problems).toEqual([expect.stringMatching(/b\.yaml: domain \(line 2\): duplicate domain 'test-domain'/)]);
+  });
 });
