@@ -124,6 +124,10 @@ export interface EnvoyOptions {
   configDirAt: string;
   /** Add RateLimit-Limit, RateLimit-Remaining and RateLimit-Reset to response_headers_to_add. */
   responseHeaders: boolean;
+  /** Answer with dynamic metadata: the request's descriptors and the metadata of those that passed. */
+  responseDynamicMetadata: boolean;
+  /** Every descriptor in quota mode: the request is OVER_LIMIT only when all of them are over. */
+  quotaMode: boolean;
   onStoreFailure: EnvoyStoreFailure;
   lease: LeaseSettings;
 }
@@ -192,6 +196,8 @@ function compileEnvoy(envoy: EnvoyFile, placeOf: PlaceOf): EnvoyOptions {
     configDir: resolve(envoy.config_dir),
     configDirAt: placeOf(['envoy', 'config_dir']),
     responseHeaders: envoy.response_headers,
+    responseDynamicMetadata: envoy.response_dynamic_metadata,
+    quotaMode: envoy.quota_mode,
     onStoreFailure: envoy.on_store_failure,
     lease: compileLease(envoy.lease),
   };

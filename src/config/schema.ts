@@ -391,6 +391,10 @@ const envoy = z.strictObject({
     error: 'expected the directory of envoyproxy/ratelimit config files',
   }),
   response_headers: z.boolean({ error: 'expected true or false' }).default(false),
+  /** envoyproxy/ratelimit's RESPONSE_DYNAMIC_METADATA. */
+  response_dynamic_metadata: z.boolean({ error: 'expected true or false' }).default(false),
+  /** envoyproxy/ratelimit's QUOTA_MODE: every descriptor in quota mode. */
+  quota_mode: z.boolean({ error: 'expected true or false' }).default(false),
   on_store_failure: z.enum(['error', 'open', 'closed', 'local'], { error: 'expected error, open, closed or local' }).default('error'),
   /** Leases for Envoy traffic, as a resource's `lease:`. */
   lease,

@@ -16,6 +16,12 @@ import type { ConnectionLimits } from '../config/policy.js';
 export const SLUICE_SERVICE = 'sluice.v1.RateLimiter';
 export { ENVOY_SERVICE };
 
+/**
+ * The names grpc.health.v1 answers for: the server as a whole (""), each service, and
+ * `ratelimit`, which envoyproxy/ratelimit registers and the probes written for it ask about.
+ */
+export const HEALTH_NAMES = ['', SLUICE_SERVICE, ENVOY_SERVICE, 'ratelimit'] as const;
+
 export interface GrpcServer {
   server: Server;
   /** The socket sluice listens on; its connections go to `server` through `injector`. */
@@ -54,7 +60,7 @@ export async function startGrpcServer(
     serviceOf(servedPackage, ENVOY_SERVICE),
     envoyService({ decider: ctx.decider, metrics: ctx.metrics, admission: ctx.admission, warn: ctx.warn, config: envoyConfig ?? (() => null) }),
   );
-  const health = new HealthImplementation({ '': 'SERVING', [SLUICE_SERVICE]: 'SERVING', [ENVOY_SERVICE]: 'SERVING' });
+  const health = new HealthImplementation(Object.fromEntries(HEALTH_NAMES.map((name) => [name, 'SERVING'])));
   health.addToServer(server);
   new ReflectionService(servedPackage).addToServer(server);
   const injector = server.createConnectionInjector(ServerCredentials.createInsecure());
@@ -106,9 +112,7 @@ function listenOn(listener: NetServer, listen: string): Promise<number> {
 
 /** Stops taking calls, lets those under way finish for up to graceMs, then cuts the rest. */
 export function drainGrpcServer(grpc: GrpcServer, graceMs: number): Promise<void> {
-  grpc.health.setStatus('', 'NOT_SERVING');
-  grpc.health.setStatus(SLUICE_SERVICE, 'NOT_SERVING');
-  grpc.health.setStatus(ENVOY_SERVICE, 'NOT_SERVING');
+  for (const name of HEALTH_NAMES) grpc.health.setStatus(name, 'NOT_SERVING');
   grpc.listener.close();
   // GOAWAY to every connection now; calls still open after graceMs are cut.
   grpc.injector.drain(graceMs);
