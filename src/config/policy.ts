@@ -126,6 +126,10 @@ export interface EnvoyOptions {
   /** Add the limit, remaining and reset headers (named by responseHeaderNames) to response_headers_to_add. */
   responseHeaders: boolean;
   responseHeaderNames: { limit: string; remaining: string; reset: string };
+  /** Answer with dynamic metadata: the request's descriptors and the metadata of those that passed. */
+  responseDynamicMetadata: boolean;
+  /** Every descriptor in quota mode: the request is OVER_LIMIT only when all of them are over. */
+  quotaMode: boolean;
   onStoreFailure: EnvoyStoreFailure;
   /** Answer OK where the answer would be OVER_LIMIT (counted in the metrics). */
   shadowMode: boolean;
@@ -204,6 +208,8 @@ function compileEnvoy(envoy: EnvoyFile, placeOf: PlaceOf, upstreamEnv: UpstreamE
     configDirAt: placeOf(['envoy', 'config_dir']),
     responseHeaders: envoy.response_headers,
     responseHeaderNames: envoy.response_header_names,
+    responseDynamicMetadata: envoy.response_dynamic_metadata,
+    quotaMode: envoy.quota_mode,
     onStoreFailure: envoy.on_store_failure,
     shadowMode: envoy.shadow_mode,
     nearLimitRatio: envoy.near_limit_ratio,

@@ -419,6 +419,10 @@ const envoy = z.strictObject({
   /** Upstream's LIMIT_RESPONSE_HEADERS_ENABLED, with the names of LIMIT_LIMIT_HEADER and the others. */
   response_headers: flag.default(false),
   response_header_names: responseHeaderNames,
+  /** Upstream's RESPONSE_DYNAMIC_METADATA. */
+  response_dynamic_metadata: flag.default(false),
+  /** Upstream's QUOTA_MODE: every descriptor in quota mode. */
+  quota_mode: flag.default(false),
   on_store_failure: z.enum(['error', 'open', 'closed', 'local'], { error: 'expected error, open, closed or local' }).default('error'),
   /** Upstream's SHADOW_MODE: a request over the limit is answered OK, and counted. */
   shadow_mode: flag.default(false),

@@ -1,6 +1,7 @@
 // envoyproxy/ratelimit's YAML configuration, read unchanged: one domain per file, descriptors
-// nested to any depth, exact and wildcard (`*`-suffixed) values, key-only defaults, rate_limit
-// with unit, requests_per_unit, unlimited, name and replaces, shadow_mode, detailed_metric. Plus
+// nested to any depth, exact and wildcard values (`*` anywhere), key-only defaults, rate_limit
+// with unit, requests_per_unit, unlimited, name and replaces, shadow_mode, quota_mode, metadata,
+// share_threshold, detailed_metric and value_to_metric. Plus
 // sluice's own keys, all prefixed `sluice_` so a file that uses none stays loadable by upstream.
 //
 // Every rate_limit is compiled here, once per load, into a sluice Resource (fixed_window with the
@@ -9,9 +10,11 @@
 import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Node as YamlNode, type Pair, type YAMLMap, type YAMLSeq } from 'yaml';
+import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Node as YamlNode, type Pair, type Scalar, type YAMLMap, type YAMLSeq } from 'yaml';
 import type { EnvoyOptions, Limit, Resource } from '../config/policy.js';
 import { parseUnit, unitMs, type Unit } from './units.js';
+import { yamlV2Number } from './yaml-v2.js';
+import { setEntry, type Metadata, type MetadataValue } from './metadata.js';
 
 export type EnvoyAlgorithm = 'fixed_window' | 'token_bucket' | 'sliding_window';
 const ALGORITHMS: readonly EnvoyAlgorithm[] = ['fixed_window', 'token_bucket', 'sliding_window'];
@@ -40,6 +43,10 @@ export interface Rule {
   replaces: readonly string[];
   unlimited: boolean;
   shadow: boolean;
+  /** quota_mode: over its limit, it makes the request OVER_LIMIT only if every quota descriptor of the request is over. */
+  quota: boolean;
+  /** The descriptor's metadata, returned in the answer's dynamic metadata when it passes; null when it has none. */
+  metadata: Metadata | null;
   /** detailed_metric: its statistics are labelled with the request's values (src/envoy/stats.ts). */
   detailedMetric: boolean;
   /** rate_limit's own requests_per_unit and unit; null when unlimited. */
@@ -52,14 +59,17 @@ export interface Rule {
   shapeTag: string;
 }
 
+/** What a rule takes from its descriptor and its rate_limit, besides the limits. */
+type RuleHead = Pick<Rule, 'key' | 'name' | 'replaces' | 'shadow' | 'quota' | 'metadata' | 'detailedMetric'>;
+
 /** One level of a domain's descriptor tree. */
 export interface DescriptorNode {
   /** key -> value -> node. Wildcard values are here too, under their literal text. */
   exact: Map<string, Map<string, DescriptorNode>>;
   /** Descriptors with a key and no value: the default for any value. */
   keyOnly: Map<string, DescriptorNode>;
-  /** Values ending in `*`, in file order: the first whose prefix matches wins. */
-  wildcards: { key: string; prefix: string; node: DescriptorNode }[];
+  /** Values with a `*`, in file order: the first that matches wins (see matchesWildcard in match.ts). */
+  wildcards: { key: string; parts: readonly string[]; node: DescriptorNode }[];
   rule: Rule | null;
   /** share_threshold: every value this wildcard matches shares one budget, kept under this value. */
   sharedValue: string | null;
@@ -69,6 +79,8 @@ export interface DescriptorNode {
 export interface Domain {
   name: string;
   file: string;
+  /** The line of the file that names the domain. */
+  line: number;
   root: DescriptorNode;
 }
 
@@ -123,7 +135,7 @@ export function loadEnvoyConfig(options: EnvoyOptions): Loaded<EnvoyConfig> {
     }
     const other = domains.get(parsed.value.name);
     if (other) {
-      problems.push(`${file}: duplicate domain '${parsed.value.name}' (also in ${other.file}): one file per domain`);
+      problems.push(`${file}: domain (line ${parsed.value.line}): duplicate domain '${parsed.value.name}' (also in ${other.file}): one file per domain`);
       continue;
     }
     domains.set(parsed.value.name, parsed.value);
@@ -146,7 +158,7 @@ function readError(err: unknown): string {
 type Path = (string | number)[];
 
 const TOP_KEYS = ['domain', 'descriptors'];
-const DESCRIPTOR_KEYS = ['key', 'value', 'rate_limit', 'descriptors', 'shadow_mode', 'detailed_metric', 'value_to_metric', 'share_threshold'];
+const DESCRIPTOR_KEYS = ['key', 'value', 'rate_limit', 'descriptors', 'shadow_mode', 'quota_mode', 'metadata', 'detailed_metric', 'value_to_metric', 'share_threshold'];
 const RATE_LIMIT_KEYS = ['unit', 'requests_per_unit', 'unlimited', 'name', 'replaces', 'sluice_algorithm', 'sluice_burst', 'sluice_limits'];
 const REPLACES_KEYS = ['name'];
 const EXTRA_LIMIT_KEYS = ['unit', 'requests_per_unit', 'sluice_algorithm', 'sluice_burst'];
@@ -195,17 +207,21 @@ export function parseDomainFile(text: string, file: string, options: EnvoyOption
   const r = new Reader(file, lines);
   const root = doc.contents;
   let domain = '';
+  let line = 1;
   const tree = newNode();
   if (root !== null && !isMap(root) && !(isScalar(root) && root.value === null)) {
     r.fail([], root, 'expected a map with domain and descriptors');
   } else {
     const fields = isMap(root) ? readFields(r, root, [], TOP_KEYS) : new Map<string, Field>();
-    domain = readString(r, fields.get('domain'), ['domain']) ?? '';
-    if (domain === '') r.fail(fields.has('domain') ? ['domain'] : [], fields.get('domain')?.value ?? root, 'config file cannot have empty domain');
+    const named = readString(r, fields.get('domain'), ['domain']);
+    const namedAt = fields.get('domain')?.value?.range;
+    if (namedAt) line = lines.linePos(namedAt[0]).line;
+    domain = named ?? '';
+    if (named === '' || !fields.has('domain')) r.fail(['domain'], fields.get('domain')?.value ?? root, 'config file cannot have empty domain');
     readDescriptors(r, fields.get('descriptors'), ['descriptors'], domain, tree, { domain, options });
   }
   if (r.problems.length > 0) return { ok: false, problems: r.problems };
-  return { ok: true, value: { name: domain, file, root: tree } };
+  return { ok: true, value: { name: domain, file, line, root: tree } };
 }
 
 interface Field {
@@ -229,7 +245,7 @@ function readFields(r: Reader, map: YAMLMap, path: Path, allowed: readonly strin
     const keyNode = pair.key;
     const key = isScalar(keyNode) ? keyNode.value : undefined;
     if (typeof key !== 'string') {
-      r.fail(path, keyNode, `config error, key is not of type string: ${isScalar(keyNode) ? String(keyNode.source ?? keyNode.value) : 'a collection'}`);
+      r.fail(path, keyNode, `config error, key is not of type string: ${textOf(keyNode)}`);
       continue;
     }
     if (!allowed.includes(key)) {
@@ -242,11 +258,20 @@ function readFields(r: Reader, map: YAMLMap, path: Path, allowed: readonly strin
   return fields;
 }
 
+/** A node as the file writes it, for a problem's message; a collection by its kind. */
+function textOf(node: YamlNode | null): string {
+  if (isScalar(node)) return node.source ?? String(node.value);
+  return isSeq(node) ? 'a list' : node === null ? 'null' : 'a collection';
+}
+
 function isNull(node: YamlNode | null | undefined): boolean {
   return node === null || node === undefined || (isScalar(node) && node.value === null);
 }
 
-/** A string field, as yaml.v2 fills one: any scalar, as written (`value: 010` is "010"); null is "". */
+/**
+ * A string field, as yaml.v2 fills one: a scalar as written (`value: 010` is "010"); null is "".
+ * Undefined (reported) for a collection, and for a number upstream refuses (see yaml-v2.ts).
+ */
 function readString(r: Reader, field: Field | undefined, path: Path): string | undefined {
   if (!field || isNull(field.value)) return field ? '' : undefined;
   const node = field.value!;
@@ -254,8 +279,12 @@ function readString(r: Reader, field: Field | undefined, path: Path): string | u
     r.fail(path, node, 'expected a string');
     return undefined;
   }
-  if (typeof node.value === 'string') return node.value;
-  return node.source ?? String(node.value);
+  const text = node.source ?? String(node.value);
+  if (node.type === 'PLAIN' && yamlV2Number(text)?.int64 === false) {
+    r.fail(path, node, `expected a string, not the number ${text} (envoyproxy/ratelimit refuses it too); quote it to mean the text: "${text}"`);
+    return undefined;
+  }
+  return typeof node.value === 'string' ? node.value : text;
 }
 
 function readBool(r: Reader, field: Field | undefined, path: Path): boolean {
@@ -289,6 +318,48 @@ function readSeq(r: Reader, field: Field | undefined, path: Path, what: string):
   return field.value as YAMLSeq<YamlNode | null>;
 }
 
+/** A descriptor's metadata: a map of any YAML (upstream does not check it), or null when absent or empty. */
+function readMetadata(r: Reader, field: Field | undefined, path: Path): Metadata | null {
+  if (!field || isNull(field.value)) return null;
+  if (!isMap(field.value)) {
+    r.fail(path, field.value, 'expected a map of metadata');
+    return null;
+  }
+  const metadata = metadataValue(r, field.value, path) as Metadata;
+  return Object.keys(metadata).length > 0 ? metadata : null;
+}
+
+/** A YAML node as a protobuf Struct value, typed as yaml.v2 types it. */
+function metadataValue(r: Reader, node: YamlNode | null, path: Path): MetadataValue {
+  if (isNull(node)) return null;
+  if (isMap(node)) {
+    const map: Metadata = {};
+    for (const pair of node.items as Pair<YamlNode, YamlNode | null>[]) {
+      if (!isScalar(pair.key)) {
+        r.fail(path, pair.key, 'expected a string, number or boolean as a metadata key');
+        continue;
+      }
+      const key = pair.key.source ?? String(pair.key.value);
+      setEntry(map, key, metadataValue(r, pair.value, [...path, key]));
+    }
+    return map;
+  }
+  if (isSeq(node)) return node.items.map((item, i) => metadataValue(r, item as YamlNode | null, [...path, i]));
+  if (!isScalar(node)) {
+    r.fail(path, node, 'expected a map, a list or a scalar (YAML aliases are not read)');
+    return null;
+  }
+  const scalar: Scalar = node;
+  const text = scalar.source ?? String(scalar.value);
+  if (scalar.type === 'PLAIN') {
+    const number = yamlV2Number(text);
+    if (number) return number.value;
+  }
+  if (typeof scalar.value === 'boolean' || typeof scalar.value === 'string') return scalar.value;
+  // Anything else (a timestamp, a sexagesimal, binary) is its text, as yaml.v2 leaves it.
+  return text;
+}
+
 const UINT32_MAX = 0xffff_ffff;
 
 function readDescriptors(r: Reader, field: Field | undefined, path: Path, parentKey: string, into: DescriptorNode, ctx: Context): void {
@@ -297,33 +368,34 @@ function readDescriptors(r: Reader, field: Field | undefined, path: Path, parent
   seq.items.forEach((item, i) => {
     const at = [...path, i];
     if (!isMap(item)) {
-      r.fail(at, item ?? seq, `config error, yaml file contains list of type other than map: expected a descriptor (key, value, rate_limit, descriptors)`);
+      r.fail(at, item ?? seq, `config error, yaml file contains list of type other than map: ${textOf(item)} (expected a descriptor: key, value, rate_limit, descriptors)`);
       return;
     }
     const fields = readFields(r, item, at, DESCRIPTOR_KEYS);
-    const key = readString(r, fields.get('key'), [...at, 'key']) ?? '';
-    const value = readString(r, fields.get('value'), [...at, 'value']) ?? '';
+    const keyText = readString(r, fields.get('key'), [...at, 'key']) ?? (fields.has('key') ? undefined : '');
+    const valueText = readString(r, fields.get('value'), [...at, 'value']) ?? (fields.has('value') ? undefined : '');
     const shadow = readBool(r, fields.get('shadow_mode'), [...at, 'shadow_mode']);
+    const quota = readBool(r, fields.get('quota_mode'), [...at, 'quota_mode']);
+    const metadata = readMetadata(r, fields.get('metadata'), [...at, 'metadata']);
     const detailedMetric = readBool(r, fields.get('detailed_metric'), [...at, 'detailed_metric']);
     readBool(r, fields.get('value_to_metric'), [...at, 'value_to_metric']);
     const share = readBool(r, fields.get('share_threshold'), [...at, 'share_threshold']);
-    if (key === '') {
-      r.fail(fields.has('key') ? [...at, 'key'] : at, fields.get('key')?.value ?? item, 'descriptor has empty key');
-      return;
-    }
+    if (keyText === '') r.fail([...at, 'key'], fields.get('key')?.value ?? item, 'descriptor has empty key');
+    if (!keyText || valueText === undefined) return;
+    const key = keyText;
+    const value = valueText;
     const finalKey = value === '' ? key : `${key}_${value}`;
     const ruleKey = `${parentKey}.${finalKey}`;
     const duplicate = value === '' ? into.keyOnly.has(key) : (into.exact.get(key)?.has(value) ?? false);
     if (duplicate) r.fail(at, item, `duplicate descriptor composite key '${ruleKey}'`);
-    const wildcard = value.endsWith('*');
+    const wildcard = value.includes('*');
     if (share && !wildcard) {
-      r.fail([...at, 'share_threshold'], fields.get('share_threshold')!.value, `share_threshold can only be used with wildcard values (ending with '*'), but found key '${finalKey}'`);
+      r.fail([...at, 'share_threshold'], fields.get('share_threshold')!.value, `share_threshold can only be used with wildcard values (containing '*'), but found key '${finalKey}'`);
     }
 
     const node = newNode();
     const rateLimit = fields.get('rate_limit');
-    if (rateLimit && !isNull(rateLimit.value)) node.rule = readRateLimit(r, rateLimit.value!, [...at, 'rate_limit'], ruleKey, shadow, ctx);
-    if (node.rule) node.rule.detailedMetric = detailedMetric;
+    if (rateLimit && !isNull(rateLimit.value)) node.rule = readRateLimit(r, rateLimit.value!, [...at, 'rate_limit'], { key: ruleKey, shadow, quota, metadata, detailedMetric }, ctx);
     node.sharedValue = share && wildcard ? value : null;
     readDescriptors(r, fields.get('descriptors'), [...at, 'descriptors'], ruleKey, node, ctx);
     node.hasChildren = node.exact.size > 0 || node.keyOnly.size > 0;
@@ -335,12 +407,12 @@ function readDescriptors(r: Reader, field: Field | undefined, path: Path, parent
       let values = into.exact.get(key);
       if (!values) into.exact.set(key, (values = new Map()));
       values.set(value, node);
-      if (wildcard) into.wildcards.push({ key, prefix: value.slice(0, -1), node });
+      if (wildcard) into.wildcards.push({ key, parts: value.split('*'), node });
     }
   });
 }
 
-function readRateLimit(r: Reader, node: YamlNode, path: Path, ruleKey: string, shadow: boolean, ctx: Context): Rule | null {
+function readRateLimit(r: Reader, node: YamlNode, path: Path, descriptor: Omit<RuleHead, 'name' | 'replaces'>, ctx: Context): Rule | null {
   if (!isMap(node)) {
     r.fail(path, node, 'expected a map (unit, requests_per_unit, ...)');
     return null;
@@ -358,7 +430,7 @@ function readRateLimit(r: Reader, node: YamlNode, path: Path, ruleKey: string, s
   replacesSeq?.items.forEach((item, i) => {
     const at = [...path, 'replaces', i];
     if (!isMap(item)) {
-      r.fail(at, item ?? replacesSeq, 'config error, yaml file contains list of type other than map: expected { name: ... }');
+      r.fail(at, item ?? replacesSeq, `config error, yaml file contains list of type other than map: ${textOf(item)} (expected { name: ... })`);
       return;
     }
     const replaced = readString(r, readFields(r, item, at, REPLACES_KEYS).get('name'), [...at, 'name']) ?? '';
@@ -373,7 +445,7 @@ function readRateLimit(r: Reader, node: YamlNode, path: Path, ruleKey: string, s
       if (fields.has(key)) r.fail([...path, key], fields.get(key)!.key, `${key} does not apply to an unlimited rate_limit`);
     }
     if (r.problems.length > before) return null;
-    return { key: ruleKey, name, replaces, unlimited: true, shadow, detailedMetric: false, main: null, resource: null, reported: new Map(), shapeTag: '' };
+    return { ...descriptor, name, replaces, unlimited: true, main: null, resource: null, reported: new Map(), shapeTag: '' };
   }
   if (!unit) {
     r.fail([...path, 'unit'], fields.get('unit')?.value ?? node, `invalid rate limit unit '${unitText}'`);
@@ -410,7 +482,7 @@ function readRateLimit(r: Reader, node: YamlNode, path: Path, ruleKey: string, s
     seen.add(limitName);
   }
   if (r.problems.length > before || !unit) return null;
-  return compileRule(ctx, ruleKey, name, replaces, shadow, { unit, requestsPerUnit }, requestsPerUnit === 0 ? [] : limits);
+  return compileRule(ctx, { ...descriptor, name, replaces }, { unit, requestsPerUnit }, requestsPerUnit === 0 ? [] : limits);
 }
 
 /** sluice_algorithm and sluice_burst of a rate_limit or of a sluice_limits entry. */
@@ -465,15 +537,7 @@ function toLimit(spec: LimitSpec): Limit {
 }
 
 /** A rule's sluice Resource (none when `limits` is empty: requests_per_unit 0 blocks). */
-export function compileRule(
-  ctx: Context,
-  key: string,
-  name: string,
-  replaces: readonly string[],
-  shadow: boolean,
-  main: ReportedLimit,
-  limits: readonly LimitSpec[],
-): Rule {
+export function compileRule(ctx: Context, head: RuleHead, main: ReportedLimit, limits: readonly LimitSpec[]): Rule {
   const reported = new Map<string, ReportedLimit>();
   for (const limit of limits) reported.set(limitNameOf(limit), { requestsPerUnit: limit.requestsPerUnit, unit: limit.unit });
   const { options } = ctx;
@@ -500,7 +564,7 @@ export function compileRule(
   // a scope (the memory store keeps a scope's state by limit position), while an override and a
   // configured rule of the same unit share one, as upstream's cache keys do.
   const shapeTag = limits.map(limitNameOf).join('+');
-  return { key, name, replaces, unlimited: false, shadow, detailedMetric: false, main, resource, reported, shapeTag };
+  return { ...head, unlimited: false, main, resource, reported, shapeTag };
 }
 
 /** Past this many distinct overrides per config, the oldest rules are forgotten (and rebuilt on use). */
@@ -508,7 +572,8 @@ export const MAX_OVERRIDE_RULES = 1_000;
 
 /**
  * The rule for a descriptor's limit override: upstream's fixed window with the given
- * requests_per_unit and unit, never shadowed, unnamed. It shares its budget with a config rule
+ * requests_per_unit and unit, unnamed, never shadowed nor in quota mode, without metadata, as
+ * upstream makes it. It shares its budget with a config rule
  * of the same unit on the same descriptor, as upstream's cache keys do.
  */
 export function overrideRule(config: EnvoyConfig, domain: string, requestsPerUnit: number, unit: Unit): Rule {
@@ -517,7 +582,8 @@ export function overrideRule(config: EnvoyConfig, domain: string, requestsPerUni
   if (!rule) {
     const main = { requestsPerUnit, unit };
     const limits: LimitSpec[] = requestsPerUnit === 0 ? [] : [{ unit, requestsPerUnit, algorithm: 'fixed_window', burst: null }];
-    rule = compileRule({ domain, options: config.options }, `${domain}.(override)`, '', [], false, main, limits);
+    const head = { key: `${domain}.(override)`, name: '', replaces: [], shadow: false, quota: false, metadata: null, detailedMetric: false };
+    rule = compileRule({ domain, options: config.options }, head, main, limits);
     if (config.overrides.size >= MAX_OVERRIDE_RULES) config.overrides.delete(config.overrides.keys().next().value!);
     config.overrides.set(id, rule);
   }

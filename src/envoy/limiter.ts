@@ -1,16 +1,20 @@
 // ShouldRateLimit below the wire: match each descriptor to its rule, decide them all through
 // sluice's Decider (leases and the failure policy apply), and answer one status per descriptor.
 //
-// Unlike envoyproxy/ratelimit, a request that is over the limit consumes nothing: every
-// descriptor is reserved, and if any is over, what the others took is given back (revoke). A
-// descriptor whose hits_addend is 0 only checks that one more would fit, and takes nothing.
-// With envoy.shadow_mode the request is answered OK and goes ahead, keeping what it took. Every
+// The request is OVER_LIMIT, as upstream decides it, when a descriptor is over its limit, unless
+// that descriptor is in quota mode: descriptors in quota mode make it OVER_LIMIT only when every
+// one of them is over. Unlike envoyproxy/ratelimit, a request that is OVER_LIMIT consumes
+// nothing: every descriptor is reserved, and what they took is given back (revoke). A descriptor
+// whose hits_addend is 0 only checks that one more would fit, and takes nothing. With
+// envoy.shadow_mode the request is answered OK and goes ahead, keeping what it took. Every
 // answered request is counted in upstream's per-rule statistics (stats.ts).
 import type { Decider } from '../decide/decider.js';
 import type { AcquireInput, Decision } from '../decide/decision.js';
-import { costFor, type EnvoyOptions } from '../config/policy.js';
+import { costFor, type EnvoyOptions, type Limit } from '../config/policy.js';
+import { untilWindowEnds } from '../limits/fixed-window.js';
 import { overrideRule, type EnvoyConfig, type ReportedLimit, type Rule } from './config.js';
 import { matchRule, scopeOf, type Entry, type Match } from './match.js';
+import { dynamicMetadata, type Metadata } from './metadata.js';
 import { secondsToWindowEnd, type Unit } from './units.js';
 import { isStoreFailure } from '../guard/store-unavailable.js';
 import { statLabel, type EnvoyStats, type StatLabel } from './stats.js';
@@ -25,7 +29,7 @@ export interface EnvoyDescriptor {
 export interface EnvoyRequest {
   domain: string;
   descriptors: EnvoyDescriptor[];
-  /** The request's hits_addend, 0 already read as 1. */
+  /** The request's hits_addend as sent: 0 when unset, which counts as 1. */
   hits: number;
 }
 
@@ -45,6 +49,8 @@ export interface EnvoyAnswer {
   overall: Code;
   statuses: DescriptorStatus[];
   responseHeaders: { key: string; value: string }[];
+  /** With envoy.response_dynamic_metadata, what upstream answers as dynamic metadata; else null. */
+  dynamicMetadata: Metadata | null;
 }
 
 /** The store could not decide and the policy says to answer with an error (UNAVAILABLE). */
@@ -90,7 +96,7 @@ export function planDescriptors(config: EnvoyConfig, request: EnvoyRequest): Pla
     if (rule.unlimited) return { kind: 'unlimited' };
     if (rule.name !== '' && replaced.has(rule.name)) return { kind: 'none' };
     const descriptor = request.descriptors[i]!;
-    const hits = descriptor.hits ?? request.hits;
+    const hits = descriptor.hits ?? (request.hits || 1);
     const label = statLabel(request.domain, rule, descriptor.entries, match.shared, descriptor.override !== null);
     if (!rule.resource) return { kind: 'blocked', rule, unit: rule.main!.unit, label, hits };
     const scope = scopeOf(request.domain, descriptor.entries, match);
@@ -104,7 +110,8 @@ export async function shouldRateLimit(decider: Decider, config: EnvoyConfig, req
 
   const outcomes = await Promise.allSettled(plans.map((plan) => (plan.kind === 'limit' ? decider.acquire(plan.input) : Promise.resolve(null))));
   let failure: unknown = null;
-  let over = false;
+  // Per descriptor: is it over its limit (and not in shadow mode)?
+  const over = plans.map(() => false);
   for (let i = 0; i < plans.length; i++) {
     const plan = plans[i]!;
     const outcome = outcomes[i]!;
@@ -112,18 +119,19 @@ export async function shouldRateLimit(decider: Decider, config: EnvoyConfig, req
       failure ??= outcome.reason ?? new Error('store call failed');
       continue;
     }
-    if (plan.kind === 'blocked' && !plan.rule.shadow) over = true;
+    if (plan.kind === 'blocked') over[i] = !plan.rule.shadow;
     const decision = outcome.value;
     if (!decision || plan.kind !== 'limit') continue;
     hooks.decided?.(plan.input.resource.name, decision);
     if (failOnStore && decision.decidedBy === 'FAIL_CLOSED') failure ??= new EnvoyStoreError(decision.reason || 'store unavailable');
-    else if (!decision.granted && !plan.rule.shadow) over = true;
+    else over[i] = !decision.granted && !plan.rule.shadow;
   }
+  const overall = overallCode(plans, over, config.options.quotaMode);
 
   // envoy.shadow_mode (upstream's SHADOW_MODE) lets a request over the limit through: it is
   // answered OK, and what its other descriptors took stays taken, as the request goes ahead.
-  const shadowed = over && config.options.shadowMode;
-  const denied = over && !shadowed;
+  const shadowed = overall === 'OVER_LIMIT' && config.options.shadowMode;
+  const denied = overall === 'OVER_LIMIT' && !shadowed;
   // All or nothing: a denied request (or one that fails) takes nothing anywhere, and a check takes
   // nothing ever.
   const revoked = new Set<number>();
@@ -171,6 +179,7 @@ export async function shouldRateLimit(decider: Decider, config: EnvoyConfig, req
     overall: denied ? 'OVER_LIMIT' : 'OK',
     statuses,
     responseHeaders: config.options.responseHeaders ? rateLimitHeaders(statuses, config.options.responseHeaderNames) : [],
+    dynamicMetadata: config.options.responseDynamicMetadata ? dynamicMetadata(request.domain, request.descriptors, request.hits, passedMetadata(plans, statuses)) : null,
   };
 }
 
@@ -185,23 +194,59 @@ function countStatistics(stats: EnvoyStats, plans: readonly Plan[], outcomes: re
   if (shadowed) stats.shadowed();
 }
 
+/**
+ * OVER_LIMIT when a descriptor not in quota mode is over its limit, or when every descriptor in
+ * quota mode is (all of them with envoy.quota_mode). Unlimited descriptors count for neither.
+ */
+function overallCode(plans: readonly Plan[], over: readonly boolean[], quotaMode: boolean): Code {
+  let quotas = 0;
+  let quotasOver = 0;
+  for (let i = 0; i < plans.length; i++) {
+    const plan = plans[i]!;
+    if (plan.kind === 'unlimited') continue;
+    const quota = quotaMode || (plan.kind !== 'none' && plan.rule.quota);
+    if (!quota && over[i]) return 'OVER_LIMIT';
+    if (!quota) continue;
+    quotas++;
+    if (over[i]) quotasOver++;
+  }
+  return quotas > 0 && quotasOver === quotas ? 'OVER_LIMIT' : 'OK';
+}
+
+/** The metadata of every descriptor that was not over its limit, in request order. */
+function passedMetadata(plans: readonly Plan[], statuses: readonly DescriptorStatus[]): Metadata[] {
+  const passed: Metadata[] = [];
+  plans.forEach((plan, i) => {
+    if ((plan.kind === 'limit' || plan.kind === 'blocked') && statuses[i]!.code === 'OK' && plan.rule.metadata) passed.push(plan.rule.metadata);
+  });
+  return passed;
+}
+
 function statusOf(rule: Rule, input: AcquireInput, decision: Decision, revoked: boolean): DescriptorStatus {
   const reported = rule.reported.get(decision.limitName) ?? rule.main!;
+  const limit = input.resource.limits.find((l) => l.name === decision.limitName);
   let remaining = decision.remaining;
-  if (revoked) {
+  if (revoked && limit) {
     // Given back: what is left is what was left before this request.
-    const limit = input.resource.limits.find((l) => l.name === decision.limitName);
-    remaining = limit ? Math.min(limit.capacity, remaining + costFor(limit, input.cost)) : remaining;
+    remaining = Math.min(limit.capacity, remaining + costFor(limit, input.cost));
   }
-  // When it is over the limit: when the same request would fit (exact for every algorithm);
-  // otherwise when the deciding limit is back to full (a window's end, for fixed windows).
-  const ms = !decision.granted && Number.isFinite(decision.retryAfterMs) ? decision.retryAfterMs : decision.resetAfterMs;
   return {
     code: decision.granted || rule.shadow ? 'OK' : 'OVER_LIMIT',
     currentLimit: { ...reported, name: rule.name },
     remaining: Math.max(0, Math.min(UINT32_MAX, Math.floor(remaining))),
-    resetSeconds: Math.max(0, Math.ceil(ms / 1000)),
+    resetSeconds: Math.max(0, Math.ceil(untilReset(limit, decision) / 1000)),
   };
+}
+
+/**
+ * When it is over the limit: when the same request would fit (exact for every algorithm);
+ * otherwise when the deciding limit is back to full (a window's end, for fixed windows). A
+ * request that can never fit a fixed window is told the window's end, as upstream tells it.
+ */
+function untilReset(limit: Limit | undefined, decision: Decision): number {
+  if (decision.granted) return decision.resetAfterMs;
+  if (Number.isFinite(decision.retryAfterMs)) return decision.retryAfterMs;
+  return limit?.algorithm === 'fixed_window' ? untilWindowEnds(decision.decidedAt, limit.periodMs) : decision.resetAfterMs;
 }
 
 /**

@@ -1,8 +1,8 @@
 // Which rule a descriptor matches, as envoyproxy/ratelimit decides it: walk the domain's tree one
 // entry at a time, taking at each level the exact key and value, else the first wildcard value
-// (`foo*`) whose prefix matches, else the key-only default. A rule applies only if it sits at the
-// request's last entry: a request with more entries than the config has levels matches nothing,
-// and so does one that stops at a level without a rate_limit.
+// (`foo*`, `/api*v1`, `a*b*c`, in file order) that matches, else the key-only default. A rule
+// applies only if it sits at the request's last entry: a request with more entries than the
+// config has levels matches nothing, and so does one that stops at a level without a rate_limit.
 import { escapeValue } from '../decide/scope.js';
 import type { DescriptorNode, Domain, Rule } from './config.js';
 
@@ -29,7 +29,7 @@ export function matchRule(domain: Domain, entries: readonly Entry[]): Match | nu
     let viaWildcard = false;
     if (!next) {
       for (const wildcard of node.wildcards) {
-        if (wildcard.key === key && value.startsWith(wildcard.prefix)) {
+        if (wildcard.key === key && matchesWildcard(wildcard.parts, value)) {
           next = wildcard.node;
           viaWildcard = true;
           break;
@@ -44,6 +44,26 @@ export function matchRule(domain: Domain, entries: readonly Entry[]): Match | nu
     node = next;
   }
   return null;
+}
+
+/**
+ * Whether `value` matches a wildcard value split on its `*`s: each `*` stands for any run of
+ * characters, the empty one too, so `bar*b` matches `barb` and `bar1b` but not `bara`. The first
+ * and last parts are anchored; the ones between are found in order, each as early as it occurs.
+ */
+export function matchesWildcard(parts: readonly string[], value: string): boolean {
+  const first = parts[0]!;
+  const last = parts[parts.length - 1]!;
+  if (parts.length === 1) return value === first;
+  if (value.length < first.length + last.length || !value.startsWith(first) || !value.endsWith(last)) return false;
+  let at = first.length;
+  const end = value.length - last.length;
+  for (let i = 1; i < parts.length - 1; i++) {
+    const found = value.indexOf(parts[i]!, at);
+    if (found < 0 || found + parts[i]!.length > end) return false;
+    at = found + parts[i]!.length;
+  }
+  return true;
 }
 
 /**

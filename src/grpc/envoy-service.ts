@@ -7,6 +7,7 @@ import type { EnvoyConfig } from '../envoy/config.js';
 import type { EnvoyStats } from '../envoy/stats.js';
 import { EnvoyStoreError, shouldRateLimit, type EnvoyAnswer, type LimiterHooks, type EnvoyDescriptor, type EnvoyRequest } from '../envoy/limiter.js';
 import { UNIT_SECONDS, unitFromWire } from '../envoy/units.js';
+import type { Metadata, MetadataValue } from '../envoy/metadata.js';
 import { Overloaded, type Admission } from '../guard/admission.js';
 import { internal, invalid, RequestError } from './request-error.js';
 import { isStoreFailure } from '../guard/store-unavailable.js';
@@ -108,7 +109,7 @@ export function parseRequest(req: WireRequest): EnvoyRequest {
     }
     return { entries, override, hits };
   });
-  return { domain, descriptors, hits: req.hits_addend || 1 };
+  return { domain, descriptors, hits: req.hits_addend };
 }
 
 function checkLength(field: string, value: string, max: number): void {
@@ -127,7 +128,27 @@ function toResponse(answer: EnvoyAnswer) {
     })),
     response_headers_to_add: answer.responseHeaders,
     request_headers_to_add: [],
+    dynamic_metadata: answer.dynamicMetadata ? structOf(answer.dynamicMetadata) : null,
   };
+}
+
+/**
+ * google.protobuf.Struct as proto-loader encodes it. Its field names are camelCase whatever
+ * keepCase says: protobufjs brings its own definition of the well-known types.
+ */
+function structOf(map: Metadata): { fields: Record<string, unknown> } {
+  const fields: Record<string, unknown> = {};
+  for (const key of Object.keys(map)) Object.defineProperty(fields, key, { value: structValueOf(map[key]!), enumerable: true });
+  return { fields };
+}
+
+function structValueOf(value: MetadataValue): unknown {
+  if (value === null) return { nullValue: 'NULL_VALUE' };
+  if (typeof value === 'boolean') return { boolValue: value };
+  if (typeof value === 'number') return { numberValue: value };
+  if (typeof value === 'string') return { stringValue: value };
+  if (Array.isArray(value)) return { listValue: { values: value.map(structValueOf) } };
+  return { structValue: structOf(value) };
 }
 
 function toStatus(err: unknown, ctx: EnvoyServiceContext): { code: status; details: string } {

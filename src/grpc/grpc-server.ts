@@ -17,6 +17,12 @@ import type { ConnectionLimits } from '../config/policy.js';
 export const SLUICE_SERVICE = 'sluice.v1.RateLimiter';
 export { ENVOY_SERVICE };
 
+/**
+ * The names grpc.health.v1 answers for: the server as a whole (""), each service, and
+ * `ratelimit`, which envoyproxy/ratelimit registers and the probes written for it ask about.
+ */
+export const HEALTH_NAMES = ['', SLUICE_SERVICE, ENVOY_SERVICE, 'ratelimit'] as const;
+
 export interface GrpcServer {
   server: Server;
   /** The socket sluice listens on; its connections go to `server` through `injector`. */
@@ -39,8 +45,8 @@ export interface EnvoyServing {
   ready: boolean;
 }
 
-/** The names grpc.health.v1 reports the Envoy service under. */
-export const ENVOY_HEALTH_NAMES: readonly string[] = [ENVOY_SERVICE];
+/** The names of the Envoy service among them: its own, and upstream's `ratelimit`. */
+export const ENVOY_HEALTH_NAMES: readonly string[] = [ENVOY_SERVICE, 'ratelimit'];
 
 /** Reports the Envoy service SERVING or NOT_SERVING (envoy.require_domains: while no domain is loaded). */
 export function setEnvoyServing(grpc: GrpcServer, serving: boolean): void {
@@ -64,7 +70,7 @@ export async function startGrpcServer(listen: string, limits: ConnectionLimits, 
     envoyService({ decider: ctx.decider, metrics: ctx.metrics, admission: ctx.admission, warn: ctx.warn, config: envoy?.config ?? (() => null), stats: envoy?.stats ?? null }),
   );
   const envoyHealth = envoy?.ready === false ? 'NOT_SERVING' : 'SERVING';
-  const health = new HealthImplementation({ '': 'SERVING', [SLUICE_SERVICE]: 'SERVING', ...Object.fromEntries(ENVOY_HEALTH_NAMES.map((name) => [name, envoyHealth])) });
+  const health = new HealthImplementation(Object.fromEntries(HEALTH_NAMES.map((name) => [name, ENVOY_HEALTH_NAMES.includes(name) ? envoyHealth : 'SERVING'])));
   health.addToServer(server);
   new ReflectionService(servedPackage).addToServer(server);
   const injector = server.createConnectionInjector(ServerCredentials.createInsecure());
@@ -116,9 +122,7 @@ function listenOn(listener: NetServer, listen: string): Promise<number> {
 
 /** Stops taking calls, lets those under way finish for up to graceMs, then cuts the rest. */
 export function drainGrpcServer(grpc: GrpcServer, graceMs: number): Promise<void> {
-  grpc.health.setStatus('', 'NOT_SERVING');
-  grpc.health.setStatus(SLUICE_SERVICE, 'NOT_SERVING');
-  setEnvoyServing(grpc, false);
+  for (const name of HEALTH_NAMES) grpc.health.setStatus(name, 'NOT_SERVING');
   grpc.listener.close();
   // GOAWAY to every connection now; calls still open after graceMs are cut.
   grpc.injector.drain(graceMs);

@@ -4,7 +4,7 @@ import { InterceptingCall, type Interceptor } from '@grpc/grpc-js';
 import { createServer, type Socket } from 'node:net';
 import { afterEach, describe, expect, expectTypeOf, it } from 'vitest';
 import { Client, Denied, Permit, SluiceError, Unavailable, type ClientOptions, type DecidedBy } from '../../clients/node/dist/index.js';
-import { ticketsIn } from '../support/line.js';
+import { lineKeysHeld, untilNoLine, untilWaiting } from '../support/line.js';
 import { freePort } from '../support/ports.js';
 import { waitFor } from '../support/redis-server.js';
 import { DEPLOYED_NODE_FLAGS, metric, useSidecar } from '../support/sidecar.js';
@@ -249,17 +249,16 @@ describe('an AbortSignal', () => {
   it('cancels a waiting acquire, leaving no ticket and nothing charged', async () => {
     const client = clientOf();
     const descriptors = { tenant: 'abort' };
-    const line = () => ticketsIn(world.redis, POLICY, 'slot', ['abort']);
     const a = await client.acquire({ resource: 'slot', descriptors });
     const controller = new AbortController();
     const b = client.acquire({ resource: 'slot', descriptors, maxWait: 10_000, signal: controller.signal }).catch((err: unknown) => err);
-    await waitFor('B in line', 10_000, async () => ((await line()).length > 0 ? true : undefined), 5);
+    await untilWaiting(world.redis.client, 'slot', 'abort', 1);
     controller.abort();
     expect(await b).toBe(controller.signal.reason);
     expect((await b) as Error).toMatchObject({ name: 'AbortError' });
     // The sidecar heard the cancellation, and B's ticket left the line.
     await waitFor('the cancellation counted', 10_000, async () => ((await metric(running.sidecar, 'sluice_wait_seconds_count', 'end="cancelled"')) >= 1 ? true : undefined));
-    await waitFor('the line to be empty', 10_000, async () => ((await line()).length === 0 ? true : undefined), 5);
+    await untilNoLine(world.redis.client, 'slot', 'abort', 10_000);
     expect(await a.release()).toBe(true);
     // C, not waiting, gets the slot B did not take.
     const c = await client.acquire({ resource: 'slot', descriptors });
@@ -268,7 +267,7 @@ describe('an AbortSignal', () => {
     // B was charged nothing on the daily limit either: A and C took 2 of 3, D takes the last.
     expect(await (await client.acquire({ resource: 'slot', descriptors })).release()).toBe(true);
     expect((await deniedNow(client, 'abort')).limitName).toBe('daily');
-    expect(await line()).toEqual([]);
+    expect(await lineKeysHeld(world.redis.client, 'slot', 'abort')).toEqual([]);
   });
 
   it('already aborted rejects at once with its reason', async () => {

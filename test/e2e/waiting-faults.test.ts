@@ -14,6 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, ms, type AcquireRequest, type AcquireResponse, type SluiceClient } from '../support/client.js';
 import { startRedis, waitFor, type RedisProcess } from '../support/redis-server.js';
 import { DEPLOYED_NODE_FLAGS, metric, startSidecar, type SidecarProcess } from '../support/sidecar.js';
+import { untilNoLine, untilWaiting } from '../support/line.js';
 
 /** server.max_waiters of sidecar C. */
 const C_MAX_WAITERS = 30;
@@ -107,26 +108,6 @@ const waitReq = (resource: string, tenant: string, maxWaitMs: number, extra: Par
 async function redisNow(redis: Redis): Promise<number> {
   const [s, us] = await redis.time();
   return Number(s) * 1000 + Number(us) / 1000;
-}
-
-/** Tickets waiting in the scope's line (its lanes' sorted sets). */
-async function ticketsOf(redis: Redis, resource: string, tenant: string): Promise<number> {
-  let tickets = 0;
-  for (const key of await redis.keys(`sluice:{${resource}|${tenant}}|wait|line|*`)) tickets += await redis.zcard(key);
-  return tickets;
-}
-
-/** The scope's line keys that exist: none once nobody waits and no verdict is left to collect. */
-function lineKeysOf(redis: Redis, resource: string, tenant: string): Promise<string[]> {
-  return redis.keys(`sluice:{${resource}|${tenant}}|wait|*`);
-}
-
-async function untilNoLine(redis: Redis, resource: string, tenant: string, withinMs: number): Promise<void> {
-  await waitFor(`the line of ${resource}|${tenant} to be gone`, withinMs, async () => ((await lineKeysOf(redis, resource, tenant)).length === 0 ? true : undefined), 20);
-}
-
-async function untilWaiting(redis: Redis, resource: string, tenant: string, count: number): Promise<void> {
-  await waitFor(`${count} tickets in the line of ${resource}|${tenant}`, 15_000, async () => ((await ticketsOf(redis, resource, tenant)) >= count ? true : undefined), 20);
 }
 
 /** The sidecar's resident set, from /proc. */

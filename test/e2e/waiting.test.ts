@@ -8,9 +8,9 @@
 import type { ServiceError } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parsePolicy } from '../../src/config/load.js';
-import { scopeOf } from '../../src/decide/scope.js';
 import { RedisStore } from '../../src/store/redis/redis-store.js';
 import { connect, ms, type AcquireRequest, type AcquireResponse, type SluiceClient } from '../support/client.js';
+import { lineKeys as lineKeysOf, ticketsIn as ticketsHeld, type LineKeys } from '../support/line.js';
 import { waitFor } from '../support/redis-server.js';
 import { DEPLOYED_NODE_FLAGS, metric, startSidecar, type SidecarProcess } from '../support/sidecar.js';
 import { useRedis } from '../support/use-redis.js';
@@ -146,19 +146,14 @@ describe('the waiting line across four sidecars on one Redis', () => {
     return Promise.all(asked);
   }
 
-  /** The names of a scope's line keys: due, served, lanes, then one line per lane. */
-  function lineKeys(resourceName: string, tenant: string): { due: string; served: string; lines: string[] } {
-    const resource = RESOURCES.get(resourceName)!;
-    const [due, served, , ...lines] = keys.lineKeysOf(resource, scopeOf(resource, [tenant]));
-    return { due: due!, served: served!, lines };
+  /** The names of a scope's line keys. */
+  function lineKeys(resourceName: string, tenant: string): LineKeys {
+    return lineKeysOf(keys, RESOURCES.get(resourceName)!, [tenant]);
   }
 
-  /** Every ticket the scope's line keys hold: waiting in a lane, due to be dropped, or served and not yet collected. */
-  async function ticketsIn(resourceName: string, tenant: string): Promise<string[]> {
-    const { due, served, lines } = lineKeys(resourceName, tenant);
-    const redis = world.redis.client;
-    const held = await Promise.all([redis.zrange(due, 0, -1), redis.hkeys(served), ...lines.map((line) => redis.zrange(line, 0, -1))]);
-    return held.flat();
+  /** Every ticket the scope's line keys hold. */
+  function ticketsIn(resourceName: string, tenant: string): Promise<string[]> {
+    return ticketsHeld(world.redis.client, lineKeys(resourceName, tenant));
   }
 
   /** Tickets waiting in the scope's lanes (their ids: `<sidecar id>.<n>`). */

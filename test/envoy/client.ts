@@ -17,6 +17,40 @@ export interface WireResponse {
   overall_code: 'OK' | 'OVER_LIMIT' | 'UNKNOWN';
   statuses: WireStatus[];
   response_headers_to_add: { key: string; value: string }[];
+  /** google.protobuf.Struct as proto-loader decodes it; see plainStruct. */
+  dynamic_metadata: WireStruct | null;
+}
+
+interface WireStruct {
+  fields: Record<string, WireValue>;
+}
+
+/** google.protobuf.Value: camelCase whatever keepCase says (protobufjs defines the well-known types itself). */
+interface WireValue {
+  kind: 'nullValue' | 'numberValue' | 'stringValue' | 'boolValue' | 'structValue' | 'listValue';
+  numberValue?: number;
+  stringValue?: string;
+  boolValue?: boolean;
+  structValue?: WireStruct;
+  listValue?: { values: WireValue[] };
+}
+
+/** A decoded google.protobuf.Struct as plain data: { a: 1, b: [true, null] }. */
+export function plainStruct(struct: WireStruct): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(struct.fields).map(([key, value]) => [key, plainValue(value)]));
+}
+
+function plainValue(value: WireValue): unknown {
+  switch (value.kind) {
+    case 'nullValue':
+      return null;
+    case 'structValue':
+      return plainStruct(value.structValue!);
+    case 'listValue':
+      return value.listValue!.values.map(plainValue);
+    default:
+      return value[value.kind];
+  }
 }
 
 export interface WireDescriptor {

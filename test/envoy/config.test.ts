@@ -137,8 +137,8 @@ describe('problems in a file', () => {
     ],
     ['an unknown algorithm', 'domain: d\ndescriptors:\n  - key: k\n    rate_limit: { unit: second, requests_per_unit: 1, sluice_algorithm: leaky }\n', /sluice_algorithm \(line 4\): expected one of fixed_window, token_bucket, sliding_window, not 'leaky'/],
     ['sluice_burst without a token bucket', 'domain: d\ndescriptors:\n  - key: k\n    rate_limit: { unit: second, requests_per_unit: 1, sluice_burst: 5 }\n', /sluice_burst applies to sluice_algorithm: token_bucket only/],
-    ['an empty domain', 'descriptors: []\n', /^test\.yaml: \(top level\) \(line 1\): config file cannot have empty domain$/],
-    ['an empty key', 'domain: d\ndescriptors:\n  - value: v\n', /descriptors\[0\] \(line 3\): descriptor has empty key/],
+    ['an empty domain', 'descriptors: []\n', /^test\.yaml: domain \(line 1\): config file cannot have empty domain$/],
+    ['an empty key', 'domain: d\ndescriptors:\n  - value: v\n', /descriptors\[0\]\.key \(line 3\): descriptor has empty key/],
     ['a bad unit', 'domain: d\ndescriptors:\n  - key: k\n    rate_limit:\n      unit: minutes\n      requests_per_unit: 5\n', /descriptors\[0\]\.rate_limit\.unit \(line 5\): invalid rate limit unit 'minutes'/],
     ['a missing unit', 'domain: d\ndescriptors:\n  - key: k\n    rate_limit: { requests_per_unit: 5 }\n', /invalid rate limit unit ''/],
     ['a unit with unlimited', 'domain: d\ndescriptors:\n  - key: k\n    rate_limit: { unlimited: true, unit: second }\n', /should not specify rate limit unit when unlimited/],
@@ -146,13 +146,20 @@ describe('problems in a file', () => {
     ['a duplicate nested descriptor', 'domain: d\ndescriptors:\n  - key: a\n    descriptors:\n      - key: b\n      - key: b\n', /descriptors\[0\]\.descriptors\[1\] .*duplicate descriptor composite key 'd\.a\.b'/],
     ['an empty replaces entry', 'domain: d\ndescriptors:\n  - key: k\n    rate_limit: { unit: second, requests_per_unit: 1, name: n, replaces: [{ name: "" }] }\n', /should not have an empty replaces entry/],
     ['replacing itself', 'domain: d\ndescriptors:\n  - key: k\n    rate_limit: { unit: second, requests_per_unit: 1, name: n, replaces: [{ name: n }] }\n', /replaces should not contain name of same descriptor/],
-    ['share_threshold without a wildcard', 'domain: d\ndescriptors:\n  - key: k\n    value: v\n    share_threshold: true\n', /share_threshold can only be used with wildcard values \(ending with '\*'\), but found key 'k_v'/],
+    ['share_threshold without a wildcard', 'domain: d\ndescriptors:\n  - key: k\n    value: v\n    share_threshold: true\n', /share_threshold can only be used with wildcard values \(containing '\*'\), but found key 'k_v'/],
     ['a negative requests_per_unit', 'domain: d\ndescriptors:\n  - key: k\n    rate_limit: { unit: second, requests_per_unit: -1 }\n', /requests_per_unit \(line 4\): expected a whole number from 0 to 4294967295/],
     ['a fractional requests_per_unit', 'domain: d\ndescriptors:\n  - key: k\n    rate_limit: { unit: second, requests_per_unit: 1.0 }\n', /expected a whole number/],
     ['a quoted requests_per_unit', 'domain: d\ndescriptors:\n  - key: k\n    rate_limit: { unit: second, requests_per_unit: "5" }\n', /expected a whole number/],
     ['a non-boolean shadow_mode', 'domain: d\ndescriptors:\n  - key: k\n    shadow_mode: "true"\n', /shadow_mode \(line 4\): expected true or false/],
     ['a descriptor that is not a map', 'domain: d\ndescriptors:\n  - just a string\n', /list of type other than map/],
     ['a non-string key', 'domain: d\n5: x\n', /key is not of type string: 5/],
+    ['a float value', 'domain: d\ndescriptors:\n  - key: k\n    value: 0.25\n', /^test\.yaml: descriptors\[0\]\.value \(line 4\): expected a string, not the number 0\.25 \(envoyproxy\/ratelimit refuses it too\); quote it to mean the text: "0\.25"$/],
+    ['a float key', 'domain: d\ndescriptors:\n  - key: 1.50\n', /descriptors\[0\]\.key \(line 3\): expected a string, not the number 1\.50/],
+    ['a float domain', 'domain: 1e3\n', /^test\.yaml: domain \(line 1\): expected a string, not the number 1e3/],
+    ['a float unit', 'domain: d\ndescriptors:\n  - key: k\n    rate_limit: { unit: .inf, requests_per_unit: 1 }\n', /rate_limit\.unit \(line 4\): expected a string, not the number \.inf/],
+    ['a float replaces name', 'domain: d\ndescriptors:\n  - key: k\n    rate_limit: { unit: second, requests_per_unit: 1, name: n, replaces: [{ name: 2.5 }] }\n', /replaces\[0\]\.name \(line 4\): expected a string, not the number 2\.5/],
+    ['08, not octal, so a float to yaml.v2', 'domain: d\ndescriptors:\n  - key: k\n    value: 08\n', /value \(line 4\): expected a string, not the number 08/],
+    ['a whole number past int64', 'domain: d\ndescriptors:\n  - key: k\n    value: 9223372036854775808\n', /value \(line 4\): expected a string, not the number 9223372036854775808/],
     ['broken YAML', 'domain: d\ndescriptors: [\n', /^test\.yaml: line \d+, column \d+: /],
     ['duplicate map keys', 'domain: d\ndomain: e\n', /Map keys must be unique/],
     ['two documents', 'domain: d\n---\ndomain: e\n', /multiple documents/],
@@ -181,7 +188,7 @@ describe('problems in a file', () => {
     ]);
     // b.yaml names a domain a.yaml also names; a.yaml did not load, so it is c.yaml's turn to fail.
     const again = loadEnvoyConfig(options({ configDir: configDir({ 'a.yaml': 'domain: a\n', 'b.yaml': 'domain: a\n' }) }));
-    expect(again.ok ? [] : again.problems).toEqual([expect.stringMatching(/b\.yaml: duplicate domain 'a' \(also in .*a\.yaml\)/)]);
+    expect(again.ok ? [] : again.problems).toEqual([expect.stringMatching(/b\.yaml: domain \(line 1\): duplicate domain 'a' \(also in .*a\.yaml\)/)]);
   });
 
   it('says so when the directory cannot be read', () => {
@@ -195,7 +202,7 @@ describe('YAML as upstream reads it (yaml.v2, YAML 1.1)', () => {
     const domain = domainOf(`
 domain: 42
 descriptors:
-  - key: 1.50
+  - key: "1.50"
     value: 007
     shadow_mode: yes
     rate_limit: { unit: SECOND, requests_per_unit: 0x10 }
@@ -209,9 +216,78 @@ descriptors:
     expect(matchRule(domain, [{ key: 'k', value: 'anything' }])!.rule.main!.requestsPerUnit).toBe(1000);
   });
 
+  it('takes whole numbers, timestamps, sexagesimals and booleans as written where it reads a string', () => {
+    const domain = domainOf(`
+domain: d
+descriptors:
+  - { key: k, value: 9223372036854775807, rate_limit: { unit: second, requests_per_unit: 1, name: int64-max } }
+  - { key: k, value: 0x1F, rate_limit: { unit: second, requests_per_unit: 1, name: hex } }
+  - { key: k, value: 1_000, rate_limit: { unit: second, requests_per_unit: 1, name: underscored } }
+  - { key: k, value: 2001-12-14, rate_limit: { unit: second, requests_per_unit: 1, name: timestamp } }
+  - { key: k, value: 1:30.5, rate_limit: { unit: second, requests_per_unit: 1, name: sexagesimal } }
+  - { key: k, value: yes, rate_limit: { unit: second, requests_per_unit: 1, name: boolean } }
+  - { key: k, value: '0.25', rate_limit: { unit: second, requests_per_unit: 1, name: quoted } }
+`);
+    const named = (value: string) => matchRule(domain, [{ key: 'k', value }])?.rule.name;
+    expect(['9223372036854775807', '0x1F', '1_000', '2001-12-14', '1:30.5', 'yes', '0.25'].map(named)).toEqual([
+      'int64-max',
+      'hex',
+      'underscored',
+      'timestamp',
+      'sexagesimal',
+      'boolean',
+      'quoted',
+    ]);
+  });
+
   it('accepts an empty rate_limit list entry set and null descriptors', () => {
     const domain = domainOf('domain: d\ndescriptors:\n  - key: k\n    descriptors:\n    rate_limit:\n');
     expect(matchRule(domain, [{ key: 'k', value: 'v' }])).toBeNull();
+  });
+});
+
+describe('quota_mode and metadata', () => {
+  it('reads quota_mode and any metadata map, typed as yaml.v2 types it; the rule carries both', () => {
+    const domain = domainOf(`
+domain: d
+descriptors:
+  - key: k
+    quota_mode: true
+    metadata:
+      name: svc
+      count: 010
+      ratio: 0.5
+      on: yes
+      none: ~
+      when: 2001-12-14
+      clock: 1:30
+      list: [1, "2", { deep: [true] }]
+      nested: { __proto__: data, 7: seven }
+    rate_limit: { unit: minute, requests_per_unit: 1 }
+  - key: plain
+    metadata: {}
+    rate_limit: { unit: minute, requests_per_unit: 1 }
+`);
+    const rule = matchRule(domain, [{ key: 'k', value: 'v' }])!.rule;
+    expect(rule.quota).toBe(true);
+    expect(rule.metadata).toEqual({
+      name: 'svc',
+      count: 8,
+      ratio: 0.5,
+      on: true,
+      none: null,
+      when: '2001-12-14',
+      clock: '1:30',
+      list: [1, '2', { deep: [true] }],
+      nested: Object.defineProperty({ 7: 'seven' }, '__proto__', { value: 'data', enumerable: true }),
+    });
+    expect(Object.getPrototypeOf(rule.metadata!.nested)).toBe(Object.prototype);
+    expect(matchRule(domain, [{ key: 'plain', value: 'v' }])!.rule).toMatchObject({ quota: false, metadata: null });
+  });
+
+  it('refuses metadata that is not a map, and a quota_mode that is not a boolean', () => {
+    expect(problemsOf('domain: d\ndescriptors:\n  - key: k\n    metadata: [a, b]\n')).toEqual(['test.yaml: descriptors[0].metadata (line 4): expected a map of metadata']);
+    expect(problemsOf('domain: d\ndescriptors:\n  - key: k\n    quota_mode: 1\n')).toEqual(['test.yaml: descriptors[0].quota_mode (line 4): expected true or false']);
   });
 });
 

@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startRedis, type RedisProcess } from '../support/redis-server.js';
 import { startSidecar, type SidecarProcess } from '../support/sidecar.js';
 import { connectEnvoy, desc, type EnvoyClient } from './client.js';
-import { configDir } from './support.js';
+import { configDir, grpcError, waitForLog } from './support.js';
 
 const API = `
 domain: api
@@ -35,25 +35,6 @@ descriptors:
 
 const healthPkg = loadPackageDefinition(loadSync(healthProtoPath, { keepCase: true, enums: String })) as any;
 const reflectionProto = join(dirname(createRequire(import.meta.url).resolve('@grpc/reflection')), '..', 'proto', 'grpc', 'reflection', 'v1', 'reflection.proto');
-
-async function waitForLog(sidecar: SidecarProcess, msg: string, after: number, timeoutMs = 20_000): Promise<Record<string, unknown>> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const found = sidecar.logs.slice(after).find((l) => l.msg === msg);
-    if (found) return found;
-    if (Date.now() > deadline) throw new Error(`no "${msg}" log line in time; logs: ${JSON.stringify(sidecar.logs.slice(after))}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
-
-async function grpcError(promise: Promise<unknown>): Promise<{ code: number; details: string }> {
-  try {
-    await promise;
-  } catch (err) {
-    return err as { code: number; details: string };
-  }
-  throw new Error('expected a gRPC error');
-}
 
 describe('ShouldRateLimit on the memory store', () => {
   let dir: string;
@@ -127,12 +108,12 @@ describe('ShouldRateLimit on the memory store', () => {
     }
   });
 
-  it('serves health for the Envoy service and lists it in reflection', async () => {
+  it('serves health for the Envoy service and for envoyproxy/ratelimit’s name, and lists the service in reflection', async () => {
     const health = new healthPkg.grpc.health.v1.Health(sidecar.address, credentials.createInsecure());
-    const res = await new Promise<any>((resolve, reject) =>
-      health.Check({ service: 'envoy.service.ratelimit.v3.RateLimitService' }, (err: Error | null, r: unknown) => (err ? reject(err) : resolve(r))),
-    );
-    expect(res.status).toBe('SERVING');
+    for (const service of ['envoy.service.ratelimit.v3.RateLimitService', 'ratelimit']) {
+      const res = await new Promise<any>((resolve, reject) => health.Check({ service }, (err: Error | null, r: unknown) => (err ? reject(err) : resolve(r))));
+      expect(res.status).toBe('SERVING');
+    }
     health.close();
     const pkg = loadPackageDefinition(loadSync(reflectionProto, { keepCase: true })) as any;
     const reflection = new pkg.grpc.reflection.v1.ServerReflection(sidecar.address, credentials.createInsecure());

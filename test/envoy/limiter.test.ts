@@ -134,7 +134,7 @@ describe('statuses', () => {
 
   it('an unknown domain limits nothing, even with an override', async () => {
     const answer = await ask([d({ user: 'x' }, { override: { requestsPerUnit: 0, unit: 'SECOND' } })], { domain: 'nope' });
-    expect(answer).toEqual({ overall: 'OK', statuses: [{ code: 'OK', currentLimit: null, remaining: 0, resetSeconds: null }], responseHeaders: [] });
+    expect(answer).toEqual({ overall: 'OK', statuses: [{ code: 'OK', currentLimit: null, remaining: 0, resetSeconds: null }], responseHeaders: [], dynamicMetadata: null });
   });
 });
 
@@ -158,6 +158,14 @@ describe('hits_addend', () => {
     const tooMany = await ask([d({ user: 'eve' })], { hits: 2 });
     expect(tooMany.statuses[0]).toMatchObject({ code: 'OVER_LIMIT', remaining: 1 });
     expect((await ask([d({ user: 'eve' })])).statuses[0]).toMatchObject({ code: 'OK', remaining: 0 });
+  });
+
+  it('a hits_addend that can never fit is over the limit until the window ends, as upstream says', async () => {
+    const fresh = await ask([d({ user: 'hugo' })], { hits: 4 });
+    expect(fresh.statuses[0]).toEqual({ code: 'OVER_LIMIT', currentLimit: { name: 'per-user', requestsPerUnit: 3, unit: 'MINUTE' }, remaining: 3, resetSeconds: 45 });
+    await ask([d({ user: 'hugo' })]);
+    now += 10_000;
+    expect((await ask([d({ user: 'hugo' })], { hits: 40 })).statuses[0]).toMatchObject({ code: 'OVER_LIMIT', remaining: 2, resetSeconds: 35 });
   });
 
   it('a descriptor hits_addend overrides the request; a present 0 only checks', async () => {
@@ -343,5 +351,102 @@ describe('when the store cannot decide', () => {
       await expect(attempt).rejects.toBeInstanceOf(TypeError);
     }
     expect((await ask([d({ user: 'ann' })])).statuses[0]!.remaining).toBe(2);
+  });
+});
+
+describe('quota_mode', () => {
+  const QUOTA = `
+domain: api
+descriptors:
+  - key: regular
+    rate_limit: { unit: minute, requests_per_unit: 2 }
+  - key: quota
+    quota_mode: true
+    rate_limit: { unit: minute, requests_per_unit: 1 }
+  - key: other_quota
+    quota_mode: true
+    rate_limit: { unit: minute, requests_per_unit: 1 }
+  - key: free
+    rate_limit: { unlimited: true }
+`;
+
+  it('a descriptor in quota mode over its limit is OVER_LIMIT, the request OK while another in quota mode is not, and the others keep what they took', async () => {
+    const quota = configOf({ 'api.yaml': QUOTA });
+    await ask([d({ quota: 'q' })], {}, quota);
+    const answer = await ask([d({ regular: 'r' }), d({ quota: 'q' }), d({ other_quota: 'o' })], {}, quota);
+    expect(answer.overall).toBe('OK');
+    expect(answer.statuses.map(line)).toEqual(['OK :2/MINUTE 1', 'OVER_LIMIT :1/MINUTE 0', 'OK :1/MINUTE 0']);
+    expect((await ask([d({ regular: 'r' })], {}, quota)).statuses[0]!.remaining).toBe(0);
+    expect((await ask([d({ other_quota: 'o' })], {}, quota)).statuses[0]!.code).toBe('OVER_LIMIT');
+  });
+
+  it('the request is OVER_LIMIT when every descriptor in quota mode is over, or any other is, and then takes nothing', async () => {
+    const quota = configOf({ 'api.yaml': QUOTA });
+    await ask([d({ quota: 'q' }), d({ other_quota: 'o' })], {}, quota);
+    const allOver = await ask([d({ regular: 'r' }), d({ quota: 'q' }), d({ other_quota: 'o' }), d({ free: 'f' })], {}, quota);
+    expect(allOver.overall).toBe('OVER_LIMIT');
+    expect(allOver.statuses.map((s) => s.code)).toEqual(['OK', 'OVER_LIMIT', 'OVER_LIMIT', 'OK']);
+    await ask([d({ regular: 'r' })], { hits: 2 }, quota);
+    const regularOver = await ask([d({ regular: 'r' }), d({ quota: 'fresh' })], {}, quota);
+    expect(regularOver.overall).toBe('OVER_LIMIT');
+    expect((await ask([d({ quota: 'fresh' })], {}, quota)).statuses[0]).toMatchObject({ code: 'OK', remaining: 0 });
+  });
+
+  it('envoy.quota_mode puts every descriptor in quota mode, unmatched ones too', async () => {
+    const everyQuota = configOf({ 'api.yaml': QUOTA }, { quotaMode: true });
+    await ask([d({ regular: 'r' })], { hits: 2 }, everyQuota);
+    expect((await ask([d({ regular: 'r' }), d({ nothing: 'x' })], {}, everyQuota)).overall).toBe('OK');
+    expect((await ask([d({ regular: 'r' }), d({ free: 'f' })], {}, everyQuota)).overall).toBe('OVER_LIMIT');
+  });
+});
+
+describe('dynamic metadata (envoy.response_dynamic_metadata)', () => {
+  const WITH_METADATA = `
+domain: api
+descriptors:
+  - key: a
+    metadata: { name: first, nested: { x: 1 }, list: [1, two] }
+    rate_limit: { unit: minute, requests_per_unit: 1 }
+  - key: b
+    metadata: { name: second, nested: { x: 2, y: 3 }, extra: true }
+    rate_limit: { unit: minute, requests_per_unit: 5 }
+  - key: c
+    metadata: { name: third }
+    rate_limit: { unit: minute, requests_per_unit: 0 }
+`;
+
+  it('is null unless asked for', async () => {
+    expect((await ask([d({ a: '1' })], {}, configOf({ 'api.yaml': WITH_METADATA }))).dynamicMetadata).toBeNull();
+  });
+
+  it('holds the domain, every descriptor and hits_addend, and the metadata of those that passed, the first to name a key keeping it', async () => {
+    const config = configOf({ 'api.yaml': WITH_METADATA }, { responseDynamicMetadata: true });
+    const answer = await ask(
+      [d({ a: '1' }), d({ b: '2' }, { hits: 2, override: null }), d({ c: '3' }), d({ x: 'y' }, { override: { requestsPerUnit: 10, unit: 'DAY' } })],
+      { hits: 0 },
+      config,
+    );
+    expect(answer.overall).toBe('OVER_LIMIT');
+    expect(answer.dynamicMetadata).toEqual({
+      domain: 'api',
+      descriptors: [
+        { entries: ['a=1'] },
+        { entries: ['b=2'], hitsAddend: 2 },
+        { entries: ['c=3'] },
+        { entries: ['x=y'], limit: 'requests_per_unit:10 unit:DAY' },
+      ],
+      metadata: { name: 'first', nested: { x: 1, y: 3 }, list: [1, 'two'], extra: true },
+    });
+    // The rule's own metadata is left as it was by the merge.
+    const again = await ask([d({ b: '9' })], { hits: 3 }, config);
+    expect(again.dynamicMetadata).toEqual({ domain: 'api', descriptors: [{ entries: ['b=9'] }], hitsAddend: 3, metadata: { name: 'second', nested: { x: 2, y: 3 }, extra: true } });
+  });
+
+  it('leaves out the metadata of a descriptor over its limit, and says nothing of metadata when none passed', async () => {
+    const config = configOf({ 'api.yaml': WITH_METADATA }, { responseDynamicMetadata: true });
+    await ask([d({ a: 'used' })], {}, config);
+    const answer = await ask([d({ a: 'used' }), d({ b: 'fine' })], {}, config);
+    expect(answer.dynamicMetadata!.metadata).toEqual({ name: 'second', nested: { x: 2, y: 3 }, extra: true });
+    expect((await ask([d({ c: 'x' })], { hits: 0 }, config)).dynamicMetadata).toEqual({ domain: 'api', descriptors: [{ entries: ['c=x'] }] });
   });
 });

@@ -1,7 +1,7 @@
 // Which rule a descriptor matches, as envoyproxy/ratelimit decides it: exact value, then the first
 // wildcard in file order, then the key-only default; a limit only at the request's last entry.
 import { describe, expect, it } from 'vitest';
-import { matchRule, scopeOf, type Entry } from '../../src/envoy/match.js';
+import { matchesWildcard, matchRule, scopeOf, type Entry } from '../../src/envoy/match.js';
 import { domainOf } from './support.js';
 
 const DOMAIN = domainOf(`
@@ -101,6 +101,63 @@ describe('matching a descriptor to a rule', () => {
     expect(matchRule(DOMAIN, e('unlimited', 'x'))!.rule).toMatchObject({ unlimited: true, resource: null, main: null });
     expect(matchRule(DOMAIN, e('blocked', 'x'))!.rule).toMatchObject({ resource: null, main: { requestsPerUnit: 0, unit: 'SECOND' } });
     expect(matchRule(DOMAIN, e('shadow', 'x'))!.rule.shadow).toBe(true);
+  });
+});
+
+describe('a `*` anywhere in a value', () => {
+  const cases: [string, string, boolean][] = [
+    ['foo*', 'foo', true],
+    ['foo*', 'foobar', true],
+    ['foo*', 'fo', false],
+    ['*bar', 'bar', true],
+    ['*bar', 'xbar', true],
+    ['*bar', 'barx', false],
+    ['bar*b', 'barb', true],
+    ['bar*b', 'bar123b', true],
+    ['bar*b', 'bara', false],
+    ['bar*b', 'xbarb', false],
+    ['bar*b', 'bar', false],
+    ['ab*b', 'ab', false],
+    ['foo*bar*baz', 'foobarbaz', true],
+    ['foo*bar*baz', 'foo1bar2baz', true],
+    ['foo*bar*baz', 'foo123baz', false],
+    ['foo*bar*baz', 'foobaz', false],
+    ['a*b*b', 'ab', false],
+    ['a*b*b', 'abb', true],
+    ['a*bc*c', 'abcc', true],
+    ['a*bc*c', 'abc', false],
+    ['*', '', true],
+    ['*', 'anything', true],
+    ['a**b', 'ab', true],
+    ['no-star', 'no-star', true],
+    ['no-star', 'no-star!', false],
+  ];
+  it.each(cases)('%s against %s', (pattern, value, expected) => {
+    expect(matchesWildcard(pattern.split('*'), value)).toBe(expected);
+  });
+
+  it('matches in file order, after an exact value, before the key-only default', () => {
+    const domain = domainOf(`
+domain: w
+descriptors:
+  - key: path
+    value: /api*v1
+    rate_limit: { unit: minute, requests_per_unit: 1, name: middle }
+  - key: path
+    value: /api/*
+    rate_limit: { unit: minute, requests_per_unit: 2, name: trailing }
+  - key: path
+    value: /api/v1
+    rate_limit: { unit: minute, requests_per_unit: 3, name: exact }
+  - key: path
+    rate_limit: { unit: minute, requests_per_unit: 4, name: default }
+`);
+    const name = (value: string) => matchRule(domain, e('path', value))?.rule.name;
+    expect(name('/api/v1')).toBe('exact');
+    expect(name('/api/users/v1')).toBe('middle');
+    expect(name('/api/users')).toBe('trailing');
+    expect(name('/apiv1')).toBe('middle');
+    expect(name('/other')).toBe('default');
   });
 });
 

@@ -30,19 +30,23 @@ describe('the envoy section of a policy', () => {
     expect(policy.envoy).toMatchObject({
       configDir: dir,
       responseHeaders: false,
+      responseDynamicMetadata: false,
+      quotaMode: false,
       onStoreFailure: 'error',
       lease: { enabled: true, maxFraction: 0.1, ttlMs: 1000 },
     });
     expect([...loadEnvoyDirectory(policy.envoy!).domains.keys()]).toEqual(['api']);
   });
 
-  it('takes response_headers, on_store_failure and lease, and keeps its own resources too', () => {
+  it('takes response_headers, response_dynamic_metadata, quota_mode, on_store_failure and lease, and keeps its own resources too', () => {
     const dir = configDir({ 'api.yaml': GOOD });
     const policy = parsePolicy(
       `
 envoy:
   config_dir: ${dir}
   response_headers: true
+  response_dynamic_metadata: true
+  quota_mode: true
   on_store_failure: local
   lease: { enabled: false, ttl: 500ms }
 resources:
@@ -52,7 +56,7 @@ resources:
       'policy.yaml',
     );
     expect(policy.resources.has('r')).toBe(true);
-    expect(policy.envoy).toMatchObject({ responseHeaders: true, onStoreFailure: 'local', lease: { enabled: false, ttlMs: 500 } });
+    expect(policy.envoy).toMatchObject({ responseHeaders: true, responseDynamicMetadata: true, quotaMode: true, onStoreFailure: 'local', lease: { enabled: false, ttlMs: 500 } });
     const rule = loadEnvoyDirectory(policy.envoy!).domains.get('api')!.root.keyOnly.get('user')!.rule!;
     expect(rule.resource).toMatchObject({ onStoreFailure: 'local', leasable: false });
   });

@@ -26,6 +26,20 @@ descriptors:
   - key: path
     value: /health
     rate_limit: { unlimited: true }
+  - key: route
+    value: /api*v1
+    share_threshold: true
+    rate_limit: { unit: hour, requests_per_unit: 2, name: api-v1 }
+  - key: plan
+    value: free
+    quota_mode: true
+    metadata: { tier: free, limits: { daily: 100 } }
+    rate_limit: { unit: hour, requests_per_unit: 1 }
+  - key: plan
+    value: trial
+    quota_mode: true
+    metadata: { tier: trial, limits: { daily: 10, burst: 2 } }
+    rate_limit: { unit: hour, requests_per_unit: 5 }
 `;
 
 let sidecar: SidecarProcess;
@@ -34,7 +48,7 @@ let step: (name: string) => Step;
 
 beforeAll(async () => {
   stubs = generatePythonStubs(ENVOY_PROTOS);
-  sidecar = await startSidecar(`envoy:\n  config_dir: ${configDir({ 'py.yaml': DOMAIN })}\n  response_headers: true\n`);
+  sidecar = await startSidecar(`envoy:\n  config_dir: ${configDir({ 'py.yaml': DOMAIN })}\n  response_headers: true\n  response_dynamic_metadata: true\n`);
   step = await runPythonClient(SCRIPT, sidecar.address, stubs);
 });
 
@@ -57,6 +71,7 @@ describe('a Python grpcio client with stubs generated from proto/envoy', () => {
         { code: 'OK', current_limit: null, limit_remaining: 4294967295, reset_seconds: null },
       ],
       headers: { 'RateLimit-Limit': '3', 'RateLimit-Remaining': '2', 'RateLimit-Reset': expect.stringMatching(/^\d+$/) },
+      dynamic_metadata: { domain: 'py', descriptors: [{ entries: ['tenant=acme'] }, { entries: ['path=/health'] }] },
     });
   });
 
@@ -76,5 +91,25 @@ describe('a Python grpcio client with stubs generated from proto/envoy', () => {
     expect(step('unknown_domain')).toMatchObject({ overall_code: 'OK', statuses: [{ code: 'OK', current_limit: null }] });
     expect(step('empty_domain')).toMatchObject({ code: 'INVALID_ARGUMENT', details: expect.stringContaining('domain') });
     expect(step('no_descriptors')).toMatchObject({ code: 'INVALID_ARGUMENT', details: expect.stringContaining('descriptors') });
+  });
+
+  it('a * in the middle of a value matches, and share_threshold shares its budget', () => {
+    expect(step('wildcard_first').statuses[0]).toMatchObject({ code: 'OK', current_limit: { name: 'api-v1' }, limit_remaining: 1 });
+    expect(step('wildcard_shared').statuses[0]).toMatchObject({ code: 'OK', current_limit: { name: 'api-v1' }, limit_remaining: 0 });
+    expect(step('wildcard_miss').statuses[0]).toMatchObject({ code: 'OK', current_limit: null });
+  });
+
+  it('quota_mode: OVER_LIMIT only when every descriptor in quota mode is over; metadata of those that passed, as dynamic metadata', () => {
+    expect(step('quota_both_pass')).toMatchObject({
+      overall_code: 'OK',
+      dynamic_metadata: { domain: 'py', metadata: { tier: 'free', limits: { daily: 100, burst: 2 } } },
+    });
+    const oneOver = step('quota_one_over');
+    expect(oneOver).toMatchObject({ overall_code: 'OK', statuses: [{ code: 'OVER_LIMIT' }, { code: 'OK', limit_remaining: 3 }] });
+    expect(oneOver.dynamic_metadata.metadata).toEqual({ tier: 'trial', limits: { daily: 10, burst: 2 } });
+  });
+
+  it('grpc.health.v1 answers SERVING for ratelimit, the name envoyproxy/ratelimit registers', () => {
+    expect(step('health_ratelimit').status).toBe('SERVING');
   });
 });

@@ -99,12 +99,16 @@ describe('RateLimitResponse', () => {
       overall_code: 'OK',
       request_headers_to_add: [{ key: 'x', value: 'y' }],
       raw_body: Buffer.from('body'),
-      dynamic_metadata: { fields: { a: { string_value: 'b' } } },
+      dynamic_metadata: { fields: { a: { stringValue: 'b' } } },
       quota: { requests: 3, id: 'q' },
     });
     expect(get(buf, 4)).toHaveLength(1); // request_headers_to_add = 4
     expect((get(buf, 5)[0]!.value as Buffer).toString()).toBe('body'); // raw_body = 5
-    expect(get(buf, 6)).toHaveLength(1); // dynamic_metadata = 6
+    const metadata = get(buf, 6)[0]!.value as Buffer; // dynamic_metadata = 6
+    const entry = get(metadata, 1)[0]!.value as Buffer; // Struct.fields = 1, a map entry
+    expect((get(entry, 1)[0]!.value as Buffer).toString()).toBe('a'); // key = 1
+    const value = get(entry, 2)[0]!.value as Buffer; // value = 2
+    expect((get(value, 3)[0]!.value as Buffer).toString()).toBe('b'); // Value.string_value = 3
     const quota = get(buf, 7)[0]!.value as Buffer; // quota = 7
     expect(get(quota, 1)).toEqual([{ field: 1, wire: 0, value: 3n }]); // Quota.requests = 1
     expect((get(quota, 3)[0]!.value as Buffer).toString()).toBe('q'); // Quota.id = 3

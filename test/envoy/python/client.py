@@ -21,7 +21,7 @@ def emit(obj):
 def main(address, stubs_dir):
     sys.path.insert(0, stubs_dir)
     import grpc
-    from google.protobuf import wrappers_pb2
+    from google.protobuf import json_format, wrappers_pb2
     from envoy.extensions.common.ratelimit.v3 import ratelimit_pb2 as common
     from envoy.service.ratelimit.v3 import rls_pb2 as rls
     from envoy.service.ratelimit.v3 import rls_pb2_grpc as rls_grpc
@@ -52,6 +52,7 @@ def main(address, stubs_dir):
             "overall_code": rls.RateLimitResponse.Code.Name(res.overall_code),
             "statuses": statuses,
             "headers": {h.key: h.value for h in res.response_headers_to_add},
+            "dynamic_metadata": json_format.MessageToDict(res.dynamic_metadata) if res.HasField("dynamic_metadata") else None,
         })
         return res
 
@@ -80,6 +81,22 @@ def main(address, stubs_dir):
         call("unknown_domain", "nope", [descriptor("tenant", "acme")])
         failing("empty_domain", "", [descriptor("tenant", "acme")])
         failing("no_descriptors", "py", [])
+
+        # A * in the middle of a value, sharing one budget (share_threshold).
+        call("wildcard_first", "py", [descriptor("route", "/api/users/v1")])
+        call("wildcard_shared", "py", [descriptor("route", "/apiv1")])
+        call("wildcard_miss", "py", [descriptor("route", "/api/v2")])
+        # Descriptors in quota mode, with metadata returned as dynamic metadata.
+        call("quota_both_pass", "py", [descriptor("plan", "free"), descriptor("plan", "trial")])
+        call("quota_one_over", "py", [descriptor("plan", "free"), descriptor("plan", "trial")])
+
+        # grpc.health.v1 for envoyproxy/ratelimit's name, with hand-encoded messages:
+        # HealthCheckRequest { string service = 1 }, HealthCheckResponse { ServingStatus status = 1 }.
+        service = b"ratelimit"
+        check = channel.unary_unary("/grpc.health.v1.Health/Check", request_serializer=None, response_deserializer=None)
+        reply = check(bytes([0x0A, len(service)]) + service, timeout=timeout)
+        statuses = {1: "SERVING", 2: "NOT_SERVING"}
+        emit({"step": "health_ratelimit", "status": statuses.get(reply[1]) if reply[:1] == b"\x08" else "UNKNOWN"})
 
 
 if __name__ == "__main__":
