@@ -102,12 +102,16 @@ describe('settings that change answers', () => {
   });
 
   it('QUOTA_MODE and RESPONSE_DYNAMIC_METADATA become envoy.quota_mode and envoy.response_dynamic_metadata', () => {
-    const { policy, report } = applyUpstreamEnv({ envoy: { upstream_env: true } }, { QUOTA_MODE: 'true', RESPONSE_DYNAMIC_METADATA: '1' });
-    expect(policy.envoy).toEqual({ upstream_env: true, quota_mode: true, response_dynamic_metadata: true });
-    expect(report.applied).toEqual([
+    const policy = load({ QUOTA_MODE: 'true', RESPONSE_DYNAMIC_METADATA: '1' });
+    expect(policy.envoy).toMatchObject({ quotaMode: true, responseDynamicMetadata: true });
+    expect(policy.envoy!.upstreamEnv!.applied).toEqual([
       { name: 'QUOTA_MODE', setting: 'envoy.quota_mode' },
       { name: 'RESPONSE_DYNAMIC_METADATA', setting: 'envoy.response_dynamic_metadata' },
     ]);
+    // The policy the variables are applied to is left as it was.
+    const file = { envoy: { upstream_env: true } };
+    expect(applyUpstreamEnv(file, { QUOTA_MODE: 'true' }).policy).toEqual({ envoy: { upstream_env: true, quota_mode: true } });
+    expect(file).toEqual({ envoy: { upstream_env: true } });
   });
 
   it('refuses values upstream would refuse, naming the variable', () => {

@@ -5,14 +5,12 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { credentials, loadPackageDefinition, type ClientReadableStream } from '@grpc/grpc-js';
-import { loadSync } from '@grpc/proto-loader';
-import { protoPath as healthProtoPath } from 'grpc-health-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { metric, startSidecar, type SidecarProcess } from '../support/sidecar.js';
 import { connectEnvoy, desc, type EnvoyClient } from './client.js';
+import { healthOf, watchHealth } from './support.js';
+import { MAX_DETAILED_SERIES } from '../../src/envoy/stats.js';
 
-const healthPkg = loadPackageDefinition(loadSync(healthProtoPath, { keepCase: true, enums: String })) as any;
 const ENVOY_SERVICE = 'envoy.service.ratelimit.v3.RateLimitService';
 
 const API = `
@@ -30,39 +28,6 @@ descriptors:
         detailed_metric: true
         rate_limit: { unit: hour, requests_per_unit: 5 }
 `;
-
-/** The statuses a health Watch reports for `service`, as they come. */
-function watchHealth(address: string, service: string) {
-  const client = new healthPkg.grpc.health.v1.Health(address, credentials.createInsecure());
-  const stream: ClientReadableStream<{ status: string }> = client.Watch({ service });
-  const seen: string[] = [];
-  const waiting: { status: string; resolve: () => void }[] = [];
-  stream.on('data', ({ status }: { status: string }) => {
-    seen.push(status);
-    for (const w of waiting.filter((w) => w.status === status)) w.resolve();
-  });
-  stream.on('error', () => undefined);
-  return {
-    /** Resolves once the service is reported `status` (now or later). */
-    until(status: string): Promise<void> {
-      if (seen.at(-1) === status) return Promise.resolve();
-      return new Promise((resolve) => waiting.push({ status, resolve }));
-    },
-    close() {
-      stream.cancel();
-      client.close();
-    },
-  };
-}
-
-async function check(address: string, service: string): Promise<string> {
-  const client = new healthPkg.grpc.health.v1.Health(address, credentials.createInsecure());
-  try {
-    return await new Promise((resolve, reject) => client.Check({ service }, (err: Error | null, res: { status: string }) => (err ? reject(err) : resolve(res.status))));
-  } finally {
-    client.close();
-  }
-}
 
 const readyz = async (sidecar: SidecarProcess) => (await fetch(`http://${sidecar.admin}/readyz`)).status;
 
@@ -86,14 +51,16 @@ describe('require_domains', () => {
 
   it('starts NOT_SERVING, and not ready, while config_dir holds no domain', async () => {
     await health.until('NOT_SERVING');
-    expect(await check(sidecar.address, ENVOY_SERVICE)).toBe('NOT_SERVING');
-    expect(await check(sidecar.address, '')).toBe('SERVING');
+    expect(await healthOf(sidecar.address, ENVOY_SERVICE)).toBe('NOT_SERVING');
+    expect(await healthOf(sidecar.address, 'ratelimit')).toBe('NOT_SERVING');
+    expect(await healthOf(sidecar.address, '')).toBe('SERVING');
     expect(await readyz(sidecar)).toBe(503);
   });
 
   it('turns SERVING, and ready, when a domain is loaded', async () => {
     writeFileSync(join(dir, 'api.yaml'), API);
     await health.until('SERVING');
+    expect(await healthOf(sidecar.address, 'ratelimit')).toBe('SERVING');
     expect(await readyz(sidecar)).toBe(200);
   });
 
@@ -113,6 +80,22 @@ describe('require_domains', () => {
     expect(text).toMatch(/^# HELP sluice_envoy_near_limit_total /m);
   });
 
+  it(`a caller sending endless values to a detailed_metric rule grows no more than ${MAX_DETAILED_SERIES} series`, async () => {
+    const extra = 200;
+    for (let from = 0; from < MAX_DETAILED_SERIES + extra; from += 100) {
+      await Promise.all(
+        Array.from({ length: 100 }, (_, i) => client.shouldRateLimit('api', [{ entries: [{ key: 'tenant', value: `t${from + i}` }, { key: 'user', value: 'u' }] }])),
+      );
+    }
+    const text = await (await fetch(`http://${sidecar.admin}/metrics`)).text();
+    const series = text.split('\n').filter((l) => l.startsWith('sluice_envoy_hits_total{'));
+    // user and path_/login, the detailed series up to the cap (tenant_acme.user_ann of the test
+    // before among them), and the rule's own label for the values past it.
+    expect(series).toHaveLength(2 + MAX_DETAILED_SERIES + 1);
+    expect(await metric(sidecar, 'sluice_envoy_hits_total', 'rule="tenant.user"')).toBe(extra + 1);
+    expect(await metric(sidecar, 'sluice_envoy_stats_folded_total')).toBe(extra + 1);
+  });
+
   it('turns NOT_SERVING again when the last domain goes; its series go with it', async () => {
     rmSync(join(dir, 'api.yaml'));
     await health.until('NOT_SERVING');
@@ -125,7 +108,7 @@ describe('without require_domains', () => {
   it('an empty config_dir serves, as upstream does by default', async () => {
     const sidecar = await startSidecar(`envoy:\n  config_dir: ${mkdtempSync(join(tmpdir(), 'sluice-envoy-'))}\n`);
     try {
-      expect(await check(sidecar.address, ENVOY_SERVICE)).toBe('SERVING');
+      expect(await healthOf(sidecar.address, ENVOY_SERVICE)).toBe('SERVING');
       expect(await readyz(sidecar)).toBe(200);
     } finally {
       await sidecar.stop();
