@@ -21,6 +21,12 @@ export interface Problem {
   offset: number | undefined;
 }
 
+/**
+ * The params of a custom issue whose value is not echoed: its message names the value already, or
+ * is about how it goes with other fields.
+ */
+export const NOT_ECHOED = { echo: false };
+
 /** Values echoed in a problem are cut to this many characters. */
 const ECHO_LENGTH = 60;
 /** Keys whose values are not echoed: problems reach logs and /readyz. */
@@ -51,7 +57,7 @@ function messageOf(issue: z.core.$ZodIssue, found: Found): string {
   if (found.depth < issue.path.length) return message.startsWith('expected ') ? `required (${message.slice('expected '.length)})` : message;
   const value = found.value;
   const guess = typeof value === 'string' ? nearest(value, choicesOf(issue)) : undefined;
-  const echoed = echo(value, issue.path);
+  const echoed = issue.code === 'custom' && issue.params?.echo === false ? undefined : echo(value, issue.path);
   return `${echoed === undefined ? '' : `${echoed}: `}${message}${guess ? `; did you mean ${guess}?` : ''}`;
 }
 
@@ -71,7 +77,9 @@ function echo(value: unknown, path: readonly PropertyKey[]): string | undefined 
   const key = path.at(-1);
   if (typeof key === 'string' && SECRET_KEYS.has(key)) return undefined;
   if (value === null) return 'empty';
-  if (typeof value === 'number' || typeof value === 'boolean') return String(value);
+  // A number too long for a double is not echoed as Infinity.
+  if (typeof value === 'number') return Number.isFinite(value) ? String(value) : undefined;
+  if (typeof value === 'boolean') return String(value);
   if (typeof value !== 'string') return undefined;
   // A url may carry a password before its host.
   const shown = key === 'url' ? value.replace(/\/\/[^/]*@/, '//***@') : value;

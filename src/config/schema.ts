@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { bucketIntervalUs, parseDuration, parseRate, unitProblem, type Rate } from './units.js';
 import { duration, lease, strictObject, wholeNumber } from './fields.js';
+import { NOT_ECHOED } from './problems.js';
 
 const NAME = /^[A-Za-z0-9_.:/-]{1,64}$/;
 const NAME_HINT = '1 to 64 of A-Z a-z 0-9 _ . : / -';
@@ -271,12 +272,12 @@ function fileContents(check: (text: string) => string | undefined = () => undefi
       try {
         text = readFileSync(path, 'utf8');
       } catch (err) {
-        ctx.issues.push({ code: 'custom', input: path, message: `cannot read ${path}: ${readError(err)}` });
+        ctx.issues.push({ code: 'custom', input: path, message: `cannot read ${path}: ${readError(err)}`, params: NOT_ECHOED });
         return z.NEVER;
       }
       const problem = check(text);
       if (problem) {
-        ctx.issues.push({ code: 'custom', input: path, message: `${path}: ${problem}` });
+        ctx.issues.push({ code: 'custom', input: path, message: `${path}: ${problem}`, params: NOT_ECHOED });
         return z.NEVER;
       }
       return text;
@@ -351,28 +352,29 @@ const redis = strictObject({
       });
     }
     if (redis.password !== undefined && redis.password_file !== undefined) {
-      ctx.addIssue({ code: 'custom', path: ['password_file'], message: 'give password or password_file, not both' });
+      ctx.addIssue({ code: 'custom', params: NOT_ECHOED, path: ['password_file'], message: 'give password or password_file, not both' });
     }
     if (redis.url?.password !== undefined && (redis.password !== undefined || redis.password_file !== undefined)) {
-      ctx.addIssue({ code: 'custom', path: ['url'], message: 'the url carries a password and so does password/password_file: give it once' });
+      ctx.addIssue({ code: 'custom', params: NOT_ECHOED, path: ['url'], message: 'the url carries a password and so does password/password_file: give it once' });
     }
     if (redis.url?.username !== undefined && redis.username !== undefined) {
-      ctx.addIssue({ code: 'custom', path: ['url'], message: 'the url carries a username and so does username: give it once' });
+      ctx.addIssue({ code: 'custom', params: NOT_ECHOED, path: ['url'], message: 'the url carries a username and so does username: give it once' });
     }
     const hasPassword = redis.password !== undefined || redis.password_file !== undefined || redis.url?.password !== undefined;
     if ((redis.username !== undefined || redis.url?.username !== undefined) && !hasPassword) {
       ctx.addIssue({
         code: 'custom',
+        params: NOT_ECHOED,
         path: [redis.username !== undefined ? 'username' : 'url'],
         message: 'a username needs a password (password, password_file or SLUICE_REDIS_PASSWORD)',
       });
     }
     if (redis.sentinel?.username !== undefined && redis.sentinel.password === undefined) {
-      ctx.addIssue({ code: 'custom', path: ['sentinel', 'username'], message: 'a sentinel username needs a sentinel password' });
+      ctx.addIssue({ code: 'custom', params: NOT_ECHOED, path: ['sentinel', 'username'], message: 'a sentinel username needs a sentinel password' });
     }
     if ((redis.tls?.cert_file === undefined) !== (redis.tls?.key_file === undefined)) {
       const [given, missing] = redis.tls?.cert_file === undefined ? ['key_file', 'cert_file'] : ['cert_file', 'key_file'];
-      ctx.addIssue({ code: 'custom', path: ['tls', given], message: `${given} needs ${missing} too (a client certificate and its key)` });
+      ctx.addIssue({ code: 'custom', params: NOT_ECHOED, path: ['tls', given], message: `${given} needs ${missing} too (a client certificate and its key)` });
     }
   });
 
