@@ -65,7 +65,8 @@ export function parseYaml(text: string): ParsedYaml | string[] {
 /**
  * js-yaml's problem at the place it names, except where that is only where it gave up: an alias
  * or tag it cannot resolve is named where it starts, and a quote or bracket the file never closes
- * where it opens instead of at the end of the file.
+ * where it opens instead of at the end of the file. A problem inside a [ or { opened on an earlier
+ * line names where that opened: often it is the one left unclosed.
  */
 function syntaxProblem(err: YAMLException, tracker: NodeTracker): string {
   const reason = err.reason;
@@ -74,9 +75,14 @@ function syntaxProblem(err: YAMLException, tracker: NodeTracker): string {
   if (unclosed) start = unclosed[1] === 'flow collection' ? tracker.innermostFlowStart() : tracker.innermostNodeStart();
   else if (reason.startsWith('unidentified alias')) start = tracker.lastAlias();
   else if (reason.startsWith('unknown tag') || reason.startsWith('cannot resolve a node with')) start = tracker.innermostNodeStart();
-  if (start === undefined) return `line ${err.mark.line + 1}, column ${err.mark.column + 1}: ${reason}`;
-  const message = unclosed ? `this ${tracker.textAt(start)} is never closed: the file ends first` : reason;
-  return `${formatPosition(tracker.positionAt(start))}: ${message}`;
+  if (start !== undefined) {
+    const message = unclosed ? `this ${tracker.textAt(start)} is never closed: the file ends first` : reason;
+    return `${formatPosition(tracker.positionAt(start))}: ${message}`;
+  }
+  const flow = tracker.innermostFlowStart();
+  const opened = flow === undefined ? undefined : tracker.positionAt(flow);
+  const inside = opened && opened.line < err.mark.line + 1 ? ` (inside the ${tracker.textAt(flow!)} at ${formatPosition(opened)})` : '';
+  return `line ${err.mark.line + 1}, column ${err.mark.column + 1}: ${reason}${inside}`;
 }
 
 /** What the listener reads: js-yaml's parser state, with two fields its types leave out. */
