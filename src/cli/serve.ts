@@ -50,12 +50,6 @@ export async function serve(args: string[]): Promise<number> {
     else log.fatal({ err }, 'could not start');
     return 1;
   }
-  log.info(
-    { address: sidecar.address, admin: sidecar.adminAddress, policy: policyFile, store: policy.store.redis ? 'redis' : 'memory' },
-    'listening',
-  );
-  // For a person at a terminal; stdout stays JSON lines for whatever collects them.
-  if (process.stderr.isTTY) process.stderr.write(`${listeningLine(sidecar, policy)}\n`);
   const stopped = new Promise<void>((resolve) => {
     const stop = (signal: string) => {
       // A repeated signal must not cut the drain short; the grace period bounds it.
@@ -77,6 +71,13 @@ export async function serve(args: string[]): Promise<number> {
     process.on('SIGTERM', () => stop('SIGTERM'));
     process.on('SIGINT', () => stop('SIGINT'));
   });
+  // Said once the signals are handled: whoever waits for it may stop the sidecar at once.
+  log.info(
+    { address: sidecar.address, admin: sidecar.adminAddress, policy: policyFile, store: policy.store.redis ? 'redis' : 'memory' },
+    'listening',
+  );
+  // For a person at a terminal; stdout stays JSON lines for whatever collects them.
+  if (process.stderr.isTTY) process.stderr.write(`${listeningLine(sidecar, policy)}\n`);
   await stopped;
   log.info('stopped');
   return 0;
