@@ -16,7 +16,7 @@ export function duration(max: string) {
   return z.string({ error: DURATION_HINT }).transform((text, ctx) => {
     const ms = parseDuration(text);
     let problem: string | undefined;
-    if (ms === undefined) problem = unitProblem(text) ?? DURATION_HINT;
+    if (ms === undefined) problem = unitProblem(text, 'duration') ?? DURATION_HINT;
     else if (ms <= 0) problem = DURATION_HINT;
     else if (ms > maxMs) problem = `expected at most ${max}`;
     else if (!Number.isInteger(ms)) problem = 'expected a whole number of milliseconds';

@@ -4,7 +4,7 @@ import { readFileSync, statSync } from 'node:fs';
 import type { z } from 'zod';
 import { duplicateProblems, policySchema, type PolicyFile } from './schema.js';
 import { compilePolicy, type Policy } from './policy.js';
-import { describeIssue, placeText, type PolicySource } from './problems.js';
+import { describeIssue, placeText, type CheckedPolicy } from './problems.js';
 import { parseYaml, sizeProblem } from './yaml.js';
 
 export class PolicyError extends Error {
@@ -52,7 +52,7 @@ export function parsePolicy(text: string, file: string, env: Overrides = {}): Po
   if (Array.isArray(parsed)) throw new PolicyError(file, parsed);
   const raw = applyOverrides(parsed.value ?? {}, env);
   const result = validate(raw);
-  const source: PolicySource = { parsed, raw, overriddenBy: (path) => overriddenBy(path, env) };
+  const source: CheckedPolicy = { parsed, raw, overriddenBy: (path) => overriddenBy(path, env) };
   if (result.success) return compilePolicy(result.data, (path) => placeText(path, parsed.positionOf(path)));
   // In file order; what is not in the file (given by the environment) first.
   const problems = result.issues.map((issue) => describeIssue(issue, source)).sort((a, b) => (a.offset ?? -1) - (b.offset ?? -1));
@@ -73,8 +73,8 @@ function validate(raw: unknown): Validated {
   if (found.count === 0) {
     const whole = policySchema.safeParse(raw);
     if (whole.success && duplicates.length === 0) return whole;
-    const issues = [...(whole.success ? [] : whole.error.issues), ...duplicates];
-    return { success: false, issues: issues.slice(0, 2 * MAX_PROBLEMS), count: issues.length };
+    const issues = whole.success ? [] : whole.error.issues;
+    return { success: false, issues: [...issues.slice(0, MAX_PROBLEMS), ...duplicates.slice(0, MAX_PROBLEMS)], count: issues.length + duplicates.length };
   }
   // The rest of the policy, checked without its resources.
   const rest = policySchema.safeParse({ ...(raw as object), resources: [] });

@@ -6,7 +6,7 @@ import { nearest } from './nearest.js';
 import { formatPosition, type ParsedYaml, type Position } from './yaml.js';
 
 /** The policy as validated, and where its values came from. */
-export interface PolicySource {
+export interface CheckedPolicy {
   /** The file's values, and where each starts. */
   parsed: ParsedYaml;
   /** The values validated: the file's with the environment's overrides applied. */
@@ -33,7 +33,7 @@ const ECHO_LENGTH = 60;
 const SECRET_KEYS = new Set(['password']);
 
 /** `resources[0].limits[1].rate (line 12, column 44): "10/fortnight": the unit must be one of ...` */
-export function describeIssue(issue: z.core.$ZodIssue, source: PolicySource): Problem {
+export function describeIssue(issue: z.core.$ZodIssue, source: CheckedPolicy): Problem {
   const found = lookUp(source.raw, issue.path);
   const variable = source.overriddenBy(issue.path);
   if (variable !== undefined) return { text: `${formatPath(issue.path)} (from ${variable}): ${messageOf(issue, found)}`, offset: undefined };
@@ -77,7 +77,7 @@ function echo(value: unknown, path: readonly PropertyKey[]): string | undefined 
   const key = path.at(-1);
   if (typeof key === 'string' && SECRET_KEYS.has(key)) return undefined;
   if (value === null) return 'empty';
-  // A number too long for a double is not echoed as Infinity.
+  // YAML's .inf and .nan would be echoed as JavaScript spells them, not as the file does.
   if (typeof value === 'number') return Number.isFinite(value) ? String(value) : undefined;
   if (typeof value === 'boolean') return String(value);
   if (typeof value !== 'string') return undefined;

@@ -36,7 +36,7 @@ const maxPeriodMs = parseDuration(MAX_PERIOD)!;
 
 const rate = z.string({ error: RATE_HINT }).transform((text, ctx) => {
   const parsed = parseRate(text);
-  const problem = parsed === undefined ? (unitProblem(text) ?? RATE_HINT) : rateProblem(parsed);
+  const problem = parsed === undefined ? (unitProblem(text, 'rate') ?? RATE_HINT) : rateProblem(parsed);
   if (problem) {
     ctx.issues.push({ code: 'custom', input: text, message: problem });
     return z.NEVER;
