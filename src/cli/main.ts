@@ -39,11 +39,13 @@ async function main(argv: string[]): Promise<number> {
 }
 
 const COMMAND_USAGES: Record<string, string> = { serve: SERVE_USAGE, check: CHECK_USAGE };
+const CALLS = ['acquire', 'release', 'inspect'];
 
 /** `sluice help [COMMAND]`: the usage of a command that has one of its own, else every command's. */
-function help(args: string[]): number {
-  const [command] = parseCommandLine('sluice help', args, {}, USAGE, 1).positionals;
-  process.stdout.write((command !== undefined && Object.hasOwn(COMMAND_USAGES, command) && COMMAND_USAGES[command]) || USAGE);
+async function help(args: string[]): Promise<number> {
+  const [command = ''] = parseCommandLine('sluice help', args, {}, USAGE, 1).positionals;
+  if (CALLS.includes(command)) process.stdout.write((await import('./call.js')).CALL_USAGE);
+  else process.stdout.write(Object.hasOwn(COMMAND_USAGES, command) ? COMMAND_USAGES[command]! : USAGE);
   return 0;
 }
 

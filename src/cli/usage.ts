@@ -19,9 +19,14 @@ commands:
                                      sluice install | kubectl apply -f -
                                      (defaults: sluice-system, sluice:<version>, Ignore;
                                      --cert-manager: cert-manager issues the webhook's certificate)
+  acquire RESOURCE KEY=VALUE... [--cost N] [--max-wait D] [--priority P] [--lane L]
+                                     ask a running sidecar for units of RESOURCE
+  release PERMIT_ID [--actual N]     give a permit back to a running sidecar
+  inspect RESOURCE KEY=VALUE...      show a scope's limits and waiters, charging nothing
   version                            print the version (also --version, -v)
 
-sluice serve --help and sluice check --help describe those commands alone.
+sluice serve --help, sluice check --help and sluice acquire --help (for acquire, release and
+inspect) describe those commands alone.
 
 inject options:
   --listen HOST:PORT       where the HTTPS server listens (default :8443, every interface)

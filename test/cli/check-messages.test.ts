@@ -3,7 +3,8 @@
 // the nearest valid name for a misspelt one, the units of a rate, a line per missing field, names
 // given twice among the other problems, and YAML syntax errors at the column where they are.
 import { describe, expect, it } from 'vitest';
-import { runCli, writePolicy } from '../support/sidecar.js';
+import { runCli } from '../support/run-cli.js';
+import { writePolicy } from '../support/sidecar.js';
 
 const ALGORITHMS = 'token_bucket, fixed_window, sliding_window, concurrency';
 const RESOURCE_KEYS = 'name, keys, on_store_failure, settle_within, lease, limits, reserve, wait, lanes';

@@ -3,9 +3,11 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { CALL_USAGE } from '../../src/cli/call.js';
 import { CHECK_USAGE, SERVE_USAGE, USAGE } from '../../src/cli/usage.js';
 import { packageRoot } from '../../src/paths.js';
-import { runCli, writePolicy } from '../support/sidecar.js';
+import { runCli } from '../support/run-cli.js';
+import { writePolicy } from '../support/sidecar.js';
 
 const VERSION = JSON.parse(readFileSync(join(packageRoot, 'package.json'), 'utf8')).version as string;
 const POLICY = 'resources: [{ name: api, limits: [{ name: l, algorithm: fixed_window, rate: 1/s }] }]\n';
@@ -35,6 +37,9 @@ describe('a command line a command does not take', () => {
     [['check', policy, policy], `sluice check: unexpected argument ${JSON.stringify(policy)}`, CHECK_USAGE],
     [['inject', '--bogus'], 'sluice inject: unknown option --bogus', USAGE],
     [['install', '--bogus'], 'sluice install: unknown option --bogus', USAGE],
+    [['acquire', 'api', 'tenant=a', '--bogus'], "sluice acquire: Unknown option '--bogus'", CALL_USAGE],
+    [['release', 'p-1', '--bogus'], "sluice release: Unknown option '--bogus'", CALL_USAGE],
+    [['inspect', 'api', 'tenant=a', '--bogus'], "sluice inspect: Unknown option '--bogus'", CALL_USAGE],
     [['version', '--bogus'], 'sluice version: unknown option --bogus', USAGE],
     [['--version', 'now'], 'sluice --version: unexpected argument "now"', USAGE],
     [['help', '--bogus'], 'sluice help: unknown option --bogus', USAGE],
@@ -57,6 +62,8 @@ describe('each command describes itself', () => {
     [['check', '--help'], CHECK_USAGE],
     [['check', '-h'], CHECK_USAGE],
     [['help', 'check'], CHECK_USAGE],
+    [['help', 'acquire'], CALL_USAGE],
+    [['help', 'inspect'], CALL_USAGE],
     [['--help'], USAGE],
     [['help'], USAGE],
   ])('%j prints its usage and exits 0', async (args, usage) => {
@@ -77,7 +84,8 @@ describe('each command describes itself', () => {
     for (const variable of variables) expect(CHECK_USAGE).toContain(`\n  ${variable} `);
   });
 
-  it('the usage of every command points at the usage of serve and check', () => {
-    expect(USAGE).toContain('sluice serve --help and sluice check --help');
+  it('the usage of every command names each command and points at those with a usage of their own', () => {
+    for (const command of ['serve', 'check', 'inject', 'install', 'acquire', 'release', 'inspect', 'version']) expect(USAGE).toContain(`\n  ${command} `);
+    expect(USAGE).toContain('sluice serve --help, sluice check --help and sluice acquire --help');
   });
 });

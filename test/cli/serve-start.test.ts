@@ -10,8 +10,11 @@ import { createInterface } from 'node:readline';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { packageRoot } from '../../src/paths.js';
 import { requireTools } from '../support/command.js';
-import { CLI, runCli, watchSidecar, withoutSluiceVariables, writePolicy } from '../support/sidecar.js';
+import { runCli } from '../support/run-cli.js';
+import { CLI, watchSidecar, writePolicy } from '../support/sidecar.js';
 
+/** This process's environment, but for SLUICE_ADDR: the line for a person names --addr unless it is the default. */
+const { SLUICE_ADDR: _inherited, ...ENV } = process.env;
 const POLICY = 'resources: [{ name: api, keys: [tenant], limits: [{ name: l, algorithm: fixed_window, rate: 1/s }] }]\n';
 
 describe('an address already in use', () => {
@@ -53,7 +56,7 @@ describe('the line for a person at a terminal', () => {
     // script(1) runs it on a terminal of its own and copies what it prints to its stdout.
     const terminal = spawn('script', ['-qefc', command.replace(/^node /, `${process.execPath} `), '/dev/null'], {
       cwd: packageRoot,
-      env: { ...withoutSluiceVariables(), SLUICE_LISTEN: '127.0.0.1:0', SLUICE_ADMIN: '127.0.0.1:0' },
+      env: { ...ENV, SLUICE_LOG_LEVEL: 'info', SLUICE_LISTEN: '127.0.0.1:0', SLUICE_ADMIN: '127.0.0.1:0' },
       stdio: ['pipe', 'pipe', 'inherit'],
     });
     const lines: string[] = [];
@@ -90,7 +93,7 @@ describe('the line for a person at a terminal', () => {
 
   it('is not printed when stderr is not a terminal: logs collected from pipes are JSON lines only', async () => {
     const child = spawn(process.execPath, [CLI, 'serve', '--config', writePolicy(POLICY)], {
-      env: { ...withoutSluiceVariables(), SLUICE_LISTEN: '127.0.0.1:0', SLUICE_ADMIN: '127.0.0.1:0' },
+      env: { ...ENV, SLUICE_LOG_LEVEL: 'info', SLUICE_LISTEN: '127.0.0.1:0', SLUICE_ADMIN: '127.0.0.1:0' },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stderr = '';

@@ -1,9 +1,29 @@
 // Manifests as the tests get them: printed by the built `sluice install`, or rendered by
 // `kubectl kustomize` (Kustomize built into kubectl), parsed into plain objects.
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { parseAllDocuments } from 'yaml';
 import type { KubeObject } from '../../src/kube/manifests.js';
-import { exitOf, type Exit } from './command.js';
 import { CLI } from './sidecar.js';
+
+const run = promisify(execFile);
+
+export interface Exit {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+async function exitOf(file: string, args: string[]): Promise<Exit> {
+  try {
+    const { stdout, stderr } = await run(file, args, { maxBuffer: 16 * 1024 * 1024 });
+    return { code: 0, stdout, stderr };
+  } catch (err) {
+    const e = err as { code: number | string; stdout?: string; stderr?: string };
+    if (typeof e.code !== 'number') throw err;
+    return { code: e.code, stdout: e.stdout ?? '', stderr: e.stderr ?? '' };
+  }
+}
 
 /** `sluice install ARGS` from the built CLI, whatever it exits with. */
 export function sluiceInstall(...args: string[]): Promise<Exit> {

@@ -9,7 +9,6 @@ import { createInterface } from 'node:readline';
 import { afterAll, beforeAll } from 'vitest';
 import { packageRoot } from '../../src/paths.js';
 import { connect, type SluiceClient } from './client.js';
-import { exitOf, type Exit } from './command.js';
 
 export const CLI = join(packageRoot, 'dist', 'src', 'cli', 'main.js');
 
@@ -35,16 +34,6 @@ export function writePolicy(yaml: string): string {
 }
 
 export { DEPLOYED_NODE_FLAGS } from './deployed.js';
-
-/** `sluice ARGS...` run to its end; of the SLUICE_* variables, it sees only those in `env`. */
-export function runCli(args: string[], env: Record<string, string> = {}): Promise<Exit> {
-  return exitOf(process.execPath, [CLI, ...args], { env: { ...withoutSluiceVariables(), ...env } });
-}
-
-/** This process's environment without the variables sluice reads, so that a test says all it sets. */
-export function withoutSluiceVariables(): NodeJS.ProcessEnv {
-  return Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith('SLUICE_')));
-}
 
 /** `nodeFlags` go to node before the script, e.g. DEPLOYED_NODE_FLAGS. */
 export function startSidecar(policyYaml: string, env: Record<string, string> = {}, nodeFlags: string[] = []): Promise<SidecarProcess> {
