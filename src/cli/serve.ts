@@ -7,6 +7,7 @@ import { createLogger } from '../log.js';
 import { packageRoot } from '../paths.js';
 import { ListenError, startSidecar, type Sidecar } from '../sidecar.js';
 import { parseCommandLine } from './args.js';
+import { DEFAULT_ADDR } from './call.js';
 import { invalidPolicy } from './check.js';
 import { logLevel, stopDelayMs } from './environment.js';
 import { SERVE_USAGE } from './usage.js';
@@ -105,20 +106,18 @@ function listenProblem(err: ListenError, policyFile: string): string {
   return `sluice: ${err.address} (${setting.name}) ${reason}: set ${where} to another address${setting.orOff}`;
 }
 
-/** The address the CLI's own calls (acquire, release, inspect) go to when given none. */
-const DEFAULT_CALL_ADDRESS = '127.0.0.1:50051';
-
 /**
- * `sluice listening on 127.0.0.1:50051 (admin http://127.0.0.1:9464); try: node bin/sluice.js
- * acquire partner-api tenant=demo`: the first resource, a value for each of its keys.
+ * `sluice listening on 127.0.0.1:50051 (admin http://127.0.0.1:9464); try: npx sluice acquire
+ * partner-api tenant=acme`: the first resource, a value for each of its keys.
  */
 function listeningLine(sidecar: Sidecar, policy: Policy): string {
   const admin = sidecar.adminAddress ? ` (admin http://${sidecar.adminAddress})` : '';
   const resource = policy.resources.values().next().value;
   if (resource === undefined) return `sluice listening on ${sidecar.address}${admin}`;
+  // acquire calls SLUICE_ADDR, else DEFAULT_ADDR, unless --addr says otherwise.
   const target = callAddress(sidecar.address);
-  const addr = target === (process.env.SLUICE_ADDR || DEFAULT_CALL_ADDRESS) ? '' : ` --addr ${shellWord(target)}`;
-  const descriptors = resource.keys.map((key) => ` ${shellWord(`${key}=demo`)}`).join('');
+  const addr = target === (process.env.SLUICE_ADDR || DEFAULT_ADDR) ? '' : ` --addr ${shellWord(target)}`;
+  const descriptors = resource.keys.map((key) => ` ${shellWord(`${key}=acme`)}`).join('');
   return `sluice listening on ${sidecar.address}${admin}; try: ${invocation()} acquire ${resource.name}${descriptors}${addr}`;
 }
 
@@ -130,12 +129,10 @@ function callAddress(address: string): string {
   return ['', '0.0.0.0', '[::]', '::'].includes(host) ? `127.0.0.1${address.slice(colon)}` : address;
 }
 
-/** How to run this CLI again from here: `node bin/sluice.js` inside the package, else `sluice`. */
+/** How to run this CLI from here: `npx sluice` inside its package (as after npm start), else `sluice`. */
 function invocation(): string {
-  const script = process.argv[1];
-  if (script === undefined) return 'sluice';
-  const path = relative(process.cwd(), script);
-  return path.startsWith('..') || isAbsolute(path) ? 'sluice' : `node ${shellWord(path)}`;
+  const path = relative(packageRoot, process.cwd());
+  return path.startsWith('..') || isAbsolute(path) ? 'sluice' : 'npx sluice';
 }
 
 function shellWord(word: string): string {

@@ -80,7 +80,7 @@ describe('the line for a person at a terminal', () => {
       const { address, admin } = logs.find((entry) => entry.msg === 'listening') as { address: string; admin: string };
       expect(address).toMatch(/^127\.0\.0\.1:\d+$/);
       expect(admin).toMatch(/^127\.0\.0\.1:\d+$/);
-      expect(human).toBe(`sluice listening on ${address} (admin http://${admin}); try: node bin/sluice.js acquire partner-api tenant=demo --addr ${address}`);
+      expect(human).toBe(`sluice listening on ${address} (admin http://${admin}); try: npx sluice acquire partner-api tenant=acme --addr ${address}`);
       expect(lines.filter((line) => !line.startsWith('{'))).toEqual([human]);
     } finally {
       const exited = once(terminal, 'exit');
