@@ -116,7 +116,7 @@ function listeningLine(sidecar: Sidecar, policy: Policy): string {
   if (resource === undefined) return `sluice listening on ${sidecar.address}${admin}`;
   // acquire calls SLUICE_ADDR, else DEFAULT_ADDR, unless --addr says otherwise.
   const target = callAddress(sidecar.address);
-  const addr = target === (process.env.SLUICE_ADDR || DEFAULT_ADDR) ? '' : ` --addr ${shellWord(target)}`;
+  const addr = target === (process.env.SLUICE_ADDR ?? DEFAULT_ADDR) ? '' : ` --addr ${shellWord(target)}`;
   const descriptors = resource.keys.map((key) => ` ${shellWord(`${key}=acme`)}`).join('');
   return `sluice listening on ${sidecar.address}${admin}; try: ${invocation()} acquire ${resource.name}${descriptors}${addr}`;
 }
