@@ -38,6 +38,31 @@ export interface Sidecar {
   stop(): Promise<void>;
 }
 
+/** An address the sidecar cannot listen on: which server's, as the policy gives it, and why. */
+export class ListenError extends Error {
+  constructor(
+    readonly server: 'grpc' | 'admin',
+    readonly address: string,
+    /** The system's code: EADDRINUSE, EACCES, EADDRNOTAVAIL, ENOTFOUND... */
+    readonly code: string | undefined,
+    override readonly cause: Error,
+  ) {
+    super(`cannot listen on ${address}: ${cause.message}`);
+    this.name = 'ListenError';
+  }
+}
+
+/** `started`, with a failure to bind `address` (or to resolve its host) as a ListenError. */
+async function listening<T>(server: ListenError['server'], address: string, started: Promise<T>): Promise<T> {
+  try {
+    return await started;
+  } catch (err) {
+    const { syscall, code } = err as NodeJS.ErrnoException;
+    if (syscall === 'listen' || syscall === 'bind' || syscall === 'getaddrinfo') throw new ListenError(server, address, code, err as Error);
+    throw err;
+  }
+}
+
 /** Where the policy came from, so that it can be watched and reloaded. */
 export interface PolicySource {
   file: string;
@@ -171,18 +196,22 @@ export async function startSidecar(policy: Policy, log: Logger, source: PolicySo
   let admin: HttpServer | null = null;
   let grpc;
   try {
-    grpc = await startGrpcServer(
+    grpc = await listening(
+      'grpc',
       policy.server.listen,
-      policy.server.connections,
-      {
-        decider: active,
-        maxStreams: policy.server.maxStreams,
-        resources: () => resources,
-        metrics,
-        admission,
-        warn,
-      },
-      envoy && envoyStats ? { config: () => envoy.current, stats: envoyStats, ready: envoyReady() } : null,
+      startGrpcServer(
+        policy.server.listen,
+        policy.server.connections,
+        {
+          decider: active,
+          maxStreams: policy.server.maxStreams,
+          resources: () => resources,
+          metrics,
+          admission,
+          warn,
+        },
+        envoy && envoyStats ? { config: () => envoy.current, stats: envoyStats, ready: envoyReady() } : null,
+      ),
     );
     const running = grpc;
     envoyChanged = (config) => {
@@ -199,7 +228,7 @@ export async function startSidecar(policy: Policy, log: Logger, source: PolicySo
         policy: () => reloader?.status ?? null,
         checkStore: () => (guarded ? guarded.check() : Promise.resolve({ up: true, text: 'store up: the embedded memory store' })),
       });
-      adminAddress = await listenAdmin(admin, policy.server.admin);
+      adminAddress = await listening('admin', policy.server.admin, listenAdmin(admin, policy.server.admin));
     }
     serving = true;
     return {
@@ -221,6 +250,7 @@ export async function startSidecar(policy: Policy, log: Logger, source: PolicySo
       },
     };
   } catch (err) {
+    grpc?.listener.close();
     grpc?.server.forceShutdown();
     admin?.close();
     stopTimers();

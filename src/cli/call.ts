@@ -2,10 +2,10 @@
 // nobody needs a gRPC tool to try sluice or to look at a key. Human output by default, one JSON
 // object with --json. Exit codes: 0 granted (released, inspected), 1 denied (not released),
 // 2 a usage error, 3 the call failed (the sidecar unreachable, or its error status).
-import { parseArgs } from 'node:util';
 import { credentials, makeGenericClientConstructor, status, type Client, type ServiceError } from '@grpc/grpc-js';
 import { parseDuration } from '../config/units.js';
 import { serviceOf, sluicePackage } from '../grpc/proto.js';
+import { parseCommandLine, UsageError } from './args.js';
 
 export const DEFAULT_ADDR = '127.0.0.1:50051';
 
@@ -31,7 +31,6 @@ exit codes: 0 granted, released or inspected; 1 denied, or the permit was not re
 
 const OK = 0;
 const REFUSED = 1;
-const USAGE_ERROR = 2;
 const CALL_FAILED = 3;
 
 /** How long past its max_wait a call may take (a busy sidecar, a slow store) before it is given up. */
@@ -44,41 +43,26 @@ interface Duration {
   nanos: number;
 }
 
-class UsageError extends Error {}
+const OPTIONS = {
+  addr: { type: 'string' },
+  json: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+  cost: { type: 'string' },
+  'max-wait': { type: 'string' },
+  priority: { type: 'string' },
+  lane: { type: 'string' },
+  actual: { type: 'string' },
+} as const;
 
+/** Runs the call; a command line it does not take throws UsageError (main prints it, exit 2). */
 export async function call(verb: Verb, argv: string[]): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: argv,
-      allowPositionals: true,
-      options: {
-        addr: { type: 'string' },
-        json: { type: 'boolean' },
-        help: { type: 'boolean', short: 'h' },
-        cost: { type: 'string' },
-        'max-wait': { type: 'string' },
-        priority: { type: 'string' },
-        lane: { type: 'string' },
-        actual: { type: 'string' },
-      },
-    });
-  } catch (err) {
-    // parseArgs explains at length; its first sentence names the option.
-    return usageError(verb, (err as Error).message.split('. ')[0]!.replace(/\.$/, ''));
-  }
+  const parsed = parseCommandLine(`sluice ${verb}`, argv, OPTIONS, CALL_USAGE, Number.POSITIVE_INFINITY);
   const { values, positionals } = parsed;
   if (values.help) {
     process.stdout.write(CALL_USAGE);
     return OK;
   }
-  let request: Record<string, unknown>;
-  try {
-    request = verb === 'release' ? releaseRequest(positionals, values) : scopeRequest(verb, positionals, values);
-  } catch (err) {
-    if (err instanceof UsageError) return usageError(verb, err.message);
-    throw err;
-  }
+  const request = verb === 'release' ? releaseRequest(positionals, values) : scopeRequest(verb, positionals, values);
   const addr = values.addr ?? process.env.SLUICE_ADDR ?? DEFAULT_ADDR;
   const json = values.json ?? false;
   const client = new RateLimiterClient(addr, credentials.createInsecure());
@@ -110,20 +94,20 @@ type Values = Record<string, string | boolean | undefined>;
 /** acquire and inspect: RESOURCE KEY=VALUE... */
 function scopeRequest(verb: Verb, positionals: string[], values: Values): Record<string, unknown> {
   const [resource, ...pairs] = positionals;
-  if (resource === undefined) throw new UsageError(`name the resource: sluice ${verb} RESOURCE KEY=VALUE...`);
+  if (resource === undefined) throw bad(verb, `name the resource: sluice ${verb} RESOURCE KEY=VALUE...`);
   const descriptors: Record<string, string> = {};
   for (const pair of pairs) {
     const at = pair.indexOf('=');
-    if (at <= 0) throw new UsageError(`"${pair}" is not KEY=VALUE`);
+    if (at <= 0) throw bad(verb, `"${pair}" is not KEY=VALUE`);
     descriptors[pair.slice(0, at)] = pair.slice(at + 1);
   }
   const request: Record<string, unknown> = { resource, descriptors };
   if (verb === 'inspect') {
-    for (const flag of ['cost', 'max-wait', 'priority', 'lane', 'actual']) if (values[flag] !== undefined) throw new UsageError(`--${flag} is not an inspect option`);
+    for (const flag of ['cost', 'max-wait', 'priority', 'lane', 'actual']) if (values[flag] !== undefined) throw bad(verb, `--${flag} is not an inspect option`);
     return request;
   }
-  if (values.actual !== undefined) throw new UsageError('--actual belongs to release');
-  if (values.cost !== undefined) request.cost = units('--cost', values.cost as string);
+  if (values.actual !== undefined) throw bad(verb, '--actual belongs to release');
+  if (values.cost !== undefined) request.cost = units(verb, '--cost', values.cost as string);
   if (values['max-wait'] !== undefined) request.max_wait = wireDuration(values['max-wait'] as string);
   if (values.priority !== undefined) request.priority = priority(values.priority as string);
   if (values.lane !== undefined) request.lane = values.lane;
@@ -131,28 +115,28 @@ function scopeRequest(verb: Verb, positionals: string[], values: Values): Record
 }
 
 function releaseRequest(positionals: string[], values: Values): Record<string, unknown> {
-  for (const flag of ['cost', 'max-wait', 'priority', 'lane']) if (values[flag] !== undefined) throw new UsageError(`--${flag} is not a release option`);
-  if (positionals.length !== 1) throw new UsageError('name one permit: sluice release PERMIT_ID [--actual N]');
+  for (const flag of ['cost', 'max-wait', 'priority', 'lane']) if (values[flag] !== undefined) throw bad('release', `--${flag} is not a release option`);
+  if (positionals.length !== 1) throw bad('release', 'name one permit: sluice release PERMIT_ID [--actual N]');
   const request: Record<string, unknown> = { permit_id: positionals[0] };
-  if (values.actual !== undefined) request.actual_cost = units('--actual', values.actual as string);
+  if (values.actual !== undefined) request.actual_cost = units('release', '--actual', values.actual as string);
   return request;
 }
 
 /** A whole number of units, passed on as digits: the sidecar judges its bounds, exactly. */
-function units(flag: string, text: string): string {
-  if (!/^\d+$/.test(text)) throw new UsageError(`${flag} "${text}": must be a whole number of units`);
+function units(verb: Verb, flag: string, text: string): string {
+  if (!/^\d+$/.test(text)) throw bad(verb, `${flag} "${text}": must be a whole number of units`);
   return text;
 }
 
 function priority(text: string): number {
   const p = Number(text);
-  if (!/^-?\d+$/.test(text) || p < -(2 ** 31) || p >= 2 ** 31) throw new UsageError(`--priority "${text}": must be a whole number from -2147483648 to 2147483647`);
+  if (!/^-?\d+$/.test(text) || p < -(2 ** 31) || p >= 2 ** 31) throw bad('acquire', `--priority "${text}": must be a whole number from -2147483648 to 2147483647`);
   return p;
 }
 
 function wireDuration(text: string): Duration {
   const ms = parseDuration(text);
-  if (ms === undefined || !Number.isFinite(ms)) throw new UsageError(`--max-wait "${text}": must be a duration such as 500ms, 2s or 1m`);
+  if (ms === undefined || !Number.isFinite(ms)) throw bad('acquire', `--max-wait "${text}": must be a duration such as 500ms, 2s or 1m`);
   const whole = Math.ceil(ms);
   return { seconds: Math.floor(whole / 1000), nanos: (whole % 1000) * 1_000_000 };
 }
@@ -244,9 +228,8 @@ function unreachable(err: ServiceError, addr: string): string | undefined {
   return `no sidecar answers at ${addr}${cause ? ` (${cause})` : ''}: start one with sluice serve, or name it with --addr or SLUICE_ADDR`;
 }
 
-function usageError(verb: Verb, message: string): number {
-  process.stderr.write(`sluice ${verb}: ${message}\n\n${CALL_USAGE}`);
-  return USAGE_ERROR;
+function bad(verb: Verb, message: string): UsageError {
+  return new UsageError(`sluice ${verb}: ${message}`, CALL_USAGE);
 }
 
 function print(value: string | object): void {

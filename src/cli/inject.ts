@@ -1,11 +1,11 @@
 // `sluice inject`: the admission webhook that adds the sidecar to pods, until SIGTERM.
-import { parseArgs } from 'node:util';
 import { isListenAddress } from '../config/schema.js';
 import { parseDuration } from '../config/units.js';
 import { createLogger } from '../log.js';
 import { isImageReference, isObjectName } from '../kube/annotations.js';
 import { DEFAULT_LIFETIMES, DEFAULT_RESYNC_MS, startInjector, type InjectorConfig } from '../kube/injector.js';
 import { SERVICEACCOUNT_DIR } from '../kube/kube-api.js';
+import { parseCommandLine } from './args.js';
 import { logLevel, packageVersion } from './environment.js';
 import { USAGE } from './usage.js';
 
@@ -14,31 +14,28 @@ export async function inject(argv: string[]): Promise<number> {
     process.stdout.write(USAGE);
     return 0;
   }
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: {
-        listen: { type: 'string', default: ':8443' },
-        'tls-cert': { type: 'string' },
-        'tls-key': { type: 'string' },
-        namespace: { type: 'string' },
-        service: { type: 'string', default: 'sluice-injector' },
-        secret: { type: 'string', default: 'sluice-injector-tls' },
-        webhook: { type: 'string', default: 'sluice-injector' },
-        'sidecar-image': { type: 'string' },
-        pretty: { type: 'boolean' },
-        // Not in the usage: for tests, which cannot wait months for a renewal.
-        'ca-lifetime': { type: 'string' },
-        'cert-lifetime': { type: 'string' },
-        resync: { type: 'string' },
-        'serviceaccount-dir': { type: 'string', default: SERVICEACCOUNT_DIR },
-      },
-    }));
-  } catch (err) {
-    process.stderr.write(`sluice inject: ${(err as Error).message}\n\n${USAGE}`);
-    return 2;
-  }
+  const { values } = parseCommandLine(
+    'sluice inject',
+    argv,
+    {
+      listen: { type: 'string', default: ':8443' },
+      'tls-cert': { type: 'string' },
+      'tls-key': { type: 'string' },
+      namespace: { type: 'string' },
+      service: { type: 'string', default: 'sluice-injector' },
+      secret: { type: 'string', default: 'sluice-injector-tls' },
+      webhook: { type: 'string', default: 'sluice-injector' },
+      'sidecar-image': { type: 'string' },
+      pretty: { type: 'boolean' },
+      // Not in the usage: for tests, which cannot wait months for a renewal.
+      'ca-lifetime': { type: 'string' },
+      'cert-lifetime': { type: 'string' },
+      resync: { type: 'string' },
+      'serviceaccount-dir': { type: 'string', default: SERVICEACCOUNT_DIR },
+    },
+    USAGE,
+    0,
+  );
   const problems: string[] = [];
   const duration = (flag: string, fallback: number) => {
     const text = values[flag as keyof typeof values] as string | undefined;

@@ -2,9 +2,10 @@
 // is reported with its place in the file, all at once, so one run of `sluice check` shows them all.
 import { readFileSync, statSync } from 'node:fs';
 import type { z } from 'zod';
-import { policySchema, type PolicyFile } from './schema.js';
+import { duplicateProblems, policySchema, type PolicyFile } from './schema.js';
 import { compilePolicy, type Policy } from './policy.js';
-import { parseYaml, sizeProblem, type ParsedYaml } from './yaml.js';
+import { describeIssue, placeText, type CheckedPolicy } from './problems.js';
+import { parseYaml, sizeProblem } from './yaml.js';
 import { applyUpstreamEnv, type Environment, type UpstreamEnvResult } from './upstream-env.js';
 
 export class PolicyError extends Error {
@@ -58,29 +59,46 @@ export function parsePolicy(text: string, file: string, env: Overrides = {}): Po
   }
   raw = applyOverrides(raw, env);
   const result = validate(raw);
-  const where = (path: readonly PropertyKey[]) => placeOf(path, parsed, upstream?.sources);
-  if (result.success) return compilePolicy(result.data, where, upstream?.report ?? null);
-  const shown = result.issues.slice(0, MAX_PROBLEMS).map((issue) => describeIssue(issue, where));
+  // A value from the environment is named by its variable: SLUICE_* (applied last), else upstream's.
+  const fromEnv = (path: readonly PropertyKey[]) => overriddenBy(path, env) ?? upstreamSource(path, upstream);
+  const source: CheckedPolicy = { parsed, raw, overriddenBy: fromEnv };
+  if (result.success) {
+    const where = (path: readonly PropertyKey[]) => {
+      const variable = fromEnv(path);
+      return variable === undefined ? placeText(path, parsed.positionOf(path)) : `${placeText(path, undefined)} (from ${variable})`;
+    };
+    return compilePolicy(result.data, where, upstream?.report ?? null);
+  }
+  // In file order; what is not in the file (given by the environment) first.
+  const problems = result.issues.map((issue) => describeIssue(issue, source)).sort((a, b) => (a.offset ?? -1) - (b.offset ?? -1));
+  const shown = problems.slice(0, MAX_PROBLEMS).map((problem) => problem.text);
   if (result.count > MAX_PROBLEMS) shown.push(`... and ${result.count - MAX_PROBLEMS} more`);
   throw new PolicyError(file, shown);
 }
 
 type Validated = { success: true; data: PolicyFile } | { success: false; issues: z.core.$ZodIssue[]; count: number };
 
-/** The policy checked against the schema; with problems, the first of them in file order and how many. */
+/**
+ * The policy checked against the schema; with problems, at most MAX_PROBLEMS of each kind (the
+ * first in file order) and how many in all. Names given twice are found whatever else is wrong.
+ */
 function validate(raw: unknown): Validated {
+  const duplicates = duplicateProblems(raw);
   const found = resourceProblems(raw);
   if (found.count === 0) {
     const whole = policySchema.safeParse(raw);
-    return whole.success ? whole : { success: false, issues: whole.error.issues, count: whole.error.issues.length };
+    if (whole.success && duplicates.length === 0) return whole;
+    const issues = whole.success ? [] : whole.error.issues;
+    return { success: false, issues: [...issues.slice(0, MAX_PROBLEMS), ...duplicates.slice(0, MAX_PROBLEMS)], count: issues.length + duplicates.length };
   }
-  // The rest of the policy, checked without its resources, keeps its problems in their place:
-  // the sections before resources, then resources, then envoy and the top level's keys.
+  // The rest of the policy, checked without its resources.
   const rest = policySchema.safeParse({ ...(raw as object), resources: [] });
   const others = rest.success ? [] : rest.error.issues.filter((issue) => issue.path[0] !== 'resources');
-  let at = others.findIndex((issue) => issue.path.length === 0 || issue.path[0] === 'envoy');
-  if (at === -1) at = others.length;
-  return { success: false, issues: [...others.slice(0, at), ...found.first, ...others.slice(at)], count: others.length + found.count };
+  return {
+    success: false,
+    issues: [...others.slice(0, MAX_PROBLEMS), ...found.first, ...duplicates.slice(0, MAX_PROBLEMS)],
+    count: others.length + found.count + duplicates.length,
+  };
 }
 
 /**
@@ -149,37 +167,31 @@ function applyOverrides(raw: unknown, env: Overrides): unknown {
   return policy;
 }
 
+/** Where each variable's value goes in the policy, so that a problem with it names the variable. */
+const OVERRIDDEN_PATHS: Readonly<Record<string, readonly string[]>> = {
+  SLUICE_LISTEN: ['server', 'listen'],
+  SLUICE_ADMIN: ['server', 'admin'],
+  SLUICE_REDIS_URL: ['store', 'redis', 'url'],
+  SLUICE_REDIS_PASSWORD: ['store', 'redis', 'password'],
+};
+
+function overriddenBy(path: readonly PropertyKey[], env: Overrides): string | undefined {
+  for (const [name, at] of Object.entries(OVERRIDDEN_PATHS)) {
+    if (env[name] && at.every((part, i) => path[i] === part)) return name;
+  }
+  return undefined;
+}
+
 function isObject(value: unknown): value is Record<string, any> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
-/** `resources[0].limits[1].rate (line 12): expected N/period such as 60/1m or 5/s` */
-function describeIssue(issue: z.core.$ZodIssue, where: (path: readonly PropertyKey[]) => string): string {
-  let message = issue.message;
-  if (issue.code === 'unrecognized_keys') {
-    message = `unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `"${k}"`).join(', ')}`;
-  } else if (issue.code === 'invalid_type' && message.endsWith('received undefined')) {
-    message = `required (${issue.expected})`;
-  }
-  return `${issue.path.length > 0 ? where(issue.path) : '(top level)'}: ${message}`;
-}
-
-/**
- * `resources[0].limits[1].rate (line 12)`: the path, and its line when the file has it; or
- * `envoy.near_limit_ratio (from NEAR_LIMIT_RATIO)` for a value that came from the environment.
- */
-function placeOf(path: readonly PropertyKey[], parsed: ParsedYaml, fromEnv: ReadonlyMap<string, string> = new Map()): string {
-  const text = formatPath(path);
+/** The upstream variables a value at `path` (or the map holding it) was set from, if any. */
+function upstreamSource(path: readonly PropertyKey[], upstream: UpstreamEnvResult | null): string | undefined {
+  if (!upstream) return undefined;
   for (let n = path.length; n > 0; n--) {
-    const names = fromEnv.get(path.slice(0, n).join('.'));
-    if (names !== undefined) return `${text} (from ${names})`;
+    const names = upstream.sources.get(path.slice(0, n).join('.'));
+    if (names !== undefined) return names;
   }
-  const line = parsed.lineOf(path);
-  return line === undefined ? text : `${text} (line ${line})`;
-}
-
-export function formatPath(path: readonly PropertyKey[]): string {
-  let out = '';
-  for (const part of path) out += typeof part === 'number' ? `[${part}]` : out === '' ? String(part) : `.${String(part)}`;
-  return out;
+  return undefined;
 }

@@ -2,13 +2,14 @@
 // sluice works with numbers in milliseconds and never re-checks.
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
-import { bucketIntervalUs, parseDuration, parseRate, type Rate } from './units.js';
-import { duration, lease, wholeNumber } from './fields.js';
+import { bucketIntervalUs, parseDuration, parseRate, unitProblem, type Rate } from './units.js';
+import { duration, lease, strictObject, wholeNumber } from './fields.js';
+import { NOT_ECHOED } from './problems.js';
 
 const NAME = /^[A-Za-z0-9_.:/-]{1,64}$/;
 const NAME_HINT = '1 to 64 of A-Z a-z 0-9 _ . : / -';
 
-const name = z.string().regex(NAME, { error: `expected a name of ${NAME_HINT}` });
+const name = z.string({ error: `expected a name of ${NAME_HINT}` }).regex(NAME, { error: `expected a name of ${NAME_HINT}` });
 
 // Bounds on what a policy can say. Each is within what the runtime holds exactly (timers at most
 // 2^31-1 ms, integers at most 2^53-1 in JavaScript and in Redis's Lua doubles) and is the most a
@@ -35,7 +36,7 @@ const maxPeriodMs = parseDuration(MAX_PERIOD)!;
 
 const rate = z.string({ error: RATE_HINT }).transform((text, ctx) => {
   const parsed = parseRate(text);
-  const problem = parsed === undefined ? RATE_HINT : rateProblem(parsed);
+  const problem = parsed === undefined ? (unitProblem(text, 'rate') ?? RATE_HINT) : rateProblem(parsed);
   if (problem) {
     ctx.issues.push({ code: 'custom', input: text, message: problem });
     return z.NEVER;
@@ -58,14 +59,13 @@ const count = wholeNumber();
 // resource can hold both requests-per-minute and tokens-per-minute.
 const counts = z.enum(['cost', 'requests'], { error: 'expected cost or requests' }).default('cost');
 
-const tokenBucket = z
-  .strictObject({
-    name,
-    algorithm: z.literal('token_bucket'),
-    rate,
-    burst: count.optional(),
-    counts,
-  })
+const tokenBucket = strictObject({
+  name,
+  algorithm: z.literal('token_bucket'),
+  rate,
+  burst: count.optional(),
+  counts,
+})
   .superRefine((bucket, ctx) => {
     const { count: n, periodMs } = bucket.rate;
     const exactUs = (periodMs * 1_000) / n;
@@ -91,13 +91,14 @@ const tokenBucket = z
       });
     }
   });
-const fixedWindow = z.strictObject({ name, algorithm: z.literal('fixed_window'), rate, counts });
-const slidingWindow = z.strictObject({ name, algorithm: z.literal('sliding_window'), rate, counts });
-const concurrency = z.strictObject({ name, algorithm: z.literal('concurrency'), max: count, ttl: duration(MAX_PERMIT_TTL), counts });
+const fixedWindow = strictObject({ name, algorithm: z.literal('fixed_window'), rate, counts });
+const slidingWindow = strictObject({ name, algorithm: z.literal('sliding_window'), rate, counts });
+const concurrency = strictObject({ name, algorithm: z.literal('concurrency'), max: count, ttl: duration(MAX_PERMIT_TTL), counts });
 
 const ALGORITHMS = ['token_bucket', 'fixed_window', 'sliding_window', 'concurrency'];
 const limit = z.discriminatedUnion('algorithm', [tokenBucket, fixedWindow, slidingWindow, concurrency], {
-  error: `expected algorithm to be one of ${ALGORITHMS.join(', ')}`,
+  // The discriminator's problem is at .algorithm; any other is the limit's own (not a map).
+  error: (issue) => (issue.code === 'invalid_union' ? `expected one of ${ALGORITHMS.join(', ')}` : 'expected a limit, such as { name: rpm, algorithm: token_bucket, rate: 60/1m }'),
 });
 
 // Reserved capacity: a fraction of every limit of the resource held back for requests of
@@ -107,7 +108,7 @@ const INT32_MAX = 2 ** 31 - 1;
 /** Reserve entries per resource: each is a priority band; more than a few is a mistake. */
 const MAX_RESERVES = 16;
 const FRACTION_HINT = 'expected a number above 0 and below 1';
-const reserveEntry = z.strictObject({
+const reserveEntry = strictObject({
   fraction: z.number({ error: FRACTION_HINT }).gt(0, { error: FRACTION_HINT }).lt(1, { error: FRACTION_HINT }),
   min_priority: z
     .number({ error: 'expected a whole number (a priority, int32)' })
@@ -119,7 +120,7 @@ const reserveEntry = z.strictObject({
 // Waiting (README, "Waiting"): how many requests may wait in a scope's line across every sidecar,
 // and named lanes whose shares of every limit order the line when more than one waits.
 const MAX_LANES = 16;
-const waitSettings = z.strictObject({
+const waitSettings = strictObject({
   max_waiters: wholeNumber(1_000_000).default(1_000),
 });
 const SHARE_HINT = 'expected a share above 0 and at most 1';
@@ -130,7 +131,7 @@ const lanes = z
     error: 'expected the shares to add up to 1',
   });
 
-const resource = z.strictObject({
+const resource = strictObject({
   name,
   keys: z
     .array(
@@ -146,15 +147,14 @@ const resource = z.strictObject({
   on_store_failure: z.enum(['open', 'closed', 'local'], { error: 'expected open, closed or local' }).default('open'),
   settle_within: duration(MAX_PERMIT_TTL).optional(),
   lease,
-  limits: z.array(limit).min(1, { error: 'expected at least one limit' }),
+  limits: z.array(limit, { error: 'expected a list of limits' }).min(1, { error: 'expected at least one limit' }),
   reserve: z.array(reserveEntry, { error: 'expected a list of { fraction, min_priority }' }).max(MAX_RESERVES, { error: `expected at most ${MAX_RESERVES} entries` }).default([]),
   wait: waitSettings.default({ max_waiters: 1_000 }),
   lanes: lanes.default({}),
 });
 
-const listen = z.string().refine((text) => isListenAddress(text), {
-  error: 'expected host:port, :port (every interface) or unix:/path',
-});
+const LISTEN_HINT = 'expected host:port, :port (every interface) or unix:/path';
+const listen = z.string({ error: LISTEN_HINT }).refine((text) => isListenAddress(text), { error: LISTEN_HINT });
 
 // Decisions, connections and calls the gRPC server holds, and when it lets go of them (README,
 // "Operating it").
@@ -172,7 +172,7 @@ const CONNECTION_DEFAULTS = {
   keepalive_timeout: 20_000,
 };
 
-const server = z.strictObject({
+const server = strictObject({
   listen: listen.default('127.0.0.1:50051'),
   admin: z.union([listen, z.literal('off')], { error: 'expected host:port or off' }).default('127.0.0.1:9464'),
   shutdown_grace: duration(MAX_SHUTDOWN_GRACE).default(10_000),
@@ -272,12 +272,12 @@ function fileContents(check: (text: string) => string | undefined = () => undefi
       try {
         text = readFileSync(path, 'utf8');
       } catch (err) {
-        ctx.issues.push({ code: 'custom', input: path, message: `cannot read ${path}: ${readError(err)}` });
+        ctx.issues.push({ code: 'custom', input: path, message: `cannot read ${path}: ${readError(err)}`, params: NOT_ECHOED });
         return z.NEVER;
       }
       const problem = check(text);
       if (problem) {
-        ctx.issues.push({ code: 'custom', input: path, message: `${path}: ${problem}` });
+        ctx.issues.push({ code: 'custom', input: path, message: `${path}: ${problem}`, params: NOT_ECHOED });
         return z.NEVER;
       }
       return text;
@@ -305,7 +305,7 @@ const listOf = (what: string) => (issue: { input: unknown }) =>
   issue.input === undefined ? `required (a list of ${what})` : `expected a list of ${what}`;
 
 const MASTER_HINT = 'the master name the sentinels monitor';
-const sentinel = z.strictObject({
+const sentinel = strictObject({
   master: z
     .string({ error: (issue) => (issue.input === undefined ? `required (${MASTER_HINT})` : `expected ${MASTER_HINT}`) })
     .regex(/^\S{1,128}$/, { error: `expected ${MASTER_HINT}: 1 to 128 characters, no spaces` }),
@@ -315,11 +315,11 @@ const sentinel = z.strictObject({
   password: secret.optional(),
 });
 
-const cluster = z.strictObject({
+const cluster = strictObject({
   nodes: z.array(hostPort, { error: listOf('cluster node host:port') }).min(1, { error: 'expected at least one cluster node host:port' }),
 });
 
-const tls = z.strictObject({
+const tls = strictObject({
   ca_file: certificateFile.optional(),
   cert_file: certificateFile.optional(),
   key_file: keyFile.optional(),
@@ -329,17 +329,16 @@ const tls = z.strictObject({
 
 const TOPOLOGIES = ['url', 'sentinel', 'cluster'] as const;
 
-const redis = z
-  .strictObject({
-    url: redisUrl.optional(),
-    sentinel: sentinel.optional(),
-    cluster: cluster.optional(),
-    username: secret.optional(),
-    password: secret.optional(),
-    password_file: passwordFile.optional(),
-    tls: tls.optional(),
-    prefix: z.string().regex(/^[A-Za-z0-9_.:-]{1,32}$/, { error: 'expected 1 to 32 of A-Z a-z 0-9 _ . : -' }).default('sluice'),
-  })
+const redis = strictObject({
+  url: redisUrl.optional(),
+  sentinel: sentinel.optional(),
+  cluster: cluster.optional(),
+  username: secret.optional(),
+  password: secret.optional(),
+  password_file: passwordFile.optional(),
+  tls: tls.optional(),
+  prefix: z.string().regex(/^[A-Za-z0-9_.:-]{1,32}$/, { error: 'expected 1 to 32 of A-Z a-z 0-9 _ . : -' }).default('sluice'),
+})
   .superRefine((redis, ctx) => {
     const given = TOPOLOGIES.filter((key) => redis[key] !== undefined);
     if (given.length !== 1) {
@@ -353,32 +352,33 @@ const redis = z
       });
     }
     if (redis.password !== undefined && redis.password_file !== undefined) {
-      ctx.addIssue({ code: 'custom', path: ['password_file'], message: 'give password or password_file, not both' });
+      ctx.addIssue({ code: 'custom', params: NOT_ECHOED, path: ['password_file'], message: 'give password or password_file, not both' });
     }
     if (redis.url?.password !== undefined && (redis.password !== undefined || redis.password_file !== undefined)) {
-      ctx.addIssue({ code: 'custom', path: ['url'], message: 'the url carries a password and so does password/password_file: give it once' });
+      ctx.addIssue({ code: 'custom', params: NOT_ECHOED, path: ['url'], message: 'the url carries a password and so does password/password_file: give it once' });
     }
     if (redis.url?.username !== undefined && redis.username !== undefined) {
-      ctx.addIssue({ code: 'custom', path: ['url'], message: 'the url carries a username and so does username: give it once' });
+      ctx.addIssue({ code: 'custom', params: NOT_ECHOED, path: ['url'], message: 'the url carries a username and so does username: give it once' });
     }
     const hasPassword = redis.password !== undefined || redis.password_file !== undefined || redis.url?.password !== undefined;
     if ((redis.username !== undefined || redis.url?.username !== undefined) && !hasPassword) {
       ctx.addIssue({
         code: 'custom',
+        params: NOT_ECHOED,
         path: [redis.username !== undefined ? 'username' : 'url'],
         message: 'a username needs a password (password, password_file or SLUICE_REDIS_PASSWORD)',
       });
     }
     if (redis.sentinel?.username !== undefined && redis.sentinel.password === undefined) {
-      ctx.addIssue({ code: 'custom', path: ['sentinel', 'username'], message: 'a sentinel username needs a sentinel password' });
+      ctx.addIssue({ code: 'custom', params: NOT_ECHOED, path: ['sentinel', 'username'], message: 'a sentinel username needs a sentinel password' });
     }
     if ((redis.tls?.cert_file === undefined) !== (redis.tls?.key_file === undefined)) {
       const [given, missing] = redis.tls?.cert_file === undefined ? ['key_file', 'cert_file'] : ['cert_file', 'key_file'];
-      ctx.addIssue({ code: 'custom', path: ['tls', given], message: `${given} needs ${missing} too (a client certificate and its key)` });
+      ctx.addIssue({ code: 'custom', params: NOT_ECHOED, path: ['tls', given], message: `${given} needs ${missing} too (a client certificate and its key)` });
     }
   });
 
-const store = z.strictObject({
+const store = strictObject({
   redis: redis.optional(),
   timeout: duration(MAX_STORE_TIMEOUT).default(20),
   max_keys: wholeNumber(MAX_KEYS).default(100_000),
@@ -394,12 +394,11 @@ const flag = z.boolean({ error: 'expected true or false' });
 const HEADER_NAME_HINT = 'expected an HTTP header name: 1 to 128 of A-Z a-z 0-9 ! # $ % & \' * + - . ^ _ ` | ~';
 const headerName = z.string({ error: HEADER_NAME_HINT }).regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$/, { error: HEADER_NAME_HINT });
 export const RESPONSE_HEADER_DEFAULTS = { limit: 'RateLimit-Limit', remaining: 'RateLimit-Remaining', reset: 'RateLimit-Reset' };
-const responseHeaderNames = z
-  .strictObject({
-    limit: headerName.default(RESPONSE_HEADER_DEFAULTS.limit),
-    remaining: headerName.default(RESPONSE_HEADER_DEFAULTS.remaining),
-    reset: headerName.default(RESPONSE_HEADER_DEFAULTS.reset),
-  })
+const responseHeaderNames = strictObject({
+  limit: headerName.default(RESPONSE_HEADER_DEFAULTS.limit),
+  remaining: headerName.default(RESPONSE_HEADER_DEFAULTS.remaining),
+  reset: headerName.default(RESPONSE_HEADER_DEFAULTS.reset),
+})
   .superRefine((names, ctx) => {
     const seen = new Map<string, string>();
     for (const [which, name] of Object.entries(names)) {
@@ -412,7 +411,7 @@ const responseHeaderNames = z
 
 const RATIO_HINT = 'expected a number from 0 to 1';
 
-const envoy = z.strictObject({
+const envoy = strictObject({
   config_dir: z.string({ error: 'expected the directory of envoyproxy/ratelimit config files' }).min(1, {
     error: 'expected the directory of envoyproxy/ratelimit config files',
   }),
@@ -436,35 +435,24 @@ const envoy = z.strictObject({
   lease,
 });
 
-export const policySchema = z
-  .strictObject({
-    server: server.default({ listen: '127.0.0.1:50051', admin: '127.0.0.1:9464', shutdown_grace: 10_000, ...CONNECTION_DEFAULTS }),
-    store: store.default({ timeout: 20, max_keys: 100_000 }),
-    // Optional with an envoy section: a sidecar may serve Envoy's rate limit API only.
-    // Counted before any is checked, so a huge list costs no issue per item.
-    resources: z
-      .array(z.unknown())
-      .max(MAX_RESOURCES, { error: `expected at most ${MAX_RESOURCES} resources` })
-      .pipe(z.array(resource))
-      .optional(),
-    envoy: envoy.optional(),
-  })
+export const policySchema = strictObject({
+  server: server.default({ listen: '127.0.0.1:50051', admin: '127.0.0.1:9464', shutdown_grace: 10_000, ...CONNECTION_DEFAULTS }),
+  store: store.default({ timeout: 20, max_keys: 100_000 }),
+  // Optional with an envoy section: a sidecar may serve Envoy's rate limit API only.
+  // Counted before any is checked, so a huge list costs no issue per item.
+  resources: z
+    .array(z.unknown())
+    .max(MAX_RESOURCES, { error: `expected at most ${MAX_RESOURCES} resources` })
+    .pipe(z.array(resource))
+    .optional(),
+  envoy: envoy.optional(),
+})
   .superRefine((policy, ctx) => {
     if (!policy.envoy && (policy.resources?.length ?? 0) === 0) {
-      const message = policy.resources ? 'expected at least one resource' : 'required (array)';
+      const message = policy.resources ? 'expected at least one resource' : 'required (a list of resources, unless there is an envoy section)';
       ctx.addIssue({ code: 'custom', path: ['resources'], message });
     }
-    const resources = policy.resources ?? [];
-    reportDuplicates(resources, ['resources'], ctx);
-    resources.forEach((res, i) => {
-      reportDuplicates(res.limits, ['resources', i, 'limits'], ctx);
-      const seen = new Set<string>();
-      res.keys.forEach((key, k) => {
-        if (seen.has(key)) ctx.addIssue({ code: 'custom', path: ['resources', i, 'keys', k], message: `duplicate key "${key}"` });
-        seen.add(key);
-      });
-      reportReserveProblems(res.reserve, ['resources', i, 'reserve'], ctx);
-    });
+    (policy.resources ?? []).forEach((res, i) => reportReserveProblems(res.reserve, ['resources', i, 'reserve'], ctx));
   });
 
 export type PolicyFile = z.output<typeof policySchema>;
@@ -473,12 +461,40 @@ export type LimitFile = ResourceFile['limits'][number];
 export type RedisFile = NonNullable<PolicyFile['store']['redis']>;
 export type EnvoyFile = NonNullable<PolicyFile['envoy']>;
 
-function reportDuplicates(items: { name: string }[], path: (string | number)[], ctx: z.RefinementCtx): void {
-  const seen = new Set<string>();
-  items.forEach((item, i) => {
-    if (seen.has(item.name)) ctx.addIssue({ code: 'custom', path: [...path, i, 'name'], message: `duplicate name "${item.name}"` });
-    seen.add(item.name);
+/**
+ * Names of resources and of each resource's limits, and each resource's keys, given twice. Read
+ * from the file as it is, before and whatever the schema finds, so that they are reported with
+ * every other problem.
+ */
+export function duplicateProblems(raw: unknown): z.core.$ZodIssue[] {
+  const found: z.core.$ZodIssue[] = [];
+  const resources = isRecord(raw) && Array.isArray(raw.resources) ? raw.resources : [];
+  reportDuplicates(resources, 'name', ['resources'], 'resources', found);
+  resources.forEach((res, i) => {
+    if (!isRecord(res)) return;
+    if (Array.isArray(res.limits)) reportDuplicates(res.limits, 'name', ['resources', i, 'limits'], 'limits', found);
+    if (Array.isArray(res.keys)) reportDuplicates(res.keys, null, ['resources', i, 'keys'], 'keys', found);
   });
+  return found;
+}
+
+/** Items whose `field` (or, with null, the item itself) is a string an earlier item has too. */
+function reportDuplicates(items: unknown[], field: string | null, path: (string | number)[], listName: string, found: z.core.$ZodIssue[]): void {
+  const first = new Map<string, number>();
+  items.forEach((item, i) => {
+    const value = field === null ? item : isRecord(item) ? item[field] : undefined;
+    if (typeof value !== 'string') return;
+    const earlier = first.get(value);
+    if (earlier === undefined) first.set(value, i);
+    else {
+      const what = field === null ? 'key' : field;
+      found.push({ code: 'custom', path: field === null ? [...path, i] : [...path, i, field], message: `duplicate ${what} (${listName}[${earlier}] has it too)`, input: value });
+    }
+  });
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
 /** Each priority reserved for once, and the fractions leave some of every limit to everyone. */

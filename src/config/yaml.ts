@@ -2,7 +2,8 @@
 // values directly (about 4 bytes of heap per source byte, where a full YAML document model takes
 // 60), so the deployed heap (--max-old-space-size=128) parses the largest file allowed. Its
 // listener, called as each node opens and closes, enforces the nesting and alias limits while the
-// file is parsed and records where each value starts, so that a schema problem names its line.
+// file is parsed and records where each key and value starts, so that a schema problem names its
+// line and column.
 import { CORE_SCHEMA, load, YAMLException, type State } from 'js-yaml';
 
 /** The largest policy file, refused before it is read. */
@@ -19,11 +20,24 @@ const MAX_ENTRIES = 10_000;
 /** Values aliases may repeat in all, counting the values inside each anchor. */
 const MAX_ALIAS_COPIES = 100_000;
 
+/** A place in the file: line and column from 1, and the offset of its character. */
+export interface Position {
+  line: number;
+  column: number;
+  offset: number;
+}
+
 export interface ParsedYaml {
   /** The document as plain values. */
   value: unknown;
-  /** The line where the value at this path starts, if the file holds one there. */
-  lineOf(path: readonly PropertyKey[]): number | undefined;
+  /** Where the value at this path starts, if the file holds one there. */
+  positionOf(path: readonly PropertyKey[]): Position | undefined;
+  /** Where the key of the map entry at this path starts, if the file holds one there. */
+  keyPositionOf(path: readonly PropertyKey[]): Position | undefined;
+}
+
+export function formatPosition({ line, column }: Position): string {
+  return `line ${line}, column ${column}`;
 }
 
 export function sizeProblem(bytes: number): string | undefined {
@@ -41,11 +55,34 @@ export function parseYaml(text: string): ParsedYaml | string[] {
     // The core schema is YAML 1.2's: no timestamps, no << merge keys.
     value = load(text, { schema: CORE_SCHEMA, listener: tracker.listener });
   } catch (err) {
-    if (err instanceof Refusal) return [`line ${tracker.lineAt(err.offset)}: ${err.message}`];
-    if (err instanceof YAMLException && err.mark) return [`line ${err.mark.line + 1}, column ${err.mark.column + 1}: ${err.reason}`];
+    if (err instanceof Refusal) return [`${formatPosition(tracker.positionAt(err.offset))}: ${err.message}`];
+    if (err instanceof YAMLException && err.mark) return [syntaxProblem(err, tracker)];
     throw err;
   }
-  return { value, lineOf: (path) => tracker.lineOf(value, path) };
+  return { value, positionOf: (path) => tracker.positionOf(value, path, 'value'), keyPositionOf: (path) => tracker.positionOf(value, path, 'key') };
+}
+
+/**
+ * js-yaml's problem at the place it names, except where that is only where it gave up: an alias
+ * or tag it cannot resolve is named where it starts, and a quote or bracket the file never closes
+ * where it opens instead of at the end of the file. A problem inside a [ or { opened on an earlier
+ * line names where that opened: often it is the one left unclosed.
+ */
+function syntaxProblem(err: YAMLException, tracker: NodeTracker): string {
+  const reason = err.reason;
+  const unclosed = /^unexpected end of the stream within a (flow collection|single quoted scalar|double quoted scalar)$/.exec(reason);
+  let start: number | undefined;
+  if (unclosed) start = unclosed[1] === 'flow collection' ? tracker.innermostFlowStart() : tracker.innermostNodeStart();
+  else if (reason.startsWith('unidentified alias')) start = tracker.lastAlias();
+  else if (reason.startsWith('unknown tag') || reason.startsWith('cannot resolve a node with')) start = tracker.innermostNodeStart();
+  if (start !== undefined) {
+    const message = unclosed ? `this ${tracker.textAt(start)} is never closed: the file ends first` : reason;
+    return `${formatPosition(tracker.positionAt(start))}: ${message}`;
+  }
+  const flow = tracker.innermostFlowStart();
+  const opened = flow === undefined ? undefined : tracker.positionAt(flow);
+  const inside = opened && opened.line < err.mark.line + 1 ? ` (inside the ${tracker.textAt(flow!)} at ${formatPosition(opened)})` : '';
+  return `line ${err.mark.line + 1}, column ${err.mark.column + 1}: ${reason}${inside}`;
 }
 
 /** What the listener reads: js-yaml's parser state, with two fields its types leave out. */
@@ -83,8 +120,10 @@ class NodeTracker {
   private readonly aliasNames: (string | undefined)[] = [];
   private readonly countsFlow: boolean[] = [];
 
-  /** Where each collection's children start: indexes give arrays' items, [key, start, ...] maps'. */
+  /** Where each collection's children start: indexes give arrays' items, [key, key start, value start, ...] maps'. */
   private readonly childStarts = new Map<object, (string | number)[]>();
+  /** js-yaml's state.depth of the innermost node open now (0 outside the document). */
+  private depth = 0;
   private readonly anchorSizes = new Map<string, number>();
   private readonly anchorAliasCounts = new Map<string, number>();
   /** Starts of the [ and { collections open now. */
@@ -106,6 +145,7 @@ class NodeTracker {
   private open(state: NodeState): void {
     const depth = state.depth;
     this.input = state.input;
+    this.depth = depth;
     if (depth === 1 && ++this.documents > 1) {
       throw new Refusal(this.skipBlanks(this.firstDocumentEnd), 'a policy is one YAML document; this file has more');
     }
@@ -128,6 +168,7 @@ class NodeTracker {
 
   private close(state: NodeState): void {
     const depth = state.depth;
+    this.depth = depth - 1;
     const result: unknown = state.result;
     // A node that took no text (an empty value) is placed where it opened, after its key.
     const start = state.position > this.starts[depth]! ? this.starts[depth]! : this.opened[depth]!;
@@ -197,31 +238,33 @@ class NodeTracker {
     for (let i = 0; i < pairs * 4; i += 4) {
       const key = String(children[i]);
       if (!Object.hasOwn(collection, key)) return;
-      starts.push(key, children[i + 3] as number);
+      starts.push(key, children[i + 1] as number, children[i + 3] as number);
     }
     this.childStarts.set(collection, starts);
   }
 
-  lineOf(root: unknown, path: readonly PropertyKey[]): number | undefined {
+  /** Where the value at `path` (or, for a map entry, its key) starts. */
+  positionOf(root: unknown, path: readonly PropertyKey[], of: 'key' | 'value'): Position | undefined {
     let value = root;
     let start: number | undefined;
-    for (const part of path) {
+    for (const [i, part] of path.entries()) {
       if (typeof value !== 'object' || value === null) return undefined;
       const starts = this.childStarts.get(value);
       if (!starts) return undefined;
       if (Array.isArray(value)) {
+        if (of === 'key' && i === path.length - 1) return undefined;
         start = starts[Number(part)] as number | undefined;
       } else {
         const at = starts.indexOf(String(part));
-        start = at % 2 === 0 ? (starts[at + 1] as number) : undefined;
+        start = at % 3 === 0 ? (starts[at + (of === 'key' && i === path.length - 1 ? 1 : 2)] as number) : undefined;
       }
       if (start === undefined) return undefined;
       value = (value as Record<PropertyKey, unknown>)[part];
     }
-    return start === undefined ? undefined : this.lineAt(start);
+    return start === undefined ? undefined : this.positionAt(start);
   }
 
-  lineAt(offset: number): number {
+  positionAt(offset: number): Position {
     const starts = (this.lineStarts ??= lineStartsOf(this.input));
     let low = 0;
     let high = starts.length - 1;
@@ -230,7 +273,25 @@ class NodeTracker {
       if (starts[mid]! <= offset) low = mid;
       else high = mid - 1;
     }
-    return low + 1;
+    return { line: low + 1, column: offset - starts[low]! + 1, offset };
+  }
+
+  /** Where the innermost node open now starts (the parser failed inside it). */
+  innermostNodeStart(): number | undefined {
+    return this.depth > 0 ? this.starts[this.depth] : undefined;
+  }
+
+  innermostFlowStart(): number | undefined {
+    return this.flowStarts.at(-1);
+  }
+
+  /** Where the last alias the parser met starts (its `*`). */
+  lastAlias(): number | undefined {
+    return this.lastAliasStart >= 0 ? this.lastAliasStart : undefined;
+  }
+
+  textAt(offset: number): string {
+    return this.input.charAt(offset);
   }
 
   /** The offset of the first character after blanks, line breaks and comments. */

@@ -101,7 +101,7 @@ describe('the CLI calls a running sidecar', () => {
     [['acquire', 'api', 'tenant=x', '--cost', '1.5'], 'sluice acquire: --cost "1.5": must be a whole number of units'],
     [['acquire', 'api', 'tenant=x', '--max-wait', 'soon'], 'sluice acquire: --max-wait "soon": must be a duration such as 500ms, 2s or 1m'],
     [['acquire', 'api', 'tenant=x', '--priority', '2147483648'], 'sluice acquire: --priority "2147483648": must be a whole number from -2147483648 to 2147483647'],
-    [['acquire', 'api', 'tenant=x', '--bogus'], "sluice acquire: Unknown option '--bogus'"],
+    [['acquire', 'api', 'tenant=x', '--bogus'], 'sluice acquire: unknown option --bogus'],
     [['release'], 'sluice release: name one permit: sluice release PERMIT_ID [--actual N]'],
     [['release', 'p', '--cost', '3'], 'sluice release: --cost is not a release option'],
     [['inspect', 'api', 'tenant=x', '--max-wait', '1s'], 'sluice inspect: --max-wait is not an inspect option'],

@@ -123,8 +123,8 @@ describe('settings that change answers', () => {
 
   it('a value sluice’s bounds refuse names the variable it came from, not a line of the file', () => {
     expect(problems({ NEAR_LIMIT_RATIO: '1.5', LIMIT_RESET_HEADER: 'Reset Time' }, `${POLICY}  near_limit_ratio: 0.5\n`)).toEqual([
-      expect.stringMatching(/^envoy\.response_header_names\.reset \(from LIMIT_RESET_HEADER\): expected an HTTP header name/),
-      'envoy.near_limit_ratio (from NEAR_LIMIT_RATIO): expected a number from 0 to 1',
+      expect.stringMatching(/^envoy\.response_header_names\.reset \(from LIMIT_RESET_HEADER\): "Reset Time": expected an HTTP header name/),
+      'envoy.near_limit_ratio (from NEAR_LIMIT_RATIO): 1.5: expected a number from 0 to 1',
     ]);
   });
 });
@@ -160,7 +160,7 @@ describe('the server', () => {
 
   it('GRPC_MAX_CONNECTION_AGE and _GRACE as Go durations; sluice’s bounds name the variable', () => {
     expect(load({ GRPC_MAX_CONNECTION_AGE: '1h30m', GRPC_MAX_CONNECTION_AGE_GRACE: '90s' }).server.connections).toMatchObject({ maxAgeMs: 5_400_000, maxAgeGraceMs: 90_000 });
-    expect(problems({ GRPC_MAX_CONNECTION_AGE: '48h' })).toEqual(['server.connection_max_age (from GRPC_MAX_CONNECTION_AGE): expected at most 1d']);
+    expect(problems({ GRPC_MAX_CONNECTION_AGE: '48h' })).toEqual(['server.connection_max_age (from GRPC_MAX_CONNECTION_AGE): "172800000ms": expected at most 1d']);
     expect(problems({ GRPC_MAX_CONNECTION_AGE: 'forever' })).toEqual([expect.stringMatching(/^GRPC_MAX_CONNECTION_AGE \(environment.*\): expected a Go duration/)]);
   });
 

@@ -154,7 +154,7 @@ describe('ShouldRateLimit on the memory store', () => {
     const badDir = configDir({ 'bad.yaml': 'domain: bad\ndescriptors:\n  - key: k\n    rate_limit: { unit: second, requests_per_unit: 1, sluice_bursts: 3 }\n' });
     const started = startSidecar(`envoy:\n  config_dir: ${badDir}\n`);
     await expect(started).rejects.toThrow(
-      new RegExp(`envoy\\.config_dir \\(line 2\\): ${join(badDir, 'bad.yaml').replace(/[.]/g, '\\.')}: descriptors\\[0\\]\\.rate_limit \\(line 4\\): unknown key "sluice_bursts"`),
+      new RegExp(`envoy\\.config_dir \\(line 2, column 15\\): ${join(badDir, 'bad.yaml').replace(/[.]/g, '\\.')}: descriptors\\[0\\]\\.rate_limit \\(line 4\\): unknown key "sluice_bursts"`),
     );
   });
 

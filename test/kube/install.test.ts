@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { KubeObject } from '../../src/kube/manifests.js';
 import { packageRoot } from '../../src/paths.js';
+import { USAGE } from '../../src/cli/usage.js';
 import { installed, single, sluiceInstall, valuesOf } from '../support/kube-manifests.js';
 import { hasSchema, validateKubeObject } from '../support/kube-schema.js';
 
@@ -239,15 +240,23 @@ describe('sluice install flags', () => {
     [['--failure-policy', 'Open'], '--failure-policy "Open": must be Ignore or Fail'],
     [['--image='], '--image "": must be an image reference'],
     [['--image', 'sluice: 1'], '--image "sluice: 1": must be an image reference'],
-    [['--image'], "Option '--image <value>' argument missing"],
-    [['--replicas', '3'], "Unknown option '--replicas'"],
-    [['sluice-system'], "Unexpected argument 'sluice-system'"],
   ])('%j exits 2 with "%s" and prints no manifest', async (args, message) => {
     const exit = await sluiceInstall(...args);
     expect(exit.code).toBe(2);
     expect(exit.stderr).toMatch(/^sluice install: /);
     expect(exit.stderr).toContain(message);
     expect(exit.stderr.trim().split('\n')).toHaveLength(1);
+    expect(exit.stdout).toBe('');
+  });
+
+  it.each([
+    [['--image'], 'sluice install: --image needs a value'],
+    [['--replicas', '3'], 'sluice install: unknown option --replicas'],
+    [['sluice-system'], 'sluice install: unexpected argument "sluice-system"'],
+  ])('%j exits 2 with "%s", then the usage, and prints no manifest', async (args, message) => {
+    const exit = await sluiceInstall(...args);
+    expect(exit.code).toBe(2);
+    expect(exit.stderr).toBe(`${message}\n\n${USAGE}`);
     expect(exit.stdout).toBe('');
   });
 });
