@@ -5,7 +5,7 @@ import type { Policy } from './config/policy.js';
 import { Decider } from './decide/decider.js';
 import { Metrics } from './admin/metrics.js';
 import { createAdminServer, listenAdmin } from './admin/admin-server.js';
-import { drainGrpcServer, startGrpcServer } from './grpc/grpc-server.js';
+import { drainGrpcServer, setEnvoyServing, startGrpcServer } from './grpc/grpc-server.js';
 import { MemoryStore } from './store/memory/memory-store.js';
 import { RedisStore } from './store/redis/redis-store.js';
 import type { Store } from './store/store.js';
@@ -17,6 +17,9 @@ import { FailurePolicy } from './guard/failure-policy.js';
 import { StoreUnavailable } from './guard/store-unavailable.js';
 import { randomBytes } from 'node:crypto';
 import { EnvoyRuntime } from './envoy/runtime.js';
+import { EnvoyStats } from './envoy/stats.js';
+import type { EnvoyConfig } from './envoy/config.js';
+import type { UpstreamEnvReport } from './config/upstream-env.js';
 import { PolicyReloader } from './config/reload.js';
 import type { Overrides } from './config/load.js';
 
@@ -96,7 +99,10 @@ const STARTUP_WAIT_MS = 2_000;
 /** Throws EnvoyConfigError, before anything starts, when the Envoy config directory does not load. */
 export async function startSidecar(policy: Policy, log: Logger, source: PolicySource | null = null): Promise<Sidecar> {
   // Envoy's rate limit service: the config files, watched and reloaded while the sidecar runs.
-  const envoy = policy.envoy ? new EnvoyRuntime(policy.envoy, log) : null;
+  // With envoy.require_domains it is not serving (health, readiness) while they hold no domain.
+  let envoyChanged = (_config: EnvoyConfig) => {};
+  const envoy = policy.envoy ? new EnvoyRuntime(policy.envoy, log, { onChange: (config) => envoyChanged(config) }) : null;
+  const envoyReady = () => !policy.envoy?.requireDomains || (envoy?.current.domains.size ?? 0) > 0;
   const raw = createStore(policy);
   const warn = throttledWarn(log, 5_000);
   let guarded: GuardedStore | null = null;
@@ -111,6 +117,8 @@ export async function startSidecar(policy: Policy, log: Logger, source: PolicySo
     storeUp: () => (guarded ? (guarded.available ? 1 : 0) : 1),
     memoryScopesRefused: () => (raw instanceof MemoryStore ? raw.refusedScopes : 0) + (failurePolicy?.local.refusedScopes ?? 0),
   });
+  const envoyStats = policy.envoy ? new EnvoyStats(metrics.registry, policy.envoy.nearLimitRatio) : null;
+  if (policy.envoy?.upstreamEnv) logUpstreamEnv(log, policy.envoy.upstreamEnv);
 
   // A remote store is guarded: deadlines, a circuit breaker, each resource's failure policy, and
   // leases (they pay off only across a network; the memory store is already local).
@@ -161,6 +169,7 @@ export async function startSidecar(policy: Policy, log: Logger, source: PolicySo
   const sweeper = setInterval(() => active.permits.sweep(), 10_000).unref();
   const leaseTicker = leases ? setInterval(() => void leases?.tick(), LEASE_TICK_MS).unref() : undefined;
   let serving = false;
+  let draining = false;
   envoy?.start();
   // The resources served now: a reload swaps the whole map in one assignment.
   let resources = policy.resources;
@@ -201,14 +210,20 @@ export async function startSidecar(policy: Policy, log: Logger, source: PolicySo
           admission,
           warn,
         },
-        envoy ? () => envoy.current : null,
+        envoy && envoyStats ? { config: () => envoy.current, stats: envoyStats, ready: envoyReady() } : null,
       ),
     );
+    const running = grpc;
+    envoyChanged = (config) => {
+      envoyStats?.retain(config.domains);
+      // Once draining, every name stays NOT_SERVING.
+      if (!draining) setEnvoyServing(running, envoyReady());
+    };
     let adminAddress: string | null = null;
     if (policy.server.admin) {
       admin = createAdminServer({
         metrics,
-        ready: () => serving,
+        ready: () => serving && envoyReady(),
         storeUp: () => guarded?.available ?? true,
         policy: () => reloader?.status ?? null,
         checkStore: () => (guarded ? guarded.check() : Promise.resolve({ up: true, text: 'store up: the embedded memory store' })),
@@ -216,13 +231,13 @@ export async function startSidecar(policy: Policy, log: Logger, source: PolicySo
       adminAddress = await listening('admin', policy.server.admin, listenAdmin(admin, policy.server.admin));
     }
     serving = true;
-    const running = grpc;
     return {
       address: running.address,
       adminAddress,
       reloadPolicy: () => reloader?.requestReload(),
       async stop() {
         serving = false;
+        draining = true;
         const drained = drainGrpcServer(running, policy.server.shutdownGraceMs);
         // Waiting calls are answered now (they leave their lines), not cut when the grace ends.
         active.waiters?.close();
@@ -242,6 +257,13 @@ export async function startSidecar(policy: Policy, log: Logger, source: PolicySo
     await active.close();
     throw err;
   }
+}
+
+/** What envoy.upstream_env read, once at start: what it applied, and what it ignored and why. */
+function logUpstreamEnv(log: Logger, report: UpstreamEnvReport): void {
+  log.info({ applied: report.applied }, 'envoy.upstream_env: read envoyproxy/ratelimit environment variables');
+  if (report.ignored.length > 0) log.warn({ ignored: report.ignored }, 'envoy.upstream_env: ignored envoyproxy/ratelimit environment variables');
+  for (const warning of report.warnings) log.warn(`envoy.upstream_env: ${warning}`);
 }
 
 /** True when the store answers a ping within `ms` (asking again until then: it may still be connecting). */

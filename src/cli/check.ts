@@ -2,6 +2,7 @@
 import { loadPolicyFile, PolicyError } from '../config/load.js';
 import { lowestUsable, type Resource } from '../config/policy.js';
 import { EnvoyConfigError, loadEnvoyDirectory } from '../envoy/runtime.js';
+import type { UpstreamEnvReport } from '../config/upstream-env.js';
 import { parseCommandLine, UsageError } from './args.js';
 import { logLevel, stopDelayMs } from './environment.js';
 import { CHECK_USAGE } from './usage.js';
@@ -27,6 +28,8 @@ export function check(args: string[]): number {
     if (policy.envoy) loadEnvoyDirectory(policy.envoy);
     const domains = policy.envoy ? `, Envoy config from ${policy.envoy.configDir}` : '';
     process.stdout.write(`${file}: ok, ${policy.resources.size} resource(s)${domains}\n`);
+    const upstream = policy.envoy?.upstreamEnv;
+    if (upstream) process.stdout.write(describeUpstreamEnv(upstream));
     for (const resource of policy.resources.values()) {
       if (resource.reserve.length > 0) process.stdout.write(`${describeReserve(resource)}\n`);
       if (resource.lanes.length > 0) process.stdout.write(`${describeLanes(resource)}\n`);
@@ -50,6 +53,16 @@ function describeReserve(resource: Resource): string {
 function describeLanes(resource: Resource): string {
   const lanes = resource.lanes.map((lane, i) => `${lane} ${percent(resource.laneShares[i]!)}${i === 0 ? ' (the default)' : ''}`);
   return `  ${resource.name}: lanes ${lanes.join(', ')}`;
+}
+
+/** What envoy.upstream_env read: a line per variable applied or ignored, and the warnings. */
+function describeUpstreamEnv(report: UpstreamEnvReport): string {
+  const lines = [
+    ...report.applied.map(({ name, setting }) => `  ${name} -> ${setting}`),
+    ...report.ignored.map(({ name, reason }) => `  ${name} ignored: ${reason}`),
+    ...report.warnings.map((warning) => `  warning: ${warning}`),
+  ];
+  return lines.length > 0 ? `envoy.upstream_env:\n${lines.join('\n')}\n` : 'envoy.upstream_env: no envoyproxy/ratelimit variable is set\n';
 }
 
 /** A bad Envoy config directory is reported as a problem of the policy that names it. */

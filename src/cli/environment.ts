@@ -13,9 +13,12 @@ export function packageVersion(): string {
   return JSON.parse(readFileSync(join(packageRoot, 'package.json'), 'utf8')).version;
 }
 
-/** The log level in SLUICE_LOG_LEVEL, or null (with the problem written) when it is not one. */
-export function logLevel(): LevelWithSilent | null {
-  const level = process.env.SLUICE_LOG_LEVEL ?? 'info';
+/**
+ * The log level in SLUICE_LOG_LEVEL (unset or empty: `fallback`), or null (with the problem
+ * written) when it is not one.
+ */
+export function logLevel(fallback: LevelWithSilent = 'info'): LevelWithSilent | null {
+  const level = process.env.SLUICE_LOG_LEVEL || fallback;
   if (LEVELS.has(level)) return level as LevelWithSilent;
   process.stderr.write(`sluice: SLUICE_LOG_LEVEL must be one of ${[...LEVELS].join(', ')}\n`);
   return null;

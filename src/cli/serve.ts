@@ -24,10 +24,8 @@ export async function serve(args: string[]): Promise<number> {
     process.stdout.write(SERVE_USAGE);
     return 0;
   }
-  const level = logLevel();
   const delayMs = stopDelayMs();
-  if (level === null || delayMs === undefined) return 2;
-  const log = createLogger(level, values.pretty ?? false);
+  if (logLevel() === null || delayMs === undefined) return 2;
   const policyFile = values.config ?? process.env.SLUICE_CONFIG ?? join(packageRoot, 'examples', 'quickstart.yaml');
   let policy;
   try {
@@ -36,6 +34,8 @@ export async function serve(args: string[]): Promise<number> {
     process.stderr.write(`${(err as Error).message}\n`);
     return 1;
   }
+  // Upstream's LOG_LEVEL, read with envoy.upstream_env, unless SLUICE_LOG_LEVEL says otherwise.
+  const log = createLogger(logLevel(policy.envoy?.upstreamEnv?.logLevel ?? 'info')!, values.pretty ?? false);
   let sidecar: Sidecar | undefined;
   let stopping = false;
   // SIGHUP reads the policy file again (it is also watched) instead of Node's default, exiting;

@@ -6,6 +6,7 @@ import { duplicateProblems, policySchema, type PolicyFile } from './schema.js';
 import { compilePolicy, type Policy } from './policy.js';
 import { describeIssue, placeText, type CheckedPolicy } from './problems.js';
 import { parseYaml, sizeProblem } from './yaml.js';
+import { applyUpstreamEnv, type Environment, type UpstreamEnvResult } from './upstream-env.js';
 
 export class PolicyError extends Error {
   constructor(
@@ -17,13 +18,12 @@ export class PolicyError extends Error {
   }
 }
 
-/** Environment variables that override the file, as a newcomer would set them in a pod spec. */
-export interface Overrides {
-  SLUICE_LISTEN?: string | undefined;
-  SLUICE_ADMIN?: string | undefined;
-  SLUICE_REDIS_URL?: string | undefined;
-  SLUICE_REDIS_PASSWORD?: string | undefined;
-}
+/**
+ * The environment the policy is read with: SLUICE_LISTEN, SLUICE_ADMIN, SLUICE_REDIS_URL and
+ * SLUICE_REDIS_PASSWORD override the file, as a newcomer would set them in a pod spec; with
+ * envoy.upstream_env, upstream's variables are read too (upstream-env.ts), and SLUICE_* win.
+ */
+export type Overrides = Environment;
 
 /** Problems listed at once: enough to fix a file by, few enough to read. */
 const MAX_PROBLEMS = 100;
@@ -50,10 +50,25 @@ export function loadPolicyFile(file: string, env: Overrides = {}): Policy {
 export function parsePolicy(text: string, file: string, env: Overrides = {}): Policy {
   const parsed = parseYaml(text);
   if (Array.isArray(parsed)) throw new PolicyError(file, parsed);
-  const raw = applyOverrides(parsed.value ?? {}, env);
+  let raw: unknown = parsed.value ?? {};
+  let upstream: UpstreamEnvResult | null = null;
+  if (isObject(raw) && isObject(raw.envoy) && raw.envoy.upstream_env === true) {
+    upstream = applyUpstreamEnv(raw, env);
+    if (upstream.problems.length > 0) throw new PolicyError(file, upstream.problems);
+    raw = upstream.policy;
+  }
+  raw = applyOverrides(raw, env);
   const result = validate(raw);
-  const source: CheckedPolicy = { parsed, raw, overriddenBy: (path) => overriddenBy(path, env) };
-  if (result.success) return compilePolicy(result.data, (path) => placeText(path, parsed.positionOf(path)));
+  // A value from the environment is named by its variable: SLUICE_* (applied last), else upstream's.
+  const fromEnv = (path: readonly PropertyKey[]) => overriddenBy(path, env) ?? upstreamSource(path, upstream);
+  const source: CheckedPolicy = { parsed, raw, overriddenBy: fromEnv };
+  if (result.success) {
+    const where = (path: readonly PropertyKey[]) => {
+      const variable = fromEnv(path);
+      return variable === undefined ? placeText(path, parsed.positionOf(path)) : `${placeText(path, undefined)} (from ${variable})`;
+    };
+    return compilePolicy(result.data, where, upstream?.report ?? null);
+  }
   // In file order; what is not in the file (given by the environment) first.
   const problems = result.issues.map((issue) => describeIssue(issue, source)).sort((a, b) => (a.offset ?? -1) - (b.offset ?? -1));
   const shown = problems.slice(0, MAX_PROBLEMS).map((problem) => problem.text);
@@ -153,7 +168,7 @@ function applyOverrides(raw: unknown, env: Overrides): unknown {
 }
 
 /** Where each variable's value goes in the policy, so that a problem with it names the variable. */
-const OVERRIDDEN_PATHS: Record<keyof Overrides, readonly string[]> = {
+const OVERRIDDEN_PATHS: Readonly<Record<string, readonly string[]>> = {
   SLUICE_LISTEN: ['server', 'listen'],
   SLUICE_ADMIN: ['server', 'admin'],
   SLUICE_REDIS_URL: ['store', 'redis', 'url'],
@@ -162,11 +177,21 @@ const OVERRIDDEN_PATHS: Record<keyof Overrides, readonly string[]> = {
 
 function overriddenBy(path: readonly PropertyKey[], env: Overrides): string | undefined {
   for (const [name, at] of Object.entries(OVERRIDDEN_PATHS)) {
-    if (env[name as keyof Overrides] && at.every((part, i) => path[i] === part)) return name;
+    if (env[name] && at.every((part, i) => path[i] === part)) return name;
   }
   return undefined;
 }
 
 function isObject(value: unknown): value is Record<string, any> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** The upstream variables a value at `path` (or the map holding it) was set from, if any. */
+function upstreamSource(path: readonly PropertyKey[], upstream: UpstreamEnvResult | null): string | undefined {
+  if (!upstream) return undefined;
+  for (let n = path.length; n > 0; n--) {
+    const names = upstream.sources.get(path.slice(0, n).join('.'));
+    if (names !== undefined) return names;
+  }
+  return undefined;
 }

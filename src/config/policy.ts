@@ -3,6 +3,7 @@ import { resolve } from 'node:path';
 import type { EnvoyFile, HostPort, LimitFile, PolicyFile, RedisFile, ResourceFile } from './schema.js';
 import { holdsSlots, type AlgorithmName } from '../limits/registry.js';
 import { bucketIntervalUs } from './units.js';
+import type { UpstreamEnvReport } from './upstream-env.js';
 
 export type Algorithm = AlgorithmName;
 export type FailurePolicy = 'open' | 'closed' | 'local';
@@ -122,14 +123,23 @@ export interface EnvoyOptions {
   configDir: string;
   /** Where config_dir is set in the policy file (`envoy.config_dir (line 3)`): a problem with the directory names it. */
   configDirAt: string;
-  /** Add RateLimit-Limit, RateLimit-Remaining and RateLimit-Reset to response_headers_to_add. */
+  /** Add the limit, remaining and reset headers (named by responseHeaderNames) to response_headers_to_add. */
   responseHeaders: boolean;
+  responseHeaderNames: { limit: string; remaining: string; reset: string };
   /** Answer with dynamic metadata: the request's descriptors and the metadata of those that passed. */
   responseDynamicMetadata: boolean;
   /** Every descriptor in quota mode: the request is OVER_LIMIT only when all of them are over. */
   quotaMode: boolean;
   onStoreFailure: EnvoyStoreFailure;
+  /** Answer OK where the answer would be OVER_LIMIT (counted in the metrics). */
+  shadowMode: boolean;
+  /** Hits past this share of a limit count as near_limit. */
+  nearLimitRatio: number;
+  /** The Envoy service is not serving (health, readiness) while config_dir holds no domain. */
+  requireDomains: boolean;
   lease: LeaseSettings;
+  /** What was read from upstream's environment variables; null unless upstream_env is true. */
+  upstreamEnv: UpstreamEnvReport | null;
 }
 
 /** The place of a value in the policy file, as problems name it: `envoy.config_dir (line 3)`. */
@@ -165,7 +175,8 @@ export interface RedisConfig {
   prefix: string;
 }
 
-export function compilePolicy(file: PolicyFile, placeOf: PlaceOf): Policy {
+/** `upstreamEnv`: what envoy.upstream_env read from the environment, when it is on. */
+export function compilePolicy(file: PolicyFile, placeOf: PlaceOf, upstreamEnv: UpstreamEnvReport | null = null): Policy {
   return {
     server: {
       listen: file.server.listen,
@@ -187,19 +198,24 @@ export function compilePolicy(file: PolicyFile, placeOf: PlaceOf): Policy {
     },
     store: { redis: file.store.redis ? compileRedis(file.store.redis) : null, timeoutMs: file.store.timeout, maxKeys: file.store.max_keys },
     resources: new Map((file.resources ?? []).map((res) => [res.name, compileResource(res)])),
-    envoy: file.envoy ? compileEnvoy(file.envoy, placeOf) : null,
+    envoy: file.envoy ? compileEnvoy(file.envoy, placeOf, upstreamEnv) : null,
   };
 }
 
-function compileEnvoy(envoy: EnvoyFile, placeOf: PlaceOf): EnvoyOptions {
+function compileEnvoy(envoy: EnvoyFile, placeOf: PlaceOf, upstreamEnv: UpstreamEnvReport | null): EnvoyOptions {
   return {
     configDir: resolve(envoy.config_dir),
     configDirAt: placeOf(['envoy', 'config_dir']),
     responseHeaders: envoy.response_headers,
+    responseHeaderNames: envoy.response_header_names,
     responseDynamicMetadata: envoy.response_dynamic_metadata,
     quotaMode: envoy.quota_mode,
     onStoreFailure: envoy.on_store_failure,
+    shadowMode: envoy.shadow_mode,
+    nearLimitRatio: envoy.near_limit_ratio,
+    requireDomains: envoy.require_domains,
     lease: compileLease(envoy.lease),
+    upstreamEnv: envoy.upstream_env ? upstreamEnv : null,
   };
 }
 

@@ -385,17 +385,52 @@ const store = strictObject({
 });
 
 // Envoy's rate limit service: where envoyproxy/ratelimit config files live, and how sluice serves
-// them. Plain options: the directory is read by the Envoy runtime (src/envoy/runtime.ts).
+// them. Plain options: the directory is read by the Envoy runtime (src/envoy/runtime.ts). Each
+// setting that changes answers is one of upstream's deployment settings (docs/envoy.md has the
+// table of upstream's environment variables).
+const flag = z.boolean({ error: 'expected true or false' });
+
+// An HTTP field name (RFC 9110 token): Envoy refuses to add a header with any other name.
+const HEADER_NAME_HINT = 'expected an HTTP header name: 1 to 128 of A-Z a-z 0-9 ! # $ % & \' * + - . ^ _ ` | ~';
+const headerName = z.string({ error: HEADER_NAME_HINT }).regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$/, { error: HEADER_NAME_HINT });
+export const RESPONSE_HEADER_DEFAULTS = { limit: 'RateLimit-Limit', remaining: 'RateLimit-Remaining', reset: 'RateLimit-Reset' };
+const responseHeaderNames = strictObject({
+  limit: headerName.default(RESPONSE_HEADER_DEFAULTS.limit),
+  remaining: headerName.default(RESPONSE_HEADER_DEFAULTS.remaining),
+  reset: headerName.default(RESPONSE_HEADER_DEFAULTS.reset),
+})
+  .superRefine((names, ctx) => {
+    const seen = new Map<string, string>();
+    for (const [which, name] of Object.entries(names)) {
+      const other = seen.get(name.toLowerCase());
+      if (other) ctx.addIssue({ code: 'custom', path: [which], message: `"${name}" is the ${other} header already: header names are case-insensitive` });
+      seen.set(name.toLowerCase(), which);
+    }
+  })
+  .default(RESPONSE_HEADER_DEFAULTS);
+
+const RATIO_HINT = 'expected a number from 0 to 1';
+
 const envoy = strictObject({
   config_dir: z.string({ error: 'expected the directory of envoyproxy/ratelimit config files' }).min(1, {
     error: 'expected the directory of envoyproxy/ratelimit config files',
   }),
-  response_headers: z.boolean({ error: 'expected true or false' }).default(false),
-  /** envoyproxy/ratelimit's RESPONSE_DYNAMIC_METADATA. */
-  response_dynamic_metadata: z.boolean({ error: 'expected true or false' }).default(false),
-  /** envoyproxy/ratelimit's QUOTA_MODE: every descriptor in quota mode. */
-  quota_mode: z.boolean({ error: 'expected true or false' }).default(false),
+  /** Upstream's LIMIT_RESPONSE_HEADERS_ENABLED, with the names of LIMIT_LIMIT_HEADER and the others. */
+  response_headers: flag.default(false),
+  response_header_names: responseHeaderNames,
+  /** Upstream's RESPONSE_DYNAMIC_METADATA. */
+  response_dynamic_metadata: flag.default(false),
+  /** Upstream's QUOTA_MODE: every descriptor in quota mode. */
+  quota_mode: flag.default(false),
   on_store_failure: z.enum(['error', 'open', 'closed', 'local'], { error: 'expected error, open, closed or local' }).default('error'),
+  /** Upstream's SHADOW_MODE: a request over the limit is answered OK, and counted. */
+  shadow_mode: flag.default(false),
+  /** Upstream's NEAR_LIMIT_RATIO: the share of a limit past which hits count as near_limit. */
+  near_limit_ratio: z.number({ error: RATIO_HINT }).min(0, { error: RATIO_HINT }).max(1, { error: RATIO_HINT }).default(0.8),
+  /** Upstream's HEALTHY_WITH_AT_LEAST_ONE_CONFIG_LOADED: not serving until config_dir holds a domain. */
+  require_domains: flag.default(false),
+  /** Read upstream's environment variables (SHADOW_MODE, REDIS_URL, ...) over this file's settings. */
+  upstream_env: flag.default(false),
   /** Leases for Envoy traffic, as a resource's `lease:`. */
   lease,
 });

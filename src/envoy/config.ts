@@ -47,6 +47,8 @@ export interface Rule {
   quota: boolean;
   /** The descriptor's metadata, returned in the answer's dynamic metadata when it passes; null when it has none. */
   metadata: Metadata | null;
+  /** detailed_metric: its statistics are labelled with the request's values (src/envoy/stats.ts). */
+  detailedMetric: boolean;
   /** rate_limit's own requests_per_unit and unit; null when unlimited. */
   main: ReportedLimit | null;
   /** Null when unlimited, or when requests_per_unit is 0 (every request is over the limit). */
@@ -58,7 +60,7 @@ export interface Rule {
 }
 
 /** What a rule takes from its descriptor and its rate_limit, besides the limits. */
-type RuleHead = Pick<Rule, 'key' | 'name' | 'replaces' | 'shadow' | 'quota' | 'metadata'>;
+type RuleHead = Pick<Rule, 'key' | 'name' | 'replaces' | 'shadow' | 'quota' | 'metadata' | 'detailedMetric'>;
 
 /** One level of a domain's descriptor tree. */
 export interface DescriptorNode {
@@ -375,7 +377,7 @@ function readDescriptors(r: Reader, field: Field | undefined, path: Path, parent
     const shadow = readBool(r, fields.get('shadow_mode'), [...at, 'shadow_mode']);
     const quota = readBool(r, fields.get('quota_mode'), [...at, 'quota_mode']);
     const metadata = readMetadata(r, fields.get('metadata'), [...at, 'metadata']);
-    readBool(r, fields.get('detailed_metric'), [...at, 'detailed_metric']);
+    const detailedMetric = readBool(r, fields.get('detailed_metric'), [...at, 'detailed_metric']);
     readBool(r, fields.get('value_to_metric'), [...at, 'value_to_metric']);
     const share = readBool(r, fields.get('share_threshold'), [...at, 'share_threshold']);
     if (keyText === '') r.fail([...at, 'key'], fields.get('key')?.value ?? item, 'descriptor has empty key');
@@ -393,7 +395,7 @@ function readDescriptors(r: Reader, field: Field | undefined, path: Path, parent
 
     const node = newNode();
     const rateLimit = fields.get('rate_limit');
-    if (rateLimit && !isNull(rateLimit.value)) node.rule = readRateLimit(r, rateLimit.value!, [...at, 'rate_limit'], { key: ruleKey, shadow, quota, metadata }, ctx);
+    if (rateLimit && !isNull(rateLimit.value)) node.rule = readRateLimit(r, rateLimit.value!, [...at, 'rate_limit'], { key: ruleKey, shadow, quota, metadata, detailedMetric }, ctx);
     node.sharedValue = share && wildcard ? value : null;
     readDescriptors(r, fields.get('descriptors'), [...at, 'descriptors'], ruleKey, node, ctx);
     node.hasChildren = node.exact.size > 0 || node.keyOnly.size > 0;
@@ -580,7 +582,7 @@ export function overrideRule(config: EnvoyConfig, domain: string, requestsPerUni
   if (!rule) {
     const main = { requestsPerUnit, unit };
     const limits: LimitSpec[] = requestsPerUnit === 0 ? [] : [{ unit, requestsPerUnit, algorithm: 'fixed_window', burst: null }];
-    const head = { key: `${domain}.(override)`, name: '', replaces: [], shadow: false, quota: false, metadata: null };
+    const head = { key: `${domain}.(override)`, name: '', replaces: [], shadow: false, quota: false, metadata: null, detailedMetric: false };
     rule = compileRule({ domain, options: config.options }, head, main, limits);
     if (config.overrides.size >= MAX_OVERRIDE_RULES) config.overrides.delete(config.overrides.keys().next().value!);
     config.overrides.set(id, rule);

@@ -5,16 +5,19 @@
 // that descriptor is in quota mode: descriptors in quota mode make it OVER_LIMIT only when every
 // one of them is over. Unlike envoyproxy/ratelimit, a request that is OVER_LIMIT consumes
 // nothing: every descriptor is reserved, and what they took is given back (revoke). A descriptor
-// whose hits_addend is 0 only checks that one more would fit, and takes nothing.
+// whose hits_addend is 0 only checks that one more would fit, and takes nothing. With
+// envoy.shadow_mode the request is answered OK and goes ahead, keeping what it took. Every
+// answered request is counted in upstream's per-rule statistics (stats.ts).
 import type { Decider } from '../decide/decider.js';
 import type { AcquireInput, Decision } from '../decide/decision.js';
-import { costFor, type Limit } from '../config/policy.js';
+import { costFor, type EnvoyOptions, type Limit } from '../config/policy.js';
 import { untilWindowEnds } from '../limits/fixed-window.js';
 import { overrideRule, type EnvoyConfig, type ReportedLimit, type Rule } from './config.js';
 import { matchRule, scopeOf, type Entry, type Match } from './match.js';
 import { dynamicMetadata, type Metadata } from './metadata.js';
 import { secondsToWindowEnd, type Unit } from './units.js';
 import { isStoreFailure } from '../guard/store-unavailable.js';
+import { statLabel, type EnvoyStats, type StatLabel } from './stats.js';
 
 export interface EnvoyDescriptor {
   entries: Entry[];
@@ -61,21 +64,20 @@ export class EnvoyStoreError extends Error {
 export interface LimiterHooks {
   /** Every decision the Decider made, by resource name (for metrics). */
   decided?: (resource: string, decision: Decision) => void;
+  /** Upstream's per-rule statistics of every answered request. */
+  stats?: EnvoyStats;
   /** Throttled warnings: a grant that could not be given back. */
   warn?: (obj: object, msg: string) => void;
   now?: () => number;
 }
 
 export const UINT32_MAX = 0xffff_ffff;
-export const HEADER_LIMIT = 'RateLimit-Limit';
-export const HEADER_REMAINING = 'RateLimit-Remaining';
-export const HEADER_RESET = 'RateLimit-Reset';
 
 type Plan =
   | { kind: 'none' }
   | { kind: 'unlimited' }
-  | { kind: 'blocked'; rule: Rule; unit: Unit }
-  | { kind: 'limit'; rule: Rule; input: AcquireInput; checkOnly: boolean };
+  | { kind: 'blocked'; rule: Rule; unit: Unit; label: StatLabel; hits: number }
+  | { kind: 'limit'; rule: Rule; input: AcquireInput; checkOnly: boolean; label: StatLabel };
 
 /** What each descriptor is checked against: its override, its rule, or nothing. */
 export function planDescriptors(config: EnvoyConfig, request: EnvoyRequest): Plan[] {
@@ -93,11 +95,12 @@ export function planDescriptors(config: EnvoyConfig, request: EnvoyRequest): Pla
     const { rule } = match;
     if (rule.unlimited) return { kind: 'unlimited' };
     if (rule.name !== '' && replaced.has(rule.name)) return { kind: 'none' };
-    if (!rule.resource) return { kind: 'blocked', rule, unit: rule.main!.unit };
     const descriptor = request.descriptors[i]!;
     const hits = descriptor.hits ?? (request.hits || 1);
+    const label = statLabel(request.domain, rule, descriptor.entries, match.shared, descriptor.override !== null);
+    if (!rule.resource) return { kind: 'blocked', rule, unit: rule.main!.unit, label, hits };
     const scope = scopeOf(request.domain, descriptor.entries, match);
-    return { kind: 'limit', rule, input: { resource: rule.resource, scope, cost: hits === 0 ? 1 : hits, priority: 0 }, checkOnly: hits === 0 };
+    return { kind: 'limit', rule, input: { resource: rule.resource, scope, cost: hits === 0 ? 1 : hits, priority: 0 }, checkOnly: hits === 0, label };
   });
 }
 
@@ -125,15 +128,19 @@ export async function shouldRateLimit(decider: Decider, config: EnvoyConfig, req
   }
   const overall = overallCode(plans, over, config.options.quotaMode);
 
-  // All or nothing: a request over the limit (or one that fails) takes nothing anywhere, and a
-  // check takes nothing ever.
+  // envoy.shadow_mode (upstream's SHADOW_MODE) lets a request over the limit through: it is
+  // answered OK, and what its other descriptors took stays taken, as the request goes ahead.
+  const shadowed = overall === 'OVER_LIMIT' && config.options.shadowMode;
+  const denied = overall === 'OVER_LIMIT' && !shadowed;
+  // All or nothing: a denied request (or one that fails) takes nothing anywhere, and a check takes
+  // nothing ever.
   const revoked = new Set<number>();
   const revokes: Promise<void>[] = [];
   for (let i = 0; i < plans.length; i++) {
     const plan = plans[i]!;
     const outcome = outcomes[i]!;
     if (plan.kind !== 'limit' || outcome.status !== 'fulfilled' || !outcome.value?.granted) continue;
-    if (failure === null && overall === 'OK' && !plan.checkOnly) continue;
+    if (failure === null && !denied && !plan.checkOnly) continue;
     revoked.add(i);
     revokes.push(
       decider.revoke(plan.input, outcome.value).catch((err: unknown) => hooks.warn?.({ err, scope: plan.input.scope }, 'could not give back the grant of an Envoy descriptor')),
@@ -167,12 +174,24 @@ export async function shouldRateLimit(decider: Decider, config: EnvoyConfig, req
       }
     }
   });
+  if (hooks.stats) countStatistics(hooks.stats, plans, outcomes, shadowed);
   return {
-    overall,
+    overall: denied ? 'OVER_LIMIT' : 'OK',
     statuses,
-    responseHeaders: config.options.responseHeaders ? rateLimitHeaders(statuses) : [],
+    responseHeaders: config.options.responseHeaders ? rateLimitHeaders(statuses, config.options.responseHeaderNames) : [],
     dynamicMetadata: config.options.responseDynamicMetadata ? dynamicMetadata(request.domain, request.descriptors, request.hits, passedMetadata(plans, statuses)) : null,
   };
+}
+
+/** Upstream's statistics of an answered request: per rule, and global shadow mode. */
+function countStatistics(stats: EnvoyStats, plans: readonly Plan[], outcomes: readonly PromiseSettledResult<Decision | null>[], shadowed: boolean): void {
+  plans.forEach((plan, i) => {
+    if (plan.kind === 'blocked') stats.blocked(plan.label, plan.hits, plan.rule.shadow);
+    if (plan.kind !== 'limit') return;
+    const decision = (outcomes[i] as PromiseFulfilledResult<Decision>).value;
+    stats.decided(plan.label, decision, plan.checkOnly ? 0 : plan.input.cost, plan.rule.shadow);
+  });
+  if (shadowed) stats.shadowed();
 }
 
 /**
@@ -231,11 +250,12 @@ function untilReset(limit: Limit | undefined, decision: Decision): number {
 }
 
 /**
- * RateLimit-Limit, -Remaining and -Reset of the descriptor closest to its limit, as upstream
- * picks it: the least remaining among those with a limit, and any descriptor over its limit
- * before that (the last one over, if several).
+ * The limit, remaining and reset headers (RateLimit-Limit, -Remaining and -Reset unless renamed)
+ * of the descriptor closest to its limit, as upstream picks it: the least remaining among those
+ * with a limit, and any descriptor over its limit before that (the last one over, if several).
+ * Values are upstream's: whole numbers, the reset in seconds.
  */
-export function rateLimitHeaders(statuses: readonly DescriptorStatus[]): { key: string; value: string }[] {
+export function rateLimitHeaders(statuses: readonly DescriptorStatus[], names: EnvoyOptions['responseHeaderNames']): { key: string; value: string }[] {
   let chosen: DescriptorStatus | null = null;
   for (const status of statuses) {
     if (!status.currentLimit) continue;
@@ -244,8 +264,8 @@ export function rateLimitHeaders(statuses: readonly DescriptorStatus[]): { key: 
   }
   if (!chosen) return [];
   return [
-    { key: HEADER_LIMIT, value: String(chosen.currentLimit!.requestsPerUnit) },
-    { key: HEADER_REMAINING, value: String(chosen.remaining) },
-    { key: HEADER_RESET, value: String(chosen.resetSeconds ?? 0) },
+    { key: names.limit, value: String(chosen.currentLimit!.requestsPerUnit) },
+    { key: names.remaining, value: String(chosen.remaining) },
+    { key: names.reset, value: String(chosen.resetSeconds ?? 0) },
   ];
 }

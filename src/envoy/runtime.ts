@@ -12,6 +12,8 @@ export interface EnvoyRuntimeOptions {
   debounceMs?: number;
   /** How soon to try watching again when the watch fails (the directory was replaced). Default 1 s. */
   rewatchMs?: number;
+  /** Told each config a reload swaps in. */
+  onChange?: (config: EnvoyConfig) => void;
 }
 
 /** config_dir does not load: every problem, each prefixed with where config_dir is set in the policy file. */
@@ -76,6 +78,7 @@ export class EnvoyRuntime {
     if (loaded.value.fingerprint === this.config.fingerprint) return false;
     this.config = loaded.value;
     this.log.info({ dir: this.settings.configDir, domains: [...loaded.value.domains.keys()], files: loaded.value.files.length }, 'envoy config reloaded');
+    this.options.onChange?.(loaded.value);
     return true;
   }
 

@@ -4,6 +4,7 @@ import { status, type ServerUnaryCall, type sendUnaryData, type UntypedServiceIm
 import type { Decider } from '../decide/decider.js';
 import type { Metrics } from '../admin/metrics.js';
 import type { EnvoyConfig } from '../envoy/config.js';
+import type { EnvoyStats } from '../envoy/stats.js';
 import { EnvoyStoreError, shouldRateLimit, type EnvoyAnswer, type LimiterHooks, type EnvoyDescriptor, type EnvoyRequest } from '../envoy/limiter.js';
 import { UNIT_SECONDS, unitFromWire } from '../envoy/units.js';
 import type { Metadata, MetadataValue } from '../envoy/metadata.js';
@@ -25,6 +26,8 @@ export interface EnvoyServiceContext {
   /** The config to decide with, read per request (it is reloaded); null without an `envoy:` section. */
   config: () => EnvoyConfig | null;
   metrics: Metrics;
+  /** Upstream's per-rule statistics; null without an `envoy:` section. */
+  stats: EnvoyStats | null;
   /** Decisions under way, bounded: past it requests are shed. */
   admission: Admission;
   /** Throttled: a dead store fails every request, and the log must not grow at that rate. */
@@ -45,7 +48,7 @@ interface WireDescriptor {
 }
 
 export function envoyService(ctx: EnvoyServiceContext): UntypedServiceImplementation {
-  const hooks: LimiterHooks = { decided: (resource, decision) => ctx.metrics.decided(resource, decision), warn: ctx.warn };
+  const hooks: LimiterHooks = { decided: (resource, decision) => ctx.metrics.decided(resource, decision), warn: ctx.warn, ...(ctx.stats ? { stats: ctx.stats } : {}) };
   return {
     ShouldRateLimit(call: ServerUnaryCall<WireRequest, unknown>, callback: sendUnaryData<unknown>) {
       const config = ctx.config();

@@ -11,6 +11,7 @@ import { CALL_OPTIONS } from './server-options.js';
 import { sluiceService, type ServiceContext } from './sluice-service.js';
 import { ENVOY_SERVICE, envoyService } from './envoy-service.js';
 import type { EnvoyConfig } from '../envoy/config.js';
+import type { EnvoyStats } from '../envoy/stats.js';
 import type { ConnectionLimits } from '../config/policy.js';
 
 export const SLUICE_SERVICE = 'sluice.v1.RateLimiter';
@@ -36,16 +37,24 @@ export interface GrpcServer {
   address: string;
 }
 
-/**
- * `envoyConfig` gives the Envoy config to decide with, read per request (it is reloaded); without
- * it, or when it answers null, ShouldRateLimit answers FAILED_PRECONDITION.
- */
-export async function startGrpcServer(
-  listen: string,
-  limits: ConnectionLimits,
-  ctx: ServiceContext,
-  envoyConfig: (() => EnvoyConfig | null) | null = null,
-): Promise<GrpcServer> {
+/** What the Envoy service decides with: the config (read per request: it is reloaded) and the statistics. */
+export interface EnvoyServing {
+  config: () => EnvoyConfig | null;
+  stats: EnvoyStats;
+  /** Whether its health names start SERVING (see setEnvoyServing). */
+  ready: boolean;
+}
+
+/** The names of the Envoy service among them: its own, and upstream's `ratelimit`. */
+export const ENVOY_HEALTH_NAMES: readonly string[] = [ENVOY_SERVICE, 'ratelimit'];
+
+/** Reports the Envoy service SERVING or NOT_SERVING (envoy.require_domains: while no domain is loaded). */
+export function setEnvoyServing(grpc: GrpcServer, serving: boolean): void {
+  for (const name of ENVOY_HEALTH_NAMES) grpc.health.setStatus(name, serving ? 'SERVING' : 'NOT_SERVING');
+}
+
+/** Without `envoy`, ShouldRateLimit answers FAILED_PRECONDITION. */
+export async function startGrpcServer(listen: string, limits: ConnectionLimits, ctx: ServiceContext, envoy: EnvoyServing | null = null): Promise<GrpcServer> {
   const server = new Server({
     ...CALL_OPTIONS,
     'grpc.max_concurrent_streams': limits.maxStreamsPerConnection,
@@ -58,9 +67,10 @@ export async function startGrpcServer(
   server.addService(serviceOf(servedPackage, SLUICE_SERVICE), sluiceService(ctx));
   server.addService(
     serviceOf(servedPackage, ENVOY_SERVICE),
-    envoyService({ decider: ctx.decider, metrics: ctx.metrics, admission: ctx.admission, warn: ctx.warn, config: envoyConfig ?? (() => null) }),
+    envoyService({ decider: ctx.decider, metrics: ctx.metrics, admission: ctx.admission, warn: ctx.warn, config: envoy?.config ?? (() => null), stats: envoy?.stats ?? null }),
   );
-  const health = new HealthImplementation(Object.fromEntries(HEALTH_NAMES.map((name) => [name, 'SERVING'])));
+  const envoyHealth = envoy?.ready === false ? 'NOT_SERVING' : 'SERVING';
+  const health = new HealthImplementation(Object.fromEntries(HEALTH_NAMES.map((name) => [name, ENVOY_HEALTH_NAMES.includes(name) ? envoyHealth : 'SERVING'])));
   health.addToServer(server);
   new ReflectionService(servedPackage).addToServer(server);
   const injector = server.createConnectionInjector(ServerCredentials.createInsecure());

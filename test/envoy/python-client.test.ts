@@ -113,3 +113,31 @@ describe('a Python grpcio client with stubs generated from proto/envoy', () => {
     expect(step('health_ratelimit').status).toBe('SERVING');
   });
 });
+
+describe('the same client, against a sidecar set up by envoyproxy/ratelimit environment variables (envoy.upstream_env)', () => {
+  let shadowing: SidecarProcess;
+  let shadowStep: (name: string) => Step;
+
+  beforeAll(async () => {
+    shadowing = await startSidecar(`envoy:\n  config_dir: ${configDir({ 'py.yaml': DOMAIN })}\n  upstream_env: true\n`, {
+      SHADOW_MODE: 'true',
+      LIMIT_RESPONSE_HEADERS_ENABLED: 'true',
+      LIMIT_LIMIT_HEADER: 'X-RateLimit-Limit',
+      LIMIT_REMAINING_HEADER: 'X-RateLimit-Remaining',
+      LIMIT_RESET_HEADER: 'X-RateLimit-Reset',
+    });
+    shadowStep = await runPythonClient(SCRIPT, shadowing.address, stubs);
+  });
+  afterAll(async () => {
+    await shadowing?.stop();
+  });
+
+  it('SHADOW_MODE: the request over the limit is OK and goes ahead; its descriptor still says OVER_LIMIT', () => {
+    expect(shadowStep('over')).toMatchObject({ overall_code: 'OK', statuses: [{ code: 'OVER_LIMIT', limit_remaining: 0 }, { code: 'OK', limit_remaining: 2 }] });
+  });
+
+  it('LIMIT_*_HEADER name the headers', () => {
+    expect(shadowStep('first').headers).toEqual({ 'X-RateLimit-Limit': '3', 'X-RateLimit-Remaining': '2', 'X-RateLimit-Reset': expect.stringMatching(/^\d+$/) });
+    expect(shadowStep('over').headers).toMatchObject({ 'X-RateLimit-Limit': '3', 'X-RateLimit-Remaining': '0' });
+  });
+});

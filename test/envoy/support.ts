@@ -4,18 +4,27 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { EnvoyOptions } from '../../src/config/policy.js';
+import { RESPONSE_HEADER_DEFAULTS } from '../../src/config/schema.js';
 import { loadEnvoyConfig, parseDomainFile, type Domain, type EnvoyConfig } from '../../src/envoy/config.js';
 import type { SidecarProcess } from '../support/sidecar.js';
+import { credentials, loadPackageDefinition, type ClientReadableStream } from '@grpc/grpc-js';
+import { loadSync } from '@grpc/proto-loader';
+import { protoPath as healthProtoPath } from 'grpc-health-check';
 
 export function options(overrides: Partial<EnvoyOptions> = {}): EnvoyOptions {
   return {
     configDir: '/nonexistent',
     configDirAt: 'envoy.config_dir',
     responseHeaders: false,
+    responseHeaderNames: { ...RESPONSE_HEADER_DEFAULTS },
     responseDynamicMetadata: false,
     quotaMode: false,
     onStoreFailure: 'error',
+    shadowMode: false,
+    nearLimitRatio: 0.8,
+    requireDomains: false,
     lease: { enabled: true, maxFraction: 0.1, ttlMs: 1_000 },
+    upstreamEnv: null,
     ...overrides,
   };
 }
@@ -66,4 +75,40 @@ export async function grpcError(promise: Promise<unknown>): Promise<{ code: numb
     return err as { code: number; details: string };
   }
   throw new Error('expected a gRPC error');
+}
+
+const healthPkg = loadPackageDefinition(loadSync(healthProtoPath, { keepCase: true, enums: String })) as any;
+
+/** The statuses a health Watch reports for `service`, as they come. */
+export function watchHealth(address: string, service: string) {
+  const client = new healthPkg.grpc.health.v1.Health(address, credentials.createInsecure());
+  const stream: ClientReadableStream<{ status: string }> = client.Watch({ service });
+  const seen: string[] = [];
+  const waiting: { status: string; resolve: () => void }[] = [];
+  stream.on('data', ({ status }: { status: string }) => {
+    seen.push(status);
+    for (const w of waiting.filter((w) => w.status === status)) w.resolve();
+  });
+  stream.on('error', () => undefined);
+  return {
+    /** Resolves once the service is reported `status` (now or later). */
+    until(status: string): Promise<void> {
+      if (seen.at(-1) === status) return Promise.resolve();
+      return new Promise((resolve) => waiting.push({ status, resolve }));
+    },
+    close() {
+      stream.cancel();
+      client.close();
+    },
+  };
+}
+
+/** What grpc.health.v1 Check answers for `service` now. */
+export async function healthOf(address: string, service: string): Promise<string> {
+  const client = new healthPkg.grpc.health.v1.Health(address, credentials.createInsecure());
+  try {
+    return await new Promise((resolve, reject) => client.Check({ service }, (err: Error | null, res: { status: string }) => (err ? reject(err) : resolve(res.status))));
+  } finally {
+    client.close();
+  }
 }

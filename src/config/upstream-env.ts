@@ -1,0 +1,508 @@
+// envoyproxy/ratelimit is configured by environment variables (its src/settings/settings.go).
+// With `envoy.upstream_env: true` sluice reads them too, so that an existing Deployment's env
+// block works unchanged: each variable that sluice has an equivalent for becomes that setting,
+// over what the policy file says; each one set that sluice has no use for is reported once at
+// start, with why; and the few whose meaning sluice cannot keep (a TLS server, memcached, xDS,
+// Redis over a unix socket) stop the start, instead of being dropped without a word.
+//
+// Values are read as upstream reads them: booleans as Go's strconv.ParseBool, durations as Go's
+// time.ParseDuration, and an empty value as unset.
+import { join } from 'node:path';
+
+export type Environment = Readonly<Record<string, string | undefined>>;
+
+export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal';
+
+/** What upstream_env did with the environment: the variables it applied and those it did not. */
+export interface UpstreamEnvReport {
+  /** Each variable set that became a setting of sluice's (values are not repeated: some are secrets). */
+  applied: { name: string; setting: string }[];
+  /** Each variable set that changes nothing in sluice, with why. */
+  ignored: { name: string; reason: string }[];
+  /** What the operator should know about the result (an unshared embedded store). */
+  warnings: string[];
+  /** LOG_LEVEL, as the sidecar's log level; null when unset. SLUICE_LOG_LEVEL wins over it. */
+  logLevel: LogLevel | null;
+}
+
+export interface UpstreamEnvResult {
+  /** The policy with the variables' settings in place; the policy given is left as it was. */
+  policy: Record<string, unknown>;
+  report: UpstreamEnvReport;
+  /** Variables whose value is wrong, or whose meaning sluice cannot keep: the start stops on them. */
+  problems: string[];
+  /** Each path of the policy set from the environment (`envoy.near_limit_ratio`), and from what. */
+  sources: Map<string, string>;
+}
+
+/** Upstream's defaults where sluice's differ and the variable's meaning depends on them. */
+const DEFAULT_RUNTIME_ROOT = '/srv/runtime_data/current';
+const DEFAULT_RUNTIME_APPDIRECTORY = 'config';
+const DEFAULT_PROMETHEUS_ADDR = ':9090';
+const DEFAULT_LISTEN = '127.0.0.1:50051';
+
+const NO_STATSD = 'sluice exports Prometheus metrics on server.admin at /metrics; it sends no StatsD';
+const NO_XDS = 'sluice reads config files only (CONFIG_TYPE=FILE); xDS is not supported';
+const NO_PER_SECOND = 'sluice keeps every budget in one store (store.redis), per-second limits too';
+const NO_MEMCACHE = 'memcached is not supported (BACKEND_TYPE=memcache stops the start)';
+const NO_TRACING = 'sluice exports no traces';
+const PIPELINE =
+  'sluice sends the calls of one event-loop turn to a Redis server as one pipeline (on a Cluster, each call as it is made); there is nothing to set';
+const POOL = 'sluice sends every call over one connection per Redis node; there is no pool to size';
+
+/**
+ * Every variable of upstream's settings that sluice does not turn into a setting, with why. The
+ * variables that it does (below, in applyUpstreamEnv) are in MAPPED; together they are all of
+ * upstream's.
+ */
+export const IGNORED: Readonly<Record<string, string>> = {
+  HOST: 'upstream’s HTTP port (/json, /healthcheck): sluice has no JSON API; probes go to server.admin (/healthz, /readyz)',
+  PORT: 'upstream’s HTTP port (/json, /healthcheck): sluice has no JSON API; probes go to server.admin (/healthz, /readyz)',
+  DEBUG_HOST: 'upstream’s debug port (pprof, /rlconfig): sluice has none',
+  DEBUG_PORT: 'upstream’s debug port (pprof, /rlconfig): sluice has none',
+  GRPC_SERVER_TLS_CERT: 'read only with GRPC_SERVER_USE_TLS=true, which stops the start',
+  GRPC_SERVER_TLS_KEY: 'read only with GRPC_SERVER_USE_TLS=true, which stops the start',
+  GRPC_CLIENT_TLS_CACERT: 'read only with GRPC_SERVER_USE_TLS=true, which stops the start',
+  GRPC_CLIENT_TLS_SAN: 'read only with GRPC_SERVER_USE_TLS=true, which stops the start',
+  LOG_FORMAT: 'sluice logs JSON lines (LOG_FORMAT=json); `sluice serve --pretty` prints text',
+  FORCE_START_WITHOUT_INITIAL_CONFIG: 'sluice always starts with what config_dir holds, empty or not (and refuses a bad file)',
+  CONFIG_GRPC_XDS_NODE_ID: NO_XDS,
+  CONFIG_GRPC_XDS_NODE_METADATA: NO_XDS,
+  CONFIG_GRPC_XDS_SERVER_URL: NO_XDS,
+  CONFIG_GRPC_XDS_SERVER_CONNECT_RETRY_INTERVAL: NO_XDS,
+  CONFIG_GRPC_XDS_CLIENT_ADDITIONAL_HEADERS: NO_XDS,
+  CONFIG_GRPC_XDS_SERVER_USE_TLS: NO_XDS,
+  CONFIG_GRPC_XDS_CLIENT_TLS_CERT: NO_XDS,
+  CONFIG_GRPC_XDS_CLIENT_TLS_KEY: NO_XDS,
+  CONFIG_GRPC_XDS_SERVER_TLS_CACERT: NO_XDS,
+  CONFIG_GRPC_XDS_SERVER_TLS_SAN: NO_XDS,
+  XDS_CLIENT_BACKOFF_INITIAL_INTERVAL: NO_XDS,
+  XDS_CLIENT_BACKOFF_MAX_INTERVAL: NO_XDS,
+  XDS_CLIENT_BACKOFF_RANDOM_FACTOR: NO_XDS,
+  XDS_CLIENT_BACKOFF_JITTER: NO_XDS,
+  XDS_CLIENT_MAX_MSG_SIZE_IN_BYTES: NO_XDS,
+  USE_DOG_STATSD: NO_STATSD,
+  USE_DOG_STATSD_MOGRIFIERS: NO_STATSD,
+  USE_STATSD: NO_STATSD,
+  STATSD_HOST: NO_STATSD,
+  STATSD_PORT: NO_STATSD,
+  EXTRA_TAGS: NO_STATSD,
+  STATS_FLUSH_INTERVAL: 'Prometheus reads sluice’s counters when it scrapes; there is nothing to flush',
+  DISABLE_STATS: 'sluice’s metrics cost a table lookup per decision and are read only when scraped; they cannot be turned off',
+  PROMETHEUS_MAPPER_YAML: 'sluice names its metrics itself (docs/envoy.md, Statistics, lists them beside upstream’s)',
+  PROMETHEUS_RESPONSE_TIME_AS_MILLISECONDS: 'sluice has no response time metric of upstream’s form',
+  RUNTIME_IGNOREDOTFILES: 'sluice always skips hidden files in config_dir (a ConfigMap’s ..data among them)',
+  RUNTIME_WATCH_ROOT:
+    'sluice watches config_dir itself: a write in it or a ConfigMap’s ..data swap reloads; a symlink swap above it (of RUNTIME_ROOT) is not seen',
+  EXPIRATION_JITTER_MAX_SECONDS:
+    'sluice keeps one key per descriptor, not one per window, and each use moves its expiry: keys expire as their descriptors go idle, not all at a window’s end',
+  LOCAL_CACHE_SIZE_IN_BYTES: 'sluice serves hot descriptors from leases (envoy.lease), which hold grants as well as denials',
+  STOP_CACHE_KEY_INCREMENT_WHEN_OVERLIMIT: 'always so in sluice: a request over the limit takes nothing from any of its descriptors',
+  MERGE_DOMAIN_CONFIG: 'a domain in two files is refused when config_dir loads, naming both files',
+  REDIS_POOL_SIZE: POOL,
+  REDIS_PIPELINE_WINDOW: PIPELINE,
+  REDIS_PIPELINE_LIMIT: PIPELINE,
+  REDIS_CLUSTER_PIPELINE_PARALLELISM: 'on a Cluster, sluice sends each call to its node as it is made, without waiting for the others',
+  REDIS_PERSECOND: NO_PER_SECOND,
+  REDIS_PERSECOND_SOCKET_TYPE: NO_PER_SECOND,
+  REDIS_PERSECOND_TYPE: NO_PER_SECOND,
+  REDIS_PERSECOND_URL: NO_PER_SECOND,
+  REDIS_PERSECOND_POOL_SIZE: NO_PER_SECOND,
+  REDIS_PERSECOND_AUTH: NO_PER_SECOND,
+  REDIS_PERSECOND_TLS: NO_PER_SECOND,
+  REDIS_PERSECOND_SENTINEL_AUTH: NO_PER_SECOND,
+  REDIS_PERSECOND_PIPELINE_WINDOW: NO_PER_SECOND,
+  REDIS_PERSECOND_PIPELINE_LIMIT: NO_PER_SECOND,
+  REDIS_PERSECOND_CLUSTER_PIPELINE_PARALLELISM: NO_PER_SECOND,
+  REDIS_PERSECOND_TIMEOUT: NO_PER_SECOND,
+  REDIS_PERSECOND_POOL_ON_EMPTY_BEHAVIOR: NO_PER_SECOND,
+  REDIS_HEALTH_CHECK_ACTIVE_CONNECTION:
+    'sluice’s readiness does not follow Redis (on_store_failure answers while it is away); GET /storez on server.admin reports the store',
+  REDIS_TIMEOUT:
+    'sluice bounds each decision by store.timeout (default 20 ms) and then follows on_store_failure; a 10 s wait on Redis is what it avoids',
+  REDIS_POOL_ON_EMPTY_BEHAVIOR: POOL,
+  REDIS_STARTUP_INITIAL_INTERVAL: 'sluice starts without waiting for Redis (at most 2 s), serving by on_store_failure until Redis answers',
+  REDIS_STARTUP_MAX_INTERVAL: 'sluice starts without waiting for Redis (at most 2 s), serving by on_store_failure until Redis answers',
+  REDIS_STARTUP_MAX_ELAPSED_TIME: 'sluice starts without waiting for Redis (at most 2 s), serving by on_store_failure until Redis answers',
+  MEMCACHE_HOST_PORT: NO_MEMCACHE,
+  MEMCACHE_MAX_IDLE_CONNS: NO_MEMCACHE,
+  MEMCACHE_SRV: NO_MEMCACHE,
+  MEMCACHE_SRV_REFRESH: NO_MEMCACHE,
+  MEMCACHE_TLS: NO_MEMCACHE,
+  MEMCACHE_TLS_CLIENT_CERT: NO_MEMCACHE,
+  MEMCACHE_TLS_CLIENT_KEY: NO_MEMCACHE,
+  MEMCACHE_TLS_CACERT: NO_MEMCACHE,
+  MEMCACHE_TLS_SKIP_HOSTNAME_VERIFICATION: NO_MEMCACHE,
+  TRACING_ENABLED: NO_TRACING,
+  TRACING_SERVICE_NAME: NO_TRACING,
+  TRACING_SERVICE_NAMESPACE: NO_TRACING,
+  TRACING_SERVICE_INSTANCE_ID: NO_TRACING,
+  TRACING_EXPORTER_PROTOCOL: NO_TRACING,
+  TRACING_SAMPLING_RATE: NO_TRACING,
+};
+
+/** The variables applyUpstreamEnv reads (some are ignored too, by their value: see their code). */
+export const MAPPED: readonly string[] = [
+  'SHADOW_MODE',
+  'QUOTA_MODE',
+  'LIMIT_RESPONSE_HEADERS_ENABLED',
+  'LIMIT_LIMIT_HEADER',
+  'LIMIT_REMAINING_HEADER',
+  'LIMIT_RESET_HEADER',
+  'NEAR_LIMIT_RATIO',
+  'RESPONSE_DYNAMIC_METADATA',
+  'HEALTHY_WITH_AT_LEAST_ONE_CONFIG_LOADED',
+  'RUNTIME_ROOT',
+  'RUNTIME_SUBDIRECTORY',
+  'RUNTIME_APPDIRECTORY',
+  'CONFIG_TYPE',
+  'GRPC_UDS',
+  'GRPC_HOST',
+  'GRPC_PORT',
+  'GRPC_MAX_CONNECTION_AGE',
+  'GRPC_MAX_CONNECTION_AGE_GRACE',
+  'GRPC_SERVER_USE_TLS',
+  'LOG_LEVEL',
+  'USE_PROMETHEUS',
+  'PROMETHEUS_ADDR',
+  'PROMETHEUS_PATH',
+  'BACKEND_TYPE',
+  'CACHE_KEY_PREFIX',
+  'REDIS_SOCKET_TYPE',
+  'REDIS_TYPE',
+  'REDIS_URL',
+  'REDIS_AUTH',
+  'REDIS_SENTINEL_AUTH',
+  'REDIS_TLS',
+  'REDIS_TLS_CLIENT_CERT',
+  'REDIS_TLS_CLIENT_KEY',
+  'REDIS_TLS_CACERT',
+  'REDIS_TLS_SKIP_HOSTNAME_VERIFICATION',
+];
+
+/** Every environment variable of upstream's settings. */
+export const UPSTREAM_VARIABLES: readonly string[] = [...MAPPED, ...Object.keys(IGNORED)];
+
+/** The policy file with upstream's variables applied over it; `policy` itself is not changed. */
+export function applyUpstreamEnv(policy: Record<string, unknown>, env: Environment): UpstreamEnvResult {
+  const r = new Reading(policy, env);
+  readEnvoySettings(r);
+  readServer(r);
+  readStore(r);
+  for (const name of UPSTREAM_VARIABLES) {
+    if (r.value(name) !== undefined && !r.handled.has(name) && Object.hasOwn(IGNORED, name)) r.ignore(name, IGNORED[name]!);
+  }
+  return { policy: r.policy, report: r.report, problems: r.problems, sources: r.sources };
+}
+
+function readEnvoySettings(r: Reading): void {
+  r.bool('SHADOW_MODE', (on) => r.set(['envoy', 'shadow_mode'], on, 'SHADOW_MODE'));
+  r.bool('QUOTA_MODE', (on) => r.set(['envoy', 'quota_mode'], on, 'QUOTA_MODE'));
+  r.bool('LIMIT_RESPONSE_HEADERS_ENABLED', (on) => r.set(['envoy', 'response_headers'], on, 'LIMIT_RESPONSE_HEADERS_ENABLED'));
+  for (const [name, which] of [
+    ['LIMIT_LIMIT_HEADER', 'limit'],
+    ['LIMIT_REMAINING_HEADER', 'remaining'],
+    ['LIMIT_RESET_HEADER', 'reset'],
+  ] as const) {
+    const header = r.value(name);
+    if (header !== undefined) r.set(['envoy', 'response_header_names', which], header, name);
+  }
+  const ratio = r.value('NEAR_LIMIT_RATIO');
+  if (ratio !== undefined) {
+    // strconv.ParseFloat: a decimal or exponent form; sluice's schema checks the range.
+    if (/^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(ratio)) r.set(['envoy', 'near_limit_ratio'], Number(ratio), 'NEAR_LIMIT_RATIO');
+    else r.refuse('NEAR_LIMIT_RATIO', `expected a number from 0 to 1, not ${JSON.stringify(ratio)}`);
+  }
+  r.bool('RESPONSE_DYNAMIC_METADATA', (on) => r.set(['envoy', 'response_dynamic_metadata'], on, 'RESPONSE_DYNAMIC_METADATA'));
+  r.bool('HEALTHY_WITH_AT_LEAST_ONE_CONFIG_LOADED', (on) => r.set(['envoy', 'require_domains'], on, 'HEALTHY_WITH_AT_LEAST_ONE_CONFIG_LOADED'));
+
+  const runtime = ['RUNTIME_ROOT', 'RUNTIME_SUBDIRECTORY', 'RUNTIME_APPDIRECTORY'] as const;
+  const given = runtime.filter((name) => r.value(name) !== undefined);
+  if (given.length > 0) {
+    // RUNTIME_ROOT/RUNTIME_SUBDIRECTORY/RUNTIME_APPDIRECTORY/*.yaml, as upstream's file loader reads it.
+    const dir = join(r.value('RUNTIME_ROOT') ?? DEFAULT_RUNTIME_ROOT, r.value('RUNTIME_SUBDIRECTORY') ?? '', r.value('RUNTIME_APPDIRECTORY') ?? DEFAULT_RUNTIME_APPDIRECTORY);
+    r.set(['envoy', 'config_dir'], dir, ...given);
+  }
+  const configType = r.value('CONFIG_TYPE');
+  if (configType !== undefined) {
+    if (configType.toUpperCase() === 'FILE') r.same('CONFIG_TYPE', 'envoy.config_dir (config files)');
+    else r.refuse('CONFIG_TYPE', `${configType} is not supported: ${NO_XDS}`);
+  }
+}
+
+function readServer(r: Reading): void {
+  const uds = r.value('GRPC_UDS');
+  const host = r.value('GRPC_HOST');
+  const port = r.value('GRPC_PORT');
+  if (uds !== undefined) {
+    r.set(['server', 'listen'], `unix:${uds}`, 'GRPC_UDS');
+    for (const name of ['GRPC_HOST', 'GRPC_PORT']) if (r.value(name) !== undefined) r.ignore(name, 'GRPC_UDS is set: sluice listens on the socket, as upstream does');
+  } else if (host !== undefined || port !== undefined) {
+    // Each replaces its part of server.listen: upstream's default host is 0.0.0.0, sluice's stays
+    // 127.0.0.1 unless GRPC_HOST says otherwise.
+    const current = typeof r.at(['server', 'listen']) === 'string' && !String(r.at(['server', 'listen'])).startsWith('unix:') ? String(r.at(['server', 'listen'])) : DEFAULT_LISTEN;
+    const colon = current.lastIndexOf(':');
+    const hostPart = host === undefined ? current.slice(0, colon) : host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
+    r.set(['server', 'listen'], `${hostPart}:${port ?? current.slice(colon + 1)}`, ...['GRPC_HOST', 'GRPC_PORT'].filter((name) => r.value(name) !== undefined));
+  }
+  for (const [name, key] of [
+    ['GRPC_MAX_CONNECTION_AGE', 'connection_max_age'],
+    ['GRPC_MAX_CONNECTION_AGE_GRACE', 'connection_max_age_grace'],
+  ] as const) {
+    const text = r.value(name);
+    if (text === undefined) continue;
+    const ms = parseGoDuration(text);
+    if (ms === undefined) r.refuse(name, `expected a Go duration such as 24h, 1h30m or 90s, not ${JSON.stringify(text)}`);
+    else r.set(['server', key], `${ms}ms`, name);
+  }
+  r.bool('GRPC_SERVER_USE_TLS', (on) => {
+    if (on) r.refuse('GRPC_SERVER_USE_TLS', 'sluice serves gRPC in plaintext (it listens on localhost beside its callers); it will not start without the TLS this asks for');
+  });
+
+  const level = r.value('LOG_LEVEL');
+  if (level !== undefined) {
+    const mapped = LOGRUS_LEVELS[level.toLowerCase()];
+    if (mapped) {
+      r.report.logLevel = mapped;
+      r.same('LOG_LEVEL', `the log level (${mapped}), unless SLUICE_LOG_LEVEL is set`);
+    } else {
+      r.refuse('LOG_LEVEL', `expected one of ${Object.keys(LOGRUS_LEVELS).join(', ')}, not ${JSON.stringify(level)}`);
+    }
+  }
+
+  r.bool('USE_PROMETHEUS', (on) => {
+    if (on) r.set(['server', 'admin'], r.value('PROMETHEUS_ADDR') ?? DEFAULT_PROMETHEUS_ADDR, 'USE_PROMETHEUS', ...(r.value('PROMETHEUS_ADDR') !== undefined ? ['PROMETHEUS_ADDR'] : []));
+  });
+  if (r.value('PROMETHEUS_ADDR') !== undefined && !r.handled.has('PROMETHEUS_ADDR')) r.ignore('PROMETHEUS_ADDR', 'read only with USE_PROMETHEUS=true');
+  const path = r.value('PROMETHEUS_PATH');
+  if (path === '/metrics') r.same('PROMETHEUS_PATH', 'GET /metrics on server.admin');
+  else if (path !== undefined) r.ignore('PROMETHEUS_PATH', 'sluice serves its metrics at /metrics only');
+}
+
+function readStore(r: Reading): void {
+  const backend = r.value('BACKEND_TYPE');
+  if (backend !== undefined && backend.toLowerCase() !== 'redis') {
+    r.refuse('BACKEND_TYPE', `${backend} is not supported: sluice keeps budgets in Redis (or, without store.redis, in this sidecar's memory only)`);
+    return;
+  }
+  if (backend !== undefined) r.same('BACKEND_TYPE', 'store.redis');
+  const url = r.value('REDIS_URL');
+  if (url === undefined) {
+    for (const name of ['REDIS_SOCKET_TYPE', 'REDIS_TYPE', 'REDIS_AUTH', 'REDIS_SENTINEL_AUTH', 'REDIS_TLS', 'REDIS_TLS_CLIENT_CERT', 'REDIS_TLS_CLIENT_KEY', 'REDIS_TLS_CACERT', 'REDIS_TLS_SKIP_HOSTNAME_VERIFICATION']) {
+      if (r.value(name) !== undefined) r.ignore(name, 'read only with REDIS_URL: without it, the store is the policy file’s');
+    }
+  } else {
+    readRedis(r, url);
+  }
+  if (!isObject(r.at(['store', 'redis']))) {
+    r.report.warnings.push('neither REDIS_URL nor the policy file names a Redis: budgets live in this sidecar’s memory, not shared with other replicas');
+    if (r.value('CACHE_KEY_PREFIX') !== undefined) r.ignore('CACHE_KEY_PREFIX', 'the embedded store keeps no keys in Redis');
+  } else {
+    const prefix = r.value('CACHE_KEY_PREFIX');
+    if (prefix !== undefined) r.set(['store', 'redis', 'prefix'], prefix, 'CACHE_KEY_PREFIX');
+  }
+}
+
+/** REDIS_URL and the variables that go with it, as one store.redis over the file's. */
+function readRedis(r: Reading, url: string): void {
+  const type = (r.value('REDIS_TYPE') ?? 'single').toLowerCase();
+  const tls = r.boolValue('REDIS_TLS') ?? false;
+  const file = r.at(['store', 'redis']);
+  const { url: _url, sentinel: _sentinel, cluster: _cluster, ...kept } = isObject(file) ? file : {};
+  const redis: Record<string, unknown> = kept;
+  const from = ['REDIS_URL'];
+  if (r.value('REDIS_TYPE') !== undefined) from.push('REDIS_TYPE');
+  const nodes = (list: string[]) => list.map((node) => node.trim());
+  if (type === 'single') {
+    // radix dials REDIS_SOCKET_TYPE ("unix" unless set) at REDIS_URL.
+    const socket = (r.value('REDIS_SOCKET_TYPE') ?? 'unix').toLowerCase();
+    if (socket !== 'tcp') {
+      r.refuse(
+        'REDIS_SOCKET_TYPE',
+        `${r.value('REDIS_SOCKET_TYPE') ?? 'unset (upstream’s default, unix)'}: sluice reaches Redis over TCP only; set REDIS_SOCKET_TYPE=tcp with REDIS_URL=host:port`,
+      );
+      return;
+    }
+    if (r.value('REDIS_SOCKET_TYPE') !== undefined) from.push('REDIS_SOCKET_TYPE');
+    redis.url = /^rediss?:\/\//.test(url) ? url : `${tls ? 'rediss' : 'redis'}://${url}`;
+  } else if (type === 'sentinel') {
+    const [master, ...sentinels] = nodes(url.split(','));
+    if (sentinels.length === 0) {
+      r.refuse('REDIS_URL', 'with REDIS_TYPE=sentinel, expected the master name and then the sentinels: <master>,<host:port>,...');
+      return;
+    }
+    redis.sentinel = { master, nodes: sentinels, ...credentials(r.value('REDIS_SENTINEL_AUTH')) };
+    if (r.value('REDIS_SENTINEL_AUTH') !== undefined) from.push('REDIS_SENTINEL_AUTH');
+  } else if (type === 'cluster') {
+    redis.cluster = { nodes: nodes(url.split(',')) };
+  } else {
+    r.refuse('REDIS_TYPE', `expected single, sentinel or cluster, not ${JSON.stringify(r.value('REDIS_TYPE'))}`);
+    return;
+  }
+  if (type !== 'sentinel' && r.value('REDIS_SENTINEL_AUTH') !== undefined) r.ignore('REDIS_SENTINEL_AUTH', 'read only with REDIS_TYPE=sentinel');
+  if (type !== 'single' && r.value('REDIS_SOCKET_TYPE') !== undefined) r.ignore('REDIS_SOCKET_TYPE', `read only with REDIS_TYPE=single; a ${type} is reached over TCP`);
+
+  const auth = r.value('REDIS_AUTH');
+  if (auth !== undefined) {
+    // "user:password" or "password", split at the first colon as upstream splits it.
+    delete redis.username;
+    delete redis.password;
+    delete redis.password_file;
+    Object.assign(redis, credentials(auth));
+    from.push('REDIS_AUTH');
+  }
+  const tlsFiles = [
+    ['REDIS_TLS_CACERT', 'ca_file'],
+    ['REDIS_TLS_CLIENT_CERT', 'cert_file'],
+    ['REDIS_TLS_CLIENT_KEY', 'key_file'],
+  ] as const;
+  if (tls) {
+    const section: Record<string, unknown> = isObject(redis.tls) ? { ...redis.tls } : {};
+    for (const [name, key] of tlsFiles) {
+      const path = r.value(name);
+      if (path === undefined) continue;
+      section[key] = path;
+      from.push(name);
+    }
+    redis.tls = section;
+    from.push('REDIS_TLS');
+    if (r.boolValue('REDIS_TLS_SKIP_HOSTNAME_VERIFICATION')) {
+      r.refuse(
+        'REDIS_TLS_SKIP_HOSTNAME_VERIFICATION',
+        'sluice checks the certificate and its name, or (store.redis.tls.insecure_skip_verify in the policy file) neither; set store.redis.tls.server_name to the name the certificate carries',
+      );
+    }
+  } else {
+    for (const [name] of tlsFiles) if (r.value(name) !== undefined) r.ignore(name, 'read only with REDIS_TLS=true');
+    if (r.value('REDIS_TLS') !== undefined) r.same('REDIS_TLS', 'no TLS towards Redis');
+    if (r.value('REDIS_TLS_SKIP_HOSTNAME_VERIFICATION') !== undefined) r.ignore('REDIS_TLS_SKIP_HOSTNAME_VERIFICATION', 'read only with REDIS_TLS=true');
+  }
+  r.set(['store', 'redis'], redis, ...from);
+}
+
+/** upstream's "user:password" or "password". */
+function credentials(auth: string | undefined): { username?: string; password?: string } {
+  if (auth === undefined) return {};
+  const colon = auth.indexOf(':');
+  return colon < 0 ? { password: auth } : { username: auth.slice(0, colon), password: auth.slice(colon + 1) };
+}
+
+/** logrus's level names (as its ParseLevel reads them, any case) as pino's. */
+const LOGRUS_LEVELS: Readonly<Record<string, LogLevel>> = {
+  panic: 'fatal',
+  fatal: 'fatal',
+  error: 'error',
+  warn: 'warn',
+  warning: 'warn',
+  info: 'info',
+  debug: 'debug',
+  trace: 'trace',
+};
+
+const GO_BOOL: Readonly<Record<string, boolean>> = {
+  '1': true,
+  t: true,
+  T: true,
+  true: true,
+  TRUE: true,
+  True: true,
+  '0': false,
+  f: false,
+  F: false,
+  false: false,
+  FALSE: false,
+  False: false,
+};
+
+const GO_DURATION_UNITS: Readonly<Record<string, number>> = { ns: 1e-6, us: 1e-3, 'µs': 1e-3, 'μs': 1e-3, ms: 1, s: 1_000, m: 60_000, h: 3_600_000 };
+
+/** Go's time.ParseDuration (`1h30m`, `1.5s`, `300ms`, `0`) in milliseconds; undefined when it is not one. */
+export function parseGoDuration(text: string): number | undefined {
+  if (text === '0' || text === '+0' || text === '-0') return 0;
+  const match = /^([+-]?)((?:(?:\d+\.?\d*|\.\d+)(?:ns|us|µs|μs|ms|s|m|h))+)$/.exec(text);
+  if (!match) return undefined;
+  let ms = 0;
+  for (const part of match[2]!.matchAll(/(\d+\.?\d*|\.\d+)(ns|us|µs|μs|ms|s|m|h)/g)) ms += Number(part[1]) * GO_DURATION_UNITS[part[2]!]!;
+  return match[1] === '-' ? -ms : ms;
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** The environment being read, and what has come of it so far. */
+class Reading {
+  readonly report: UpstreamEnvReport = { applied: [], ignored: [], warnings: [], logLevel: null };
+  readonly problems: string[] = [];
+  readonly sources = new Map<string, string>();
+  /** Variables applied, ignored or refused by their own rule (the rest set are ignored with IGNORED's reason). */
+  readonly handled = new Set<string>();
+
+  constructor(
+    public policy: Record<string, unknown>,
+    private readonly env: Environment,
+  ) {}
+
+  /** A variable's value; undefined when unset or empty. */
+  value(name: string): string | undefined {
+    const value = this.env[name];
+    return value === undefined || value === '' ? undefined : value;
+  }
+
+  /** A boolean variable as Go's strconv.ParseBool reads it; undefined when unset or (refused) not one. */
+  boolValue(name: string): boolean | undefined {
+    const text = this.value(name);
+    if (text === undefined) return undefined;
+    const value = GO_BOOL[text];
+    if (value === undefined) this.refuse(name, `expected true or false (1, t, T, TRUE, true, True, 0, f, F, FALSE, false, False), not ${JSON.stringify(text)}`);
+    return value;
+  }
+
+  /** Calls `use` with a boolean variable's value when it is set and is one. */
+  bool(name: string, use: (value: boolean) => void): void {
+    const value = this.boolValue(name);
+    if (value !== undefined) use(value);
+  }
+
+  /** The value at a path of the policy being built. */
+  at(path: readonly string[]): unknown {
+    let node: unknown = this.policy;
+    for (const key of path) node = isObject(node) ? node[key] : undefined;
+    return node;
+  }
+
+  /** Sets a path of the policy (copying every object along it), from these variables. */
+  set(path: readonly string[], value: unknown, ...names: string[]): void {
+    this.policy = withPath(this.policy, path, value) as Record<string, unknown>;
+    const setting = path.join('.');
+    this.sources.set(setting, names.join(', '));
+    for (const name of names) {
+      this.handled.add(name);
+      this.report.applied.push({ name, setting });
+    }
+  }
+
+  /** A variable whose value asks for what sluice does anyway. */
+  same(name: string, setting: string): void {
+    this.handled.add(name);
+    this.report.applied.push({ name, setting });
+  }
+
+  ignore(name: string, reason: string): void {
+    if (this.handled.has(name)) return;
+    this.handled.add(name);
+    this.report.ignored.push({ name, reason });
+  }
+
+  refuse(name: string, message: string): void {
+    this.handled.add(name);
+    this.problems.push(`${name} (environment, read because envoy.upstream_env is true): ${message}`);
+  }
+}
+
+function withPath(node: unknown, path: readonly string[], value: unknown): unknown {
+  if (path.length === 0) return value;
+  const copy: Record<string, unknown> = isObject(node) ? { ...node } : {};
+  copy[path[0]!] = withPath(copy[path[0]!], path.slice(1), value);
+  return copy;
+}

@@ -1,0 +1,286 @@
+// envoy.upstream_env: a policy read with envoyproxy/ratelimit's environment variables, as a
+// Deployment's env block sets them. Each variable either becomes a setting, is reported as
+// ignored with why, or stops the load naming itself; SLUICE_* variables still win.
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { parsePolicy, PolicyError } from '../../src/config/load.js';
+import type { Policy } from '../../src/config/policy.js';
+import { applyUpstreamEnv, IGNORED, MAPPED, parseGoDuration, UPSTREAM_VARIABLES } from '../../src/config/upstream-env.js';
+import { packageRoot } from '../../src/paths.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'sluice-upstream-env-'));
+const POLICY = `envoy:\n  config_dir: ${dir}\n  upstream_env: true\n`;
+
+const load = (env: Record<string, string>, yaml = POLICY): Policy => parsePolicy(yaml, 'policy.yaml', env);
+
+function problems(env: Record<string, string>, yaml = POLICY): string[] {
+  try {
+    load(env, yaml);
+  } catch (err) {
+    if (err instanceof PolicyError) return err.problems;
+    throw err;
+  }
+  throw new Error('expected the policy to be refused');
+}
+
+/** envoyproxy/ratelimit's environment variables: every envconfig name in its src/settings/settings.go (main, July 2026). */
+const SETTINGS_GO = `HOST PORT DEBUG_HOST DEBUG_PORT GRPC_UDS GRPC_HOST GRPC_PORT GRPC_MAX_CONNECTION_AGE GRPC_MAX_CONNECTION_AGE_GRACE
+GRPC_SERVER_USE_TLS GRPC_SERVER_TLS_CERT GRPC_SERVER_TLS_KEY GRPC_CLIENT_TLS_CACERT GRPC_CLIENT_TLS_SAN LOG_LEVEL LOG_FORMAT CONFIG_TYPE
+FORCE_START_WITHOUT_INITIAL_CONFIG CONFIG_GRPC_XDS_NODE_ID CONFIG_GRPC_XDS_NODE_METADATA CONFIG_GRPC_XDS_SERVER_URL
+CONFIG_GRPC_XDS_SERVER_CONNECT_RETRY_INTERVAL CONFIG_GRPC_XDS_CLIENT_ADDITIONAL_HEADERS CONFIG_GRPC_XDS_SERVER_USE_TLS
+CONFIG_GRPC_XDS_CLIENT_TLS_CERT CONFIG_GRPC_XDS_CLIENT_TLS_KEY CONFIG_GRPC_XDS_SERVER_TLS_CACERT CONFIG_GRPC_XDS_SERVER_TLS_SAN
+XDS_CLIENT_BACKOFF_INITIAL_INTERVAL XDS_CLIENT_BACKOFF_MAX_INTERVAL XDS_CLIENT_BACKOFF_RANDOM_FACTOR XDS_CLIENT_BACKOFF_JITTER
+XDS_CLIENT_MAX_MSG_SIZE_IN_BYTES USE_DOG_STATSD USE_DOG_STATSD_MOGRIFIERS USE_STATSD STATSD_HOST STATSD_PORT EXTRA_TAGS
+STATS_FLUSH_INTERVAL DISABLE_STATS USE_PROMETHEUS PROMETHEUS_ADDR PROMETHEUS_PATH PROMETHEUS_MAPPER_YAML
+PROMETHEUS_RESPONSE_TIME_AS_MILLISECONDS RUNTIME_ROOT RUNTIME_SUBDIRECTORY RUNTIME_APPDIRECTORY RUNTIME_IGNOREDOTFILES
+RUNTIME_WATCH_ROOT EXPIRATION_JITTER_MAX_SECONDS LOCAL_CACHE_SIZE_IN_BYTES NEAR_LIMIT_RATIO CACHE_KEY_PREFIX BACKEND_TYPE
+STOP_CACHE_KEY_INCREMENT_WHEN_OVERLIMIT LIMIT_RESPONSE_HEADERS_ENABLED LIMIT_LIMIT_HEADER LIMIT_REMAINING_HEADER LIMIT_RESET_HEADER
+HEALTHY_WITH_AT_LEAST_ONE_CONFIG_LOADED REDIS_SOCKET_TYPE REDIS_TYPE REDIS_URL REDIS_POOL_SIZE REDIS_AUTH REDIS_TLS
+REDIS_TLS_CLIENT_CERT REDIS_TLS_CLIENT_KEY REDIS_TLS_CACERT REDIS_TLS_SKIP_HOSTNAME_VERIFICATION REDIS_PIPELINE_WINDOW
+REDIS_PIPELINE_LIMIT REDIS_CLUSTER_PIPELINE_PARALLELISM REDIS_PERSECOND REDIS_PERSECOND_SOCKET_TYPE REDIS_PERSECOND_TYPE
+REDIS_PERSECOND_URL REDIS_PERSECOND_POOL_SIZE REDIS_PERSECOND_AUTH REDIS_PERSECOND_TLS REDIS_SENTINEL_AUTH
+REDIS_PERSECOND_SENTINEL_AUTH REDIS_PERSECOND_PIPELINE_WINDOW REDIS_PERSECOND_PIPELINE_LIMIT
+REDIS_PERSECOND_CLUSTER_PIPELINE_PARALLELISM REDIS_HEALTH_CHECK_ACTIVE_CONNECTION REDIS_TIMEOUT REDIS_PERSECOND_TIMEOUT
+REDIS_POOL_ON_EMPTY_BEHAVIOR REDIS_PERSECOND_POOL_ON_EMPTY_BEHAVIOR REDIS_STARTUP_INITIAL_INTERVAL REDIS_STARTUP_MAX_INTERVAL
+REDIS_STARTUP_MAX_ELAPSED_TIME MEMCACHE_HOST_PORT MEMCACHE_MAX_IDLE_CONNS MEMCACHE_SRV MEMCACHE_SRV_REFRESH MEMCACHE_TLS
+MEMCACHE_TLS_CLIENT_CERT MEMCACHE_TLS_CLIENT_KEY MEMCACHE_TLS_CACERT MEMCACHE_TLS_SKIP_HOSTNAME_VERIFICATION SHADOW_MODE
+QUOTA_MODE RESPONSE_DYNAMIC_METADATA MERGE_DOMAIN_CONFIG TRACING_ENABLED TRACING_SERVICE_NAME TRACING_SERVICE_NAMESPACE
+TRACING_SERVICE_INSTANCE_ID TRACING_EXPORTER_PROTOCOL TRACING_SAMPLING_RATE`.split(/\s+/);
+
+describe('the variables', () => {
+  it('are all of upstream’s, each read or ignored (never both), and each in the table of docs/envoy.md', () => {
+    expect([...UPSTREAM_VARIABLES].sort()).toEqual([...SETTINGS_GO].sort());
+    expect(MAPPED.filter((name) => Object.hasOwn(IGNORED, name))).toEqual([]);
+    const docs = readFileSync(join(packageRoot, 'docs', 'envoy.md'), 'utf8');
+    const rows = new Set([...docs.matchAll(/^\| `([A-Z0-9_]+)` \|/gm)].map((m) => m[1]));
+    expect(SETTINGS_GO.filter((name) => !rows.has(name))).toEqual([]);
+  });
+
+  it('are read only with upstream_env: true', () => {
+    const off = load({ SHADOW_MODE: 'true', NEAR_LIMIT_RATIO: '0.5' }, `envoy:\n  config_dir: ${dir}\n`);
+    expect(off.envoy).toMatchObject({ shadowMode: false, nearLimitRatio: 0.8, upstreamEnv: null });
+  });
+});
+
+describe('settings that change answers', () => {
+  it('SHADOW_MODE, LIMIT_*, NEAR_LIMIT_RATIO and HEALTHY_WITH_AT_LEAST_ONE_CONFIG_LOADED, over the file', () => {
+    const policy = load(
+      {
+        SHADOW_MODE: 'true',
+        LIMIT_RESPONSE_HEADERS_ENABLED: 'True',
+        LIMIT_LIMIT_HEADER: 'X-RateLimit-Limit',
+        LIMIT_REMAINING_HEADER: 'X-RateLimit-Remaining',
+        LIMIT_RESET_HEADER: 'X-RateLimit-Reset',
+        NEAR_LIMIT_RATIO: '0.9',
+        HEALTHY_WITH_AT_LEAST_ONE_CONFIG_LOADED: 't',
+      },
+      `${POLICY}  near_limit_ratio: 0.5\n  shadow_mode: false\n`,
+    );
+    expect(policy.envoy).toMatchObject({
+      shadowMode: true,
+      responseHeaders: true,
+      responseHeaderNames: { limit: 'X-RateLimit-Limit', remaining: 'X-RateLimit-Remaining', reset: 'X-RateLimit-Reset' },
+      nearLimitRatio: 0.9,
+      requireDomains: true,
+    });
+    expect(policy.envoy!.upstreamEnv!.applied).toEqual(
+      expect.arrayContaining([
+        { name: 'SHADOW_MODE', setting: 'envoy.shadow_mode' },
+        { name: 'LIMIT_LIMIT_HEADER', setting: 'envoy.response_header_names.limit' },
+        { name: 'NEAR_LIMIT_RATIO', setting: 'envoy.near_limit_ratio' },
+        { name: 'HEALTHY_WITH_AT_LEAST_ONE_CONFIG_LOADED', setting: 'envoy.require_domains' },
+      ]),
+    );
+  });
+
+  it('false and unset leave sluice’s defaults, which are upstream’s', () => {
+    const policy = load({ SHADOW_MODE: 'false', LIMIT_RESPONSE_HEADERS_ENABLED: 'F' });
+    expect(policy.envoy).toMatchObject({ shadowMode: false, responseHeaders: false, nearLimitRatio: 0.8, requireDomains: false });
+    expect(policy.envoy!.responseHeaderNames).toEqual({ limit: 'RateLimit-Limit', remaining: 'RateLimit-Remaining', reset: 'RateLimit-Reset' });
+  });
+
+  it('QUOTA_MODE and RESPONSE_DYNAMIC_METADATA become envoy.quota_mode and envoy.response_dynamic_metadata', () => {
+    const policy = load({ QUOTA_MODE: 'true', RESPONSE_DYNAMIC_METADATA: '1' });
+    expect(policy.envoy).toMatchObject({ quotaMode: true, responseDynamicMetadata: true });
+    expect(policy.envoy!.upstreamEnv!.applied).toEqual([
+      { name: 'QUOTA_MODE', setting: 'envoy.quota_mode' },
+      { name: 'RESPONSE_DYNAMIC_METADATA', setting: 'envoy.response_dynamic_metadata' },
+    ]);
+    // The policy the variables are applied to is left as it was.
+    const file = { envoy: { upstream_env: true } };
+    expect(applyUpstreamEnv(file, { QUOTA_MODE: 'true' }).policy).toEqual({ envoy: { upstream_env: true, quota_mode: true } });
+    expect(file).toEqual({ envoy: { upstream_env: true } });
+  });
+
+  it('refuses values upstream would refuse, naming the variable', () => {
+    expect(problems({ SHADOW_MODE: 'yes', NEAR_LIMIT_RATIO: 'most' })).toEqual([
+      'SHADOW_MODE (environment, read because envoy.upstream_env is true): expected true or false (1, t, T, TRUE, true, True, 0, f, F, FALSE, false, False), not "yes"',
+      'NEAR_LIMIT_RATIO (environment, read because envoy.upstream_env is true): expected a number from 0 to 1, not "most"',
+    ]);
+  });
+
+  it('a value sluice’s bounds refuse names the variable it came from, not a line of the file', () => {
+    expect(problems({ NEAR_LIMIT_RATIO: '1.5', LIMIT_RESET_HEADER: 'Reset Time' }, `${POLICY}  near_limit_ratio: 0.5\n`)).toEqual([
+      expect.stringMatching(/^envoy\.response_header_names\.reset \(from LIMIT_RESET_HEADER\): "Reset Time": expected an HTTP header name/),
+      'envoy.near_limit_ratio (from NEAR_LIMIT_RATIO): 1.5: expected a number from 0 to 1',
+    ]);
+  });
+});
+
+describe('where config files are', () => {
+  it('RUNTIME_ROOT/RUNTIME_SUBDIRECTORY/RUNTIME_APPDIRECTORY, with upstream’s defaults for the parts unset', () => {
+    const yaml = 'envoy:\n  upstream_env: true\n';
+    expect(load({ RUNTIME_ROOT: '/data', RUNTIME_SUBDIRECTORY: 'ratelimit', RUNTIME_APPDIRECTORY: 'rules' }, yaml).envoy!.configDir).toBe('/data/ratelimit/rules');
+    expect(load({ RUNTIME_SUBDIRECTORY: 'ratelimit' }, yaml).envoy!.configDir).toBe('/srv/runtime_data/current/ratelimit/config');
+    expect(load({ RUNTIME_ROOT: '/data' }, `${POLICY}`).envoy!).toMatchObject({ configDir: '/data/config', configDirAt: 'envoy.config_dir (from RUNTIME_ROOT)' });
+  });
+
+  it('CONFIG_TYPE other than FILE stops the load: sluice has no xDS', () => {
+    expect(problems({ CONFIG_TYPE: 'GRPC_XDS_SOTW' })).toEqual([expect.stringMatching(/^CONFIG_TYPE \(environment.*\): GRPC_XDS_SOTW is not supported: sluice reads config files only/)]);
+    expect(load({ CONFIG_TYPE: 'FILE' }).envoy!.upstreamEnv!.applied).toContainEqual({ name: 'CONFIG_TYPE', setting: 'envoy.config_dir (config files)' });
+  });
+});
+
+describe('the server', () => {
+  it('GRPC_HOST and GRPC_PORT each replace their part of server.listen; GRPC_UDS a unix socket', () => {
+    expect(load({ GRPC_PORT: '8081' }).server.listen).toBe('127.0.0.1:8081');
+    expect(load({ GRPC_HOST: '0.0.0.0', GRPC_PORT: '8081' }).server.listen).toBe('0.0.0.0:8081');
+    expect(load({ GRPC_HOST: '::' }, `server:\n  listen: 127.0.0.1:7000\n${POLICY}`).server.listen).toBe('[::]:7000');
+    const uds = load({ GRPC_UDS: '/run/ratelimit.sock', GRPC_PORT: '8081' });
+    expect(uds.server.listen).toBe('unix:/run/ratelimit.sock');
+    expect(uds.envoy!.upstreamEnv!.ignored).toContainEqual({ name: 'GRPC_PORT', reason: 'GRPC_UDS is set: sluice listens on the socket, as upstream does' });
+  });
+
+  it('SLUICE_LISTEN and SLUICE_ADMIN still win', () => {
+    const policy = load({ GRPC_PORT: '8081', USE_PROMETHEUS: 'true', SLUICE_LISTEN: '127.0.0.1:9000', SLUICE_ADMIN: 'off' });
+    expect(policy.server).toMatchObject({ listen: '127.0.0.1:9000', admin: null });
+  });
+
+  it('GRPC_MAX_CONNECTION_AGE and _GRACE as Go durations; sluice’s bounds name the variable', () => {
+    expect(load({ GRPC_MAX_CONNECTION_AGE: '1h30m', GRPC_MAX_CONNECTION_AGE_GRACE: '90s' }).server.connections).toMatchObject({ maxAgeMs: 5_400_000, maxAgeGraceMs: 90_000 });
+    expect(problems({ GRPC_MAX_CONNECTION_AGE: '48h' })).toEqual(['server.connection_max_age (from GRPC_MAX_CONNECTION_AGE): "172800000ms": expected at most 1d']);
+    expect(problems({ GRPC_MAX_CONNECTION_AGE: 'forever' })).toEqual([expect.stringMatching(/^GRPC_MAX_CONNECTION_AGE \(environment.*\): expected a Go duration/)]);
+  });
+
+  it('GRPC_SERVER_USE_TLS=true stops the load: sluice would serve without the TLS it asks for', () => {
+    expect(problems({ GRPC_SERVER_USE_TLS: 'true', GRPC_SERVER_TLS_CERT: '/tls/cert.pem' })).toEqual([expect.stringMatching(/^GRPC_SERVER_USE_TLS .*plaintext/)]);
+    expect(load({ GRPC_SERVER_USE_TLS: 'false', GRPC_SERVER_TLS_CERT: '/tls/cert.pem' }).envoy!.upstreamEnv!.ignored).toContainEqual({
+      name: 'GRPC_SERVER_TLS_CERT',
+      reason: 'read only with GRPC_SERVER_USE_TLS=true, which stops the start',
+    });
+  });
+
+  it('USE_PROMETHEUS serves /metrics on PROMETHEUS_ADDR (upstream’s default :9090)', () => {
+    expect(load({ USE_PROMETHEUS: 'true' }).server.admin).toBe(':9090');
+    expect(load({ USE_PROMETHEUS: 'true', PROMETHEUS_ADDR: '127.0.0.1:9102', PROMETHEUS_PATH: '/metrics' }).server.admin).toBe('127.0.0.1:9102');
+    const other = load({ PROMETHEUS_ADDR: ':9102', PROMETHEUS_PATH: '/stats' });
+    expect(other.server.admin).toBe('127.0.0.1:9464');
+    expect(other.envoy!.upstreamEnv!.ignored).toEqual([
+      { name: 'PROMETHEUS_ADDR', reason: 'read only with USE_PROMETHEUS=true' },
+      { name: 'PROMETHEUS_PATH', reason: 'sluice serves its metrics at /metrics only' },
+    ]);
+  });
+
+  it('LOG_LEVEL as logrus names it, any case', () => {
+    expect(load({ LOG_LEVEL: 'WARN' }).envoy!.upstreamEnv!.logLevel).toBe('warn');
+    expect(load({ LOG_LEVEL: 'panic' }).envoy!.upstreamEnv!.logLevel).toBe('fatal');
+    expect(load({}).envoy!.upstreamEnv!.logLevel).toBeNull();
+    expect(problems({ LOG_LEVEL: 'loud' })).toEqual([expect.stringMatching(/^LOG_LEVEL .*expected one of panic, fatal, error, warn, warning, info, debug, trace, not "loud"$/)]);
+  });
+});
+
+describe('the store', () => {
+  const pem = join(dir, 'ca.pem');
+  writeFileSync(pem, '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n');
+
+  it('REDIS_URL host:port over TCP, with REDIS_AUTH as user:password and CACHE_KEY_PREFIX', () => {
+    const policy = load({ REDIS_SOCKET_TYPE: 'tcp', REDIS_URL: 'redis.default:6379', REDIS_AUTH: 'app:s3cret:x', CACHE_KEY_PREFIX: 'edge_' });
+    expect(policy.store.redis).toMatchObject({
+      topology: { kind: 'standalone', node: { host: 'redis.default', port: 6379 }, db: 0 },
+      username: 'app',
+      password: 's3cret:x',
+      tls: null,
+      prefix: 'edge_',
+    });
+    // Secrets are named, never shown.
+    expect(JSON.stringify(policy.envoy!.upstreamEnv)).not.toContain('s3cret');
+  });
+
+  it('REDIS_AUTH as a password alone replaces the file’s; the file’s prefix and timeout stay', () => {
+    const yaml = `store:\n  redis: { url: redis://old:6379, password: filepass, prefix: mine }\n  timeout: 50ms\n${POLICY}`;
+    const policy = load({ REDIS_SOCKET_TYPE: 'TCP', REDIS_URL: 'new:6380', REDIS_AUTH: 'envpass' }, yaml);
+    expect(policy.store).toMatchObject({ timeoutMs: 50, redis: { topology: { node: { host: 'new', port: 6380 } }, username: null, password: 'envpass', prefix: 'mine' } });
+  });
+
+  it('REDIS_TLS with REDIS_TLS_CACERT', () => {
+    const policy = load({ REDIS_SOCKET_TYPE: 'tcp', REDIS_URL: 'redis:6379', REDIS_TLS: 'true', REDIS_TLS_CACERT: pem });
+    expect(policy.store.redis!.tls).toMatchObject({ ca: expect.stringContaining('BEGIN CERTIFICATE'), verify: true });
+  });
+
+  it('REDIS_TYPE sentinel (master, then sentinels) with REDIS_SENTINEL_AUTH, and cluster', () => {
+    const sentinel = load({ REDIS_TYPE: 'SENTINEL', REDIS_URL: 'mymaster,s1:26379,s2:26379', REDIS_SENTINEL_AUTH: 'sentinelpass' });
+    expect(sentinel.store.redis!.topology).toEqual({
+      kind: 'sentinel',
+      master: 'mymaster',
+      sentinels: [
+        { host: 's1', port: 26379 },
+        { host: 's2', port: 26379 },
+      ],
+      username: null,
+      password: 'sentinelpass',
+    });
+    const cluster = load({ REDIS_TYPE: 'cluster', REDIS_URL: 'n1:7000,n2:7001' });
+    expect(cluster.store.redis!.topology).toEqual({ kind: 'cluster', nodes: [{ host: 'n1', port: 7000 }, { host: 'n2', port: 7001 }] });
+  });
+
+  it('SLUICE_REDIS_URL still wins', () => {
+    const policy = load({ REDIS_SOCKET_TYPE: 'tcp', REDIS_URL: 'envredis:6379', SLUICE_REDIS_URL: 'redis://sluice:6379' });
+    expect(policy.store.redis!.topology).toMatchObject({ node: { host: 'sluice' } });
+  });
+
+  it('stops the load where sluice cannot keep the meaning: a unix socket, memcached, hostname-only TLS checks', () => {
+    expect(problems({ REDIS_URL: '/var/run/nutcracker/ratelimit.sock' })).toEqual([
+      expect.stringMatching(/^REDIS_SOCKET_TYPE .*unset \(upstream’s default, unix\): sluice reaches Redis over TCP only/),
+    ]);
+    expect(problems({ BACKEND_TYPE: 'memcache', MEMCACHE_HOST_PORT: 'm:11211' })).toEqual([expect.stringMatching(/^BACKEND_TYPE .*memcache is not supported/)]);
+    expect(problems({ REDIS_SOCKET_TYPE: 'tcp', REDIS_URL: 'r:6379', REDIS_TLS: 'true', REDIS_TLS_SKIP_HOSTNAME_VERIFICATION: 'true' })).toEqual([
+      expect.stringMatching(/^REDIS_TLS_SKIP_HOSTNAME_VERIFICATION .*server_name/),
+    ]);
+    expect(problems({ REDIS_TYPE: 'sentinel', REDIS_URL: 'mymaster' })).toEqual([expect.stringMatching(/^REDIS_URL .*the master name and then the sentinels/)]);
+  });
+
+  it('without REDIS_URL the file’s store stays, and an unshared embedded store is warned about', () => {
+    const policy = load({ REDIS_AUTH: 'x', CACHE_KEY_PREFIX: 'p_' });
+    expect(policy.store.redis).toBeNull();
+    expect(policy.envoy!.upstreamEnv).toMatchObject({
+      ignored: [
+        { name: 'REDIS_AUTH', reason: 'read only with REDIS_URL: without it, the store is the policy file’s' },
+        { name: 'CACHE_KEY_PREFIX', reason: 'the embedded store keeps no keys in Redis' },
+      ],
+      warnings: ['neither REDIS_URL nor the policy file names a Redis: budgets live in this sidecar’s memory, not shared with other replicas'],
+    });
+  });
+});
+
+describe('variables sluice has no use for', () => {
+  it('are reported once each, with why; unset ones are not', () => {
+    const report = load({ USE_STATSD: 'true', STATSD_HOST: 'statsd', REDIS_POOL_SIZE: '20', LOCAL_CACHE_SIZE_IN_BYTES: '1048576', TRACING_ENABLED: 'false' }).envoy!.upstreamEnv!;
+    expect(report.ignored.map((i) => i.name)).toEqual(['USE_STATSD', 'STATSD_HOST', 'LOCAL_CACHE_SIZE_IN_BYTES', 'REDIS_POOL_SIZE', 'TRACING_ENABLED']);
+    expect(report.ignored[0]!.reason).toBe(IGNORED.USE_STATSD);
+  });
+});
+
+describe('parseGoDuration', () => {
+  it('reads what Go’s time.ParseDuration reads', () => {
+    expect(parseGoDuration('24h')).toBe(86_400_000);
+    expect(parseGoDuration('1h30m')).toBe(5_400_000);
+    expect(parseGoDuration('1.5s')).toBe(1_500);
+    expect(parseGoDuration('300ms')).toBe(300);
+    expect(parseGoDuration('500us')).toBe(0.5);
+    expect(parseGoDuration('0')).toBe(0);
+    expect(parseGoDuration('-2m')).toBe(-120_000);
+    for (const bad of ['', '10', 'h', '1d', '1h 30m', 'ten seconds']) expect(parseGoDuration(bad)).toBeUndefined();
+  });
+});
