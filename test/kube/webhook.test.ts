@@ -43,8 +43,13 @@ interface Answer {
   body: string;
 }
 
-/** `ca`: the only certificates trusted; without it, any certificate is accepted (as the kubelet's probes do). */
-function call(port: number, method: string, path: string, options: { ca?: string; body?: string | Buffer; servername?: string } = {}): Promise<Answer> {
+/**
+ * `ca`: the only certificates trusted; without it, any certificate is accepted (as the kubelet's
+ * probes do). `declaredBytes`: a content-length larger than `body`, which is sent without ending
+ * the request: the answer must come from the headers alone (a server that refuses a large body
+ * and closes while the client still writes it would race the client's EPIPE).
+ */
+function call(port: number, method: string, path: string, options: { ca?: string; body?: string | Buffer; servername?: string; declaredBytes?: number } = {}): Promise<Answer> {
   return new Promise((resolve, reject) => {
     const req = request(
       {
@@ -55,17 +60,24 @@ function call(port: number, method: string, path: string, options: { ca?: string
         agent: false,
         servername: options.servername ?? SERVICE_HOST,
         ...(options.ca ? { ca: options.ca } : { rejectUnauthorized: false }),
-        headers: options.body === undefined ? {} : { 'content-type': 'application/json' },
+        headers: {
+          ...(options.body === undefined ? {} : { 'content-type': 'application/json' }),
+          ...(options.declaredBytes === undefined ? {} : { 'content-length': options.declaredBytes }),
+        },
       },
       (res) => {
         let body = '';
         res.setEncoding('utf8');
         res.on('data', (chunk) => (body += chunk));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+        res.on('end', () => {
+          resolve({ status: res.statusCode ?? 0, body });
+          if (options.declaredBytes !== undefined) req.destroy();
+        });
       },
     );
     req.on('error', reject);
-    req.end(options.body);
+    if (options.declaredBytes === undefined) req.end(options.body);
+    else req.write(options.body ?? '');
   });
 }
 
@@ -154,7 +166,7 @@ describe('with its own CA', () => {
     expect(await call(injector.port, 'GET', '/readyz')).toMatchObject({ status: 200 });
     expect(await call(injector.port, 'GET', '/inject')).toMatchObject({ status: 405 });
     expect(await call(injector.port, 'POST', '/mutate', { body: '{}' })).toMatchObject({ status: 404 });
-    expect(await call(injector.port, 'POST', '/inject', { body: Buffer.alloc(3 * 1024 * 1024, ' ') })).toMatchObject({ status: 413 });
+    expect(await call(injector.port, 'POST', '/inject', { body: Buffer.alloc(1024, ' '), declaredBytes: 3 * 1024 * 1024 })).toMatchObject({ status: 413 });
     const broken = await call(injector.port, 'POST', '/inject', { body: '{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "requ' });
     expect(broken.status).toBe(200);
     expect(JSON.parse(broken.body).response).toEqual({ uid: '', allowed: true });
