@@ -478,13 +478,14 @@ describe(`fuzz (seed ${SEED}; set SLUICE_FUZZ_SEED to replay another)`, () => {
       };
       addUnary('/sluice.v1.RateLimiter/Acquire', ACQUIRE_SEEDS, 300);
       addUnary('/sluice.v1.RateLimiter/Release', RELEASE_SEEDS, 300);
-      addUnary('/sluice.v1.RateLimiter/Inspect', INSPECT_SEEDS, 200);
       addUnary('/grpc.health.v1.Health/Check', HEALTH_SEEDS, 200);
       for (let i = 0; i < 100; i++) {
         const bodies = Array.from({ length: 1 + Math.floor(rand() * 4) }, () => mutate(ACQUIRE_SEEDS));
         if (i === 0) bodies.push(oversize);
         plan.push({ method: '/sluice.v1.RateLimiter/AcquireStream', body: bodies, run: () => bidi(raw, '/sluice.v1.RateLimiter/AcquireStream', bodies) });
       }
+      // Last, so that the messages drawn for every other method are the ones drawn before Inspect was.
+      addUnary('/sluice.v1.RateLimiter/Inspect', INSPECT_SEEDS, 200);
 
       const outcomes = await inBatches(plan.map((p) => p.run));
       const histogram: Record<string, Record<string, number>> = {};
