@@ -107,6 +107,8 @@ export interface Policy {
     maxStreams: number;
     /** Requests waiting (max_wait) in this sidecar at once. */
     maxWaiters: number;
+    /** Labels every metric carries. */
+    metricLabels: Readonly<Record<string, string>>;
   };
   store: { redis: RedisConfig | null; timeoutMs: number; maxKeys: number };
   resources: ReadonlyMap<string, Resource>;
@@ -195,6 +197,7 @@ export function compilePolicy(file: PolicyFile, placeOf: PlaceOf, upstreamEnv: U
       },
       maxStreams: file.server.max_streams,
       maxWaiters: file.server.max_waiters,
+      metricLabels: file.server.metric_labels,
     },
     store: { redis: file.store.redis ? compileRedis(file.store.redis) : null, timeoutMs: file.store.timeout, maxKeys: file.store.max_keys },
     resources: new Map((file.resources ?? []).map((res) => [res.name, compileResource(res)])),

@@ -86,7 +86,6 @@ export const IGNORED: Readonly<Record<string, string>> = {
   USE_STATSD: NO_STATSD,
   STATSD_HOST: NO_STATSD,
   STATSD_PORT: NO_STATSD,
-  EXTRA_TAGS: NO_STATSD,
   STATS_FLUSH_INTERVAL: 'Prometheus reads sluice’s counters when it scrapes; there is nothing to flush',
   DISABLE_STATS: 'sluice’s metrics cost a table lookup per decision and are read only when scraped; they cannot be turned off',
   PROMETHEUS_MAPPER_YAML: 'sluice names its metrics itself (docs/envoy.md, Statistics, lists them beside upstream’s)',
@@ -166,6 +165,7 @@ export const MAPPED: readonly string[] = [
   'USE_PROMETHEUS',
   'PROMETHEUS_ADDR',
   'PROMETHEUS_PATH',
+  'EXTRA_TAGS',
   'BACKEND_TYPE',
   'CACHE_KEY_PREFIX',
   'REDIS_SOCKET_TYPE',
@@ -277,6 +277,15 @@ function readServer(r: Reading): void {
   const path = r.value('PROMETHEUS_PATH');
   if (path === '/metrics') r.same('PROMETHEUS_PATH', 'GET /metrics on server.admin');
   else if (path !== undefined) r.ignore('PROMETHEUS_PATH', 'sluice serves its metrics at /metrics only');
+
+  const tags = r.value('EXTRA_TAGS');
+  if (tags !== undefined) {
+    // envconfig's map form, name:value,name:value; the schema checks the names.
+    const pairs = tags.split(',').map((item) => item.split(/:(.*)/s, 2));
+    const bad = pairs.find((pair) => pair.length < 2);
+    if (bad) r.refuse('EXTRA_TAGS', `expected name:value pairs separated by commas, not ${JSON.stringify(bad[0])}`);
+    else r.set(['server', 'metric_labels'], Object.fromEntries(pairs), 'EXTRA_TAGS');
+  }
 }
 
 function readStore(r: Reading): void {

@@ -128,12 +128,15 @@ export class EnvoyStats {
   private folded = 0;
   /** Requests answered OK that were over the limit, by envoy.shadow_mode. */
   private globalShadow = 0;
+  /** Loads of config_dir: applied (the first one, and each reload that changed it), then rejected. */
+  private readonly configLoads: [applied: number, rejected: number] = [0, 0];
 
   constructor(
     registry: Registry,
     private readonly nearRatio: number,
   ) {
     const series = this.series;
+    const loads = this.configLoads;
     STATS.forEach(([, name, help], index) => {
       new Counter({
         name,
@@ -158,6 +161,17 @@ export class EnvoyStats {
         },
       });
     read('sluice_envoy_global_shadow_mode_total', 'Requests answered OK by envoy.shadow_mode that were over the limit (upstream: global_shadow_mode)', () => this.globalShadow);
+    new Counter({
+      name: 'sluice_envoy_config_loads_total',
+      help: 'Loads of envoy.config_dir by result: applied (at start, and each reload that changed it) or rejected (a bad file; the previous config is still served)',
+      labelNames: ['result'] as const,
+      registers: [registry],
+      collect() {
+        this.reset();
+        this.labels('applied').inc(loads[0]);
+        this.labels('rejected').inc(loads[1]);
+      },
+    });
     read(
       'sluice_envoy_stats_folded_total',
       `Descriptors counted under a coarser rule label because ${MAX_DETAILED_SERIES} detailed or ${MAX_SERIES} series in all were reached`,
@@ -173,6 +187,10 @@ export class EnvoyStats {
   /** A descriptor whose rule allows nothing (requests_per_unit 0). */
   blocked(label: StatLabel, hits: number, shadow: boolean): void {
     this.add(label, countHits({ limit: 0, before: 0, after: hits, hits, over: true, shadow }, this.nearRatio));
+  }
+
+  configLoaded(applied: boolean): void {
+    this.configLoads[applied ? 0 : 1]!++;
   }
 
   shadowed(): void {

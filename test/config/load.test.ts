@@ -109,6 +109,18 @@ resources:
     ]);
   });
 
+  it('metric_labels: labels for every metric, checked as Prometheus label names, none of sluice\'s own', () => {
+    expect(parsePolicy(`${VALID}server:\n  metric_labels: { cluster: eu-1, team: edge }\n`, 'p.yaml').server.metricLabels).toEqual({ cluster: 'eu-1', team: 'edge' });
+    expect(parsePolicy(VALID, 'p.yaml').server.metricLabels).toEqual({});
+    const found = problems(`${VALID}server:\n  metric_labels: { "1st": a, __x: b, resource: c }\n`).join('\n');
+    expect(found).toContain('"1st": expected a Prometheus label name');
+    expect(found).toContain('"__x": expected a Prometheus label name');
+    expect(found).toContain('"resource" is a label of sluice\'s own metrics');
+    expect(problems(`${VALID}server:\n  metric_labels: { ok: 5 }\n`).join('\n')).toMatch(/server\.metric_labels\.ok .*expected a label value/);
+    const many = Object.fromEntries(Array.from({ length: 17 }, (_, i) => [`l${i}`, 'x']));
+    expect(problems(`${VALID}server:\n  metric_labels: ${JSON.stringify(many)}\n`).join('\n')).toContain('at most 16 labels');
+  });
+
   it('rejects duplicate names and keys, naming the first of each', () => {
     const found = problems(`
 resources:

@@ -183,6 +183,13 @@ describe('the server', () => {
     ]);
   });
 
+  it('EXTRA_TAGS (name:value,name:value, as envconfig reads a map) become server.metric_labels', () => {
+    expect(load({ EXTRA_TAGS: 'foo:bar,a:b' }).server.metricLabels).toEqual({ foo: 'bar', a: 'b' });
+    expect(load({ EXTRA_TAGS: 'zone:eu:1' }).server.metricLabels).toEqual({ zone: 'eu:1' });
+    expect(problems({ EXTRA_TAGS: 'foo:bar,oops' })).toEqual([expect.stringMatching(/^EXTRA_TAGS .*expected name:value pairs separated by commas, not "oops"$/)]);
+    expect(problems({ EXTRA_TAGS: 'domain:x' }).join('\n')).toMatch(/EXTRA_TAGS.*"domain" is a label of sluice's own metrics/);
+  });
+
   it('LOG_LEVEL as logrus names it, any case', () => {
     expect(load({ LOG_LEVEL: 'WARN' }).envoy!.upstreamEnv!.logLevel).toBe('warn');
     expect(load({ LOG_LEVEL: 'panic' }).envoy!.upstreamEnv!.logLevel).toBe('fatal');
