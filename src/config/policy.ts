@@ -139,6 +139,8 @@ export interface EnvoyOptions {
   nearLimitRatio: number;
   /** The Envoy service is not serving (health, readiness) while config_dir holds no domain. */
   requireDomains: boolean;
+  /** A domain in several files is one domain: each file's top-level descriptors added to it, in file order. */
+  mergeDomains: boolean;
   lease: LeaseSettings;
   /** What was read from upstream's environment variables; null unless upstream_env is true. */
   upstreamEnv: UpstreamEnvReport | null;
@@ -217,6 +219,7 @@ function compileEnvoy(envoy: EnvoyFile, placeOf: PlaceOf, upstreamEnv: UpstreamE
     shadowMode: envoy.shadow_mode,
     nearLimitRatio: envoy.near_limit_ratio,
     requireDomains: envoy.require_domains,
+    mergeDomains: envoy.merge_domains,
     lease: compileLease(envoy.lease),
     upstreamEnv: envoy.upstream_env ? upstreamEnv : null,
   };

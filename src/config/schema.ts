@@ -452,6 +452,8 @@ const envoy = strictObject({
   near_limit_ratio: z.number({ error: RATIO_HINT }).min(0, { error: RATIO_HINT }).max(1, { error: RATIO_HINT }).default(0.8),
   /** Upstream's HEALTHY_WITH_AT_LEAST_ONE_CONFIG_LOADED: not serving until config_dir holds a domain. */
   require_domains: flag.default(false),
+  /** Upstream's MERGE_DOMAIN_CONFIG: a domain in several files is one domain, their descriptors together. */
+  merge_domains: flag.default(false),
   /** Read upstream's environment variables (SHADOW_MODE, REDIS_URL, ...) over this file's settings. */
   upstream_env: flag.default(false),
   /** Leases for Envoy traffic, as a resource's `lease:`. */

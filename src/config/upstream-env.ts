@@ -97,7 +97,6 @@ export const IGNORED: Readonly<Record<string, string>> = {
     'sluice keeps one key per descriptor, not one per window, and each use moves its expiry: keys expire as their descriptors go idle, not all at a window’s end',
   LOCAL_CACHE_SIZE_IN_BYTES: 'sluice serves hot descriptors from leases (envoy.lease), which hold grants as well as denials',
   STOP_CACHE_KEY_INCREMENT_WHEN_OVERLIMIT: 'always so in sluice: a request over the limit takes nothing from any of its descriptors',
-  MERGE_DOMAIN_CONFIG: 'a domain in two files is refused when config_dir loads, naming both files',
   REDIS_POOL_SIZE: POOL,
   REDIS_PIPELINE_WINDOW: PIPELINE,
   REDIS_PIPELINE_LIMIT: PIPELINE,
@@ -151,6 +150,7 @@ export const MAPPED: readonly string[] = [
   'NEAR_LIMIT_RATIO',
   'RESPONSE_DYNAMIC_METADATA',
   'HEALTHY_WITH_AT_LEAST_ONE_CONFIG_LOADED',
+  'MERGE_DOMAIN_CONFIG',
   'RUNTIME_ROOT',
   'RUNTIME_SUBDIRECTORY',
   'RUNTIME_APPDIRECTORY',
@@ -215,6 +215,7 @@ function readEnvoySettings(r: Reading): void {
   }
   r.bool('RESPONSE_DYNAMIC_METADATA', (on) => r.set(['envoy', 'response_dynamic_metadata'], on, 'RESPONSE_DYNAMIC_METADATA'));
   r.bool('HEALTHY_WITH_AT_LEAST_ONE_CONFIG_LOADED', (on) => r.set(['envoy', 'require_domains'], on, 'HEALTHY_WITH_AT_LEAST_ONE_CONFIG_LOADED'));
+  r.bool('MERGE_DOMAIN_CONFIG', (on) => r.set(['envoy', 'merge_domains'], on, 'MERGE_DOMAIN_CONFIG'));
 
   const runtime = ['RUNTIME_ROOT', 'RUNTIME_SUBDIRECTORY', 'RUNTIME_APPDIRECTORY'] as const;
   const given = runtime.filter((name) => r.value(name) !== undefined);

@@ -128,17 +128,19 @@ export function loadEnvoyConfig(options: EnvoyOptions): Loaded<EnvoyConfig> {
     }
     files.push(file);
     hash.update(name).update('\u0000').update(text).update('\u0000');
-    const parsed = parseDomainFile(text, file, options);
+    // With merge_domains, a domain seen before takes this file's descriptors into its own tree,
+    // so a descriptor both files have is a duplicate found (and placed) as within one file.
+    const parsed = parseDomainFile(text, file, options, options.mergeDomains ? (name) => domains.get(name)?.root : undefined);
     if (!parsed.ok) {
       problems.push(...parsed.problems);
       continue;
     }
     const other = domains.get(parsed.value.name);
-    if (other) {
-      problems.push(`${file}: domain (line ${parsed.value.line}): duplicate domain '${parsed.value.name}' (also in ${other.file}): one file per domain`);
+    if (other && !options.mergeDomains) {
+      problems.push(`${file}: domain (line ${parsed.value.line}): duplicate domain '${parsed.value.name}' (also in ${other.file}): one file per domain, unless merge_domains is on`);
       continue;
     }
-    domains.set(parsed.value.name, parsed.value);
+    if (!other) domains.set(parsed.value.name, parsed.value);
   }
   if (problems.length > 0) return { ok: false, problems };
   return { ok: true, value: { options, domains, files, fingerprint: hash.digest('hex'), overrides: new Map() } };
@@ -191,7 +193,8 @@ export function formatPath(path: readonly (string | number)[]): string {
 }
 
 /** A domain file's text as a domain tree, or every problem in it. */
-export function parseDomainFile(text: string, file: string, options: EnvoyOptions): Loaded<Domain> {
+/** `treeOf`: the tree a domain already has, for this file's descriptors to be added to (merge_domains). */
+export function parseDomainFile(text: string, file: string, options: EnvoyOptions, treeOf?: (domain: string) => DescriptorNode | undefined): Loaded<Domain> {
   const lines = new LineCounter();
   // YAML 1.1, as upstream's yaml.v2 reads it (yes/no/on/off are booleans).
   const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true, version: '1.1' });
@@ -208,7 +211,7 @@ export function parseDomainFile(text: string, file: string, options: EnvoyOption
   const root = doc.contents;
   let domain = '';
   let line = 1;
-  const tree = newNode();
+  let tree = newNode();
   if (root !== null && !isMap(root) && !(isScalar(root) && root.value === null)) {
     r.fail([], root, 'expected a map with domain and descriptors');
   } else {
@@ -218,6 +221,7 @@ export function parseDomainFile(text: string, file: string, options: EnvoyOption
     if (namedAt) line = lines.linePos(namedAt[0]).line;
     domain = named ?? '';
     if (named === '' || !fields.has('domain')) r.fail(['domain'], fields.get('domain')?.value ?? root, 'config file cannot have empty domain');
+    tree = treeOf?.(domain) ?? tree;
     readDescriptors(r, fields.get('descriptors'), ['descriptors'], domain, tree, { domain, options });
   }
   if (r.problems.length > 0) return { ok: false, problems: r.problems };

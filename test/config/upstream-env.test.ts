@@ -101,6 +101,11 @@ describe('settings that change answers', () => {
     expect(policy.envoy!.responseHeaderNames).toEqual({ limit: 'RateLimit-Limit', remaining: 'RateLimit-Remaining', reset: 'RateLimit-Reset' });
   });
 
+  it('MERGE_DOMAIN_CONFIG becomes envoy.merge_domains', () => {
+    expect(load({ MERGE_DOMAIN_CONFIG: 'true' }).envoy!.mergeDomains).toBe(true);
+    expect(load({}).envoy!.mergeDomains).toBe(false);
+  });
+
   it('QUOTA_MODE and RESPONSE_DYNAMIC_METADATA become envoy.quota_mode and envoy.response_dynamic_metadata', () => {
     const policy = load({ QUOTA_MODE: 'true', RESPONSE_DYNAMIC_METADATA: '1' });
     expect(policy.envoy).toMatchObject({ quotaMode: true, responseDynamicMetadata: true });
