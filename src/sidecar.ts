@@ -72,7 +72,7 @@ export interface PolicySource {
 export function createStore(policy: Policy): Store {
   const redis = policy.store.redis;
   if (!redis) return new MemoryStore({ maxKeys: policy.store.maxKeys });
-  return new RedisStore({ ...redis, timeoutMs: policy.store.timeoutMs });
+  return new RedisStore({ ...redis, timeoutMs: policy.store.timeoutMs, expiryJitterMs: redis.expiryJitterMs });
 }
 
 /**

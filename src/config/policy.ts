@@ -177,6 +177,8 @@ export interface RedisConfig {
   tls: RedisTls | null;
   /** Every key starts with `<prefix>:`. */
   prefix: string;
+  /** A window key's expiry is its window's end plus up to this much (ms; 0: none). */
+  expiryJitterMs: number;
 }
 
 /** `upstreamEnv`: what envoy.upstream_env read from the environment, when it is on. */
@@ -266,6 +268,7 @@ function compileRedis(redis: RedisFile): RedisConfig {
           }
         : null,
     prefix: redis.prefix,
+    expiryJitterMs: redis.expiry_jitter ?? 0,
   };
 }
 

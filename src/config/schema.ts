@@ -361,6 +361,10 @@ const redis = strictObject({
   password_file: passwordFile.optional(),
   tls: tls.optional(),
   prefix: z.string().regex(/^[A-Za-z0-9_.:-]{1,32}$/, { error: 'expected 1 to 32 of A-Z a-z 0-9 _ . : -' }).default('sluice'),
+  // Window keys all expire at their window's end; this spreads their expiry over up to this much
+  // more (upstream's EXPIRATION_JITTER_MAX_SECONDS). A key holds its window's number, so a key
+  // that outlives its window is only memory, never a count carried over.
+  expiry_jitter: duration('1d').optional(),
 })
   .superRefine((redis, ctx) => {
     const given = TOPOLOGIES.filter((key) => redis[key] !== undefined);

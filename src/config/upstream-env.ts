@@ -93,8 +93,6 @@ export const IGNORED: Readonly<Record<string, string>> = {
   RUNTIME_IGNOREDOTFILES: 'sluice always skips hidden files in config_dir (a ConfigMap’s ..data among them)',
   RUNTIME_WATCH_ROOT:
     'sluice watches config_dir itself: a write in it or a ConfigMap’s ..data swap reloads; a symlink swap above it (of RUNTIME_ROOT) is not seen',
-  EXPIRATION_JITTER_MAX_SECONDS:
-    'sluice keeps one key per descriptor, not one per window, and each use moves its expiry: keys expire as their descriptors go idle, not all at a window’s end',
   LOCAL_CACHE_SIZE_IN_BYTES: 'sluice serves hot descriptors from leases (envoy.lease), which hold grants as well as denials',
   STOP_CACHE_KEY_INCREMENT_WHEN_OVERLIMIT: 'always so in sluice: a request over the limit takes nothing from any of its descriptors',
   REDIS_POOL_SIZE: POOL,
@@ -168,6 +166,7 @@ export const MAPPED: readonly string[] = [
   'EXTRA_TAGS',
   'BACKEND_TYPE',
   'CACHE_KEY_PREFIX',
+  'EXPIRATION_JITTER_MAX_SECONDS',
   'REDIS_SOCKET_TYPE',
   'REDIS_TYPE',
   'REDIS_URL',
@@ -306,10 +305,16 @@ function readStore(r: Reading): void {
   }
   if (!isObject(r.at(['store', 'redis']))) {
     r.report.warnings.push('neither REDIS_URL nor the policy file names a Redis: budgets live in this sidecar’s memory, not shared with other replicas');
-    if (r.value('CACHE_KEY_PREFIX') !== undefined) r.ignore('CACHE_KEY_PREFIX', 'the embedded store keeps no keys in Redis');
+    for (const name of ['CACHE_KEY_PREFIX', 'EXPIRATION_JITTER_MAX_SECONDS']) if (r.value(name) !== undefined) r.ignore(name, 'the embedded store keeps no keys in Redis');
   } else {
     const prefix = r.value('CACHE_KEY_PREFIX');
     if (prefix !== undefined) r.set(['store', 'redis', 'prefix'], prefix, 'CACHE_KEY_PREFIX');
+    const jitter = r.value('EXPIRATION_JITTER_MAX_SECONDS');
+    // strconv.ParseInt; 0 (upstream's default) is none. sluice's schema bounds the rest.
+    if (jitter !== undefined && !/^[+-]?\d+$/.test(jitter)) r.refuse('EXPIRATION_JITTER_MAX_SECONDS', `expected a whole number of seconds, not ${JSON.stringify(jitter)}`);
+    else if (jitter !== undefined && Number(jitter) < 0) r.refuse('EXPIRATION_JITTER_MAX_SECONDS', `expected 0 or more seconds, not ${jitter}`);
+    else if (jitter !== undefined && Number(jitter) > 0) r.set(['store', 'redis', 'expiry_jitter'], `${Number(jitter)}s`, 'EXPIRATION_JITTER_MAX_SECONDS');
+    else if (jitter !== undefined) r.same('EXPIRATION_JITTER_MAX_SECONDS', 'no expiry jitter (store.redis.expiry_jitter unset)');
   }
 }
 

@@ -207,6 +207,16 @@ describe('the store', () => {
   const pem = join(dir, 'ca.pem');
   writeFileSync(pem, '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n');
 
+  it('EXPIRATION_JITTER_MAX_SECONDS (whole seconds; 0 is none) becomes store.redis.expiry_jitter', () => {
+    const redis = { REDIS_SOCKET_TYPE: 'tcp', REDIS_URL: 'redis:6379' };
+    expect(load({ ...redis, EXPIRATION_JITTER_MAX_SECONDS: '300' }).store.redis!.expiryJitterMs).toBe(300_000);
+    expect(load({ ...redis, EXPIRATION_JITTER_MAX_SECONDS: '0' }).store.redis!.expiryJitterMs).toBe(0);
+    expect(load(redis).store.redis!.expiryJitterMs).toBe(0);
+    expect(problems({ ...redis, EXPIRATION_JITTER_MAX_SECONDS: '5m' })).toEqual([expect.stringMatching(/^EXPIRATION_JITTER_MAX_SECONDS .*expected a whole number of seconds, not "5m"$/)]);
+    expect(problems({ ...redis, EXPIRATION_JITTER_MAX_SECONDS: '172800' }).join('\n')).toMatch(/store\.redis\.expiry_jitter \(from EXPIRATION_JITTER_MAX_SECONDS\).*expected at most 1d/);
+    expect(load({ EXPIRATION_JITTER_MAX_SECONDS: '300' }).envoy!.upstreamEnv!.ignored).toContainEqual({ name: 'EXPIRATION_JITTER_MAX_SECONDS', reason: 'the embedded store keeps no keys in Redis' });
+  });
+
   it('REDIS_URL host:port over TCP, with REDIS_AUTH as user:password and CACHE_KEY_PREFIX', () => {
     const policy = load({ REDIS_SOCKET_TYPE: 'tcp', REDIS_URL: 'redis.default:6379', REDIS_AUTH: 'app:s3cret:x', CACHE_KEY_PREFIX: 'edge_' });
     expect(policy.store.redis).toMatchObject({
