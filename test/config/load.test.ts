@@ -164,6 +164,7 @@ resources:
       password: null,
       tls: null,
       prefix: 'sluice',
+      expiryJitterMs: 0,
     });
   });
 
@@ -200,6 +201,7 @@ describe('store.redis', () => {
       password: 'p@ss:word',
       tls: null,
       prefix: 'sluice',
+      expiryJitterMs: 0,
     });
   });
 
@@ -229,6 +231,11 @@ describe('store.redis', () => {
     // The password file's trailing newline is not part of the password.
     expect(redis.username).toBe('sluice');
     expect(redis.password).toBe('s3cret:/@');
+  });
+
+  it('expiry_jitter: a duration up to 1d, none by default', () => {
+    expect(redisOf(withRedis('url: redis://h:1', 'expiry_jitter: 5m')).expiryJitterMs).toBe(300_000);
+    expect(problems(`store:\n  redis: { url: redis://h:1, expiry_jitter: 2d }\n${VALID}`).join('\n')).toMatch(/store\.redis\.expiry_jitter .*expected at most 1d/);
   });
 
   it('insecure_skip_verify turns verification off', () => {
@@ -263,6 +270,7 @@ describe('store.redis', () => {
       password: 'data-pw',
       tls: null,
       prefix: 'rl',
+      expiryJitterMs: 0,
     });
   });
 

@@ -7,7 +7,7 @@ import { startSidecar, type SidecarProcess } from '../support/sidecar.js';
 import { useRedis } from '../support/use-redis.js';
 import { connectEnvoy, desc, type EnvoyClient } from './client.js';
 import { configDir } from './support.js';
-import { inOneWindow } from './upstream.js';
+import { hits, inOneWindow } from './upstream.js';
 
 const JITTER_S = 3600;
 const FILES = {
@@ -37,8 +37,8 @@ describe('upstream test/redis/fixed_cache_impl_test.go, with EXPIRATION_JITTER_M
 
   it('TestRedisWithJitter', async () => {
     // Upstream's mock had the window at 4 before this hit; here 4 hits come first, in one window.
-    await inOneWindow('SECOND', 700);
-    for (let i = 0; i < 4; i++) await client.shouldRateLimit('domain', [desc('key', 'value')]);
+    await inOneWindow('SECOND', 900);
+    await client.shouldRateLimit('domain', [hits(desc('key', 'value'), 4)]);
     const res = await client.shouldRateLimit('domain', [desc('key', 'value')]);
     expect(res.statuses).toMatchObject([{ code: 'OK', current_limit: { requests_per_unit: 10, unit: 'SECOND' }, limit_remaining: 5 }]);
     expect(res.statuses[0]!.duration_until_reset!.seconds).toBeLessThanOrEqual(1);
