@@ -456,7 +456,8 @@ const xds = strictObject({
     .record(
       z.string().regex(/^(?!grpc-)[A-Za-z0-9_.-]{1,128}$/i, { error: METADATA_KEY_HINT }).refine((key) => !key.toLowerCase().endsWith('-bin'), { error: METADATA_KEY_HINT }),
       z.string({ error: METADATA_VALUE_HINT }).regex(/^[ -~]*$/, { error: METADATA_VALUE_HINT }),
-      { error: 'expected a map of header names to values' },
+      // A bad key is reported as the record's issue: name what a key must be.
+      { error: (issue) => (issue.code === 'invalid_key' ? METADATA_KEY_HINT : 'expected a map of header names to values') },
     )
     .default({}),
   /** TLS towards the management server; plaintext when absent. */
