@@ -438,10 +438,66 @@ const responseHeaderNames = strictObject({
 
 const RATIO_HINT = 'expected a number from 0 to 1';
 
+// envoy.xds: the Envoy config from an xDS management server (ADS, state of the world) instead of
+// config_dir. Read by src/grpc/xds-client.ts; the resources are checked as config files are.
+const XDS_SERVER_HINT = 'expected the management server as host:port such as xds.example:18000';
+/** A response larger than this is refused by gRPC before it is decoded (gRPC's own default is 4 MiB). */
+const MAX_XDS_MESSAGE_BYTES = 64 * 1024 * 1024;
+const METADATA_KEY_HINT = 'expected a gRPC metadata key: 1 to 128 of a-z A-Z 0-9 _ . -, not starting with grpc- nor ending with -bin';
+const METADATA_VALUE_HINT = 'expected printable ASCII (a gRPC metadata value)';
+
+const xdsTls = strictObject({
+  /** The CA that signs the management server's certificate; the system's CAs when absent. */
+  ca_file: certificateFile.optional(),
+  cert_file: certificateFile.optional(),
+  key_file: keyFile.optional(),
+  /** The name the server's certificate must carry, when it is not the host of `server`. */
+  server_name: z.string().min(1, { error: 'expected a host name' }).optional(),
+}).superRefine((tls, ctx) => {
+  if ((tls.cert_file === undefined) !== (tls.key_file === undefined)) {
+    const [given, missing] = tls.cert_file === undefined ? ['key_file', 'cert_file'] : ['cert_file', 'key_file'];
+    ctx.addIssue({ code: 'custom', params: NOT_ECHOED, path: [given], message: `${given} needs ${missing} too (a client certificate and its key)` });
+  }
+});
+
+const XDS_RETRY_DEFAULTS = { initial: 1_000, max: 60_000, jitter: 0.5 };
+const xdsRetry = strictObject({
+  /** The wait before the first reconnect; each next one is twice the last, up to max. */
+  initial: duration('1h').default(XDS_RETRY_DEFAULTS.initial),
+  max: duration('1h').default(XDS_RETRY_DEFAULTS.max),
+  /** The share of each wait drawn at random (0.5: from half the wait to all of it), so sidecars do not reconnect in step. */
+  jitter: z.number({ error: 'expected a number from 0 to 1' }).min(0, { error: 'expected a number from 0 to 1' }).max(1, { error: 'expected a number from 0 to 1' }).default(XDS_RETRY_DEFAULTS.jitter),
+})
+  .superRefine((retry, ctx) => {
+    if (retry.max < retry.initial) ctx.addIssue({ code: 'custom', path: ['max'], message: `expected at least initial (${retry.initial} ms)` });
+  })
+  .default(XDS_RETRY_DEFAULTS);
+
+const xds = strictObject({
+  server: z.string({ error: XDS_SERVER_HINT }).refine((text) => parseHostPort(text) !== undefined, { error: XDS_SERVER_HINT }),
+  /** The node id the management server keys its snapshots by. */
+  node_id: z.string({ error: 'expected the node id the management server knows this sidecar by' }).min(1, { error: 'expected a non-empty node id' }),
+  node_metadata: z.record(z.string(), z.string({ error: 'expected a string' }), { error: 'expected a map of strings' }).default({}),
+  /** gRPC metadata sent with the stream (an authorization token, say). */
+  headers: z
+    .record(
+      z.string().regex(/^(?!grpc-)[A-Za-z0-9_.-]{1,128}$/i, { error: METADATA_KEY_HINT }).refine((key) => !key.toLowerCase().endsWith('-bin'), { error: METADATA_KEY_HINT }),
+      z.string({ error: METADATA_VALUE_HINT }).regex(/^[ -~]*$/, { error: METADATA_VALUE_HINT }),
+      // A bad key is reported as the record's issue: name what a key must be.
+      { error: (issue) => (issue.code === 'invalid_key' ? METADATA_KEY_HINT : 'expected a map of header names to values') },
+    )
+    .default({}),
+  /** TLS towards the management server; plaintext when absent. */
+  tls: xdsTls.optional(),
+  retry: xdsRetry,
+  max_message_size: wholeNumber(MAX_XDS_MESSAGE_BYTES).default(4 * 1024 * 1024),
+});
+
+const CONFIG_DIR_HINT = 'expected the directory of envoyproxy/ratelimit config files';
+
 const envoy = strictObject({
-  config_dir: z.string({ error: 'expected the directory of envoyproxy/ratelimit config files' }).min(1, {
-    error: 'expected the directory of envoyproxy/ratelimit config files',
-  }),
+  config_dir: z.string({ error: CONFIG_DIR_HINT }).min(1, { error: CONFIG_DIR_HINT }).optional(),
+  xds: xds.optional(),
   /** Upstream's LIMIT_RESPONSE_HEADERS_ENABLED, with the names of LIMIT_LIMIT_HEADER and the others. */
   response_headers: flag.default(false),
   response_header_names: responseHeaderNames,
@@ -462,6 +518,12 @@ const envoy = strictObject({
   upstream_env: flag.default(false),
   /** Leases for Envoy traffic, as a resource's `lease:`. */
   lease,
+}).superRefine((envoy, ctx) => {
+  if (envoy.config_dir !== undefined && envoy.xds !== undefined) {
+    ctx.addIssue({ code: 'custom', path: ['xds'], message: 'give config_dir (config files) or xds (a management server), not both' });
+  } else if (envoy.config_dir === undefined && envoy.xds === undefined) {
+    ctx.addIssue({ code: 'custom', path: ['config_dir'], message: `required (${CONFIG_DIR_HINT.replace('expected ', '')}), unless xds names a management server` });
+  }
 });
 
 export const policySchema = strictObject({
