@@ -1,7 +1,7 @@
 // Assembles a running sidecar from a validated policy: store, decider, gRPC, admin HTTP.
 import type { Server as HttpServer } from 'node:http';
 import type { Logger } from 'pino';
-import type { Policy } from './config/policy.js';
+import type { Policy, TracingOptions } from './config/policy.js';
 import { Decider } from './decide/decider.js';
 import { Metrics } from './admin/metrics.js';
 import { createAdminServer, listenAdmin } from './admin/admin-server.js';
@@ -23,6 +23,8 @@ import type { EnvoyConfig } from './envoy/config.js';
 import type { UpstreamEnvReport } from './config/upstream-env.js';
 import { PolicyReloader } from './config/reload.js';
 import type { Overrides } from './config/load.js';
+import type { Tracing } from './trace/tracing.js';
+import { MEMORY_STORE_SPAN, REDIS_STORE_SPAN } from './trace/span-names.js';
 
 /** How often expired and idle leases are given back. */
 const LEASE_TICK_MS = 50;
@@ -110,8 +112,11 @@ export async function startSidecar(policy: Policy, log: Logger, source: PolicySo
       : new EnvoyRuntime(policy.envoy, log, sourceOptions)
     : null;
   const envoyReady = () => !policy.envoy?.requireDomains || (envoy?.current.domains.size ?? 0) > 0;
-  const raw = createStore(policy);
   const warn = throttledWarn(log, 5_000);
+  const tracing = policy.tracing ? await startTracing(policy.tracing, log) : null;
+  const raw = createStore(policy);
+  // Below the guard, a store span is the store's own time: a call the circuit keeps from the store has none.
+  const traced = tracing ? tracing.traceStore(raw, policy.store.redis ? REDIS_STORE_SPAN : MEMORY_STORE_SPAN) : raw;
   let guarded: GuardedStore | null = null;
   let leases: Leases | null = null;
   let decider: Decider | null = null;
@@ -137,7 +142,7 @@ export async function startSidecar(policy: Policy, log: Logger, source: PolicySo
   // Names this sidecar's heartbeat and its tickets in waiting lines.
   const sidecarId = randomBytes(8).toString('hex');
   if (policy.store.redis) {
-    const store = new GuardedStore(raw, {
+    const store = new GuardedStore(traced, {
       failuresToOpen: FAILURES_TO_OPEN,
       probeEveryMs: PROBE_EVERY_MS,
       onFailure: (err) => {
@@ -167,7 +172,7 @@ export async function startSidecar(policy: Policy, log: Logger, source: PolicySo
     if (!(await answers(raw, STARTUP_WAIT_MS))) log.warn('the store does not answer yet: serving by on_store_failure until it does');
     await beat();
   }
-  const store = guarded ?? raw;
+  const store = guarded ?? traced;
   const active = new Decider(store, {
     maxPermits: MAX_PERMITS,
     leases,
@@ -218,6 +223,7 @@ export async function startSidecar(policy: Policy, log: Logger, source: PolicySo
           metrics,
           admission,
           warn,
+          tracing,
         },
         envoy && envoyStats ? { config: () => envoy.current, stats: envoyStats, ready: envoyReady() } : null,
       ),
@@ -259,6 +265,8 @@ export async function startSidecar(policy: Policy, log: Logger, source: PolicySo
         admin?.close();
         admin?.closeAllConnections();
         await active.close();
+        // The spans of the last calls, exported before the process ends.
+        await tracing?.shutdown();
       },
     };
   } catch (err) {
@@ -267,8 +275,15 @@ export async function startSidecar(policy: Policy, log: Logger, source: PolicySo
     admin?.close();
     stopTimers();
     await active.close();
+    await tracing?.shutdown();
     throw err;
   }
+}
+
+/** OpenTelemetry is loaded only when the policy enables tracing. */
+async function startTracing(options: TracingOptions, log: Logger): Promise<Tracing> {
+  const { Tracing } = await import('./trace/tracing.js');
+  return new Tracing(options, process.env, log);
 }
 
 /** What envoy.upstream_env read, once at start: what it applied, and what it ignored and why. */

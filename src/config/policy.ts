@@ -1,6 +1,6 @@
 // The validated policy, in the units the rest of sluice works in (milliseconds, whole units).
 import { resolve } from 'node:path';
-import type { EnvoyFile, HostPort, LimitFile, PolicyFile, RedisFile, ResourceFile } from './schema.js';
+import type { EnvoyFile, HostPort, LimitFile, PolicyFile, RedisFile, ResourceFile, TracingFile } from './schema.js';
 import { holdsSlots, type AlgorithmName } from '../limits/registry.js';
 import { bucketIntervalUs } from './units.js';
 import type { UpstreamEnvReport } from './upstream-env.js';
@@ -114,6 +114,24 @@ export interface Policy {
   resources: ReadonlyMap<string, Resource>;
   /** Envoy's rate limit service: envoyproxy/ratelimit config files to serve; null when absent. */
   envoy: EnvoyOptions | null;
+  /** OpenTelemetry tracing; null when the policy does not enable it. */
+  tracing: TracingOptions | null;
+}
+
+/**
+ * The policy file's `tracing:` section, enabled. Null fields are left to the standard OTEL_*
+ * variables, as the OpenTelemetry SDK reads them, and then to the defaults src/trace/ gives.
+ */
+export interface TracingOptions {
+  /** OTLP/HTTP with protobuf bodies, or OTLP/gRPC. */
+  exporter: 'http' | 'grpc';
+  /** The collector's traces endpoint, used as it is. */
+  endpoint: string | null;
+  serviceName: string | null;
+  serviceNamespace: string | null;
+  serviceInstanceId: string | null;
+  /** The share of traces started here that are sampled (0 to 1); a caller's sampling decision wins. */
+  samplingRate: number;
 }
 
 /** What a store failure does to Envoy traffic: `error` answers UNAVAILABLE, so Envoy's own failure_mode_deny decides. */
@@ -222,6 +240,18 @@ export function compilePolicy(file: PolicyFile, placeOf: PlaceOf, upstreamEnv: U
     store: { redis: file.store.redis ? compileRedis(file.store.redis) : null, timeoutMs: file.store.timeout, maxKeys: file.store.max_keys },
     resources: new Map((file.resources ?? []).map((res) => [res.name, compileResource(res)])),
     envoy: file.envoy ? compileEnvoy(file.envoy, placeOf, upstreamEnv) : null,
+    tracing: file.tracing?.enabled ? compileTracing(file.tracing) : null,
+  };
+}
+
+function compileTracing(tracing: TracingFile): TracingOptions {
+  return {
+    exporter: tracing.exporter,
+    endpoint: tracing.endpoint ?? null,
+    serviceName: tracing.service_name ?? null,
+    serviceNamespace: tracing.service_namespace ?? null,
+    serviceInstanceId: tracing.service_instance_id ?? null,
+    samplingRate: tracing.sampling_rate,
   };
 }
 

@@ -526,6 +526,30 @@ const envoy = strictObject({
   }
 });
 
+// Tracing: OpenTelemetry spans of Envoy's ShouldRateLimit calls and of their store calls,
+// exported over OTLP as envoyproxy/ratelimit exports them (its TRACING_* settings; src/trace/).
+// What is left unset here comes from the standard OTEL_* variables, as the OpenTelemetry SDK reads them.
+const TEXT_HINT = 'expected a non-empty string of at most 256 characters';
+const attributeText = z.string({ error: TEXT_HINT }).min(1, { error: TEXT_HINT }).max(256, { error: TEXT_HINT });
+const ENDPOINT_HINT = 'expected an http:// or https:// URL, such as http://otel-collector:4318/v1/traces';
+const endpoint = z
+  .string({ error: ENDPOINT_HINT })
+  .refine((text) => URL.canParse(text) && ['http:', 'https:'].includes(new URL(text).protocol), { error: ENDPOINT_HINT });
+export const TRACING_DEFAULTS = { enabled: false, exporter: 'http', sampling_rate: 1 } as const;
+
+const tracing = strictObject({
+  enabled: flag.default(TRACING_DEFAULTS.enabled),
+  /** OTLP/HTTP (protobuf) or OTLP/gRPC: upstream's TRACING_EXPORTER_PROTOCOL. */
+  exporter: z.enum(['http', 'grpc'], { error: 'expected http (OTLP/HTTP) or grpc (OTLP/gRPC)' }).default(TRACING_DEFAULTS.exporter),
+  /** The collector's traces endpoint; unset: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or OTEL_EXPORTER_OTLP_ENDPOINT. */
+  endpoint: endpoint.optional(),
+  service_name: attributeText.optional(),
+  service_namespace: attributeText.optional(),
+  service_instance_id: attributeText.optional(),
+  /** The share of traces started here that are sampled; a caller's sampled trace is always followed. */
+  sampling_rate: z.number({ error: RATIO_HINT }).min(0, { error: RATIO_HINT }).max(1, { error: RATIO_HINT }).default(TRACING_DEFAULTS.sampling_rate),
+});
+
 export const policySchema = strictObject({
   server: server.default({ listen: '127.0.0.1:50051', admin: '127.0.0.1:9464', shutdown_grace: 10_000, ...CONNECTION_DEFAULTS, metric_labels: {} }),
   store: store.default({ timeout: 20, max_keys: 100_000 }),
@@ -537,6 +561,7 @@ export const policySchema = strictObject({
     .pipe(z.array(resource))
     .optional(),
   envoy: envoy.optional(),
+  tracing: tracing.optional(),
 })
   .superRefine((policy, ctx) => {
     if (!policy.envoy && (policy.resources?.length ?? 0) === 0) {
@@ -551,6 +576,7 @@ export type ResourceFile = NonNullable<PolicyFile['resources']>[number];
 export type LimitFile = ResourceFile['limits'][number];
 export type RedisFile = NonNullable<PolicyFile['store']['redis']>;
 export type EnvoyFile = NonNullable<PolicyFile['envoy']>;
+export type TracingFile = NonNullable<PolicyFile['tracing']>;
 
 /**
  * Names of resources and of each resource's limits, and each resource's keys, given twice. Read

@@ -49,7 +49,6 @@ const DEFAULT_XDS_SERVER = 'localhost:18000';
 const DEFAULT_XDS_NODE_ID = 'default';
 const NO_PER_SECOND = 'sluice keeps every budget in one store (store.redis), per-second limits too';
 const NO_MEMCACHE = 'memcached is not supported (BACKEND_TYPE=memcache stops the start)';
-const NO_TRACING = 'sluice exports no traces';
 const PIPELINE =
   'sluice sends the calls of one event-loop turn to a Redis server as one pipeline (on a Cluster, each call as it is made); there is nothing to set';
 const POOL = 'sluice sends every call over one connection per Redis node; there is no pool to size';
@@ -123,12 +122,6 @@ export const IGNORED: Readonly<Record<string, string>> = {
   MEMCACHE_TLS_CLIENT_KEY: NO_MEMCACHE,
   MEMCACHE_TLS_CACERT: NO_MEMCACHE,
   MEMCACHE_TLS_SKIP_HOSTNAME_VERIFICATION: NO_MEMCACHE,
-  TRACING_ENABLED: NO_TRACING,
-  TRACING_SERVICE_NAME: NO_TRACING,
-  TRACING_SERVICE_NAMESPACE: NO_TRACING,
-  TRACING_SERVICE_INSTANCE_ID: NO_TRACING,
-  TRACING_EXPORTER_PROTOCOL: NO_TRACING,
-  TRACING_SAMPLING_RATE: NO_TRACING,
 };
 
 /** The variables applyUpstreamEnv reads (some are ignored too, by their value: see their code). */
@@ -184,6 +177,12 @@ export const MAPPED: readonly string[] = [
   'REDIS_TLS_CLIENT_KEY',
   'REDIS_TLS_CACERT',
   'REDIS_TLS_SKIP_HOSTNAME_VERIFICATION',
+  'TRACING_ENABLED',
+  'TRACING_SERVICE_NAME',
+  'TRACING_SERVICE_NAMESPACE',
+  'TRACING_SERVICE_INSTANCE_ID',
+  'TRACING_EXPORTER_PROTOCOL',
+  'TRACING_SAMPLING_RATE',
 ];
 
 /** Every environment variable of upstream's settings. */
@@ -195,6 +194,7 @@ export function applyUpstreamEnv(policy: Record<string, unknown>, env: Environme
   readEnvoySettings(r);
   readServer(r);
   readStore(r);
+  readTracing(r);
   for (const name of UPSTREAM_VARIABLES) {
     if (r.value(name) !== undefined && !r.handled.has(name) && Object.hasOwn(IGNORED, name)) r.ignore(name, IGNORED[name]!);
   }
@@ -215,8 +215,9 @@ function readEnvoySettings(r: Reading): void {
   }
   const ratio = r.value('NEAR_LIMIT_RATIO');
   if (ratio !== undefined) {
-    // strconv.ParseFloat: a decimal or exponent form; sluice's schema checks the range.
-    if (/^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(ratio)) r.set(['envoy', 'near_limit_ratio'], Number(ratio), 'NEAR_LIMIT_RATIO');
+    // sluice's schema checks the range.
+    const value = parseGoFloat(ratio);
+    if (value !== undefined) r.set(['envoy', 'near_limit_ratio'], value, 'NEAR_LIMIT_RATIO');
     else r.refuse('NEAR_LIMIT_RATIO', `expected a number from 0 to 1, not ${JSON.stringify(ratio)}`);
   }
   r.bool('RESPONSE_DYNAMIC_METADATA', (on) => r.set(['envoy', 'response_dynamic_metadata'], on, 'RESPONSE_DYNAMIC_METADATA'));
@@ -488,6 +489,53 @@ function readRedis(r: Reading, url: string): void {
     if (r.value('REDIS_TLS_SKIP_HOSTNAME_VERIFICATION') !== undefined) r.ignore('REDIS_TLS_SKIP_HOSTNAME_VERIFICATION', 'read only with REDIS_TLS=true');
   }
   r.set(['store', 'redis'], redis, ...from);
+}
+
+/** upstream's default TRACING_SERVICE_NAME. */
+const UPSTREAM_SERVICE_NAME = 'RateLimit';
+
+/** TRACING_* variables whose text is the setting's, as it is. */
+const TRACING_TEXTS = [
+  ['TRACING_SERVICE_NAME', 'service_name'],
+  ['TRACING_SERVICE_NAMESPACE', 'service_namespace'],
+  ['TRACING_SERVICE_INSTANCE_ID', 'service_instance_id'],
+] as const;
+
+/**
+ * TRACING_* as the policy's tracing section. Upstream reads the others only with
+ * TRACING_ENABLED=true; so does sluice, unless the policy file enables tracing itself.
+ */
+function readTracing(r: Reading): void {
+  const enabled = r.boolValue('TRACING_ENABLED');
+  if (enabled !== undefined) r.set(['tracing', 'enabled'], enabled, 'TRACING_ENABLED');
+  if (r.at(['tracing', 'enabled']) !== true) {
+    for (const name of [...TRACING_TEXTS.map(([name]) => name), 'TRACING_EXPORTER_PROTOCOL', 'TRACING_SAMPLING_RATE']) {
+      if (r.value(name) !== undefined) r.ignore(name, 'read only with TRACING_ENABLED=true');
+    }
+    return;
+  }
+  for (const [name, key] of TRACING_TEXTS) {
+    const text = r.value(name);
+    if (text !== undefined) r.set(['tracing', key], text, name);
+  }
+  // A Deployment that enables tracing and names no service keeps upstream's name, so that its
+  // traces are found where they were.
+  if (enabled && r.at(['tracing', 'service_name']) === undefined) r.set(['tracing', 'service_name'], UPSTREAM_SERVICE_NAME, 'TRACING_ENABLED');
+  const protocol = r.value('TRACING_EXPORTER_PROTOCOL');
+  if (protocol === 'http' || protocol === 'grpc') r.set(['tracing', 'exporter'], protocol, 'TRACING_EXPORTER_PROTOCOL');
+  else if (protocol !== undefined) r.refuse('TRACING_EXPORTER_PROTOCOL', `expected http or grpc, not ${JSON.stringify(protocol)}`);
+  const rate = r.value('TRACING_SAMPLING_RATE');
+  if (rate !== undefined) {
+    const value = parseGoFloat(rate);
+    // Upstream's TraceIDRatioBased sampler samples every trace from 1 up and none from 0 down.
+    if (value !== undefined) r.set(['tracing', 'sampling_rate'], Math.min(1, Math.max(0, value)), 'TRACING_SAMPLING_RATE');
+    else r.refuse('TRACING_SAMPLING_RATE', `expected a number from 0 to 1, not ${JSON.stringify(rate)}`);
+  }
+}
+
+/** Go's strconv.ParseFloat of a decimal or exponent form; undefined when it is not one. */
+function parseGoFloat(text: string): number | undefined {
+  return /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(text) ? Number(text) : undefined;
 }
 
 /** upstream's "user:password" or "password". */

@@ -375,9 +375,70 @@ describe('the store', () => {
 
 describe('variables sluice has no use for', () => {
   it('are reported once each, with why; unset ones are not', () => {
-    const report = load({ USE_STATSD: 'true', STATSD_HOST: 'statsd', REDIS_POOL_SIZE: '20', LOCAL_CACHE_SIZE_IN_BYTES: '1048576', TRACING_ENABLED: 'false' }).envoy!.upstreamEnv!;
-    expect(report.ignored.map((i) => i.name)).toEqual(['USE_STATSD', 'STATSD_HOST', 'LOCAL_CACHE_SIZE_IN_BYTES', 'REDIS_POOL_SIZE', 'TRACING_ENABLED']);
+    const report = load({ USE_STATSD: 'true', STATSD_HOST: 'statsd', REDIS_POOL_SIZE: '20', LOCAL_CACHE_SIZE_IN_BYTES: '1048576' }).envoy!.upstreamEnv!;
+    expect(report.ignored.map((i) => i.name)).toEqual(['USE_STATSD', 'STATSD_HOST', 'LOCAL_CACHE_SIZE_IN_BYTES', 'REDIS_POOL_SIZE']);
     expect(report.ignored[0]!.reason).toBe(IGNORED.USE_STATSD);
+  });
+});
+
+describe('TRACING_*', () => {
+  it('become the tracing section, over the file', () => {
+    const policy = load(
+      {
+        TRACING_ENABLED: 'true',
+        TRACING_SERVICE_NAME: 'edge-ratelimit',
+        TRACING_SERVICE_NAMESPACE: 'edge',
+        TRACING_SERVICE_INSTANCE_ID: 'pod-1',
+        TRACING_EXPORTER_PROTOCOL: 'grpc',
+        TRACING_SAMPLING_RATE: '0.25',
+      },
+      `${POLICY}tracing: { service_name: mine, endpoint: 'http://collector:4317' }\n`,
+    );
+    expect(policy.tracing).toEqual({
+      exporter: 'grpc',
+      endpoint: 'http://collector:4317',
+      serviceName: 'edge-ratelimit',
+      serviceNamespace: 'edge',
+      serviceInstanceId: 'pod-1',
+      samplingRate: 0.25,
+    });
+    expect(policy.envoy!.upstreamEnv!.applied).toEqual(
+      expect.arrayContaining([
+        { name: 'TRACING_ENABLED', setting: 'tracing.enabled' },
+        { name: 'TRACING_SERVICE_NAME', setting: 'tracing.service_name' },
+        { name: 'TRACING_EXPORTER_PROTOCOL', setting: 'tracing.exporter' },
+        { name: 'TRACING_SAMPLING_RATE', setting: 'tracing.sampling_rate' },
+      ]),
+    );
+  });
+
+  it('TRACING_ENABLED alone: upstream’s service name (RateLimit), OTLP/HTTP, every trace; a name in the file is kept', () => {
+    expect(load({ TRACING_ENABLED: 'true' }).tracing).toMatchObject({ serviceName: 'RateLimit', exporter: 'http', samplingRate: 1 });
+    expect(load({ TRACING_ENABLED: 'true' }, `${POLICY}tracing: { service_name: mine }\n`).tracing).toMatchObject({ serviceName: 'mine' });
+  });
+
+  it('a sampling rate past 0 or 1 samples none or all, as upstream’s sampler does', () => {
+    expect(load({ TRACING_ENABLED: 'true', TRACING_SAMPLING_RATE: '2' }).tracing!.samplingRate).toBe(1);
+    expect(load({ TRACING_ENABLED: 'true', TRACING_SAMPLING_RATE: '-1e-3' }).tracing!.samplingRate).toBe(0);
+  });
+
+  it('are read only with tracing enabled; TRACING_ENABLED=false turns off the file’s', () => {
+    const off = load({ TRACING_SERVICE_NAME: 'x', TRACING_SAMPLING_RATE: '0.5' });
+    expect(off.tracing).toBeNull();
+    expect(off.envoy!.upstreamEnv!.ignored).toEqual([
+      { name: 'TRACING_SERVICE_NAME', reason: 'read only with TRACING_ENABLED=true' },
+      { name: 'TRACING_SAMPLING_RATE', reason: 'read only with TRACING_ENABLED=true' },
+    ]);
+    expect(load({ TRACING_ENABLED: 'false' }, `${POLICY}tracing: { enabled: true }\n`).tracing).toBeNull();
+    expect(load({ TRACING_SERVICE_NAMESPACE: 'edge' }, `${POLICY}tracing: { enabled: true }\n`).tracing).toMatchObject({ serviceName: null, serviceNamespace: 'edge' });
+  });
+
+  it('a protocol or rate upstream would not start with stops the load, naming the variable', () => {
+    expect(problems({ TRACING_ENABLED: 'true', TRACING_EXPORTER_PROTOCOL: 'zipkin', TRACING_SAMPLING_RATE: 'half' })).toEqual([
+      'TRACING_EXPORTER_PROTOCOL (environment, read because envoy.upstream_env is true): expected http or grpc, not "zipkin"',
+      'TRACING_SAMPLING_RATE (environment, read because envoy.upstream_env is true): expected a number from 0 to 1, not "half"',
+    ]);
+    expect(problems({ TRACING_ENABLED: 'yes' })).toEqual([expect.stringMatching(/^TRACING_ENABLED \(environment, read because envoy.upstream_env is true\): expected true or false/)]);
   });
 });
 
