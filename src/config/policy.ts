@@ -137,6 +137,8 @@ export interface EnvoyOptions {
   nearLimitRatio: number;
   /** The Envoy service is not serving (health, readiness) while config_dir holds no domain. */
   requireDomains: boolean;
+  /** Where upstream's HTTP port (/json, /healthcheck) is served; null: it is not. */
+  httpListen: string | null;
   lease: LeaseSettings;
   /** What was read from upstream's environment variables; null unless upstream_env is true. */
   upstreamEnv: UpstreamEnvReport | null;
@@ -214,6 +216,7 @@ function compileEnvoy(envoy: EnvoyFile, placeOf: PlaceOf, upstreamEnv: UpstreamE
     shadowMode: envoy.shadow_mode,
     nearLimitRatio: envoy.near_limit_ratio,
     requireDomains: envoy.require_domains,
+    httpListen: envoy.http_listen ?? null,
     lease: compileLease(envoy.lease),
     upstreamEnv: envoy.upstream_env ? upstreamEnv : null,
   };

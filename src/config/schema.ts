@@ -411,6 +411,9 @@ const responseHeaderNames = strictObject({
 
 const RATIO_HINT = 'expected a number from 0 to 1';
 
+const HTTP_LISTEN_HINT = 'expected host:port, or :port (every interface)';
+const httpListen = z.string({ error: HTTP_LISTEN_HINT }).refine((text) => !text.startsWith('unix:') && isListenAddress(text), { error: HTTP_LISTEN_HINT });
+
 const envoy = strictObject({
   config_dir: z.string({ error: 'expected the directory of envoyproxy/ratelimit config files' }).min(1, {
     error: 'expected the directory of envoyproxy/ratelimit config files',
@@ -431,6 +434,8 @@ const envoy = strictObject({
   require_domains: flag.default(false),
   /** Read upstream's environment variables (SHADOW_MODE, REDIS_URL, ...) over this file's settings. */
   upstream_env: flag.default(false),
+  /** Upstream's HTTP port (HOST, PORT): POST /json and GET /healthcheck. Absent: not served. */
+  http_listen: httpListen.optional(),
   /** Leases for Envoy traffic, as a resource's `lease:`. */
   lease,
 });
