@@ -17,7 +17,8 @@ import { Admission } from './guard/admission.js';
 import { FailurePolicy } from './guard/failure-policy.js';
 import { StoreUnavailable } from './guard/store-unavailable.js';
 import { randomBytes } from 'node:crypto';
-import { EnvoyRuntime } from './envoy/runtime.js';
+import { EnvoyRuntime, type EnvoyConfigSource } from './envoy/runtime.js';
+import { XdsRuntime } from './grpc/xds-runtime.js';
 import { EnvoyStats } from './envoy/stats.js';
 import type { EnvoyConfig } from './envoy/config.js';
 import type { UpstreamEnvReport } from './config/upstream-env.js';
@@ -75,7 +76,7 @@ export interface PolicySource {
 export function createStore(policy: Policy): Store {
   const redis = policy.store.redis;
   if (!redis) return new MemoryStore({ maxKeys: policy.store.maxKeys });
-  return new RedisStore({ ...redis, timeoutMs: policy.store.timeoutMs });
+  return new RedisStore({ ...redis, timeoutMs: policy.store.timeoutMs, expiryJitterMs: redis.expiryJitterMs });
 }
 
 /**
@@ -101,10 +102,16 @@ const STARTUP_WAIT_MS = 2_000;
 
 /** Throws EnvoyConfigError, before anything starts, when the Envoy config directory does not load. */
 export async function startSidecar(policy: Policy, log: Logger, source: PolicySource | null = null): Promise<Sidecar> {
-  // Envoy's rate limit service: the config files, watched and reloaded while the sidecar runs.
-  // With envoy.require_domains it is not serving (health, readiness) while they hold no domain.
+  // Envoy's rate limit service: the config files, watched and reloaded while the sidecar runs, or
+  // the config an xDS management server sends. With envoy.require_domains it is not serving
+  // (health, readiness) while the config holds no domain.
   let envoyChanged = (_config: EnvoyConfig) => {};
-  const envoy = policy.envoy ? new EnvoyRuntime(policy.envoy, log, { onChange: (config) => envoyChanged(config) }) : null;
+  const sourceOptions = { onChange: (config: EnvoyConfig) => envoyChanged(config), onRejected: () => envoyStats?.configLoaded(false) };
+  const envoy: EnvoyConfigSource | null = policy.envoy
+    ? policy.envoy.xds
+      ? new XdsRuntime(policy.envoy, log, sourceOptions)
+      : new EnvoyRuntime(policy.envoy, log, sourceOptions)
+    : null;
   const envoyReady = () => !policy.envoy?.requireDomains || (envoy?.current.domains.size ?? 0) > 0;
   const raw = createStore(policy);
   const warn = throttledWarn(log, 5_000);
@@ -120,7 +127,10 @@ export async function startSidecar(policy: Policy, log: Logger, source: PolicySo
     storeUp: () => (guarded ? (guarded.available ? 1 : 0) : 1),
     memoryScopesRefused: () => (raw instanceof MemoryStore ? raw.refusedScopes : 0) + (failurePolicy?.local.refusedScopes ?? 0),
   });
+  metrics.registry.setDefaultLabels(policy.server.metricLabels);
   const envoyStats = policy.envoy ? new EnvoyStats(metrics.registry, policy.envoy.nearLimitRatio) : null;
+  // config_dir has loaded by now; xDS has sent nothing yet.
+  if (policy.envoy && !policy.envoy.xds) envoyStats?.configLoaded(true);
   if (policy.envoy?.upstreamEnv) logUpstreamEnv(log, policy.envoy.upstreamEnv);
 
   // A remote store is guarded: deadlines, a circuit breaker, each resource's failure policy, and
@@ -173,7 +183,6 @@ export async function startSidecar(policy: Policy, log: Logger, source: PolicySo
   const leaseTicker = leases ? setInterval(() => void leases?.tick(), LEASE_TICK_MS).unref() : undefined;
   let serving = false;
   let draining = false;
-  envoy?.start();
   // The resources served now: a reload swaps the whole map in one assignment.
   let resources = policy.resources;
   const reloader = source
@@ -219,10 +228,13 @@ export async function startSidecar(policy: Policy, log: Logger, source: PolicySo
     );
     const running = grpc;
     envoyChanged = (config) => {
+      envoyStats?.configLoaded(true);
       envoyStats?.retain(config.domains);
       // Once draining, every name stays NOT_SERVING.
       if (!draining) setEnvoyServing(running, envoyReady());
     };
+    // Started once its changes reach the server: a config that comes sooner would not.
+    envoy?.start();
     const httpListen = policy.envoy?.httpListen;
     if (httpListen && envoy && envoyStats) {
       http = await listening(

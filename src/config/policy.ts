@@ -107,6 +107,8 @@ export interface Policy {
     maxStreams: number;
     /** Requests waiting (max_wait) in this sidecar at once. */
     maxWaiters: number;
+    /** Labels every metric carries. */
+    metricLabels: Readonly<Record<string, string>>;
   };
   store: { redis: RedisConfig | null; timeoutMs: number; maxKeys: number };
   resources: ReadonlyMap<string, Resource>;
@@ -119,8 +121,8 @@ export type EnvoyStoreFailure = 'error' | FailurePolicy;
 
 /** The policy file's `envoy:` section. The directory itself is loaded by the Envoy runtime. */
 export interface EnvoyOptions {
-  /** Absolute. Every *.yaml and *.yml file directly in it (not hidden files) is one domain. */
-  configDir: string;
+  /** Absolute. Every *.yaml and *.yml file directly in it (not hidden files) is one domain. Null with xds. */
+  configDir: string | null;
   /** Where config_dir is set in the policy file (`envoy.config_dir (line 3)`): a problem with the directory names it. */
   configDirAt: string;
   /** Add the limit, remaining and reset headers (named by responseHeaderNames) to response_headers_to_add. */
@@ -137,11 +139,29 @@ export interface EnvoyOptions {
   nearLimitRatio: number;
   /** The Envoy service is not serving (health, readiness) while config_dir holds no domain. */
   requireDomains: boolean;
+  /** A domain in several files is one domain: each file's top-level descriptors added to it, in file order. */
+  mergeDomains: boolean;
   /** Where upstream's HTTP port (/json, /healthcheck) is served; null: it is not. */
   httpListen: string | null;
   lease: LeaseSettings;
   /** What was read from upstream's environment variables; null unless upstream_env is true. */
   upstreamEnv: UpstreamEnvReport | null;
+  /** The config from an xDS management server instead of config_dir; null with config_dir. */
+  xds: XdsOptions | null;
+}
+
+/** envoy.xds: where to ask for the config (ADS, state of the world), and how. */
+export interface XdsOptions {
+  /** host:port of the management server. */
+  server: string;
+  nodeId: string;
+  nodeMetadata: Readonly<Record<string, string>>;
+  /** gRPC metadata sent with the stream. */
+  headers: Readonly<Record<string, string>>;
+  /** PEM texts, read at load; null for plaintext. */
+  tls: { ca: string | null; cert: string | null; key: string | null; serverName: string | null } | null;
+  retry: { initialMs: number; maxMs: number; jitter: number };
+  maxMessageBytes: number;
 }
 
 /** The place of a value in the policy file, as problems name it: `envoy.config_dir (line 3)`. */
@@ -175,6 +195,8 @@ export interface RedisConfig {
   tls: RedisTls | null;
   /** Every key starts with `<prefix>:`. */
   prefix: string;
+  /** A window key's expiry is its window's end plus up to this much (ms; 0: none). */
+  expiryJitterMs: number;
 }
 
 /** `upstreamEnv`: what envoy.upstream_env read from the environment, when it is on. */
@@ -197,6 +219,7 @@ export function compilePolicy(file: PolicyFile, placeOf: PlaceOf, upstreamEnv: U
       },
       maxStreams: file.server.max_streams,
       maxWaiters: file.server.max_waiters,
+      metricLabels: file.server.metric_labels,
     },
     store: { redis: file.store.redis ? compileRedis(file.store.redis) : null, timeoutMs: file.store.timeout, maxKeys: file.store.max_keys },
     resources: new Map((file.resources ?? []).map((res) => [res.name, compileResource(res)])),
@@ -206,7 +229,7 @@ export function compilePolicy(file: PolicyFile, placeOf: PlaceOf, upstreamEnv: U
 
 function compileEnvoy(envoy: EnvoyFile, placeOf: PlaceOf, upstreamEnv: UpstreamEnvReport | null): EnvoyOptions {
   return {
-    configDir: resolve(envoy.config_dir),
+    configDir: envoy.config_dir === undefined ? null : resolve(envoy.config_dir),
     configDirAt: placeOf(['envoy', 'config_dir']),
     responseHeaders: envoy.response_headers,
     responseHeaderNames: envoy.response_header_names,
@@ -216,9 +239,24 @@ function compileEnvoy(envoy: EnvoyFile, placeOf: PlaceOf, upstreamEnv: UpstreamE
     shadowMode: envoy.shadow_mode,
     nearLimitRatio: envoy.near_limit_ratio,
     requireDomains: envoy.require_domains,
+    mergeDomains: envoy.merge_domains,
     httpListen: envoy.http_listen ?? null,
     lease: compileLease(envoy.lease),
     upstreamEnv: envoy.upstream_env ? upstreamEnv : null,
+    xds: envoy.xds ? compileXds(envoy.xds) : null,
+  };
+}
+
+function compileXds(xds: NonNullable<EnvoyFile['xds']>): XdsOptions {
+  const tls = xds.tls;
+  return {
+    server: xds.server,
+    nodeId: xds.node_id,
+    nodeMetadata: xds.node_metadata,
+    headers: xds.headers,
+    tls: tls ? { ca: tls.ca_file ?? null, cert: tls.cert_file ?? null, key: tls.key_file ?? null, serverName: tls.server_name ?? null } : null,
+    retry: { initialMs: xds.retry.initial, maxMs: xds.retry.max, jitter: xds.retry.jitter },
+    maxMessageBytes: xds.max_message_size,
   };
 }
 
@@ -263,6 +301,7 @@ function compileRedis(redis: RedisFile): RedisConfig {
           }
         : null,
     prefix: redis.prefix,
+    expiryJitterMs: redis.expiry_jitter ?? 0,
   };
 }
 

@@ -9,6 +9,7 @@ import { parsePolicy, PolicyError } from '../../src/config/load.js';
 import type { Policy } from '../../src/config/policy.js';
 import { applyUpstreamEnv, IGNORED, MAPPED, parseGoDuration, UPSTREAM_VARIABLES } from '../../src/config/upstream-env.js';
 import { packageRoot } from '../../src/paths.js';
+import { makeTlsFiles } from '../support/tls.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'sluice-upstream-env-'));
 const POLICY = `envoy:\n  config_dir: ${dir}\n  upstream_env: true\n`;
@@ -101,6 +102,11 @@ describe('settings that change answers', () => {
     expect(policy.envoy!.responseHeaderNames).toEqual({ limit: 'RateLimit-Limit', remaining: 'RateLimit-Remaining', reset: 'RateLimit-Reset' });
   });
 
+  it('MERGE_DOMAIN_CONFIG becomes envoy.merge_domains', () => {
+    expect(load({ MERGE_DOMAIN_CONFIG: 'true' }).envoy!.mergeDomains).toBe(true);
+    expect(load({}).envoy!.mergeDomains).toBe(false);
+  });
+
   it('QUOTA_MODE and RESPONSE_DYNAMIC_METADATA become envoy.quota_mode and envoy.response_dynamic_metadata', () => {
     const policy = load({ QUOTA_MODE: 'true', RESPONSE_DYNAMIC_METADATA: '1' });
     expect(policy.envoy).toMatchObject({ quotaMode: true, responseDynamicMetadata: true });
@@ -137,9 +143,95 @@ describe('where config files are', () => {
     expect(load({ RUNTIME_ROOT: '/data' }, `${POLICY}`).envoy!).toMatchObject({ configDir: '/data/config', configDirAt: 'envoy.config_dir (from RUNTIME_ROOT)' });
   });
 
-  it('CONFIG_TYPE other than FILE stops the load: sluice has no xDS', () => {
-    expect(problems({ CONFIG_TYPE: 'GRPC_XDS_SOTW' })).toEqual([expect.stringMatching(/^CONFIG_TYPE \(environment.*\): GRPC_XDS_SOTW is not supported: sluice reads config files only/)]);
+  it('CONFIG_TYPE other than FILE or GRPC_XDS_SOTW stops the load', () => {
+    expect(problems({ CONFIG_TYPE: 'GRPC_XDS_DELTA' })).toEqual([expect.stringMatching(/^CONFIG_TYPE \(environment.*\): expected FILE or GRPC_XDS_SOTW, not "GRPC_XDS_DELTA"/)]);
     expect(load({ CONFIG_TYPE: 'FILE' }).envoy!.upstreamEnv!.applied).toContainEqual({ name: 'CONFIG_TYPE', setting: 'envoy.config_dir (config files)' });
+  });
+});
+
+describe('config from an xDS management server (CONFIG_TYPE=GRPC_XDS_SOTW)', () => {
+  it('becomes envoy.xds in place of config_dir, with upstream’s defaults for the server and the node id', () => {
+    const policy = load({ CONFIG_TYPE: 'GRPC_XDS_SOTW', RUNTIME_ROOT: '/data' });
+    expect(policy.envoy).toMatchObject({
+      configDir: null,
+      xds: { server: 'localhost:18000', nodeId: 'default', nodeMetadata: {}, headers: {}, tls: null, retry: { initialMs: 1_000, maxMs: 60_000, jitter: 0.5 }, maxMessageBytes: 4 * 1024 * 1024 },
+    });
+    expect(policy.envoy!.upstreamEnv!.ignored).toContainEqual({ name: 'RUNTIME_ROOT', reason: 'read only with CONFIG_TYPE=FILE (config files)' });
+  });
+
+  it('reads CONFIG_GRPC_XDS_* and XDS_CLIENT_* as upstream does', () => {
+    const policy = load({
+      CONFIG_TYPE: 'GRPC_XDS_SOTW',
+      CONFIG_GRPC_XDS_SERVER_URL: 'xds.example:18001',
+      CONFIG_GRPC_XDS_NODE_ID: 'edge-7',
+      CONFIG_GRPC_XDS_NODE_METADATA: 'team=payments,zone=eu=1,broken',
+      CONFIG_GRPC_XDS_CLIENT_ADDITIONAL_HEADERS: 'authorization:Bearer a:b,x-env:prod',
+      XDS_CLIENT_BACKOFF_INITIAL_INTERVAL: '500ms',
+      XDS_CLIENT_BACKOFF_MAX_INTERVAL: '2m',
+      XDS_CLIENT_BACKOFF_JITTER: 'false',
+      XDS_CLIENT_BACKOFF_RANDOM_FACTOR: '0.5',
+      CONFIG_GRPC_XDS_SERVER_CONNECT_RETRY_INTERVAL: '3s',
+      XDS_CLIENT_MAX_MSG_SIZE_IN_BYTES: '8388608',
+      CONFIG_GRPC_XDS_SERVER_TLS_SAN: 'ignored.example',
+    });
+    expect(policy.envoy!.xds).toEqual({
+      server: 'xds.example:18001',
+      nodeId: 'edge-7',
+      nodeMetadata: { team: 'payments', zone: 'eu=1' },
+      headers: { authorization: 'Bearer a:b', 'x-env': 'prod' },
+      tls: null,
+      retry: { initialMs: 500, maxMs: 120_000, jitter: 0 },
+      maxMessageBytes: 8 * 1024 * 1024,
+    });
+    const report = policy.envoy!.upstreamEnv!;
+    expect(report.warnings).toContainEqual('CONFIG_GRPC_XDS_NODE_METADATA: "broken" dropped: expected key=value, as upstream reads it');
+    expect(report.ignored.map((entry) => entry.name).sort()).toEqual(['CONFIG_GRPC_XDS_SERVER_CONNECT_RETRY_INTERVAL', 'CONFIG_GRPC_XDS_SERVER_TLS_SAN', 'XDS_CLIENT_BACKOFF_RANDOM_FACTOR']);
+  });
+
+  it('CONFIG_GRPC_XDS_SERVER_USE_TLS with the CA, the client certificate and the name to check', async () => {
+    const files = await makeTlsFiles();
+    try {
+      const policy = load({
+        CONFIG_TYPE: 'GRPC_XDS_SOTW',
+        CONFIG_GRPC_XDS_SERVER_USE_TLS: 'true',
+        CONFIG_GRPC_XDS_SERVER_TLS_CACERT: files.caFile,
+        CONFIG_GRPC_XDS_CLIENT_TLS_CERT: files.clientCertFile,
+        CONFIG_GRPC_XDS_CLIENT_TLS_KEY: files.clientKeyFile,
+        CONFIG_GRPC_XDS_SERVER_TLS_SAN: 'xds.internal',
+      });
+      expect(policy.envoy!.xds!.tls).toEqual({
+        ca: readFileSync(files.caFile, 'utf8'),
+        cert: readFileSync(files.clientCertFile, 'utf8'),
+        key: readFileSync(files.clientKeyFile, 'utf8'),
+        serverName: 'xds.internal',
+      });
+      expect(problems({ CONFIG_TYPE: 'GRPC_XDS_SOTW', CONFIG_GRPC_XDS_SERVER_USE_TLS: 'true', CONFIG_GRPC_XDS_CLIENT_TLS_CERT: files.clientCertFile })).toEqual([
+        expect.stringMatching(/^envoy\.xds\.tls\.cert_file \(from CONFIG_GRPC_XDS_CLIENT_TLS_CERT\): cert_file needs key_file too/),
+      ]);
+    } finally {
+      files.remove();
+    }
+  });
+
+  it('refuses what upstream would refuse, and what sluice cannot reach, naming the variable', () => {
+    expect(problems({ CONFIG_TYPE: 'GRPC_XDS_SOTW', CONFIG_GRPC_XDS_CLIENT_ADDITIONAL_HEADERS: 'authorization' })).toEqual([
+      expect.stringMatching(/^CONFIG_GRPC_XDS_CLIENT_ADDITIONAL_HEADERS \(environment.*\): expected key:value pairs separated by commas, not "authorization"/),
+    ]);
+    expect(problems({ CONFIG_TYPE: 'GRPC_XDS_SOTW', XDS_CLIENT_BACKOFF_MAX_INTERVAL: '10 seconds' })).toEqual([expect.stringMatching(/^XDS_CLIENT_BACKOFF_MAX_INTERVAL \(environment.*\): expected a Go duration/)]);
+    expect(problems({ CONFIG_TYPE: 'GRPC_XDS_SOTW', CONFIG_GRPC_XDS_SERVER_URL: 'dns:///xds.example:18000' })).toEqual([
+      expect.stringMatching(/^envoy\.xds\.server \(from CONFIG_GRPC_XDS_SERVER_URL\): "dns:\/\/\/xds.example:18000": expected the management server as host:port/),
+    ]);
+    expect(problems({ CONFIG_TYPE: 'GRPC_XDS_SOTW', XDS_CLIENT_MAX_MSG_SIZE_IN_BYTES: '1000000000' })).toEqual([
+      expect.stringMatching(/^envoy\.xds\.max_message_size \(from XDS_CLIENT_MAX_MSG_SIZE_IN_BYTES\): 1000000000: expected at most 67108864/),
+    ]);
+  });
+
+  it('are ignored without it, with why', () => {
+    const report = load({ CONFIG_GRPC_XDS_SERVER_URL: 'xds.example:18000', XDS_CLIENT_BACKOFF_JITTER: 'false' }).envoy!.upstreamEnv!;
+    expect(report.ignored).toEqual([
+      { name: 'CONFIG_GRPC_XDS_SERVER_URL', reason: 'read only with CONFIG_TYPE=GRPC_XDS_SOTW' },
+      { name: 'XDS_CLIENT_BACKOFF_JITTER', reason: 'read only with CONFIG_TYPE=GRPC_XDS_SOTW' },
+    ]);
   });
 });
 
@@ -196,6 +288,13 @@ describe('the server', () => {
     ]);
   });
 
+  it('EXTRA_TAGS (name:value,name:value, as envconfig reads a map) become server.metric_labels', () => {
+    expect(load({ EXTRA_TAGS: 'foo:bar,a:b' }).server.metricLabels).toEqual({ foo: 'bar', a: 'b' });
+    expect(load({ EXTRA_TAGS: 'zone:eu:1' }).server.metricLabels).toEqual({ zone: 'eu:1' });
+    expect(problems({ EXTRA_TAGS: 'foo:bar,oops' })).toEqual([expect.stringMatching(/^EXTRA_TAGS .*expected name:value pairs separated by commas, not "oops"$/)]);
+    expect(problems({ EXTRA_TAGS: 'domain:x' }).join('\n')).toMatch(/EXTRA_TAGS.*"domain" is a label of sluice's own metrics/);
+  });
+
   it('LOG_LEVEL as logrus names it, any case', () => {
     expect(load({ LOG_LEVEL: 'WARN' }).envoy!.upstreamEnv!.logLevel).toBe('warn');
     expect(load({ LOG_LEVEL: 'panic' }).envoy!.upstreamEnv!.logLevel).toBe('fatal');
@@ -207,6 +306,16 @@ describe('the server', () => {
 describe('the store', () => {
   const pem = join(dir, 'ca.pem');
   writeFileSync(pem, '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n');
+
+  it('EXPIRATION_JITTER_MAX_SECONDS (whole seconds; 0 is none) becomes store.redis.expiry_jitter', () => {
+    const redis = { REDIS_SOCKET_TYPE: 'tcp', REDIS_URL: 'redis:6379' };
+    expect(load({ ...redis, EXPIRATION_JITTER_MAX_SECONDS: '300' }).store.redis!.expiryJitterMs).toBe(300_000);
+    expect(load({ ...redis, EXPIRATION_JITTER_MAX_SECONDS: '0' }).store.redis!.expiryJitterMs).toBe(0);
+    expect(load(redis).store.redis!.expiryJitterMs).toBe(0);
+    expect(problems({ ...redis, EXPIRATION_JITTER_MAX_SECONDS: '5m' })).toEqual([expect.stringMatching(/^EXPIRATION_JITTER_MAX_SECONDS .*expected a whole number of seconds, not "5m"$/)]);
+    expect(problems({ ...redis, EXPIRATION_JITTER_MAX_SECONDS: '172800' }).join('\n')).toMatch(/store\.redis\.expiry_jitter \(from EXPIRATION_JITTER_MAX_SECONDS\).*expected at most 1d/);
+    expect(load({ EXPIRATION_JITTER_MAX_SECONDS: '300' }).envoy!.upstreamEnv!.ignored).toContainEqual({ name: 'EXPIRATION_JITTER_MAX_SECONDS', reason: 'the embedded store keeps no keys in Redis' });
+  });
 
   it('REDIS_URL host:port over TCP, with REDIS_AUTH as user:password and CACHE_KEY_PREFIX', () => {
     const policy = load({ REDIS_SOCKET_TYPE: 'tcp', REDIS_URL: 'redis.default:6379', REDIS_AUTH: 'app:s3cret:x', CACHE_KEY_PREFIX: 'edge_' });
