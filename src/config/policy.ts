@@ -159,6 +159,8 @@ export interface EnvoyOptions {
   requireDomains: boolean;
   /** A domain in several files is one domain: each file's top-level descriptors added to it, in file order. */
   mergeDomains: boolean;
+  /** Where upstream's HTTP port (/json, /healthcheck) is served; null: it is not. */
+  httpListen: string | null;
   lease: LeaseSettings;
   /** What was read from upstream's environment variables; null unless upstream_env is true. */
   upstreamEnv: UpstreamEnvReport | null;
@@ -268,6 +270,7 @@ function compileEnvoy(envoy: EnvoyFile, placeOf: PlaceOf, upstreamEnv: UpstreamE
     nearLimitRatio: envoy.near_limit_ratio,
     requireDomains: envoy.require_domains,
     mergeDomains: envoy.merge_domains,
+    httpListen: envoy.http_listen ?? null,
     lease: compileLease(envoy.lease),
     upstreamEnv: envoy.upstream_env ? upstreamEnv : null,
     xds: envoy.xds ? compileXds(envoy.xds) : null,

@@ -438,6 +438,9 @@ const responseHeaderNames = strictObject({
 
 const RATIO_HINT = 'expected a number from 0 to 1';
 
+const HTTP_LISTEN_HINT = 'expected host:port, or :port (every interface)';
+const httpListen = z.string({ error: HTTP_LISTEN_HINT }).refine((text) => !text.startsWith('unix:') && isListenAddress(text), { error: HTTP_LISTEN_HINT });
+
 // envoy.xds: the Envoy config from an xDS management server (ADS, state of the world) instead of
 // config_dir. Read by src/grpc/xds-client.ts; the resources are checked as config files are.
 const XDS_SERVER_HINT = 'expected the management server as host:port such as xds.example:18000';
@@ -516,6 +519,8 @@ const envoy = strictObject({
   merge_domains: flag.default(false),
   /** Read upstream's environment variables (SHADOW_MODE, REDIS_URL, ...) over this file's settings. */
   upstream_env: flag.default(false),
+  /** Upstream's HTTP port (HOST, PORT): POST /json and GET /healthcheck. Absent: not served. */
+  http_listen: httpListen.optional(),
   /** Leases for Envoy traffic, as a resource's `lease:`. */
   lease,
 }).superRefine((envoy, ctx) => {

@@ -39,6 +39,7 @@ export interface UpstreamEnvResult {
 const DEFAULT_RUNTIME_ROOT = '/srv/runtime_data/current';
 const DEFAULT_RUNTIME_APPDIRECTORY = 'config';
 const DEFAULT_PROMETHEUS_ADDR = ':9090';
+const DEFAULT_HTTP_LISTEN = ':8080';
 const DEFAULT_LISTEN = '127.0.0.1:50051';
 
 const NO_STATSD = 'sluice exports Prometheus metrics on server.admin at /metrics; it sends no StatsD';
@@ -59,8 +60,6 @@ const POOL = 'sluice sends every call over one connection per Redis node; there 
  * upstream's.
  */
 export const IGNORED: Readonly<Record<string, string>> = {
-  HOST: 'upstream’s HTTP port (/json, /healthcheck): sluice has no JSON API; probes go to server.admin (/healthz, /readyz)',
-  PORT: 'upstream’s HTTP port (/json, /healthcheck): sluice has no JSON API; probes go to server.admin (/healthz, /readyz)',
   DEBUG_HOST: 'upstream’s debug port (pprof, /rlconfig): sluice has none',
   DEBUG_PORT: 'upstream’s debug port (pprof, /rlconfig): sluice has none',
   GRPC_SERVER_TLS_CERT: 'read only with GRPC_SERVER_USE_TLS=true, which stops the start',
@@ -136,6 +135,8 @@ export const MAPPED: readonly string[] = [
   'RESPONSE_DYNAMIC_METADATA',
   'HEALTHY_WITH_AT_LEAST_ONE_CONFIG_LOADED',
   'MERGE_DOMAIN_CONFIG',
+  'HOST',
+  'PORT',
   'RUNTIME_ROOT',
   'RUNTIME_SUBDIRECTORY',
   'RUNTIME_APPDIRECTORY',
@@ -223,6 +224,16 @@ function readEnvoySettings(r: Reading): void {
   r.bool('RESPONSE_DYNAMIC_METADATA', (on) => r.set(['envoy', 'response_dynamic_metadata'], on, 'RESPONSE_DYNAMIC_METADATA'));
   r.bool('HEALTHY_WITH_AT_LEAST_ONE_CONFIG_LOADED', (on) => r.set(['envoy', 'require_domains'], on, 'HEALTHY_WITH_AT_LEAST_ONE_CONFIG_LOADED'));
   r.bool('MERGE_DOMAIN_CONFIG', (on) => r.set(['envoy', 'merge_domains'], on, 'MERGE_DOMAIN_CONFIG'));
+  // Upstream's HTTP port, served when either is set. Each replaces its part of the file's
+  // http_listen; a part neither gives is upstream's (every interface, 8080), as for
+  // USE_PROMETHEUS: the port is where the kubelet's probes reach it, from outside the pod.
+  const host = r.value('HOST');
+  const port = r.value('PORT');
+  if (host !== undefined || port !== undefined) {
+    const current = r.at(['envoy', 'http_listen']);
+    const from = ['HOST', 'PORT'].filter((name) => r.value(name) !== undefined);
+    r.set(['envoy', 'http_listen'], withHostPort(typeof current === 'string' ? current : DEFAULT_HTTP_LISTEN, host, port), ...from);
+  }
 
   const configType = r.value('CONFIG_TYPE')?.toUpperCase() ?? 'FILE';
   if (configType === 'FILE') {
@@ -337,9 +348,7 @@ function readServer(r: Reading): void {
     // Each replaces its part of server.listen: upstream's default host is 0.0.0.0, sluice's stays
     // 127.0.0.1 unless GRPC_HOST says otherwise.
     const current = typeof r.at(['server', 'listen']) === 'string' && !String(r.at(['server', 'listen'])).startsWith('unix:') ? String(r.at(['server', 'listen'])) : DEFAULT_LISTEN;
-    const colon = current.lastIndexOf(':');
-    const hostPart = host === undefined ? current.slice(0, colon) : host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
-    r.set(['server', 'listen'], `${hostPart}:${port ?? current.slice(colon + 1)}`, ...['GRPC_HOST', 'GRPC_PORT'].filter((name) => r.value(name) !== undefined));
+    r.set(['server', 'listen'], withHostPort(current, host, port), ...['GRPC_HOST', 'GRPC_PORT'].filter((name) => r.value(name) !== undefined));
   }
   for (const [name, key] of [
     ['GRPC_MAX_CONNECTION_AGE', 'connection_max_age'],
@@ -536,6 +545,13 @@ function readTracing(r: Reading): void {
 /** Go's strconv.ParseFloat of a decimal or exponent form; undefined when it is not one. */
 function parseGoFloat(text: string): number | undefined {
   return /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(text) ? Number(text) : undefined;
+}
+
+/** `host:port` with the host, the port or both replaced (an IPv6 host in brackets). */
+function withHostPort(current: string, host: string | undefined, port: string | undefined): string {
+  const colon = current.lastIndexOf(':');
+  const hostPart = host === undefined ? current.slice(0, colon) : host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
+  return `${hostPart}:${port ?? current.slice(colon + 1)}`;
 }
 
 /** upstream's "user:password" or "password". */

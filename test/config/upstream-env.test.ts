@@ -245,6 +245,19 @@ describe('the server', () => {
     expect(uds.envoy!.upstreamEnv!.ignored).toContainEqual({ name: 'GRPC_PORT', reason: 'GRPC_UDS is set: sluice listens on the socket, as upstream does' });
   });
 
+  it('HOST and PORT serve upstream’s HTTP port on envoy.http_listen, each replacing its part; a part neither gives is upstream’s (every interface, 8080)', () => {
+    expect(load({}).envoy!.httpListen).toBeNull();
+    expect(load({ PORT: '8080' }).envoy!.httpListen).toBe(':8080');
+    expect(load({ HOST: '127.0.0.1' }).envoy!.httpListen).toBe('127.0.0.1:8080');
+    expect(load({ HOST: '::1', PORT: '9000' }).envoy!.httpListen).toBe('[::1]:9000');
+    expect(load({ PORT: '9000' }, `${POLICY}  http_listen: 127.0.0.1:7000\n`).envoy!.httpListen).toBe('127.0.0.1:9000');
+    expect(load({ HOST: '0.0.0.0', PORT: '8080' }).envoy!.upstreamEnv!.applied).toEqual([
+      { name: 'HOST', setting: 'envoy.http_listen' },
+      { name: 'PORT', setting: 'envoy.http_listen' },
+    ]);
+    expect(problems({ PORT: 'eighty' })).toEqual(['envoy.http_listen (from PORT): ":eighty": expected host:port, or :port (every interface)']);
+  });
+
   it('SLUICE_LISTEN and SLUICE_ADMIN still win', () => {
     const policy = load({ GRPC_PORT: '8081', USE_PROMETHEUS: 'true', SLUICE_LISTEN: '127.0.0.1:9000', SLUICE_ADMIN: 'off' });
     expect(policy.server).toMatchObject({ listen: '127.0.0.1:9000', admin: null });
