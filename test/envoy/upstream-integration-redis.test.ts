@@ -4,8 +4,9 @@
 // (Cluster and Sentinel: upstream-integration-cluster-sentinel.test.ts). The built sidecar is set
 // up as upstream's service is: by upstream's environment variables (envoy.upstream_env), as each
 // variant's settings give them. The requests and answers are upstream-basic-config.ts's; each `it`
-// is named after the upstream test it comes from. Each Redis is started once; each variant runs a
-// sidecar of its own against it, from an emptied store.
+// derived from upstream's is named after the test it comes from (the others check
+// REDIS_TLS_SKIP_HOSTNAME_VERIFICATION and a wrong REDIS_AUTH). Each Redis is started once; each
+// variant runs a sidecar of its own against it, from an emptied store.
 //
 // Upstream's variants other than the STOP_CACHE_KEY_INCREMENT_WHEN_OVERLIMIT ones expect a
 // descriptor within its limit to be charged while another of the same request is over its own;
@@ -38,16 +39,19 @@ describe('upstream test/integration/integration_test.go, on Redis over TLS with 
   let redis: RedisProcess;
   /** Upstream's "verify peer" Redis (stunnel with verify level 2): it asks for a client certificate from its CA. */
   let verifyPeer: RedisProcess;
+  /** A Redis whose certificate names redis.elsewhere.example, not localhost. */
+  let otherName: RedisProcess;
   beforeAll(async () => {
     tls = await makeTlsFiles();
     const serverTls = { certFile: tls.certFile, keyFile: tls.keyFile, caFile: tls.caFile };
-    [redis, verifyPeer] = await Promise.all([
+    [redis, verifyPeer, otherName] = await Promise.all([
       startRedis([], { password: UPSTREAM_PASSWORD, tls: serverTls }),
       startRedis([], { password: UPSTREAM_PASSWORD, tls: { ...serverTls, authClients: true } }),
+      startRedis([], { password: UPSTREAM_PASSWORD, tls: { ...serverTls, certFile: tls.otherNameCertFile, keyFile: tls.otherNameKeyFile } }),
     ]);
   });
   afterAll(async () => {
-    await Promise.all([redis?.stop(), verifyPeer?.stop()]);
+    await Promise.all([redis?.stop(), verifyPeer?.stop(), otherName?.stop()]);
     tls?.remove();
   });
 
@@ -82,6 +86,18 @@ describe('upstream test/integration/integration_test.go, on Redis over TLS with 
     }),
     serverStore(() => verifyPeer),
   );
+
+  it('REDIS_TLS_SKIP_HOSTNAME_VERIFICATION=true reaches a Redis whose certificate names another host, and still refuses one a CA other than REDIS_TLS_CACERT signed', async () => {
+    const env = { ...upstream.simpleRedisSettings(otherName, false), REDIS_AUTH: UPSTREAM_PASSWORD, REDIS_TLS: 'true', REDIS_TLS_SKIP_HOSTNAME_VERIFICATION: 'true' };
+    await withUpstreamSidecar({ ...env, REDIS_TLS_CACERT: tls.caFile }, false, async (client) => {
+      expect((await client.shouldRateLimit('basic', [desc('key1', 'skip')])).statuses.map(statusLine)).toEqual(['OK 50/SECOND 49']);
+    });
+    await withUpstreamSidecar({ ...env, REDIS_TLS_CACERT: tls.otherCaFile }, false, async (client) => {
+      const err = await grpcError(client.shouldRateLimit('basic', [desc('key1', 'other-ca')]));
+      expect(err.code).toBe(status.UNAVAILABLE);
+      expect(err.details).toMatch(/self-signed certificate in certificate chain|unable to verify/);
+    });
+  });
 });
 
 describe('upstream test/integration/integration_test.go, on Redis with AUTH', () => {
