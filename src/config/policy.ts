@@ -201,8 +201,12 @@ export interface RedisTls {
   cert: string | null;
   key: string | null;
   serverName: string | null;
-  /** False only with insecure_skip_verify: any certificate is accepted. */
-  verify: boolean;
+  /**
+   * What is checked of the server's certificate: that a trusted CA signed it and that it names the
+   * server ('full'); the signature only ('chain', skip_hostname_verification); or nothing
+   * ('none', insecure_skip_verify, which wins over the other).
+   */
+  verify: 'full' | 'chain' | 'none';
 }
 
 export interface RedisConfig {
@@ -327,7 +331,7 @@ function compileRedis(redis: RedisFile): RedisConfig {
             cert: tls?.cert_file ?? null,
             key: tls?.key_file ?? null,
             serverName: tls?.server_name ?? null,
-            verify: !(tls?.insecure_skip_verify ?? false),
+            verify: tls?.insecure_skip_verify ? 'none' : tls?.skip_hostname_verification ? 'chain' : 'full',
           }
         : null,
     prefix: redis.prefix,

@@ -347,6 +347,7 @@ const tls = strictObject({
   cert_file: certificateFile.optional(),
   key_file: keyFile.optional(),
   server_name: z.string().min(1, { error: 'expected a host name' }).optional(),
+  skip_hostname_verification: z.boolean({ error: 'expected true or false' }).default(false),
   insecure_skip_verify: z.boolean({ error: 'expected true or false' }).default(false),
 });
 

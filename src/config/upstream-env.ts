@@ -484,14 +484,13 @@ function readRedis(r: Reading, url: string): void {
       section[key] = path;
       from.push(name);
     }
+    const skipHostname = r.boolValue('REDIS_TLS_SKIP_HOSTNAME_VERIFICATION');
+    if (skipHostname !== undefined) {
+      section.skip_hostname_verification = skipHostname;
+      from.push('REDIS_TLS_SKIP_HOSTNAME_VERIFICATION');
+    }
     redis.tls = section;
     from.push('REDIS_TLS');
-    if (r.boolValue('REDIS_TLS_SKIP_HOSTNAME_VERIFICATION')) {
-      r.refuse(
-        'REDIS_TLS_SKIP_HOSTNAME_VERIFICATION',
-        'sluice checks the certificate and its name, or (store.redis.tls.insecure_skip_verify in the policy file) neither; set store.redis.tls.server_name to the name the certificate carries',
-      );
-    }
   } else {
     for (const [name] of tlsFiles) if (r.value(name) !== undefined) r.ignore(name, 'read only with REDIS_TLS=true');
     if (r.value('REDIS_TLS') !== undefined) r.same('REDIS_TLS', 'no TLS towards Redis');

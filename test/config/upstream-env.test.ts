@@ -338,7 +338,17 @@ describe('the store', () => {
 
   it('REDIS_TLS with REDIS_TLS_CACERT', () => {
     const policy = load({ REDIS_SOCKET_TYPE: 'tcp', REDIS_URL: 'redis:6379', REDIS_TLS: 'true', REDIS_TLS_CACERT: pem });
-    expect(policy.store.redis!.tls).toMatchObject({ ca: expect.stringContaining('BEGIN CERTIFICATE'), verify: true });
+    expect(policy.store.redis!.tls).toMatchObject({ ca: expect.stringContaining('BEGIN CERTIFICATE'), verify: 'full' });
+  });
+
+  it('REDIS_TLS_SKIP_HOSTNAME_VERIFICATION: the chain is still checked, the name is not; false checks both, over the file', () => {
+    const env = { REDIS_SOCKET_TYPE: 'tcp', REDIS_URL: 'redis:6379', REDIS_TLS: 'true', REDIS_TLS_CACERT: pem };
+    const skipping = load({ ...env, REDIS_TLS_SKIP_HOSTNAME_VERIFICATION: 'true' });
+    expect(skipping.store.redis!.tls).toMatchObject({ ca: expect.stringContaining('BEGIN CERTIFICATE'), verify: 'chain' });
+    expect(skipping.envoy!.upstreamEnv!.applied).toContainEqual({ name: 'REDIS_TLS_SKIP_HOSTNAME_VERIFICATION', setting: 'store.redis' });
+    const file = `store:\n  redis: { url: redis://old:6379, tls: { skip_hostname_verification: true } }\n${POLICY}`;
+    expect(load({ ...env, REDIS_TLS_SKIP_HOSTNAME_VERIFICATION: 'False' }, file).store.redis!.tls!.verify).toBe('full');
+    expect(problems({ ...env, REDIS_TLS_SKIP_HOSTNAME_VERIFICATION: 'yes' })).toEqual([expect.stringMatching(/^REDIS_TLS_SKIP_HOSTNAME_VERIFICATION .*expected true or false/)]);
   });
 
   it('REDIS_TYPE sentinel (master, then sentinels) with REDIS_SENTINEL_AUTH, and cluster', () => {
@@ -362,14 +372,11 @@ describe('the store', () => {
     expect(policy.store.redis!.topology).toMatchObject({ node: { host: 'sluice' } });
   });
 
-  it('stops the load where sluice cannot keep the meaning: a unix socket, memcached, hostname-only TLS checks', () => {
+  it('stops the load where sluice cannot keep the meaning: a unix socket, memcached', () => {
     expect(problems({ REDIS_URL: '/var/run/nutcracker/ratelimit.sock' })).toEqual([
       expect.stringMatching(/^REDIS_SOCKET_TYPE .*unset \(upstream’s default, unix\): sluice reaches Redis over TCP only/),
     ]);
     expect(problems({ BACKEND_TYPE: 'memcache', MEMCACHE_HOST_PORT: 'm:11211' })).toEqual([expect.stringMatching(/^BACKEND_TYPE .*memcache is not supported/)]);
-    expect(problems({ REDIS_SOCKET_TYPE: 'tcp', REDIS_URL: 'r:6379', REDIS_TLS: 'true', REDIS_TLS_SKIP_HOSTNAME_VERIFICATION: 'true' })).toEqual([
-      expect.stringMatching(/^REDIS_TLS_SKIP_HOSTNAME_VERIFICATION .*server_name/),
-    ]);
     expect(problems({ REDIS_TYPE: 'sentinel', REDIS_URL: 'mymaster' })).toEqual([expect.stringMatching(/^REDIS_URL .*the master name and then the sentinels/)]);
   });
 

@@ -1,28 +1,30 @@
 // Cases derived from envoyproxy/ratelimit's test/integration/integration_test.go, on its own
 // runtime config files (upstream-files.ts), through the built sidecar on every backend
 // (upstream.ts): each `it` is named after the upstream test it comes from. The variants upstream
-// runs for its transports (per-second Redis, local cache, memcache, TLS, auth, Cluster,
-// Sentinel, xDS, mTLS) and its statistics are not derived here.
+// runs TestBasicConfig in for its Redis transports (TLS, AUTH, Cluster, Sentinel, a key prefix,
+// a per-second Redis, a local cache) are derived in upstream-integration-redis.test.ts and
+// upstream-integration-cluster-sentinel.test.ts, set up by upstream's environment variables;
+// those for xDS are in upstream-xds.test.ts, and those for memcache are not derived.
 import { unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { expect, it } from 'vitest';
 import { desc } from './client.js';
 import { waitForLog } from './support.js';
-import { inOneWindow, onEveryBackend } from './upstream.js';
+import { inOneWindow, onEveryBackend, statusLine as line } from './upstream.js';
+import { BASIC_CONFIG_FILES, basicConfigAnswers } from './upstream-basic-config.js';
 import { UPSTREAM_INTEGRATION_FILES } from './upstream-files.js';
-import { expectBasicConfigAnswers, line } from './upstream-answers.js';
 
-const { 'reload.yaml': RELOAD, ...CONFIG } = UPSTREAM_INTEGRATION_FILES;
+const RELOAD = UPSTREAM_INTEGRATION_FILES['reload.yaml'];
 
-onEveryBackend('upstream test/integration/integration_test.go', CONFIG, { sidecar: [] }, (world) => {
+onEveryBackend('upstream test/integration/integration_test.go', BASIC_CONFIG_FILES, { sidecar: [] }, (world) => {
   const client = () => world.served('sidecar').client;
 
   // Upstream runs this case in several variants; sluice answers as its variant that stops
   // counting a request that is over the limit (STOP_CACHE_KEY_INCREMENT_WHEN_OVERLIMIT), since a
   // request over the limit takes nothing in sluice (docs/envoy.md).
   it('TestBasicConfig/WithoutPerSecondRedisWithstopCacheKeyIncrementWhenOverlimitConfig', async () => {
-    await expectBasicConfigAnswers(client());
+    await basicConfigAnswers(client());
   });
 
   it('TestBasicReloadConfig/ReloadWithoutWatchRoot', async () => {
