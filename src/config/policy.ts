@@ -190,6 +190,8 @@ export type { HostPort };
 /** Where the Redis store's data lives. */
 export type RedisTopology =
   | { kind: 'standalone'; node: HostPort; db: number }
+  /** One server on this host, through its Unix socket (database 0). */
+  | { kind: 'socket'; path: string }
   /** The master the sentinels name; `username`/`password` are the sentinels' own AUTH. */
   | { kind: 'sentinel'; master: string; sentinels: HostPort[]; username: string | null; password: string | null }
   /** Seed nodes; the rest of the cluster is discovered from them. */
@@ -303,6 +305,8 @@ function compileRedis(redis: RedisFile): RedisConfig {
   const url = redis.url;
   if (url) {
     topology = { kind: 'standalone', node: { host: url.host, port: url.port }, db: url.db };
+  } else if (redis.socket) {
+    topology = { kind: 'socket', path: redis.socket };
   } else if (redis.sentinel) {
     const sentinel = redis.sentinel;
     topology = {
@@ -315,7 +319,7 @@ function compileRedis(redis: RedisFile): RedisConfig {
   } else if (redis.cluster) {
     topology = { kind: 'cluster', nodes: redis.cluster.nodes };
   } else {
-    throw new Error('store.redis: no url, sentinel or cluster (the schema lets none through)');
+    throw new Error('store.redis: no url, socket, sentinel or cluster (the schema lets none through)');
   }
   const tls = redis.tls;
   const username = redis.username ?? url?.username ?? null;

@@ -351,10 +351,12 @@ const tls = strictObject({
   insecure_skip_verify: z.boolean({ error: 'expected true or false' }).default(false),
 });
 
-const TOPOLOGIES = ['url', 'sentinel', 'cluster'] as const;
+const TOPOLOGIES = ['url', 'socket', 'sentinel', 'cluster'] as const;
 
 const redis = strictObject({
   url: redisUrl.optional(),
+  // A Unix socket of one server on this host (redis.conf unixsocket), database 0.
+  socket: z.string({ error: 'expected the path of a Unix socket' }).regex(/^\//, { error: 'expected an absolute path of a Unix socket' }).optional(),
   sentinel: sentinel.optional(),
   cluster: cluster.optional(),
   username: secret.optional(),
@@ -375,9 +377,12 @@ const redis = strictObject({
         path: [],
         message:
           given.length === 0
-            ? 'expected one of url, sentinel or cluster'
-            : `expected exactly one of url, sentinel or cluster, found ${given.join(' and ')}`,
+            ? 'expected one of url, socket, sentinel or cluster'
+            : `expected exactly one of url, socket, sentinel or cluster, found ${given.join(' and ')}`,
       });
+    }
+    if (redis.socket !== undefined && redis.tls !== undefined) {
+      ctx.addIssue({ code: 'custom', params: NOT_ECHOED, path: ['tls'], message: 'a Unix socket carries no TLS: give tls with url, sentinel or cluster' });
     }
     if (redis.password !== undefined && redis.password_file !== undefined) {
       ctx.addIssue({ code: 'custom', params: NOT_ECHOED, path: ['password_file'], message: 'give password or password_file, not both' });

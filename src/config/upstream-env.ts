@@ -2,8 +2,8 @@
 // With `envoy.upstream_env: true` sluice reads them too, so that an existing Deployment's env
 // block works unchanged: each variable that sluice has an equivalent for becomes that setting,
 // over what the policy file says; each one set that sluice has no use for is reported once at
-// start, with why; and the few whose meaning sluice cannot keep (a TLS server, memcached,
-// Redis over a unix socket) stop the start, instead of being dropped without a word.
+// start, with why; and the few whose meaning sluice cannot keep (memcached) stop the start,
+// instead of being dropped without a word.
 //
 // Values are read as upstream reads them: booleans as Go's strconv.ParseBool, durations as Go's
 // time.ParseDuration, and an empty value as unset.
@@ -428,7 +428,7 @@ function readRedis(r: Reading, url: string): void {
   const type = (r.value('REDIS_TYPE') ?? 'single').toLowerCase();
   const tls = r.boolValue('REDIS_TLS') ?? false;
   const file = r.at(['store', 'redis']);
-  const { url: _url, sentinel: _sentinel, cluster: _cluster, ...kept } = isObject(file) ? file : {};
+  const { url: _url, socket: _socket, sentinel: _sentinel, cluster: _cluster, ...kept } = isObject(file) ? file : {};
   const redis: Record<string, unknown> = kept;
   const from = ['REDIS_URL'];
   if (r.value('REDIS_TYPE') !== undefined) from.push('REDIS_TYPE');
@@ -436,15 +436,18 @@ function readRedis(r: Reading, url: string): void {
   if (type === 'single') {
     // radix dials REDIS_SOCKET_TYPE ("unix" unless set) at REDIS_URL.
     const socket = (r.value('REDIS_SOCKET_TYPE') ?? 'unix').toLowerCase();
-    if (socket !== 'tcp') {
-      r.refuse(
-        'REDIS_SOCKET_TYPE',
-        `${r.value('REDIS_SOCKET_TYPE') ?? 'unset (upstream’s default, unix)'}: sluice reaches Redis over TCP only; set REDIS_SOCKET_TYPE=tcp with REDIS_URL=host:port`,
-      );
+    if (socket !== 'tcp' && socket !== 'unix') {
+      r.refuse('REDIS_SOCKET_TYPE', `expected tcp or unix, not ${JSON.stringify(r.value('REDIS_SOCKET_TYPE'))}`);
       return;
     }
     if (r.value('REDIS_SOCKET_TYPE') !== undefined) from.push('REDIS_SOCKET_TYPE');
-    redis.url = /^rediss?:\/\//.test(url) ? url : `${tls ? 'rediss' : 'redis'}://${url}`;
+    if (socket === 'unix' && !url.startsWith('/')) {
+      const given = r.value('REDIS_SOCKET_TYPE') === undefined ? 'REDIS_SOCKET_TYPE is unset, and upstream’s default is unix' : 'REDIS_SOCKET_TYPE is unix';
+      r.refuse('REDIS_URL', `expected the absolute path of a Unix socket (${given}); for host:port, set REDIS_SOCKET_TYPE=tcp`);
+      return;
+    }
+    if (socket === 'unix') redis.socket = url;
+    else redis.url = /^rediss?:\/\//.test(url) ? url : `${tls ? 'rediss' : 'redis'}://${url}`;
   } else if (type === 'sentinel') {
     const [master, ...sentinels] = nodes(url.split(','));
     if (sentinels.length === 0) {

@@ -312,11 +312,17 @@ describe('store.redis', () => {
     expect(redis.prefix).toBe('rl');
   });
 
-  it('exactly one of url, sentinel and cluster', () => {
+  it('exactly one of url, socket, sentinel and cluster', () => {
     expect(problems(withRedis('url: redis://h:1', 'cluster: { nodes: [h:7000] }'))).toEqual([
-      'store.redis (line 3, column 5): expected exactly one of url, sentinel or cluster, found url and cluster',
+      'store.redis (line 3, column 5): expected exactly one of url, socket, sentinel or cluster, found url and cluster',
     ]);
-    expect(problems(withRedis('prefix: rl'))).toEqual(['store.redis (line 3, column 5): expected one of url, sentinel or cluster']);
+    expect(problems(withRedis('prefix: rl'))).toEqual(['store.redis (line 3, column 5): expected one of url, socket, sentinel or cluster']);
+  });
+
+  it('socket: a Unix socket by its absolute path, without TLS', () => {
+    expect(redisOf(withRedis('socket: /run/redis/redis.sock', 'password: pw')).topology).toEqual({ kind: 'socket', path: '/run/redis/redis.sock' });
+    expect(problems(withRedis('socket: redis.sock'))).toEqual([expect.stringMatching(/^store\.redis\.socket .*expected an absolute path of a Unix socket$/)]);
+    expect(problems(withRedis('socket: /run/redis.sock', 'tls: {}'))).toEqual([expect.stringMatching(/^store\.redis\.tls .*a Unix socket carries no TLS/)]);
   });
 
   it('a cluster or sentinel needs nodes, each host:port', () => {

@@ -372,10 +372,16 @@ describe('the store', () => {
     expect(policy.store.redis!.topology).toMatchObject({ node: { host: 'sluice' } });
   });
 
-  it('stops the load where sluice cannot keep the meaning: a unix socket, memcached', () => {
-    expect(problems({ REDIS_URL: '/var/run/nutcracker/ratelimit.sock' })).toEqual([
-      expect.stringMatching(/^REDIS_SOCKET_TYPE .*unset \(upstream’s default, unix\): sluice reaches Redis over TCP only/),
+  it('REDIS_SOCKET_TYPE unix (upstream’s default) reads REDIS_URL as the path of a Unix socket', () => {
+    expect(load({ REDIS_URL: '/var/run/nutcracker/ratelimit.sock' }).store.redis!.topology).toEqual({ kind: 'socket', path: '/var/run/nutcracker/ratelimit.sock' });
+    expect(load({ REDIS_SOCKET_TYPE: 'unix', REDIS_URL: '/run/redis.sock', REDIS_AUTH: 'pw' }).store.redis).toMatchObject({ topology: { kind: 'socket', path: '/run/redis.sock' }, password: 'pw' });
+    expect(problems({ REDIS_URL: 'redis:6379' })).toEqual([
+      expect.stringMatching(/^REDIS_URL .*expected the absolute path of a Unix socket \(REDIS_SOCKET_TYPE is unset, and upstream’s default is unix\); for host:port, set REDIS_SOCKET_TYPE=tcp$/),
     ]);
+    expect(problems({ REDIS_SOCKET_TYPE: 'udp', REDIS_URL: 'redis:6379' })).toEqual([expect.stringMatching(/^REDIS_SOCKET_TYPE .*expected tcp or unix, not "udp"$/)]);
+  });
+
+  it('stops the load where sluice cannot keep the meaning: memcached', () => {
     expect(problems({ BACKEND_TYPE: 'memcache', MEMCACHE_HOST_PORT: 'm:11211' })).toEqual([expect.stringMatching(/^BACKEND_TYPE .*memcache is not supported/)]);
     expect(problems({ REDIS_TYPE: 'sentinel', REDIS_URL: 'mymaster' })).toEqual([expect.stringMatching(/^REDIS_URL .*the master name and then the sentinels/)]);
   });

@@ -29,6 +29,8 @@ export function connectRedis(config: RedisConnection, extra: RedisOptions = {}):
   switch (topology.kind) {
     case 'standalone':
       return openRedis({ ...COMMON, ...auth, host: topology.node.host, port: topology.node.port, db: topology.db, ...extra });
+    case 'socket':
+      return openRedis({ ...COMMON, ...auth, path: topology.path, ...extra });
     case 'sentinel':
       return keepConnecting(openRedis({
         ...COMMON,
