@@ -6,6 +6,7 @@ import { Decider } from './decide/decider.js';
 import { Metrics } from './admin/metrics.js';
 import { createAdminServer, listenAdmin } from './admin/admin-server.js';
 import { drainGrpcServer, setEnvoyServing, startGrpcServer } from './grpc/grpc-server.js';
+import { ServerCertificates } from './grpc/server-tls.js';
 import { MemoryStore } from './store/memory/memory-store.js';
 import { RedisStore } from './store/redis/redis-store.js';
 import type { Store } from './store/store.js';
@@ -32,8 +33,8 @@ export const MAX_PERMITS = 100_000;
 export interface Sidecar {
   address: string;
   adminAddress: string | null;
-  /** Reads the policy file again soon (SIGHUP), once for a burst of calls; nothing without a file. */
-  reloadPolicy(): void;
+  /** Reads the policy file and the server.tls files again soon (SIGHUP), once for a burst of calls. */
+  reload(): void;
   /** Drains gRPC (in-flight calls finish within the grace period), then closes the store. */
   stop(): Promise<void>;
 }
@@ -185,17 +186,21 @@ export async function startSidecar(policy: Policy, log: Logger, source: PolicySo
         counted: (result) => metrics.policyReloaded(result),
       })
     : null;
+  let certificates: ServerCertificates | null = null;
   const stopTimers = () => {
     clearInterval(sweeper);
     clearInterval(leaseTicker);
     clearInterval(heartbeat);
     envoy?.close();
     reloader?.close();
+    certificates?.close();
   };
 
   let admin: HttpServer | null = null;
   let grpc;
   try {
+    const tls = policy.server.tls;
+    if (tls) certificates = new ServerCertificates(tls, policy.server.connections.handshakeTimeoutMs, log);
     grpc = await listening(
       'grpc',
       policy.server.listen,
@@ -211,6 +216,7 @@ export async function startSidecar(policy: Policy, log: Logger, source: PolicySo
           warn,
         },
         envoy && envoyStats ? { config: () => envoy.current, stats: envoyStats, ready: envoyReady() } : null,
+        tls && certificates ? { credentials: certificates.credentials, clientSan: tls.clientSan } : null,
       ),
     );
     const running = grpc;
@@ -234,7 +240,10 @@ export async function startSidecar(policy: Policy, log: Logger, source: PolicySo
     return {
       address: running.address,
       adminAddress,
-      reloadPolicy: () => reloader?.requestReload(),
+      reload: () => {
+        reloader?.requestReload();
+        certificates?.requestReload();
+      },
       async stop() {
         serving = false;
         draining = true;

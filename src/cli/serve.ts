@@ -38,10 +38,10 @@ export async function serve(args: string[]): Promise<number> {
   const log = createLogger(logLevel(policy.envoy?.upstreamEnv?.logLevel ?? 'info')!, values.pretty ?? false);
   let sidecar: Sidecar | undefined;
   let stopping = false;
-  // SIGHUP reads the policy file again (it is also watched) instead of Node's default, exiting;
-  // one that comes before the sidecar is up is dropped.
+  // SIGHUP reads the policy file and the server.tls files again (they are also watched) instead
+  // of Node's default, exiting; one that comes before the sidecar is up is dropped.
   process.on('SIGHUP', () => {
-    if (!stopping) sidecar?.reloadPolicy();
+    if (!stopping) sidecar?.reload();
   });
   try {
     sidecar = await startSidecar(policy, log, { file: policyFile, env: process.env });
@@ -74,7 +74,7 @@ export async function serve(args: string[]): Promise<number> {
   });
   // Said once the signals are handled: whoever waits for it may stop the sidecar at once.
   log.info(
-    { address: sidecar.address, admin: sidecar.adminAddress, policy: policyFile, store: policy.store.redis ? 'redis' : 'memory' },
+    { address: sidecar.address, admin: sidecar.adminAddress, policy: policyFile, store: policy.store.redis ? 'redis' : 'memory', tls: policy.server.tls !== null },
     'listening',
   );
   // For a person at a terminal; stdout stays JSON lines for whatever collects them.
@@ -112,6 +112,8 @@ function listenProblem(err: ListenError, policyFile: string): string {
  */
 function listeningLine(sidecar: Sidecar, policy: Policy): string {
   const admin = sidecar.adminAddress ? ` (admin http://${sidecar.adminAddress})` : '';
+  // Over TLS a call needs the CA that signed the certificate, which the sidecar cannot name.
+  if (policy.server.tls) return `sluice listening on ${sidecar.address} over TLS${admin}`;
   const resource = policy.resources.values().next().value;
   if (resource === undefined) return `sluice listening on ${sidecar.address}${admin}`;
   // acquire calls SLUICE_ADDR, else DEFAULT_ADDR, unless --addr says otherwise.
