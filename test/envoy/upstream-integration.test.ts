@@ -2,7 +2,8 @@
 // runtime config files (upstream-files.ts), through the built sidecar on every backend
 // (upstream.ts): each `it` is named after the upstream test it comes from. The variants upstream
 // runs for its transports (per-second Redis, local cache, memcache, TLS, auth, Cluster,
-// Sentinel, xDS, mTLS) and its statistics are not derived here.
+// Sentinel, xDS) and its statistics are not derived here; its gRPC server's TLS tests (mTLS, the
+// certificate's reload) are in upstream-integration-tls.test.ts.
 import { unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
