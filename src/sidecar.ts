@@ -1,12 +1,13 @@
 // Assembles a running sidecar from a validated policy: store, decider, gRPC, admin HTTP.
 import type { Server as HttpServer } from 'node:http';
 import type { Logger } from 'pino';
-import type { Policy } from './config/policy.js';
+import type { Policy, TracingOptions } from './config/policy.js';
 import { Decider } from './decide/decider.js';
 import { Metrics } from './admin/metrics.js';
 import { createAdminServer, listenAdmin } from './admin/admin-server.js';
 import { drainGrpcServer, setEnvoyServing, startGrpcServer } from './grpc/grpc-server.js';
 import { ServerCertificates } from './grpc/server-tls.js';
+import { startEnvoyHttp, type EnvoyHttp } from './grpc/envoy-http.js';
 import { MemoryStore } from './store/memory/memory-store.js';
 import { RedisStore } from './store/redis/redis-store.js';
 import type { Store } from './store/store.js';
@@ -17,12 +18,15 @@ import { Admission } from './guard/admission.js';
 import { FailurePolicy } from './guard/failure-policy.js';
 import { StoreUnavailable } from './guard/store-unavailable.js';
 import { randomBytes } from 'node:crypto';
-import { EnvoyRuntime } from './envoy/runtime.js';
+import { EnvoyRuntime, type EnvoyConfigSource } from './envoy/runtime.js';
+import { XdsRuntime } from './grpc/xds-runtime.js';
 import { EnvoyStats } from './envoy/stats.js';
 import type { EnvoyConfig } from './envoy/config.js';
 import type { UpstreamEnvReport } from './config/upstream-env.js';
 import { PolicyReloader } from './config/reload.js';
 import type { Overrides } from './config/load.js';
+import type { Tracing } from './trace/tracing.js';
+import { MEMORY_STORE_SPAN, REDIS_STORE_SPAN } from './trace/span-names.js';
 
 /** How often expired and idle leases are given back. */
 const LEASE_TICK_MS = 50;
@@ -33,6 +37,8 @@ export const MAX_PERMITS = 100_000;
 export interface Sidecar {
   address: string;
   adminAddress: string | null;
+  /** Where upstream's HTTP port (envoy.http_listen) is served; null when it is not. */
+  httpAddress: string | null;
   /** Reads the policy file and the server.tls files again soon (SIGHUP), once for a burst of calls. */
   reload(): void;
   /** Drains gRPC (in-flight calls finish within the grace period), then closes the store. */
@@ -42,7 +48,7 @@ export interface Sidecar {
 /** An address the sidecar cannot listen on: which server's, as the policy gives it, and why. */
 export class ListenError extends Error {
   constructor(
-    readonly server: 'grpc' | 'admin',
+    readonly server: 'grpc' | 'admin' | 'http',
     readonly address: string,
     /** The system's code: EADDRINUSE, EACCES, EADDRNOTAVAIL, ENOTFOUND... */
     readonly code: string | undefined,
@@ -73,7 +79,7 @@ export interface PolicySource {
 export function createStore(policy: Policy): Store {
   const redis = policy.store.redis;
   if (!redis) return new MemoryStore({ maxKeys: policy.store.maxKeys });
-  return new RedisStore({ ...redis, timeoutMs: policy.store.timeoutMs });
+  return new RedisStore({ ...redis, timeoutMs: policy.store.timeoutMs, expiryJitterMs: redis.expiryJitterMs });
 }
 
 /**
@@ -99,13 +105,22 @@ const STARTUP_WAIT_MS = 2_000;
 
 /** Throws EnvoyConfigError, before anything starts, when the Envoy config directory does not load. */
 export async function startSidecar(policy: Policy, log: Logger, source: PolicySource | null = null): Promise<Sidecar> {
-  // Envoy's rate limit service: the config files, watched and reloaded while the sidecar runs.
-  // With envoy.require_domains it is not serving (health, readiness) while they hold no domain.
+  // Envoy's rate limit service: the config files, watched and reloaded while the sidecar runs, or
+  // the config an xDS management server sends. With envoy.require_domains it is not serving
+  // (health, readiness) while the config holds no domain.
   let envoyChanged = (_config: EnvoyConfig) => {};
-  const envoy = policy.envoy ? new EnvoyRuntime(policy.envoy, log, { onChange: (config) => envoyChanged(config) }) : null;
+  const sourceOptions = { onChange: (config: EnvoyConfig) => envoyChanged(config), onRejected: () => envoyStats?.configLoaded(false) };
+  const envoy: EnvoyConfigSource | null = policy.envoy
+    ? policy.envoy.xds
+      ? new XdsRuntime(policy.envoy, log, sourceOptions)
+      : new EnvoyRuntime(policy.envoy, log, sourceOptions)
+    : null;
   const envoyReady = () => !policy.envoy?.requireDomains || (envoy?.current.domains.size ?? 0) > 0;
-  const raw = createStore(policy);
   const warn = throttledWarn(log, 5_000);
+  const tracing = policy.tracing ? await startTracing(policy.tracing, log) : null;
+  const raw = createStore(policy);
+  // Below the guard, a store span is the store's own time: a call the circuit keeps from the store has none.
+  const traced = tracing ? tracing.traceStore(raw, policy.store.redis ? REDIS_STORE_SPAN : MEMORY_STORE_SPAN) : raw;
   let guarded: GuardedStore | null = null;
   let leases: Leases | null = null;
   let decider: Decider | null = null;
@@ -118,7 +133,10 @@ export async function startSidecar(policy: Policy, log: Logger, source: PolicySo
     storeUp: () => (guarded ? (guarded.available ? 1 : 0) : 1),
     memoryScopesRefused: () => (raw instanceof MemoryStore ? raw.refusedScopes : 0) + (failurePolicy?.local.refusedScopes ?? 0),
   });
+  metrics.registry.setDefaultLabels(policy.server.metricLabels);
   const envoyStats = policy.envoy ? new EnvoyStats(metrics.registry, policy.envoy.nearLimitRatio) : null;
+  // config_dir has loaded by now; xDS has sent nothing yet.
+  if (policy.envoy && !policy.envoy.xds) envoyStats?.configLoaded(true);
   if (policy.envoy?.upstreamEnv) logUpstreamEnv(log, policy.envoy.upstreamEnv);
 
   // A remote store is guarded: deadlines, a circuit breaker, each resource's failure policy, and
@@ -128,7 +146,7 @@ export async function startSidecar(policy: Policy, log: Logger, source: PolicySo
   // Names this sidecar's heartbeat and its tickets in waiting lines.
   const sidecarId = randomBytes(8).toString('hex');
   if (policy.store.redis) {
-    const store = new GuardedStore(raw, {
+    const store = new GuardedStore(traced, {
       failuresToOpen: FAILURES_TO_OPEN,
       probeEveryMs: PROBE_EVERY_MS,
       onFailure: (err) => {
@@ -158,7 +176,7 @@ export async function startSidecar(policy: Policy, log: Logger, source: PolicySo
     if (!(await answers(raw, STARTUP_WAIT_MS))) log.warn('the store does not answer yet: serving by on_store_failure until it does');
     await beat();
   }
-  const store = guarded ?? raw;
+  const store = guarded ?? traced;
   const active = new Decider(store, {
     maxPermits: MAX_PERMITS,
     leases,
@@ -171,7 +189,6 @@ export async function startSidecar(policy: Policy, log: Logger, source: PolicySo
   const leaseTicker = leases ? setInterval(() => void leases?.tick(), LEASE_TICK_MS).unref() : undefined;
   let serving = false;
   let draining = false;
-  envoy?.start();
   // The resources served now: a reload swaps the whole map in one assignment.
   let resources = policy.resources;
   const reloader = source
@@ -197,6 +214,7 @@ export async function startSidecar(policy: Policy, log: Logger, source: PolicySo
   };
 
   let admin: HttpServer | null = null;
+  let http: EnvoyHttp | null = null;
   let grpc;
   try {
     const tls = policy.server.tls;
@@ -214,6 +232,7 @@ export async function startSidecar(policy: Policy, log: Logger, source: PolicySo
           metrics,
           admission,
           warn,
+          tracing,
         },
         envoy && envoyStats ? { config: () => envoy.current, stats: envoyStats, ready: envoyReady() } : null,
         tls && certificates ? { credentials: certificates.credentials, clientSan: tls.clientSan } : null,
@@ -221,10 +240,33 @@ export async function startSidecar(policy: Policy, log: Logger, source: PolicySo
     );
     const running = grpc;
     envoyChanged = (config) => {
+      envoyStats?.configLoaded(true);
       envoyStats?.retain(config.domains);
       // Once draining, every name stays NOT_SERVING.
       if (!draining) setEnvoyServing(running, envoyReady());
     };
+    // Started once its changes reach the server: a config that comes sooner would not.
+    envoy?.start();
+    const httpListen = policy.envoy?.httpListen;
+    if (httpListen && envoy && envoyStats) {
+      http = await listening(
+        'http',
+        httpListen,
+        startEnvoyHttp(httpListen, {
+          decider: active,
+          config: () => envoy.current,
+          metrics,
+          stats: envoyStats,
+          admission,
+          warn,
+          // Spans are for gRPC calls; /json is not traced.
+          tracing: null,
+          // What grpc.health.v1 says of `ratelimit`.
+          healthy: () => !draining && envoyReady(),
+        }),
+      );
+    }
+    const envoyHttp = http;
     let adminAddress: string | null = null;
     if (policy.server.admin) {
       admin = createAdminServer({
@@ -240,6 +282,7 @@ export async function startSidecar(policy: Policy, log: Logger, source: PolicySo
     return {
       address: running.address,
       adminAddress,
+      httpAddress: envoyHttp?.address ?? null,
       reload: () => {
         reloader?.requestReload();
         certificates?.requestReload();
@@ -247,25 +290,38 @@ export async function startSidecar(policy: Policy, log: Logger, source: PolicySo
       async stop() {
         serving = false;
         draining = true;
-        const drained = drainGrpcServer(running, policy.server.shutdownGraceMs);
+        // The HTTP port answers until its /json under way are answered: /healthcheck with 500
+        // meanwhile, a new /json with 503.
+        const drained = Promise.all([drainGrpcServer(running, policy.server.shutdownGraceMs), envoyHttp?.drain(policy.server.shutdownGraceMs)]);
         // Waiting calls are answered now (they leave their lines), not cut when the grace ends.
         active.waiters?.close();
         await drained;
+        envoyHttp?.close();
         stopTimers();
         // Scrapes and probes cut short are harmless; a kept-alive one must not hold the exit up.
         admin?.close();
         admin?.closeAllConnections();
         await active.close();
+        // The spans of the last calls, exported before the process ends.
+        await tracing?.shutdown();
       },
     };
   } catch (err) {
     grpc?.listener.close();
     grpc?.server.forceShutdown();
+    http?.close();
     admin?.close();
     stopTimers();
     await active.close();
+    await tracing?.shutdown();
     throw err;
   }
+}
+
+/** OpenTelemetry is loaded only when the policy enables tracing. */
+async function startTracing(options: TracingOptions, log: Logger): Promise<Tracing> {
+  const { Tracing } = await import('./trace/tracing.js');
+  return new Tracing(options, process.env, log);
 }
 
 /** What envoy.upstream_env read, once at start: what it applied, and what it ignored and why. */

@@ -26,8 +26,10 @@ export function check(args: string[]): number {
   if (logLevel() === null || stopDelayMs() === undefined) return 1;
   try {
     const policy = loadPolicyFile(file, process.env);
-    if (policy.envoy) loadEnvoyDirectory(policy.envoy);
-    const domains = policy.envoy ? `, Envoy config from ${policy.envoy.configDir}` : '';
+    if (policy.envoy?.configDir) loadEnvoyDirectory(policy.envoy);
+    const xds = policy.envoy?.xds;
+    // The management server is not asked: what it sends is checked when it sends it.
+    const domains = policy.envoy ? `, Envoy config from ${xds ? `the xDS management server ${xds.server} (node ${xds.nodeId})` : policy.envoy.configDir}` : '';
     process.stdout.write(`${file}: ok, ${policy.resources.size} resource(s)${domains}\n`);
     if (policy.server.tls) process.stdout.write(`${describeTls(policy.server.tls)}\n`);
     const upstream = policy.envoy?.upstreamEnv;

@@ -10,7 +10,7 @@
 import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Node as YamlNode, type Pair, type Scalar, type YAMLMap, type YAMLSeq } from 'yaml';
+import { Document, isMap, isScalar, isSeq, LineCounter, parseDocument, type Node as YamlNode, type Pair, type Scalar, type YAMLMap, type YAMLSeq } from 'yaml';
 import type { EnvoyOptions, Limit, Resource } from '../config/policy.js';
 import { parseUnit, unitMs, type Unit } from './units.js';
 import { yamlV2Number } from './yaml-v2.js';
@@ -36,8 +36,11 @@ export interface ReportedLimit {
 }
 
 export interface Rule {
-  /** `domain.key_value.key`: where the rule sits, as upstream names it in its stats. */
-  key: string;
+  /**
+   * Where the rule sits: per level, its descriptor as upstream's stats key names it, `key_value`
+   * or `key` for a key-only one (upstream's key is the domain and these, joined by dots).
+   */
+  levels: readonly string[];
   /** rate_limit.name: what `replaces` refers to, and current_limit.name. Empty when unnamed. */
   name: string;
   replaces: readonly string[];
@@ -60,7 +63,7 @@ export interface Rule {
 }
 
 /** What a rule takes from its descriptor and its rate_limit, besides the limits. */
-type RuleHead = Pick<Rule, 'key' | 'name' | 'replaces' | 'shadow' | 'quota' | 'metadata' | 'detailedMetric'>;
+type RuleHead = Pick<Rule, 'levels' | 'name' | 'replaces' | 'shadow' | 'quota' | 'metadata' | 'detailedMetric'>;
 
 /** One level of a domain's descriptor tree. */
 export interface DescriptorNode {
@@ -73,13 +76,16 @@ export interface DescriptorNode {
   rule: Rule | null;
   /** share_threshold: every value this wildcard matches shares one budget, kept under this value. */
   sharedValue: string | null;
+  /** value_to_metric: a value matched by the key alone or by a wildcard names this level in the statistics. */
+  valueToMetric: boolean;
   hasChildren: boolean;
 }
 
 export interface Domain {
   name: string;
+  /** The file it comes from, or (from xDS) its resource, as problems name it. */
   file: string;
-  /** The line of the file that names the domain. */
+  /** The line of the file that names the domain; 0 when it does not come from a file. */
   line: number;
   root: DescriptorNode;
 }
@@ -87,8 +93,9 @@ export interface Domain {
 export interface EnvoyConfig {
   options: EnvoyOptions;
   domains: ReadonlyMap<string, Domain>;
+  /** The files read (or, from xDS, the resources' names). */
   files: readonly string[];
-  /** Changes when any file's name or text does. */
+  /** Changes when any file's name or text does (from xDS: any resource). */
   fingerprint: string;
   /** Rules for descriptors that carry a limit override, made on first use; bounded. */
   overrides: Map<string, Rule>;
@@ -102,6 +109,7 @@ export type Loaded<T> = { ok: true; value: T } | { ok: false; problems: string[]
 /** Loads every domain file of options.configDir; all problems of all files, or the config. */
 export function loadEnvoyConfig(options: EnvoyOptions): Loaded<EnvoyConfig> {
   const dir = options.configDir;
+  if (dir === null) throw new Error('loadEnvoyConfig: no config_dir (this Envoy config comes from xDS)');
   let names: string[];
   try {
     names = readdirSync(dir, { withFileTypes: true })
@@ -112,9 +120,10 @@ export function loadEnvoyConfig(options: EnvoyOptions): Loaded<EnvoyConfig> {
     return { ok: false, problems: [`cannot read the directory ${dir}: ${readError(err)}`] };
   }
   const problems: string[] = [];
-  const domains = new Map<string, Domain>();
+  const parsed: Loaded<Domain>[] = [];
   const files: string[] = [];
   const hash = createHash('sha256');
+  const trees = domainTrees(options);
   for (const name of names) {
     const file = join(dir, name);
     let text: string;
@@ -128,20 +137,41 @@ export function loadEnvoyConfig(options: EnvoyOptions): Loaded<EnvoyConfig> {
     }
     files.push(file);
     hash.update(name).update('\u0000').update(text).update('\u0000');
-    const parsed = parseDomainFile(text, file, options);
-    if (!parsed.ok) {
-      problems.push(...parsed.problems);
+    parsed.push(parseDomainFile(text, file, options, trees));
+  }
+  return assembleConfig(options, parsed, problems, files, hash.digest('hex'), 'file');
+}
+
+/**
+ * The config of these domains (each a file's, or an xDS resource's), or every problem: those
+ * found before (`problems`), each domain's, and a domain given twice.
+ */
+export function assembleConfig(
+  options: EnvoyOptions,
+  parsed: readonly Loaded<Domain>[],
+  problems: string[],
+  files: readonly string[],
+  fingerprint: string,
+  each: 'file' | 'resource',
+): Loaded<EnvoyConfig> {
+  const domains = new Map<string, Domain>();
+  for (const domain of parsed) {
+    if (!domain.ok) {
+      problems.push(...domain.problems);
       continue;
     }
-    const other = domains.get(parsed.value.name);
+    const { name, file, line } = domain.value;
+    const other = domains.get(name);
+    // Merged (merge_domains): a later file's descriptors are already in the first one's tree.
+    if (other?.root === domain.value.root) continue;
     if (other) {
-      problems.push(`${file}: domain (line ${parsed.value.line}): duplicate domain '${parsed.value.name}' (also in ${other.file}): one file per domain`);
+      problems.push(`${file}: domain${line > 0 ? ` (line ${line})` : ''}: duplicate domain '${name}' (also in ${other.file}): one ${each} per domain, unless merge_domains is on`);
       continue;
     }
-    domains.set(parsed.value.name, parsed.value);
+    domains.set(name, domain.value);
   }
   if (problems.length > 0) return { ok: false, problems };
-  return { ok: true, value: { options, domains, files, fingerprint: hash.digest('hex'), overrides: new Map() } };
+  return { ok: true, value: { options, domains, files, fingerprint, overrides: new Map() } };
 }
 
 function readError(err: unknown): string {
@@ -174,12 +204,13 @@ class Reader {
   readonly problems: string[] = [];
   constructor(
     readonly file: string,
-    private readonly lines: LineCounter,
+    /** Null for a tree that is not a file's (an xDS resource): its problems name no line. */
+    private readonly lines: LineCounter | null,
   ) {}
 
   fail(path: Path, node: unknown, message: string): void {
     const range = (node as YamlNode | null | undefined)?.range;
-    const line = range ? ` (line ${this.lines.linePos(range[0]).line})` : '';
+    const line = range && this.lines ? ` (line ${this.lines.linePos(range[0]).line})` : '';
     this.problems.push(`${this.file}: ${formatPath(path) || '(top level)'}${line}: ${message}`);
   }
 }
@@ -191,7 +222,25 @@ export function formatPath(path: readonly (string | number)[]): string {
 }
 
 /** A domain file's text as a domain tree, or every problem in it. */
-export function parseDomainFile(text: string, file: string, options: EnvoyOptions): Loaded<Domain> {
+/**
+ * With merge_domains, the one tree of each domain, for every file (or resource) that names it to
+ * add its descriptors to, so that a descriptor two of them have is a duplicate found (and placed)
+ * as within one file. Without it, none: each file's domain has a tree of its own.
+ */
+export function domainTrees(options: EnvoyOptions): DomainTrees | undefined {
+  if (!options.mergeDomains) return undefined;
+  const trees = new Map<string, DescriptorNode>();
+  return (domain) => {
+    let tree = trees.get(domain);
+    if (!tree) trees.set(domain, (tree = newNode()));
+    return tree;
+  };
+}
+
+export type DomainTrees = (domain: string) => DescriptorNode;
+
+/** `trees`: where each domain's descriptors go (domainTrees); a tree of its own without. */
+export function parseDomainFile(text: string, file: string, options: EnvoyOptions, trees?: DomainTrees): Loaded<Domain> {
   const lines = new LineCounter();
   // YAML 1.1, as upstream's yaml.v2 reads it (yes/no/on/off are booleans).
   const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true, version: '1.1' });
@@ -204,21 +253,34 @@ export function parseDomainFile(text: string, file: string, options: EnvoyOption
       }),
     };
   }
+  return readDomain(doc.contents, file, lines, options, trees);
+}
+
+/**
+ * A domain given as data rather than text (an xDS resource, as a config file's tree): read by
+ * the same rules as a file, its problems named by `source` and their place in the tree.
+ */
+export function parseDomainTree(tree: unknown, source: string, options: EnvoyOptions, trees?: DomainTrees): Loaded<Domain> {
+  const doc = new Document(tree, { version: '1.1', aliasDuplicateObjects: false });
+  return readDomain(doc.contents as YamlNode | null, source, null, options, trees);
+}
+
+function readDomain(root: YamlNode | null, file: string, lines: LineCounter | null, options: EnvoyOptions, trees?: DomainTrees): Loaded<Domain> {
   const r = new Reader(file, lines);
-  const root = doc.contents;
   let domain = '';
-  let line = 1;
-  const tree = newNode();
+  let line = 0;
+  let tree = newNode();
   if (root !== null && !isMap(root) && !(isScalar(root) && root.value === null)) {
     r.fail([], root, 'expected a map with domain and descriptors');
   } else {
     const fields = isMap(root) ? readFields(r, root, [], TOP_KEYS) : new Map<string, Field>();
     const named = readString(r, fields.get('domain'), ['domain']);
     const namedAt = fields.get('domain')?.value?.range;
-    if (namedAt) line = lines.linePos(namedAt[0]).line;
+    if (lines) line = namedAt ? lines.linePos(namedAt[0]).line : 1;
     domain = named ?? '';
     if (named === '' || !fields.has('domain')) r.fail(['domain'], fields.get('domain')?.value ?? root, 'config file cannot have empty domain');
-    readDescriptors(r, fields.get('descriptors'), ['descriptors'], domain, tree, { domain, options });
+    if (trees && domain !== '') tree = trees(domain);
+    readDescriptors(r, fields.get('descriptors'), ['descriptors'], [], tree, { domain, options });
   }
   if (r.problems.length > 0) return { ok: false, problems: r.problems };
   return { ok: true, value: { name: domain, file, line, root: tree } };
@@ -235,7 +297,7 @@ interface Context {
 }
 
 function newNode(): DescriptorNode {
-  return { exact: new Map(), keyOnly: new Map(), wildcards: [], rule: null, sharedValue: null, hasChildren: false };
+  return { exact: new Map(), keyOnly: new Map(), wildcards: [], rule: null, sharedValue: null, valueToMetric: false, hasChildren: false };
 }
 
 /** A map's entries by key, reporting keys that are not strings or not allowed here. */
@@ -356,13 +418,15 @@ function metadataValue(r: Reader, node: YamlNode | null, path: Path): MetadataVa
     if (number) return number.value;
   }
   if (typeof scalar.value === 'boolean' || typeof scalar.value === 'string') return scalar.value;
+  // A number given as data (an xDS resource's Struct), not written in a file.
+  if (typeof scalar.value === 'number' && scalar.source === undefined) return scalar.value;
   // Anything else (a timestamp, a sexagesimal, binary) is its text, as yaml.v2 leaves it.
   return text;
 }
 
 const UINT32_MAX = 0xffff_ffff;
 
-function readDescriptors(r: Reader, field: Field | undefined, path: Path, parentKey: string, into: DescriptorNode, ctx: Context): void {
+function readDescriptors(r: Reader, field: Field | undefined, path: Path, parentLevels: readonly string[], into: DescriptorNode, ctx: Context): void {
   const seq = readSeq(r, field, path, 'descriptors');
   if (!seq) return;
   seq.items.forEach((item, i) => {
@@ -378,16 +442,16 @@ function readDescriptors(r: Reader, field: Field | undefined, path: Path, parent
     const quota = readBool(r, fields.get('quota_mode'), [...at, 'quota_mode']);
     const metadata = readMetadata(r, fields.get('metadata'), [...at, 'metadata']);
     const detailedMetric = readBool(r, fields.get('detailed_metric'), [...at, 'detailed_metric']);
-    readBool(r, fields.get('value_to_metric'), [...at, 'value_to_metric']);
+    const valueToMetric = readBool(r, fields.get('value_to_metric'), [...at, 'value_to_metric']);
     const share = readBool(r, fields.get('share_threshold'), [...at, 'share_threshold']);
     if (keyText === '') r.fail([...at, 'key'], fields.get('key')?.value ?? item, 'descriptor has empty key');
     if (!keyText || valueText === undefined) return;
     const key = keyText;
     const value = valueText;
     const finalKey = value === '' ? key : `${key}_${value}`;
-    const ruleKey = `${parentKey}.${finalKey}`;
+    const levels = [...parentLevels, finalKey];
     const duplicate = value === '' ? into.keyOnly.has(key) : (into.exact.get(key)?.has(value) ?? false);
-    if (duplicate) r.fail(at, item, `duplicate descriptor composite key '${ruleKey}'`);
+    if (duplicate) r.fail(at, item, `duplicate descriptor composite key '${[ctx.domain, ...levels].join('.')}'`);
     const wildcard = value.includes('*');
     if (share && !wildcard) {
       r.fail([...at, 'share_threshold'], fields.get('share_threshold')!.value, `share_threshold can only be used with wildcard values (containing '*'), but found key '${finalKey}'`);
@@ -395,9 +459,10 @@ function readDescriptors(r: Reader, field: Field | undefined, path: Path, parent
 
     const node = newNode();
     const rateLimit = fields.get('rate_limit');
-    if (rateLimit && !isNull(rateLimit.value)) node.rule = readRateLimit(r, rateLimit.value!, [...at, 'rate_limit'], { key: ruleKey, shadow, quota, metadata, detailedMetric }, ctx);
+    if (rateLimit && !isNull(rateLimit.value)) node.rule = readRateLimit(r, rateLimit.value!, [...at, 'rate_limit'], { levels, shadow, quota, metadata, detailedMetric }, ctx);
     node.sharedValue = share && wildcard ? value : null;
-    readDescriptors(r, fields.get('descriptors'), [...at, 'descriptors'], ruleKey, node, ctx);
+    node.valueToMetric = valueToMetric;
+    readDescriptors(r, fields.get('descriptors'), [...at, 'descriptors'], levels, node, ctx);
     node.hasChildren = node.exact.size > 0 || node.keyOnly.size > 0;
     if (duplicate) return;
 
@@ -582,7 +647,7 @@ export function overrideRule(config: EnvoyConfig, domain: string, requestsPerUni
   if (!rule) {
     const main = { requestsPerUnit, unit };
     const limits: LimitSpec[] = requestsPerUnit === 0 ? [] : [{ unit, requestsPerUnit, algorithm: 'fixed_window', burst: null }];
-    const head = { key: `${domain}.(override)`, name: '', replaces: [], shadow: false, quota: false, metadata: null, detailedMetric: false };
+    const head = { levels: ['(override)'], name: '', replaces: [], shadow: false, quota: false, metadata: null, detailedMetric: false };
     rule = compileRule({ domain, options: config.options }, head, main, limits);
     if (config.overrides.size >= MAX_OVERRIDE_RULES) config.overrides.delete(config.overrides.keys().next().value!);
     config.overrides.set(id, rule);

@@ -14,6 +14,8 @@ export interface EnvoyRuntimeOptions {
   rewatchMs?: number;
   /** Told each config a reload swaps in. */
   onChange?: (config: EnvoyConfig) => void;
+  /** Told of each reload that found a bad file (the previous config is still served). */
+  onRejected?: () => void;
 }
 
 /** config_dir does not load: every problem, each prefixed with where config_dir is set in the policy file. */
@@ -31,7 +33,16 @@ export function loadEnvoyDirectory(settings: EnvoyOptions): EnvoyConfig {
   return loaded.value;
 }
 
-export class EnvoyRuntime {
+/** Where the Envoy service's config comes from: config_dir (EnvoyRuntime) or xDS (src/grpc/xds-runtime.ts). */
+export interface EnvoyConfigSource {
+  /** The config to decide with now; read per request. */
+  readonly current: EnvoyConfig;
+  /** Starts following changes. */
+  start(): void;
+  close(): void;
+}
+
+export class EnvoyRuntime implements EnvoyConfigSource {
   private config: EnvoyConfig;
   private watch: DirectoryWatch | null = null;
 
@@ -55,7 +66,7 @@ export class EnvoyRuntime {
       { dir: this.settings.configDir, domains: [...this.config.domains.keys()], files: this.config.files.length },
       'envoy config loaded',
     );
-    const dir = this.settings.configDir;
+    const dir = this.settings.configDir!;
     this.watch = new DirectoryWatch(dir, {
       debounceMs: this.options.debounceMs ?? 200,
       rewatchMs: this.options.rewatchMs ?? 1_000,
@@ -73,6 +84,7 @@ export class EnvoyRuntime {
     const loaded = loadEnvoyConfig(this.settings);
     if (!loaded.ok) {
       this.log.error({ dir: this.settings.configDir, problems: loaded.problems }, 'envoy config reload failed; still serving the previous config');
+      this.options.onRejected?.();
       return false;
     }
     if (loaded.value.fingerprint === this.config.fingerprint) return false;

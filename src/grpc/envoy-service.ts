@@ -11,6 +11,8 @@ import type { Metadata, MetadataValue } from '../envoy/metadata.js';
 import { Overloaded, type Admission } from '../guard/admission.js';
 import { internal, invalid, RequestError } from './request-error.js';
 import { isStoreFailure } from '../guard/store-unavailable.js';
+import type { Tracing } from '../trace/tracing.js';
+import { SHOULD_RATE_LIMIT_SPAN } from '../trace/span-names.js';
 
 export const ENVOY_SERVICE = 'envoy.service.ratelimit.v3.RateLimitService';
 
@@ -32,10 +34,12 @@ export interface EnvoyServiceContext {
   admission: Admission;
   /** Throttled: a dead store fails every request, and the log must not grow at that rate. */
   warn: (obj: object, msg: string) => void;
+  /** Spans of each call and of its store calls; null when tracing is off. */
+  tracing: Tracing | null;
 }
 
 /** RateLimitRequest as proto-loader decodes it (keepCase, longs as Number, enums as String). */
-interface WireRequest {
+export interface WireRequest {
   domain: string;
   descriptors: WireDescriptor[];
   hits_addend: number;
@@ -47,36 +51,54 @@ interface WireDescriptor {
   hits_addend: { value: number } | null;
 }
 
-export function envoyService(ctx: EnvoyServiceContext): UntypedServiceImplementation {
+/** RateLimitResponse as a handler answers it (proto-loader's shape). */
+export type WireResponse = ReturnType<typeof toResponse>;
+
+/**
+ * ShouldRateLimit from a decoded request to the response, for every transport that carries it
+ * (gRPC, and the HTTP port's /json): the same checks, the same admission, the same limiter.
+ * Rejects with what statusOf turns into the caller's status.
+ */
+export function envoyDecisions(ctx: EnvoyServiceContext): (wire: WireRequest) => Promise<WireResponse> {
   const hooks: LimiterHooks = { decided: (resource, decision) => ctx.metrics.decided(resource, decision), warn: ctx.warn, ...(ctx.stats ? { stats: ctx.stats } : {}) };
+  return async (wire) => {
+    const config = ctx.config();
+    if (!config) {
+      throw new RequestError(status.FAILED_PRECONDITION, 'Envoy rate limiting is not configured: add envoy: { config_dir: PATH } to the policy file');
+    }
+    const request = parseRequest(wire);
+    if (!ctx.admission.tryEnter()) throw ctx.admission.refuse();
+    try {
+      return toResponse(await shouldRateLimit(ctx.decider, config, request, hooks));
+    } finally {
+      ctx.admission.leave();
+    }
+  };
+}
+
+export function envoyService(ctx: EnvoyServiceContext): UntypedServiceImplementation {
+  const decide = envoyDecisions(ctx);
+  const answer = (call: ServerUnaryCall<WireRequest, WireResponse>, callback: sendUnaryData<WireResponse>): void => {
+    decide(call.request).then(
+      (response) => callback(null, response),
+      (err) => callback(statusOf(err, ctx)),
+    );
+  };
   return {
-    ShouldRateLimit(call: ServerUnaryCall<WireRequest, unknown>, callback: sendUnaryData<unknown>) {
-      const config = ctx.config();
-      let request: EnvoyRequest;
-      try {
-        if (!config) {
-          throw new RequestError(
-            status.FAILED_PRECONDITION,
-            'Envoy rate limiting is not configured: add envoy: { config_dir: PATH } to the policy file',
-          );
-        }
-        request = parseRequest(call.request);
-      } catch (err) {
-        callback(toStatus(err, ctx));
+    ShouldRateLimit(call: ServerUnaryCall<WireRequest, WireResponse>, callback: sendUnaryData<WireResponse>) {
+      if (ctx.tracing === null) {
+        answer(call, callback);
         return;
       }
-      if (!ctx.admission.tryEnter()) {
-        callback(toStatus(ctx.admission.refuse(), ctx));
-        return;
-      }
-      shouldRateLimit(ctx.decider, config, request, hooks)
-        .then(
-          (answer) => callback(null, toResponse(answer)),
-          (err) => callback(toStatus(err, ctx)),
-        )
-        .finally(() => ctx.admission.leave());
+      // Upstream's span and attributes; the descriptors' values stay out of it (they name users).
+      const attributes = { domain: call.request.domain, descriptors: call.request.descriptors.length };
+      ctx.tracing.serveUnary(SHOULD_RATE_LIMIT_SPAN, call.metadata, attributes, callback, (traced) => answer(call, traced), describeAnswer);
     },
   };
+}
+
+function describeAnswer(response: WireResponse): Record<string, string> {
+  return { overall_code: response.overall_code };
 }
 
 export function parseRequest(req: WireRequest): EnvoyRequest {
@@ -151,7 +173,8 @@ function structValueOf(value: MetadataValue): unknown {
   return { structValue: structOf(value) };
 }
 
-function toStatus(err: unknown, ctx: EnvoyServiceContext): { code: status; details: string } {
+/** The gRPC status of a request that envoyDecisions refused or could not decide (counted, and logged where it is sluice's). */
+export function statusOf(err: unknown, ctx: Pick<EnvoyServiceContext, 'metrics' | 'warn'>): { code: status; details: string } {
   if (err instanceof RequestError) {
     ctx.metrics.rejected(err.code);
     return { code: err.code, details: err.message };

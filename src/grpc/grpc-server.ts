@@ -10,6 +10,7 @@ import { ReflectionService } from '@grpc/reflection';
 import { servedPackage, serviceOf } from './proto.js';
 import { CALL_OPTIONS } from './server-options.js';
 import { sluiceService, type ServiceContext } from './sluice-service.js';
+import { decodedInHandler } from './undecodable.js';
 import { ENVOY_SERVICE, envoyService } from './envoy-service.js';
 import { clientSanInterceptor } from './client-san.js';
 import type { EnvoyConfig } from '../envoy/config.js';
@@ -84,10 +85,19 @@ export async function startGrpcServer(
     'grpc.keepalive_time_ms': limits.keepaliveMs,
     'grpc.keepalive_timeout_ms': limits.keepaliveTimeoutMs,
   });
-  server.addService(serviceOf(servedPackage, SLUICE_SERVICE), sluiceService(ctx));
+  // A stream's bad message ends it through the handler, which is still writing answers.
+  server.addService(decodedInHandler(serviceOf(servedPackage, SLUICE_SERVICE), 'AcquireStream'), sluiceService(ctx));
   server.addService(
     serviceOf(servedPackage, ENVOY_SERVICE),
-    envoyService({ decider: ctx.decider, metrics: ctx.metrics, admission: ctx.admission, warn: ctx.warn, config: envoy?.config ?? (() => null), stats: envoy?.stats ?? null }),
+    envoyService({
+      decider: ctx.decider,
+      metrics: ctx.metrics,
+      admission: ctx.admission,
+      warn: ctx.warn,
+      tracing: ctx.tracing,
+      config: envoy?.config ?? (() => null),
+      stats: envoy?.stats ?? null,
+    }),
   );
   const envoyHealth = envoy?.ready === false ? 'NOT_SERVING' : 'SERVING';
   const health = new HealthImplementation(Object.fromEntries(HEALTH_NAMES.map((name) => [name, ENVOY_HEALTH_NAMES.includes(name) ? envoyHealth : 'SERVING'])));

@@ -109,6 +109,18 @@ resources:
     ]);
   });
 
+  it('metric_labels: labels for every metric, checked as Prometheus label names, none of sluice\'s own', () => {
+    expect(parsePolicy(`${VALID}server:\n  metric_labels: { cluster: eu-1, team: edge }\n`, 'p.yaml').server.metricLabels).toEqual({ cluster: 'eu-1', team: 'edge' });
+    expect(parsePolicy(VALID, 'p.yaml').server.metricLabels).toEqual({});
+    const found = problems(`${VALID}server:\n  metric_labels: { "1st": a, __x: b, resource: c }\n`).join('\n');
+    expect(found).toContain('"1st": expected a Prometheus label name');
+    expect(found).toContain('"__x": expected a Prometheus label name');
+    expect(found).toContain('"resource" is a label of sluice\'s own metrics');
+    expect(problems(`${VALID}server:\n  metric_labels: { ok: 5 }\n`).join('\n')).toMatch(/server\.metric_labels\.ok .*expected a label value/);
+    const many = Object.fromEntries(Array.from({ length: 17 }, (_, i) => [`l${i}`, 'x']));
+    expect(problems(`${VALID}server:\n  metric_labels: ${JSON.stringify(many)}\n`).join('\n')).toContain('at most 16 labels');
+  });
+
   it('rejects duplicate names and keys, naming the first of each', () => {
     const found = problems(`
 resources:
@@ -152,6 +164,7 @@ resources:
       password: null,
       tls: null,
       prefix: 'sluice',
+      expiryJitterMs: 0,
     });
   });
 
@@ -188,6 +201,7 @@ describe('store.redis', () => {
       password: 'p@ss:word',
       tls: null,
       prefix: 'sluice',
+      expiryJitterMs: 0,
     });
   });
 
@@ -200,7 +214,7 @@ describe('store.redis', () => {
 
   it('rediss:// turns TLS on, verifying against the system CAs', () => {
     const redis = redisOf(withRedis('url: rediss://redis.internal:6380'));
-    expect(redis.tls).toEqual({ ca: null, cert: null, key: null, serverName: null, verify: true });
+    expect(redis.tls).toEqual({ ca: null, cert: null, key: null, serverName: null, verify: 'full' });
     expect(redis.topology).toEqual({ kind: 'standalone', node: { host: 'redis.internal', port: 6380 }, db: 0 });
   });
 
@@ -213,14 +227,24 @@ describe('store.redis', () => {
         `tls: { ca_file: ${caFile}, cert_file: ${certFile}, key_file: ${keyFile}, server_name: redis.internal }`,
       ),
     );
-    expect(redis.tls).toEqual({ ca: CERT, cert: CERT, key: KEY, serverName: 'redis.internal', verify: true });
+    expect(redis.tls).toEqual({ ca: CERT, cert: CERT, key: KEY, serverName: 'redis.internal', verify: 'full' });
     // The password file's trailing newline is not part of the password.
     expect(redis.username).toBe('sluice');
     expect(redis.password).toBe('s3cret:/@');
   });
 
-  it('insecure_skip_verify turns verification off', () => {
-    expect(redisOf(withRedis('url: rediss://h:1', 'tls: { insecure_skip_verify: true }')).tls?.verify).toBe(false);
+  it('expiry_jitter: a duration up to 1d, none by default', () => {
+    expect(redisOf(withRedis('url: redis://h:1', 'expiry_jitter: 5m')).expiryJitterMs).toBe(300_000);
+    expect(problems(`store:\n  redis: { url: redis://h:1, expiry_jitter: 2d }\n${VALID}`).join('\n')).toMatch(/store\.redis\.expiry_jitter .*expected at most 1d/);
+  });
+
+  it('skip_hostname_verification checks the chain only; insecure_skip_verify turns verification off, and wins', () => {
+    expect(redisOf(withRedis('url: rediss://h:1', 'tls: { skip_hostname_verification: true }')).tls?.verify).toBe('chain');
+    expect(redisOf(withRedis('url: rediss://h:1', 'tls: { insecure_skip_verify: true }')).tls?.verify).toBe('none');
+    expect(redisOf(withRedis('url: rediss://h:1', 'tls: { insecure_skip_verify: true, skip_hostname_verification: true }')).tls?.verify).toBe('none');
+    expect(problems(withRedis('url: rediss://h:1', 'tls: { skip_hostname_verification: "yes" }'))).toEqual([
+      expect.stringMatching(/^store\.redis\.tls\.skip_hostname_verification \(line 4, column \d+\): .*expected true or false/),
+    ]);
   });
 
   it('sentinel: the master name, the sentinels, their own auth, and the data nodes\' auth', () => {
@@ -251,6 +275,7 @@ describe('store.redis', () => {
       password: 'data-pw',
       tls: null,
       prefix: 'rl',
+      expiryJitterMs: 0,
     });
   });
 
@@ -365,7 +390,7 @@ describe('store.redis', () => {
     expect(problems(withRedis('url: redis://h:1', 'password: 12345'))).toEqual(['store.redis.password (line 4, column 15): expected a string']);
     // An unknown key is placed at the key.
     expect(problems(withRedis('url: redis://h:1', 'tls: { ca: x }', 'sentinels: []'))).toEqual([
-      'store.redis.tls (line 4, column 12): unknown key "ca" (known keys: ca_file, cert_file, key_file, server_name, insecure_skip_verify)',
+      'store.redis.tls (line 4, column 12): unknown key "ca" (known keys: ca_file, cert_file, key_file, server_name, skip_hostname_verification, insecure_skip_verify)',
       'store.redis (line 5, column 5): unknown key "sentinels" (did you mean sentinel?)',
     ]);
     expect(problems(withRedis('cluster: { nodes: [h:1], name: x }'))).toEqual(['store.redis.cluster (line 3, column 30): unknown key "name" (known keys: nodes)']);
@@ -502,5 +527,59 @@ describe('waiting in a policy', () => {
   it('sluice check prints each resource\'s lanes', async () => {
     const { stdout } = await run(process.execPath, [CLI, 'check', writePolicy(withWaiting('    lanes: { interactive: 0.7, batch: 0.3 }'))]);
     expect(stdout).toContain('openai: lanes interactive 70% (the default), batch 30%');
+  });
+});
+
+describe('tracing in a policy', () => {
+  const RESOURCES = 'resources:\n  - name: a\n    limits: [{ name: y, algorithm: fixed_window, rate: 1/s }]\n';
+
+  it('is off unless enabled; enabled, it compiles with upstream’s defaults and leaves the rest to OTEL_*', () => {
+    expect(parsePolicy(RESOURCES, 'policy.yaml', {}).tracing).toBeNull();
+    expect(parsePolicy(`${RESOURCES}tracing: { sampling_rate: 0.5 }\n`, 'policy.yaml', {}).tracing).toBeNull();
+    expect(parsePolicy(`${RESOURCES}tracing: { enabled: true }\n`, 'policy.yaml', {}).tracing).toEqual({
+      exporter: 'http',
+      endpoint: null,
+      serviceName: null,
+      serviceNamespace: null,
+      serviceInstanceId: null,
+      samplingRate: 1,
+    });
+    const full = `${RESOURCES}tracing:
+  enabled: true
+  exporter: grpc
+  endpoint: http://otel-collector:4317
+  service_name: checkout-limits
+  service_namespace: shop
+  service_instance_id: pod-7
+  sampling_rate: 0.1
+`;
+    expect(parsePolicy(full, 'policy.yaml', {}).tracing).toEqual({
+      exporter: 'grpc',
+      endpoint: 'http://otel-collector:4317',
+      serviceName: 'checkout-limits',
+      serviceNamespace: 'shop',
+      serviceInstanceId: 'pod-7',
+      samplingRate: 0.1,
+    });
+  });
+
+  it('rejects a bad exporter, endpoint, name, rate or key, naming the field', () => {
+    expect(
+      problems(`${RESOURCES}tracing:
+  enabled: yes
+  exporter: zipkin
+  endpoint: otel-collector:4318
+  service_name: ""
+  sampling_rate: 1.5
+  sample_rate: 1
+`),
+    ).toEqual([
+      'tracing.enabled (line 5, column 12): "yes": expected true or false',
+      'tracing.exporter (line 6, column 13): "zipkin": expected http (OTLP/HTTP) or grpc (OTLP/gRPC)',
+      'tracing.endpoint (line 7, column 13): "otel-collector:4318": expected an http:// or https:// URL, such as http://otel-collector:4318/v1/traces',
+      'tracing.service_name (line 8, column 17): "": expected a non-empty string of at most 256 characters',
+      'tracing.sampling_rate (line 9, column 18): 1.5: expected a number from 0 to 1',
+      'tracing (line 10, column 3): unknown key "sample_rate" (did you mean sampling_rate?)',
+    ]);
   });
 });

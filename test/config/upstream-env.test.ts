@@ -109,6 +109,11 @@ describe('settings that change answers', () => {
     expect(policy.envoy!.responseHeaderNames).toEqual({ limit: 'RateLimit-Limit', remaining: 'RateLimit-Remaining', reset: 'RateLimit-Reset' });
   });
 
+  it('MERGE_DOMAIN_CONFIG becomes envoy.merge_domains', () => {
+    expect(load({ MERGE_DOMAIN_CONFIG: 'true' }).envoy!.mergeDomains).toBe(true);
+    expect(load({}).envoy!.mergeDomains).toBe(false);
+  });
+
   it('QUOTA_MODE and RESPONSE_DYNAMIC_METADATA become envoy.quota_mode and envoy.response_dynamic_metadata', () => {
     const policy = load({ QUOTA_MODE: 'true', RESPONSE_DYNAMIC_METADATA: '1' });
     expect(policy.envoy).toMatchObject({ quotaMode: true, responseDynamicMetadata: true });
@@ -145,9 +150,95 @@ describe('where config files are', () => {
     expect(load({ RUNTIME_ROOT: '/data' }, `${POLICY}`).envoy!).toMatchObject({ configDir: '/data/config', configDirAt: 'envoy.config_dir (from RUNTIME_ROOT)' });
   });
 
-  it('CONFIG_TYPE other than FILE stops the load: sluice has no xDS', () => {
-    expect(problems({ CONFIG_TYPE: 'GRPC_XDS_SOTW' })).toEqual([expect.stringMatching(/^CONFIG_TYPE \(environment.*\): GRPC_XDS_SOTW is not supported: sluice reads config files only/)]);
+  it('CONFIG_TYPE other than FILE or GRPC_XDS_SOTW stops the load', () => {
+    expect(problems({ CONFIG_TYPE: 'GRPC_XDS_DELTA' })).toEqual([expect.stringMatching(/^CONFIG_TYPE \(environment.*\): expected FILE or GRPC_XDS_SOTW, not "GRPC_XDS_DELTA"/)]);
     expect(load({ CONFIG_TYPE: 'FILE' }).envoy!.upstreamEnv!.applied).toContainEqual({ name: 'CONFIG_TYPE', setting: 'envoy.config_dir (config files)' });
+  });
+});
+
+describe('config from an xDS management server (CONFIG_TYPE=GRPC_XDS_SOTW)', () => {
+  it('becomes envoy.xds in place of config_dir, with upstream’s defaults for the server and the node id', () => {
+    const policy = load({ CONFIG_TYPE: 'GRPC_XDS_SOTW', RUNTIME_ROOT: '/data' });
+    expect(policy.envoy).toMatchObject({
+      configDir: null,
+      xds: { server: 'localhost:18000', nodeId: 'default', nodeMetadata: {}, headers: {}, tls: null, retry: { initialMs: 1_000, maxMs: 60_000, jitter: 0.5 }, maxMessageBytes: 4 * 1024 * 1024 },
+    });
+    expect(policy.envoy!.upstreamEnv!.ignored).toContainEqual({ name: 'RUNTIME_ROOT', reason: 'read only with CONFIG_TYPE=FILE (config files)' });
+  });
+
+  it('reads CONFIG_GRPC_XDS_* and XDS_CLIENT_* as upstream does', () => {
+    const policy = load({
+      CONFIG_TYPE: 'GRPC_XDS_SOTW',
+      CONFIG_GRPC_XDS_SERVER_URL: 'xds.example:18001',
+      CONFIG_GRPC_XDS_NODE_ID: 'edge-7',
+      CONFIG_GRPC_XDS_NODE_METADATA: 'team=payments,zone=eu=1,broken',
+      CONFIG_GRPC_XDS_CLIENT_ADDITIONAL_HEADERS: 'authorization:Bearer a:b,x-env:prod',
+      XDS_CLIENT_BACKOFF_INITIAL_INTERVAL: '500ms',
+      XDS_CLIENT_BACKOFF_MAX_INTERVAL: '2m',
+      XDS_CLIENT_BACKOFF_JITTER: 'false',
+      XDS_CLIENT_BACKOFF_RANDOM_FACTOR: '0.5',
+      CONFIG_GRPC_XDS_SERVER_CONNECT_RETRY_INTERVAL: '3s',
+      XDS_CLIENT_MAX_MSG_SIZE_IN_BYTES: '8388608',
+      CONFIG_GRPC_XDS_SERVER_TLS_SAN: 'ignored.example',
+    });
+    expect(policy.envoy!.xds).toEqual({
+      server: 'xds.example:18001',
+      nodeId: 'edge-7',
+      nodeMetadata: { team: 'payments', zone: 'eu=1' },
+      headers: { authorization: 'Bearer a:b', 'x-env': 'prod' },
+      tls: null,
+      retry: { initialMs: 500, maxMs: 120_000, jitter: 0 },
+      maxMessageBytes: 8 * 1024 * 1024,
+    });
+    const report = policy.envoy!.upstreamEnv!;
+    expect(report.warnings).toContainEqual('CONFIG_GRPC_XDS_NODE_METADATA: "broken" dropped: expected key=value, as upstream reads it');
+    expect(report.ignored.map((entry) => entry.name).sort()).toEqual(['CONFIG_GRPC_XDS_SERVER_CONNECT_RETRY_INTERVAL', 'CONFIG_GRPC_XDS_SERVER_TLS_SAN', 'XDS_CLIENT_BACKOFF_RANDOM_FACTOR']);
+  });
+
+  it('CONFIG_GRPC_XDS_SERVER_USE_TLS with the CA, the client certificate and the name to check', async () => {
+    const files = await makeTlsFiles();
+    try {
+      const policy = load({
+        CONFIG_TYPE: 'GRPC_XDS_SOTW',
+        CONFIG_GRPC_XDS_SERVER_USE_TLS: 'true',
+        CONFIG_GRPC_XDS_SERVER_TLS_CACERT: files.caFile,
+        CONFIG_GRPC_XDS_CLIENT_TLS_CERT: files.clientCertFile,
+        CONFIG_GRPC_XDS_CLIENT_TLS_KEY: files.clientKeyFile,
+        CONFIG_GRPC_XDS_SERVER_TLS_SAN: 'xds.internal',
+      });
+      expect(policy.envoy!.xds!.tls).toEqual({
+        ca: readFileSync(files.caFile, 'utf8'),
+        cert: readFileSync(files.clientCertFile, 'utf8'),
+        key: readFileSync(files.clientKeyFile, 'utf8'),
+        serverName: 'xds.internal',
+      });
+      expect(problems({ CONFIG_TYPE: 'GRPC_XDS_SOTW', CONFIG_GRPC_XDS_SERVER_USE_TLS: 'true', CONFIG_GRPC_XDS_CLIENT_TLS_CERT: files.clientCertFile })).toEqual([
+        expect.stringMatching(/^envoy\.xds\.tls\.cert_file \(from CONFIG_GRPC_XDS_CLIENT_TLS_CERT\): cert_file needs key_file too/),
+      ]);
+    } finally {
+      files.remove();
+    }
+  });
+
+  it('refuses what upstream would refuse, and what sluice cannot reach, naming the variable', () => {
+    expect(problems({ CONFIG_TYPE: 'GRPC_XDS_SOTW', CONFIG_GRPC_XDS_CLIENT_ADDITIONAL_HEADERS: 'authorization' })).toEqual([
+      expect.stringMatching(/^CONFIG_GRPC_XDS_CLIENT_ADDITIONAL_HEADERS \(environment.*\): expected key:value pairs separated by commas, not "authorization"/),
+    ]);
+    expect(problems({ CONFIG_TYPE: 'GRPC_XDS_SOTW', XDS_CLIENT_BACKOFF_MAX_INTERVAL: '10 seconds' })).toEqual([expect.stringMatching(/^XDS_CLIENT_BACKOFF_MAX_INTERVAL \(environment.*\): expected a Go duration/)]);
+    expect(problems({ CONFIG_TYPE: 'GRPC_XDS_SOTW', CONFIG_GRPC_XDS_SERVER_URL: 'dns:///xds.example:18000' })).toEqual([
+      expect.stringMatching(/^envoy\.xds\.server \(from CONFIG_GRPC_XDS_SERVER_URL\): "dns:\/\/\/xds.example:18000": expected the management server as host:port/),
+    ]);
+    expect(problems({ CONFIG_TYPE: 'GRPC_XDS_SOTW', XDS_CLIENT_MAX_MSG_SIZE_IN_BYTES: '1000000000' })).toEqual([
+      expect.stringMatching(/^envoy\.xds\.max_message_size \(from XDS_CLIENT_MAX_MSG_SIZE_IN_BYTES\): 1000000000: expected at most 67108864/),
+    ]);
+  });
+
+  it('are ignored without it, with why', () => {
+    const report = load({ CONFIG_GRPC_XDS_SERVER_URL: 'xds.example:18000', XDS_CLIENT_BACKOFF_JITTER: 'false' }).envoy!.upstreamEnv!;
+    expect(report.ignored).toEqual([
+      { name: 'CONFIG_GRPC_XDS_SERVER_URL', reason: 'read only with CONFIG_TYPE=GRPC_XDS_SOTW' },
+      { name: 'XDS_CLIENT_BACKOFF_JITTER', reason: 'read only with CONFIG_TYPE=GRPC_XDS_SOTW' },
+    ]);
   });
 });
 
@@ -159,6 +250,19 @@ describe('the server', () => {
     const uds = load({ GRPC_UDS: '/run/ratelimit.sock', GRPC_PORT: '8081' });
     expect(uds.server.listen).toBe('unix:/run/ratelimit.sock');
     expect(uds.envoy!.upstreamEnv!.ignored).toContainEqual({ name: 'GRPC_PORT', reason: 'GRPC_UDS is set: sluice listens on the socket, as upstream does' });
+  });
+
+  it('HOST and PORT serve upstream’s HTTP port on envoy.http_listen, each replacing its part; a part neither gives is upstream’s (every interface, 8080)', () => {
+    expect(load({}).envoy!.httpListen).toBeNull();
+    expect(load({ PORT: '8080' }).envoy!.httpListen).toBe(':8080');
+    expect(load({ HOST: '127.0.0.1' }).envoy!.httpListen).toBe('127.0.0.1:8080');
+    expect(load({ HOST: '::1', PORT: '9000' }).envoy!.httpListen).toBe('[::1]:9000');
+    expect(load({ PORT: '9000' }, `${POLICY}  http_listen: 127.0.0.1:7000\n`).envoy!.httpListen).toBe('127.0.0.1:9000');
+    expect(load({ HOST: '0.0.0.0', PORT: '8080' }).envoy!.upstreamEnv!.applied).toEqual([
+      { name: 'HOST', setting: 'envoy.http_listen' },
+      { name: 'PORT', setting: 'envoy.http_listen' },
+    ]);
+    expect(problems({ PORT: 'eighty' })).toEqual(['envoy.http_listen (from PORT): ":eighty": expected host:port, or :port (every interface)']);
   });
 
   it('SLUICE_LISTEN and SLUICE_ADMIN still win', () => {
@@ -236,6 +340,13 @@ describe('the server', () => {
     ]);
   });
 
+  it('EXTRA_TAGS (name:value,name:value, as envconfig reads a map) become server.metric_labels', () => {
+    expect(load({ EXTRA_TAGS: 'foo:bar,a:b' }).server.metricLabels).toEqual({ foo: 'bar', a: 'b' });
+    expect(load({ EXTRA_TAGS: 'zone:eu:1' }).server.metricLabels).toEqual({ zone: 'eu:1' });
+    expect(problems({ EXTRA_TAGS: 'foo:bar,oops' })).toEqual([expect.stringMatching(/^EXTRA_TAGS .*expected name:value pairs separated by commas, not "oops"$/)]);
+    expect(problems({ EXTRA_TAGS: 'domain:x' }).join('\n')).toMatch(/EXTRA_TAGS.*"domain" is a label of sluice's own metrics/);
+  });
+
   it('LOG_LEVEL as logrus names it, any case', () => {
     expect(load({ LOG_LEVEL: 'WARN' }).envoy!.upstreamEnv!.logLevel).toBe('warn');
     expect(load({ LOG_LEVEL: 'panic' }).envoy!.upstreamEnv!.logLevel).toBe('fatal');
@@ -247,6 +358,16 @@ describe('the server', () => {
 describe('the store', () => {
   const pem = join(dir, 'ca.pem');
   writeFileSync(pem, '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n');
+
+  it('EXPIRATION_JITTER_MAX_SECONDS (whole seconds; 0 is none) becomes store.redis.expiry_jitter', () => {
+    const redis = { REDIS_SOCKET_TYPE: 'tcp', REDIS_URL: 'redis:6379' };
+    expect(load({ ...redis, EXPIRATION_JITTER_MAX_SECONDS: '300' }).store.redis!.expiryJitterMs).toBe(300_000);
+    expect(load({ ...redis, EXPIRATION_JITTER_MAX_SECONDS: '0' }).store.redis!.expiryJitterMs).toBe(0);
+    expect(load(redis).store.redis!.expiryJitterMs).toBe(0);
+    expect(problems({ ...redis, EXPIRATION_JITTER_MAX_SECONDS: '5m' })).toEqual([expect.stringMatching(/^EXPIRATION_JITTER_MAX_SECONDS .*expected a whole number of seconds, not "5m"$/)]);
+    expect(problems({ ...redis, EXPIRATION_JITTER_MAX_SECONDS: '172800' }).join('\n')).toMatch(/store\.redis\.expiry_jitter \(from EXPIRATION_JITTER_MAX_SECONDS\).*expected at most 1d/);
+    expect(load({ EXPIRATION_JITTER_MAX_SECONDS: '300' }).envoy!.upstreamEnv!.ignored).toContainEqual({ name: 'EXPIRATION_JITTER_MAX_SECONDS', reason: 'the embedded store keeps no keys in Redis' });
+  });
 
   it('REDIS_URL host:port over TCP, with REDIS_AUTH as user:password and CACHE_KEY_PREFIX', () => {
     const policy = load({ REDIS_SOCKET_TYPE: 'tcp', REDIS_URL: 'redis.default:6379', REDIS_AUTH: 'app:s3cret:x', CACHE_KEY_PREFIX: 'edge_' });
@@ -269,7 +390,17 @@ describe('the store', () => {
 
   it('REDIS_TLS with REDIS_TLS_CACERT', () => {
     const policy = load({ REDIS_SOCKET_TYPE: 'tcp', REDIS_URL: 'redis:6379', REDIS_TLS: 'true', REDIS_TLS_CACERT: pem });
-    expect(policy.store.redis!.tls).toMatchObject({ ca: expect.stringContaining('BEGIN CERTIFICATE'), verify: true });
+    expect(policy.store.redis!.tls).toMatchObject({ ca: expect.stringContaining('BEGIN CERTIFICATE'), verify: 'full' });
+  });
+
+  it('REDIS_TLS_SKIP_HOSTNAME_VERIFICATION: the chain is still checked, the name is not; false checks both, over the file', () => {
+    const env = { REDIS_SOCKET_TYPE: 'tcp', REDIS_URL: 'redis:6379', REDIS_TLS: 'true', REDIS_TLS_CACERT: pem };
+    const skipping = load({ ...env, REDIS_TLS_SKIP_HOSTNAME_VERIFICATION: 'true' });
+    expect(skipping.store.redis!.tls).toMatchObject({ ca: expect.stringContaining('BEGIN CERTIFICATE'), verify: 'chain' });
+    expect(skipping.envoy!.upstreamEnv!.applied).toContainEqual({ name: 'REDIS_TLS_SKIP_HOSTNAME_VERIFICATION', setting: 'store.redis' });
+    const file = `store:\n  redis: { url: redis://old:6379, tls: { skip_hostname_verification: true } }\n${POLICY}`;
+    expect(load({ ...env, REDIS_TLS_SKIP_HOSTNAME_VERIFICATION: 'False' }, file).store.redis!.tls!.verify).toBe('full');
+    expect(problems({ ...env, REDIS_TLS_SKIP_HOSTNAME_VERIFICATION: 'yes' })).toEqual([expect.stringMatching(/^REDIS_TLS_SKIP_HOSTNAME_VERIFICATION .*expected true or false/)]);
   });
 
   it('REDIS_TYPE sentinel (master, then sentinels) with REDIS_SENTINEL_AUTH, and cluster', () => {
@@ -293,14 +424,11 @@ describe('the store', () => {
     expect(policy.store.redis!.topology).toMatchObject({ node: { host: 'sluice' } });
   });
 
-  it('stops the load where sluice cannot keep the meaning: a unix socket, memcached, hostname-only TLS checks', () => {
+  it('stops the load where sluice cannot keep the meaning: a unix socket, memcached', () => {
     expect(problems({ REDIS_URL: '/var/run/nutcracker/ratelimit.sock' })).toEqual([
       expect.stringMatching(/^REDIS_SOCKET_TYPE .*unset \(upstream’s default, unix\): sluice reaches Redis over TCP only/),
     ]);
     expect(problems({ BACKEND_TYPE: 'memcache', MEMCACHE_HOST_PORT: 'm:11211' })).toEqual([expect.stringMatching(/^BACKEND_TYPE .*memcache is not supported/)]);
-    expect(problems({ REDIS_SOCKET_TYPE: 'tcp', REDIS_URL: 'r:6379', REDIS_TLS: 'true', REDIS_TLS_SKIP_HOSTNAME_VERIFICATION: 'true' })).toEqual([
-      expect.stringMatching(/^REDIS_TLS_SKIP_HOSTNAME_VERIFICATION .*server_name/),
-    ]);
     expect(problems({ REDIS_TYPE: 'sentinel', REDIS_URL: 'mymaster' })).toEqual([expect.stringMatching(/^REDIS_URL .*the master name and then the sentinels/)]);
   });
 
@@ -319,9 +447,70 @@ describe('the store', () => {
 
 describe('variables sluice has no use for', () => {
   it('are reported once each, with why; unset ones are not', () => {
-    const report = load({ USE_STATSD: 'true', STATSD_HOST: 'statsd', REDIS_POOL_SIZE: '20', LOCAL_CACHE_SIZE_IN_BYTES: '1048576', TRACING_ENABLED: 'false' }).envoy!.upstreamEnv!;
-    expect(report.ignored.map((i) => i.name)).toEqual(['USE_STATSD', 'STATSD_HOST', 'LOCAL_CACHE_SIZE_IN_BYTES', 'REDIS_POOL_SIZE', 'TRACING_ENABLED']);
+    const report = load({ USE_STATSD: 'true', STATSD_HOST: 'statsd', REDIS_POOL_SIZE: '20', LOCAL_CACHE_SIZE_IN_BYTES: '1048576' }).envoy!.upstreamEnv!;
+    expect(report.ignored.map((i) => i.name)).toEqual(['USE_STATSD', 'STATSD_HOST', 'LOCAL_CACHE_SIZE_IN_BYTES', 'REDIS_POOL_SIZE']);
     expect(report.ignored[0]!.reason).toBe(IGNORED.USE_STATSD);
+  });
+});
+
+describe('TRACING_*', () => {
+  it('become the tracing section, over the file', () => {
+    const policy = load(
+      {
+        TRACING_ENABLED: 'true',
+        TRACING_SERVICE_NAME: 'edge-ratelimit',
+        TRACING_SERVICE_NAMESPACE: 'edge',
+        TRACING_SERVICE_INSTANCE_ID: 'pod-1',
+        TRACING_EXPORTER_PROTOCOL: 'grpc',
+        TRACING_SAMPLING_RATE: '0.25',
+      },
+      `${POLICY}tracing: { service_name: mine, endpoint: 'http://collector:4317' }\n`,
+    );
+    expect(policy.tracing).toEqual({
+      exporter: 'grpc',
+      endpoint: 'http://collector:4317',
+      serviceName: 'edge-ratelimit',
+      serviceNamespace: 'edge',
+      serviceInstanceId: 'pod-1',
+      samplingRate: 0.25,
+    });
+    expect(policy.envoy!.upstreamEnv!.applied).toEqual(
+      expect.arrayContaining([
+        { name: 'TRACING_ENABLED', setting: 'tracing.enabled' },
+        { name: 'TRACING_SERVICE_NAME', setting: 'tracing.service_name' },
+        { name: 'TRACING_EXPORTER_PROTOCOL', setting: 'tracing.exporter' },
+        { name: 'TRACING_SAMPLING_RATE', setting: 'tracing.sampling_rate' },
+      ]),
+    );
+  });
+
+  it('TRACING_ENABLED alone: upstream’s service name (RateLimit), OTLP/HTTP, every trace; a name in the file is kept', () => {
+    expect(load({ TRACING_ENABLED: 'true' }).tracing).toMatchObject({ serviceName: 'RateLimit', exporter: 'http', samplingRate: 1 });
+    expect(load({ TRACING_ENABLED: 'true' }, `${POLICY}tracing: { service_name: mine }\n`).tracing).toMatchObject({ serviceName: 'mine' });
+  });
+
+  it('a sampling rate past 0 or 1 samples none or all, as upstream’s sampler does', () => {
+    expect(load({ TRACING_ENABLED: 'true', TRACING_SAMPLING_RATE: '2' }).tracing!.samplingRate).toBe(1);
+    expect(load({ TRACING_ENABLED: 'true', TRACING_SAMPLING_RATE: '-1e-3' }).tracing!.samplingRate).toBe(0);
+  });
+
+  it('are read only with tracing enabled; TRACING_ENABLED=false turns off the file’s', () => {
+    const off = load({ TRACING_SERVICE_NAME: 'x', TRACING_SAMPLING_RATE: '0.5' });
+    expect(off.tracing).toBeNull();
+    expect(off.envoy!.upstreamEnv!.ignored).toEqual([
+      { name: 'TRACING_SERVICE_NAME', reason: 'read only with TRACING_ENABLED=true' },
+      { name: 'TRACING_SAMPLING_RATE', reason: 'read only with TRACING_ENABLED=true' },
+    ]);
+    expect(load({ TRACING_ENABLED: 'false' }, `${POLICY}tracing: { enabled: true }\n`).tracing).toBeNull();
+    expect(load({ TRACING_SERVICE_NAMESPACE: 'edge' }, `${POLICY}tracing: { enabled: true }\n`).tracing).toMatchObject({ serviceName: null, serviceNamespace: 'edge' });
+  });
+
+  it('a protocol or rate upstream would not start with stops the load, naming the variable', () => {
+    expect(problems({ TRACING_ENABLED: 'true', TRACING_EXPORTER_PROTOCOL: 'zipkin', TRACING_SAMPLING_RATE: 'half' })).toEqual([
+      'TRACING_EXPORTER_PROTOCOL (environment, read because envoy.upstream_env is true): expected http or grpc, not "zipkin"',
+      'TRACING_SAMPLING_RATE (environment, read because envoy.upstream_env is true): expected a number from 0 to 1, not "half"',
+    ]);
+    expect(problems({ TRACING_ENABLED: 'yes' })).toEqual([expect.stringMatching(/^TRACING_ENABLED \(environment, read because envoy.upstream_env is true\): expected true or false/)]);
   });
 });
 

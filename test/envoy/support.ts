@@ -23,8 +23,11 @@ export function options(overrides: Partial<EnvoyOptions> = {}): EnvoyOptions {
     shadowMode: false,
     nearLimitRatio: 0.8,
     requireDomains: false,
+    mergeDomains: false,
+    httpListen: null,
     lease: { enabled: true, maxFraction: 0.1, ttlMs: 1_000 },
     upstreamEnv: null,
+    xds: null,
     ...overrides,
   };
 }

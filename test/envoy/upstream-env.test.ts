@@ -1,7 +1,7 @@
 // `sluice serve` with envoy.upstream_env, its environment an envoyproxy/ratelimit Deployment's
-// env block: the real process reads the variables (address, config directory, Redis, key prefix,
-// shadow mode, header names, near-limit ratio, log level), says once what it applied and what it
-// ignored, and refuses to start on one whose meaning it cannot keep.
+// env block: the real process reads the variables (addresses, config directory, Redis, key prefix,
+// shadow mode, header names, near-limit ratio, log level, tracing), says once what it applied and
+// what it ignored, and refuses to start on one whose meaning it cannot keep.
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,6 +11,7 @@ import { waitFor } from '../support/redis-server.js';
 import { runCli } from '../support/run-cli.js';
 import { metric, startSidecar, writePolicy, type SidecarProcess } from '../support/sidecar.js';
 import { useRedis } from '../support/use-redis.js';
+import { startOtlpReceiver, traceparent, type OtlpReceiver } from '../support/otlp-receiver.js';
 import { connectEnvoy, desc, type EnvoyClient } from './client.js';
 
 const API = `
@@ -34,17 +35,23 @@ const POLICY = 'store:\n  timeout: 5s\nenvoy:\n  upstream_env: true\n  lease: { 
 describe('sluice serve reads an envoyproxy/ratelimit env block', () => {
   const world = useRedis();
   let port: number;
+  let httpPort: number;
   let sidecar: SidecarProcess;
   let client: EnvoyClient;
+  let collector: OtlpReceiver;
 
   beforeAll(async () => {
     port = await freePort();
+    collector = await startOtlpReceiver();
+    httpPort = await freePort();
     sidecar = await startSidecar(POLICY, {
       // The test harness's own overrides are cleared, so upstream's address and log level apply.
       SLUICE_LISTEN: '',
       SLUICE_LOG_LEVEL: '',
       GRPC_HOST: '127.0.0.1',
       GRPC_PORT: String(port),
+      HOST: '127.0.0.1',
+      PORT: String(httpPort),
       LOG_LEVEL: 'debug',
       RUNTIME_ROOT: runtimeRoot(),
       RUNTIME_SUBDIRECTORY: 'ratelimit',
@@ -57,12 +64,18 @@ describe('sluice serve reads an envoyproxy/ratelimit env block', () => {
       NEAR_LIMIT_RATIO: '0.5',
       USE_STATSD: 'false',
       REDIS_POOL_SIZE: '20',
+      TRACING_ENABLED: 'true',
+      TRACING_SERVICE_NAMESPACE: 'edge',
+      // The collector, as upstream's exporter finds it: the standard variable.
+      OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: collector.url,
+      OTEL_BSP_SCHEDULE_DELAY: '20',
     });
     client = connectEnvoy(sidecar.address);
   });
   afterAll(async () => {
     client?.close();
     await sidecar?.stop();
+    await collector?.close();
   });
 
   it('listens on GRPC_HOST:GRPC_PORT', () => {
@@ -75,10 +88,12 @@ describe('sluice serve reads an envoyproxy/ratelimit env block', () => {
     expect(applied[0]!.applied).toEqual(
       expect.arrayContaining([
         { name: 'GRPC_PORT', setting: 'server.listen' },
+        { name: 'PORT', setting: 'envoy.http_listen' },
         { name: 'RUNTIME_SUBDIRECTORY', setting: 'envoy.config_dir' },
         { name: 'REDIS_URL', setting: 'store.redis' },
         { name: 'CACHE_KEY_PREFIX', setting: 'store.redis.prefix' },
         { name: 'SHADOW_MODE', setting: 'envoy.shadow_mode' },
+        { name: 'TRACING_ENABLED', setting: 'tracing.enabled' },
       ]),
     );
     const ignored = sidecar.logs.filter((l) => l.msg === 'envoy.upstream_env: ignored envoyproxy/ratelimit environment variables');
@@ -112,11 +127,28 @@ describe('sluice serve reads an envoyproxy/ratelimit env block', () => {
     expect(await metric(sidecar, 'sluice_envoy_hits_total', 'domain="api"', 'rule="user"')).toBe(6);
   });
 
+  it('TRACING_ENABLED: each call is a span, sent to OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, from upstream’s service name', async () => {
+    const { traceId, parentId, header } = traceparent();
+    await client.shouldRateLimit('api', [desc('user', 'cy')], 0, { traceparent: header });
+    const call = await waitFor('the call’s span', 20_000, async () => collector.spans.find((span) => span.traceId === traceId && span.name === 'ShouldRateLimit Execution'));
+    expect(call).toMatchObject({ parentSpanId: parentId, attributes: { domain: 'api' }, resource: { 'service.name': 'RateLimit', 'service.namespace': 'edge' } });
+  });
+
   it('LOG_LEVEL applies when SLUICE_LOG_LEVEL is unset: a SIGHUP reload logs at debug', async () => {
     const before = sidecar.logs.length;
     sidecar.child.kill('SIGHUP');
     const line = await waitFor('the debug line of the reload', 20_000, async () => sidecar.logs.slice(before).find((l) => l.msg === 'policy unchanged'));
     expect(line).toMatchObject({ level: 20, trigger: 'SIGHUP' });
+  });
+
+  it('serves upstream’s HTTP port on HOST:PORT: /healthcheck, and /json on the same budgets as gRPC', async () => {
+    expect(sidecar.listening.http).toBe(`127.0.0.1:${httpPort}`);
+    const healthcheck = await fetch(`http://127.0.0.1:${httpPort}/healthcheck`);
+    expect([healthcheck.status, await healthcheck.text()]).toEqual([200, 'OK']);
+    const json = await fetch(`http://127.0.0.1:${httpPort}/json`, { method: 'POST', body: JSON.stringify({ domain: 'api', descriptors: [{ entries: [{ key: 'user', value: 'cat' }] }] }) });
+    expect(json.status).toBe(200);
+    expect((await json.json()).statuses[0]).toMatchObject({ code: 'OK', currentLimit: { requestsPerUnit: 4, unit: 'HOUR' }, limitRemaining: 3 });
+    expect((await client.shouldRateLimit('api', [desc('user', 'cat')])).statuses[0]!.limit_remaining).toBe(2);
   });
 });
 

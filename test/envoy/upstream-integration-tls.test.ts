@@ -9,16 +9,13 @@ import { status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startSidecar, type SidecarProcess } from '../support/sidecar.js';
 import { handshake, issueCertificate, makeTlsFiles, tlsChannel, type TlsFiles } from '../support/tls.js';
-import { connectEnvoy, desc, type WireStatus } from './client.js';
+import { connectEnvoy, desc } from './client.js';
 import { configDir, grpcError, waitForLog } from './support.js';
-import { UPSTREAM_INTEGRATION_FILES } from './upstream-files.js';
-
-const { 'reload.yaml': _reload, ...CONFIG } = UPSTREAM_INTEGRATION_FILES;
-
-const line = (s: WireStatus) => `${s.code} ${s.current_limit ? `${s.current_limit.requests_per_unit}/${s.current_limit.unit}` : '-'} ${s.limit_remaining}`;
+import { statusLine as line } from './upstream.js';
+import { BASIC_CONFIG_FILES } from './upstream-basic-config.js';
 
 /** What an upstream Deployment's policy comes down to: its config files, the rest from the environment. */
-const policy = () => `envoy:\n  config_dir: ${configDir(CONFIG)}\n  upstream_env: true\n`;
+const policy = () => `envoy:\n  config_dir: ${configDir(BASIC_CONFIG_FILES)}\n  upstream_env: true\n`;
 
 describe('upstream test/integration/integration_test.go', () => {
   let files: TlsFiles;

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe } from 'vitest';
 import { startRedis, type RedisProcess } from '../support/redis-server.js';
 import { startSidecar, type SidecarProcess } from '../support/sidecar.js';
 import { UNIT_SECONDS, type Unit } from '../../src/envoy/units.js';
-import { connectEnvoy, type EnvoyClient, type WireDescriptor } from './client.js';
+import { connectEnvoy, type EnvoyClient, type WireDescriptor, type WireStatus } from './client.js';
 import { configDir } from './support.js';
 
 export interface Backend {
@@ -27,7 +27,7 @@ export interface Served {
 
 export interface World {
   backend: Backend;
-  /** The config directory every sidecar of the block serves. */
+  /** The config directory every sidecar of the block serves; empty when the config comes from xDS. */
   dir: string;
   /** Null on the memory store. */
   redis: RedisProcess | null;
@@ -36,11 +36,17 @@ export interface World {
 }
 
 /**
- * A describe block per backend. Its sidecars serve `files` from one config directory, one
- * sidecar per entry of `sidecars`: its name, and lines it adds to the policy's `envoy:` section
- * (`quota_mode: true`). On Redis, the sidecars of a block share one redis-server.
+ * A describe block per backend. Its sidecars serve `files` from one config directory (none when
+ * null: the lines say where the config comes from), one sidecar per entry of `sidecars`: its
+ * name, and lines it adds to the policy's `envoy:` section (`quota_mode: true`), or a function
+ * that gives them when the sidecar starts. On Redis, the sidecars of a block share one redis-server.
  */
-export function onEveryBackend(title: string, files: Record<string, string>, sidecars: Record<string, string[]>, body: (world: World) => void): void {
+export function onEveryBackend(
+  title: string,
+  files: Record<string, string> | null,
+  sidecars: Record<string, string[] | (() => string[])>,
+  body: (world: World) => void,
+): void {
   describe.each(BACKENDS)(`${title}, on $name`, (backend) => {
     const running = new Map<string, Served>();
     const world: World = {
@@ -54,11 +60,11 @@ export function onEveryBackend(title: string, files: Record<string, string>, sid
       },
     };
     beforeAll(async () => {
-      world.dir = configDir(files);
+      world.dir = files ? configDir(files) : '';
       if (backend.redis) world.redis = await startRedis();
       const env: Record<string, string> = world.redis ? { SLUICE_REDIS_URL: world.redis.url } : {};
       for (const [name, lines] of Object.entries(sidecars)) {
-        const sidecar = await startSidecar(policyOf(world.dir, backend, lines), env);
+        const sidecar = await startSidecar(policyOf(world.dir, backend, typeof lines === 'function' ? lines() : lines), env);
         running.set(name, { sidecar, client: connectEnvoy(sidecar.address) });
       }
     });
@@ -71,9 +77,9 @@ export function onEveryBackend(title: string, files: Record<string, string>, sid
   });
 }
 
-/** A policy serving `dir` on this backend. (A generous store timeout: the test machines are small and shared.) */
+/** A policy serving `dir` (no config_dir when empty) on this backend. (A generous store timeout: the test machines are small and shared.) */
 export function policyOf(dir: string, backend: Backend, envoyLines: string[] = []): string {
-  return ['store:', '  timeout: 5s', 'envoy:', `  config_dir: ${dir}`, `  lease: { enabled: ${backend.leases} }`, ...envoyLines.map((line) => `  ${line}`), ''].join('\n');
+  return ['store:', '  timeout: 5s', 'envoy:', ...(dir ? [`  config_dir: ${dir}`] : []), `  lease: { enabled: ${backend.leases} }`, ...envoyLines.map((line) => `  ${line}`), ''].join('\n');
 }
 
 /**
@@ -90,4 +96,9 @@ export async function inOneWindow(unit: Unit, marginMs: number): Promise<void> {
 /** A descriptor with its own hits_addend. */
 export function hits(descriptor: WireDescriptor, value: number): WireDescriptor {
   return { ...descriptor, hits_addend: { value } };
+}
+
+/** A status as one line: code, requests_per_unit/unit (or -), limit_remaining. */
+export function statusLine(s: WireStatus): string {
+  return `${s.code} ${s.current_limit ? `${s.current_limit.requests_per_unit}/${s.current_limit.unit}` : '-'} ${s.limit_remaining}`;
 }
