@@ -6,6 +6,7 @@ import { Decider } from './decide/decider.js';
 import { Metrics } from './admin/metrics.js';
 import { createAdminServer, listenAdmin } from './admin/admin-server.js';
 import { drainGrpcServer, setEnvoyServing, startGrpcServer } from './grpc/grpc-server.js';
+import { ServerCertificates } from './grpc/server-tls.js';
 import { startEnvoyHttp, type EnvoyHttp } from './grpc/envoy-http.js';
 import { MemoryStore } from './store/memory/memory-store.js';
 import { RedisStore } from './store/redis/redis-store.js';
@@ -38,8 +39,8 @@ export interface Sidecar {
   adminAddress: string | null;
   /** Where upstream's HTTP port (envoy.http_listen) is served; null when it is not. */
   httpAddress: string | null;
-  /** Reads the policy file again soon (SIGHUP), once for a burst of calls; nothing without a file. */
-  reloadPolicy(): void;
+  /** Reads the policy file and the server.tls files again soon (SIGHUP), once for a burst of calls. */
+  reload(): void;
   /** Drains gRPC (in-flight calls finish within the grace period), then closes the store. */
   stop(): Promise<void>;
 }
@@ -202,18 +203,22 @@ export async function startSidecar(policy: Policy, log: Logger, source: PolicySo
         counted: (result) => metrics.policyReloaded(result),
       })
     : null;
+  let certificates: ServerCertificates | null = null;
   const stopTimers = () => {
     clearInterval(sweeper);
     clearInterval(leaseTicker);
     clearInterval(heartbeat);
     envoy?.close();
     reloader?.close();
+    certificates?.close();
   };
 
   let admin: HttpServer | null = null;
   let http: EnvoyHttp | null = null;
   let grpc;
   try {
+    const tls = policy.server.tls;
+    if (tls) certificates = new ServerCertificates(tls, policy.server.connections.handshakeTimeoutMs, log);
     grpc = await listening(
       'grpc',
       policy.server.listen,
@@ -230,6 +235,7 @@ export async function startSidecar(policy: Policy, log: Logger, source: PolicySo
           tracing,
         },
         envoy && envoyStats ? { config: () => envoy.current, stats: envoyStats, ready: envoyReady() } : null,
+        tls && certificates ? { credentials: certificates.credentials, clientSan: tls.clientSan } : null,
       ),
     );
     const running = grpc;
@@ -277,7 +283,10 @@ export async function startSidecar(policy: Policy, log: Logger, source: PolicySo
       address: running.address,
       adminAddress,
       httpAddress: envoyHttp?.address ?? null,
-      reloadPolicy: () => reloader?.requestReload(),
+      reload: () => {
+        reloader?.requestReload();
+        certificates?.requestReload();
+      },
       async stop() {
         serving = false;
         draining = true;

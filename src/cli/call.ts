@@ -2,7 +2,8 @@
 // nobody needs a gRPC tool to try sluice or to look at a key. Human output by default, one JSON
 // object with --json. Exit codes: 0 granted (released, inspected), 1 denied (not released),
 // 2 a usage error, 3 the call failed (the sidecar unreachable, or its error status).
-import { credentials, makeGenericClientConstructor, status, type Client, type ServiceError } from '@grpc/grpc-js';
+import { readFileSync } from 'node:fs';
+import { credentials, makeGenericClientConstructor, status, type ChannelCredentials, type ChannelOptions, type Client, type ServiceError } from '@grpc/grpc-js';
 import { parseDuration } from '../config/units.js';
 import { serviceOf, sluicePackage } from '../grpc/proto.js';
 import { parseCommandLine, UsageError } from './args.js';
@@ -24,6 +25,14 @@ options:
   --addr HOST:PORT    the sidecar (or unix:/path/to.sock)
   --json              print the answer as one JSON object
   -h, --help          this help
+
+TLS, for a sidecar with server.tls (any of these calls over TLS):
+  --tls               trust the system's CAs
+  --tls-ca FILE       trust the CAs in this PEM file instead
+  --tls-cert FILE     present this client certificate (with --tls-key), for a sidecar
+  --tls-key FILE      with server.tls.client_ca_file
+  --tls-server-name NAME  the name to check the sidecar's certificate against, when it is
+                      not the host of --addr
 
 exit codes: 0 granted, released or inspected; 1 denied, or the permit was not released;
             2 a usage error; 3 the call failed (the message says why)
@@ -52,6 +61,11 @@ const OPTIONS = {
   priority: { type: 'string' },
   lane: { type: 'string' },
   actual: { type: 'string' },
+  tls: { type: 'boolean' },
+  'tls-ca': { type: 'string' },
+  'tls-cert': { type: 'string' },
+  'tls-key': { type: 'string' },
+  'tls-server-name': { type: 'string' },
 } as const;
 
 /** Runs the call; a command line it does not take throws UsageError (main prints it, exit 2). */
@@ -65,14 +79,15 @@ export async function call(verb: Verb, argv: string[]): Promise<number> {
   const request = verb === 'release' ? releaseRequest(positionals, values) : scopeRequest(verb, positionals, values);
   const addr = values.addr ?? process.env.SLUICE_ADDR ?? DEFAULT_ADDR;
   const json = values.json ?? false;
-  const client = new RateLimiterClient(addr, credentials.createInsecure());
+  const channel = channelOf(verb, values);
+  const client = new RateLimiterClient(addr, channel.credentials, channel.options);
   try {
     const maxWaitMs = durationMs(request.max_wait as Duration | undefined) ?? 0;
     const answer = await unary(client, METHOD[verb], request, maxWaitMs + DEADLINE_MARGIN_MS);
     return show(verb, request, answer, json);
   } catch (err) {
     if (typeof (err as ServiceError).code !== 'number') throw err;
-    return callFailed(verb, addr, err as ServiceError, json);
+    return callFailed(verb, addr, err as ServiceError, json, channel.tls);
   } finally {
     client.close();
   }
@@ -90,6 +105,31 @@ function unary(client: Client, method: string, request: object, timeoutMs: numbe
 }
 
 type Values = Record<string, string | boolean | undefined>;
+
+/** Plaintext, or TLS as the --tls flags say; a file that cannot be read is a usage error. */
+function channelOf(verb: Verb, values: Values): { credentials: ChannelCredentials; options: ChannelOptions; tls: boolean } {
+  const file = (flag: string) => {
+    const path = values[flag] as string | undefined;
+    if (path === undefined) return null;
+    try {
+      return readFileSync(path);
+    } catch (err) {
+      throw bad(verb, `--${flag} ${path}: cannot read it (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+    }
+  };
+  const tls = ['tls', 'tls-ca', 'tls-cert', 'tls-key', 'tls-server-name'].some((flag) => values[flag] !== undefined);
+  if (!tls) return { credentials: credentials.createInsecure(), options: {}, tls };
+  // grpc-js gives Node an IP address of --addr as the TLS server name, and Node warns about that
+  // on stderr (DEP0123): a warning about grpc-js, not about the command.
+  process.noDeprecation = true;
+  if ((values['tls-cert'] === undefined) !== (values['tls-key'] === undefined)) throw bad(verb, '--tls-cert and --tls-key go together: a client certificate and its key');
+  const name = values['tls-server-name'] as string | undefined;
+  return {
+    credentials: credentials.createSsl(file('tls-ca'), file('tls-key'), file('tls-cert')),
+    options: name === undefined ? {} : { 'grpc.ssl_target_name_override': name, 'grpc.default_authority': name },
+    tls,
+  };
+}
 
 /** acquire and inspect: RESOURCE KEY=VALUE... */
 function scopeRequest(verb: Verb, positionals: string[], values: Values): Record<string, unknown> {
@@ -213,18 +253,26 @@ export function formatMs(ms: number): string {
   return `${Math.floor(m / 60)}h${m % 60 > 0 ? `${m % 60}m` : ''}`;
 }
 
-function callFailed(verb: Verb, addr: string, err: ServiceError, json: boolean): number {
+function callFailed(verb: Verb, addr: string, err: ServiceError, json: boolean, tls: boolean): number {
   const code = status[err.code] ?? String(err.code);
-  const message = unreachable(err, addr) ?? err.details;
+  const message = unreachable(err, addr, tls) ?? err.details;
   if (json) print({ error: { code, message } });
   else process.stderr.write(`sluice ${verb}: ${code}: ${message}\n`);
   return CALL_FAILED;
 }
 
 /** grpc-js's words for a sidecar it could not reach, made plain; undefined for any other error. */
-function unreachable(err: ServiceError, addr: string): string | undefined {
+function unreachable(err: ServiceError, addr: string, tls: boolean): string | undefined {
   if (err.code !== status.UNAVAILABLE || !err.details.startsWith('No connection established')) return undefined;
   const cause = /Last error: (?:Error: )?(.*?)\.?( Resolution note:|$)/.exec(err.details)?.[1];
+  // A sidecar that serves TLS closes a plaintext connection before HTTP/2 starts, and grpc-js
+  // says only that it failed to connect.
+  if (!tls && cause?.startsWith('Failed to connect')) return `${addr} closed the connection without answering: if the sidecar serves TLS (server.tls), call it with --tls or --tls-ca`;
+  // Over TLS, anything but a failure to connect at all (connect ECONNREFUSED ...) is the
+  // handshake's; a sidecar that refuses the client's certificate closes without a word.
+  if (tls && !/^connect E[A-Z]+\b/.test(cause ?? '')) {
+    return `the TLS handshake with ${addr} failed${cause ? ` (${cause})` : ''}: check --tls-ca (the CA that signed its certificate), --tls-server-name (a name the certificate carries) and, for a sidecar that asks for a client certificate, --tls-cert and --tls-key`;
+  }
   return `no sidecar answers at ${addr}${cause ? ` (${cause})` : ''}: start one with sluice serve, or name it with --addr or SLUICE_ADDR`;
 }
 

@@ -1,6 +1,7 @@
 // `sluice check FILE`: the policy validated as serve would load it, every problem printed.
 import { loadPolicyFile, PolicyError } from '../config/load.js';
-import { lowestUsable, type Resource } from '../config/policy.js';
+import { lowestUsable, type Resource, type ServerTls } from '../config/policy.js';
+import { parseCertificate, readPem } from '../config/pem.js';
 import { EnvoyConfigError, loadEnvoyDirectory } from '../envoy/runtime.js';
 import type { UpstreamEnvReport } from '../config/upstream-env.js';
 import { parseCommandLine, UsageError } from './args.js';
@@ -30,6 +31,7 @@ export function check(args: string[]): number {
     // The management server is not asked: what it sends is checked when it sends it.
     const domains = policy.envoy ? `, Envoy config from ${xds ? `the xDS management server ${xds.server} (node ${xds.nodeId})` : policy.envoy.configDir}` : '';
     process.stdout.write(`${file}: ok, ${policy.resources.size} resource(s)${domains}\n`);
+    if (policy.server.tls) process.stdout.write(`${describeTls(policy.server.tls)}\n`);
     const upstream = policy.envoy?.upstreamEnv;
     if (upstream) process.stdout.write(describeUpstreamEnv(upstream));
     for (const resource of policy.resources.values()) {
@@ -55,6 +57,18 @@ function describeReserve(resource: Resource): string {
 function describeLanes(resource: Resource): string {
   const lanes = resource.lanes.map((lane, i) => `${lane} ${percent(resource.laneShares[i]!)}${i === 0 ? ' (the default)' : ''}`);
   return `  ${resource.name}: lanes ${lanes.join(', ')}`;
+}
+
+/**
+ * `server.tls: /tls/tls.crt (CN=rls.example; DNS:rls.example; valid until Jan 1 00:00:00 2027 GMT);
+ * client certificates signed by /tls/ca.crt, carrying the SAN envoy.example`
+ */
+function describeTls(tls: ServerTls): string {
+  const cert = parseCertificate(readPem(tls.certFile))!;
+  const names = cert.subjectAltName ? `; ${cert.subjectAltName}` : '';
+  const served = `server.tls: ${tls.certFile} (${cert.subject.replaceAll('\n', ', ')}${names}; valid until ${cert.validTo})`;
+  if (tls.clientCaFile === null) return `  ${served}; no client certificate asked for`;
+  return `  ${served}; client certificates signed by ${tls.clientCaFile}${tls.clientSan === null ? '' : `, carrying the SAN ${tls.clientSan}`}`;
 }
 
 /** What envoy.upstream_env read: a line per variable applied or ignored, and the warnings. */

@@ -38,10 +38,10 @@ export async function serve(args: string[]): Promise<number> {
   const log = createLogger(logLevel(policy.envoy?.upstreamEnv?.logLevel ?? 'info')!, values.pretty ?? false);
   let sidecar: Sidecar | undefined;
   let stopping = false;
-  // SIGHUP reads the policy file again (it is also watched) instead of Node's default, exiting;
-  // one that comes before the sidecar is up is dropped.
+  // SIGHUP reads the policy file and the server.tls files again (they are also watched) instead
+  // of Node's default, exiting; one that comes before the sidecar is up is dropped.
   process.on('SIGHUP', () => {
-    if (!stopping) sidecar?.reloadPolicy();
+    if (!stopping) sidecar?.reload();
   });
   try {
     sidecar = await startSidecar(policy, log, { file: policyFile, env: process.env });
@@ -80,6 +80,7 @@ export async function serve(args: string[]): Promise<number> {
       ...(sidecar.httpAddress ? { http: sidecar.httpAddress } : {}),
       policy: policyFile,
       store: policy.store.redis ? 'redis' : 'memory',
+      tls: policy.server.tls !== null,
     },
     'listening',
   );
@@ -120,6 +121,8 @@ function listenProblem(err: ListenError, policyFile: string): string {
  */
 function listeningLine(sidecar: Sidecar, policy: Policy): string {
   const admin = sidecar.adminAddress ? ` (admin http://${sidecar.adminAddress})` : '';
+  // Over TLS a call needs the CA that signed the certificate, which the sidecar cannot name.
+  if (policy.server.tls) return `sluice listening on ${sidecar.address} over TLS${admin}`;
   const resource = policy.resources.values().next().value;
   if (resource === undefined) return `sluice listening on ${sidecar.address}${admin}`;
   // acquire calls SLUICE_ADDR, else DEFAULT_ADDR, unless --addr says otherwise.

@@ -45,7 +45,8 @@ ${OVERRIDES}
   SLUICE_STOP_DELAY      serve: on SIGTERM, keep answering this long (e.g. 25s) before draining
 
 signals (serve):
-  SIGHUP                 read the policy file again (it is also watched for changes)
+  SIGHUP                 read the policy file and the server.tls files again (they are
+                         also watched for changes)
   SIGTERM, SIGINT        stop taking calls, finish the ones under way, exit 0
 `;
 
@@ -68,7 +69,8 @@ ${OVERRIDES}
   SLUICE_STOP_DELAY      on SIGTERM, keep answering this long (e.g. 25s) before draining
 
 signals:
-  SIGHUP                 read the policy file again (it is also watched for changes)
+  SIGHUP                 read the policy file and the server.tls files again (they are
+                         also watched for changes)
   SIGTERM, SIGINT        stop taking calls, finish the ones under way, exit 0
 
 exit status: 0 after a signal's drain, 1 when the policy is invalid or an address cannot be

@@ -95,9 +95,21 @@ export interface ConnectionLimits {
   keepaliveTimeoutMs: number;
 }
 
+/** TLS on server.listen: the files are read again whenever they change (absolute paths). */
+export interface ServerTls {
+  certFile: string;
+  keyFile: string;
+  /** Every client must present a certificate signed by a CA in this file; null: none is asked for. */
+  clientCaFile: string | null;
+  /** The SAN (a DNS name or an IP address) every client certificate must carry; null: any. */
+  clientSan: string | null;
+}
+
 export interface Policy {
   server: {
     listen: string;
+    /** Null: plaintext. */
+    tls: ServerTls | null;
     admin: string | null;
     shutdownGraceMs: number;
     /** Decisions worked on at once; past it requests are shed. */
@@ -228,6 +240,7 @@ export function compilePolicy(file: PolicyFile, placeOf: PlaceOf, upstreamEnv: U
   return {
     server: {
       listen: file.server.listen,
+      tls: file.server.tls ? compileServerTls(file.server.tls) : null,
       admin: file.server.admin === 'off' ? null : file.server.admin,
       shutdownGraceMs: file.server.shutdown_grace,
       maxInFlight: file.server.max_in_flight,
@@ -260,6 +273,15 @@ function compileTracing(tracing: TracingFile): TracingOptions {
     serviceNamespace: tracing.service_namespace ?? null,
     serviceInstanceId: tracing.service_instance_id ?? null,
     samplingRate: tracing.sampling_rate,
+  };
+}
+
+function compileServerTls(tls: NonNullable<PolicyFile['server']['tls']>): ServerTls {
+  return {
+    certFile: resolve(tls.cert_file.path),
+    keyFile: resolve(tls.key_file.path),
+    clientCaFile: tls.client_ca_file ? resolve(tls.client_ca_file.path) : null,
+    clientSan: tls.client_san ?? null,
   };
 }
 

@@ -1,10 +1,13 @@
 // The policy file's shape. Everything a policy can say is validated here, once, so the rest of
 // sluice works with numbers in milliseconds and never re-checks.
+import { createPrivateKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { z } from 'zod';
 import { bucketIntervalUs, parseDuration, parseRate, unitProblem, type Rate } from './units.js';
 import { duration, lease, strictObject, wholeNumber } from './fields.js';
 import { NOT_ECHOED } from './problems.js';
+import { keyMatches, parseCertificate } from './pem.js';
 
 const NAME = /^[A-Za-z0-9_.:/-]{1,64}$/;
 const NAME_HINT = '1 to 64 of A-Z a-z 0-9 _ . : / -';
@@ -153,6 +156,87 @@ const resource = strictObject({
   lanes: lanes.default({}),
 });
 
+// Files a policy names (certificates, keys, passwords) are read at load, so that a missing or
+// wrong one stops the load with the field's path instead of failing at the first connection.
+
+/** A file, read now: its path and its text; `check` says what is wrong with the text, if anything. */
+function readFile(check: (text: string) => string | undefined = () => undefined, missing = 'expected a file path') {
+  return z
+    .string({ error: (issue) => (issue.input === undefined ? missing : 'expected a file path') })
+    .min(1, { error: 'expected a file path' })
+    .transform((path, ctx) => {
+      let text: string;
+      try {
+        text = readFileSync(path, 'utf8');
+      } catch (err) {
+        ctx.issues.push({ code: 'custom', input: path, message: `cannot read ${path}: ${readError(err)}`, params: NOT_ECHOED });
+        return z.NEVER;
+      }
+      const problem = check(text);
+      if (problem) {
+        ctx.issues.push({ code: 'custom', input: path, message: `${path}: ${problem}`, params: NOT_ECHOED });
+        return z.NEVER;
+      }
+      return { path, text };
+    });
+}
+
+/** A file's text, read now; `check` says what is wrong with the text, if anything. */
+function fileContents(check?: (text: string) => string | undefined) {
+  return readFile(check).transform((file) => file.text);
+}
+
+function readError(err: unknown): string {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === 'ENOENT') return 'no such file';
+  if (code === 'EACCES' || code === 'EPERM') return 'permission denied';
+  if (code === 'EISDIR') return 'is a directory, not a file';
+  return (err as Error).message;
+}
+
+const pem = (what: RegExp, name: string) => (text: string) => (what.test(text) ? undefined : `expected a PEM file with ${name}`);
+const holdsCertificate = pem(/-----BEGIN CERTIFICATE-----/, 'a certificate (-----BEGIN CERTIFICATE-----)');
+const holdsKey = pem(/-----BEGIN [A-Z ]*PRIVATE KEY-----/, 'a private key (-----BEGIN ... PRIVATE KEY-----)');
+const certificateFile = fileContents(holdsCertificate);
+const keyFile = fileContents(holdsKey);
+
+// server.tls: TLS on server.listen, optionally asking every client for a certificate signed by
+// client_ca_file and carrying client_san. The files are checked now and kept by path: the
+// sidecar reads them again whenever they change (grpc/server-tls.ts).
+const SAN_HINT = 'expected a DNS name or an IP address: the SAN every client certificate must carry';
+const clientSan = z
+  .string({ error: SAN_HINT })
+  // As Go's VerifyHostname reads a name: [::1] is the address, a final dot changes nothing.
+  .transform((text) => text.replace(/^\[(.*)\]$/, '$1').replace(/(?<=.)\.$/, ''))
+  .refine((text) => isIP(text) !== 0 || /^(?=.{1,253}$)[A-Za-z0-9_-]{1,63}(\.[A-Za-z0-9_-]{1,63})*$/.test(text), { error: SAN_HINT });
+
+const serverTls = strictObject({
+  cert_file: readFile(holdsCertificate, "required (the server's certificate, and any intermediates after it: a PEM file)"),
+  key_file: readFile(holdsKey, 'required (the private key of cert_file: a PEM file)'),
+  client_ca_file: readFile(holdsCertificate).optional(),
+  client_san: clientSan.optional(),
+}).superRefine((tls, ctx) => {
+  const problem = (field: string, message: string) => ctx.addIssue({ code: 'custom', params: NOT_ECHOED, path: [field], message });
+  const cert = parseCertificate(tls.cert_file.text);
+  if (cert === null) problem('cert_file', `${tls.cert_file.path}: its first certificate cannot be read`);
+  else if (!keyMatches(cert, tls.key_file.text)) problem('key_file', `${tls.key_file.path}: ${keyProblem(tls.key_file.text)}`);
+  if (tls.client_ca_file && parseCertificate(tls.client_ca_file.text) === null) problem('client_ca_file', `${tls.client_ca_file.path}: its first certificate cannot be read`);
+  if (tls.client_san !== undefined && !tls.client_ca_file) {
+    problem('client_san', 'client_san needs client_ca_file: without it no client certificate is asked for');
+  }
+});
+
+/** Why a key that does not match its certificate does not: it is encrypted, unreadable, or another's. */
+function keyProblem(keyPem: string): string {
+  if (/-----BEGIN ENCRYPTED PRIVATE KEY-----|Proc-Type: 4,ENCRYPTED/.test(keyPem)) return 'the key is encrypted: sluice reads unencrypted keys only';
+  try {
+    createPrivateKey(keyPem);
+  } catch (err) {
+    return `the key cannot be read (${(err as Error).message})`;
+  }
+  return 'not the private key of the certificate in cert_file';
+}
+
 const LISTEN_HINT = 'expected host:port, :port (every interface) or unix:/path';
 const listen = z.string({ error: LISTEN_HINT }).refine((text) => isListenAddress(text), { error: LISTEN_HINT });
 
@@ -196,6 +280,7 @@ const metricLabels = z
 
 const server = strictObject({
   listen: listen.default('127.0.0.1:50051'),
+  tls: serverTls.optional(),
   admin: z.union([listen, z.literal('off')], { error: 'expected host:port or off' }).default('127.0.0.1:9464'),
   shutdown_grace: duration(MAX_SHUTDOWN_GRACE).default(10_000),
   // Decisions one sidecar works on at once; past it, requests are shed (RESOURCE_EXHAUSTED).
@@ -218,8 +303,7 @@ const server = strictObject({
 
 // ---------------------------------------------------------------------------------------------
 // store.redis: exactly one of url (one server), sentinel (a master the sentinels watch) or cluster,
-// with AUTH (password or ACL user) and TLS. Secrets and certificates are read here, at load, so a
-// missing file stops the load with the field's path instead of failing on the first connect.
+// with AUTH (password or ACL user) and TLS.
 
 const REDIS_URL_HINT = 'expected redis://host:port or rediss://host:port';
 const HOST_PORT_HINT = 'expected host:port such as 10.0.0.5:6379';
@@ -285,39 +369,6 @@ const hostPort = z.string({ error: HOST_PORT_HINT }).transform((text, ctx) => {
 
 const secret = z.string({ error: 'expected a string' }).min(1, { error: 'expected a non-empty string' });
 
-/** A file's text, read now; `check` says what is wrong with the text, if anything. */
-function fileContents(check: (text: string) => string | undefined = () => undefined) {
-  return z
-    .string({ error: 'expected a file path' })
-    .min(1, { error: 'expected a file path' })
-    .transform((path, ctx) => {
-      let text: string;
-      try {
-        text = readFileSync(path, 'utf8');
-      } catch (err) {
-        ctx.issues.push({ code: 'custom', input: path, message: `cannot read ${path}: ${readError(err)}`, params: NOT_ECHOED });
-        return z.NEVER;
-      }
-      const problem = check(text);
-      if (problem) {
-        ctx.issues.push({ code: 'custom', input: path, message: `${path}: ${problem}`, params: NOT_ECHOED });
-        return z.NEVER;
-      }
-      return text;
-    });
-}
-
-function readError(err: unknown): string {
-  const code = (err as NodeJS.ErrnoException).code;
-  if (code === 'ENOENT') return 'no such file';
-  if (code === 'EACCES' || code === 'EPERM') return 'permission denied';
-  if (code === 'EISDIR') return 'is a directory, not a file';
-  return (err as Error).message;
-}
-
-const pem = (what: RegExp, name: string) => (text: string) => (what.test(text) ? undefined : `expected a PEM file with ${name}`);
-const certificateFile = fileContents(pem(/-----BEGIN CERTIFICATE-----/, 'a certificate (-----BEGIN CERTIFICATE-----)'));
-const keyFile = fileContents(pem(/-----BEGIN [A-Z ]*PRIVATE KEY-----/, 'a private key (-----BEGIN ... PRIVATE KEY-----)'));
 /** A password file: its text without the trailing newline. */
 const passwordFile = fileContents((text) => (text.replace(/[\r\n]+$/, '') === '' ? 'the file is empty' : undefined)).transform((text) =>
   text.replace(/[\r\n]+$/, ''),

@@ -62,10 +62,6 @@ const POOL = 'sluice sends every call over one connection per Redis node; there 
 export const IGNORED: Readonly<Record<string, string>> = {
   DEBUG_HOST: 'upstream’s debug port (pprof, /rlconfig): sluice has none',
   DEBUG_PORT: 'upstream’s debug port (pprof, /rlconfig): sluice has none',
-  GRPC_SERVER_TLS_CERT: 'read only with GRPC_SERVER_USE_TLS=true, which stops the start',
-  GRPC_SERVER_TLS_KEY: 'read only with GRPC_SERVER_USE_TLS=true, which stops the start',
-  GRPC_CLIENT_TLS_CACERT: 'read only with GRPC_SERVER_USE_TLS=true, which stops the start',
-  GRPC_CLIENT_TLS_SAN: 'read only with GRPC_SERVER_USE_TLS=true, which stops the start',
   LOG_FORMAT: 'sluice logs JSON lines (LOG_FORMAT=json); `sluice serve --pretty` prints text',
   FORCE_START_WITHOUT_INITIAL_CONFIG:
     'sluice always starts at once: with what config_dir holds (a bad file stops it), or, from xDS, with no domain until the first config arrives (HEALTHY_WITH_AT_LEAST_ONE_CONFIG_LOADED keeps it not serving until then)',
@@ -160,6 +156,10 @@ export const MAPPED: readonly string[] = [
   'GRPC_MAX_CONNECTION_AGE',
   'GRPC_MAX_CONNECTION_AGE_GRACE',
   'GRPC_SERVER_USE_TLS',
+  'GRPC_SERVER_TLS_CERT',
+  'GRPC_SERVER_TLS_KEY',
+  'GRPC_CLIENT_TLS_CACERT',
+  'GRPC_CLIENT_TLS_SAN',
   'LOG_LEVEL',
   'USE_PROMETHEUS',
   'PROMETHEUS_ADDR',
@@ -360,9 +360,7 @@ function readServer(r: Reading): void {
     if (ms === undefined) r.refuse(name, `expected a Go duration such as 24h, 1h30m or 90s, not ${JSON.stringify(text)}`);
     else r.set(['server', key], `${ms}ms`, name);
   }
-  r.bool('GRPC_SERVER_USE_TLS', (on) => {
-    if (on) r.refuse('GRPC_SERVER_USE_TLS', 'sluice serves gRPC in plaintext (it listens on localhost beside its callers); it will not start without the TLS this asks for');
-  });
+  readServerTls(r);
 
   const level = r.value('LOG_LEVEL');
   if (level !== undefined) {
@@ -390,6 +388,36 @@ function readServer(r: Reading): void {
     const bad = pairs.find((pair) => pair.length < 2);
     if (bad) r.refuse('EXTRA_TAGS', `expected name:value pairs separated by commas, not ${JSON.stringify(bad[0])}`);
     else r.set(['server', 'metric_labels'], Object.fromEntries(pairs), 'EXTRA_TAGS');
+  }
+}
+
+/** GRPC_SERVER_USE_TLS and the files that go with it, as server.tls, each over the file's. */
+function readServerTls(r: Reading): void {
+  const fields = [
+    ['GRPC_SERVER_TLS_CERT', 'cert_file'],
+    ['GRPC_SERVER_TLS_KEY', 'key_file'],
+    ['GRPC_CLIENT_TLS_CACERT', 'client_ca_file'],
+    ['GRPC_CLIENT_TLS_SAN', 'client_san'],
+  ] as const;
+  const on = r.boolValue('GRPC_SERVER_USE_TLS');
+  const fileTls = isObject(r.at(['server', 'tls']));
+  if (on !== true) {
+    for (const [name] of fields) if (r.value(name) !== undefined) r.ignore(name, 'read only with GRPC_SERVER_USE_TLS=true');
+    if (on === false && fileTls) r.ignore('GRPC_SERVER_USE_TLS', 'the policy file’s server.tls stays: sluice does not serve in plaintext what its policy says to serve over TLS');
+    else if (on === false) r.same('GRPC_SERVER_USE_TLS', 'server.listen in plaintext (no server.tls)');
+    return;
+  }
+  if (fileTls) r.same('GRPC_SERVER_USE_TLS', 'server.tls (the policy file’s, with the variables below over it)');
+  else r.set(['server', 'tls'], {}, 'GRPC_SERVER_USE_TLS');
+  for (const [name, key] of fields) {
+    const value = r.value(name);
+    if (value === undefined) continue;
+    // Without a client CA upstream asks for no client certificate, so it checks no SAN either.
+    if (key === 'client_san' && r.at(['server', 'tls', 'client_ca_file']) === undefined) {
+      r.ignore(name, 'read only with GRPC_CLIENT_TLS_CACERT (or server.tls.client_ca_file): without a client CA no client certificate is asked for');
+      continue;
+    }
+    r.set(['server', 'tls', key], value, name);
   }
 }
 

@@ -1,9 +1,10 @@
 // One gRPC server on one address: sluice.v1, Envoy's RLS v3, grpc.health.v1 and server reflection.
 // sluice owns the listening socket and hands each accepted connection to grpc-js (its connection
 // injector: the same socket, no proxy hop), so that it can cap connections and close those that
-// never speak HTTP/2, which grpc-js has no setting for.
+// never speak HTTP/2, which grpc-js has no setting for. With server.tls, grpc-js does the TLS on
+// those connections (server-tls.ts).
 import { createServer, type Server as NetServer, type Socket } from 'node:net';
-import { Server, ServerCredentials } from '@grpc/grpc-js';
+import { Server, ServerCredentials, status } from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
 import { ReflectionService } from '@grpc/reflection';
 import { servedPackage, serviceOf } from './proto.js';
@@ -11,6 +12,7 @@ import { CALL_OPTIONS } from './server-options.js';
 import { sluiceService, type ServiceContext } from './sluice-service.js';
 import { decodedInHandler } from './undecodable.js';
 import { ENVOY_SERVICE, envoyService } from './envoy-service.js';
+import { clientSanInterceptor } from './client-san.js';
 import type { EnvoyConfig } from '../envoy/config.js';
 import type { EnvoyStats } from '../envoy/stats.js';
 import type { ConnectionLimits } from '../config/policy.js';
@@ -54,9 +56,27 @@ export function setEnvoyServing(grpc: GrpcServer, serving: boolean): void {
   for (const name of ENVOY_HEALTH_NAMES) grpc.health.setStatus(name, serving ? 'SERVING' : 'NOT_SERVING');
 }
 
-/** Without `envoy`, ShouldRateLimit answers FAILED_PRECONDITION. */
-export async function startGrpcServer(listen: string, limits: ConnectionLimits, ctx: ServiceContext, envoy: EnvoyServing | null = null): Promise<GrpcServer> {
+/** TLS on the port (server.tls): the credentials, and the SAN every client certificate must carry. */
+export interface ServingTls {
+  credentials: ServerCredentials;
+  clientSan: string | null;
+}
+
+/** Without `envoy`, ShouldRateLimit answers FAILED_PRECONDITION; without `tls`, plaintext. */
+export async function startGrpcServer(
+  listen: string,
+  limits: ConnectionLimits,
+  ctx: ServiceContext,
+  envoy: EnvoyServing | null = null,
+  tls: ServingTls | null = null,
+): Promise<GrpcServer> {
+  const refused = (peer: string, subjectAltName: string) => {
+    ctx.metrics.rejected(status.PERMISSION_DENIED);
+    ctx.warn({ peer, subjectAltName }, 'refused a call: the client certificate does not carry server.tls.client_san');
+  };
   const server = new Server({
+    // Every service on the port, health and reflection too.
+    ...(tls?.clientSan ? { interceptors: [clientSanInterceptor(tls.clientSan, refused)] } : {}),
     ...CALL_OPTIONS,
     'grpc.max_concurrent_streams': limits.maxStreamsPerConnection,
     'grpc.max_connection_idle_ms': limits.idleMs,
@@ -83,7 +103,7 @@ export async function startGrpcServer(listen: string, limits: ConnectionLimits, 
   const health = new HealthImplementation(Object.fromEntries(HEALTH_NAMES.map((name) => [name, ENVOY_HEALTH_NAMES.includes(name) ? envoyHealth : 'SERVING'])));
   health.addToServer(server);
   new ReflectionService(servedPackage).addToServer(server);
-  const injector = server.createConnectionInjector(ServerCredentials.createInsecure());
+  const injector = server.createConnectionInjector(tls?.credentials ?? ServerCredentials.createInsecure());
   // Past maxConnections, node closes each new connection as soon as it is accepted.
   const listener = createServer({ noDelay: true }, (socket) => {
     closeUnlessHandshaken(socket, limits.handshakeTimeoutMs);
@@ -102,7 +122,10 @@ const HANDSHAKE_BYTES = 24 + 9;
 /**
  * Node's HTTP/2 server waits for a client's preface forever, so a connection that opens TCP and
  * then says nothing (or only the preface) would hold its socket and buffers until the peer left.
- * bytesRead counts what the socket received even though HTTP/2 reads it natively.
+ * bytesRead counts what the socket received even though HTTP/2 reads it natively. With TLS it
+ * counts the handshake's bytes (a ClientHello is more than these): the TLS server's own
+ * handshake timeout (the same setting) closes a connection that does not finish the handshake,
+ * and the keepalive ping one that finishes it and then says nothing.
  */
 function closeUnlessHandshaken(socket: Socket, timeoutMs: number): void {
   const timer = setTimeout(() => {

@@ -3,12 +3,9 @@
 import { generateKeyPair, randomBytes, X509Certificate, createPrivateKey } from 'node:crypto';
 import { promisify } from 'node:util';
 import forge from 'node-forge';
+import type { KeyPair } from '../config/pem.js';
 
-/** A certificate and its private key, both PEM. */
-export interface KeyPair {
-  cert: string;
-  key: string;
-}
+export { keyMatches, parseCertificate, type KeyPair } from '../config/pem.js';
 
 const newRsaKey = promisify(generateKeyPair);
 
@@ -88,15 +85,6 @@ export function splitPem(bundle: string): string[] {
   return bundle.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g)?.map((pem) => `${pem}\n`) ?? [];
 }
 
-/** Parsed, or null when the PEM is not one certificate. */
-export function parseCertificate(pem: string): X509Certificate | null {
-  try {
-    return new X509Certificate(pem);
-  } catch {
-    return null;
-  }
-}
-
 /** True when less than a third of the certificate's lifetime is left (or it has expired). */
 export function dueForRenewal(cert: X509Certificate, now: Date): boolean {
   const notBefore = new Date(cert.validFrom).getTime();
@@ -111,15 +99,6 @@ export function expired(cert: X509Certificate, now: Date): boolean {
 /** DNS names in the certificate's subjectAltName. */
 export function dnsNamesOf(cert: X509Certificate): string[] {
   return (cert.subjectAltName ?? '').split(', ').filter((entry) => entry.startsWith('DNS:')).map((entry) => entry.slice(4));
-}
-
-/** True when `keyPem` is the private key of `cert`. */
-export function keyMatches(cert: X509Certificate, keyPem: string): boolean {
-  try {
-    return cert.checkPrivateKey(createPrivateKey(keyPem));
-  } catch {
-    return false;
-  }
 }
 
 /** True for an RSA private key: the only kind node-forge signs certificates with. */

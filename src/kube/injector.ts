@@ -5,7 +5,8 @@ import type { Lifetimes } from './certificate-secret.js';
 import { createAuthority, serviceNames } from './certificates.js';
 import { inClusterApi } from './kube-api.js';
 import { manageCertificates } from './renewal.js';
-import { readKeyPair, watchKeyPair } from './tls-files.js';
+import { readKeyPair } from '../config/pem.js';
+import { watchKeyPair } from './tls-files.js';
 import { startWebhook } from './webhook.js';
 
 const DAY_MS = 86_400_000;

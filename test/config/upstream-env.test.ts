@@ -4,14 +4,21 @@
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parsePolicy, PolicyError } from '../../src/config/load.js';
 import type { Policy } from '../../src/config/policy.js';
 import { applyUpstreamEnv, IGNORED, MAPPED, parseGoDuration, UPSTREAM_VARIABLES } from '../../src/config/upstream-env.js';
 import { packageRoot } from '../../src/paths.js';
-import { makeTlsFiles } from '../support/tls.js';
+import { makeTlsFiles, type TlsFiles } from '../support/tls.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'sluice-upstream-env-'));
+
+/** Certificates for the gRPC server's TLS variables. */
+let tls: TlsFiles;
+beforeAll(async () => {
+  tls = await makeTlsFiles();
+});
+afterAll(() => tls?.remove());
 const POLICY = `envoy:\n  config_dir: ${dir}\n  upstream_env: true\n`;
 
 const load = (env: Record<string, string>, yaml = POLICY): Policy => parsePolicy(yaml, 'policy.yaml', env);
@@ -269,12 +276,57 @@ describe('the server', () => {
     expect(problems({ GRPC_MAX_CONNECTION_AGE: 'forever' })).toEqual([expect.stringMatching(/^GRPC_MAX_CONNECTION_AGE \(environment.*\): expected a Go duration/)]);
   });
 
-  it('GRPC_SERVER_USE_TLS=true stops the load: sluice would serve without the TLS it asks for', () => {
-    expect(problems({ GRPC_SERVER_USE_TLS: 'true', GRPC_SERVER_TLS_CERT: '/tls/cert.pem' })).toEqual([expect.stringMatching(/^GRPC_SERVER_USE_TLS .*plaintext/)]);
-    expect(load({ GRPC_SERVER_USE_TLS: 'false', GRPC_SERVER_TLS_CERT: '/tls/cert.pem' }).envoy!.upstreamEnv!.ignored).toContainEqual({
-      name: 'GRPC_SERVER_TLS_CERT',
-      reason: 'read only with GRPC_SERVER_USE_TLS=true, which stops the start',
+  it('GRPC_SERVER_USE_TLS=true serves TLS: the files of GRPC_SERVER_TLS_CERT and the rest become server.tls', () => {
+    const policy = load({
+      GRPC_SERVER_USE_TLS: 'true',
+      GRPC_SERVER_TLS_CERT: tls.certFile,
+      GRPC_SERVER_TLS_KEY: tls.keyFile,
+      GRPC_CLIENT_TLS_CACERT: tls.caFile,
+      GRPC_CLIENT_TLS_SAN: 'envoy.internal',
     });
+    expect(policy.server.tls).toEqual({ certFile: tls.certFile, keyFile: tls.keyFile, clientCaFile: tls.caFile, clientSan: 'envoy.internal' });
+    expect(policy.envoy!.upstreamEnv!.applied).toEqual(
+      expect.arrayContaining([
+        { name: 'GRPC_SERVER_USE_TLS', setting: 'server.tls' },
+        { name: 'GRPC_SERVER_TLS_CERT', setting: 'server.tls.cert_file' },
+        { name: 'GRPC_SERVER_TLS_KEY', setting: 'server.tls.key_file' },
+        { name: 'GRPC_CLIENT_TLS_CACERT', setting: 'server.tls.client_ca_file' },
+        { name: 'GRPC_CLIENT_TLS_SAN', setting: 'server.tls.client_san' },
+      ]),
+    );
+    // Each over the policy file's own server.tls.
+    const file = `server:\n  tls: { cert_file: ${tls.certFile}, key_file: ${tls.keyFile}, client_ca_file: ${tls.otherCaFile} }\n${POLICY}`;
+    expect(load({ GRPC_SERVER_USE_TLS: 'true', GRPC_CLIENT_TLS_CACERT: tls.caFile }, file).server.tls).toMatchObject({ certFile: tls.certFile, clientCaFile: tls.caFile });
+  });
+
+  it('GRPC_SERVER_USE_TLS: a file that does not load is named by its variable; one missing by GRPC_SERVER_USE_TLS', () => {
+    expect(problems({ GRPC_SERVER_USE_TLS: 'true', GRPC_SERVER_TLS_CERT: '/tls/cert.pem', GRPC_SERVER_TLS_KEY: tls.keyFile })).toEqual([
+      'server.tls.cert_file (from GRPC_SERVER_TLS_CERT): cannot read /tls/cert.pem: no such file',
+    ]);
+    expect(problems({ GRPC_SERVER_USE_TLS: 'true', GRPC_SERVER_TLS_CERT: tls.certFile })).toEqual([
+      'server.tls.key_file (from GRPC_SERVER_USE_TLS): required (the private key of cert_file: a PEM file)',
+    ]);
+  });
+
+  it('the TLS files without GRPC_SERVER_USE_TLS=true are ignored, as upstream ignores them; so is a SAN without a client CA', () => {
+    const off = load({ GRPC_SERVER_USE_TLS: 'false', GRPC_SERVER_TLS_CERT: '/tls/cert.pem' });
+    expect(off.server.tls).toBeNull();
+    expect(off.envoy!.upstreamEnv!.ignored).toEqual([{ name: 'GRPC_SERVER_TLS_CERT', reason: 'read only with GRPC_SERVER_USE_TLS=true' }]);
+    expect(off.envoy!.upstreamEnv!.applied).toContainEqual({ name: 'GRPC_SERVER_USE_TLS', setting: 'server.listen in plaintext (no server.tls)' });
+    const noCa = load({ GRPC_SERVER_USE_TLS: 'true', GRPC_SERVER_TLS_CERT: tls.certFile, GRPC_SERVER_TLS_KEY: tls.keyFile, GRPC_CLIENT_TLS_SAN: 'envoy.internal' });
+    expect(noCa.server.tls).toMatchObject({ clientCaFile: null, clientSan: null });
+    expect(noCa.envoy!.upstreamEnv!.ignored).toEqual([
+      { name: 'GRPC_CLIENT_TLS_SAN', reason: 'read only with GRPC_CLIENT_TLS_CACERT (or server.tls.client_ca_file): without a client CA no client certificate is asked for' },
+    ]);
+  });
+
+  it('GRPC_SERVER_USE_TLS=false leaves the policy file’s server.tls on, and says so', () => {
+    const file = `server:\n  tls: { cert_file: ${tls.certFile}, key_file: ${tls.keyFile} }\n${POLICY}`;
+    const policy = load({ GRPC_SERVER_USE_TLS: 'false' }, file);
+    expect(policy.server.tls).toMatchObject({ certFile: tls.certFile });
+    expect(policy.envoy!.upstreamEnv!.ignored).toEqual([
+      { name: 'GRPC_SERVER_USE_TLS', reason: 'the policy file’s server.tls stays: sluice does not serve in plaintext what its policy says to serve over TLS' },
+    ]);
   });
 
   it('USE_PROMETHEUS serves /metrics on PROMETHEUS_ADDR (upstream’s default :9090)', () => {

@@ -1,5 +1,5 @@
 // An Envoy RLS v3 client built from the repo's envoy protos, as any gRPC caller would build it.
-import { credentials, loadPackageDefinition, Metadata, type ServiceError } from '@grpc/grpc-js';
+import { credentials, loadPackageDefinition, Metadata, type ChannelCredentials, type ChannelOptions, type ServiceError } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import { LOADER_OPTIONS } from '../../src/grpc/proto.js';
 
@@ -65,8 +65,9 @@ export interface EnvoyClient {
   close(): void;
 }
 
-export function connectEnvoy(address: string): EnvoyClient {
-  const raw = new RateLimitService(address, credentials.createInsecure());
+/** Plaintext unless `channel` says otherwise (TLS: test/support/tls.ts tlsChannel). */
+export function connectEnvoy(address: string, channel: { credentials: ChannelCredentials; options?: ChannelOptions } = { credentials: credentials.createInsecure() }): EnvoyClient {
+  const raw = new RateLimitService(address, channel.credentials, channel.options ?? {});
   return {
     shouldRateLimit: (domain, descriptors, hitsAddend = 0, headers = {}) =>
       new Promise((resolve, reject) => {

@@ -5,11 +5,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { packageRoot } from '../../src/paths.js';
-import { generatePythonStubs, runPythonClient, type Step } from '../support/python.js';
+import { generatePythonStubs, runPythonClient, runPythonSteps, type Step } from '../support/python.js';
 import { startSidecar, type SidecarProcess } from '../support/sidecar.js';
+import { issueCertificate, makeTlsFiles, type TlsFiles } from '../support/tls.js';
 import { configDir } from './support.js';
 
 const SCRIPT = join(packageRoot, 'test', 'envoy', 'python', 'client.py');
+const TLS_SCRIPT = join(packageRoot, 'test', 'envoy', 'python', 'tls_client.py');
 
 const ENVOY_PROTOS = [
   'proto/envoy/config/core/v3/base.proto',
@@ -139,5 +141,34 @@ describe('the same client, against a sidecar set up by envoyproxy/ratelimit envi
   it('LIMIT_*_HEADER name the headers', () => {
     expect(shadowStep('first').headers).toEqual({ 'X-RateLimit-Limit': '3', 'X-RateLimit-Remaining': '2', 'X-RateLimit-Reset': expect.stringMatching(/^\d+$/) });
     expect(shadowStep('over').headers).toMatchObject({ 'X-RateLimit-Limit': '3', 'X-RateLimit-Remaining': '0' });
+  });
+});
+
+describe('a Python grpcio client over mutual TLS (server.tls with client_ca_file and client_san)', () => {
+  let files: TlsFiles;
+  let secured: SidecarProcess;
+  let tlsStep: (name: string) => Step;
+
+  beforeAll(async () => {
+    files = await makeTlsFiles();
+    const good = await issueCertificate(files, 'python-client', { san: 'DNS:localhost' });
+    const other = await issueCertificate(files, 'python-elsewhere', { san: 'DNS:elsewhere.example' });
+    const tls = `{ cert_file: ${files.certFile}, key_file: ${files.keyFile}, client_ca_file: ${files.caFile}, client_san: localhost }`;
+    secured = await startSidecar(`server:\n  tls: ${tls}\nenvoy:\n  config_dir: ${configDir({ 'py.yaml': DOMAIN })}\n`);
+    tlsStep = await runPythonSteps(TLS_SCRIPT, [secured.address, stubs, files.caFile, good.certFile, good.keyFile, other.certFile, other.keyFile]);
+  });
+  afterAll(async () => {
+    await secured?.stop();
+    files?.remove();
+  });
+
+  it('is answered with a certificate carrying the SAN, over grpc.ssl_channel_credentials', () => {
+    expect(tlsStep('mtls')).toEqual({ step: 'mtls', overall_code: 'OK', limit_remaining: 2 });
+    expect(tlsStep('health').status).toBe('SERVING');
+  });
+
+  it('is refused PERMISSION_DENIED with another SAN, and UNAVAILABLE without a certificate', () => {
+    expect(tlsStep('wrong_san')).toMatchObject({ code: 'PERMISSION_DENIED', details: expect.stringContaining('server.tls.client_san') });
+    expect(tlsStep('no_cert')).toMatchObject({ code: 'UNAVAILABLE' });
   });
 });

@@ -7,7 +7,7 @@ import type { EnvoyOptions } from '../../src/config/policy.js';
 import { RESPONSE_HEADER_DEFAULTS } from '../../src/config/schema.js';
 import { loadEnvoyConfig, parseDomainFile, type Domain, type EnvoyConfig } from '../../src/envoy/config.js';
 import type { SidecarProcess } from '../support/sidecar.js';
-import { credentials, loadPackageDefinition, type ClientReadableStream } from '@grpc/grpc-js';
+import { credentials, loadPackageDefinition, type ChannelCredentials, type ChannelOptions, type ClientReadableStream } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import { protoPath as healthProtoPath } from 'grpc-health-check';
 
@@ -106,9 +106,9 @@ export function watchHealth(address: string, service: string) {
   };
 }
 
-/** What grpc.health.v1 Check answers for `service` now. */
-export async function healthOf(address: string, service: string): Promise<string> {
-  const client = new healthPkg.grpc.health.v1.Health(address, credentials.createInsecure());
+/** What grpc.health.v1 Check answers for `service` now; plaintext unless `channel` says otherwise. */
+export async function healthOf(address: string, service: string, channel: { credentials: ChannelCredentials; options?: ChannelOptions } = { credentials: credentials.createInsecure() }): Promise<string> {
+  const client = new healthPkg.grpc.health.v1.Health(address, channel.credentials, channel.options ?? {});
   try {
     return await new Promise((resolve, reject) => client.Check({ service }, (err: Error | null, res: { status: string }) => (err ? reject(err) : resolve(res.status))));
   } finally {

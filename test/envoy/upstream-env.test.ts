@@ -163,9 +163,9 @@ describe('the variables on the command line', () => {
 
   it('sluice serve refuses to start on a variable whose meaning it cannot keep, naming it', async () => {
     const policy = writePolicy(`envoy:\n  config_dir: ${mkdtempSync(join(tmpdir(), 'sluice-empty-'))}\n  upstream_env: true\n`);
-    const run = await runCli(['serve', '--config', policy], { GRPC_SERVER_USE_TLS: 'true', SLUICE_LISTEN: '127.0.0.1:0', SLUICE_ADMIN: 'off' });
+    const run = await runCli(['serve', '--config', policy], { BACKEND_TYPE: 'memcache', SLUICE_LISTEN: '127.0.0.1:0', SLUICE_ADMIN: 'off' });
     expect(run.code).toBe(1);
-    expect(run.stderr).toMatch(/^.*policy\.yaml: invalid policy\n {2}GRPC_SERVER_USE_TLS \(environment, read because envoy\.upstream_env is true\): sluice serves gRPC in plaintext/);
+    expect(run.stderr).toMatch(/^.*policy\.yaml: invalid policy\n {2}BACKEND_TYPE \(environment, read because envoy\.upstream_env is true\): memcache is not supported/);
     expect(run.stdout).not.toContain('listening');
   });
 });

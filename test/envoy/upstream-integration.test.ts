@@ -4,7 +4,8 @@
 // runs TestBasicConfig in for its Redis transports (TLS, AUTH, Cluster, Sentinel, a key prefix,
 // a per-second Redis, a local cache) are derived in upstream-integration-redis.test.ts and
 // upstream-integration-cluster-sentinel.test.ts, set up by upstream's environment variables;
-// those for xDS are in upstream-xds.test.ts, and those for memcache are not derived.
+// those for xDS are in upstream-xds.test.ts, and those for memcache are not derived. Its tests
+// of the gRPC server's TLS (mTLS, the certificate's reload) are in upstream-integration-tls.test.ts.
 import { unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';

@@ -1,5 +1,5 @@
 // A sluice.v1 client built from the repo's proto, as any Node caller would build it.
-import { credentials, loadPackageDefinition, type ChannelOptions, type Client, type ClientDuplexStream, type ServiceError } from '@grpc/grpc-js';
+import { credentials, loadPackageDefinition, type ChannelCredentials, type ChannelOptions, type Client, type ClientDuplexStream, type ServiceError } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import { LOADER_OPTIONS } from '../../src/grpc/proto.js';
 
@@ -57,9 +57,9 @@ export interface SluiceClient {
   close(): void;
 }
 
-/** `options` are grpc-js channel options. */
-export function connect(address: string, options: ChannelOptions = {}): SluiceClient {
-  const raw = new RateLimiter(address, credentials.createInsecure(), options);
+/** `options` are grpc-js channel options; plaintext unless `channelCredentials` say otherwise. */
+export function connect(address: string, options: ChannelOptions = {}, channelCredentials: ChannelCredentials = credentials.createInsecure()): SluiceClient {
+  const raw = new RateLimiter(address, channelCredentials, options);
   const unary = <T>(method: string, req: unknown) =>
     new Promise<T>((resolve, reject) => raw[method](req, (err: ServiceError | null, res: T) => (err ? reject(err) : resolve(res))));
   return {
