@@ -49,6 +49,8 @@ const NO_TRACING = 'sluice exports no traces';
 const PIPELINE =
   'sluice sends the calls of one event-loop turn to a Redis server as one pipeline (on a Cluster, each call as it is made); there is nothing to set';
 const POOL = 'sluice sends every call over one connection per Redis node; there is no pool to size';
+const NO_LOCAL_CACHE =
+  '0 (upstream’s default: no local cache) leaves envoy.lease as the policy file says (on by default): leases serve grants as well as denials, and answer as Redis would';
 
 /**
  * Every variable of upstream's settings that sluice does not turn into a setting, with why. The
@@ -96,7 +98,6 @@ export const IGNORED: Readonly<Record<string, string>> = {
     'sluice watches config_dir itself: a write in it or a ConfigMap’s ..data swap reloads; a symlink swap above it (of RUNTIME_ROOT) is not seen',
   EXPIRATION_JITTER_MAX_SECONDS:
     'sluice keeps one key per descriptor, not one per window, and each use moves its expiry: keys expire as their descriptors go idle, not all at a window’s end',
-  LOCAL_CACHE_SIZE_IN_BYTES: 'sluice serves hot descriptors from leases (envoy.lease), which hold grants as well as denials',
   STOP_CACHE_KEY_INCREMENT_WHEN_OVERLIMIT: 'always so in sluice: a request over the limit takes nothing from any of its descriptors',
   MERGE_DOMAIN_CONFIG: 'a domain in two files is refused when config_dir loads, naming both files',
   REDIS_POOL_SIZE: POOL,
@@ -152,6 +153,7 @@ export const MAPPED: readonly string[] = [
   'NEAR_LIMIT_RATIO',
   'RESPONSE_DYNAMIC_METADATA',
   'HEALTHY_WITH_AT_LEAST_ONE_CONFIG_LOADED',
+  'LOCAL_CACHE_SIZE_IN_BYTES',
   'RUNTIME_ROOT',
   'RUNTIME_SUBDIRECTORY',
   'RUNTIME_APPDIRECTORY',
@@ -215,6 +217,14 @@ function readEnvoySettings(r: Reading): void {
   }
   r.bool('RESPONSE_DYNAMIC_METADATA', (on) => r.set(['envoy', 'response_dynamic_metadata'], on, 'RESPONSE_DYNAMIC_METADATA'));
   r.bool('HEALTHY_WITH_AT_LEAST_ONE_CONFIG_LOADED', (on) => r.set(['envoy', 'require_domains'], on, 'HEALTHY_WITH_AT_LEAST_ONE_CONFIG_LOADED'));
+  const cacheSize = r.value('LOCAL_CACHE_SIZE_IN_BYTES');
+  if (cacheSize !== undefined) {
+    // Upstream keeps a local cache of keys over their limit when the size is not 0; a lease's
+    // standing denial is sluice's. 0, upstream's default, turns nothing off: leases serve grants too.
+    if (!/^[+-]?\d+$/.test(cacheSize)) r.refuse('LOCAL_CACHE_SIZE_IN_BYTES', `expected a whole number of bytes, not ${JSON.stringify(cacheSize)}`);
+    else if (/[1-9]/.test(cacheSize)) r.set(['envoy', 'lease', 'enabled'], true, 'LOCAL_CACHE_SIZE_IN_BYTES');
+    else r.ignore('LOCAL_CACHE_SIZE_IN_BYTES', NO_LOCAL_CACHE);
+  }
 
   const runtime = ['RUNTIME_ROOT', 'RUNTIME_SUBDIRECTORY', 'RUNTIME_APPDIRECTORY'] as const;
   const given = runtime.filter((name) => r.value(name) !== undefined);
