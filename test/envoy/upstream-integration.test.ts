@@ -1,15 +1,18 @@
 // Cases derived from envoyproxy/ratelimit's test/integration/integration_test.go, on its own
 // runtime config files (upstream-files.ts), through the built sidecar on every backend
-// (upstream.ts): each `it` is named after the upstream test it comes from. The variants upstream
-// runs for its transports (per-second Redis, local cache, memcache, TLS, auth, Cluster,
-// Sentinel, xDS, mTLS) and its statistics are not derived here.
+// (upstream.ts): each `it` is named after the upstream test it comes from. Its local cache
+// variants run on Redis with upstream's LOCAL_CACHE_SIZE_IN_BYTES, which turns sluice's leases
+// on. The variants upstream runs for its other transports (per-second Redis, memcache, TLS, auth,
+// Cluster, Sentinel, xDS, mTLS) and its statistics are not derived here.
 import { unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
-import { expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { secondsToWindowEnd } from '../../src/envoy/units.js';
-import { desc, type WireStatus } from './client.js';
-import { waitForLog } from './support.js';
+import { startSidecar } from '../support/sidecar.js';
+import { useRedis } from '../support/use-redis.js';
+import { connectEnvoy, desc, type EnvoyClient, type WireStatus } from './client.js';
+import { configDir, waitForLog } from './support.js';
 import { inOneWindow, onEveryBackend } from './upstream.js';
 import { UPSTREAM_INTEGRATION_FILES } from './upstream-files.js';
 
@@ -18,46 +21,50 @@ const { 'reload.yaml': RELOAD, ...CONFIG } = UPSTREAM_INTEGRATION_FILES;
 /** A status as one line: code, requests_per_unit/unit (or -), limit_remaining. */
 const line = (s: WireStatus) => `${s.code} ${s.current_limit ? `${s.current_limit.requests_per_unit}/${s.current_limit.unit}` : '-'} ${s.limit_remaining}`;
 
+/**
+ * Upstream's TestBasicConfig. It runs in several variants; sluice answers as its variant that
+ * stops counting a request that is over the limit (STOP_CACHE_KEY_INCREMENT_WHEN_OVERLIMIT), since
+ * a request over the limit takes nothing in sluice (docs/envoy.md).
+ */
+async function basicConfig(client: EnvoyClient): Promise<void> {
+  const unknown = await client.shouldRateLimit('foo', [desc('hello', 'world')]);
+  expect(unknown).toMatchObject({ overall_code: 'OK', statuses: [{ code: 'OK', current_limit: null, limit_remaining: 0 }] });
+
+  expect((await client.shouldRateLimit('basic', [desc('key1', 'foo')])).statuses.map(line)).toEqual(['OK 50/SECOND 49']);
+
+  await inOneWindow('MINUTE', 20_000);
+  const one = randomUUID();
+  for (let i = 0; i < 25; i++) {
+    const res = await client.shouldRateLimit('another', [desc('key2', one)]);
+    const expected = i < 20 ? `OK 20/MINUTE ${20 - (i + 1)}` : 'OVER_LIMIT 20/MINUTE 0';
+    expect(res.overall_code, `request ${i}`).toBe(i < 20 ? 'OK' : 'OVER_LIMIT');
+    expect(res.statuses.map(line), `request ${i}`).toEqual([expected]);
+  }
+
+  // Two keys of one domain: once key3 is over its limit, key2 is no longer charged.
+  const two = randomUUID();
+  for (let i = 0; i < 15; i++) {
+    const res = await client.shouldRateLimit('another', [desc('key2', two), desc('key3', two)]);
+    const over = i >= 10;
+    expect(res.overall_code, `request ${i}`).toBe(over ? 'OVER_LIMIT' : 'OK');
+    expect(res.statuses.map(line), `request ${i}`).toEqual([`OK 20/MINUTE ${over ? 10 : 20 - (i + 1)}`, over ? 'OVER_LIMIT 10/HOUR 0' : `OK 10/HOUR ${10 - (i + 1)}`]);
+  }
+
+  // duration_until_reset counts down to the end of the window.
+  for (let i = 0; i < 2; i++) {
+    const before = Date.now();
+    const res = await client.shouldRateLimit('another', [desc('key4', 'durTest')]);
+    const after = Date.now();
+    const seconds = res.statuses[0]!.duration_until_reset!.seconds;
+    expect(seconds).toBeLessThanOrEqual(secondsToWindowEnd('DAY', before));
+    expect(seconds).toBeGreaterThanOrEqual(secondsToWindowEnd('DAY', after));
+  }
+}
+
 onEveryBackend('upstream test/integration/integration_test.go', CONFIG, { sidecar: [] }, (world) => {
   const client = () => world.served('sidecar').client;
 
-  // Upstream runs this case in several variants; sluice answers as its variant that stops
-  // counting a request that is over the limit (STOP_CACHE_KEY_INCREMENT_WHEN_OVERLIMIT), since a
-  // request over the limit takes nothing in sluice (docs/envoy.md).
-  it('TestBasicConfig/WithoutPerSecondRedisWithstopCacheKeyIncrementWhenOverlimitConfig', async () => {
-    const unknown = await client().shouldRateLimit('foo', [desc('hello', 'world')]);
-    expect(unknown).toMatchObject({ overall_code: 'OK', statuses: [{ code: 'OK', current_limit: null, limit_remaining: 0 }] });
-
-    expect((await client().shouldRateLimit('basic', [desc('key1', 'foo')])).statuses.map(line)).toEqual(['OK 50/SECOND 49']);
-
-    await inOneWindow('MINUTE', 20_000);
-    const one = randomUUID();
-    for (let i = 0; i < 25; i++) {
-      const res = await client().shouldRateLimit('another', [desc('key2', one)]);
-      const expected = i < 20 ? `OK 20/MINUTE ${20 - (i + 1)}` : 'OVER_LIMIT 20/MINUTE 0';
-      expect(res.overall_code, `request ${i}`).toBe(i < 20 ? 'OK' : 'OVER_LIMIT');
-      expect(res.statuses.map(line), `request ${i}`).toEqual([expected]);
-    }
-
-    // Two keys of one domain: once key3 is over its limit, key2 is no longer charged.
-    const two = randomUUID();
-    for (let i = 0; i < 15; i++) {
-      const res = await client().shouldRateLimit('another', [desc('key2', two), desc('key3', two)]);
-      const over = i >= 10;
-      expect(res.overall_code, `request ${i}`).toBe(over ? 'OVER_LIMIT' : 'OK');
-      expect(res.statuses.map(line), `request ${i}`).toEqual([`OK 20/MINUTE ${over ? 10 : 20 - (i + 1)}`, over ? 'OVER_LIMIT 10/HOUR 0' : `OK 10/HOUR ${10 - (i + 1)}`]);
-    }
-
-    // duration_until_reset counts down to the end of the window.
-    for (let i = 0; i < 2; i++) {
-      const before = Date.now();
-      const res = await client().shouldRateLimit('another', [desc('key4', 'durTest')]);
-      const after = Date.now();
-      const seconds = res.statuses[0]!.duration_until_reset!.seconds;
-      expect(seconds).toBeLessThanOrEqual(secondsToWindowEnd('DAY', before));
-      expect(seconds).toBeGreaterThanOrEqual(secondsToWindowEnd('DAY', after));
-    }
-  });
+  it('TestBasicConfig/WithoutPerSecondRedisWithstopCacheKeyIncrementWhenOverlimitConfig', () => basicConfig(client()));
 
   it('TestBasicReloadConfig/ReloadWithoutWatchRoot', async () => {
     const { sidecar } = world.served('sidecar');
@@ -92,4 +99,33 @@ onEveryBackend('upstream test/integration/integration_test.go', CONFIG, { sideca
       expect(res.statuses.map(line), `request ${i}`).toEqual(['OK 10/HOUR 9']);
     }
   });
+});
+
+// Upstream's local cache variants of TestBasicConfig: the same case on Redis, the sidecar set up
+// from an env block as upstream's test sets up its runner (REDIS_URL, LOCAL_CACHE_SIZE_IN_BYTES
+// 1000) over a policy whose envoy.lease is off: the variable turns the leases on.
+describe('upstream test/integration/integration_test.go, local cache variants, on Redis', () => {
+  const world = useRedis();
+  const policy = (dir: string) => `store:\n  timeout: 5s\nenvoy:\n  config_dir: ${dir}\n  upstream_env: true\n  lease: { enabled: false }\n`;
+
+  /** Runs TestBasicConfig on a fresh Redis against a sidecar with upstream's env block and `env`. */
+  async function withLocalCache(env: Record<string, string>): Promise<void> {
+    await world.redis.client.flushall();
+    const sidecar = await startSidecar(policy(configDir(CONFIG)), { REDIS_SOCKET_TYPE: 'tcp', REDIS_URL: `127.0.0.1:${world.redis.port}`, LOCAL_CACHE_SIZE_IN_BYTES: '1000', ...env });
+    const client = connectEnvoy(sidecar.address);
+    try {
+      const read = sidecar.logs.find((l) => l.msg === 'envoy.upstream_env: read envoyproxy/ratelimit environment variables');
+      expect(read?.applied).toContainEqual({ name: 'LOCAL_CACHE_SIZE_IN_BYTES', setting: 'envoy.lease.enabled' });
+      await basicConfig(client);
+    } finally {
+      client.close();
+      await sidecar.stop();
+    }
+  }
+
+  it('TestBasicConfig/WithoutPerSecondRedisWithLocalCacheAndstopCacheKeyIncrementWhenOverlimitConfig', () => withLocalCache({ STOP_CACHE_KEY_INCREMENT_WHEN_OVERLIMIT: 'true' }));
+
+  // Upstream's key2 goes on being charged once key3 is over its limit in this variant; sluice's
+  // never is (docs/envoy.md, Differences), so it answers as the variant above.
+  it('differs from TestBasicConfig/WithoutPerSecondRedisWithLocalCache: a request over the limit takes nothing from its other descriptors', () => withLocalCache({}));
 });

@@ -36,11 +36,17 @@ export interface World {
 }
 
 /**
- * A describe block per backend. Its sidecars serve `files` from one config directory, one
- * sidecar per entry of `sidecars`: its name, and lines it adds to the policy's `envoy:` section
- * (`quota_mode: true`). On Redis, the sidecars of a block share one redis-server.
+ * What a sidecar of a block adds to its policy: lines of the `envoy:` section (`quota_mode:
+ * true`), and settings of `envoy.lease` beside `enabled`, which the backend decides (`ttl: 30s`).
  */
-export function onEveryBackend(title: string, files: Record<string, string>, sidecars: Record<string, string[]>, body: (world: World) => void): void {
+export type SidecarSpec = string[] | { envoy: string[]; lease: string };
+
+/**
+ * A describe block per backend. Its sidecars serve `files` from one config directory, one
+ * sidecar per entry of `sidecars`: its name, and what it adds to the policy. On Redis, the
+ * sidecars of a block share one redis-server.
+ */
+export function onEveryBackend(title: string, files: Record<string, string>, sidecars: Record<string, SidecarSpec>, body: (world: World) => void): void {
   describe.each(BACKENDS)(`${title}, on $name`, (backend) => {
     const running = new Map<string, Served>();
     const world: World = {
@@ -57,8 +63,9 @@ export function onEveryBackend(title: string, files: Record<string, string>, sid
       world.dir = configDir(files);
       if (backend.redis) world.redis = await startRedis();
       const env: Record<string, string> = world.redis ? { SLUICE_REDIS_URL: world.redis.url } : {};
-      for (const [name, lines] of Object.entries(sidecars)) {
-        const sidecar = await startSidecar(policyOf(world.dir, backend, lines), env);
+      for (const [name, spec] of Object.entries(sidecars)) {
+        const { envoy, lease } = Array.isArray(spec) ? { envoy: spec, lease: '' } : spec;
+        const sidecar = await startSidecar(policyOf(world.dir, backend, envoy, lease), env);
         running.set(name, { sidecar, client: connectEnvoy(sidecar.address) });
       }
     });
@@ -72,8 +79,9 @@ export function onEveryBackend(title: string, files: Record<string, string>, sid
 }
 
 /** A policy serving `dir` on this backend. (A generous store timeout: the test machines are small and shared.) */
-export function policyOf(dir: string, backend: Backend, envoyLines: string[] = []): string {
-  return ['store:', '  timeout: 5s', 'envoy:', `  config_dir: ${dir}`, `  lease: { enabled: ${backend.leases} }`, ...envoyLines.map((line) => `  ${line}`), ''].join('\n');
+export function policyOf(dir: string, backend: Backend, envoyLines: string[] = [], lease = ''): string {
+  const leaseLine = `  lease: { enabled: ${backend.leases}${lease ? `, ${lease}` : ''} }`;
+  return ['store:', '  timeout: 5s', 'envoy:', `  config_dir: ${dir}`, leaseLine, ...envoyLines.map((line) => `  ${line}`), ''].join('\n');
 }
 
 /**
