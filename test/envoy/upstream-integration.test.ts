@@ -104,7 +104,7 @@ onEveryBackend('upstream test/integration/integration_test.go', CONFIG, { sideca
 // Upstream's local cache variants of TestBasicConfig: the same case on Redis, the sidecar set up
 // from an env block as upstream's test sets up its runner (REDIS_URL, LOCAL_CACHE_SIZE_IN_BYTES
 // 1000) over a policy whose envoy.lease is off: the variable turns the leases on.
-describe('upstream test/integration/integration_test.go, local cache variants, on Redis', () => {
+describe('upstream test/integration/integration_test.go, on Redis with LOCAL_CACHE_SIZE_IN_BYTES', () => {
   const world = useRedis();
   const policy = (dir: string) => `store:\n  timeout: 5s\nenvoy:\n  config_dir: ${dir}\n  upstream_env: true\n  lease: { enabled: false }\n`;
 
