@@ -72,7 +72,7 @@ export interface PolicySource {
 export function createStore(policy: Policy): Store {
   const redis = policy.store.redis;
   if (!redis) return new MemoryStore({ maxKeys: policy.store.maxKeys });
-  return new RedisStore({ ...redis, timeoutMs: policy.store.timeoutMs });
+  return new RedisStore({ ...redis, timeoutMs: policy.store.timeoutMs, expiryJitterMs: redis.expiryJitterMs });
 }
 
 /**
@@ -101,7 +101,9 @@ export async function startSidecar(policy: Policy, log: Logger, source: PolicySo
   // Envoy's rate limit service: the config files, watched and reloaded while the sidecar runs.
   // With envoy.require_domains it is not serving (health, readiness) while they hold no domain.
   let envoyChanged = (_config: EnvoyConfig) => {};
-  const envoy = policy.envoy ? new EnvoyRuntime(policy.envoy, log, { onChange: (config) => envoyChanged(config) }) : null;
+  const envoy = policy.envoy
+    ? new EnvoyRuntime(policy.envoy, log, { onChange: (config) => envoyChanged(config), onRejected: () => envoyStats?.configLoaded(false) })
+    : null;
   const envoyReady = () => !policy.envoy?.requireDomains || (envoy?.current.domains.size ?? 0) > 0;
   const raw = createStore(policy);
   const warn = throttledWarn(log, 5_000);
@@ -117,7 +119,9 @@ export async function startSidecar(policy: Policy, log: Logger, source: PolicySo
     storeUp: () => (guarded ? (guarded.available ? 1 : 0) : 1),
     memoryScopesRefused: () => (raw instanceof MemoryStore ? raw.refusedScopes : 0) + (failurePolicy?.local.refusedScopes ?? 0),
   });
+  metrics.registry.setDefaultLabels(policy.server.metricLabels);
   const envoyStats = policy.envoy ? new EnvoyStats(metrics.registry, policy.envoy.nearLimitRatio) : null;
+  envoyStats?.configLoaded(true);
   if (policy.envoy?.upstreamEnv) logUpstreamEnv(log, policy.envoy.upstreamEnv);
 
   // A remote store is guarded: deadlines, a circuit breaker, each resource's failure policy, and
@@ -215,6 +219,7 @@ export async function startSidecar(policy: Policy, log: Logger, source: PolicySo
     );
     const running = grpc;
     envoyChanged = (config) => {
+      envoyStats?.configLoaded(true);
       envoyStats?.retain(config.domains);
       // Once draining, every name stays NOT_SERVING.
       if (!draining) setEnvoyServing(running, envoyReady());

@@ -107,6 +107,8 @@ export interface Policy {
     maxStreams: number;
     /** Requests waiting (max_wait) in this sidecar at once. */
     maxWaiters: number;
+    /** Labels every metric carries. */
+    metricLabels: Readonly<Record<string, string>>;
   };
   store: { redis: RedisConfig | null; timeoutMs: number; maxKeys: number };
   resources: ReadonlyMap<string, Resource>;
@@ -137,6 +139,8 @@ export interface EnvoyOptions {
   nearLimitRatio: number;
   /** The Envoy service is not serving (health, readiness) while config_dir holds no domain. */
   requireDomains: boolean;
+  /** A domain in several files is one domain: each file's top-level descriptors added to it, in file order. */
+  mergeDomains: boolean;
   lease: LeaseSettings;
   /** What was read from upstream's environment variables; null unless upstream_env is true. */
   upstreamEnv: UpstreamEnvReport | null;
@@ -173,6 +177,8 @@ export interface RedisConfig {
   tls: RedisTls | null;
   /** Every key starts with `<prefix>:`. */
   prefix: string;
+  /** A window key's expiry is its window's end plus up to this much (ms; 0: none). */
+  expiryJitterMs: number;
 }
 
 /** `upstreamEnv`: what envoy.upstream_env read from the environment, when it is on. */
@@ -195,6 +201,7 @@ export function compilePolicy(file: PolicyFile, placeOf: PlaceOf, upstreamEnv: U
       },
       maxStreams: file.server.max_streams,
       maxWaiters: file.server.max_waiters,
+      metricLabels: file.server.metric_labels,
     },
     store: { redis: file.store.redis ? compileRedis(file.store.redis) : null, timeoutMs: file.store.timeout, maxKeys: file.store.max_keys },
     resources: new Map((file.resources ?? []).map((res) => [res.name, compileResource(res)])),
@@ -214,6 +221,7 @@ function compileEnvoy(envoy: EnvoyFile, placeOf: PlaceOf, upstreamEnv: UpstreamE
     shadowMode: envoy.shadow_mode,
     nearLimitRatio: envoy.near_limit_ratio,
     requireDomains: envoy.require_domains,
+    mergeDomains: envoy.merge_domains,
     lease: compileLease(envoy.lease),
     upstreamEnv: envoy.upstream_env ? upstreamEnv : null,
   };
@@ -260,6 +268,7 @@ function compileRedis(redis: RedisFile): RedisConfig {
           }
         : null,
     prefix: redis.prefix,
+    expiryJitterMs: redis.expiry_jitter ?? 0,
   };
 }
 

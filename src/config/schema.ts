@@ -172,6 +172,28 @@ const CONNECTION_DEFAULTS = {
   keepalive_timeout: 20_000,
 };
 
+// Labels every metric carries (upstream's EXTRA_TAGS), for a scrape that cannot relabel. A name
+// that one of sluice's metrics already uses would be dropped from that metric's series by the
+// exporter, so it is refused here (test/admin/metric-labels.test.ts keeps the list true).
+export const METRIC_LABEL_NAMES_USED = ['cap', 'code', 'decided_by', 'domain', 'end', 'kind', 'le', 'major', 'minor', 'outcome', 'patch', 'priority', 'reason', 'resource', 'result', 'rule', 'space', 'type', 'version'];
+const MAX_METRIC_LABELS = 16;
+const METRIC_LABEL = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
+const metricLabels = z
+  .record(z.string(), z.string({ error: 'expected a label value (a string)' }).max(256, { error: 'expected a label value of at most 256 characters' }), {
+    error: 'expected a map of label names to values',
+  })
+  .superRefine((labels, ctx) => {
+    const names = Object.keys(labels);
+    if (names.length > MAX_METRIC_LABELS) ctx.addIssue({ code: 'custom', params: NOT_ECHOED, message: `expected at most ${MAX_METRIC_LABELS} labels, not ${names.length}` });
+    for (const label of names) {
+      if (!METRIC_LABEL.test(label) || label.startsWith('__')) {
+        ctx.addIssue({ code: 'custom', params: NOT_ECHOED, path: [label], message: `${JSON.stringify(label)}: expected a Prometheus label name (A-Z a-z 0-9 _, not starting with a digit or __, at most 63)` });
+      } else if (METRIC_LABEL_NAMES_USED.includes(label)) {
+        ctx.addIssue({ code: 'custom', params: NOT_ECHOED, path: [label], message: `${JSON.stringify(label)} is a label of sluice's own metrics; choose another name` });
+      }
+    }
+  });
+
 const server = strictObject({
   listen: listen.default('127.0.0.1:50051'),
   admin: z.union([listen, z.literal('off')], { error: 'expected host:port or off' }).default('127.0.0.1:9464'),
@@ -191,6 +213,7 @@ const server = strictObject({
   connection_max_age_grace: duration('1d').default(CONNECTION_DEFAULTS.connection_max_age_grace),
   keepalive: duration('1d').default(CONNECTION_DEFAULTS.keepalive),
   keepalive_timeout: duration('5m').default(CONNECTION_DEFAULTS.keepalive_timeout),
+  metric_labels: metricLabels.default({}),
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -338,6 +361,10 @@ const redis = strictObject({
   password_file: passwordFile.optional(),
   tls: tls.optional(),
   prefix: z.string().regex(/^[A-Za-z0-9_.:-]{1,32}$/, { error: 'expected 1 to 32 of A-Z a-z 0-9 _ . : -' }).default('sluice'),
+  // Window keys all expire at their window's end; this spreads their expiry over up to this much
+  // more (upstream's EXPIRATION_JITTER_MAX_SECONDS). A key holds its window's number, so a key
+  // that outlives its window is only memory, never a count carried over.
+  expiry_jitter: duration('1d').optional(),
 })
   .superRefine((redis, ctx) => {
     const given = TOPOLOGIES.filter((key) => redis[key] !== undefined);
@@ -429,6 +456,8 @@ const envoy = strictObject({
   near_limit_ratio: z.number({ error: RATIO_HINT }).min(0, { error: RATIO_HINT }).max(1, { error: RATIO_HINT }).default(0.8),
   /** Upstream's HEALTHY_WITH_AT_LEAST_ONE_CONFIG_LOADED: not serving until config_dir holds a domain. */
   require_domains: flag.default(false),
+  /** Upstream's MERGE_DOMAIN_CONFIG: a domain in several files is one domain, their descriptors together. */
+  merge_domains: flag.default(false),
   /** Read upstream's environment variables (SHADOW_MODE, REDIS_URL, ...) over this file's settings. */
   upstream_env: flag.default(false),
   /** Leases for Envoy traffic, as a resource's `lease:`. */
@@ -436,7 +465,7 @@ const envoy = strictObject({
 });
 
 export const policySchema = strictObject({
-  server: server.default({ listen: '127.0.0.1:50051', admin: '127.0.0.1:9464', shutdown_grace: 10_000, ...CONNECTION_DEFAULTS }),
+  server: server.default({ listen: '127.0.0.1:50051', admin: '127.0.0.1:9464', shutdown_grace: 10_000, ...CONNECTION_DEFAULTS, metric_labels: {} }),
   store: store.default({ timeout: 20, max_keys: 100_000 }),
   // Optional with an envoy section: a sidecar may serve Envoy's rate limit API only.
   // Counted before any is checked, so a huge list costs no issue per item.

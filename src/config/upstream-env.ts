@@ -88,7 +88,6 @@ export const IGNORED: Readonly<Record<string, string>> = {
   USE_STATSD: NO_STATSD,
   STATSD_HOST: NO_STATSD,
   STATSD_PORT: NO_STATSD,
-  EXTRA_TAGS: NO_STATSD,
   STATS_FLUSH_INTERVAL: 'Prometheus reads sluice’s counters when it scrapes; there is nothing to flush',
   DISABLE_STATS: 'sluice’s metrics cost a table lookup per decision and are read only when scraped; they cannot be turned off',
   PROMETHEUS_MAPPER_YAML: 'sluice names its metrics itself (docs/envoy.md, Statistics, lists them beside upstream’s)',
@@ -96,10 +95,7 @@ export const IGNORED: Readonly<Record<string, string>> = {
   RUNTIME_IGNOREDOTFILES: 'sluice always skips hidden files in config_dir (a ConfigMap’s ..data among them)',
   RUNTIME_WATCH_ROOT:
     'sluice watches config_dir itself: a write in it or a ConfigMap’s ..data swap reloads; a symlink swap above it (of RUNTIME_ROOT) is not seen',
-  EXPIRATION_JITTER_MAX_SECONDS:
-    'sluice keeps one key per descriptor, not one per window, and each use moves its expiry: keys expire as their descriptors go idle, not all at a window’s end',
   STOP_CACHE_KEY_INCREMENT_WHEN_OVERLIMIT: 'always so in sluice: a request over the limit takes nothing from any of its descriptors',
-  MERGE_DOMAIN_CONFIG: 'a domain in two files is refused when config_dir loads, naming both files',
   REDIS_POOL_SIZE: POOL,
   REDIS_PIPELINE_WINDOW: PIPELINE,
   REDIS_PIPELINE_LIMIT: PIPELINE,
@@ -154,6 +150,7 @@ export const MAPPED: readonly string[] = [
   'RESPONSE_DYNAMIC_METADATA',
   'HEALTHY_WITH_AT_LEAST_ONE_CONFIG_LOADED',
   'LOCAL_CACHE_SIZE_IN_BYTES',
+  'MERGE_DOMAIN_CONFIG',
   'RUNTIME_ROOT',
   'RUNTIME_SUBDIRECTORY',
   'RUNTIME_APPDIRECTORY',
@@ -168,8 +165,10 @@ export const MAPPED: readonly string[] = [
   'USE_PROMETHEUS',
   'PROMETHEUS_ADDR',
   'PROMETHEUS_PATH',
+  'EXTRA_TAGS',
   'BACKEND_TYPE',
   'CACHE_KEY_PREFIX',
+  'EXPIRATION_JITTER_MAX_SECONDS',
   'REDIS_SOCKET_TYPE',
   'REDIS_TYPE',
   'REDIS_URL',
@@ -217,6 +216,7 @@ function readEnvoySettings(r: Reading): void {
   }
   r.bool('RESPONSE_DYNAMIC_METADATA', (on) => r.set(['envoy', 'response_dynamic_metadata'], on, 'RESPONSE_DYNAMIC_METADATA'));
   r.bool('HEALTHY_WITH_AT_LEAST_ONE_CONFIG_LOADED', (on) => r.set(['envoy', 'require_domains'], on, 'HEALTHY_WITH_AT_LEAST_ONE_CONFIG_LOADED'));
+  r.bool('MERGE_DOMAIN_CONFIG', (on) => r.set(['envoy', 'merge_domains'], on, 'MERGE_DOMAIN_CONFIG'));
   const cacheSize = r.value('LOCAL_CACHE_SIZE_IN_BYTES');
   if (cacheSize !== undefined) {
     // Upstream keeps a local cache of keys over their limit when the size is not 0; a lease's
@@ -287,6 +287,15 @@ function readServer(r: Reading): void {
   const path = r.value('PROMETHEUS_PATH');
   if (path === '/metrics') r.same('PROMETHEUS_PATH', 'GET /metrics on server.admin');
   else if (path !== undefined) r.ignore('PROMETHEUS_PATH', 'sluice serves its metrics at /metrics only');
+
+  const tags = r.value('EXTRA_TAGS');
+  if (tags !== undefined) {
+    // envconfig's map form, name:value,name:value; the schema checks the names.
+    const pairs = tags.split(',').map((item) => item.split(/:(.*)/s, 2));
+    const bad = pairs.find((pair) => pair.length < 2);
+    if (bad) r.refuse('EXTRA_TAGS', `expected name:value pairs separated by commas, not ${JSON.stringify(bad[0])}`);
+    else r.set(['server', 'metric_labels'], Object.fromEntries(pairs), 'EXTRA_TAGS');
+  }
 }
 
 function readStore(r: Reading): void {
@@ -306,10 +315,16 @@ function readStore(r: Reading): void {
   }
   if (!isObject(r.at(['store', 'redis']))) {
     r.report.warnings.push('neither REDIS_URL nor the policy file names a Redis: budgets live in this sidecar’s memory, not shared with other replicas');
-    if (r.value('CACHE_KEY_PREFIX') !== undefined) r.ignore('CACHE_KEY_PREFIX', 'the embedded store keeps no keys in Redis');
+    for (const name of ['CACHE_KEY_PREFIX', 'EXPIRATION_JITTER_MAX_SECONDS']) if (r.value(name) !== undefined) r.ignore(name, 'the embedded store keeps no keys in Redis');
   } else {
     const prefix = r.value('CACHE_KEY_PREFIX');
     if (prefix !== undefined) r.set(['store', 'redis', 'prefix'], prefix, 'CACHE_KEY_PREFIX');
+    const jitter = r.value('EXPIRATION_JITTER_MAX_SECONDS');
+    // strconv.ParseInt; 0 (upstream's default) is none. sluice's schema bounds the rest.
+    if (jitter !== undefined && !/^[+-]?\d+$/.test(jitter)) r.refuse('EXPIRATION_JITTER_MAX_SECONDS', `expected a whole number of seconds, not ${JSON.stringify(jitter)}`);
+    else if (jitter !== undefined && Number(jitter) < 0) r.refuse('EXPIRATION_JITTER_MAX_SECONDS', `expected 0 or more seconds, not ${jitter}`);
+    else if (jitter !== undefined && Number(jitter) > 0) r.set(['store', 'redis', 'expiry_jitter'], `${Number(jitter)}s`, 'EXPIRATION_JITTER_MAX_SECONDS');
+    else if (jitter !== undefined) r.same('EXPIRATION_JITTER_MAX_SECONDS', 'no expiry jitter (store.redis.expiry_jitter unset)');
   }
 }
 

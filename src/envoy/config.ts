@@ -36,8 +36,11 @@ export interface ReportedLimit {
 }
 
 export interface Rule {
-  /** `domain.key_value.key`: where the rule sits, as upstream names it in its stats. */
-  key: string;
+  /**
+   * Where the rule sits: per level, its descriptor as upstream's stats key names it, `key_value`
+   * or `key` for a key-only one (upstream's key is the domain and these, joined by dots).
+   */
+  levels: readonly string[];
   /** rate_limit.name: what `replaces` refers to, and current_limit.name. Empty when unnamed. */
   name: string;
   replaces: readonly string[];
@@ -60,7 +63,7 @@ export interface Rule {
 }
 
 /** What a rule takes from its descriptor and its rate_limit, besides the limits. */
-type RuleHead = Pick<Rule, 'key' | 'name' | 'replaces' | 'shadow' | 'quota' | 'metadata' | 'detailedMetric'>;
+type RuleHead = Pick<Rule, 'levels' | 'name' | 'replaces' | 'shadow' | 'quota' | 'metadata' | 'detailedMetric'>;
 
 /** One level of a domain's descriptor tree. */
 export interface DescriptorNode {
@@ -73,6 +76,8 @@ export interface DescriptorNode {
   rule: Rule | null;
   /** share_threshold: every value this wildcard matches shares one budget, kept under this value. */
   sharedValue: string | null;
+  /** value_to_metric: a value matched by the key alone or by a wildcard names this level in the statistics. */
+  valueToMetric: boolean;
   hasChildren: boolean;
 }
 
@@ -128,17 +133,19 @@ export function loadEnvoyConfig(options: EnvoyOptions): Loaded<EnvoyConfig> {
     }
     files.push(file);
     hash.update(name).update('\u0000').update(text).update('\u0000');
-    const parsed = parseDomainFile(text, file, options);
+    // With merge_domains, a domain seen before takes this file's descriptors into its own tree,
+    // so a descriptor both files have is a duplicate found (and placed) as within one file.
+    const parsed = parseDomainFile(text, file, options, options.mergeDomains ? (name) => domains.get(name)?.root : undefined);
     if (!parsed.ok) {
       problems.push(...parsed.problems);
       continue;
     }
     const other = domains.get(parsed.value.name);
-    if (other) {
-      problems.push(`${file}: domain (line ${parsed.value.line}): duplicate domain '${parsed.value.name}' (also in ${other.file}): one file per domain`);
+    if (other && !options.mergeDomains) {
+      problems.push(`${file}: domain (line ${parsed.value.line}): duplicate domain '${parsed.value.name}' (also in ${other.file}): one file per domain, unless merge_domains is on`);
       continue;
     }
-    domains.set(parsed.value.name, parsed.value);
+    if (!other) domains.set(parsed.value.name, parsed.value);
   }
   if (problems.length > 0) return { ok: false, problems };
   return { ok: true, value: { options, domains, files, fingerprint: hash.digest('hex'), overrides: new Map() } };
@@ -191,7 +198,8 @@ export function formatPath(path: readonly (string | number)[]): string {
 }
 
 /** A domain file's text as a domain tree, or every problem in it. */
-export function parseDomainFile(text: string, file: string, options: EnvoyOptions): Loaded<Domain> {
+/** `treeOf`: the tree a domain already has, for this file's descriptors to be added to (merge_domains). */
+export function parseDomainFile(text: string, file: string, options: EnvoyOptions, treeOf?: (domain: string) => DescriptorNode | undefined): Loaded<Domain> {
   const lines = new LineCounter();
   // YAML 1.1, as upstream's yaml.v2 reads it (yes/no/on/off are booleans).
   const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true, version: '1.1' });
@@ -208,7 +216,7 @@ export function parseDomainFile(text: string, file: string, options: EnvoyOption
   const root = doc.contents;
   let domain = '';
   let line = 1;
-  const tree = newNode();
+  let tree = newNode();
   if (root !== null && !isMap(root) && !(isScalar(root) && root.value === null)) {
     r.fail([], root, 'expected a map with domain and descriptors');
   } else {
@@ -218,7 +226,8 @@ export function parseDomainFile(text: string, file: string, options: EnvoyOption
     if (namedAt) line = lines.linePos(namedAt[0]).line;
     domain = named ?? '';
     if (named === '' || !fields.has('domain')) r.fail(['domain'], fields.get('domain')?.value ?? root, 'config file cannot have empty domain');
-    readDescriptors(r, fields.get('descriptors'), ['descriptors'], domain, tree, { domain, options });
+    tree = treeOf?.(domain) ?? tree;
+    readDescriptors(r, fields.get('descriptors'), ['descriptors'], [], tree, { domain, options });
   }
   if (r.problems.length > 0) return { ok: false, problems: r.problems };
   return { ok: true, value: { name: domain, file, line, root: tree } };
@@ -235,7 +244,7 @@ interface Context {
 }
 
 function newNode(): DescriptorNode {
-  return { exact: new Map(), keyOnly: new Map(), wildcards: [], rule: null, sharedValue: null, hasChildren: false };
+  return { exact: new Map(), keyOnly: new Map(), wildcards: [], rule: null, sharedValue: null, valueToMetric: false, hasChildren: false };
 }
 
 /** A map's entries by key, reporting keys that are not strings or not allowed here. */
@@ -362,7 +371,7 @@ function metadataValue(r: Reader, node: YamlNode | null, path: Path): MetadataVa
 
 const UINT32_MAX = 0xffff_ffff;
 
-function readDescriptors(r: Reader, field: Field | undefined, path: Path, parentKey: string, into: DescriptorNode, ctx: Context): void {
+function readDescriptors(r: Reader, field: Field | undefined, path: Path, parentLevels: readonly string[], into: DescriptorNode, ctx: Context): void {
   const seq = readSeq(r, field, path, 'descriptors');
   if (!seq) return;
   seq.items.forEach((item, i) => {
@@ -378,16 +387,16 @@ function readDescriptors(r: Reader, field: Field | undefined, path: Path, parent
     const quota = readBool(r, fields.get('quota_mode'), [...at, 'quota_mode']);
     const metadata = readMetadata(r, fields.get('metadata'), [...at, 'metadata']);
     const detailedMetric = readBool(r, fields.get('detailed_metric'), [...at, 'detailed_metric']);
-    readBool(r, fields.get('value_to_metric'), [...at, 'value_to_metric']);
+    const valueToMetric = readBool(r, fields.get('value_to_metric'), [...at, 'value_to_metric']);
     const share = readBool(r, fields.get('share_threshold'), [...at, 'share_threshold']);
     if (keyText === '') r.fail([...at, 'key'], fields.get('key')?.value ?? item, 'descriptor has empty key');
     if (!keyText || valueText === undefined) return;
     const key = keyText;
     const value = valueText;
     const finalKey = value === '' ? key : `${key}_${value}`;
-    const ruleKey = `${parentKey}.${finalKey}`;
+    const levels = [...parentLevels, finalKey];
     const duplicate = value === '' ? into.keyOnly.has(key) : (into.exact.get(key)?.has(value) ?? false);
-    if (duplicate) r.fail(at, item, `duplicate descriptor composite key '${ruleKey}'`);
+    if (duplicate) r.fail(at, item, `duplicate descriptor composite key '${[ctx.domain, ...levels].join('.')}'`);
     const wildcard = value.includes('*');
     if (share && !wildcard) {
       r.fail([...at, 'share_threshold'], fields.get('share_threshold')!.value, `share_threshold can only be used with wildcard values (containing '*'), but found key '${finalKey}'`);
@@ -395,9 +404,10 @@ function readDescriptors(r: Reader, field: Field | undefined, path: Path, parent
 
     const node = newNode();
     const rateLimit = fields.get('rate_limit');
-    if (rateLimit && !isNull(rateLimit.value)) node.rule = readRateLimit(r, rateLimit.value!, [...at, 'rate_limit'], { key: ruleKey, shadow, quota, metadata, detailedMetric }, ctx);
+    if (rateLimit && !isNull(rateLimit.value)) node.rule = readRateLimit(r, rateLimit.value!, [...at, 'rate_limit'], { levels, shadow, quota, metadata, detailedMetric }, ctx);
     node.sharedValue = share && wildcard ? value : null;
-    readDescriptors(r, fields.get('descriptors'), [...at, 'descriptors'], ruleKey, node, ctx);
+    node.valueToMetric = valueToMetric;
+    readDescriptors(r, fields.get('descriptors'), [...at, 'descriptors'], levels, node, ctx);
     node.hasChildren = node.exact.size > 0 || node.keyOnly.size > 0;
     if (duplicate) return;
 
@@ -582,7 +592,7 @@ export function overrideRule(config: EnvoyConfig, domain: string, requestsPerUni
   if (!rule) {
     const main = { requestsPerUnit, unit };
     const limits: LimitSpec[] = requestsPerUnit === 0 ? [] : [{ unit, requestsPerUnit, algorithm: 'fixed_window', burst: null }];
-    const head = { key: `${domain}.(override)`, name: '', replaces: [], shadow: false, quota: false, metadata: null, detailedMetric: false };
+    const head = { levels: ['(override)'], name: '', replaces: [], shadow: false, quota: false, metadata: null, detailedMetric: false };
     rule = compileRule({ domain, options: config.options }, head, main, limits);
     if (config.overrides.size >= MAX_OVERRIDE_RULES) config.overrides.delete(config.overrides.keys().next().value!);
     config.overrides.set(id, rule);

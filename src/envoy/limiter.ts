@@ -85,7 +85,7 @@ export function planDescriptors(config: EnvoyConfig, request: EnvoyRequest): Pla
   // An unknown domain limits nothing (upstream answers OK), override or not.
   if (!domain) return request.descriptors.map(() => ({ kind: 'none' }));
   const matched: (Match | null)[] = request.descriptors.map((d) =>
-    d.override ? { rule: overrideRule(config, request.domain, d.override.requestsPerUnit, d.override.unit), shared: null } : matchRule(domain, d.entries),
+    d.override ? { rule: overrideRule(config, request.domain, d.override.requestsPerUnit, d.override.unit), shared: null, metricValues: null } : matchRule(domain, d.entries),
   );
   // Every rule of the request, unlimited ones too, replaces the rules it names.
   const replaced = new Set<string>();
@@ -97,7 +97,7 @@ export function planDescriptors(config: EnvoyConfig, request: EnvoyRequest): Pla
     if (rule.name !== '' && replaced.has(rule.name)) return { kind: 'none' };
     const descriptor = request.descriptors[i]!;
     const hits = descriptor.hits ?? (request.hits || 1);
-    const label = statLabel(request.domain, rule, descriptor.entries, match.shared, descriptor.override !== null);
+    const label = statLabel(request.domain, match, descriptor.entries, descriptor.override !== null);
     if (!rule.resource) return { kind: 'blocked', rule, unit: rule.main!.unit, label, hits };
     const scope = scopeOf(request.domain, descriptor.entries, match);
     return { kind: 'limit', rule, input: { resource: rule.resource, scope, cost: hits === 0 ? 1 : hits, priority: 0 }, checkOnly: hits === 0, label };

@@ -18,11 +18,17 @@ export interface Match {
    * share_threshold wildcard matched, so every value it matches shares one budget. Null if none.
    */
   shared: (string | null)[] | null;
+  /**
+   * Per entry, the request's value where value_to_metric puts it in the statistics: at a level
+   * matched by its key alone or by a wildcard without share_threshold. Null if none.
+   */
+  metricValues: (string | null)[] | null;
 }
 
 export function matchRule(domain: Domain, entries: readonly Entry[]): Match | null {
   let node: DescriptorNode = domain.root;
   let shared: (string | null)[] | null = null;
+  let metricValues: (string | null)[] | null = null;
   for (let i = 0; i < entries.length; i++) {
     const { key, value } = entries[i]!;
     let next = node.exact.get(key)?.get(value);
@@ -36,10 +42,13 @@ export function matchRule(domain: Domain, entries: readonly Entry[]): Match | nu
         }
       }
     }
+    const viaKey = !next;
     next ??= node.keyOnly.get(key);
     if (!next) return null;
     if (viaWildcard && next.sharedValue !== null) (shared ??= new Array<string | null>(entries.length).fill(null))[i] = next.sharedValue;
-    if (i === entries.length - 1) return next.rule ? { rule: next.rule, shared } : null;
+    // value_to_metric, but not on a share_threshold wildcard: its values share one budget, so one series.
+    else if (next.valueToMetric && (viaKey || viaWildcard)) (metricValues ??= new Array<string | null>(entries.length).fill(null))[i] = value;
+    if (i === entries.length - 1) return next.rule ? { rule: next.rule, shared, metricValues } : null;
     if (!next.hasChildren) return null;
     node = next;
   }

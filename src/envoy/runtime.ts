@@ -14,6 +14,8 @@ export interface EnvoyRuntimeOptions {
   rewatchMs?: number;
   /** Told each config a reload swaps in. */
   onChange?: (config: EnvoyConfig) => void;
+  /** Told of each reload that found a bad file (the previous config is still served). */
+  onRejected?: () => void;
 }
 
 /** config_dir does not load: every problem, each prefixed with where config_dir is set in the policy file. */
@@ -73,6 +75,7 @@ export class EnvoyRuntime {
     const loaded = loadEnvoyConfig(this.settings);
     if (!loaded.ok) {
       this.log.error({ dir: this.settings.configDir, problems: loaded.problems }, 'envoy config reload failed; still serving the previous config');
+      this.options.onRejected?.();
       return false;
     }
     if (loaded.value.fingerprint === this.config.fingerprint) return false;

@@ -1,9 +1,10 @@
 // Per-rule statistics as envoyproxy/ratelimit keeps them (total_hits, over_limit, near_limit,
 // within_limit, shadow_mode, over_limit_with_local_cache per rule, and the service's
-// global_shadow_mode), as Prometheus counters labelled by domain and rule. The rule label is upstream's stat key without the domain
-// (`database_users`, `message_type_marketing.to_number`): never a descriptor value, unless the
-// rule sets detailed_metric, and even then the number of series is capped, so a caller sending
-// endless values cannot grow the table.
+// global_shadow_mode), as Prometheus counters labelled by domain and rule. The rule label is
+// upstream's stat key without the domain (`database_users`, `message_type_marketing.to_number`):
+// never a descriptor value, unless the rule sets detailed_metric or a level of it sets
+// value_to_metric, and even then the number of series is capped, so a caller sending endless
+// values cannot grow the table.
 //
 // The counts follow upstream's arithmetic (src/limiter/base_limiter.go) on what sluice decided:
 // hits past the near_limit_ratio share of a limit are near_limit, hits past the limit are
@@ -13,9 +14,9 @@
 import { Counter, type Registry } from 'prom-client';
 import type { Decision } from '../decide/decision.js';
 import type { Rule } from './config.js';
-import type { Entry } from './match.js';
+import type { Entry, Match } from './match.js';
 
-/** Series whose rule label carries descriptor values (detailed_metric) or a request's keys (a limit override). */
+/** Series whose rule label carries descriptor values (detailed_metric, value_to_metric) or a request's keys (a limit override). */
 export const MAX_DETAILED_SERIES = 1_000;
 /** Series in all: one per rule hit, and the detailed ones. Past it, hits count under OTHER_RULE. */
 export const MAX_SERIES = 10_000;
@@ -57,26 +58,39 @@ const STATS = [
 ] as const satisfies readonly (readonly [keyof HitCounts, string, string])[];
 
 /** The label of a descriptor's rule: upstream's stat key, without values unless the rule asks for them. */
-export function statLabel(domain: string, rule: Rule, entries: readonly Entry[], shared: readonly (string | null)[] | null, override: boolean): StatLabel {
+export function statLabel(domain: string, match: Match, entries: readonly Entry[], override: boolean): StatLabel {
+  const { rule, shared, metricValues } = match;
   if (override) {
     // Upstream counts an override under the request's keys and values; sluice under its keys.
     return { domain, rule: entries.map((e) => e.key).join('.'), detailed: true, coarse: OVERRIDE_RULE };
   }
   const plain = plainLabel(rule);
-  if (!rule.detailedMetric) return { domain, rule: plain, detailed: false, coarse: plain };
-  // Every entry as key_value, and a share_threshold wildcard as its pattern (one budget, one series).
-  const detailed = entries.map((e, i) => `${e.key}_${shared?.[i] ?? e.value}`).join('.');
-  return { domain, rule: detailed, detailed: true, coarse: plain };
+  if (rule.detailedMetric) {
+    // Every entry as key_value, value_to_metric or not, and a share_threshold wildcard as its
+    // pattern (one budget, one series).
+    const detailed = entries.map((e, i) => `${e.key}_${shared?.[i] ?? e.value}`).join('.');
+    return { domain, rule: detailed, detailed: true, coarse: plain };
+  }
+  if (metricValues === null) return { domain, rule: plain, detailed: false, coarse: plain };
+  // value_to_metric: the request's value at the levels that ask for it (an empty one as the key
+  // alone), the rule's own place elsewhere.
+  const named = rule.levels
+    .map((level, i) => {
+      const value = metricValues[i] ?? null;
+      if (value === null) return level;
+      return value === '' ? entries[i]!.key : `${entries[i]!.key}_${value}`;
+    })
+    .join('.');
+  return { domain, rule: named, detailed: named !== plain, coarse: plain };
 }
 
 const plainLabels = new WeakMap<Rule, string>();
 
-/** `domain.key_value.key` -> `key_value.key`. */
+/** The rule's levels joined: `key_value.key`. */
 function plainLabel(rule: Rule): string {
   let label = plainLabels.get(rule);
   if (label === undefined) {
-    const dot = rule.key.indexOf('.');
-    label = dot < 0 ? rule.key : rule.key.slice(dot + 1);
+    label = rule.levels.join('.');
     plainLabels.set(rule, label);
   }
   return label;
@@ -140,12 +154,15 @@ export class EnvoyStats {
   private folded = 0;
   /** Requests answered OK that were over the limit, by envoy.shadow_mode. */
   private globalShadow = 0;
+  /** Loads of config_dir: applied (the first one, and each reload that changed it), then rejected. */
+  private readonly configLoads: [applied: number, rejected: number] = [0, 0];
 
   constructor(
     registry: Registry,
     private readonly nearRatio: number,
   ) {
     const series = this.series;
+    const loads = this.configLoads;
     STATS.forEach(([, name, help], index) => {
       new Counter({
         name,
@@ -170,6 +187,17 @@ export class EnvoyStats {
         },
       });
     read('sluice_envoy_global_shadow_mode_total', 'Requests answered OK by envoy.shadow_mode that were over the limit (upstream: global_shadow_mode)', () => this.globalShadow);
+    new Counter({
+      name: 'sluice_envoy_config_loads_total',
+      help: 'Loads of envoy.config_dir by result: applied (at start, and each reload that changed it) or rejected (a bad file; the previous config is still served)',
+      labelNames: ['result'] as const,
+      registers: [registry],
+      collect() {
+        this.reset();
+        this.labels('applied').inc(loads[0]);
+        this.labels('rejected').inc(loads[1]);
+      },
+    });
     read(
       'sluice_envoy_stats_folded_total',
       `Descriptors counted under a coarser rule label because ${MAX_DETAILED_SERIES} detailed or ${MAX_SERIES} series in all were reached`,
@@ -185,6 +213,10 @@ export class EnvoyStats {
   /** A descriptor whose rule allows nothing (requests_per_unit 0). */
   blocked(label: StatLabel, hits: number, shadow: boolean): void {
     this.add(label, countHits({ limit: 0, before: 0, after: hits, hits, over: true, shadow, local: false }, this.nearRatio));
+  }
+
+  configLoaded(applied: boolean): void {
+    this.configLoads[applied ? 0 : 1]!++;
   }
 
   shadowed(): void {

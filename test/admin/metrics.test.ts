@@ -4,6 +4,8 @@
 import { status } from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
 import { Metrics } from '../../src/admin/metrics.js';
+import { METRIC_LABEL_NAMES_USED } from '../../src/config/schema.js';
+import { EnvoyStats } from '../../src/envoy/stats.js';
 import type { AcquireInput, Decision, DecidedBy } from '../../src/decide/decision.js';
 
 function metrics(): Metrics {
@@ -79,5 +81,24 @@ describe('waiting', () => {
       'sluice_wait_refused_total{resource="api",cap="scope"} 1',
       'sluice_wait_refused_total{resource="api",cap="sidecar"} 1',
     ]);
+  });
+});
+
+describe('server.metric_labels', () => {
+  it('refuses exactly the label names sluice\'s own metrics use', () => {
+    const m = metrics();
+    new EnvoyStats(m.registry, 0.8);
+    const used = new Set(m.registry.getMetricsAsArray().flatMap((metric) => (metric as unknown as { labelNames: string[] }).labelNames));
+    // le: a histogram's bucket label.
+    expect([...used, 'le'].sort()).toEqual([...METRIC_LABEL_NAMES_USED].sort());
+  });
+
+  it('every series carries them, beside its own labels', async () => {
+    const m = metrics();
+    m.registry.setDefaultLabels({ cluster: 'eu-1' });
+    m.decided('api', decision(true, 'STORE'));
+    const text = await m.registry.metrics();
+    expect(text).toMatch(/^sluice_decisions_total\{resource="api",outcome="granted",decided_by="STORE",cluster="eu-1"\} 1$/m);
+    expect(text.split('\n').filter((line) => line && !line.startsWith('#') && !line.includes('cluster="eu-1"'))).toEqual([]);
   });
 });

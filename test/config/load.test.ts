@@ -109,6 +109,18 @@ resources:
     ]);
   });
 
+  it('metric_labels: labels for every metric, checked as Prometheus label names, none of sluice\'s own', () => {
+    expect(parsePolicy(`${VALID}server:\n  metric_labels: { cluster: eu-1, team: edge }\n`, 'p.yaml').server.metricLabels).toEqual({ cluster: 'eu-1', team: 'edge' });
+    expect(parsePolicy(VALID, 'p.yaml').server.metricLabels).toEqual({});
+    const found = problems(`${VALID}server:\n  metric_labels: { "1st": a, __x: b, resource: c }\n`).join('\n');
+    expect(found).toContain('"1st": expected a Prometheus label name');
+    expect(found).toContain('"__x": expected a Prometheus label name');
+    expect(found).toContain('"resource" is a label of sluice\'s own metrics');
+    expect(problems(`${VALID}server:\n  metric_labels: { ok: 5 }\n`).join('\n')).toMatch(/server\.metric_labels\.ok .*expected a label value/);
+    const many = Object.fromEntries(Array.from({ length: 17 }, (_, i) => [`l${i}`, 'x']));
+    expect(problems(`${VALID}server:\n  metric_labels: ${JSON.stringify(many)}\n`).join('\n')).toContain('at most 16 labels');
+  });
+
   it('rejects duplicate names and keys, naming the first of each', () => {
     const found = problems(`
 resources:
@@ -152,6 +164,7 @@ resources:
       password: null,
       tls: null,
       prefix: 'sluice',
+      expiryJitterMs: 0,
     });
   });
 
@@ -188,6 +201,7 @@ describe('store.redis', () => {
       password: 'p@ss:word',
       tls: null,
       prefix: 'sluice',
+      expiryJitterMs: 0,
     });
   });
 
@@ -217,6 +231,11 @@ describe('store.redis', () => {
     // The password file's trailing newline is not part of the password.
     expect(redis.username).toBe('sluice');
     expect(redis.password).toBe('s3cret:/@');
+  });
+
+  it('expiry_jitter: a duration up to 1d, none by default', () => {
+    expect(redisOf(withRedis('url: redis://h:1', 'expiry_jitter: 5m')).expiryJitterMs).toBe(300_000);
+    expect(problems(`store:\n  redis: { url: redis://h:1, expiry_jitter: 2d }\n${VALID}`).join('\n')).toMatch(/store\.redis\.expiry_jitter .*expected at most 1d/);
   });
 
   it('insecure_skip_verify turns verification off', () => {
@@ -251,6 +270,7 @@ describe('store.redis', () => {
       password: 'data-pw',
       tls: null,
       prefix: 'rl',
+      expiryJitterMs: 0,
     });
   });
 

@@ -101,6 +101,11 @@ describe('settings that change answers', () => {
     expect(policy.envoy!.responseHeaderNames).toEqual({ limit: 'RateLimit-Limit', remaining: 'RateLimit-Remaining', reset: 'RateLimit-Reset' });
   });
 
+  it('MERGE_DOMAIN_CONFIG becomes envoy.merge_domains', () => {
+    expect(load({ MERGE_DOMAIN_CONFIG: 'true' }).envoy!.mergeDomains).toBe(true);
+    expect(load({}).envoy!.mergeDomains).toBe(false);
+  });
+
   it('QUOTA_MODE and RESPONSE_DYNAMIC_METADATA become envoy.quota_mode and envoy.response_dynamic_metadata', () => {
     const policy = load({ QUOTA_MODE: 'true', RESPONSE_DYNAMIC_METADATA: '1' });
     expect(policy.envoy).toMatchObject({ quotaMode: true, responseDynamicMetadata: true });
@@ -199,6 +204,13 @@ describe('the server', () => {
     ]);
   });
 
+  it('EXTRA_TAGS (name:value,name:value, as envconfig reads a map) become server.metric_labels', () => {
+    expect(load({ EXTRA_TAGS: 'foo:bar,a:b' }).server.metricLabels).toEqual({ foo: 'bar', a: 'b' });
+    expect(load({ EXTRA_TAGS: 'zone:eu:1' }).server.metricLabels).toEqual({ zone: 'eu:1' });
+    expect(problems({ EXTRA_TAGS: 'foo:bar,oops' })).toEqual([expect.stringMatching(/^EXTRA_TAGS .*expected name:value pairs separated by commas, not "oops"$/)]);
+    expect(problems({ EXTRA_TAGS: 'domain:x' }).join('\n')).toMatch(/EXTRA_TAGS.*"domain" is a label of sluice's own metrics/);
+  });
+
   it('LOG_LEVEL as logrus names it, any case', () => {
     expect(load({ LOG_LEVEL: 'WARN' }).envoy!.upstreamEnv!.logLevel).toBe('warn');
     expect(load({ LOG_LEVEL: 'panic' }).envoy!.upstreamEnv!.logLevel).toBe('fatal');
@@ -210,6 +222,16 @@ describe('the server', () => {
 describe('the store', () => {
   const pem = join(dir, 'ca.pem');
   writeFileSync(pem, '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n');
+
+  it('EXPIRATION_JITTER_MAX_SECONDS (whole seconds; 0 is none) becomes store.redis.expiry_jitter', () => {
+    const redis = { REDIS_SOCKET_TYPE: 'tcp', REDIS_URL: 'redis:6379' };
+    expect(load({ ...redis, EXPIRATION_JITTER_MAX_SECONDS: '300' }).store.redis!.expiryJitterMs).toBe(300_000);
+    expect(load({ ...redis, EXPIRATION_JITTER_MAX_SECONDS: '0' }).store.redis!.expiryJitterMs).toBe(0);
+    expect(load(redis).store.redis!.expiryJitterMs).toBe(0);
+    expect(problems({ ...redis, EXPIRATION_JITTER_MAX_SECONDS: '5m' })).toEqual([expect.stringMatching(/^EXPIRATION_JITTER_MAX_SECONDS .*expected a whole number of seconds, not "5m"$/)]);
+    expect(problems({ ...redis, EXPIRATION_JITTER_MAX_SECONDS: '172800' }).join('\n')).toMatch(/store\.redis\.expiry_jitter \(from EXPIRATION_JITTER_MAX_SECONDS\).*expected at most 1d/);
+    expect(load({ EXPIRATION_JITTER_MAX_SECONDS: '300' }).envoy!.upstreamEnv!.ignored).toContainEqual({ name: 'EXPIRATION_JITTER_MAX_SECONDS', reason: 'the embedded store keeps no keys in Redis' });
+  });
 
   it('REDIS_URL host:port over TCP, with REDIS_AUTH as user:password and CACHE_KEY_PREFIX', () => {
     const policy = load({ REDIS_SOCKET_TYPE: 'tcp', REDIS_URL: 'redis.default:6379', REDIS_AUTH: 'app:s3cret:x', CACHE_KEY_PREFIX: 'edge_' });
@@ -282,8 +304,8 @@ describe('the store', () => {
 
 describe('variables sluice has no use for', () => {
   it('are reported once each, with why; unset ones are not', () => {
-    const report = load({ USE_STATSD: 'true', STATSD_HOST: 'statsd', REDIS_POOL_SIZE: '20', EXPIRATION_JITTER_MAX_SECONDS: '300', TRACING_ENABLED: 'false' }).envoy!.upstreamEnv!;
-    expect(report.ignored.map((i) => i.name)).toEqual(['USE_STATSD', 'STATSD_HOST', 'EXPIRATION_JITTER_MAX_SECONDS', 'REDIS_POOL_SIZE', 'TRACING_ENABLED']);
+    const report = load({ USE_STATSD: 'true', STATSD_HOST: 'statsd', REDIS_POOL_SIZE: '20', STOP_CACHE_KEY_INCREMENT_WHEN_OVERLIMIT: 'true', TRACING_ENABLED: 'false' }).envoy!.upstreamEnv!;
+    expect(report.ignored.map((i) => i.name)).toEqual(['USE_STATSD', 'STATSD_HOST', 'STOP_CACHE_KEY_INCREMENT_WHEN_OVERLIMIT', 'REDIS_POOL_SIZE', 'TRACING_ENABLED']);
     expect(report.ignored[0]!.reason).toBe(IGNORED.USE_STATSD);
   });
 });

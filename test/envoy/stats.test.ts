@@ -1,10 +1,11 @@
 // Upstream's per-rule statistics: the arithmetic (cases from upstream's base limiter and Redis
-// cache tests, named after them), the rule label (never a value unless detailed_metric), and the
+// cache tests, named after them), the rule label (never a value unless detailed_metric or
+// value_to_metric asks for it), and the
 // table's caps, read back as Prometheus exposes them.
 import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import type { DecidedBy, Decision } from '../../src/decide/decision.js';
-import { matchRule } from '../../src/envoy/match.js';
+import { matchRule, type Entry } from '../../src/envoy/match.js';
 import { countDecision, countHits, EnvoyStats, MAX_DETAILED_SERIES, MAX_SERIES, OTHER_RULE, OVERRIDE_RULE, statLabel, type HitCounts } from '../../src/envoy/stats.js';
 import { domainOf } from './support.js';
 
@@ -105,11 +106,29 @@ descriptors:
     share_threshold: true
     detailed_metric: true
     rate_limit: { unit: minute, requests_per_unit: 5 }
+  - key: route
+    value_to_metric: true
+    descriptors:
+      - key: method
+        value: GET
+        value_to_metric: true
+        rate_limit: { unit: minute, requests_per_unit: 5 }
+      - key: method
+        value_to_metric: true
+        rate_limit: { unit: minute, requests_per_unit: 5 }
+  - key: path
+    value: /api/*
+    value_to_metric: true
+    rate_limit: { unit: minute, requests_per_unit: 5 }
+  - key: any
+    value: "*"
+    value_to_metric: true
+    rate_limit: { unit: minute, requests_per_unit: 5 }
 `);
-  const label = (entries: [string, string][], override = false) => {
+  const label = (entries: [string, string][], override = false, from = domain) => {
     const es = entries.map(([key, value]) => ({ key, value }));
-    const match = matchRule(domain, es)!;
-    return statLabel('messaging', match.rule, es, match.shared, override);
+    const match = matchRule(from, es)!;
+    return statLabel(from.name, match, es, override);
   };
 
   it('is upstream’s stat key without the domain, and without the request’s values', () => {
@@ -128,6 +147,23 @@ descriptors:
 
   it('a limit override: the request’s keys, no values', () => {
     expect(label([['user', 'ann']], true)).toEqual({ domain: 'messaging', rule: 'user', detailed: true, coarse: OVERRIDE_RULE });
+  });
+
+  it('value_to_metric: the request’s value at each level that sets it and is matched by its key alone or a wildcard, folding into the rule’s own label', () => {
+    expect(label([['route', 'draw'], ['method', 'GET']])).toEqual({ domain: 'messaging', rule: 'route_draw.method_GET', detailed: true, coarse: 'route.method_GET' });
+    expect(label([['route', 'draw'], ['method', 'PUT']])).toEqual({ domain: 'messaging', rule: 'route_draw.method_PUT', detailed: true, coarse: 'route.method' });
+    expect(label([['path', '/api/v1']])).toEqual({ domain: 'messaging', rule: 'path_/api/v1', detailed: true, coarse: 'path_/api/*' });
+  });
+
+  it('value_to_metric and an empty value: the level is named by its key alone', () => {
+    expect(label([['route', ''], ['method', '']])).toEqual({ domain: 'messaging', rule: 'route.method', detailed: false, coarse: 'route.method' });
+    // `*` matches the empty value too; upstream then names the level by its key, not its pattern.
+    expect(label([['any', '']])).toEqual({ domain: 'messaging', rule: 'any', detailed: true, coarse: 'any_*' });
+  });
+
+  it('a domain with dots is not part of the label', () => {
+    const dotted = domainOf('domain: shop.eu.prod\ndescriptors:\n  - key: user\n    rate_limit: { unit: minute, requests_per_unit: 5 }\n');
+    expect(label([['user', 'ann']], false, dotted)).toEqual({ domain: 'shop.eu.prod', rule: 'user', detailed: false, coarse: 'user' });
   });
 });
 
@@ -168,6 +204,33 @@ describe('EnvoyStats', () => {
     // A series that exists keeps counting.
     stats.decided({ domain: 'd', rule: 'user_0', detailed: true, coarse: 'user' }, grant(9), 1, false);
     expect(await read(registry, 'sluice_envoy_hits_total')).toContain('d user_0 2');
+  });
+
+  it('values sent to a value_to_metric rule share the detailed cap with detailed_metric: past it, they fold into the rule’s own label, and are counted', async () => {
+    const registry = new Registry();
+    const stats = new EnvoyStats(registry, 0.8);
+    const domain = domainOf(`
+domain: d
+descriptors:
+  - key: user
+    detailed_metric: true
+    rate_limit: { unit: minute, requests_per_unit: 10 }
+  - key: route
+    value_to_metric: true
+    descriptors:
+      - key: method
+        rate_limit: { unit: minute, requests_per_unit: 10 }
+`);
+    const count = (...entries: Entry[]) => stats.decided(statLabel('d', matchRule(domain, entries)!, entries, false), grant(9), 1, false);
+    const users = 400;
+    for (let i = 0; i < users; i++) count({ key: 'user', value: `u${i}` });
+    for (let i = 0; i < MAX_DETAILED_SERIES; i++) count({ key: 'route', value: `r${i}` }, { key: 'method', value: 'GET' });
+    const hits = await read(registry, 'sluice_envoy_hits_total');
+    expect(hits).toHaveLength(MAX_DETAILED_SERIES + 1);
+    expect(hits).toContain(`d route_r${MAX_DETAILED_SERIES - users - 1}.method 1`);
+    expect(hits).not.toContain(`d route_r${MAX_DETAILED_SERIES - users}.method 1`);
+    expect(hits).toContain(`d route.method ${users}`);
+    expect(await read(registry, 'sluice_envoy_stats_folded_total')).toEqual([`${users}`]);
   });
 
   it(`at most ${MAX_SERIES} series in all: past it, hits count under ${OTHER_RULE}`, async () => {

@@ -23,6 +23,7 @@ export function options(overrides: Partial<EnvoyOptions> = {}): EnvoyOptions {
     shadowMode: false,
     nearLimitRatio: 0.8,
     requireDomains: false,
+    mergeDomains: false,
     lease: { enabled: true, maxFraction: 0.1, ttlMs: 1_000 },
     upstreamEnv: null,
     ...overrides,

@@ -229,16 +229,29 @@ describe('upstream test/config/config_test.go', () => {
     expect(limitOf(domain, e('key2', 'something'))).toMatchObject({ requestsPerUnit: 20, unit: 'MINUTE', metadata: { service_with_quota: { name: 'service_2' } } });
   });
 
-  // MERGE_DOMAIN_CONFIG is not supported: one file per domain (docs/envoy.md).
-  it('differs from TestDomainMerge: a domain in two files is refused', () => {
+  // MERGE_DOMAIN_CONFIG is envoy.merge_domains.
+  it('TestDomainMerge', () => {
     const dir = configDir({ 'merge_domain_key1.yaml': UPSTREAM_CONFIG_FILES['merge_domain_key1.yaml'], 'merge_domain_key2.yaml': UPSTREAM_CONFIG_FILES['merge_domain_key2.yaml'] });
-    const loaded = loadEnvoyConfig(options({ configDir: dir }));
-    expect(loaded.ok ? [] : loaded.problems).toEqual([expect.stringMatching(/merge_domain_key2\.yaml: domain \(line 2\): duplicate domain 'test-domain'/)]);
+    const loaded = loadEnvoyConfig(options({ configDir: dir, mergeDomains: true }));
+    if (!loaded.ok) throw new Error(loaded.problems.join('\n'));
+    expect(loaded.value.domains.get('foo_domain')).toBeUndefined();
+    const domain = loaded.value.domains.get('test-domain')!;
+    expect(limitOf(domain, [])).toBeNull();
+    expect(limitOf(domain, e('key1', 'value1'))?.requestsPerUnit).toBe(10);
+    expect(limitOf(domain, e('key2', 'value2'))?.requestsPerUnit).toBe(20);
   });
 
-  it('differs from TestDuplicateKeyDomainMerge: the second file is refused for its domain, before its keys are compared', () => {
+  it('TestDuplicateKeyDomainMerge', () => {
     const text = UPSTREAM_CONFIG_FILES['merge_domain_key1.yaml'];
-    const loaded = loadEnvoyConfig(options({ configDir: configDir({ 'a.yaml': text, 'b.yaml': text }) }));
-    expect(loaded.ok ? [] : loaded.problems).toEqual([expect.stringMatching(/b\.yaml: domain \(line 2\): duplicate domain 'test-domain'/)]);
+    const loaded = loadEnvoyConfig(options({ configDir: configDir({ 'merge_domain_key1.yaml': text, 'merge_domain_key1_again.yaml': text }), mergeDomains: true }));
+    expect(loaded.ok ? [] : loaded.problems).toEqual([
+      expect.stringMatching(/merge_domain_key1_again\.yaml: descriptors\[0\] \(line 5\): duplicate descriptor composite key 'test-domain\.key1_value1'$/),
+    ]);
+  });
+
+  it('without merge_domains, a domain in two files is refused, naming both', () => {
+    const dir = configDir({ 'merge_domain_key1.yaml': UPSTREAM_CONFIG_FILES['merge_domain_key1.yaml'], 'merge_domain_key2.yaml': UPSTREAM_CONFIG_FILES['merge_domain_key2.yaml'] });
+    const loaded = loadEnvoyConfig(options({ configDir: dir }));
+    expect(loaded.ok ? [] : loaded.problems).toEqual([expect.stringMatching(/merge_domain_key2\.yaml: domain \(line 2\): duplicate domain 'test-domain' \(also in .*merge_domain_key1\.yaml\)/)]);
   });
 });

@@ -51,8 +51,10 @@ const PARTS: Readonly<Record<string, readonly string[]>> = {
 };
 
 /** A script's text as Redis runs it (and hashes it): its parts, then its file. */
-function scriptText(file: string): string {
-  return [...(PARTS[file] ?? []), file].map((part) => readFileSync(join(luaDir, part), 'utf8')).join('\n');
+/** A script's text: its parts, after the store's settings it reads (prelude.lua names them). */
+function scriptText(file: string, expiryJitterMs: number): string {
+  const settings = `local EXPIRY_JITTER_MS = ${expiryJitterMs}\n`;
+  return settings + [...(PARTS[file] ?? []), file].map((part) => readFileSync(join(luaDir, part), 'utf8')).join('\n');
 }
 
 /** wait.lua's states, by number. */
@@ -63,6 +65,8 @@ interface Tuning {
   redis?: RedisOptions;
   /** How long Redis may stay silent towards a command before it fails with StoreTimeout. Default 1 s. */
   timeoutMs?: number;
+  /** A window key's expiry is its window's end plus up to this much. Default 0. */
+  expiryJitterMs?: number;
 }
 
 /** The compiled store.redis, or (for tests and tools) a plain redis:// or rediss:// url and a prefix. */
@@ -113,7 +117,7 @@ export class RedisStore implements Store {
     this.client = connectRedis(connection, options.redis);
     // ioredis sends EVALSHA and falls back to EVAL (which loads the script) on NOSCRIPT; on a
     // Cluster it does so on whichever node serves the keys' slot.
-    for (const [name, file] of Object.entries(SCRIPTS)) this.client.defineCommand(name, { lua: scriptText(file) });
+    for (const [name, file] of Object.entries(SCRIPTS)) this.client.defineCommand(name, { lua: scriptText(file, options.expiryJitterMs ?? 0) });
     const timeoutMs = options.timeoutMs ?? 1_000;
     this.watchdog = new Watchdog({
       timeoutMs,

@@ -102,7 +102,7 @@ local function fixed_window(key, need, want, period, full)
   if count + taken > 0 then reset = until_next end
   return true, taken, available - taken, 0, reset, function()
     redis.call('HSET', key, 'w', window, 'c', count + taken)
-    redis.call('PEXPIRE', key, math.ceil(until_next) + 1)
+    redis.call('PEXPIRE', key, math.ceil(until_next) + 1 + expiry_jitter())
   end
 end
 
@@ -137,7 +137,7 @@ local function sliding_window(key, need, want, period, full)
   local taken = take_of(need, want, available)
   return true, taken, floor_units(capacity - estimate - taken), 0, reset_after(current + taken), function()
     redis.call('HSET', key, 'w', window, 'c', current + taken, 'p', previous)
-    redis.call('PEXPIRE', key, math.ceil(2 * period - elapsed) + 1)
+    redis.call('PEXPIRE', key, math.ceil(2 * period - elapsed) + 1 + expiry_jitter())
   end
 end
 

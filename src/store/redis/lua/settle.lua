@@ -58,7 +58,7 @@ local function fixed_window(key, delta, period, capacity)
   end
   return function()
     redis.call('HSET', key, 'w', window, 'c', count)
-    redis.call('PEXPIRE', key, math.ceil((window + 1) * period - now) + 1)
+    redis.call('PEXPIRE', key, math.ceil((window + 1) * period - now) + 1 + expiry_jitter())
   end
 end
 
@@ -79,7 +79,7 @@ local function sliding_window(key, delta, period, capacity)
   end
   return function()
     redis.call('HSET', key, 'w', window, 'c', current, 'p', previous)
-    redis.call('PEXPIRE', key, math.ceil((window + 2) * period - now) + 1)
+    redis.call('PEXPIRE', key, math.ceil((window + 2) * period - now) + 1 + expiry_jitter())
   end
 end
 
