@@ -1,7 +1,7 @@
 // Assembles a running sidecar from a validated policy: store, decider, gRPC, admin HTTP.
 import type { Server as HttpServer } from 'node:http';
 import type { Logger } from 'pino';
-import type { Policy } from './config/policy.js';
+import type { Policy, TracingOptions } from './config/policy.js';
 import { Decider } from './decide/decider.js';
 import { Metrics } from './admin/metrics.js';
 import { createAdminServer, listenAdmin } from './admin/admin-server.js';
@@ -16,12 +16,15 @@ import { Admission } from './guard/admission.js';
 import { FailurePolicy } from './guard/failure-policy.js';
 import { StoreUnavailable } from './guard/store-unavailable.js';
 import { randomBytes } from 'node:crypto';
-import { EnvoyRuntime } from './envoy/runtime.js';
+import { EnvoyRuntime, type EnvoyConfigSource } from './envoy/runtime.js';
+import { XdsRuntime } from './grpc/xds-runtime.js';
 import { EnvoyStats } from './envoy/stats.js';
 import type { EnvoyConfig } from './envoy/config.js';
 import type { UpstreamEnvReport } from './config/upstream-env.js';
 import { PolicyReloader } from './config/reload.js';
 import type { Overrides } from './config/load.js';
+import type { Tracing } from './trace/tracing.js';
+import { MEMORY_STORE_SPAN, REDIS_STORE_SPAN } from './trace/span-names.js';
 
 /** How often expired and idle leases are given back. */
 const LEASE_TICK_MS = 50;
@@ -98,15 +101,22 @@ const STARTUP_WAIT_MS = 2_000;
 
 /** Throws EnvoyConfigError, before anything starts, when the Envoy config directory does not load. */
 export async function startSidecar(policy: Policy, log: Logger, source: PolicySource | null = null): Promise<Sidecar> {
-  // Envoy's rate limit service: the config files, watched and reloaded while the sidecar runs.
-  // With envoy.require_domains it is not serving (health, readiness) while they hold no domain.
+  // Envoy's rate limit service: the config files, watched and reloaded while the sidecar runs, or
+  // the config an xDS management server sends. With envoy.require_domains it is not serving
+  // (health, readiness) while the config holds no domain.
   let envoyChanged = (_config: EnvoyConfig) => {};
-  const envoy = policy.envoy
-    ? new EnvoyRuntime(policy.envoy, log, { onChange: (config) => envoyChanged(config), onRejected: () => envoyStats?.configLoaded(false) })
+  const sourceOptions = { onChange: (config: EnvoyConfig) => envoyChanged(config), onRejected: () => envoyStats?.configLoaded(false) };
+  const envoy: EnvoyConfigSource | null = policy.envoy
+    ? policy.envoy.xds
+      ? new XdsRuntime(policy.envoy, log, sourceOptions)
+      : new EnvoyRuntime(policy.envoy, log, sourceOptions)
     : null;
   const envoyReady = () => !policy.envoy?.requireDomains || (envoy?.current.domains.size ?? 0) > 0;
-  const raw = createStore(policy);
   const warn = throttledWarn(log, 5_000);
+  const tracing = policy.tracing ? await startTracing(policy.tracing, log) : null;
+  const raw = createStore(policy);
+  // Below the guard, a store span is the store's own time: a call the circuit keeps from the store has none.
+  const traced = tracing ? tracing.traceStore(raw, policy.store.redis ? REDIS_STORE_SPAN : MEMORY_STORE_SPAN) : raw;
   let guarded: GuardedStore | null = null;
   let leases: Leases | null = null;
   let decider: Decider | null = null;
@@ -121,7 +131,8 @@ export async function startSidecar(policy: Policy, log: Logger, source: PolicySo
   });
   metrics.registry.setDefaultLabels(policy.server.metricLabels);
   const envoyStats = policy.envoy ? new EnvoyStats(metrics.registry, policy.envoy.nearLimitRatio) : null;
-  envoyStats?.configLoaded(true);
+  // config_dir has loaded by now; xDS has sent nothing yet.
+  if (policy.envoy && !policy.envoy.xds) envoyStats?.configLoaded(true);
   if (policy.envoy?.upstreamEnv) logUpstreamEnv(log, policy.envoy.upstreamEnv);
 
   // A remote store is guarded: deadlines, a circuit breaker, each resource's failure policy, and
@@ -131,7 +142,7 @@ export async function startSidecar(policy: Policy, log: Logger, source: PolicySo
   // Names this sidecar's heartbeat and its tickets in waiting lines.
   const sidecarId = randomBytes(8).toString('hex');
   if (policy.store.redis) {
-    const store = new GuardedStore(raw, {
+    const store = new GuardedStore(traced, {
       failuresToOpen: FAILURES_TO_OPEN,
       probeEveryMs: PROBE_EVERY_MS,
       onFailure: (err) => {
@@ -161,7 +172,7 @@ export async function startSidecar(policy: Policy, log: Logger, source: PolicySo
     if (!(await answers(raw, STARTUP_WAIT_MS))) log.warn('the store does not answer yet: serving by on_store_failure until it does');
     await beat();
   }
-  const store = guarded ?? raw;
+  const store = guarded ?? traced;
   const active = new Decider(store, {
     maxPermits: MAX_PERMITS,
     leases,
@@ -174,7 +185,6 @@ export async function startSidecar(policy: Policy, log: Logger, source: PolicySo
   const leaseTicker = leases ? setInterval(() => void leases?.tick(), LEASE_TICK_MS).unref() : undefined;
   let serving = false;
   let draining = false;
-  envoy?.start();
   // The resources served now: a reload swaps the whole map in one assignment.
   let resources = policy.resources;
   const reloader = source
@@ -213,6 +223,7 @@ export async function startSidecar(policy: Policy, log: Logger, source: PolicySo
           metrics,
           admission,
           warn,
+          tracing,
         },
         envoy && envoyStats ? { config: () => envoy.current, stats: envoyStats, ready: envoyReady() } : null,
       ),
@@ -224,6 +235,8 @@ export async function startSidecar(policy: Policy, log: Logger, source: PolicySo
       // Once draining, every name stays NOT_SERVING.
       if (!draining) setEnvoyServing(running, envoyReady());
     };
+    // Started once its changes reach the server: a config that comes sooner would not.
+    envoy?.start();
     let adminAddress: string | null = null;
     if (policy.server.admin) {
       admin = createAdminServer({
@@ -252,6 +265,8 @@ export async function startSidecar(policy: Policy, log: Logger, source: PolicySo
         admin?.close();
         admin?.closeAllConnections();
         await active.close();
+        // The spans of the last calls, exported before the process ends.
+        await tracing?.shutdown();
       },
     };
   } catch (err) {
@@ -260,8 +275,15 @@ export async function startSidecar(policy: Policy, log: Logger, source: PolicySo
     admin?.close();
     stopTimers();
     await active.close();
+    await tracing?.shutdown();
     throw err;
   }
+}
+
+/** OpenTelemetry is loaded only when the policy enables tracing. */
+async function startTracing(options: TracingOptions, log: Logger): Promise<Tracing> {
+  const { Tracing } = await import('./trace/tracing.js');
+  return new Tracing(options, process.env, log);
 }
 
 /** What envoy.upstream_env read, once at start: what it applied, and what it ignored and why. */

@@ -21,6 +21,7 @@ const RANKS: Record<string, number> = {
   lease: 3,
   wait: 3,
   guard: 3,
+  trace: 3,
   envoy: 4,
   admin: 4,
   grpc: 5,

@@ -25,8 +25,10 @@ export function check(args: string[]): number {
   if (logLevel() === null || stopDelayMs() === undefined) return 1;
   try {
     const policy = loadPolicyFile(file, process.env);
-    if (policy.envoy) loadEnvoyDirectory(policy.envoy);
-    const domains = policy.envoy ? `, Envoy config from ${policy.envoy.configDir}` : '';
+    if (policy.envoy?.configDir) loadEnvoyDirectory(policy.envoy);
+    const xds = policy.envoy?.xds;
+    // The management server is not asked: what it sends is checked when it sends it.
+    const domains = policy.envoy ? `, Envoy config from ${xds ? `the xDS management server ${xds.server} (node ${xds.nodeId})` : policy.envoy.configDir}` : '';
     process.stdout.write(`${file}: ok, ${policy.resources.size} resource(s)${domains}\n`);
     const upstream = policy.envoy?.upstreamEnv;
     if (upstream) process.stdout.write(describeUpstreamEnv(upstream));

@@ -1,6 +1,6 @@
 // The validated policy, in the units the rest of sluice works in (milliseconds, whole units).
 import { resolve } from 'node:path';
-import type { EnvoyFile, HostPort, LimitFile, PolicyFile, RedisFile, ResourceFile } from './schema.js';
+import type { EnvoyFile, HostPort, LimitFile, PolicyFile, RedisFile, ResourceFile, TracingFile } from './schema.js';
 import { holdsSlots, type AlgorithmName } from '../limits/registry.js';
 import { bucketIntervalUs } from './units.js';
 import type { UpstreamEnvReport } from './upstream-env.js';
@@ -114,6 +114,24 @@ export interface Policy {
   resources: ReadonlyMap<string, Resource>;
   /** Envoy's rate limit service: envoyproxy/ratelimit config files to serve; null when absent. */
   envoy: EnvoyOptions | null;
+  /** OpenTelemetry tracing; null when the policy does not enable it. */
+  tracing: TracingOptions | null;
+}
+
+/**
+ * The policy file's `tracing:` section, enabled. Null fields are left to the standard OTEL_*
+ * variables, as the OpenTelemetry SDK reads them, and then to the defaults src/trace/ gives.
+ */
+export interface TracingOptions {
+  /** OTLP/HTTP with protobuf bodies, or OTLP/gRPC. */
+  exporter: 'http' | 'grpc';
+  /** The collector's traces endpoint, used as it is. */
+  endpoint: string | null;
+  serviceName: string | null;
+  serviceNamespace: string | null;
+  serviceInstanceId: string | null;
+  /** The share of traces started here that are sampled (0 to 1); a caller's sampling decision wins. */
+  samplingRate: number;
 }
 
 /** What a store failure does to Envoy traffic: `error` answers UNAVAILABLE, so Envoy's own failure_mode_deny decides. */
@@ -121,8 +139,8 @@ export type EnvoyStoreFailure = 'error' | FailurePolicy;
 
 /** The policy file's `envoy:` section. The directory itself is loaded by the Envoy runtime. */
 export interface EnvoyOptions {
-  /** Absolute. Every *.yaml and *.yml file directly in it (not hidden files) is one domain. */
-  configDir: string;
+  /** Absolute. Every *.yaml and *.yml file directly in it (not hidden files) is one domain. Null with xds. */
+  configDir: string | null;
   /** Where config_dir is set in the policy file (`envoy.config_dir (line 3)`): a problem with the directory names it. */
   configDirAt: string;
   /** Add the limit, remaining and reset headers (named by responseHeaderNames) to response_headers_to_add. */
@@ -144,6 +162,22 @@ export interface EnvoyOptions {
   lease: LeaseSettings;
   /** What was read from upstream's environment variables; null unless upstream_env is true. */
   upstreamEnv: UpstreamEnvReport | null;
+  /** The config from an xDS management server instead of config_dir; null with config_dir. */
+  xds: XdsOptions | null;
+}
+
+/** envoy.xds: where to ask for the config (ADS, state of the world), and how. */
+export interface XdsOptions {
+  /** host:port of the management server. */
+  server: string;
+  nodeId: string;
+  nodeMetadata: Readonly<Record<string, string>>;
+  /** gRPC metadata sent with the stream. */
+  headers: Readonly<Record<string, string>>;
+  /** PEM texts, read at load; null for plaintext. */
+  tls: { ca: string | null; cert: string | null; key: string | null; serverName: string | null } | null;
+  retry: { initialMs: number; maxMs: number; jitter: number };
+  maxMessageBytes: number;
 }
 
 /** The place of a value in the policy file, as problems name it: `envoy.config_dir (line 3)`. */
@@ -206,12 +240,24 @@ export function compilePolicy(file: PolicyFile, placeOf: PlaceOf, upstreamEnv: U
     store: { redis: file.store.redis ? compileRedis(file.store.redis) : null, timeoutMs: file.store.timeout, maxKeys: file.store.max_keys },
     resources: new Map((file.resources ?? []).map((res) => [res.name, compileResource(res)])),
     envoy: file.envoy ? compileEnvoy(file.envoy, placeOf, upstreamEnv) : null,
+    tracing: file.tracing?.enabled ? compileTracing(file.tracing) : null,
+  };
+}
+
+function compileTracing(tracing: TracingFile): TracingOptions {
+  return {
+    exporter: tracing.exporter,
+    endpoint: tracing.endpoint ?? null,
+    serviceName: tracing.service_name ?? null,
+    serviceNamespace: tracing.service_namespace ?? null,
+    serviceInstanceId: tracing.service_instance_id ?? null,
+    samplingRate: tracing.sampling_rate,
   };
 }
 
 function compileEnvoy(envoy: EnvoyFile, placeOf: PlaceOf, upstreamEnv: UpstreamEnvReport | null): EnvoyOptions {
   return {
-    configDir: resolve(envoy.config_dir),
+    configDir: envoy.config_dir === undefined ? null : resolve(envoy.config_dir),
     configDirAt: placeOf(['envoy', 'config_dir']),
     responseHeaders: envoy.response_headers,
     responseHeaderNames: envoy.response_header_names,
@@ -224,6 +270,20 @@ function compileEnvoy(envoy: EnvoyFile, placeOf: PlaceOf, upstreamEnv: UpstreamE
     mergeDomains: envoy.merge_domains,
     lease: compileLease(envoy.lease),
     upstreamEnv: envoy.upstream_env ? upstreamEnv : null,
+    xds: envoy.xds ? compileXds(envoy.xds) : null,
+  };
+}
+
+function compileXds(xds: NonNullable<EnvoyFile['xds']>): XdsOptions {
+  const tls = xds.tls;
+  return {
+    server: xds.server,
+    nodeId: xds.node_id,
+    nodeMetadata: xds.node_metadata,
+    headers: xds.headers,
+    tls: tls ? { ca: tls.ca_file ?? null, cert: tls.cert_file ?? null, key: tls.key_file ?? null, serverName: tls.server_name ?? null } : null,
+    retry: { initialMs: xds.retry.initial, maxMs: xds.retry.max, jitter: xds.retry.jitter },
+    maxMessageBytes: xds.max_message_size,
   };
 }
 

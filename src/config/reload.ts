@@ -2,7 +2,7 @@
 // swap included) or on SIGHUP. A valid new policy replaces the served resources in one
 // assignment, so each request sees the old policy or the new one, never a mix. A bad one keeps
 // the old. Resources that did not change keep their objects, and with them their leases; the
-// server, store and envoy sections take effect only at the next start (docs/operations.md,
+// server, store, envoy and tracing sections take effect only at the next start (docs/operations.md,
 // "Reloading the policy").
 import { dirname } from 'node:path';
 import type { Logger } from 'pino';
@@ -45,6 +45,7 @@ export function restartOnlyChanges(served: Policy, loaded: Policy): string[] {
     ['server', served.server, loaded.server],
     ['store', served.store, loaded.store],
     ['envoy', envoyOptions(served), envoyOptions(loaded)],
+    ['tracing', served.tracing, loaded.tracing],
   ];
   return sections.filter(([, a, b]) => JSON.stringify(a) !== JSON.stringify(b)).map(([name]) => name);
 }

@@ -438,10 +438,66 @@ const responseHeaderNames = strictObject({
 
 const RATIO_HINT = 'expected a number from 0 to 1';
 
+// envoy.xds: the Envoy config from an xDS management server (ADS, state of the world) instead of
+// config_dir. Read by src/grpc/xds-client.ts; the resources are checked as config files are.
+const XDS_SERVER_HINT = 'expected the management server as host:port such as xds.example:18000';
+/** A response larger than this is refused by gRPC before it is decoded (gRPC's own default is 4 MiB). */
+const MAX_XDS_MESSAGE_BYTES = 64 * 1024 * 1024;
+const METADATA_KEY_HINT = 'expected a gRPC metadata key: 1 to 128 of a-z A-Z 0-9 _ . -, not starting with grpc- nor ending with -bin';
+const METADATA_VALUE_HINT = 'expected printable ASCII (a gRPC metadata value)';
+
+const xdsTls = strictObject({
+  /** The CA that signs the management server's certificate; the system's CAs when absent. */
+  ca_file: certificateFile.optional(),
+  cert_file: certificateFile.optional(),
+  key_file: keyFile.optional(),
+  /** The name the server's certificate must carry, when it is not the host of `server`. */
+  server_name: z.string().min(1, { error: 'expected a host name' }).optional(),
+}).superRefine((tls, ctx) => {
+  if ((tls.cert_file === undefined) !== (tls.key_file === undefined)) {
+    const [given, missing] = tls.cert_file === undefined ? ['key_file', 'cert_file'] : ['cert_file', 'key_file'];
+    ctx.addIssue({ code: 'custom', params: NOT_ECHOED, path: [given], message: `${given} needs ${missing} too (a client certificate and its key)` });
+  }
+});
+
+const XDS_RETRY_DEFAULTS = { initial: 1_000, max: 60_000, jitter: 0.5 };
+const xdsRetry = strictObject({
+  /** The wait before the first reconnect; each next one is twice the last, up to max. */
+  initial: duration('1h').default(XDS_RETRY_DEFAULTS.initial),
+  max: duration('1h').default(XDS_RETRY_DEFAULTS.max),
+  /** The share of each wait drawn at random (0.5: from half the wait to all of it), so sidecars do not reconnect in step. */
+  jitter: z.number({ error: 'expected a number from 0 to 1' }).min(0, { error: 'expected a number from 0 to 1' }).max(1, { error: 'expected a number from 0 to 1' }).default(XDS_RETRY_DEFAULTS.jitter),
+})
+  .superRefine((retry, ctx) => {
+    if (retry.max < retry.initial) ctx.addIssue({ code: 'custom', path: ['max'], message: `expected at least initial (${retry.initial} ms)` });
+  })
+  .default(XDS_RETRY_DEFAULTS);
+
+const xds = strictObject({
+  server: z.string({ error: XDS_SERVER_HINT }).refine((text) => parseHostPort(text) !== undefined, { error: XDS_SERVER_HINT }),
+  /** The node id the management server keys its snapshots by. */
+  node_id: z.string({ error: 'expected the node id the management server knows this sidecar by' }).min(1, { error: 'expected a non-empty node id' }),
+  node_metadata: z.record(z.string(), z.string({ error: 'expected a string' }), { error: 'expected a map of strings' }).default({}),
+  /** gRPC metadata sent with the stream (an authorization token, say). */
+  headers: z
+    .record(
+      z.string().regex(/^(?!grpc-)[A-Za-z0-9_.-]{1,128}$/i, { error: METADATA_KEY_HINT }).refine((key) => !key.toLowerCase().endsWith('-bin'), { error: METADATA_KEY_HINT }),
+      z.string({ error: METADATA_VALUE_HINT }).regex(/^[ -~]*$/, { error: METADATA_VALUE_HINT }),
+      // A bad key is reported as the record's issue: name what a key must be.
+      { error: (issue) => (issue.code === 'invalid_key' ? METADATA_KEY_HINT : 'expected a map of header names to values') },
+    )
+    .default({}),
+  /** TLS towards the management server; plaintext when absent. */
+  tls: xdsTls.optional(),
+  retry: xdsRetry,
+  max_message_size: wholeNumber(MAX_XDS_MESSAGE_BYTES).default(4 * 1024 * 1024),
+});
+
+const CONFIG_DIR_HINT = 'expected the directory of envoyproxy/ratelimit config files';
+
 const envoy = strictObject({
-  config_dir: z.string({ error: 'expected the directory of envoyproxy/ratelimit config files' }).min(1, {
-    error: 'expected the directory of envoyproxy/ratelimit config files',
-  }),
+  config_dir: z.string({ error: CONFIG_DIR_HINT }).min(1, { error: CONFIG_DIR_HINT }).optional(),
+  xds: xds.optional(),
   /** Upstream's LIMIT_RESPONSE_HEADERS_ENABLED, with the names of LIMIT_LIMIT_HEADER and the others. */
   response_headers: flag.default(false),
   response_header_names: responseHeaderNames,
@@ -462,6 +518,36 @@ const envoy = strictObject({
   upstream_env: flag.default(false),
   /** Leases for Envoy traffic, as a resource's `lease:`. */
   lease,
+}).superRefine((envoy, ctx) => {
+  if (envoy.config_dir !== undefined && envoy.xds !== undefined) {
+    ctx.addIssue({ code: 'custom', path: ['xds'], message: 'give config_dir (config files) or xds (a management server), not both' });
+  } else if (envoy.config_dir === undefined && envoy.xds === undefined) {
+    ctx.addIssue({ code: 'custom', path: ['config_dir'], message: `required (${CONFIG_DIR_HINT.replace('expected ', '')}), unless xds names a management server` });
+  }
+});
+
+// Tracing: OpenTelemetry spans of Envoy's ShouldRateLimit calls and of their store calls,
+// exported over OTLP as envoyproxy/ratelimit exports them (its TRACING_* settings; src/trace/).
+// What is left unset here comes from the standard OTEL_* variables, as the OpenTelemetry SDK reads them.
+const TEXT_HINT = 'expected a non-empty string of at most 256 characters';
+const attributeText = z.string({ error: TEXT_HINT }).min(1, { error: TEXT_HINT }).max(256, { error: TEXT_HINT });
+const ENDPOINT_HINT = 'expected an http:// or https:// URL, such as http://otel-collector:4318/v1/traces';
+const endpoint = z
+  .string({ error: ENDPOINT_HINT })
+  .refine((text) => URL.canParse(text) && ['http:', 'https:'].includes(new URL(text).protocol), { error: ENDPOINT_HINT });
+export const TRACING_DEFAULTS = { enabled: false, exporter: 'http', sampling_rate: 1 } as const;
+
+const tracing = strictObject({
+  enabled: flag.default(TRACING_DEFAULTS.enabled),
+  /** OTLP/HTTP (protobuf) or OTLP/gRPC: upstream's TRACING_EXPORTER_PROTOCOL. */
+  exporter: z.enum(['http', 'grpc'], { error: 'expected http (OTLP/HTTP) or grpc (OTLP/gRPC)' }).default(TRACING_DEFAULTS.exporter),
+  /** The collector's traces endpoint; unset: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or OTEL_EXPORTER_OTLP_ENDPOINT. */
+  endpoint: endpoint.optional(),
+  service_name: attributeText.optional(),
+  service_namespace: attributeText.optional(),
+  service_instance_id: attributeText.optional(),
+  /** The share of traces started here that are sampled; a caller's sampled trace is always followed. */
+  sampling_rate: z.number({ error: RATIO_HINT }).min(0, { error: RATIO_HINT }).max(1, { error: RATIO_HINT }).default(TRACING_DEFAULTS.sampling_rate),
 });
 
 export const policySchema = strictObject({
@@ -475,6 +561,7 @@ export const policySchema = strictObject({
     .pipe(z.array(resource))
     .optional(),
   envoy: envoy.optional(),
+  tracing: tracing.optional(),
 })
   .superRefine((policy, ctx) => {
     if (!policy.envoy && (policy.resources?.length ?? 0) === 0) {
@@ -489,6 +576,7 @@ export type ResourceFile = NonNullable<PolicyFile['resources']>[number];
 export type LimitFile = ResourceFile['limits'][number];
 export type RedisFile = NonNullable<PolicyFile['store']['redis']>;
 export type EnvoyFile = NonNullable<PolicyFile['envoy']>;
+export type TracingFile = NonNullable<PolicyFile['tracing']>;
 
 /**
  * Names of resources and of each resource's limits, and each resource's keys, given twice. Read

@@ -2,7 +2,7 @@
 // With `envoy.upstream_env: true` sluice reads them too, so that an existing Deployment's env
 // block works unchanged: each variable that sluice has an equivalent for becomes that setting,
 // over what the policy file says; each one set that sluice has no use for is reported once at
-// start, with why; and the few whose meaning sluice cannot keep (a TLS server, memcached, xDS,
+// start, with why; and the few whose meaning sluice cannot keep (a TLS server, memcached,
 // Redis over a unix socket) stop the start, instead of being dropped without a word.
 //
 // Values are read as upstream reads them: booleans as Go's strconv.ParseBool, durations as Go's
@@ -42,10 +42,13 @@ const DEFAULT_PROMETHEUS_ADDR = ':9090';
 const DEFAULT_LISTEN = '127.0.0.1:50051';
 
 const NO_STATSD = 'sluice exports Prometheus metrics on server.admin at /metrics; it sends no StatsD';
-const NO_XDS = 'sluice reads config files only (CONFIG_TYPE=FILE); xDS is not supported';
+const XDS_ONLY = 'read only with CONFIG_TYPE=GRPC_XDS_SOTW';
+const XDS_TLS_ONLY = 'read only with CONFIG_GRPC_XDS_SERVER_USE_TLS=true';
+/** Upstream's defaults for the two settings envoy.xds requires. */
+const DEFAULT_XDS_SERVER = 'localhost:18000';
+const DEFAULT_XDS_NODE_ID = 'default';
 const NO_PER_SECOND = 'sluice keeps every budget in one store (store.redis), per-second limits too';
 const NO_MEMCACHE = 'memcached is not supported (BACKEND_TYPE=memcache stops the start)';
-const NO_TRACING = 'sluice exports no traces';
 const PIPELINE =
   'sluice sends the calls of one event-loop turn to a Redis server as one pipeline (on a Cluster, each call as it is made); there is nothing to set';
 const POOL = 'sluice sends every call over one connection per Redis node; there is no pool to size';
@@ -67,22 +70,12 @@ export const IGNORED: Readonly<Record<string, string>> = {
   GRPC_CLIENT_TLS_CACERT: 'read only with GRPC_SERVER_USE_TLS=true, which stops the start',
   GRPC_CLIENT_TLS_SAN: 'read only with GRPC_SERVER_USE_TLS=true, which stops the start',
   LOG_FORMAT: 'sluice logs JSON lines (LOG_FORMAT=json); `sluice serve --pretty` prints text',
-  FORCE_START_WITHOUT_INITIAL_CONFIG: 'sluice always starts with what config_dir holds, empty or not (and refuses a bad file)',
-  CONFIG_GRPC_XDS_NODE_ID: NO_XDS,
-  CONFIG_GRPC_XDS_NODE_METADATA: NO_XDS,
-  CONFIG_GRPC_XDS_SERVER_URL: NO_XDS,
-  CONFIG_GRPC_XDS_SERVER_CONNECT_RETRY_INTERVAL: NO_XDS,
-  CONFIG_GRPC_XDS_CLIENT_ADDITIONAL_HEADERS: NO_XDS,
-  CONFIG_GRPC_XDS_SERVER_USE_TLS: NO_XDS,
-  CONFIG_GRPC_XDS_CLIENT_TLS_CERT: NO_XDS,
-  CONFIG_GRPC_XDS_CLIENT_TLS_KEY: NO_XDS,
-  CONFIG_GRPC_XDS_SERVER_TLS_CACERT: NO_XDS,
-  CONFIG_GRPC_XDS_SERVER_TLS_SAN: NO_XDS,
-  XDS_CLIENT_BACKOFF_INITIAL_INTERVAL: NO_XDS,
-  XDS_CLIENT_BACKOFF_MAX_INTERVAL: NO_XDS,
-  XDS_CLIENT_BACKOFF_RANDOM_FACTOR: NO_XDS,
-  XDS_CLIENT_BACKOFF_JITTER: NO_XDS,
-  XDS_CLIENT_MAX_MSG_SIZE_IN_BYTES: NO_XDS,
+  FORCE_START_WITHOUT_INITIAL_CONFIG:
+    'sluice always starts at once: with what config_dir holds (a bad file stops it), or, from xDS, with no domain until the first config arrives (HEALTHY_WITH_AT_LEAST_ONE_CONFIG_LOADED keeps it not serving until then)',
+  CONFIG_GRPC_XDS_SERVER_CONNECT_RETRY_INTERVAL:
+    'sluice waits the same backoff (XDS_CLIENT_BACKOFF_*, envoy.xds.retry) after a failed connect as after a stream that ends',
+  XDS_CLIENT_BACKOFF_RANDOM_FACTOR:
+    'upstream hands it to its backoff as the growth factor, where its default 0.5 keeps every wait at XDS_CLIENT_BACKOFF_INITIAL_INTERVAL; sluice doubles each wait up to envoy.xds.retry.max and draws it at random within envoy.xds.retry.jitter',
   USE_DOG_STATSD: NO_STATSD,
   USE_DOG_STATSD_MOGRIFIERS: NO_STATSD,
   USE_STATSD: NO_STATSD,
@@ -130,12 +123,6 @@ export const IGNORED: Readonly<Record<string, string>> = {
   MEMCACHE_TLS_CLIENT_KEY: NO_MEMCACHE,
   MEMCACHE_TLS_CACERT: NO_MEMCACHE,
   MEMCACHE_TLS_SKIP_HOSTNAME_VERIFICATION: NO_MEMCACHE,
-  TRACING_ENABLED: NO_TRACING,
-  TRACING_SERVICE_NAME: NO_TRACING,
-  TRACING_SERVICE_NAMESPACE: NO_TRACING,
-  TRACING_SERVICE_INSTANCE_ID: NO_TRACING,
-  TRACING_EXPORTER_PROTOCOL: NO_TRACING,
-  TRACING_SAMPLING_RATE: NO_TRACING,
 };
 
 /** The variables applyUpstreamEnv reads (some are ignored too, by their value: see their code). */
@@ -155,6 +142,19 @@ export const MAPPED: readonly string[] = [
   'RUNTIME_SUBDIRECTORY',
   'RUNTIME_APPDIRECTORY',
   'CONFIG_TYPE',
+  'CONFIG_GRPC_XDS_NODE_ID',
+  'CONFIG_GRPC_XDS_NODE_METADATA',
+  'CONFIG_GRPC_XDS_SERVER_URL',
+  'CONFIG_GRPC_XDS_CLIENT_ADDITIONAL_HEADERS',
+  'CONFIG_GRPC_XDS_SERVER_USE_TLS',
+  'CONFIG_GRPC_XDS_CLIENT_TLS_CERT',
+  'CONFIG_GRPC_XDS_CLIENT_TLS_KEY',
+  'CONFIG_GRPC_XDS_SERVER_TLS_CACERT',
+  'CONFIG_GRPC_XDS_SERVER_TLS_SAN',
+  'XDS_CLIENT_BACKOFF_INITIAL_INTERVAL',
+  'XDS_CLIENT_BACKOFF_MAX_INTERVAL',
+  'XDS_CLIENT_BACKOFF_JITTER',
+  'XDS_CLIENT_MAX_MSG_SIZE_IN_BYTES',
   'GRPC_UDS',
   'GRPC_HOST',
   'GRPC_PORT',
@@ -179,6 +179,12 @@ export const MAPPED: readonly string[] = [
   'REDIS_TLS_CLIENT_KEY',
   'REDIS_TLS_CACERT',
   'REDIS_TLS_SKIP_HOSTNAME_VERIFICATION',
+  'TRACING_ENABLED',
+  'TRACING_SERVICE_NAME',
+  'TRACING_SERVICE_NAMESPACE',
+  'TRACING_SERVICE_INSTANCE_ID',
+  'TRACING_EXPORTER_PROTOCOL',
+  'TRACING_SAMPLING_RATE',
 ];
 
 /** Every environment variable of upstream's settings. */
@@ -190,6 +196,7 @@ export function applyUpstreamEnv(policy: Record<string, unknown>, env: Environme
   readEnvoySettings(r);
   readServer(r);
   readStore(r);
+  readTracing(r);
   for (const name of UPSTREAM_VARIABLES) {
     if (r.value(name) !== undefined && !r.handled.has(name) && Object.hasOwn(IGNORED, name)) r.ignore(name, IGNORED[name]!);
   }
@@ -210,8 +217,9 @@ function readEnvoySettings(r: Reading): void {
   }
   const ratio = r.value('NEAR_LIMIT_RATIO');
   if (ratio !== undefined) {
-    // strconv.ParseFloat: a decimal or exponent form; sluice's schema checks the range.
-    if (/^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(ratio)) r.set(['envoy', 'near_limit_ratio'], Number(ratio), 'NEAR_LIMIT_RATIO');
+    // sluice's schema checks the range.
+    const value = parseGoFloat(ratio);
+    if (value !== undefined) r.set(['envoy', 'near_limit_ratio'], value, 'NEAR_LIMIT_RATIO');
     else r.refuse('NEAR_LIMIT_RATIO', `expected a number from 0 to 1, not ${JSON.stringify(ratio)}`);
   }
   r.bool('RESPONSE_DYNAMIC_METADATA', (on) => r.set(['envoy', 'response_dynamic_metadata'], on, 'RESPONSE_DYNAMIC_METADATA'));
@@ -226,17 +234,105 @@ function readEnvoySettings(r: Reading): void {
     else r.ignore('LOCAL_CACHE_SIZE_IN_BYTES', NO_LOCAL_CACHE);
   }
 
-  const runtime = ['RUNTIME_ROOT', 'RUNTIME_SUBDIRECTORY', 'RUNTIME_APPDIRECTORY'] as const;
-  const given = runtime.filter((name) => r.value(name) !== undefined);
-  if (given.length > 0) {
-    // RUNTIME_ROOT/RUNTIME_SUBDIRECTORY/RUNTIME_APPDIRECTORY/*.yaml, as upstream's file loader reads it.
-    const dir = join(r.value('RUNTIME_ROOT') ?? DEFAULT_RUNTIME_ROOT, r.value('RUNTIME_SUBDIRECTORY') ?? '', r.value('RUNTIME_APPDIRECTORY') ?? DEFAULT_RUNTIME_APPDIRECTORY);
-    r.set(['envoy', 'config_dir'], dir, ...given);
+  const configType = r.value('CONFIG_TYPE')?.toUpperCase() ?? 'FILE';
+  if (configType === 'FILE') {
+    if (r.value('CONFIG_TYPE') !== undefined) r.same('CONFIG_TYPE', 'envoy.config_dir (config files)');
+    readRuntimeDirectory(r);
+    for (const name of XDS_VARIABLES) if (r.value(name) !== undefined) r.ignore(name, XDS_ONLY);
+  } else if (configType === 'GRPC_XDS_SOTW') {
+    for (const name of RUNTIME_VARIABLES) if (r.value(name) !== undefined) r.ignore(name, 'read only with CONFIG_TYPE=FILE (config files)');
+    readXds(r);
+  } else {
+    r.refuse('CONFIG_TYPE', `expected FILE or GRPC_XDS_SOTW, not ${JSON.stringify(r.value('CONFIG_TYPE'))}`);
   }
-  const configType = r.value('CONFIG_TYPE');
-  if (configType !== undefined) {
-    if (configType.toUpperCase() === 'FILE') r.same('CONFIG_TYPE', 'envoy.config_dir (config files)');
-    else r.refuse('CONFIG_TYPE', `${configType} is not supported: ${NO_XDS}`);
+}
+
+const RUNTIME_VARIABLES = ['RUNTIME_ROOT', 'RUNTIME_SUBDIRECTORY', 'RUNTIME_APPDIRECTORY'] as const;
+const XDS_TLS_FILES = [
+  ['CONFIG_GRPC_XDS_SERVER_TLS_CACERT', 'ca_file'],
+  ['CONFIG_GRPC_XDS_CLIENT_TLS_CERT', 'cert_file'],
+  ['CONFIG_GRPC_XDS_CLIENT_TLS_KEY', 'key_file'],
+  ['CONFIG_GRPC_XDS_SERVER_TLS_SAN', 'server_name'],
+] as const;
+const XDS_VARIABLES = [...MAPPED.filter((name) => name.startsWith('CONFIG_GRPC_XDS_') || name.startsWith('XDS_CLIENT_')), ...Object.keys(IGNORED).filter((name) => name.includes('XDS_'))];
+
+/** RUNTIME_ROOT/RUNTIME_SUBDIRECTORY/RUNTIME_APPDIRECTORY/*.yaml, as upstream's file loader reads it. */
+function readRuntimeDirectory(r: Reading): void {
+  const given = RUNTIME_VARIABLES.filter((name) => r.value(name) !== undefined);
+  if (given.length === 0) return;
+  const dir = join(r.value('RUNTIME_ROOT') ?? DEFAULT_RUNTIME_ROOT, r.value('RUNTIME_SUBDIRECTORY') ?? '', r.value('RUNTIME_APPDIRECTORY') ?? DEFAULT_RUNTIME_APPDIRECTORY);
+  r.set(['envoy', 'config_dir'], dir, ...given);
+  // Config files, as CONFIG_TYPE=FILE says: not a management server the file may name.
+  r.unset(['envoy', 'xds']);
+}
+
+/** CONFIG_TYPE=GRPC_XDS_SOTW: envoy.xds from the CONFIG_GRPC_XDS_* and XDS_CLIENT_* variables, over the file's. */
+function readXds(r: Reading): void {
+  const at = (...path: string[]) => ['envoy', 'xds', ...path];
+  r.unset(['envoy', 'config_dir']);
+  if (!isObject(r.at(at()))) r.set(at(), {}, 'CONFIG_TYPE');
+  else r.same('CONFIG_TYPE', 'envoy.xds (a management server)');
+  for (const [name, key, fallback] of [
+    ['CONFIG_GRPC_XDS_SERVER_URL', 'server', DEFAULT_XDS_SERVER],
+    ['CONFIG_GRPC_XDS_NODE_ID', 'node_id', DEFAULT_XDS_NODE_ID],
+  ] as const) {
+    const value = r.value(name);
+    // Upstream's default where neither the variable nor the file says.
+    if (value !== undefined) r.set(at(key), value, name);
+    else if (r.at(at(key)) === undefined) r.set(at(key), fallback, 'CONFIG_TYPE');
+  }
+  const metadata = r.value('CONFIG_GRPC_XDS_NODE_METADATA');
+  if (metadata !== undefined) {
+    // "key1=value1,key2=value2"; upstream drops an entry without "=", and so does sluice, saying so.
+    const entries = metadata.split(',').map((entry) => entry.split(/=(.*)/s, 2) as [string, string?]);
+    const dropped = entries.filter(([, value]) => value === undefined).map(([entry]) => JSON.stringify(entry));
+    if (dropped.length > 0) r.report.warnings.push(`CONFIG_GRPC_XDS_NODE_METADATA: ${dropped.join(', ')} dropped: expected key=value, as upstream reads it`);
+    r.set(at('node_metadata'), Object.fromEntries(entries.filter(([, value]) => value !== undefined)), 'CONFIG_GRPC_XDS_NODE_METADATA');
+  }
+  const headers = r.value('CONFIG_GRPC_XDS_CLIENT_ADDITIONAL_HEADERS');
+  if (headers !== undefined) {
+    // envconfig's map: "key1:value1,key2:value2"; an entry without ":" stops upstream's start.
+    const entries = headers.split(',').map((entry) => entry.split(/:(.*)/s, 2) as [string, string?]);
+    const bad = entries.find(([, value]) => value === undefined);
+    if (bad) r.refuse('CONFIG_GRPC_XDS_CLIENT_ADDITIONAL_HEADERS', `expected key:value pairs separated by commas, not ${JSON.stringify(bad[0])}`);
+    else r.set(at('headers'), Object.fromEntries(entries), 'CONFIG_GRPC_XDS_CLIENT_ADDITIONAL_HEADERS');
+  }
+  const tls = r.boolValue('CONFIG_GRPC_XDS_SERVER_USE_TLS');
+  if (tls) {
+    if (!isObject(r.at(at('tls')))) r.set(at('tls'), {}, 'CONFIG_GRPC_XDS_SERVER_USE_TLS');
+    else r.same('CONFIG_GRPC_XDS_SERVER_USE_TLS', 'envoy.xds.tls');
+    for (const [name, key] of XDS_TLS_FILES) {
+      const value = r.value(name);
+      if (value !== undefined) r.set(at('tls', key), value, name);
+    }
+  } else {
+    if (tls === false) {
+      r.unset(at('tls'));
+      r.same('CONFIG_GRPC_XDS_SERVER_USE_TLS', 'no TLS towards the management server');
+    }
+    for (const [name] of XDS_TLS_FILES) if (r.value(name) !== undefined) r.ignore(name, XDS_TLS_ONLY);
+  }
+  for (const [name, key] of [
+    ['XDS_CLIENT_BACKOFF_INITIAL_INTERVAL', 'initial'],
+    ['XDS_CLIENT_BACKOFF_MAX_INTERVAL', 'max'],
+  ] as const) {
+    const text = r.value(name);
+    if (text === undefined) continue;
+    const ms = parseGoDuration(text);
+    if (ms === undefined) r.refuse(name, `expected a Go duration such as 10s or 1m, not ${JSON.stringify(text)}`);
+    else r.set(at('retry', key), `${ms}ms`, name);
+  }
+  // Without jitter every wait is the full one; with it, envoy.xds.retry.jitter says how much is drawn at random.
+  r.bool('XDS_CLIENT_BACKOFF_JITTER', (on) => {
+    if (on) r.same('XDS_CLIENT_BACKOFF_JITTER', 'envoy.xds.retry.jitter (waits drawn at random)');
+    else r.set(at('retry', 'jitter'), 0, 'XDS_CLIENT_BACKOFF_JITTER');
+  });
+  const size = r.value('XDS_CLIENT_MAX_MSG_SIZE_IN_BYTES');
+  if (size !== undefined) {
+    // 0 leaves gRPC's default (4 MiB), as upstream reads it.
+    if (!/^[+-]?\d+$/.test(size)) r.refuse('XDS_CLIENT_MAX_MSG_SIZE_IN_BYTES', `expected a whole number of bytes, not ${JSON.stringify(size)}`);
+    else if (Number(size) === 0) r.same('XDS_CLIENT_MAX_MSG_SIZE_IN_BYTES', 'envoy.xds.max_message_size (4 MiB, gRPC’s default)');
+    else r.set(at('max_message_size'), Number(size), 'XDS_CLIENT_MAX_MSG_SIZE_IN_BYTES');
   }
 }
 
@@ -405,6 +501,53 @@ function readRedis(r: Reading, url: string): void {
   r.set(['store', 'redis'], redis, ...from);
 }
 
+/** upstream's default TRACING_SERVICE_NAME. */
+const UPSTREAM_SERVICE_NAME = 'RateLimit';
+
+/** TRACING_* variables whose text is the setting's, as it is. */
+const TRACING_TEXTS = [
+  ['TRACING_SERVICE_NAME', 'service_name'],
+  ['TRACING_SERVICE_NAMESPACE', 'service_namespace'],
+  ['TRACING_SERVICE_INSTANCE_ID', 'service_instance_id'],
+] as const;
+
+/**
+ * TRACING_* as the policy's tracing section. Upstream reads the others only with
+ * TRACING_ENABLED=true; so does sluice, unless the policy file enables tracing itself.
+ */
+function readTracing(r: Reading): void {
+  const enabled = r.boolValue('TRACING_ENABLED');
+  if (enabled !== undefined) r.set(['tracing', 'enabled'], enabled, 'TRACING_ENABLED');
+  if (r.at(['tracing', 'enabled']) !== true) {
+    for (const name of [...TRACING_TEXTS.map(([name]) => name), 'TRACING_EXPORTER_PROTOCOL', 'TRACING_SAMPLING_RATE']) {
+      if (r.value(name) !== undefined) r.ignore(name, 'read only with TRACING_ENABLED=true');
+    }
+    return;
+  }
+  for (const [name, key] of TRACING_TEXTS) {
+    const text = r.value(name);
+    if (text !== undefined) r.set(['tracing', key], text, name);
+  }
+  // A Deployment that enables tracing and names no service keeps upstream's name, so that its
+  // traces are found where they were.
+  if (enabled && r.at(['tracing', 'service_name']) === undefined) r.set(['tracing', 'service_name'], UPSTREAM_SERVICE_NAME, 'TRACING_ENABLED');
+  const protocol = r.value('TRACING_EXPORTER_PROTOCOL');
+  if (protocol === 'http' || protocol === 'grpc') r.set(['tracing', 'exporter'], protocol, 'TRACING_EXPORTER_PROTOCOL');
+  else if (protocol !== undefined) r.refuse('TRACING_EXPORTER_PROTOCOL', `expected http or grpc, not ${JSON.stringify(protocol)}`);
+  const rate = r.value('TRACING_SAMPLING_RATE');
+  if (rate !== undefined) {
+    const value = parseGoFloat(rate);
+    // Upstream's TraceIDRatioBased sampler samples every trace from 1 up and none from 0 down.
+    if (value !== undefined) r.set(['tracing', 'sampling_rate'], Math.min(1, Math.max(0, value)), 'TRACING_SAMPLING_RATE');
+    else r.refuse('TRACING_SAMPLING_RATE', `expected a number from 0 to 1, not ${JSON.stringify(rate)}`);
+  }
+}
+
+/** Go's strconv.ParseFloat of a decimal or exponent form; undefined when it is not one. */
+function parseGoFloat(text: string): number | undefined {
+  return /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(text) ? Number(text) : undefined;
+}
+
 /** upstream's "user:password" or "password". */
 function credentials(auth: string | undefined): { username?: string; password?: string } {
   if (auth === undefined) return {};
@@ -505,6 +648,11 @@ class Reading {
       this.handled.add(name);
       this.report.applied.push({ name, setting });
     }
+  }
+
+  /** Removes a path of the policy (a setting the variables replace with another). */
+  unset(path: readonly string[]): void {
+    if (this.at(path) !== undefined) this.policy = withPath(this.policy, path, undefined) as Record<string, unknown>;
   }
 
   /** A variable whose value asks for what sluice does anyway. */

@@ -10,7 +10,7 @@
 import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Node as YamlNode, type Pair, type Scalar, type YAMLMap, type YAMLSeq } from 'yaml';
+import { Document, isMap, isScalar, isSeq, LineCounter, parseDocument, type Node as YamlNode, type Pair, type Scalar, type YAMLMap, type YAMLSeq } from 'yaml';
 import type { EnvoyOptions, Limit, Resource } from '../config/policy.js';
 import { parseUnit, unitMs, type Unit } from './units.js';
 import { yamlV2Number } from './yaml-v2.js';
@@ -83,8 +83,9 @@ export interface DescriptorNode {
 
 export interface Domain {
   name: string;
+  /** The file it comes from, or (from xDS) its resource, as problems name it. */
   file: string;
-  /** The line of the file that names the domain. */
+  /** The line of the file that names the domain; 0 when it does not come from a file. */
   line: number;
   root: DescriptorNode;
 }
@@ -92,8 +93,9 @@ export interface Domain {
 export interface EnvoyConfig {
   options: EnvoyOptions;
   domains: ReadonlyMap<string, Domain>;
+  /** The files read (or, from xDS, the resources' names). */
   files: readonly string[];
-  /** Changes when any file's name or text does. */
+  /** Changes when any file's name or text does (from xDS: any resource). */
   fingerprint: string;
   /** Rules for descriptors that carry a limit override, made on first use; bounded. */
   overrides: Map<string, Rule>;
@@ -107,6 +109,7 @@ export type Loaded<T> = { ok: true; value: T } | { ok: false; problems: string[]
 /** Loads every domain file of options.configDir; all problems of all files, or the config. */
 export function loadEnvoyConfig(options: EnvoyOptions): Loaded<EnvoyConfig> {
   const dir = options.configDir;
+  if (dir === null) throw new Error('loadEnvoyConfig: no config_dir (this Envoy config comes from xDS)');
   let names: string[];
   try {
     names = readdirSync(dir, { withFileTypes: true })
@@ -117,9 +120,10 @@ export function loadEnvoyConfig(options: EnvoyOptions): Loaded<EnvoyConfig> {
     return { ok: false, problems: [`cannot read the directory ${dir}: ${readError(err)}`] };
   }
   const problems: string[] = [];
-  const domains = new Map<string, Domain>();
+  const parsed: Loaded<Domain>[] = [];
   const files: string[] = [];
   const hash = createHash('sha256');
+  const trees = domainTrees(options);
   for (const name of names) {
     const file = join(dir, name);
     let text: string;
@@ -133,22 +137,41 @@ export function loadEnvoyConfig(options: EnvoyOptions): Loaded<EnvoyConfig> {
     }
     files.push(file);
     hash.update(name).update('\u0000').update(text).update('\u0000');
-    // With merge_domains, a domain seen before takes this file's descriptors into its own tree,
-    // so a descriptor both files have is a duplicate found (and placed) as within one file.
-    const parsed = parseDomainFile(text, file, options, options.mergeDomains ? (name) => domains.get(name)?.root : undefined);
-    if (!parsed.ok) {
-      problems.push(...parsed.problems);
+    parsed.push(parseDomainFile(text, file, options, trees));
+  }
+  return assembleConfig(options, parsed, problems, files, hash.digest('hex'), 'file');
+}
+
+/**
+ * The config of these domains (each a file's, or an xDS resource's), or every problem: those
+ * found before (`problems`), each domain's, and a domain given twice.
+ */
+export function assembleConfig(
+  options: EnvoyOptions,
+  parsed: readonly Loaded<Domain>[],
+  problems: string[],
+  files: readonly string[],
+  fingerprint: string,
+  each: 'file' | 'resource',
+): Loaded<EnvoyConfig> {
+  const domains = new Map<string, Domain>();
+  for (const domain of parsed) {
+    if (!domain.ok) {
+      problems.push(...domain.problems);
       continue;
     }
-    const other = domains.get(parsed.value.name);
-    if (other && !options.mergeDomains) {
-      problems.push(`${file}: domain (line ${parsed.value.line}): duplicate domain '${parsed.value.name}' (also in ${other.file}): one file per domain, unless merge_domains is on`);
+    const { name, file, line } = domain.value;
+    const other = domains.get(name);
+    // Merged (merge_domains): a later file's descriptors are already in the first one's tree.
+    if (other?.root === domain.value.root) continue;
+    if (other) {
+      problems.push(`${file}: domain${line > 0 ? ` (line ${line})` : ''}: duplicate domain '${name}' (also in ${other.file}): one ${each} per domain, unless merge_domains is on`);
       continue;
     }
-    if (!other) domains.set(parsed.value.name, parsed.value);
+    domains.set(name, domain.value);
   }
   if (problems.length > 0) return { ok: false, problems };
-  return { ok: true, value: { options, domains, files, fingerprint: hash.digest('hex'), overrides: new Map() } };
+  return { ok: true, value: { options, domains, files, fingerprint, overrides: new Map() } };
 }
 
 function readError(err: unknown): string {
@@ -181,12 +204,13 @@ class Reader {
   readonly problems: string[] = [];
   constructor(
     readonly file: string,
-    private readonly lines: LineCounter,
+    /** Null for a tree that is not a file's (an xDS resource): its problems name no line. */
+    private readonly lines: LineCounter | null,
   ) {}
 
   fail(path: Path, node: unknown, message: string): void {
     const range = (node as YamlNode | null | undefined)?.range;
-    const line = range ? ` (line ${this.lines.linePos(range[0]).line})` : '';
+    const line = range && this.lines ? ` (line ${this.lines.linePos(range[0]).line})` : '';
     this.problems.push(`${this.file}: ${formatPath(path) || '(top level)'}${line}: ${message}`);
   }
 }
@@ -198,8 +222,25 @@ export function formatPath(path: readonly (string | number)[]): string {
 }
 
 /** A domain file's text as a domain tree, or every problem in it. */
-/** `treeOf`: the tree a domain already has, for this file's descriptors to be added to (merge_domains). */
-export function parseDomainFile(text: string, file: string, options: EnvoyOptions, treeOf?: (domain: string) => DescriptorNode | undefined): Loaded<Domain> {
+/**
+ * With merge_domains, the one tree of each domain, for every file (or resource) that names it to
+ * add its descriptors to, so that a descriptor two of them have is a duplicate found (and placed)
+ * as within one file. Without it, none: each file's domain has a tree of its own.
+ */
+export function domainTrees(options: EnvoyOptions): DomainTrees | undefined {
+  if (!options.mergeDomains) return undefined;
+  const trees = new Map<string, DescriptorNode>();
+  return (domain) => {
+    let tree = trees.get(domain);
+    if (!tree) trees.set(domain, (tree = newNode()));
+    return tree;
+  };
+}
+
+export type DomainTrees = (domain: string) => DescriptorNode;
+
+/** `trees`: where each domain's descriptors go (domainTrees); a tree of its own without. */
+export function parseDomainFile(text: string, file: string, options: EnvoyOptions, trees?: DomainTrees): Loaded<Domain> {
   const lines = new LineCounter();
   // YAML 1.1, as upstream's yaml.v2 reads it (yes/no/on/off are booleans).
   const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true, version: '1.1' });
@@ -212,10 +253,22 @@ export function parseDomainFile(text: string, file: string, options: EnvoyOption
       }),
     };
   }
+  return readDomain(doc.contents, file, lines, options, trees);
+}
+
+/**
+ * A domain given as data rather than text (an xDS resource, as a config file's tree): read by
+ * the same rules as a file, its problems named by `source` and their place in the tree.
+ */
+export function parseDomainTree(tree: unknown, source: string, options: EnvoyOptions, trees?: DomainTrees): Loaded<Domain> {
+  const doc = new Document(tree, { version: '1.1', aliasDuplicateObjects: false });
+  return readDomain(doc.contents as YamlNode | null, source, null, options, trees);
+}
+
+function readDomain(root: YamlNode | null, file: string, lines: LineCounter | null, options: EnvoyOptions, trees?: DomainTrees): Loaded<Domain> {
   const r = new Reader(file, lines);
-  const root = doc.contents;
   let domain = '';
-  let line = 1;
+  let line = 0;
   let tree = newNode();
   if (root !== null && !isMap(root) && !(isScalar(root) && root.value === null)) {
     r.fail([], root, 'expected a map with domain and descriptors');
@@ -223,10 +276,10 @@ export function parseDomainFile(text: string, file: string, options: EnvoyOption
     const fields = isMap(root) ? readFields(r, root, [], TOP_KEYS) : new Map<string, Field>();
     const named = readString(r, fields.get('domain'), ['domain']);
     const namedAt = fields.get('domain')?.value?.range;
-    if (namedAt) line = lines.linePos(namedAt[0]).line;
+    if (lines) line = namedAt ? lines.linePos(namedAt[0]).line : 1;
     domain = named ?? '';
     if (named === '' || !fields.has('domain')) r.fail(['domain'], fields.get('domain')?.value ?? root, 'config file cannot have empty domain');
-    tree = treeOf?.(domain) ?? tree;
+    if (trees && domain !== '') tree = trees(domain);
     readDescriptors(r, fields.get('descriptors'), ['descriptors'], [], tree, { domain, options });
   }
   if (r.problems.length > 0) return { ok: false, problems: r.problems };
@@ -365,6 +418,8 @@ function metadataValue(r: Reader, node: YamlNode | null, path: Path): MetadataVa
     if (number) return number.value;
   }
   if (typeof scalar.value === 'boolean' || typeof scalar.value === 'string') return scalar.value;
+  // A number given as data (an xDS resource's Struct), not written in a file.
+  if (typeof scalar.value === 'number' && scalar.source === undefined) return scalar.value;
   // Anything else (a timestamp, a sexagesimal, binary) is its text, as yaml.v2 leaves it.
   return text;
 }

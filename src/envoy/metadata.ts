@@ -66,3 +66,41 @@ function mergeInto(into: Metadata, from: Metadata): void {
     else if (isMap(into[key]) && isMap(value)) mergeInto(into[key], value);
   }
 }
+
+/** google.protobuf.Value as protobufjs decodes it (camelCase, with `kind` naming the one set). */
+export interface WireValue {
+  kind?: string;
+  numberValue?: number;
+  stringValue?: string;
+  boolValue?: boolean;
+  structValue?: WireStruct | null;
+  listValue?: { values?: WireValue[] | null } | null;
+}
+
+export interface WireStruct {
+  fields?: Record<string, WireValue> | null;
+}
+
+/** A decoded google.protobuf.Struct as plain data (a Value with nothing set is null). */
+export function metadataFromStruct(struct: WireStruct): Metadata {
+  const out: Metadata = {};
+  for (const key of Object.keys(struct.fields ?? {})) setEntry(out, key, valueFromWire(struct.fields![key]!));
+  return out;
+}
+
+function valueFromWire(value: WireValue): MetadataValue {
+  switch (value.kind) {
+    case 'numberValue':
+      return value.numberValue ?? 0;
+    case 'stringValue':
+      return value.stringValue ?? '';
+    case 'boolValue':
+      return value.boolValue ?? false;
+    case 'structValue':
+      return metadataFromStruct(value.structValue ?? {});
+    case 'listValue':
+      return (value.listValue?.values ?? []).map(valueFromWire);
+    default:
+      return null;
+  }
+}

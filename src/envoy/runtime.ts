@@ -33,7 +33,16 @@ export function loadEnvoyDirectory(settings: EnvoyOptions): EnvoyConfig {
   return loaded.value;
 }
 
-export class EnvoyRuntime {
+/** Where the Envoy service's config comes from: config_dir (EnvoyRuntime) or xDS (src/grpc/xds-runtime.ts). */
+export interface EnvoyConfigSource {
+  /** The config to decide with now; read per request. */
+  readonly current: EnvoyConfig;
+  /** Starts following changes. */
+  start(): void;
+  close(): void;
+}
+
+export class EnvoyRuntime implements EnvoyConfigSource {
   private config: EnvoyConfig;
   private watch: DirectoryWatch | null = null;
 
@@ -57,7 +66,7 @@ export class EnvoyRuntime {
       { dir: this.settings.configDir, domains: [...this.config.domains.keys()], files: this.config.files.length },
       'envoy config loaded',
     );
-    const dir = this.settings.configDir;
+    const dir = this.settings.configDir!;
     this.watch = new DirectoryWatch(dir, {
       debounceMs: this.options.debounceMs ?? 200,
       rewatchMs: this.options.rewatchMs ?? 1_000,

@@ -11,6 +11,8 @@ import type { Metadata, MetadataValue } from '../envoy/metadata.js';
 import { Overloaded, type Admission } from '../guard/admission.js';
 import { internal, invalid, RequestError } from './request-error.js';
 import { isStoreFailure } from '../guard/store-unavailable.js';
+import type { Tracing } from '../trace/tracing.js';
+import { SHOULD_RATE_LIMIT_SPAN } from '../trace/span-names.js';
 
 export const ENVOY_SERVICE = 'envoy.service.ratelimit.v3.RateLimitService';
 
@@ -32,6 +34,8 @@ export interface EnvoyServiceContext {
   admission: Admission;
   /** Throttled: a dead store fails every request, and the log must not grow at that rate. */
   warn: (obj: object, msg: string) => void;
+  /** Spans of each call and of its store calls; null when tracing is off. */
+  tracing: Tracing | null;
 }
 
 /** RateLimitRequest as proto-loader decodes it (keepCase, longs as Number, enums as String). */
@@ -47,36 +51,51 @@ interface WireDescriptor {
   hits_addend: { value: number } | null;
 }
 
+type WireResponse = ReturnType<typeof toResponse>;
+
 export function envoyService(ctx: EnvoyServiceContext): UntypedServiceImplementation {
   const hooks: LimiterHooks = { decided: (resource, decision) => ctx.metrics.decided(resource, decision), warn: ctx.warn, ...(ctx.stats ? { stats: ctx.stats } : {}) };
+  const answer = (call: ServerUnaryCall<WireRequest, WireResponse>, callback: sendUnaryData<WireResponse>): void => {
+    const config = ctx.config();
+    let request: EnvoyRequest;
+    try {
+      if (!config) {
+        throw new RequestError(
+          status.FAILED_PRECONDITION,
+          'Envoy rate limiting is not configured: add envoy: { config_dir: PATH } to the policy file',
+        );
+      }
+      request = parseRequest(call.request);
+    } catch (err) {
+      callback(toStatus(err, ctx));
+      return;
+    }
+    if (!ctx.admission.tryEnter()) {
+      callback(toStatus(ctx.admission.refuse(), ctx));
+      return;
+    }
+    shouldRateLimit(ctx.decider, config, request, hooks)
+      .then(
+        (answer) => callback(null, toResponse(answer)),
+        (err) => callback(toStatus(err, ctx)),
+      )
+      .finally(() => ctx.admission.leave());
+  };
   return {
-    ShouldRateLimit(call: ServerUnaryCall<WireRequest, unknown>, callback: sendUnaryData<unknown>) {
-      const config = ctx.config();
-      let request: EnvoyRequest;
-      try {
-        if (!config) {
-          throw new RequestError(
-            status.FAILED_PRECONDITION,
-            'Envoy rate limiting is not configured: add envoy: { config_dir: PATH } to the policy file',
-          );
-        }
-        request = parseRequest(call.request);
-      } catch (err) {
-        callback(toStatus(err, ctx));
+    ShouldRateLimit(call: ServerUnaryCall<WireRequest, WireResponse>, callback: sendUnaryData<WireResponse>) {
+      if (ctx.tracing === null) {
+        answer(call, callback);
         return;
       }
-      if (!ctx.admission.tryEnter()) {
-        callback(toStatus(ctx.admission.refuse(), ctx));
-        return;
-      }
-      shouldRateLimit(ctx.decider, config, request, hooks)
-        .then(
-          (answer) => callback(null, toResponse(answer)),
-          (err) => callback(toStatus(err, ctx)),
-        )
-        .finally(() => ctx.admission.leave());
+      // Upstream's span and attributes; the descriptors' values stay out of it (they name users).
+      const attributes = { domain: call.request.domain, descriptors: call.request.descriptors.length };
+      ctx.tracing.serveUnary(SHOULD_RATE_LIMIT_SPAN, call.metadata, attributes, callback, (traced) => answer(call, traced), describeAnswer);
     },
   };
+}
+
+function describeAnswer(response: WireResponse): Record<string, string> {
+  return { overall_code: response.overall_code };
 }
 
 export function parseRequest(req: WireRequest): EnvoyRequest {

@@ -67,7 +67,15 @@ export async function startGrpcServer(listen: string, limits: ConnectionLimits, 
   server.addService(serviceOf(servedPackage, SLUICE_SERVICE), sluiceService(ctx));
   server.addService(
     serviceOf(servedPackage, ENVOY_SERVICE),
-    envoyService({ decider: ctx.decider, metrics: ctx.metrics, admission: ctx.admission, warn: ctx.warn, config: envoy?.config ?? (() => null), stats: envoy?.stats ?? null }),
+    envoyService({
+      decider: ctx.decider,
+      metrics: ctx.metrics,
+      admission: ctx.admission,
+      warn: ctx.warn,
+      tracing: ctx.tracing,
+      config: envoy?.config ?? (() => null),
+      stats: envoy?.stats ?? null,
+    }),
   );
   const envoyHealth = envoy?.ready === false ? 'NOT_SERVING' : 'SERVING';
   const health = new HealthImplementation(Object.fromEntries(HEALTH_NAMES.map((name) => [name, ENVOY_HEALTH_NAMES.includes(name) ? envoyHealth : 'SERVING'])));

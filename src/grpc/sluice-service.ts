@@ -10,6 +10,7 @@ import { isStoreFailure, StoreUnavailable } from '../guard/store-unavailable.js'
 import { WaitRefused } from '../wait/waiters.js';
 import { internal, RequestError } from './request-error.js';
 import type { ScopeLook } from '../store/store.js';
+import type { Tracing } from '../trace/tracing.js';
 import { parseAcquire, parseInspect, parseRelease, type WireAcquireRequest, type WireDuration, type WireInspectRequest, type WireReleaseRequest } from './validate.js';
 
 /** Requests of one AcquireStream decided at once; past this the stream stops reading. */
@@ -31,6 +32,8 @@ export interface ServiceContext {
   admission: Admission;
   /** Throttled: a dead store fails every request, and the log must not grow at that rate. */
   warn: (obj: object, msg: string) => void;
+  /** Spans of Envoy's calls and of their store calls; null when tracing is off. */
+  tracing: Tracing | null;
 }
 
 export function sluiceService(ctx: ServiceContext): UntypedServiceImplementation {

@@ -524,3 +524,57 @@ describe('waiting in a policy', () => {
     expect(stdout).toContain('openai: lanes interactive 70% (the default), batch 30%');
   });
 });
+
+describe('tracing in a policy', () => {
+  const RESOURCES = 'resources:\n  - name: a\n    limits: [{ name: y, algorithm: fixed_window, rate: 1/s }]\n';
+
+  it('is off unless enabled; enabled, it compiles with upstream’s defaults and leaves the rest to OTEL_*', () => {
+    expect(parsePolicy(RESOURCES, 'policy.yaml', {}).tracing).toBeNull();
+    expect(parsePolicy(`${RESOURCES}tracing: { sampling_rate: 0.5 }\n`, 'policy.yaml', {}).tracing).toBeNull();
+    expect(parsePolicy(`${RESOURCES}tracing: { enabled: true }\n`, 'policy.yaml', {}).tracing).toEqual({
+      exporter: 'http',
+      endpoint: null,
+      serviceName: null,
+      serviceNamespace: null,
+      serviceInstanceId: null,
+      samplingRate: 1,
+    });
+    const full = `${RESOURCES}tracing:
+  enabled: true
+  exporter: grpc
+  endpoint: http://otel-collector:4317
+  service_name: checkout-limits
+  service_namespace: shop
+  service_instance_id: pod-7
+  sampling_rate: 0.1
+`;
+    expect(parsePolicy(full, 'policy.yaml', {}).tracing).toEqual({
+      exporter: 'grpc',
+      endpoint: 'http://otel-collector:4317',
+      serviceName: 'checkout-limits',
+      serviceNamespace: 'shop',
+      serviceInstanceId: 'pod-7',
+      samplingRate: 0.1,
+    });
+  });
+
+  it('rejects a bad exporter, endpoint, name, rate or key, naming the field', () => {
+    expect(
+      problems(`${RESOURCES}tracing:
+  enabled: yes
+  exporter: zipkin
+  endpoint: otel-collector:4318
+  service_name: ""
+  sampling_rate: 1.5
+  sample_rate: 1
+`),
+    ).toEqual([
+      'tracing.enabled (line 5, column 12): "yes": expected true or false',
+      'tracing.exporter (line 6, column 13): "zipkin": expected http (OTLP/HTTP) or grpc (OTLP/gRPC)',
+      'tracing.endpoint (line 7, column 13): "otel-collector:4318": expected an http:// or https:// URL, such as http://otel-collector:4318/v1/traces',
+      'tracing.service_name (line 8, column 17): "": expected a non-empty string of at most 256 characters',
+      'tracing.sampling_rate (line 9, column 18): 1.5: expected a number from 0 to 1',
+      'tracing (line 10, column 3): unknown key "sample_rate" (did you mean sampling_rate?)',
+    ]);
+  });
+});

@@ -62,11 +62,12 @@ describe('restartOnlyChanges', () => {
     const moved = policy(`
 server: { listen: 127.0.0.1:50052 }
 store: { timeout: 50ms }
+tracing: { enabled: true }
 resources:
   - name: steady
     limits: [{ name: rpm, algorithm: fixed_window, rate: 10/1m }]
 `);
-    expect(restartOnlyChanges(BEFORE, moved)).toEqual(['server', 'store']);
+    expect(restartOnlyChanges(BEFORE, moved)).toEqual(['server', 'store', 'tracing']);
   });
 
   it('is empty when only resources differ', () => {

@@ -9,6 +9,7 @@ import { parsePolicy, PolicyError } from '../../src/config/load.js';
 import type { Policy } from '../../src/config/policy.js';
 import { applyUpstreamEnv, IGNORED, MAPPED, parseGoDuration, UPSTREAM_VARIABLES } from '../../src/config/upstream-env.js';
 import { packageRoot } from '../../src/paths.js';
+import { makeTlsFiles } from '../support/tls.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'sluice-upstream-env-'));
 const POLICY = `envoy:\n  config_dir: ${dir}\n  upstream_env: true\n`;
@@ -158,9 +159,95 @@ describe('where config files are', () => {
     expect(load({ RUNTIME_ROOT: '/data' }, `${POLICY}`).envoy!).toMatchObject({ configDir: '/data/config', configDirAt: 'envoy.config_dir (from RUNTIME_ROOT)' });
   });
 
-  it('CONFIG_TYPE other than FILE stops the load: sluice has no xDS', () => {
-    expect(problems({ CONFIG_TYPE: 'GRPC_XDS_SOTW' })).toEqual([expect.stringMatching(/^CONFIG_TYPE \(environment.*\): GRPC_XDS_SOTW is not supported: sluice reads config files only/)]);
+  it('CONFIG_TYPE other than FILE or GRPC_XDS_SOTW stops the load', () => {
+    expect(problems({ CONFIG_TYPE: 'GRPC_XDS_DELTA' })).toEqual([expect.stringMatching(/^CONFIG_TYPE \(environment.*\): expected FILE or GRPC_XDS_SOTW, not "GRPC_XDS_DELTA"/)]);
     expect(load({ CONFIG_TYPE: 'FILE' }).envoy!.upstreamEnv!.applied).toContainEqual({ name: 'CONFIG_TYPE', setting: 'envoy.config_dir (config files)' });
+  });
+});
+
+describe('config from an xDS management server (CONFIG_TYPE=GRPC_XDS_SOTW)', () => {
+  it('becomes envoy.xds in place of config_dir, with upstream’s defaults for the server and the node id', () => {
+    const policy = load({ CONFIG_TYPE: 'GRPC_XDS_SOTW', RUNTIME_ROOT: '/data' });
+    expect(policy.envoy).toMatchObject({
+      configDir: null,
+      xds: { server: 'localhost:18000', nodeId: 'default', nodeMetadata: {}, headers: {}, tls: null, retry: { initialMs: 1_000, maxMs: 60_000, jitter: 0.5 }, maxMessageBytes: 4 * 1024 * 1024 },
+    });
+    expect(policy.envoy!.upstreamEnv!.ignored).toContainEqual({ name: 'RUNTIME_ROOT', reason: 'read only with CONFIG_TYPE=FILE (config files)' });
+  });
+
+  it('reads CONFIG_GRPC_XDS_* and XDS_CLIENT_* as upstream does', () => {
+    const policy = load({
+      CONFIG_TYPE: 'GRPC_XDS_SOTW',
+      CONFIG_GRPC_XDS_SERVER_URL: 'xds.example:18001',
+      CONFIG_GRPC_XDS_NODE_ID: 'edge-7',
+      CONFIG_GRPC_XDS_NODE_METADATA: 'team=payments,zone=eu=1,broken',
+      CONFIG_GRPC_XDS_CLIENT_ADDITIONAL_HEADERS: 'authorization:Bearer a:b,x-env:prod',
+      XDS_CLIENT_BACKOFF_INITIAL_INTERVAL: '500ms',
+      XDS_CLIENT_BACKOFF_MAX_INTERVAL: '2m',
+      XDS_CLIENT_BACKOFF_JITTER: 'false',
+      XDS_CLIENT_BACKOFF_RANDOM_FACTOR: '0.5',
+      CONFIG_GRPC_XDS_SERVER_CONNECT_RETRY_INTERVAL: '3s',
+      XDS_CLIENT_MAX_MSG_SIZE_IN_BYTES: '8388608',
+      CONFIG_GRPC_XDS_SERVER_TLS_SAN: 'ignored.example',
+    });
+    expect(policy.envoy!.xds).toEqual({
+      server: 'xds.example:18001',
+      nodeId: 'edge-7',
+      nodeMetadata: { team: 'payments', zone: 'eu=1' },
+      headers: { authorization: 'Bearer a:b', 'x-env': 'prod' },
+      tls: null,
+      retry: { initialMs: 500, maxMs: 120_000, jitter: 0 },
+      maxMessageBytes: 8 * 1024 * 1024,
+    });
+    const report = policy.envoy!.upstreamEnv!;
+    expect(report.warnings).toContainEqual('CONFIG_GRPC_XDS_NODE_METADATA: "broken" dropped: expected key=value, as upstream reads it');
+    expect(report.ignored.map((entry) => entry.name).sort()).toEqual(['CONFIG_GRPC_XDS_SERVER_CONNECT_RETRY_INTERVAL', 'CONFIG_GRPC_XDS_SERVER_TLS_SAN', 'XDS_CLIENT_BACKOFF_RANDOM_FACTOR']);
+  });
+
+  it('CONFIG_GRPC_XDS_SERVER_USE_TLS with the CA, the client certificate and the name to check', async () => {
+    const files = await makeTlsFiles();
+    try {
+      const policy = load({
+        CONFIG_TYPE: 'GRPC_XDS_SOTW',
+        CONFIG_GRPC_XDS_SERVER_USE_TLS: 'true',
+        CONFIG_GRPC_XDS_SERVER_TLS_CACERT: files.caFile,
+        CONFIG_GRPC_XDS_CLIENT_TLS_CERT: files.clientCertFile,
+        CONFIG_GRPC_XDS_CLIENT_TLS_KEY: files.clientKeyFile,
+        CONFIG_GRPC_XDS_SERVER_TLS_SAN: 'xds.internal',
+      });
+      expect(policy.envoy!.xds!.tls).toEqual({
+        ca: readFileSync(files.caFile, 'utf8'),
+        cert: readFileSync(files.clientCertFile, 'utf8'),
+        key: readFileSync(files.clientKeyFile, 'utf8'),
+        serverName: 'xds.internal',
+      });
+      expect(problems({ CONFIG_TYPE: 'GRPC_XDS_SOTW', CONFIG_GRPC_XDS_SERVER_USE_TLS: 'true', CONFIG_GRPC_XDS_CLIENT_TLS_CERT: files.clientCertFile })).toEqual([
+        expect.stringMatching(/^envoy\.xds\.tls\.cert_file \(from CONFIG_GRPC_XDS_CLIENT_TLS_CERT\): cert_file needs key_file too/),
+      ]);
+    } finally {
+      files.remove();
+    }
+  });
+
+  it('refuses what upstream would refuse, and what sluice cannot reach, naming the variable', () => {
+    expect(problems({ CONFIG_TYPE: 'GRPC_XDS_SOTW', CONFIG_GRPC_XDS_CLIENT_ADDITIONAL_HEADERS: 'authorization' })).toEqual([
+      expect.stringMatching(/^CONFIG_GRPC_XDS_CLIENT_ADDITIONAL_HEADERS \(environment.*\): expected key:value pairs separated by commas, not "authorization"/),
+    ]);
+    expect(problems({ CONFIG_TYPE: 'GRPC_XDS_SOTW', XDS_CLIENT_BACKOFF_MAX_INTERVAL: '10 seconds' })).toEqual([expect.stringMatching(/^XDS_CLIENT_BACKOFF_MAX_INTERVAL \(environment.*\): expected a Go duration/)]);
+    expect(problems({ CONFIG_TYPE: 'GRPC_XDS_SOTW', CONFIG_GRPC_XDS_SERVER_URL: 'dns:///xds.example:18000' })).toEqual([
+      expect.stringMatching(/^envoy\.xds\.server \(from CONFIG_GRPC_XDS_SERVER_URL\): "dns:\/\/\/xds.example:18000": expected the management server as host:port/),
+    ]);
+    expect(problems({ CONFIG_TYPE: 'GRPC_XDS_SOTW', XDS_CLIENT_MAX_MSG_SIZE_IN_BYTES: '1000000000' })).toEqual([
+      expect.stringMatching(/^envoy\.xds\.max_message_size \(from XDS_CLIENT_MAX_MSG_SIZE_IN_BYTES\): 1000000000: expected at most 67108864/),
+    ]);
+  });
+
+  it('are ignored without it, with why', () => {
+    const report = load({ CONFIG_GRPC_XDS_SERVER_URL: 'xds.example:18000', XDS_CLIENT_BACKOFF_JITTER: 'false' }).envoy!.upstreamEnv!;
+    expect(report.ignored).toEqual([
+      { name: 'CONFIG_GRPC_XDS_SERVER_URL', reason: 'read only with CONFIG_TYPE=GRPC_XDS_SOTW' },
+      { name: 'XDS_CLIENT_BACKOFF_JITTER', reason: 'read only with CONFIG_TYPE=GRPC_XDS_SOTW' },
+    ]);
   });
 });
 
@@ -304,9 +391,70 @@ describe('the store', () => {
 
 describe('variables sluice has no use for', () => {
   it('are reported once each, with why; unset ones are not', () => {
-    const report = load({ USE_STATSD: 'true', STATSD_HOST: 'statsd', REDIS_POOL_SIZE: '20', STOP_CACHE_KEY_INCREMENT_WHEN_OVERLIMIT: 'true', TRACING_ENABLED: 'false' }).envoy!.upstreamEnv!;
-    expect(report.ignored.map((i) => i.name)).toEqual(['USE_STATSD', 'STATSD_HOST', 'STOP_CACHE_KEY_INCREMENT_WHEN_OVERLIMIT', 'REDIS_POOL_SIZE', 'TRACING_ENABLED']);
+    const report = load({ USE_STATSD: 'true', STATSD_HOST: 'statsd', REDIS_POOL_SIZE: '20', STOP_CACHE_KEY_INCREMENT_WHEN_OVERLIMIT: 'true' }).envoy!.upstreamEnv!;
+    expect(report.ignored.map((i) => i.name)).toEqual(['USE_STATSD', 'STATSD_HOST', 'STOP_CACHE_KEY_INCREMENT_WHEN_OVERLIMIT', 'REDIS_POOL_SIZE']);
     expect(report.ignored[0]!.reason).toBe(IGNORED.USE_STATSD);
+  });
+});
+
+describe('TRACING_*', () => {
+  it('become the tracing section, over the file', () => {
+    const policy = load(
+      {
+        TRACING_ENABLED: 'true',
+        TRACING_SERVICE_NAME: 'edge-ratelimit',
+        TRACING_SERVICE_NAMESPACE: 'edge',
+        TRACING_SERVICE_INSTANCE_ID: 'pod-1',
+        TRACING_EXPORTER_PROTOCOL: 'grpc',
+        TRACING_SAMPLING_RATE: '0.25',
+      },
+      `${POLICY}tracing: { service_name: mine, endpoint: 'http://collector:4317' }\n`,
+    );
+    expect(policy.tracing).toEqual({
+      exporter: 'grpc',
+      endpoint: 'http://collector:4317',
+      serviceName: 'edge-ratelimit',
+      serviceNamespace: 'edge',
+      serviceInstanceId: 'pod-1',
+      samplingRate: 0.25,
+    });
+    expect(policy.envoy!.upstreamEnv!.applied).toEqual(
+      expect.arrayContaining([
+        { name: 'TRACING_ENABLED', setting: 'tracing.enabled' },
+        { name: 'TRACING_SERVICE_NAME', setting: 'tracing.service_name' },
+        { name: 'TRACING_EXPORTER_PROTOCOL', setting: 'tracing.exporter' },
+        { name: 'TRACING_SAMPLING_RATE', setting: 'tracing.sampling_rate' },
+      ]),
+    );
+  });
+
+  it('TRACING_ENABLED alone: upstream’s service name (RateLimit), OTLP/HTTP, every trace; a name in the file is kept', () => {
+    expect(load({ TRACING_ENABLED: 'true' }).tracing).toMatchObject({ serviceName: 'RateLimit', exporter: 'http', samplingRate: 1 });
+    expect(load({ TRACING_ENABLED: 'true' }, `${POLICY}tracing: { service_name: mine }\n`).tracing).toMatchObject({ serviceName: 'mine' });
+  });
+
+  it('a sampling rate past 0 or 1 samples none or all, as upstream’s sampler does', () => {
+    expect(load({ TRACING_ENABLED: 'true', TRACING_SAMPLING_RATE: '2' }).tracing!.samplingRate).toBe(1);
+    expect(load({ TRACING_ENABLED: 'true', TRACING_SAMPLING_RATE: '-1e-3' }).tracing!.samplingRate).toBe(0);
+  });
+
+  it('are read only with tracing enabled; TRACING_ENABLED=false turns off the file’s', () => {
+    const off = load({ TRACING_SERVICE_NAME: 'x', TRACING_SAMPLING_RATE: '0.5' });
+    expect(off.tracing).toBeNull();
+    expect(off.envoy!.upstreamEnv!.ignored).toEqual([
+      { name: 'TRACING_SERVICE_NAME', reason: 'read only with TRACING_ENABLED=true' },
+      { name: 'TRACING_SAMPLING_RATE', reason: 'read only with TRACING_ENABLED=true' },
+    ]);
+    expect(load({ TRACING_ENABLED: 'false' }, `${POLICY}tracing: { enabled: true }\n`).tracing).toBeNull();
+    expect(load({ TRACING_SERVICE_NAMESPACE: 'edge' }, `${POLICY}tracing: { enabled: true }\n`).tracing).toMatchObject({ serviceName: null, serviceNamespace: 'edge' });
+  });
+
+  it('a protocol or rate upstream would not start with stops the load, naming the variable', () => {
+    expect(problems({ TRACING_ENABLED: 'true', TRACING_EXPORTER_PROTOCOL: 'zipkin', TRACING_SAMPLING_RATE: 'half' })).toEqual([
+      'TRACING_EXPORTER_PROTOCOL (environment, read because envoy.upstream_env is true): expected http or grpc, not "zipkin"',
+      'TRACING_SAMPLING_RATE (environment, read because envoy.upstream_env is true): expected a number from 0 to 1, not "half"',
+    ]);
+    expect(problems({ TRACING_ENABLED: 'yes' })).toEqual([expect.stringMatching(/^TRACING_ENABLED \(environment, read because envoy.upstream_env is true\): expected true or false/)]);
   });
 });
 

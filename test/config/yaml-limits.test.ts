@@ -80,7 +80,7 @@ describe('YAML limits', () => {
 
   it("problems inside an anchored value name the anchor's place; an empty value is placed after its key", () => {
     expect(problems('std: &std { name: l, algorithm: fixed_window, rate: 1/x }\nresources:\n  - name: r\n    limits: [*std]\n')).toEqual([
-      '(top level) (line 1, column 1): unknown key "std" (known keys: server, store, resources, envoy)',
+      '(top level) (line 1, column 1): unknown key "std" (known keys: server, store, resources, envoy, tracing)',
       'resources[0].limits[0].rate (line 1, column 53): "1/x": the unit must be one of ms, s, m, h, d, as in 1/s, 1/1m or 1/30s',
     ]);
     expect(problems(`server:\n  listen:\n  admin: 127.0.0.1:9464\nresources: [{ name: r, limits: ${ONE_LIMIT} }]\n`)).toEqual([

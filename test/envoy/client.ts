@@ -1,5 +1,5 @@
 // An Envoy RLS v3 client built from the repo's envoy protos, as any gRPC caller would build it.
-import { credentials, loadPackageDefinition, type ServiceError } from '@grpc/grpc-js';
+import { credentials, loadPackageDefinition, Metadata, type ServiceError } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import { LOADER_OPTIONS } from '../../src/grpc/proto.js';
 
@@ -60,17 +60,20 @@ export interface WireDescriptor {
 }
 
 export interface EnvoyClient {
-  shouldRateLimit(domain: string, descriptors: WireDescriptor[], hitsAddend?: number): Promise<WireResponse>;
+  /** `headers` go as the call's metadata (a traceparent, as Envoy sends it when it traces). */
+  shouldRateLimit(domain: string, descriptors: WireDescriptor[], hitsAddend?: number, headers?: Record<string, string>): Promise<WireResponse>;
   close(): void;
 }
 
 export function connectEnvoy(address: string): EnvoyClient {
   const raw = new RateLimitService(address, credentials.createInsecure());
   return {
-    shouldRateLimit: (domain, descriptors, hitsAddend = 0) =>
-      new Promise((resolve, reject) =>
-        raw.ShouldRateLimit({ domain, descriptors, hits_addend: hitsAddend }, (err: ServiceError | null, res: WireResponse) => (err ? reject(err) : resolve(res))),
-      ),
+    shouldRateLimit: (domain, descriptors, hitsAddend = 0, headers = {}) =>
+      new Promise((resolve, reject) => {
+        const metadata = new Metadata();
+        for (const [key, value] of Object.entries(headers)) metadata.set(key, value);
+        raw.ShouldRateLimit({ domain, descriptors, hits_addend: hitsAddend }, metadata, (err: ServiceError | null, res: WireResponse) => (err ? reject(err) : resolve(res)));
+      }),
     close: () => raw.close(),
   };
 }

@@ -23,6 +23,38 @@ function problems(yaml: string): string[] {
 const GOOD = 'domain: api\ndescriptors:\n  - key: user\n    rate_limit: { unit: minute, requests_per_unit: 3 }\n';
 
 describe('the envoy section of a policy', () => {
+  it('xds: a management server instead of config_dir (one of them, not both), its settings checked', () => {
+    const policy = parsePolicy('envoy:\n  xds: { server: 127.0.0.1:18000, node_id: edge }\n', 'policy.yaml');
+    expect(policy.envoy).toMatchObject({
+      configDir: null,
+      xds: { server: '127.0.0.1:18000', nodeId: 'edge', nodeMetadata: {}, headers: {}, tls: null, retry: { initialMs: 1_000, maxMs: 60_000, jitter: 0.5 }, maxMessageBytes: 4_194_304 },
+    });
+    const refused = (yaml: string) => {
+      try {
+        parsePolicy(yaml, 'policy.yaml');
+      } catch (err) {
+        return (err as PolicyError).problems;
+      }
+      throw new Error('expected the policy to be refused');
+    };
+    expect(refused(`envoy:\n  config_dir: ${configDir({})}\n  xds: { server: x:1, node_id: n }\n`)).toEqual([
+      'envoy.xds (line 3, column 8): give config_dir (config files) or xds (a management server), not both',
+    ]);
+    expect(refused('envoy:\n  shadow_mode: true\n')).toEqual([
+      expect.stringMatching(/^envoy\.config_dir.*: required \(the directory of envoyproxy\/ratelimit config files\), unless xds names a management server$/),
+    ]);
+    expect(
+      refused('envoy:\n  xds:\n    server: dns:///x\n    node_id: ""\n    headers: { grpc-timeout: 1s, x-bin: a }\n    retry: { initial: 2s, max: 1s }\n    max_message_size: 0\n'),
+    ).toEqual([
+      expect.stringMatching(/^envoy\.xds\.server \(line 3.*expected the management server as host:port/),
+      expect.stringMatching(/^envoy\.xds\.node_id \(line 4.*expected a non-empty node id/),
+      expect.stringMatching(/^envoy\.xds\.headers.*expected a gRPC metadata key/),
+      expect.stringMatching(/^envoy\.xds\.headers.*expected a gRPC metadata key/),
+      expect.stringMatching(/^envoy\.xds\.retry\.max \(line 6.*expected at least initial \(2000 ms\)/),
+      expect.stringMatching(/^envoy\.xds\.max_message_size \(line 7.*expected at least 1/),
+    ]);
+  });
+
   it('loads the config dir; resources become optional', () => {
     const dir = configDir({ 'api.yaml': GOOD });
     const policy = parsePolicy(`envoy:\n  config_dir: ${dir}\n`, 'policy.yaml');

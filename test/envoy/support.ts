@@ -26,6 +26,7 @@ export function options(overrides: Partial<EnvoyOptions> = {}): EnvoyOptions {
     mergeDomains: false,
     lease: { enabled: true, maxFraction: 0.1, ttlMs: 1_000 },
     upstreamEnv: null,
+    xds: null,
     ...overrides,
   };
 }

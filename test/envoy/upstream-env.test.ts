@@ -1,7 +1,7 @@
 // `sluice serve` with envoy.upstream_env, its environment an envoyproxy/ratelimit Deployment's
 // env block: the real process reads the variables (address, config directory, Redis, key prefix,
-// shadow mode, header names, near-limit ratio, log level), says once what it applied and what it
-// ignored, and refuses to start on one whose meaning it cannot keep.
+// shadow mode, header names, near-limit ratio, log level, tracing), says once what it applied and
+// what it ignored, and refuses to start on one whose meaning it cannot keep.
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,6 +11,7 @@ import { waitFor } from '../support/redis-server.js';
 import { runCli } from '../support/run-cli.js';
 import { metric, startSidecar, writePolicy, type SidecarProcess } from '../support/sidecar.js';
 import { useRedis } from '../support/use-redis.js';
+import { startOtlpReceiver, traceparent, type OtlpReceiver } from '../support/otlp-receiver.js';
 import { connectEnvoy, desc, type EnvoyClient } from './client.js';
 
 const API = `
@@ -36,9 +37,11 @@ describe('sluice serve reads an envoyproxy/ratelimit env block', () => {
   let port: number;
   let sidecar: SidecarProcess;
   let client: EnvoyClient;
+  let collector: OtlpReceiver;
 
   beforeAll(async () => {
     port = await freePort();
+    collector = await startOtlpReceiver();
     sidecar = await startSidecar(POLICY, {
       // The test harness's own overrides are cleared, so upstream's address and log level apply.
       SLUICE_LISTEN: '',
@@ -57,12 +60,18 @@ describe('sluice serve reads an envoyproxy/ratelimit env block', () => {
       NEAR_LIMIT_RATIO: '0.5',
       USE_STATSD: 'false',
       REDIS_POOL_SIZE: '20',
+      TRACING_ENABLED: 'true',
+      TRACING_SERVICE_NAMESPACE: 'edge',
+      // The collector, as upstream's exporter finds it: the standard variable.
+      OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: collector.url,
+      OTEL_BSP_SCHEDULE_DELAY: '20',
     });
     client = connectEnvoy(sidecar.address);
   });
   afterAll(async () => {
     client?.close();
     await sidecar?.stop();
+    await collector?.close();
   });
 
   it('listens on GRPC_HOST:GRPC_PORT', () => {
@@ -79,6 +88,7 @@ describe('sluice serve reads an envoyproxy/ratelimit env block', () => {
         { name: 'REDIS_URL', setting: 'store.redis' },
         { name: 'CACHE_KEY_PREFIX', setting: 'store.redis.prefix' },
         { name: 'SHADOW_MODE', setting: 'envoy.shadow_mode' },
+        { name: 'TRACING_ENABLED', setting: 'tracing.enabled' },
       ]),
     );
     const ignored = sidecar.logs.filter((l) => l.msg === 'envoy.upstream_env: ignored envoyproxy/ratelimit environment variables');
@@ -110,6 +120,13 @@ describe('sluice serve reads an envoyproxy/ratelimit env block', () => {
     // NEAR_LIMIT_RATIO 0.5 of 4: bob's 3rd and 4th hits (ann had 1, below it).
     expect(await metric(sidecar, 'sluice_envoy_near_limit_total', 'domain="api"', 'rule="user"')).toBe(2);
     expect(await metric(sidecar, 'sluice_envoy_hits_total', 'domain="api"', 'rule="user"')).toBe(6);
+  });
+
+  it('TRACING_ENABLED: each call is a span, sent to OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, from upstream’s service name', async () => {
+    const { traceId, parentId, header } = traceparent();
+    await client.shouldRateLimit('api', [desc('user', 'cy')], 0, { traceparent: header });
+    const call = await waitFor('the call’s span', 20_000, async () => collector.spans.find((span) => span.traceId === traceId && span.name === 'ShouldRateLimit Execution'));
+    expect(call).toMatchObject({ parentSpanId: parentId, attributes: { domain: 'api' }, resource: { 'service.name': 'RateLimit', 'service.namespace': 'edge' } });
   });
 
   it('LOG_LEVEL applies when SLUICE_LOG_LEVEL is unset: a SIGHUP reload logs at debug', async () => {

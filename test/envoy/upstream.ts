@@ -27,7 +27,7 @@ export interface Served {
 
 export interface World {
   backend: Backend;
-  /** The config directory every sidecar of the block serves. */
+  /** The config directory every sidecar of the block serves; empty when the config comes from xDS. */
   dir: string;
   /** Null on the memory store. */
   redis: RedisProcess | null;
@@ -36,17 +36,21 @@ export interface World {
 }
 
 /**
- * What a sidecar of a block adds to its policy: lines of the `envoy:` section (`quota_mode:
- * true`), and settings of `envoy.lease` beside `enabled`, which the backend decides (`ttl: 30s`).
+/**
+ * Lines a sidecar adds to the policy's `envoy:` section (`quota_mode: true`), or a function that
+ * gives them when the sidecar starts.
  */
-export type SidecarSpec = string[] | { envoy: string[]; lease: string };
+type EnvoyLines = string[] | (() => string[]);
+
+/** What a sidecar of a block adds to its policy: `envoy:` lines, or those and settings of `envoy.lease` beside `enabled`, which the backend decides (`ttl: 30s`). */
+export type SidecarSpec = EnvoyLines | { envoy: EnvoyLines; lease: string };
 
 /**
- * A describe block per backend. Its sidecars serve `files` from one config directory, one
- * sidecar per entry of `sidecars`: its name, and what it adds to the policy. On Redis, the
- * sidecars of a block share one redis-server.
+ * A describe block per backend. Its sidecars serve `files` from one config directory (none when
+ * null: the lines say where the config comes from), one sidecar per entry of `sidecars`: its
+ * name, and what it adds to the policy. On Redis, the sidecars of a block share one redis-server.
  */
-export function onEveryBackend(title: string, files: Record<string, string>, sidecars: Record<string, SidecarSpec>, body: (world: World) => void): void {
+export function onEveryBackend(title: string, files: Record<string, string> | null, sidecars: Record<string, SidecarSpec>, body: (world: World) => void): void {
   describe.each(BACKENDS)(`${title}, on $name`, (backend) => {
     const running = new Map<string, Served>();
     const world: World = {
@@ -60,12 +64,12 @@ export function onEveryBackend(title: string, files: Record<string, string>, sid
       },
     };
     beforeAll(async () => {
-      world.dir = configDir(files);
+      world.dir = files ? configDir(files) : '';
       if (backend.redis) world.redis = await startRedis();
       const env: Record<string, string> = world.redis ? { SLUICE_REDIS_URL: world.redis.url } : {};
       for (const [name, spec] of Object.entries(sidecars)) {
-        const { envoy, lease } = Array.isArray(spec) ? { envoy: spec, lease: '' } : spec;
-        const sidecar = await startSidecar(policyOf(world.dir, backend, envoy, lease), env);
+        const { envoy, lease } = Array.isArray(spec) || typeof spec === 'function' ? { envoy: spec, lease: '' } : spec;
+        const sidecar = await startSidecar(policyOf(world.dir, backend, typeof envoy === 'function' ? envoy() : envoy, lease), env);
         running.set(name, { sidecar, client: connectEnvoy(sidecar.address) });
       }
     });
@@ -78,10 +82,10 @@ export function onEveryBackend(title: string, files: Record<string, string>, sid
   });
 }
 
-/** A policy serving `dir` on this backend. (A generous store timeout: the test machines are small and shared.) */
+/** A policy serving `dir` (no config_dir when empty) on this backend. (A generous store timeout: the test machines are small and shared.) */
 export function policyOf(dir: string, backend: Backend, envoyLines: string[] = [], lease = ''): string {
   const leaseLine = `  lease: { enabled: ${backend.leases}${lease ? `, ${lease}` : ''} }`;
-  return ['store:', '  timeout: 5s', 'envoy:', `  config_dir: ${dir}`, leaseLine, ...envoyLines.map((line) => `  ${line}`), ''].join('\n');
+  return ['store:', '  timeout: 5s', 'envoy:', ...(dir ? [`  config_dir: ${dir}`] : []), leaseLine, ...envoyLines.map((line) => `  ${line}`), ''].join('\n');
 }
 
 /**

@@ -67,6 +67,7 @@ describe('an error that is no store failure', () => {
       metrics,
       admission,
       warn: (obj, msg) => warned.push({ obj, msg }),
+      tracing: null,
     });
     client = connect(server.address);
   });
