@@ -6,6 +6,7 @@ import { Decider } from './decide/decider.js';
 import { Metrics } from './admin/metrics.js';
 import { createAdminServer, listenAdmin } from './admin/admin-server.js';
 import { drainGrpcServer, setEnvoyServing, startGrpcServer } from './grpc/grpc-server.js';
+import { startEnvoyHttp, type EnvoyHttp } from './grpc/envoy-http.js';
 import { MemoryStore } from './store/memory/memory-store.js';
 import { RedisStore } from './store/redis/redis-store.js';
 import type { Store } from './store/store.js';
@@ -35,6 +36,8 @@ export const MAX_PERMITS = 100_000;
 export interface Sidecar {
   address: string;
   adminAddress: string | null;
+  /** Where upstream's HTTP port (envoy.http_listen) is served; null when it is not. */
+  httpAddress: string | null;
   /** Reads the policy file again soon (SIGHUP), once for a burst of calls; nothing without a file. */
   reloadPolicy(): void;
   /** Drains gRPC (in-flight calls finish within the grace period), then closes the store. */
@@ -44,7 +47,7 @@ export interface Sidecar {
 /** An address the sidecar cannot listen on: which server's, as the policy gives it, and why. */
 export class ListenError extends Error {
   constructor(
-    readonly server: 'grpc' | 'admin',
+    readonly server: 'grpc' | 'admin' | 'http',
     readonly address: string,
     /** The system's code: EADDRINUSE, EACCES, EADDRNOTAVAIL, ENOTFOUND... */
     readonly code: string | undefined,
@@ -208,6 +211,7 @@ export async function startSidecar(policy: Policy, log: Logger, source: PolicySo
   };
 
   let admin: HttpServer | null = null;
+  let http: EnvoyHttp | null = null;
   let grpc;
   try {
     grpc = await listening(
@@ -237,6 +241,26 @@ export async function startSidecar(policy: Policy, log: Logger, source: PolicySo
     };
     // Started once its changes reach the server: a config that comes sooner would not.
     envoy?.start();
+    const httpListen = policy.envoy?.httpListen;
+    if (httpListen && envoy && envoyStats) {
+      http = await listening(
+        'http',
+        httpListen,
+        startEnvoyHttp(httpListen, {
+          decider: active,
+          config: () => envoy.current,
+          metrics,
+          stats: envoyStats,
+          admission,
+          warn,
+          // Spans are for gRPC calls; /json is not traced.
+          tracing: null,
+          // What grpc.health.v1 says of `ratelimit`.
+          healthy: () => !draining && envoyReady(),
+        }),
+      );
+    }
+    const envoyHttp = http;
     let adminAddress: string | null = null;
     if (policy.server.admin) {
       admin = createAdminServer({
@@ -252,14 +276,18 @@ export async function startSidecar(policy: Policy, log: Logger, source: PolicySo
     return {
       address: running.address,
       adminAddress,
+      httpAddress: envoyHttp?.address ?? null,
       reloadPolicy: () => reloader?.requestReload(),
       async stop() {
         serving = false;
         draining = true;
-        const drained = drainGrpcServer(running, policy.server.shutdownGraceMs);
+        // The HTTP port answers until its /json under way are answered: /healthcheck with 500
+        // meanwhile, a new /json with 503.
+        const drained = Promise.all([drainGrpcServer(running, policy.server.shutdownGraceMs), envoyHttp?.drain(policy.server.shutdownGraceMs)]);
         // Waiting calls are answered now (they leave their lines), not cut when the grace ends.
         active.waiters?.close();
         await drained;
+        envoyHttp?.close();
         stopTimers();
         // Scrapes and probes cut short are harmless; a kept-alive one must not hold the exit up.
         admin?.close();
@@ -272,6 +300,7 @@ export async function startSidecar(policy: Policy, log: Logger, source: PolicySo
   } catch (err) {
     grpc?.listener.close();
     grpc?.server.forceShutdown();
+    http?.close();
     admin?.close();
     stopTimers();
     await active.close();

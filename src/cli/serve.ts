@@ -74,7 +74,13 @@ export async function serve(args: string[]): Promise<number> {
   });
   // Said once the signals are handled: whoever waits for it may stop the sidecar at once.
   log.info(
-    { address: sidecar.address, admin: sidecar.adminAddress, policy: policyFile, store: policy.store.redis ? 'redis' : 'memory' },
+    {
+      address: sidecar.address,
+      admin: sidecar.adminAddress,
+      ...(sidecar.httpAddress ? { http: sidecar.httpAddress } : {}),
+      policy: policyFile,
+      store: policy.store.redis ? 'redis' : 'memory',
+    },
     'listening',
   );
   // For a person at a terminal; stdout stays JSON lines for whatever collects them.
@@ -85,10 +91,11 @@ export async function serve(args: string[]): Promise<number> {
 }
 
 /** Where each server's address is set, and what to call it. */
-const SETTINGS = {
+const SETTINGS: Record<ListenError['server'], { name: string; variable: string | null; key: string; orOff: string }> = {
   grpc: { name: 'gRPC', variable: 'SLUICE_LISTEN', key: 'server.listen', orOff: '' },
   admin: { name: 'admin HTTP', variable: 'SLUICE_ADMIN', key: 'server.admin', orOff: ' (or to off)' },
-} as const;
+  http: { name: 'Envoy HTTP', variable: null, key: 'envoy.http_listen', orOff: ' (or remove it)' },
+};
 
 const REASONS: Record<string, string> = {
   EADDRINUSE: 'is in use',
@@ -102,7 +109,8 @@ function listenProblem(err: ListenError, policyFile: string): string {
   const setting = SETTINGS[err.server];
   const reason = REASONS[err.code ?? ''] ?? `cannot be listened on (${err.cause.message})`;
   // The variable wins over the file, so it is the one to change when it is set.
-  const where = process.env[setting.variable] ? setting.variable : `${setting.variable}, or ${setting.key} in ${policyFile},`;
+  const inFile = `${setting.key} in ${policyFile}`;
+  const where = !setting.variable ? inFile : process.env[setting.variable] ? setting.variable : `${setting.variable}, or ${inFile},`;
   return `sluice: ${err.address} (${setting.name}) ${reason}: set ${where} to another address${setting.orOff}`;
 }
 

@@ -159,6 +159,8 @@ export interface EnvoyOptions {
   requireDomains: boolean;
   /** A domain in several files is one domain: each file's top-level descriptors added to it, in file order. */
   mergeDomains: boolean;
+  /** Where upstream's HTTP port (/json, /healthcheck) is served; null: it is not. */
+  httpListen: string | null;
   lease: LeaseSettings;
   /** What was read from upstream's environment variables; null unless upstream_env is true. */
   upstreamEnv: UpstreamEnvReport | null;
@@ -188,6 +190,8 @@ export type { HostPort };
 /** Where the Redis store's data lives. */
 export type RedisTopology =
   | { kind: 'standalone'; node: HostPort; db: number }
+  /** One server on this host, through its Unix socket (database 0). */
+  | { kind: 'socket'; path: string }
   /** The master the sentinels name; `username`/`password` are the sentinels' own AUTH. */
   | { kind: 'sentinel'; master: string; sentinels: HostPort[]; username: string | null; password: string | null }
   /** Seed nodes; the rest of the cluster is discovered from them. */
@@ -199,8 +203,12 @@ export interface RedisTls {
   cert: string | null;
   key: string | null;
   serverName: string | null;
-  /** False only with insecure_skip_verify: any certificate is accepted. */
-  verify: boolean;
+  /**
+   * What is checked of the server's certificate: that a trusted CA signed it and that it names the
+   * server ('full'); the signature only ('chain', skip_hostname_verification); or nothing
+   * ('none', insecure_skip_verify, which wins over the other).
+   */
+  verify: 'full' | 'chain' | 'none';
 }
 
 export interface RedisConfig {
@@ -268,6 +276,7 @@ function compileEnvoy(envoy: EnvoyFile, placeOf: PlaceOf, upstreamEnv: UpstreamE
     nearLimitRatio: envoy.near_limit_ratio,
     requireDomains: envoy.require_domains,
     mergeDomains: envoy.merge_domains,
+    httpListen: envoy.http_listen ?? null,
     lease: compileLease(envoy.lease),
     upstreamEnv: envoy.upstream_env ? upstreamEnv : null,
     xds: envoy.xds ? compileXds(envoy.xds) : null,
@@ -296,6 +305,8 @@ function compileRedis(redis: RedisFile): RedisConfig {
   const url = redis.url;
   if (url) {
     topology = { kind: 'standalone', node: { host: url.host, port: url.port }, db: url.db };
+  } else if (redis.socket) {
+    topology = { kind: 'socket', path: redis.socket };
   } else if (redis.sentinel) {
     const sentinel = redis.sentinel;
     topology = {
@@ -308,7 +319,7 @@ function compileRedis(redis: RedisFile): RedisConfig {
   } else if (redis.cluster) {
     topology = { kind: 'cluster', nodes: redis.cluster.nodes };
   } else {
-    throw new Error('store.redis: no url, sentinel or cluster (the schema lets none through)');
+    throw new Error('store.redis: no url, socket, sentinel or cluster (the schema lets none through)');
   }
   const tls = redis.tls;
   const username = redis.username ?? url?.username ?? null;
@@ -324,7 +335,7 @@ function compileRedis(redis: RedisFile): RedisConfig {
             cert: tls?.cert_file ?? null,
             key: tls?.key_file ?? null,
             serverName: tls?.server_name ?? null,
-            verify: !(tls?.insecure_skip_verify ?? false),
+            verify: tls?.insecure_skip_verify ? 'none' : tls?.skip_hostname_verification ? 'chain' : 'full',
           }
         : null,
     prefix: redis.prefix,

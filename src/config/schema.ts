@@ -347,13 +347,16 @@ const tls = strictObject({
   cert_file: certificateFile.optional(),
   key_file: keyFile.optional(),
   server_name: z.string().min(1, { error: 'expected a host name' }).optional(),
+  skip_hostname_verification: z.boolean({ error: 'expected true or false' }).default(false),
   insecure_skip_verify: z.boolean({ error: 'expected true or false' }).default(false),
 });
 
-const TOPOLOGIES = ['url', 'sentinel', 'cluster'] as const;
+const TOPOLOGIES = ['url', 'socket', 'sentinel', 'cluster'] as const;
 
 const redis = strictObject({
   url: redisUrl.optional(),
+  // A Unix socket of one server on this host (redis.conf unixsocket), database 0.
+  socket: z.string({ error: 'expected the path of a Unix socket' }).regex(/^\//, { error: 'expected an absolute path of a Unix socket' }).optional(),
   sentinel: sentinel.optional(),
   cluster: cluster.optional(),
   username: secret.optional(),
@@ -374,9 +377,12 @@ const redis = strictObject({
         path: [],
         message:
           given.length === 0
-            ? 'expected one of url, sentinel or cluster'
-            : `expected exactly one of url, sentinel or cluster, found ${given.join(' and ')}`,
+            ? 'expected one of url, socket, sentinel or cluster'
+            : `expected exactly one of url, socket, sentinel or cluster, found ${given.join(' and ')}`,
       });
+    }
+    if (redis.socket !== undefined && redis.tls !== undefined) {
+      ctx.addIssue({ code: 'custom', params: NOT_ECHOED, path: ['tls'], message: 'a Unix socket carries no TLS: give tls with url, sentinel or cluster' });
     }
     if (redis.password !== undefined && redis.password_file !== undefined) {
       ctx.addIssue({ code: 'custom', params: NOT_ECHOED, path: ['password_file'], message: 'give password or password_file, not both' });
@@ -437,6 +443,9 @@ const responseHeaderNames = strictObject({
   .default(RESPONSE_HEADER_DEFAULTS);
 
 const RATIO_HINT = 'expected a number from 0 to 1';
+
+const HTTP_LISTEN_HINT = 'expected host:port, or :port (every interface)';
+const httpListen = z.string({ error: HTTP_LISTEN_HINT }).refine((text) => !text.startsWith('unix:') && isListenAddress(text), { error: HTTP_LISTEN_HINT });
 
 // envoy.xds: the Envoy config from an xDS management server (ADS, state of the world) instead of
 // config_dir. Read by src/grpc/xds-client.ts; the resources are checked as config files are.
@@ -516,6 +525,8 @@ const envoy = strictObject({
   merge_domains: flag.default(false),
   /** Read upstream's environment variables (SHADOW_MODE, REDIS_URL, ...) over this file's settings. */
   upstream_env: flag.default(false),
+  /** Upstream's HTTP port (HOST, PORT): POST /json and GET /healthcheck. Absent: not served. */
+  http_listen: httpListen.optional(),
   /** Leases for Envoy traffic, as a resource's `lease:`. */
   lease,
 }).superRefine((envoy, ctx) => {

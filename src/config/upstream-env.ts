@@ -2,8 +2,8 @@
 // With `envoy.upstream_env: true` sluice reads them too, so that an existing Deployment's env
 // block works unchanged: each variable that sluice has an equivalent for becomes that setting,
 // over what the policy file says; each one set that sluice has no use for is reported once at
-// start, with why; and the few whose meaning sluice cannot keep (a TLS server, memcached,
-// Redis over a unix socket) stop the start, instead of being dropped without a word.
+// start, with why; and the few whose meaning sluice cannot keep (memcached) stop the start,
+// instead of being dropped without a word.
 //
 // Values are read as upstream reads them: booleans as Go's strconv.ParseBool, durations as Go's
 // time.ParseDuration, and an empty value as unset.
@@ -39,6 +39,7 @@ export interface UpstreamEnvResult {
 const DEFAULT_RUNTIME_ROOT = '/srv/runtime_data/current';
 const DEFAULT_RUNTIME_APPDIRECTORY = 'config';
 const DEFAULT_PROMETHEUS_ADDR = ':9090';
+const DEFAULT_HTTP_LISTEN = ':8080';
 const DEFAULT_LISTEN = '127.0.0.1:50051';
 
 const NO_STATSD = 'sluice exports Prometheus metrics on server.admin at /metrics; it sends no StatsD';
@@ -61,8 +62,6 @@ const NO_LOCAL_CACHE =
  * upstream's.
  */
 export const IGNORED: Readonly<Record<string, string>> = {
-  HOST: 'upstream’s HTTP port (/json, /healthcheck): sluice has no JSON API; probes go to server.admin (/healthz, /readyz)',
-  PORT: 'upstream’s HTTP port (/json, /healthcheck): sluice has no JSON API; probes go to server.admin (/healthz, /readyz)',
   DEBUG_HOST: 'upstream’s debug port (pprof, /rlconfig): sluice has none',
   DEBUG_PORT: 'upstream’s debug port (pprof, /rlconfig): sluice has none',
   GRPC_SERVER_TLS_CERT: 'read only with GRPC_SERVER_USE_TLS=true, which stops the start',
@@ -138,6 +137,8 @@ export const MAPPED: readonly string[] = [
   'HEALTHY_WITH_AT_LEAST_ONE_CONFIG_LOADED',
   'LOCAL_CACHE_SIZE_IN_BYTES',
   'MERGE_DOMAIN_CONFIG',
+  'HOST',
+  'PORT',
   'RUNTIME_ROOT',
   'RUNTIME_SUBDIRECTORY',
   'RUNTIME_APPDIRECTORY',
@@ -232,6 +233,16 @@ function readEnvoySettings(r: Reading): void {
     if (!/^[+-]?\d+$/.test(cacheSize)) r.refuse('LOCAL_CACHE_SIZE_IN_BYTES', `expected a whole number of bytes, not ${JSON.stringify(cacheSize)}`);
     else if (/[1-9]/.test(cacheSize)) r.set(['envoy', 'lease', 'enabled'], true, 'LOCAL_CACHE_SIZE_IN_BYTES');
     else r.ignore('LOCAL_CACHE_SIZE_IN_BYTES', NO_LOCAL_CACHE);
+  }
+  // Upstream's HTTP port, served when either is set. Each replaces its part of the file's
+  // http_listen; a part neither gives is upstream's (every interface, 8080), as for
+  // USE_PROMETHEUS: the port is where the kubelet's probes reach it, from outside the pod.
+  const host = r.value('HOST');
+  const port = r.value('PORT');
+  if (host !== undefined || port !== undefined) {
+    const current = r.at(['envoy', 'http_listen']);
+    const from = ['HOST', 'PORT'].filter((name) => r.value(name) !== undefined);
+    r.set(['envoy', 'http_listen'], withHostPort(typeof current === 'string' ? current : DEFAULT_HTTP_LISTEN, host, port), ...from);
   }
 
   const configType = r.value('CONFIG_TYPE')?.toUpperCase() ?? 'FILE';
@@ -347,9 +358,7 @@ function readServer(r: Reading): void {
     // Each replaces its part of server.listen: upstream's default host is 0.0.0.0, sluice's stays
     // 127.0.0.1 unless GRPC_HOST says otherwise.
     const current = typeof r.at(['server', 'listen']) === 'string' && !String(r.at(['server', 'listen'])).startsWith('unix:') ? String(r.at(['server', 'listen'])) : DEFAULT_LISTEN;
-    const colon = current.lastIndexOf(':');
-    const hostPart = host === undefined ? current.slice(0, colon) : host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
-    r.set(['server', 'listen'], `${hostPart}:${port ?? current.slice(colon + 1)}`, ...['GRPC_HOST', 'GRPC_PORT'].filter((name) => r.value(name) !== undefined));
+    r.set(['server', 'listen'], withHostPort(current, host, port), ...['GRPC_HOST', 'GRPC_PORT'].filter((name) => r.value(name) !== undefined));
   }
   for (const [name, key] of [
     ['GRPC_MAX_CONNECTION_AGE', 'connection_max_age'],
@@ -429,7 +438,7 @@ function readRedis(r: Reading, url: string): void {
   const type = (r.value('REDIS_TYPE') ?? 'single').toLowerCase();
   const tls = r.boolValue('REDIS_TLS') ?? false;
   const file = r.at(['store', 'redis']);
-  const { url: _url, sentinel: _sentinel, cluster: _cluster, ...kept } = isObject(file) ? file : {};
+  const { url: _url, socket: _socket, sentinel: _sentinel, cluster: _cluster, ...kept } = isObject(file) ? file : {};
   const redis: Record<string, unknown> = kept;
   const from = ['REDIS_URL'];
   if (r.value('REDIS_TYPE') !== undefined) from.push('REDIS_TYPE');
@@ -437,15 +446,18 @@ function readRedis(r: Reading, url: string): void {
   if (type === 'single') {
     // radix dials REDIS_SOCKET_TYPE ("unix" unless set) at REDIS_URL.
     const socket = (r.value('REDIS_SOCKET_TYPE') ?? 'unix').toLowerCase();
-    if (socket !== 'tcp') {
-      r.refuse(
-        'REDIS_SOCKET_TYPE',
-        `${r.value('REDIS_SOCKET_TYPE') ?? 'unset (upstream’s default, unix)'}: sluice reaches Redis over TCP only; set REDIS_SOCKET_TYPE=tcp with REDIS_URL=host:port`,
-      );
+    if (socket !== 'tcp' && socket !== 'unix') {
+      r.refuse('REDIS_SOCKET_TYPE', `expected tcp or unix, not ${JSON.stringify(r.value('REDIS_SOCKET_TYPE'))}`);
       return;
     }
     if (r.value('REDIS_SOCKET_TYPE') !== undefined) from.push('REDIS_SOCKET_TYPE');
-    redis.url = /^rediss?:\/\//.test(url) ? url : `${tls ? 'rediss' : 'redis'}://${url}`;
+    if (socket === 'unix' && !url.startsWith('/')) {
+      const given = r.value('REDIS_SOCKET_TYPE') === undefined ? 'REDIS_SOCKET_TYPE is unset, and upstream’s default is unix' : 'REDIS_SOCKET_TYPE is unix';
+      r.refuse('REDIS_URL', `expected the absolute path of a Unix socket (${given}); for host:port, set REDIS_SOCKET_TYPE=tcp`);
+      return;
+    }
+    if (socket === 'unix') redis.socket = url;
+    else redis.url = /^rediss?:\/\//.test(url) ? url : `${tls ? 'rediss' : 'redis'}://${url}`;
   } else if (type === 'sentinel') {
     const [master, ...sentinels] = nodes(url.split(','));
     if (sentinels.length === 0) {
@@ -485,14 +497,13 @@ function readRedis(r: Reading, url: string): void {
       section[key] = path;
       from.push(name);
     }
+    const skipHostname = r.boolValue('REDIS_TLS_SKIP_HOSTNAME_VERIFICATION');
+    if (skipHostname !== undefined) {
+      section.skip_hostname_verification = skipHostname;
+      from.push('REDIS_TLS_SKIP_HOSTNAME_VERIFICATION');
+    }
     redis.tls = section;
     from.push('REDIS_TLS');
-    if (r.boolValue('REDIS_TLS_SKIP_HOSTNAME_VERIFICATION')) {
-      r.refuse(
-        'REDIS_TLS_SKIP_HOSTNAME_VERIFICATION',
-        'sluice checks the certificate and its name, or (store.redis.tls.insecure_skip_verify in the policy file) neither; set store.redis.tls.server_name to the name the certificate carries',
-      );
-    }
   } else {
     for (const [name] of tlsFiles) if (r.value(name) !== undefined) r.ignore(name, 'read only with REDIS_TLS=true');
     if (r.value('REDIS_TLS') !== undefined) r.same('REDIS_TLS', 'no TLS towards Redis');
@@ -546,6 +557,13 @@ function readTracing(r: Reading): void {
 /** Go's strconv.ParseFloat of a decimal or exponent form; undefined when it is not one. */
 function parseGoFloat(text: string): number | undefined {
   return /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(text) ? Number(text) : undefined;
+}
+
+/** `host:port` with the host, the port or both replaced (an IPv6 host in brackets). */
+function withHostPort(current: string, host: string | undefined, port: string | undefined): string {
+  const colon = current.lastIndexOf(':');
+  const hostPart = host === undefined ? current.slice(0, colon) : host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
+  return `${hostPart}:${port ?? current.slice(colon + 1)}`;
 }
 
 /** upstream's "user:password" or "password". */

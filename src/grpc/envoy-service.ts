@@ -39,7 +39,7 @@ export interface EnvoyServiceContext {
 }
 
 /** RateLimitRequest as proto-loader decodes it (keepCase, longs as Number, enums as String). */
-interface WireRequest {
+export interface WireRequest {
   domain: string;
   descriptors: WireDescriptor[];
   hits_addend: number;
@@ -51,35 +51,38 @@ interface WireDescriptor {
   hits_addend: { value: number } | null;
 }
 
-type WireResponse = ReturnType<typeof toResponse>;
+/** RateLimitResponse as a handler answers it (proto-loader's shape). */
+export type WireResponse = ReturnType<typeof toResponse>;
+
+/**
+ * ShouldRateLimit from a decoded request to the response, for every transport that carries it
+ * (gRPC, and the HTTP port's /json): the same checks, the same admission, the same limiter.
+ * Rejects with what statusOf turns into the caller's status.
+ */
+export function envoyDecisions(ctx: EnvoyServiceContext): (wire: WireRequest) => Promise<WireResponse> {
+  const hooks: LimiterHooks = { decided: (resource, decision) => ctx.metrics.decided(resource, decision), warn: ctx.warn, ...(ctx.stats ? { stats: ctx.stats } : {}) };
+  return async (wire) => {
+    const config = ctx.config();
+    if (!config) {
+      throw new RequestError(status.FAILED_PRECONDITION, 'Envoy rate limiting is not configured: add envoy: { config_dir: PATH } to the policy file');
+    }
+    const request = parseRequest(wire);
+    if (!ctx.admission.tryEnter()) throw ctx.admission.refuse();
+    try {
+      return toResponse(await shouldRateLimit(ctx.decider, config, request, hooks));
+    } finally {
+      ctx.admission.leave();
+    }
+  };
+}
 
 export function envoyService(ctx: EnvoyServiceContext): UntypedServiceImplementation {
-  const hooks: LimiterHooks = { decided: (resource, decision) => ctx.metrics.decided(resource, decision), warn: ctx.warn, ...(ctx.stats ? { stats: ctx.stats } : {}) };
+  const decide = envoyDecisions(ctx);
   const answer = (call: ServerUnaryCall<WireRequest, WireResponse>, callback: sendUnaryData<WireResponse>): void => {
-    const config = ctx.config();
-    let request: EnvoyRequest;
-    try {
-      if (!config) {
-        throw new RequestError(
-          status.FAILED_PRECONDITION,
-          'Envoy rate limiting is not configured: add envoy: { config_dir: PATH } to the policy file',
-        );
-      }
-      request = parseRequest(call.request);
-    } catch (err) {
-      callback(toStatus(err, ctx));
-      return;
-    }
-    if (!ctx.admission.tryEnter()) {
-      callback(toStatus(ctx.admission.refuse(), ctx));
-      return;
-    }
-    shouldRateLimit(ctx.decider, config, request, hooks)
-      .then(
-        (answer) => callback(null, toResponse(answer)),
-        (err) => callback(toStatus(err, ctx)),
-      )
-      .finally(() => ctx.admission.leave());
+    decide(call.request).then(
+      (response) => callback(null, response),
+      (err) => callback(statusOf(err, ctx)),
+    );
   };
   return {
     ShouldRateLimit(call: ServerUnaryCall<WireRequest, WireResponse>, callback: sendUnaryData<WireResponse>) {
@@ -170,7 +173,8 @@ function structValueOf(value: MetadataValue): unknown {
   return { structValue: structOf(value) };
 }
 
-function toStatus(err: unknown, ctx: EnvoyServiceContext): { code: status; details: string } {
+/** The gRPC status of a request that envoyDecisions refused or could not decide (counted, and logged where it is sluice's). */
+export function statusOf(err: unknown, ctx: Pick<EnvoyServiceContext, 'metrics' | 'warn'>): { code: status; details: string } {
   if (err instanceof RequestError) {
     ctx.metrics.rejected(err.code);
     return { code: err.code, details: err.message };

@@ -9,6 +9,7 @@ import { ReflectionService } from '@grpc/reflection';
 import { servedPackage, serviceOf } from './proto.js';
 import { CALL_OPTIONS } from './server-options.js';
 import { sluiceService, type ServiceContext } from './sluice-service.js';
+import { decodedInHandler } from './undecodable.js';
 import { ENVOY_SERVICE, envoyService } from './envoy-service.js';
 import type { EnvoyConfig } from '../envoy/config.js';
 import type { EnvoyStats } from '../envoy/stats.js';
@@ -64,7 +65,8 @@ export async function startGrpcServer(listen: string, limits: ConnectionLimits, 
     'grpc.keepalive_time_ms': limits.keepaliveMs,
     'grpc.keepalive_timeout_ms': limits.keepaliveTimeoutMs,
   });
-  server.addService(serviceOf(servedPackage, SLUICE_SERVICE), sluiceService(ctx));
+  // A stream's bad message ends it through the handler, which is still writing answers.
+  server.addService(decodedInHandler(serviceOf(servedPackage, SLUICE_SERVICE), 'AcquireStream'), sluiceService(ctx));
   server.addService(
     serviceOf(servedPackage, ENVOY_SERVICE),
     envoyService({

@@ -1,6 +1,8 @@
 // Loads the .proto contracts at run time: proto/ is the only source of message shapes.
+import { join } from 'node:path';
 import { loadPackageDefinition, type GrpcObject, type ServiceDefinition } from '@grpc/grpc-js';
 import { loadSync, type Options, type PackageDefinition } from '@grpc/proto-loader';
+import protobuf, { type Type } from 'protobufjs';
 import { protoDir } from '../paths.js';
 
 export const LOADER_OPTIONS: Options = {
@@ -27,3 +29,19 @@ export function serviceOf(pkg: PackageDefinition, name: string): ServiceDefiniti
   if (!node?.service) throw new Error(`no service ${name} in the loaded protos`);
   return node.service as ServiceDefinition;
 }
+
+/**
+ * The Envoy RLS messages as protobufjs types, for their JSON mapping (envoy.http_listen's /json).
+ * Loaded as proto-loader loads them: the same files, field names as written.
+ */
+export const envoyMessages = (() => {
+  const root = new protobuf.Root();
+  // google/protobuf/* never reach this: protobufjs has them built in.
+  root.resolvePath = (_origin, target) => join(protoDir, target);
+  root.loadSync('envoy/service/ratelimit/v3/rls.proto', { keepCase: true });
+  root.resolveAll();
+  return {
+    request: root.lookupType('envoy.service.ratelimit.v3.RateLimitRequest') as Type,
+    response: root.lookupType('envoy.service.ratelimit.v3.RateLimitResponse') as Type,
+  };
+})();

@@ -9,6 +9,7 @@ import { Overloaded, type Admission } from '../guard/admission.js';
 import { isStoreFailure, StoreUnavailable } from '../guard/store-unavailable.js';
 import { WaitRefused } from '../wait/waiters.js';
 import { internal, RequestError } from './request-error.js';
+import { Undecodable } from './undecodable.js';
 import type { ScopeLook } from '../store/store.js';
 import type { Tracing } from '../trace/tracing.js';
 import { parseAcquire, parseInspect, parseRelease, type WireAcquireRequest, type WireDuration, type WireInspectRequest, type WireReleaseRequest } from './validate.js';
@@ -227,8 +228,14 @@ export function sluiceService(ctx: ServiceContext): UntypedServiceImplementation
       };
       // Requests of the stream that wait leave their lines when it is cancelled.
       let gone: AbortController | null = null;
-      call.on('data', (req: WireAcquireRequest) => {
+      // Its messages are decoded with decodedInHandler (see grpc-server.ts).
+      call.on('data', (req: WireAcquireRequest | Undecodable) => {
         if (failure) return;
+        if (req instanceof Undecodable) {
+          fail(req.error, '');
+          finish();
+          return;
+        }
         let input: AcquireInput;
         try {
           input = parseAcquire(req, ctx.resources());

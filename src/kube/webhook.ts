@@ -5,6 +5,7 @@ import { createServer, type Server } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import { boundConnections, CLIENT_TIMEOUT_MS, listenAdmin, STALLED_CLIENT_OPTIONS } from '../admin/admin-server.js';
+import { readBody } from '../admin/request-body.js';
 import type { KeyPair } from './certificates.js';
 import type { InjectorOptions } from './inject.js';
 import { answerReview } from './review.js';
@@ -86,42 +87,23 @@ function handle(req: IncomingMessage, res: ServerResponse, ready: () => boolean,
   const namespaceOptedIn = ROUTES[path];
   if (namespaceOptedIn === undefined) return void text(404, 'not found');
   if (req.method !== 'POST') return void text(405, 'method not allowed: POST an AdmissionReview', { allow: 'POST' });
-  const chunks: Buffer[] = [];
-  let size = 0;
-  let refused = false;
-  // What this request holds of the shared budget goes back once, however the request ends.
-  const release = () => {
-    budget.free += size;
-    size = 0;
-    chunks.length = 0;
-  };
-  req.once('close', release);
-  const refuse = (status: number, message: string, body: string) => {
-    refused = true;
-    log.info({ bytes: Math.max(size, Number(req.headers['content-length'] ?? 0)) }, message);
-    release();
-    res.writeHead(status, { 'content-type': 'text/plain', connection: 'close' }).end(`${body}\n`);
-    req.resume();
-  };
-  const tooLarge = () => refuse(413, 'not injected: review too large', `an AdmissionReview over ${MAX_BODY_BYTES} bytes is not a pod sluice injects`);
-  if (Number(req.headers['content-length'] ?? 0) > MAX_BODY_BYTES) return tooLarge();
-  req.on('data', (chunk: Buffer) => {
-    if (refused) return;
-    if (size + chunk.length > MAX_BODY_BYTES) return tooLarge();
-    if (chunk.length > budget.free) return refuse(503, 'not injected: too many review bytes being read at once', 'busy: too many reviews being read; try again');
-    size += chunk.length;
-    budget.free -= chunk.length;
-    chunks.push(chunk);
-  });
-  req.on('end', () => {
-    if (refused) return;
-    const body = Buffer.concat(chunks).toString('utf8');
-    release();
-    const answer = answerReview(body, namespaceOptedIn, options);
-    log.info(
-      { namespace: answer.namespace, pod: answer.pod, injected: answer.injected, ...(answer.reason ? { reason: answer.reason } : {}) },
-      answer.injected ? 'injected' : 'not injected',
-    );
-    res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(answer.review));
-  });
+  readBody(
+    req,
+    res,
+    { maxBytes: MAX_BODY_BYTES, budget },
+    (body) => {
+      const answer = answerReview(body.toString('utf8'), namespaceOptedIn, options);
+      log.info(
+        { namespace: answer.namespace, pod: answer.pod, injected: answer.injected, ...(answer.reason ? { reason: answer.reason } : {}) },
+        answer.injected ? 'injected' : 'not injected',
+      );
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(answer.review));
+    },
+    ({ status, bytes }) => {
+      const tooLarge = status === 413;
+      log.info({ bytes }, tooLarge ? 'not injected: review too large' : 'not injected: too many review bytes being read at once');
+      const body = tooLarge ? `an AdmissionReview over ${MAX_BODY_BYTES} bytes is not a pod sluice injects` : 'busy: too many reviews being read; try again';
+      res.writeHead(status, { 'content-type': 'text/plain', connection: 'close' }).end(`${body}\n`);
+    },
+  );
 }

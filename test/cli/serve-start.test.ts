@@ -3,8 +3,9 @@
 // while logs collected from a pipe stay JSON lines only.
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -43,6 +44,12 @@ describe('an address already in use', () => {
   it('for admin HTTP, once gRPC listens: the admin variable, or off; the process still exits', async () => {
     const exit = await runCli(['serve', '--config', writePolicy(POLICY)], { SLUICE_LISTEN: '127.0.0.1:0', SLUICE_ADMIN: address });
     expect(exit).toMatchObject({ code: 1, stderr: `sluice: ${address} (admin HTTP) is in use: set SLUICE_ADMIN to another address (or to off)\n` });
+  });
+
+  it('for the Envoy HTTP port, once gRPC listens: envoy.http_listen in the policy file, or remove it', async () => {
+    const policy = writePolicy(`envoy:\n  config_dir: ${mkdtempSync(join(tmpdir(), 'sluice-envoy-'))}\n  http_listen: "${address}"\n`);
+    const exit = await runCli(['serve', '--config', policy], { SLUICE_LISTEN: '127.0.0.1:0', SLUICE_ADMIN: 'off' });
+    expect(exit).toMatchObject({ code: 1, stderr: `sluice: ${address} (Envoy HTTP) is in use: set envoy.http_listen in ${policy} to another address (or remove it)\n` });
   });
 });
 

@@ -214,7 +214,7 @@ describe('store.redis', () => {
 
   it('rediss:// turns TLS on, verifying against the system CAs', () => {
     const redis = redisOf(withRedis('url: rediss://redis.internal:6380'));
-    expect(redis.tls).toEqual({ ca: null, cert: null, key: null, serverName: null, verify: true });
+    expect(redis.tls).toEqual({ ca: null, cert: null, key: null, serverName: null, verify: 'full' });
     expect(redis.topology).toEqual({ kind: 'standalone', node: { host: 'redis.internal', port: 6380 }, db: 0 });
   });
 
@@ -227,7 +227,7 @@ describe('store.redis', () => {
         `tls: { ca_file: ${caFile}, cert_file: ${certFile}, key_file: ${keyFile}, server_name: redis.internal }`,
       ),
     );
-    expect(redis.tls).toEqual({ ca: CERT, cert: CERT, key: KEY, serverName: 'redis.internal', verify: true });
+    expect(redis.tls).toEqual({ ca: CERT, cert: CERT, key: KEY, serverName: 'redis.internal', verify: 'full' });
     // The password file's trailing newline is not part of the password.
     expect(redis.username).toBe('sluice');
     expect(redis.password).toBe('s3cret:/@');
@@ -238,8 +238,13 @@ describe('store.redis', () => {
     expect(problems(`store:\n  redis: { url: redis://h:1, expiry_jitter: 2d }\n${VALID}`).join('\n')).toMatch(/store\.redis\.expiry_jitter .*expected at most 1d/);
   });
 
-  it('insecure_skip_verify turns verification off', () => {
-    expect(redisOf(withRedis('url: rediss://h:1', 'tls: { insecure_skip_verify: true }')).tls?.verify).toBe(false);
+  it('skip_hostname_verification checks the chain only; insecure_skip_verify turns verification off, and wins', () => {
+    expect(redisOf(withRedis('url: rediss://h:1', 'tls: { skip_hostname_verification: true }')).tls?.verify).toBe('chain');
+    expect(redisOf(withRedis('url: rediss://h:1', 'tls: { insecure_skip_verify: true }')).tls?.verify).toBe('none');
+    expect(redisOf(withRedis('url: rediss://h:1', 'tls: { insecure_skip_verify: true, skip_hostname_verification: true }')).tls?.verify).toBe('none');
+    expect(problems(withRedis('url: rediss://h:1', 'tls: { skip_hostname_verification: "yes" }'))).toEqual([
+      expect.stringMatching(/^store\.redis\.tls\.skip_hostname_verification \(line 4, column \d+\): .*expected true or false/),
+    ]);
   });
 
   it('sentinel: the master name, the sentinels, their own auth, and the data nodes\' auth', () => {
@@ -307,11 +312,17 @@ describe('store.redis', () => {
     expect(redis.prefix).toBe('rl');
   });
 
-  it('exactly one of url, sentinel and cluster', () => {
+  it('exactly one of url, socket, sentinel and cluster', () => {
     expect(problems(withRedis('url: redis://h:1', 'cluster: { nodes: [h:7000] }'))).toEqual([
-      'store.redis (line 3, column 5): expected exactly one of url, sentinel or cluster, found url and cluster',
+      'store.redis (line 3, column 5): expected exactly one of url, socket, sentinel or cluster, found url and cluster',
     ]);
-    expect(problems(withRedis('prefix: rl'))).toEqual(['store.redis (line 3, column 5): expected one of url, sentinel or cluster']);
+    expect(problems(withRedis('prefix: rl'))).toEqual(['store.redis (line 3, column 5): expected one of url, socket, sentinel or cluster']);
+  });
+
+  it('socket: a Unix socket by its absolute path, without TLS', () => {
+    expect(redisOf(withRedis('socket: /run/redis/redis.sock', 'password: pw')).topology).toEqual({ kind: 'socket', path: '/run/redis/redis.sock' });
+    expect(problems(withRedis('socket: redis.sock'))).toEqual([expect.stringMatching(/^store\.redis\.socket .*expected an absolute path of a Unix socket$/)]);
+    expect(problems(withRedis('socket: /run/redis.sock', 'tls: {}'))).toEqual([expect.stringMatching(/^store\.redis\.tls .*a Unix socket carries no TLS/)]);
   });
 
   it('a cluster or sentinel needs nodes, each host:port', () => {
@@ -385,7 +396,7 @@ describe('store.redis', () => {
     expect(problems(withRedis('url: redis://h:1', 'password: 12345'))).toEqual(['store.redis.password (line 4, column 15): expected a string']);
     // An unknown key is placed at the key.
     expect(problems(withRedis('url: redis://h:1', 'tls: { ca: x }', 'sentinels: []'))).toEqual([
-      'store.redis.tls (line 4, column 12): unknown key "ca" (known keys: ca_file, cert_file, key_file, server_name, insecure_skip_verify)',
+      'store.redis.tls (line 4, column 12): unknown key "ca" (known keys: ca_file, cert_file, key_file, server_name, skip_hostname_verification, insecure_skip_verify)',
       'store.redis (line 5, column 5): unknown key "sentinels" (did you mean sentinel?)',
     ]);
     expect(problems(withRedis('cluster: { nodes: [h:1], name: x }'))).toEqual(['store.redis.cluster (line 3, column 30): unknown key "name" (known keys: nodes)']);

@@ -261,6 +261,19 @@ describe('the server', () => {
     expect(uds.envoy!.upstreamEnv!.ignored).toContainEqual({ name: 'GRPC_PORT', reason: 'GRPC_UDS is set: sluice listens on the socket, as upstream does' });
   });
 
+  it('HOST and PORT serve upstream’s HTTP port on envoy.http_listen, each replacing its part; a part neither gives is upstream’s (every interface, 8080)', () => {
+    expect(load({}).envoy!.httpListen).toBeNull();
+    expect(load({ PORT: '8080' }).envoy!.httpListen).toBe(':8080');
+    expect(load({ HOST: '127.0.0.1' }).envoy!.httpListen).toBe('127.0.0.1:8080');
+    expect(load({ HOST: '::1', PORT: '9000' }).envoy!.httpListen).toBe('[::1]:9000');
+    expect(load({ PORT: '9000' }, `${POLICY}  http_listen: 127.0.0.1:7000\n`).envoy!.httpListen).toBe('127.0.0.1:9000');
+    expect(load({ HOST: '0.0.0.0', PORT: '8080' }).envoy!.upstreamEnv!.applied).toEqual([
+      { name: 'HOST', setting: 'envoy.http_listen' },
+      { name: 'PORT', setting: 'envoy.http_listen' },
+    ]);
+    expect(problems({ PORT: 'eighty' })).toEqual(['envoy.http_listen (from PORT): ":eighty": expected host:port, or :port (every interface)']);
+  });
+
   it('SLUICE_LISTEN and SLUICE_ADMIN still win', () => {
     const policy = load({ GRPC_PORT: '8081', USE_PROMETHEUS: 'true', SLUICE_LISTEN: '127.0.0.1:9000', SLUICE_ADMIN: 'off' });
     expect(policy.server).toMatchObject({ listen: '127.0.0.1:9000', admin: null });
@@ -341,7 +354,17 @@ describe('the store', () => {
 
   it('REDIS_TLS with REDIS_TLS_CACERT', () => {
     const policy = load({ REDIS_SOCKET_TYPE: 'tcp', REDIS_URL: 'redis:6379', REDIS_TLS: 'true', REDIS_TLS_CACERT: pem });
-    expect(policy.store.redis!.tls).toMatchObject({ ca: expect.stringContaining('BEGIN CERTIFICATE'), verify: true });
+    expect(policy.store.redis!.tls).toMatchObject({ ca: expect.stringContaining('BEGIN CERTIFICATE'), verify: 'full' });
+  });
+
+  it('REDIS_TLS_SKIP_HOSTNAME_VERIFICATION: the chain is still checked, the name is not; false checks both, over the file', () => {
+    const env = { REDIS_SOCKET_TYPE: 'tcp', REDIS_URL: 'redis:6379', REDIS_TLS: 'true', REDIS_TLS_CACERT: pem };
+    const skipping = load({ ...env, REDIS_TLS_SKIP_HOSTNAME_VERIFICATION: 'true' });
+    expect(skipping.store.redis!.tls).toMatchObject({ ca: expect.stringContaining('BEGIN CERTIFICATE'), verify: 'chain' });
+    expect(skipping.envoy!.upstreamEnv!.applied).toContainEqual({ name: 'REDIS_TLS_SKIP_HOSTNAME_VERIFICATION', setting: 'store.redis' });
+    const file = `store:\n  redis: { url: redis://old:6379, tls: { skip_hostname_verification: true } }\n${POLICY}`;
+    expect(load({ ...env, REDIS_TLS_SKIP_HOSTNAME_VERIFICATION: 'False' }, file).store.redis!.tls!.verify).toBe('full');
+    expect(problems({ ...env, REDIS_TLS_SKIP_HOSTNAME_VERIFICATION: 'yes' })).toEqual([expect.stringMatching(/^REDIS_TLS_SKIP_HOSTNAME_VERIFICATION .*expected true or false/)]);
   });
 
   it('REDIS_TYPE sentinel (master, then sentinels) with REDIS_SENTINEL_AUTH, and cluster', () => {
@@ -365,14 +388,17 @@ describe('the store', () => {
     expect(policy.store.redis!.topology).toMatchObject({ node: { host: 'sluice' } });
   });
 
-  it('stops the load where sluice cannot keep the meaning: a unix socket, memcached, hostname-only TLS checks', () => {
-    expect(problems({ REDIS_URL: '/var/run/nutcracker/ratelimit.sock' })).toEqual([
-      expect.stringMatching(/^REDIS_SOCKET_TYPE .*unset \(upstream’s default, unix\): sluice reaches Redis over TCP only/),
+  it('REDIS_SOCKET_TYPE unix (upstream’s default) reads REDIS_URL as the path of a Unix socket', () => {
+    expect(load({ REDIS_URL: '/var/run/nutcracker/ratelimit.sock' }).store.redis!.topology).toEqual({ kind: 'socket', path: '/var/run/nutcracker/ratelimit.sock' });
+    expect(load({ REDIS_SOCKET_TYPE: 'unix', REDIS_URL: '/run/redis.sock', REDIS_AUTH: 'pw' }).store.redis).toMatchObject({ topology: { kind: 'socket', path: '/run/redis.sock' }, password: 'pw' });
+    expect(problems({ REDIS_URL: 'redis:6379' })).toEqual([
+      expect.stringMatching(/^REDIS_URL .*expected the absolute path of a Unix socket \(REDIS_SOCKET_TYPE is unset, and upstream’s default is unix\); for host:port, set REDIS_SOCKET_TYPE=tcp$/),
     ]);
+    expect(problems({ REDIS_SOCKET_TYPE: 'udp', REDIS_URL: 'redis:6379' })).toEqual([expect.stringMatching(/^REDIS_SOCKET_TYPE .*expected tcp or unix, not "udp"$/)]);
+  });
+
+  it('stops the load where sluice cannot keep the meaning: memcached', () => {
     expect(problems({ BACKEND_TYPE: 'memcache', MEMCACHE_HOST_PORT: 'm:11211' })).toEqual([expect.stringMatching(/^BACKEND_TYPE .*memcache is not supported/)]);
-    expect(problems({ REDIS_SOCKET_TYPE: 'tcp', REDIS_URL: 'r:6379', REDIS_TLS: 'true', REDIS_TLS_SKIP_HOSTNAME_VERIFICATION: 'true' })).toEqual([
-      expect.stringMatching(/^REDIS_TLS_SKIP_HOSTNAME_VERIFICATION .*server_name/),
-    ]);
     expect(problems({ REDIS_TYPE: 'sentinel', REDIS_URL: 'mymaster' })).toEqual([expect.stringMatching(/^REDIS_URL .*the master name and then the sentinels/)]);
   });
 

@@ -111,6 +111,16 @@ resources:
     ]);
   });
 
+  it('http_listen: upstream’s HTTP port, host:port or :port, off unless given', () => {
+    const dir = configDir({ 'api.yaml': GOOD });
+    expect(parsePolicy(`envoy:\n  config_dir: ${dir}\n`, 'policy.yaml').envoy!.httpListen).toBeNull();
+    expect(parsePolicy(`envoy:\n  config_dir: ${dir}\n  http_listen: 127.0.0.1:8080\n`, 'policy.yaml').envoy!.httpListen).toBe('127.0.0.1:8080');
+    expect(parsePolicy(`envoy:\n  config_dir: ${dir}\n  http_listen: ":8080"\n`, 'policy.yaml').envoy!.httpListen).toBe(':8080');
+    for (const bad of ['unix:/run/ratelimit.sock', '8080', '127.0.0.1:70000']) {
+      expect(problems(`envoy:\n  config_dir: ${dir}\n  http_listen: "${bad}"\n`)).toEqual([`envoy.http_listen (line 3, column 16): "${bad}": expected host:port, or :port (every interface)`]);
+    }
+  });
+
   it('without an envoy section, resources are still required', () => {
     expect(problems('store: {}\n')).toEqual(['resources: required (a list of resources, unless there is an envoy section)']);
     expect(problems('resources: []\n')).toEqual([expect.stringMatching(/^resources .*expected at least one resource$/)]);

@@ -24,6 +24,7 @@ export function options(overrides: Partial<EnvoyOptions> = {}): EnvoyOptions {
     nearLimitRatio: 0.8,
     requireDomains: false,
     mergeDomains: false,
+    httpListen: null,
     lease: { enabled: true, maxFraction: 0.1, ttlMs: 1_000 },
     upstreamEnv: null,
     xds: null,

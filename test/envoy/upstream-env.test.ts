@@ -1,5 +1,5 @@
 // `sluice serve` with envoy.upstream_env, its environment an envoyproxy/ratelimit Deployment's
-// env block: the real process reads the variables (address, config directory, Redis, key prefix,
+// env block: the real process reads the variables (addresses, config directory, Redis, key prefix,
 // shadow mode, header names, near-limit ratio, log level, tracing), says once what it applied and
 // what it ignored, and refuses to start on one whose meaning it cannot keep.
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
@@ -35,6 +35,7 @@ const POLICY = 'store:\n  timeout: 5s\nenvoy:\n  upstream_env: true\n  lease: { 
 describe('sluice serve reads an envoyproxy/ratelimit env block', () => {
   const world = useRedis();
   let port: number;
+  let httpPort: number;
   let sidecar: SidecarProcess;
   let client: EnvoyClient;
   let collector: OtlpReceiver;
@@ -42,12 +43,15 @@ describe('sluice serve reads an envoyproxy/ratelimit env block', () => {
   beforeAll(async () => {
     port = await freePort();
     collector = await startOtlpReceiver();
+    httpPort = await freePort();
     sidecar = await startSidecar(POLICY, {
       // The test harness's own overrides are cleared, so upstream's address and log level apply.
       SLUICE_LISTEN: '',
       SLUICE_LOG_LEVEL: '',
       GRPC_HOST: '127.0.0.1',
       GRPC_PORT: String(port),
+      HOST: '127.0.0.1',
+      PORT: String(httpPort),
       LOG_LEVEL: 'debug',
       RUNTIME_ROOT: runtimeRoot(),
       RUNTIME_SUBDIRECTORY: 'ratelimit',
@@ -84,6 +88,7 @@ describe('sluice serve reads an envoyproxy/ratelimit env block', () => {
     expect(applied[0]!.applied).toEqual(
       expect.arrayContaining([
         { name: 'GRPC_PORT', setting: 'server.listen' },
+        { name: 'PORT', setting: 'envoy.http_listen' },
         { name: 'RUNTIME_SUBDIRECTORY', setting: 'envoy.config_dir' },
         { name: 'REDIS_URL', setting: 'store.redis' },
         { name: 'CACHE_KEY_PREFIX', setting: 'store.redis.prefix' },
@@ -134,6 +139,16 @@ describe('sluice serve reads an envoyproxy/ratelimit env block', () => {
     sidecar.child.kill('SIGHUP');
     const line = await waitFor('the debug line of the reload', 20_000, async () => sidecar.logs.slice(before).find((l) => l.msg === 'policy unchanged'));
     expect(line).toMatchObject({ level: 20, trigger: 'SIGHUP' });
+  });
+
+  it('serves upstream’s HTTP port on HOST:PORT: /healthcheck, and /json on the same budgets as gRPC', async () => {
+    expect(sidecar.listening.http).toBe(`127.0.0.1:${httpPort}`);
+    const healthcheck = await fetch(`http://127.0.0.1:${httpPort}/healthcheck`);
+    expect([healthcheck.status, await healthcheck.text()]).toEqual([200, 'OK']);
+    const json = await fetch(`http://127.0.0.1:${httpPort}/json`, { method: 'POST', body: JSON.stringify({ domain: 'api', descriptors: [{ entries: [{ key: 'user', value: 'cat' }] }] }) });
+    expect(json.status).toBe(200);
+    expect((await json.json()).statuses[0]).toMatchObject({ code: 'OK', currentLimit: { requestsPerUnit: 4, unit: 'HOUR' }, limitRemaining: 3 });
+    expect((await client.shouldRateLimit('api', [desc('user', 'cat')])).statuses[0]!.limit_remaining).toBe(2);
   });
 });
 

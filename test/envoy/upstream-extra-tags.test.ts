@@ -7,9 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { metric, startSidecar, type SidecarProcess } from '../support/sidecar.js';
 import { connectEnvoy, desc, type EnvoyClient } from './client.js';
 import { configDir, waitForLog } from './support.js';
-import { UPSTREAM_INTEGRATION_FILES } from './upstream-files.js';
-
-const { 'reload.yaml': _reload, ...CONFIG } = UPSTREAM_INTEGRATION_FILES;
+import { BASIC_CONFIG_FILES } from './upstream-basic-config.js';
 
 describe('upstream test/integration/integration_test.go, EXTRA_TAGS', () => {
   let sidecar: SidecarProcess;
@@ -17,7 +15,7 @@ describe('upstream test/integration/integration_test.go, EXTRA_TAGS', () => {
   let dir: string;
 
   beforeAll(async () => {
-    dir = configDir(CONFIG);
+    dir = configDir(BASIC_CONFIG_FILES);
     sidecar = await startSidecar(`envoy:\n  upstream_env: true\n  config_dir: ${dir}\n`, { EXTRA_TAGS: 'foo:bar,a:b' });
     client = connectEnvoy(sidecar.address);
   });

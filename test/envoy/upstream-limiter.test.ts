@@ -18,7 +18,7 @@ import { commandCalls } from '../../bench/redis-stats.js';
 import { secondsToWindowEnd, type Unit } from '../../src/envoy/units.js';
 import { metric } from '../support/sidecar.js';
 import { desc, type EnvoyClient, type WireDescriptor, type WireResponse, type WireStatus } from './client.js';
-import { hits, inOneWindow, onEveryBackend } from './upstream.js';
+import { hits, inOneWindow, onEveryBackend, statusLine as line } from './upstream.js';
 
 const limit = (key: string, value: string, rpu: number, unit: string, extra = '') => `  - { key: ${key}, value: ${value},${extra} rate_limit: { unit: ${unit}, requests_per_unit: ${rpu} } }`;
 
@@ -83,8 +83,6 @@ descriptors:
   ].join('\n'),
 };
 
-/** A status as one line: code, requests_per_unit/unit (or -), limit_remaining. */
-const line = (s: WireStatus) => `${s.code} ${s.current_limit ? `${s.current_limit.requests_per_unit}/${s.current_limit.unit}` : '-'} ${s.limit_remaining}`;
 
 /** A request timed from both sides, so that its duration_until_reset can be checked against the window's end. */
 async function timed(call: () => Promise<WireResponse>): Promise<WireResponse & { before: number; after: number }> {

@@ -9,9 +9,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { metric, startSidecar } from '../support/sidecar.js';
-import { desc, type EnvoyClient, type WireStatus } from './client.js';
+import { desc, type EnvoyClient } from './client.js';
 import { healthOf, watchHealth } from './support.js';
-import { inOneWindow, onEveryBackend } from './upstream.js';
+import { inOneWindow, onEveryBackend, statusLine as line } from './upstream.js';
 
 const LIMITED_AND_UNLIMITED = (domain: string) => `
 domain: ${domain}
@@ -43,9 +43,6 @@ const SIDECARS = {
   headers: ['response_headers: true'],
   custom: ['response_headers: true', 'response_header_names: { limit: A-Ratelimit-Limit, remaining: A-Ratelimit-Remaining, reset: A-Ratelimit-Reset }'],
 };
-
-/** A status as one line: code, requests_per_unit/unit (or -), limit_remaining. */
-const line = (s: WireStatus) => `${s.code} ${s.current_limit ? `${s.current_limit.requests_per_unit}/${s.current_limit.unit}` : '-'} ${s.limit_remaining}`;
 
 onEveryBackend('upstream test/service/ratelimit_test.go, deployment settings', FILES, SIDECARS, (world) => {
   /** Spends `n` of a descriptor's budget. */

@@ -10,8 +10,8 @@ import { startSidecar, type SidecarProcess } from '../support/sidecar.js';
 import { makeTlsFiles, type TlsFiles } from '../support/tls.js';
 import { connectEnvoy, desc, type EnvoyClient } from './client.js';
 import { healthOf, waitForLog, watchHealth } from './support.js';
-import { onEveryBackend } from './upstream.js';
-import { expectBasicConfigAnswers, line } from './upstream-answers.js';
+import { onEveryBackend, statusLine as line } from './upstream.js';
+import { basicConfigAnswers } from './upstream-basic-config.js';
 import { startXdsServer, type RateLimitConfigObject, type XdsServer } from './xds-server.js';
 import { RATE_LIMIT_CONFIG_TYPE } from '../../src/envoy/xds-config.js';
 
@@ -66,7 +66,7 @@ describe('upstream test/integration/xds_sotw_integration_test.go', () => {
     it('TestXdsProviderBasicConfig/WithoutPerSecondRedis', async () => {
       expect(await waitForLog(world.served('sidecar').sidecar, 'envoy config reloaded', 0)).toMatchObject({ version: '1', domains: ['another', 'basic'] });
       expect(await server.waitForRequest(isAck('1'))).toMatchObject({ type_url: RATE_LIMIT_CONFIG_TYPE, node: { id: NODE } });
-      await expectBasicConfigAnswers(client());
+      await basicConfigAnswers(client());
     });
 
     it('TestXdsProviderBasicConfigReload/ReloadConfigWithXdsServer', async () => {

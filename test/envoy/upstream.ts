@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe } from 'vitest';
 import { startRedis, type RedisProcess } from '../support/redis-server.js';
 import { startSidecar, type SidecarProcess } from '../support/sidecar.js';
 import { UNIT_SECONDS, type Unit } from '../../src/envoy/units.js';
-import { connectEnvoy, type EnvoyClient, type WireDescriptor } from './client.js';
+import { connectEnvoy, type EnvoyClient, type WireDescriptor, type WireStatus } from './client.js';
 import { configDir } from './support.js';
 
 export interface Backend {
@@ -102,4 +102,9 @@ export async function inOneWindow(unit: Unit, marginMs: number): Promise<void> {
 /** A descriptor with its own hits_addend. */
 export function hits(descriptor: WireDescriptor, value: number): WireDescriptor {
   return { ...descriptor, hits_addend: { value } };
+}
+
+/** A status as one line: code, requests_per_unit/unit (or -), limit_remaining. */
+export function statusLine(s: WireStatus): string {
+  return `${s.code} ${s.current_limit ? `${s.current_limit.requests_per_unit}/${s.current_limit.unit}` : '-'} ${s.limit_remaining}`;
 }

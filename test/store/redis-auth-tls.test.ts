@@ -34,23 +34,26 @@ let password: RedisProcess;
 let acl: RedisProcess;
 let tlsServer: RedisProcess;
 let mtlsServer: RedisProcess;
+/** A TLS server whose certificate names redis.elsewhere.example, not the address it is reached at. */
+let otherNameServer: RedisProcess;
 
 beforeAll(async () => {
   tls = await makeTlsFiles();
   const serverTls = { certFile: tls.certFile, keyFile: tls.keyFile, caFile: tls.caFile };
-  [password, acl, tlsServer, mtlsServer] = await Promise.all([
+  [password, acl, tlsServer, mtlsServer, otherNameServer] = await Promise.all([
     startRedis([], { password: 'default-pw' }),
     // The default user has a password too, so only the ACL user's own credentials get in; the
     // user may touch sluice's keys and no others.
     startRedis([], { password: 'default-pw', users: ['sluice on >sluice-pw ~sluice:* &* +@all'] }),
     startRedis([], { tls: serverTls }),
     startRedis([], { tls: { ...serverTls, authClients: true } }),
+    startRedis([], { tls: { ...serverTls, certFile: tls.otherNameCertFile, keyFile: tls.otherNameKeyFile } }),
   ]);
 });
 
 afterAll(async () => {
   await Promise.all(stores.map((store) => store.close()));
-  await Promise.all([password, acl, tlsServer, mtlsServer].map((server) => server?.stop()));
+  await Promise.all([password, acl, tlsServer, mtlsServer, otherNameServer].map((server) => server?.stop()));
   tls?.remove();
 });
 
@@ -120,6 +123,16 @@ describe('TLS', () => {
   it('a CA that did not sign the server is not trusted either', async () => {
     await expectFailure(
       storeFor(`url: rediss://127.0.0.1:${tlsServer.port}`, `tls: { ca_file: ${tls.otherCaFile} }`),
+      /last connection error: (self-signed certificate in certificate chain|unable to verify)/,
+    );
+  });
+
+  it('skip_hostname_verification accepts a certificate for another name, still checking that the CA signed it', async () => {
+    const url = `url: rediss://127.0.0.1:${otherNameServer.port}`;
+    await checkLimit(storeFor(url, `tls: { ca_file: ${tls.caFile}, skip_hostname_verification: true }`));
+    await expectFailure(storeFor(url, `tls: { ca_file: ${tls.caFile} }`), /last connection error: Hostname\/IP does not match certificate's altnames/);
+    await expectFailure(
+      storeFor(url, `tls: { ca_file: ${tls.otherCaFile}, skip_hostname_verification: true }`),
       /last connection error: (self-signed certificate in certificate chain|unable to verify)/,
     );
   });

@@ -243,6 +243,7 @@ describe('Cluster over TLS (clients, replication and the cluster bus)', () => {
   let files: TlsFiles;
   let setup: ClusterSetup;
   let tlsStore: RedisStore;
+  const others: RedisStore[] = [];
   beforeAll(async () => {
     files = await makeTlsFiles();
     setup = await startCluster({ password: 'cluster-pw', tls: files });
@@ -250,7 +251,7 @@ describe('Cluster over TLS (clients, replication and the cluster bus)', () => {
     tlsStore = new RedisStore(parsePolicy(yaml, 'policy.yaml').store.redis!);
   });
   afterAll(async () => {
-    await tlsStore?.close();
+    await Promise.all([tlsStore, ...others].map((s) => s?.close()));
     await setup?.stop();
     files?.remove();
   });
@@ -270,5 +271,17 @@ describe('Cluster over TLS (clients, replication and the cluster bus)', () => {
       owners.add(owner.id);
     }
     for (const p of setup.processes) expect(p.url).toMatch(/^rediss:/);
+  });
+
+  it('skip_hostname_verification reaches the nodes under a name their certificates do not carry; without it they are refused', async () => {
+    const storeNamed = (...tls: string[]) => {
+      const yaml = `${clusterYaml(setup.nodes.slice(0, 1), `tls: { ca_file: ${files.caFile}, server_name: elsewhere.example${tls.map((t) => `, ${t}`).join('')} }`)}\nresources: [{ name: r, limits: [{ name: l, algorithm: fixed_window, rate: 1/s }] }]\n`;
+      const named = new RedisStore(parsePolicy(yaml, 'policy.yaml').store.redis!);
+      others.push(named);
+      return named;
+    };
+    await checkLimit(storeNamed('skip_hostname_verification: true'));
+    const res = testResource(['{ name: daily, algorithm: fixed_window, rate: 3/1d }']);
+    await expect(within(10_000, storeNamed().acquire(res, scopeOf(res, ['t']), 1, 'p'))).rejects.toThrow(/None of startup nodes|Connection is closed/);
   });
 });

@@ -140,4 +140,13 @@ describe('Sentinel over TLS (sentinels and data nodes alike)', () => {
     // ioredis does not keep the TLS reason of a sentinel connection; it says the sentinels are unreachable.
     await expect(within(10_000, bad.acquire(res, scopeOf(res, ['t']), 1, 'p'))).rejects.toThrow(/All sentinels are unreachable/);
   });
+
+  it('skip_hostname_verification reaches the sentinels and the master under a name their certificates do not carry; without it they are refused', async () => {
+    const named = sentinelStore('sentinel-pw', setup, `tls: { ca_file: ${files.caFile}, server_name: elsewhere.example, skip_hostname_verification: true }`);
+    const refused = sentinelStore('sentinel-pw', setup, `tls: { ca_file: ${files.caFile}, server_name: elsewhere.example }`);
+    extraStores.push(named, refused);
+    const res = testResource(['{ name: daily, algorithm: fixed_window, rate: 3/1d }']);
+    expect((await take(named, res, scopeOf(res, ['named']))).granted).toBe(true);
+    await expect(within(10_000, refused.acquire(res, scopeOf(res, ['t']), 1, 'p'))).rejects.toThrow(/All sentinels are unreachable/);
+  });
 });

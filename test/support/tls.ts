@@ -14,6 +14,9 @@ export interface TlsFiles {
   /** A server certificate for 127.0.0.1 and localhost, and its key. */
   certFile: string;
   keyFile: string;
+  /** A server certificate from the same CA for another name only (redis.elsewhere.example), and its key. */
+  otherNameCertFile: string;
+  otherNameKeyFile: string;
   /** A client certificate (for servers that ask for one), and its key. */
   clientCertFile: string;
   clientKeyFile: string;
@@ -47,6 +50,11 @@ export async function makeTlsFiles(): Promise<TlsFiles> {
       'localhost',
       'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth,clientAuth\n',
     );
+    await sign(
+      'other-name',
+      'redis.elsewhere.example',
+      'subjectAltName=DNS:redis.elsewhere.example\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n',
+    );
     await sign('client', 'sluice client', 'basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n');
   } catch (err) {
     rmSync(dir, { recursive: true, force: true });
@@ -57,6 +65,8 @@ export async function makeTlsFiles(): Promise<TlsFiles> {
     caFile: at('ca.crt'),
     certFile: at('server.crt'),
     keyFile: at('server.key'),
+    otherNameCertFile: at('other-name.crt'),
+    otherNameKeyFile: at('other-name.key'),
     clientCertFile: at('client.crt'),
     clientKeyFile: at('client.key'),
     otherCaFile: at('other-ca.crt'),

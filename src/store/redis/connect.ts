@@ -29,6 +29,8 @@ export function connectRedis(config: RedisConnection, extra: RedisOptions = {}):
   switch (topology.kind) {
     case 'standalone':
       return openRedis({ ...COMMON, ...auth, host: topology.node.host, port: topology.node.port, db: topology.db, ...extra });
+    case 'socket':
+      return openRedis({ ...COMMON, ...auth, path: topology.path, ...extra });
     case 'sentinel':
       return keepConnecting(openRedis({
         ...COMMON,
@@ -154,7 +156,7 @@ export function connectionFromUrl(url: string): RedisConnection {
     topology: { kind: 'standalone', node: { host: parsed.host, port: parsed.port }, db: parsed.db },
     username: parsed.username ?? null,
     password: parsed.password ?? null,
-    tls: parsed.tls ? { ca: null, cert: null, key: null, serverName: null, verify: true } : null,
+    tls: parsed.tls ? { ca: null, cert: null, key: null, serverName: null, verify: 'full' } : null,
   };
 }
 
@@ -164,9 +166,20 @@ function tlsOptions(tls: RedisTls): ConnectionOptions {
     ...(tls.cert !== null ? { cert: tls.cert } : {}),
     ...(tls.key !== null ? { key: tls.key } : {}),
     ...(tls.serverName !== null ? { servername: tls.serverName } : {}),
-    ...(tls.verify ? {} : { rejectUnauthorized: false, checkServerIdentity: () => undefined }),
+    ...VERIFY[tls.verify],
   };
 }
+
+/**
+ * Node checks a server's certificate in two steps: its chain, against the CAs (rejectUnauthorized,
+ * on by default), then its name, by checkServerIdentity. 'chain' keeps the first and skips only
+ * the second, for servers reached by a name their certificate does not carry.
+ */
+const VERIFY: Readonly<Record<RedisTls['verify'], ConnectionOptions>> = {
+  full: {},
+  chain: { checkServerIdentity: () => undefined },
+  none: { rejectUnauthorized: false, checkServerIdentity: () => undefined },
+};
 
 /** The extra options a cluster node connection may take (its address comes from the cluster). */
 function clusterNodeOptions(extra: RedisOptions): NonNullable<ClusterOptions['redisOptions']> {
