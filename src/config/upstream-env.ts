@@ -53,6 +53,8 @@ const NO_MEMCACHE = 'memcached is not supported (BACKEND_TYPE=memcache stops the
 const PIPELINE =
   'sluice sends the calls of one event-loop turn to a Redis server as one pipeline (on a Cluster, each call as it is made); there is nothing to set';
 const POOL = 'sluice sends every call over one connection per Redis node; there is no pool to size';
+const NO_LOCAL_CACHE =
+  '0 (upstream’s default: no local cache) leaves envoy.lease as the policy file says (on by default): leases serve grants as well as denials, and answer as Redis would';
 
 /**
  * Every variable of upstream's settings that sluice does not turn into a setting, with why. The
@@ -81,7 +83,6 @@ export const IGNORED: Readonly<Record<string, string>> = {
   RUNTIME_IGNOREDOTFILES: 'sluice always skips hidden files in config_dir (a ConfigMap’s ..data among them)',
   RUNTIME_WATCH_ROOT:
     'sluice watches config_dir itself: a write in it or a ConfigMap’s ..data swap reloads; a symlink swap above it (of RUNTIME_ROOT) is not seen',
-  LOCAL_CACHE_SIZE_IN_BYTES: 'sluice serves hot descriptors from leases (envoy.lease), which hold grants as well as denials',
   STOP_CACHE_KEY_INCREMENT_WHEN_OVERLIMIT: 'always so in sluice: a request over the limit takes nothing from any of its descriptors',
   REDIS_POOL_SIZE: POOL,
   REDIS_PIPELINE_WINDOW: PIPELINE,
@@ -130,6 +131,7 @@ export const MAPPED: readonly string[] = [
   'NEAR_LIMIT_RATIO',
   'RESPONSE_DYNAMIC_METADATA',
   'HEALTHY_WITH_AT_LEAST_ONE_CONFIG_LOADED',
+  'LOCAL_CACHE_SIZE_IN_BYTES',
   'MERGE_DOMAIN_CONFIG',
   'HOST',
   'PORT',
@@ -224,6 +226,14 @@ function readEnvoySettings(r: Reading): void {
   r.bool('RESPONSE_DYNAMIC_METADATA', (on) => r.set(['envoy', 'response_dynamic_metadata'], on, 'RESPONSE_DYNAMIC_METADATA'));
   r.bool('HEALTHY_WITH_AT_LEAST_ONE_CONFIG_LOADED', (on) => r.set(['envoy', 'require_domains'], on, 'HEALTHY_WITH_AT_LEAST_ONE_CONFIG_LOADED'));
   r.bool('MERGE_DOMAIN_CONFIG', (on) => r.set(['envoy', 'merge_domains'], on, 'MERGE_DOMAIN_CONFIG'));
+  const cacheSize = r.value('LOCAL_CACHE_SIZE_IN_BYTES');
+  if (cacheSize !== undefined) {
+    // Upstream keeps a local cache of keys over their limit when the size is not 0; a lease's
+    // standing denial is sluice's. 0, upstream's default, turns nothing off: leases serve grants too.
+    if (!/^[+-]?\d+$/.test(cacheSize)) r.refuse('LOCAL_CACHE_SIZE_IN_BYTES', `expected a whole number of bytes, not ${JSON.stringify(cacheSize)}`);
+    else if (/[1-9]/.test(cacheSize)) r.set(['envoy', 'lease', 'enabled'], true, 'LOCAL_CACHE_SIZE_IN_BYTES');
+    else r.ignore('LOCAL_CACHE_SIZE_IN_BYTES', NO_LOCAL_CACHE);
+  }
   // Upstream's HTTP port, served when either is set. Each replaces its part of the file's
   // http_listen; a part neither gives is upstream's (every interface, 8080), as for
   // USE_PROMETHEUS: the port is where the kubelet's probes reach it, from outside the pod.

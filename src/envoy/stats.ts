@@ -1,14 +1,16 @@
 // Per-rule statistics as envoyproxy/ratelimit keeps them (total_hits, over_limit, near_limit,
-// within_limit, shadow_mode per rule, and the service's global_shadow_mode), as Prometheus
-// counters labelled by domain and rule. The rule label is upstream's stat key without the domain
-// (`database_users`, `message_type_marketing.to_number`): never a descriptor value, unless the
-// rule sets detailed_metric or a level of it sets value_to_metric, and even then the number of
-// series is capped, so a caller sending endless values cannot grow the table.
+// within_limit, shadow_mode, over_limit_with_local_cache per rule, and the service's
+// global_shadow_mode), as Prometheus counters labelled by domain and rule. The rule label is
+// upstream's stat key without the domain (`database_users`, `message_type_marketing.to_number`):
+// never a descriptor value, unless the rule sets detailed_metric or a level of it sets
+// value_to_metric, and even then the number of series is capped, so a caller sending endless
+// values cannot grow the table.
 //
 // The counts follow upstream's arithmetic (src/limiter/base_limiter.go) on what sluice decided:
 // hits past the near_limit_ratio share of a limit are near_limit, hits past the limit are
 // over_limit. Since a denied request takes nothing in sluice, "used before this request" is what
-// the limit had used when it answered, on a denial and on a grant alike.
+// the limit had used when it answered, on a denial and on a grant alike. A denial the lease
+// answers without asking the store is upstream's local cache: every hit of it is over the limit.
 import { Counter, type Registry } from 'prom-client';
 import type { Decision } from '../decide/decision.js';
 import type { Rule } from './config.js';
@@ -39,6 +41,7 @@ export interface HitCounts {
   nearLimit: number;
   withinLimit: number;
   shadowMode: number;
+  overLimitWithLocalCache: number;
 }
 
 const STATS = [
@@ -47,6 +50,11 @@ const STATS = [
   ['nearLimit', 'sluice_envoy_near_limit_total', 'Hits past near_limit_ratio of the rule’s limit and within it (upstream: near_limit)'],
   ['withinLimit', 'sluice_envoy_within_limit_total', 'Hits of descriptors answered OK (upstream: within_limit)'],
   ['shadowMode', 'sluice_envoy_shadow_mode_total', 'Hits past the limit of a shadow_mode rule, answered OK (upstream: shadow_mode)'],
+  [
+    'overLimitWithLocalCache',
+    'sluice_envoy_over_limit_with_local_cache_total',
+    'Hits past the rule’s limit denied by this sidecar’s lease without a store call (upstream: over_limit_with_local_cache)',
+  ],
 ] as const satisfies readonly (readonly [keyof HitCounts, string, string])[];
 
 /** The label of a descriptor's rule: upstream's stat key, without values unless the rule asks for them. */
@@ -100,21 +108,25 @@ export interface Usage {
   /** The descriptor was over its limit (before any shadow mode let it through). */
   over: boolean;
   shadow: boolean;
+  /** Over its limit, told so without asking the store (upstream's local cache). */
+  local: boolean;
 }
 
 /** Upstream's arithmetic for one descriptor (its base limiter's GetResponseDescriptorStatus). */
-export function countHits({ limit, before, after, hits, over, shadow }: Usage, nearRatio: number): HitCounts {
+export function countHits({ limit, before, after, hits, over, shadow, local }: Usage, nearRatio: number): HitCounts {
   // Upstream works in float32 here; so does this, so the thresholds agree to the hit.
   const near = Math.floor(Math.fround(Math.fround(limit) * Math.fround(nearRatio)));
-  const counts: HitCounts = { totalHits: hits, overLimit: 0, nearLimit: 0, withinLimit: 0, shadowMode: 0 };
+  const counts: HitCounts = { totalHits: hits, overLimit: 0, nearLimit: 0, withinLimit: 0, shadowMode: 0, overLimitWithLocalCache: 0 };
   if (over) {
-    // The hits past the limit are over it; those between the near threshold and the limit are near.
-    if (before >= limit) {
+    // The hits past the limit are over it; those between the near threshold and the limit are
+    // near. Upstream's local cache answers without the count: all of its hits are over.
+    if (local || before >= limit) {
       counts.overLimit = hits;
     } else {
       counts.overLimit = after - limit;
       counts.nearLimit = limit - Math.max(near, before);
     }
+    if (local) counts.overLimitWithLocalCache = hits;
     if (shadow) counts.shadowMode = counts.overLimit;
   } else {
     counts.withinLimit = hits;
@@ -129,7 +141,8 @@ export function countDecision(decision: Decision, hits: number, shadow: boolean,
   const left = Math.max(0, Math.min(limit, Math.floor(decision.remaining)));
   // A grant's remaining is after it; a denial took nothing, so its remaining is before it.
   const before = decision.granted ? Math.max(0, limit - left - hits) : limit - left;
-  return countHits({ limit, before, after: before + hits, hits, over: !decision.granted, shadow }, nearRatio);
+  const local = !decision.granted && decision.decidedBy === 'LEASE';
+  return countHits({ limit, before, after: before + hits, hits, over: !decision.granted, shadow, local }, nearRatio);
 }
 
 /** The statistics table: bounded, read into Prometheus counters when scraped. */
@@ -199,7 +212,7 @@ export class EnvoyStats {
 
   /** A descriptor whose rule allows nothing (requests_per_unit 0). */
   blocked(label: StatLabel, hits: number, shadow: boolean): void {
-    this.add(label, countHits({ limit: 0, before: 0, after: hits, hits, over: true, shadow }, this.nearRatio));
+    this.add(label, countHits({ limit: 0, before: 0, after: hits, hits, over: true, shadow, local: false }, this.nearRatio));
   }
 
   configLoaded(applied: boolean): void {

@@ -168,7 +168,10 @@ export class Leases {
       if (holdsAny(state) && coveredWithHeld(state, cost, now)) return GIVE_BACK;
       // The store's retry_after is for the units it refused: a request needing more of some
       // limit fits later, by as much as only the store knows, so it is asked.
-      if (sumOfCosts(state.resource, cost) === sumOfCosts(state.resource, state.deniedNeed)) return this.standingDenial(state, now);
+      if (sumOfCosts(state.resource, cost) === sumOfCosts(state.resource, state.deniedNeed)) {
+        // Just denied to a take this request waited for: the store's answer. Later ones find it standing.
+        return this.denialOf(state, now, outcome === 'denied' ? 'STORE' : 'LEASE');
+      }
     }
     // A take denied for another cost, or for one that never fits: the store answers this request itself.
     if (outcome === 'denied') return null;
@@ -314,14 +317,19 @@ export class Leases {
     );
   }
 
-  private standingDenial(state: LeaseState, now: number): Decision {
+  /**
+   * The store's denial of the last take, to a request of the cost it was denied for: `STORE` to
+   * the requests that waited for that take, `LEASE` (a standing denial, no store call) to those
+   * that find it standing.
+   */
+  private denialOf(state: LeaseState, now: number, decidedBy: 'LEASE' | 'STORE'): Decision {
     const denial = state.denial!;
     const limit = state.resource.limits[denial.decider]!;
-    this.figures.served++;
+    if (decidedBy === 'LEASE') this.figures.served++;
     const retryAfterMs = Math.max(0, state.retryAt - now);
     return denied(
       limit,
-      'LEASE',
+      decidedBy,
       { remaining: denial.remaining, retryAfterMs, resetAfterMs: Math.max(0, state.resetAt - now), decidedAt: denial.now },
       denialReason(limit, denial.remaining, retryAfterMs, state.deniedNeed),
     );

@@ -127,10 +127,26 @@ describe('settings that change answers', () => {
     expect(file).toEqual({ envoy: { upstream_env: true } });
   });
 
+  it('LOCAL_CACHE_SIZE_IN_BYTES other than 0 turns envoy.lease on, over the file; the file’s other lease settings stay', () => {
+    const policy = load({ LOCAL_CACHE_SIZE_IN_BYTES: '1048576' }, `${POLICY}  lease: { enabled: false, ttl: 5s }\n`);
+    expect(policy.envoy!.lease).toEqual({ enabled: true, maxFraction: 0.1, ttlMs: 5_000 });
+    expect(policy.envoy!.upstreamEnv!.applied).toEqual([{ name: 'LOCAL_CACHE_SIZE_IN_BYTES', setting: 'envoy.lease.enabled' }]);
+    // Not 0 is on, as upstream makes its cache of any size but 0.
+    expect(load({ LOCAL_CACHE_SIZE_IN_BYTES: '-1' }, `${POLICY}  lease: { enabled: false }\n`).envoy!.lease.enabled).toBe(true);
+  });
+
+  it('LOCAL_CACHE_SIZE_IN_BYTES 0, upstream’s default, leaves envoy.lease as the file says, and says so', () => {
+    expect(load({ LOCAL_CACHE_SIZE_IN_BYTES: '0' }, `${POLICY}  lease: { enabled: false }\n`).envoy!.lease.enabled).toBe(false);
+    const report = load({ LOCAL_CACHE_SIZE_IN_BYTES: '0' }).envoy!.upstreamEnv!;
+    expect(report.applied).toEqual([]);
+    expect(report.ignored).toEqual([{ name: 'LOCAL_CACHE_SIZE_IN_BYTES', reason: expect.stringMatching(/^0 \(upstream’s default: no local cache\) leaves envoy\.lease as the policy file says/) }]);
+  });
+
   it('refuses values upstream would refuse, naming the variable', () => {
-    expect(problems({ SHADOW_MODE: 'yes', NEAR_LIMIT_RATIO: 'most' })).toEqual([
+    expect(problems({ SHADOW_MODE: 'yes', NEAR_LIMIT_RATIO: 'most', LOCAL_CACHE_SIZE_IN_BYTES: '1MiB' })).toEqual([
       'SHADOW_MODE (environment, read because envoy.upstream_env is true): expected true or false (1, t, T, TRUE, true, True, 0, f, F, FALSE, false, False), not "yes"',
       'NEAR_LIMIT_RATIO (environment, read because envoy.upstream_env is true): expected a number from 0 to 1, not "most"',
+      'LOCAL_CACHE_SIZE_IN_BYTES (environment, read because envoy.upstream_env is true): expected a whole number of bytes, not "1MiB"',
     ]);
   });
 
@@ -453,8 +469,8 @@ describe('the store', () => {
 
 describe('variables sluice has no use for', () => {
   it('are reported once each, with why; unset ones are not', () => {
-    const report = load({ USE_STATSD: 'true', STATSD_HOST: 'statsd', REDIS_POOL_SIZE: '20', LOCAL_CACHE_SIZE_IN_BYTES: '1048576' }).envoy!.upstreamEnv!;
-    expect(report.ignored.map((i) => i.name)).toEqual(['USE_STATSD', 'STATSD_HOST', 'LOCAL_CACHE_SIZE_IN_BYTES', 'REDIS_POOL_SIZE']);
+    const report = load({ USE_STATSD: 'true', STATSD_HOST: 'statsd', REDIS_POOL_SIZE: '20', STOP_CACHE_KEY_INCREMENT_WHEN_OVERLIMIT: 'true' }).envoy!.upstreamEnv!;
+    expect(report.ignored.map((i) => i.name)).toEqual(['USE_STATSD', 'STATSD_HOST', 'STOP_CACHE_KEY_INCREMENT_WHEN_OVERLIMIT', 'REDIS_POOL_SIZE']);
     expect(report.ignored[0]!.reason).toBe(IGNORED.USE_STATSD);
   });
 });

@@ -4,12 +4,12 @@
 // table's caps, read back as Prometheus exposes them.
 import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
-import type { Decision } from '../../src/decide/decision.js';
+import type { DecidedBy, Decision } from '../../src/decide/decision.js';
 import { matchRule, type Entry } from '../../src/envoy/match.js';
 import { countDecision, countHits, EnvoyStats, MAX_DETAILED_SERIES, MAX_SERIES, OTHER_RULE, OVERRIDE_RULE, statLabel, type HitCounts } from '../../src/envoy/stats.js';
 import { domainOf } from './support.js';
 
-const counts = (c: Partial<HitCounts>): HitCounts => ({ totalHits: 0, overLimit: 0, nearLimit: 0, withinLimit: 0, shadowMode: 0, ...c });
+const counts = (c: Partial<HitCounts>): HitCounts => ({ totalHits: 0, overLimit: 0, nearLimit: 0, withinLimit: 0, shadowMode: 0, overLimitWithLocalCache: 0, ...c });
 
 describe('countHits: upstream’s arithmetic', () => {
   // [upstream case, limit, used before, used after, hits, expected]
@@ -29,20 +29,28 @@ describe('countHits: upstream’s arithmetic', () => {
     ['TestNearLimit: 3 more to 30 of 10', 10, 27, 30, 3, false, counts({ totalHits: 3, overLimit: 3 })],
   ];
   it.each(cases)('%s', (_name, limit, before, after, hits, shadow, expected) => {
-    expect(countHits({ limit, before, after, hits, over: after > limit, shadow }, 0.8)).toEqual(expected);
+    expect(countHits({ limit, before, after, hits, over: after > limit, shadow, local: false }, 0.8)).toEqual(expected);
+  });
+
+  // Upstream's local cache answers without the count: every hit is over the limit, and counted as answered locally.
+  it.each([
+    ['TestGetResponseStatusOverLimitWithLocalCache', false, counts({ totalHits: 2, overLimit: 2, overLimitWithLocalCache: 2 })],
+    ['TestGetResponseStatusOverLimitWithLocalCacheShadowMode', true, counts({ totalHits: 2, overLimit: 2, overLimitWithLocalCache: 2, shadowMode: 2 })],
+  ] as const)('%s', (_name, shadow, expected) => {
+    expect(countHits({ limit: 5, before: 2, after: 6, hits: 2, over: true, shadow, local: true }, 0.8)).toEqual(expected);
   });
 
   it('the near threshold is floor(limit × ratio) in float32, as upstream computes it', () => {
     // 100 × 0.29 is 28.999999999999996 in float64 but 29 in float32: the 29th hit is not near yet.
-    expect(countHits({ limit: 100, before: 28, after: 29, hits: 1, over: false, shadow: false }, 0.29).nearLimit).toBe(0);
-    expect(countHits({ limit: 100, before: 29, after: 30, hits: 1, over: false, shadow: false }, 0.29).nearLimit).toBe(1);
-    expect(countHits({ limit: 10, before: 7, after: 8, hits: 1, over: false, shadow: false }, 1).nearLimit).toBe(0);
-    expect(countHits({ limit: 10, before: 0, after: 1, hits: 1, over: false, shadow: false }, 0).nearLimit).toBe(1);
+    expect(countHits({ limit: 100, before: 28, after: 29, hits: 1, over: false, shadow: false, local: false }, 0.29).nearLimit).toBe(0);
+    expect(countHits({ limit: 100, before: 29, after: 30, hits: 1, over: false, shadow: false, local: false }, 0.29).nearLimit).toBe(1);
+    expect(countHits({ limit: 10, before: 7, after: 8, hits: 1, over: false, shadow: false, local: false }, 1).nearLimit).toBe(0);
+    expect(countHits({ limit: 10, before: 0, after: 1, hits: 1, over: false, shadow: false, local: false }, 0).nearLimit).toBe(1);
   });
 });
 
 describe('countDecision: what sluice decided, in upstream’s figures', () => {
-  const decision = (granted: boolean, remaining: number, limit = 10): Decision => ({
+  const decision = (granted: boolean, remaining: number, limit = 10, decidedBy: DecidedBy = 'STORE'): Decision => ({
     granted,
     permitId: '',
     retryAfterMs: granted ? 0 : 1_000,
@@ -50,7 +58,7 @@ describe('countDecision: what sluice decided, in upstream’s figures', () => {
     limit,
     resetAfterMs: 1_000,
     limitName: 'fw_minute',
-    decidedBy: 'STORE',
+    decidedBy,
     reason: '',
     decidedAt: 0,
     waitedMs: 0,
@@ -67,7 +75,15 @@ describe('countDecision: what sluice decided, in upstream’s figures', () => {
     expect(countDecision(decision(false, 0), 1, true, 0.8)).toEqual(counts({ totalHits: 1, overLimit: 1, shadowMode: 1 }));
   });
 
+  it('a denial from a lease’s standing denial, without a store call, is upstream’s local cache: every hit over the limit', () => {
+    expect(countDecision(decision(false, 1, 10, 'LEASE'), 3, false, 0.8)).toEqual(counts({ totalHits: 3, overLimit: 3, overLimitWithLocalCache: 3 }));
+    expect(countDecision(decision(false, 0, 10, 'LEASE'), 2, true, 0.8)).toEqual(counts({ totalHits: 2, overLimit: 2, overLimitWithLocalCache: 2, shadowMode: 2 }));
+    // A lease's grant is counted as any grant.
+    expect(countDecision(decision(true, 5, 10, 'LEASE'), 2, false, 0.8)).toEqual(counts({ totalHits: 2, withinLimit: 2 }));
+  });
+
   it('a check (hits_addend 0) counts nothing', () => {
+    expect(countDecision(decision(false, 0, 10, 'LEASE'), 0, false, 0.8)).toEqual(counts({}));
     expect(countDecision(decision(true, 3), 0, false, 0.8)).toEqual(counts({}));
     expect(countDecision(decision(false, 0), 0, false, 0.8)).toEqual(counts({}));
   });
@@ -164,13 +180,15 @@ describe('EnvoyStats', () => {
     const stats = new EnvoyStats(registry, 0.8);
     const label = { domain: 'd', rule: 'user', detailed: false, coarse: 'user' };
     stats.decided(label, grant(1), 1, false);
+    stats.decided(label, { ...grant(0), granted: false, retryAfterMs: 1_000, decidedBy: 'LEASE' }, 2, false);
     stats.blocked({ domain: 'd', rule: 'ip_10.0.0.1', detailed: false, coarse: 'ip_10.0.0.1' }, 2, true);
     stats.shadowed();
-    expect(await read(registry, 'sluice_envoy_hits_total')).toEqual(['d user 1', 'd ip_10.0.0.1 2']);
+    expect(await read(registry, 'sluice_envoy_hits_total')).toEqual(['d user 3', 'd ip_10.0.0.1 2']);
     expect(await read(registry, 'sluice_envoy_near_limit_total')).toEqual(['d user 1', 'd ip_10.0.0.1 0']);
     expect(await read(registry, 'sluice_envoy_within_limit_total')).toEqual(['d user 1', 'd ip_10.0.0.1 0']);
-    expect(await read(registry, 'sluice_envoy_over_limit_total')).toEqual(['d user 0', 'd ip_10.0.0.1 2']);
+    expect(await read(registry, 'sluice_envoy_over_limit_total')).toEqual(['d user 2', 'd ip_10.0.0.1 2']);
     expect(await read(registry, 'sluice_envoy_shadow_mode_total')).toEqual(['d user 0', 'd ip_10.0.0.1 2']);
+    expect(await read(registry, 'sluice_envoy_over_limit_with_local_cache_total')).toEqual(['d user 2', 'd ip_10.0.0.1 0']);
     expect(await read(registry, 'sluice_envoy_global_shadow_mode_total')).toEqual(['1']);
   });
 

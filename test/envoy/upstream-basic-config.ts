@@ -107,8 +107,9 @@ export interface Variant {
   /** The variables of upstream's settings for this variant: upstreamDefaults and the variant's own. */
   env: Record<string, string>;
   /**
-   * Upstream's WithLocalCache: sluice's equivalent of its local cache is the lease, whose standing
-   * denial answers a descriptor over its limit without Redis; on, and the keys end in `_local`.
+   * Upstream's WithLocalCache (LOCAL_CACHE_SIZE_IN_BYTES 1000, else 0): sluice's equivalent of its
+   * local cache is the lease, whose standing denial answers a descriptor over its limit without
+   * Redis; the variable turns leases on, and the keys end in `_local`.
    */
   localCache: boolean;
   /** The Redis the variant's budgets must live in. */
@@ -121,12 +122,12 @@ export interface Variant {
 }
 
 /**
- * A sidecar set up by upstream's variables alone (the policy file only turns upstream_env and, as
- * asked, leases on), for the length of `use`.
+ * A sidecar set up by upstream's variables alone (the policy file only turns upstream_env on, and
+ * leases off: LOCAL_CACHE_SIZE_IN_BYTES turns them on), for the length of `use`.
  */
-export async function withUpstreamSidecar(env: Record<string, string>, leases: boolean, use: (client: EnvoyClient, sidecar: SidecarProcess) => Promise<void>): Promise<void> {
+export async function withUpstreamSidecar(env: Record<string, string>, use: (client: EnvoyClient, sidecar: SidecarProcess) => Promise<void>): Promise<void> {
   // A generous store timeout: the test machines are small and shared.
-  const policy = `store:\n  timeout: 5s\nenvoy:\n  upstream_env: true\n  lease: { enabled: ${leases} }\n`;
+  const policy = 'store:\n  timeout: 5s\nenvoy:\n  upstream_env: true\n  lease: { enabled: false }\n';
   const sidecar = await startSidecar(policy, env);
   const client = connectEnvoy(sidecar.address);
   try {
@@ -143,7 +144,13 @@ export async function withUpstreamSidecar(env: Record<string, string>, leases: b
  */
 export async function runVariant(variant: Variant): Promise<void> {
   await variant.store.flush();
-  await withUpstreamSidecar(variant.env, variant.localCache, (client) => basicConfigAnswers(client, variant.localCache));
+  const env = { ...variant.env, LOCAL_CACHE_SIZE_IN_BYTES: variant.localCache ? '1000' : '0' };
+  await withUpstreamSidecar(env, async (client, sidecar) => {
+    const read = sidecar.logs.find((l) => l.msg === 'envoy.upstream_env: read envoyproxy/ratelimit environment variables');
+    const applied = (read?.applied ?? []) as { name: string; setting: string }[];
+    expect(applied.some((a) => a.name === 'LOCAL_CACHE_SIZE_IN_BYTES' && a.setting === 'envoy.lease.enabled')).toBe(variant.localCache);
+    await basicConfigAnswers(client, variant.localCache);
+  });
   // key4's budget is a day's: it is still there.
   const key4 = variant.localCache ? 'key4_local' : 'key4';
   expect(await variant.store.keys()).toContainEqual(expect.stringContaining(`{envoy=another|${key4}|durTest|`));

@@ -89,10 +89,10 @@ describe('upstream test/integration/integration_test.go, on Redis over TLS with 
 
   it('REDIS_TLS_SKIP_HOSTNAME_VERIFICATION=true reaches a Redis whose certificate names another host, and still refuses one a CA other than REDIS_TLS_CACERT signed', async () => {
     const env = { ...upstream.simpleRedisSettings(otherName, false), REDIS_AUTH: UPSTREAM_PASSWORD, REDIS_TLS: 'true', REDIS_TLS_SKIP_HOSTNAME_VERIFICATION: 'true' };
-    await withUpstreamSidecar({ ...env, REDIS_TLS_CACERT: tls.caFile }, false, async (client) => {
+    await withUpstreamSidecar({ ...env, REDIS_TLS_CACERT: tls.caFile }, async (client) => {
       expect((await client.shouldRateLimit('basic', [desc('key1', 'skip')])).statuses.map(statusLine)).toEqual(['OK 50/SECOND 49']);
     });
-    await withUpstreamSidecar({ ...env, REDIS_TLS_CACERT: tls.otherCaFile }, false, async (client) => {
+    await withUpstreamSidecar({ ...env, REDIS_TLS_CACERT: tls.otherCaFile }, async (client) => {
       const err = await grpcError(client.shouldRateLimit('basic', [desc('key1', 'other-ca')]));
       expect(err.code).toBe(status.UNAVAILABLE);
       expect(err.details).toMatch(/self-signed certificate in certificate chain|unable to verify/);
@@ -117,7 +117,7 @@ describe('upstream test/integration/integration_test.go, on Redis with AUTH', ()
 
   it('a wrong REDIS_AUTH: requests are answered UNAVAILABLE (envoy.on_store_failure: error), the first and the log with Redis’s WRONGPASS, and the sidecar keeps serving', async () => {
     await store.flush();
-    await withUpstreamSidecar({ ...auth(false), REDIS_AUTH: 'wrong-password' }, false, async (client, sidecar) => {
+    await withUpstreamSidecar({ ...auth(false), REDIS_AUTH: 'wrong-password' }, async (client, sidecar) => {
       const errors = [];
       for (let i = 0; i < 3; i++) errors.push(await grpcError(client.shouldRateLimit('basic', [desc('key1', 'foo')])));
       expect(errors.map((err) => err.code)).toEqual([status.UNAVAILABLE, status.UNAVAILABLE, status.UNAVAILABLE]);
@@ -146,6 +146,7 @@ describe('upstream test/integration/integration_test.go, on Redis', () => {
     expect(keys.filter((key) => !key.startsWith('prefix::'))).toEqual([]);
   });
   upstream.variant('TestBasicConfig/WithPerSecondRedisWithstopCacheKeyIncrementWhenOverlimitConfig', false, () => stopIncrement(true), store);
+  upstream.variant('TestBasicConfig/WithoutPerSecondRedisWithLocalCache', true, () => upstream.simpleRedisSettings(plain.redis, false), store);
   upstream.variant('TestBasicConfig/WithoutPerSecondRedisWithLocalCacheAndstopCacheKeyIncrementWhenOverlimitConfig', true, () => stopIncrement(false), store);
   upstream.variant('TestBasicConfig/WithPerSecondRedisWithLocalCacheAndstopCacheKeyIncrementWhenOverlimitConfig', true, () => stopIncrement(true), store);
 });
@@ -155,7 +156,7 @@ describe('upstream test/limiter and test/redis, on Redis with CACHE_KEY_PREFIX',
   // prefix, ':', then its own.
   it('TestGenerateCacheKeysPrefix', async () => {
     await plain.redis.client.flushall();
-    await withUpstreamSidecar({ ...upstream.simpleRedisSettings(plain.redis, false), CACHE_KEY_PREFIX: 'prefix:' }, false, async (client) => {
+    await withUpstreamSidecar({ ...upstream.simpleRedisSettings(plain.redis, false), CACHE_KEY_PREFIX: 'prefix:' }, async (client) => {
       await inOneWindow('SECOND', 700);
       expect((await client.shouldRateLimit('domain', [desc('key', 'value')])).statuses.map(statusLine)).toEqual(['OK 10/SECOND 9']);
       const keys = await plain.redis.client.keys('*');

@@ -36,17 +36,21 @@ export interface World {
 }
 
 /**
+/**
+ * Lines a sidecar adds to the policy's `envoy:` section (`quota_mode: true`), or a function that
+ * gives them when the sidecar starts.
+ */
+type EnvoyLines = string[] | (() => string[]);
+
+/** What a sidecar of a block adds to its policy: `envoy:` lines, or those and settings of `envoy.lease` beside `enabled`, which the backend decides (`ttl: 30s`). */
+export type SidecarSpec = EnvoyLines | { envoy: EnvoyLines; lease: string };
+
+/**
  * A describe block per backend. Its sidecars serve `files` from one config directory (none when
  * null: the lines say where the config comes from), one sidecar per entry of `sidecars`: its
- * name, and lines it adds to the policy's `envoy:` section (`quota_mode: true`), or a function
- * that gives them when the sidecar starts. On Redis, the sidecars of a block share one redis-server.
+ * name, and what it adds to the policy. On Redis, the sidecars of a block share one redis-server.
  */
-export function onEveryBackend(
-  title: string,
-  files: Record<string, string> | null,
-  sidecars: Record<string, string[] | (() => string[])>,
-  body: (world: World) => void,
-): void {
+export function onEveryBackend(title: string, files: Record<string, string> | null, sidecars: Record<string, SidecarSpec>, body: (world: World) => void): void {
   describe.each(BACKENDS)(`${title}, on $name`, (backend) => {
     const running = new Map<string, Served>();
     const world: World = {
@@ -63,8 +67,9 @@ export function onEveryBackend(
       world.dir = files ? configDir(files) : '';
       if (backend.redis) world.redis = await startRedis();
       const env: Record<string, string> = world.redis ? { SLUICE_REDIS_URL: world.redis.url } : {};
-      for (const [name, lines] of Object.entries(sidecars)) {
-        const sidecar = await startSidecar(policyOf(world.dir, backend, typeof lines === 'function' ? lines() : lines), env);
+      for (const [name, spec] of Object.entries(sidecars)) {
+        const { envoy, lease } = Array.isArray(spec) || typeof spec === 'function' ? { envoy: spec, lease: '' } : spec;
+        const sidecar = await startSidecar(policyOf(world.dir, backend, typeof envoy === 'function' ? envoy() : envoy, lease), env);
         running.set(name, { sidecar, client: connectEnvoy(sidecar.address) });
       }
     });
@@ -78,8 +83,9 @@ export function onEveryBackend(
 }
 
 /** A policy serving `dir` (no config_dir when empty) on this backend. (A generous store timeout: the test machines are small and shared.) */
-export function policyOf(dir: string, backend: Backend, envoyLines: string[] = []): string {
-  return ['store:', '  timeout: 5s', 'envoy:', ...(dir ? [`  config_dir: ${dir}`] : []), `  lease: { enabled: ${backend.leases} }`, ...envoyLines.map((line) => `  ${line}`), ''].join('\n');
+export function policyOf(dir: string, backend: Backend, envoyLines: string[] = [], lease = ''): string {
+  const leaseLine = `  lease: { enabled: ${backend.leases}${lease ? `, ${lease}` : ''} }`;
+  return ['store:', '  timeout: 5s', 'envoy:', ...(dir ? [`  config_dir: ${dir}`] : []), leaseLine, ...envoyLines.map((line) => `  ${line}`), ''].join('\n');
 }
 
 /**

@@ -265,6 +265,25 @@ describe('no false denials on one sidecar', () => {
     expect((await decider.acquire(t.input())).granted).toBe(false);
   });
 
+  it('answer the requests that waited for a denied take as the store (STORE), and those after it from the standing denial (LEASE), with no store call', async () => {
+    const t = setup('      - { name: tokens, algorithm: fixed_window, rate: 100/1h }\n');
+    const leases = t.sidecar();
+    expect((await directAcquire(t, 100)).granted).toBe(true);
+    // At one instant: passed on while the key is cold, then one take that every request waits for.
+    const burst = await Promise.all(Array.from({ length: 60 }, () => leases.acquire(t.input())));
+    const waited = burst.filter((d) => d !== null);
+    expect(waited.length).toBeGreaterThan(0);
+    expect(waited.every((d) => !d.granted && d.decidedBy === 'STORE')).toBe(true);
+    expect(t.takes.count).toBe(1);
+    expect(leases.figures.served).toBe(0);
+
+    const standing = leases.acquire(t.input());
+    expect(standing).not.toBeInstanceOf(Promise);
+    expect(standing).toMatchObject({ granted: false, decidedBy: 'LEASE', remaining: 0 });
+    expect(t.takes.count).toBe(1);
+    expect(leases.figures.served).toBe(1);
+  });
+
   it('never grant more than the limit allows across several sidecars, bursts included', async () => {
     // 1000/s with a burst of 100; four sidecars, each asked 1 to 3 requests at once every ms.
     const t = setup('      - { name: l, algorithm: token_bucket, rate: 1000/1s, burst: 100 }\n');
