@@ -2,6 +2,7 @@
 // over TLS, through the built sidecar set up by upstream's own variables (envoy.upstream_env with
 // GRPC_SERVER_USE_TLS and the rest). Each `it` is named after the upstream test it comes from.
 // They are about the transport, not the answers, so they run on the memory store only.
+import { randomUUID } from 'node:crypto';
 import { copyFileSync, mkdtempSync, renameSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,7 +12,7 @@ import { startSidecar, type SidecarProcess } from '../support/sidecar.js';
 import { handshake, issueCertificate, makeTlsFiles, tlsChannel, type TlsFiles } from '../support/tls.js';
 import { connectEnvoy, desc } from './client.js';
 import { configDir, grpcError, waitForLog } from './support.js';
-import { statusLine as line } from './upstream.js';
+import { inOneWindow, statusLine as line } from './upstream.js';
 import { BASIC_CONFIG_FILES } from './upstream-basic-config.js';
 
 /** What an upstream Deployment's policy comes down to: its config files, the rest from the environment. */
@@ -45,14 +46,17 @@ describe('upstream test/integration/integration_test.go', () => {
       await sidecar?.stop();
     });
 
+    // A budget of 20 a minute, its own: every step below falls in one window.
+    const user = randomUUID();
     const shouldRateLimit = (client: { certFile?: string; keyFile?: string }) => {
       const envoy = connectEnvoy(sidecar.address, tlsChannel({ caFile: files.caFile, ...client }));
-      return envoy.shouldRateLimit('basic', [desc('key1', 'foo')]).finally(() => envoy.close());
+      return envoy.shouldRateLimit('another', [desc('key2', user)]).finally(() => envoy.close());
     };
 
     it('Test_mTLS', async () => {
+      await inOneWindow('MINUTE', 20_000);
       // A client certificate signed by GRPC_CLIENT_TLS_CACERT, carrying GRPC_CLIENT_TLS_SAN: answered.
-      expect((await shouldRateLimit(clients.good)).statuses.map(line)).toEqual(['OK 50/SECOND 49']);
+      expect((await shouldRateLimit(clients.good)).statuses.map(line)).toEqual(['OK 20/MINUTE 19']);
 
       // No certificate, or one from another CA: the handshake is refused.
       for (const client of [{}, clients.otherCa]) expect(await grpcError(shouldRateLimit(client))).toMatchObject({ code: status.UNAVAILABLE });
@@ -62,7 +66,7 @@ describe('upstream test/integration/integration_test.go', () => {
       expect(refused).toMatchObject({ code: status.PERMISSION_DENIED });
       expect(refused.details).toBe('the client certificate does not carry the SAN localhost that this sidecar requires (server.tls.client_san)');
       // Nothing was charged for the refused calls.
-      expect((await shouldRateLimit(clients.good)).statuses.map(line)).toEqual(['OK 50/SECOND 48']);
+      expect((await shouldRateLimit(clients.good)).statuses.map(line)).toEqual(['OK 20/MINUTE 18']);
     });
   });
 
