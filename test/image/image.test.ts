@@ -72,11 +72,12 @@ describe('the image', () => {
     expect(installed.sort()).toEqual(production.sort());
   });
 
-  it('adds less than 50 MB to its base', async () => {
+  // OpenTelemetry's SDK and OTLP exporters (loaded only with tracing on) are about half of it.
+  it('adds less than 60 MB to its base', async () => {
     const baseSize = (await inspectImage(base)).size;
     const mb = (bytes: number) => `${(bytes / 1e6).toFixed(1)} MB`;
     console.log(`image ${TAG}: ${mb(image.size)}, of which ${mb(image.size - baseSize)} over its base ${base} (${mb(baseSize)})`);
-    expect(image.size - baseSize).toBeLessThan(50e6);
+    expect(image.size - baseSize).toBeLessThan(60e6);
   });
 });
 
