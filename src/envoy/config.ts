@@ -41,6 +41,8 @@ export interface Rule {
    * or `key` for a key-only one (upstream's key is the domain and these, joined by dots).
    */
   levels: readonly string[];
+  /** The levels joined by dots: the `rule` label of its statistics. */
+  label: string;
   /** rate_limit.name: what `replaces` refers to, and current_limit.name. Empty when unnamed. */
   name: string;
   replaces: readonly string[];
@@ -510,7 +512,7 @@ function readRateLimit(r: Reader, node: YamlNode, path: Path, descriptor: Omit<R
       if (fields.has(key)) r.fail([...path, key], fields.get(key)!.key, `${key} does not apply to an unlimited rate_limit`);
     }
     if (r.problems.length > before) return null;
-    return { ...descriptor, name, replaces, unlimited: true, main: null, resource: null, reported: new Map(), shapeTag: '' };
+    return { ...descriptor, label: descriptor.levels.join('.'), name, replaces, unlimited: true, main: null, resource: null, reported: new Map(), shapeTag: '' };
   }
   if (!unit) {
     r.fail([...path, 'unit'], fields.get('unit')?.value ?? node, `invalid rate limit unit '${unitText}'`);
@@ -629,7 +631,7 @@ export function compileRule(ctx: Context, head: RuleHead, main: ReportedLimit, l
   // a scope (the memory store keeps a scope's state by limit position), while an override and a
   // configured rule of the same unit share one, as upstream's cache keys do.
   const shapeTag = limits.map(limitNameOf).join('+');
-  return { ...head, unlimited: false, main, resource, reported, shapeTag };
+  return { ...head, label: head.levels.join('.'), unlimited: false, main, resource, reported, shapeTag };
 }
 
 /** Past this many distinct overrides per config, the oldest rules are forgotten (and rebuilt on use). */

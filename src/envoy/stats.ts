@@ -13,7 +13,6 @@
 // answers without asking the store is upstream's local cache: every hit of it is over the limit.
 import { Counter, type Registry } from 'prom-client';
 import type { Decision } from '../decide/decision.js';
-import type { Rule } from './config.js';
 import type { Entry, Match } from './match.js';
 
 /** Series whose rule label carries descriptor values (detailed_metric, value_to_metric) or a request's keys (a limit override). */
@@ -64,7 +63,7 @@ export function statLabel(domain: string, match: Match, entries: readonly Entry[
     // Upstream counts an override under the request's keys and values; sluice under its keys.
     return { domain, rule: entries.map((e) => e.key).join('.'), detailed: true, coarse: OVERRIDE_RULE };
   }
-  const plain = plainLabel(rule);
+  const plain = rule.label;
   if (rule.detailedMetric) {
     // Every entry as key_value, value_to_metric or not, and a share_threshold wildcard as its
     // pattern (one budget, one series).
@@ -82,18 +81,6 @@ export function statLabel(domain: string, match: Match, entries: readonly Entry[
     })
     .join('.');
   return { domain, rule: named, detailed: named !== plain, coarse: plain };
-}
-
-const plainLabels = new WeakMap<Rule, string>();
-
-/** The rule's levels joined: `key_value.key`. */
-function plainLabel(rule: Rule): string {
-  let label = plainLabels.get(rule);
-  if (label === undefined) {
-    label = rule.levels.join('.');
-    plainLabels.set(rule, label);
-  }
-  return label;
 }
 
 /** One descriptor's figures, as upstream's LimitInfo holds them. */
